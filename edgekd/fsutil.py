@@ -1,0 +1,71 @@
+"""Atomic file and folder output. Torch-free.
+
+Every output goes to a temporary sibling first and is renamed into place only when
+complete, so an error or Ctrl-C never leaves a half-written file or folder behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from .errors import EdgeKDError
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def refuse_existing(path: Path, force: bool, what: str) -> None:
+    """An existing output is never overwritten without --force."""
+    if path.exists() and not force:
+        raise EdgeKDError(f"{what} '{path}' already exists", hint="pass --force to overwrite it")
+
+
+@contextlib.contextmanager
+def staged_dir(final: str | os.PathLike, force: bool, what: str, keep_on_error: bool = False,
+               staging: str | os.PathLike | None = None) -> Iterator[Path]:
+    """Yield a staging folder that replaces ``final`` only when the block succeeds.
+
+    ``keep_on_error`` keeps the staging folder for ``--resume`` (distill's epoch
+    checkpoints live there); otherwise it is removed on any error.
+    """
+    final = Path(final)
+    refuse_existing(final, force, what)
+    stage = Path(staging) if staging else final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    stage.mkdir(parents=True, exist_ok=True)
+    try:
+        yield stage
+    except BaseException:
+        if not keep_on_error:
+            shutil.rmtree(stage, ignore_errors=True)
+        raise
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+        os.replace(stage, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(stage, final)
