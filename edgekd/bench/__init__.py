@@ -1,0 +1,235 @@
+"""``edgekd bench``: accuracy, latency and memory of every model of a bundle, on this device.
+
+Torch-free (the device side runs with numpy + a runtime). Every model is measured in
+its own fresh child process (:mod:`edgekd.bench.worker`), once per (threads, batch)
+setting; this process only verifies, orchestrates and reports. The result is the
+``bench.json`` document (schema :data:`SCHEMA_VERSION`, documented in the README).
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..errors import BundleError, ConfigError, DataError, EdgeKDError
+
+SCHEMA = "edgekd.bench"
+SCHEMA_VERSION = 1
+
+DEFAULTS = {"warmup": 10, "warmup_seconds": 0.5, "runs": 100, "min_seconds": 2.0}
+
+Progress = Callable[[int, int, str], None]
+
+
+def default_threads() -> list[int]:
+    """1 and all cores (just [1] on a single-core device)."""
+    from .device import cores
+    return sorted({1, cores()})
+
+
+def parse_list(text: str | Iterable | None, what: str, allow_all: bool = False) -> list[int] | None:
+    """'1,4' → [1, 4]; 'all' → the core count (threads). None stays None (the default)."""
+    if text is None:
+        return None
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out = []
+    for item in items:
+        s = str(item).strip().lower()
+        if allow_all and s in ("all", "max"):
+            from .device import cores
+            out.append(cores())
+            continue
+        try:
+            v = int(s)
+        except ValueError:
+            raise ConfigError(f"{what} must be whole numbers separated by commas, got '{text}'",
+                              hint=f"e.g. --{what} 1,4" + (" (or 'all')" if allow_all else "")) from None
+        if v < 1:
+            raise ConfigError(f"{what} must be at least 1, got {v}")
+        out.append(v)
+    if not out:
+        raise ConfigError(f"{what} is empty")
+    return list(dict.fromkeys(out))
+
+
+def _check_number(name: str, value, minimum: float) -> None:
+    if value is None or value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum:g}, got {value}")
+
+
+def _default_out(target: Path, kind: str) -> Path:
+    return target / "bench.json" if kind == "bundle" else target.with_name(target.name + ".bench.json")
+
+
+def resolve_target(target: str | os.PathLike, data=None, runtime: str | None = None) -> dict:
+    """What to bench: the verified bundle's models (sha256 checked first) or one model file."""
+    from .. import bundle as bundle_mod
+    from ..runtimes import canonical_runtime, runtime_for
+
+    path = Path(target)
+    want = canonical_runtime(runtime) if runtime else None
+    if not path.exists():
+        hint = "create a bundle with: edgekd export RUN_DIR" if not path.suffix else None
+        raise BundleError(f"'{path}' not found (expected a bundle folder or a .onnx/.tflite file)", hint=hint)
+    if path.is_dir():
+        bundle = bundle_mod.read_manifest(path)
+        bundle_mod.verify(bundle)                      # sha256 of every file, before anything runs
+        files = bundle.manifest["files"]
+        models = []
+        for m in bundle.models:
+            if m.get("file") not in files:
+                raise BundleError(f"model '{m.get('file')}' is not listed in the manifest's files "
+                                  "(so its sha256 cannot be checked)")
+            rt = runtime_for(m["file"], m.get("runtime"))
+            if want and rt != want:
+                continue
+            models.append({"file": m["file"], "path": str(path / m["file"]), "role": m.get("role", "model"),
+                           "format": m.get("format"), "precision": m.get("precision"), "runtime": rt,
+                           "bytes": files[m["file"]]["bytes"], "sha256": files[m["file"]]["sha256"],
+                           "parameters": m.get("parameters"), "macs": m.get("macs"),
+                           "reference_accuracy": m.get("reference_accuracy")})
+        if not models:
+            raise ConfigError(f"the bundle has no model for runtime '{runtime}'" if want
+                              else "the bundle lists no models")
+        eval_path = Path(data) if data else path / bundle.manifest["eval"]["file"]
+        info = {"kind": "bundle", "path": str(path), "manifest_schema_version": bundle.manifest["schema_version"],
+                "labels": bundle.manifest.get("labels"), "created_utc": bundle.manifest.get("created_utc"),
+                "edgekd_version": bundle.manifest.get("edgekd_version")}
+    else:
+        rt = runtime_for(path, runtime)
+        digest = bundle_mod.file_digest(path)
+        models = [{"file": path.name, "path": str(path), "role": "model", "format": None, "precision": None,
+                   "runtime": rt, **digest, "parameters": None, "macs": None, "reference_accuracy": None}]
+        eval_path = Path(data) if data else None
+        info = {"kind": "model", "path": str(path)}
+    if eval_path is not None:
+        if not eval_path.is_file():
+            raise DataError(f"eval data '{eval_path}' not found")
+        x, y = bundle_mod.load_eval_npz(eval_path)    # readable, has x and y — before any child runs
+        if len(x) != len(y) or len(x) == 0:
+            raise DataError(f"'{eval_path}' holds {len(x)} inputs and {len(y)} labels")
+        info["eval"] = {"file": str(eval_path), "samples": int(len(x)), "sample_shape": list(x.shape[1:])}
+    return {"target": info, "models": models, "eval_path": str(eval_path) if eval_path else None}
+
+
+def run_bench(target, threads=None, batch=None, warmup: int = DEFAULTS["warmup"],
+              warmup_seconds: float = DEFAULTS["warmup_seconds"], runs: int = DEFAULTS["runs"],
+              min_seconds: float = DEFAULTS["min_seconds"], data=None, out=None, markdown=None, plot=None,
+              runtime: str | None = None, providers: list[str] | None = None,
+              progress: Progress | None = None, timeout: float | None = None,
+              max_runs: int = 1_000_000, seed: int = 0) -> dict:
+    """Benchmark a bundle folder or a single .onnx/.tflite file; returns the bench.json document.
+
+    ``threads`` / ``batch``: lists or "1,4" strings (default: 1 and all cores / [1]). Warm-up
+    runs until both ``warmup`` calls and ``warmup_seconds`` have passed; the timed loop until
+    both ``runs`` calls and ``min_seconds``. ``out``: where bench.json goes (default:
+    BUNDLE/bench.json, or MODEL.bench.json beside a single file; ``False`` writes nothing).
+    ``markdown``/``plot``: optional extra outputs. ``progress(done, total, label)`` is called
+    before each child process and once at the end.
+    """
+    from . import device
+    from .measure import spawn_worker
+    from .report import build_comparisons, require_matplotlib, write_outputs
+
+    if isinstance(providers, str):
+        providers = [p.strip() for p in providers.split(",") if p.strip()] or None
+    threads = parse_list(threads, "threads", allow_all=True) if threads is not None else default_threads()
+    batch = parse_list(batch, "batch") if batch is not None else [1]
+    _check_number("warmup", warmup, 0)
+    _check_number("warmup_seconds", warmup_seconds, 0)
+    _check_number("runs", runs, 1)
+    _check_number("min_seconds", min_seconds, 0)
+    if plot:
+        require_matplotlib()
+
+    resolved = resolve_target(target, data=data, runtime=runtime)
+    if out is None:
+        out = _default_out(Path(target), resolved["target"]["kind"])
+    settings = {"threads": threads, "batch": batch, "warmup": warmup, "warmup_seconds": warmup_seconds,
+                "runs": runs, "min_seconds": min_seconds, "max_runs": max_runs, "runtime": runtime,
+                "providers": providers, "data": resolved["eval_path"],
+                "isolation": "one fresh child process per (model, threads, batch)"}
+    facts = device.collect()
+    thermal_before = device.thermal()
+
+    configs = [(m, t, b) for m in resolved["models"] for t in threads for b in batch]
+    total = len(configs)
+    predictions: dict[str, list] = {}
+    entries = {}
+    for m in resolved["models"]:
+        entries[m["file"]] = {**{k: v for k, v in m.items() if k != "path"}, "backend": None,
+                              "accuracy": None, "eval_samples": None, "agreement_with_teacher": None,
+                              "measurements": []}
+    for done, (m, t, b) in enumerate(configs):
+        if progress:
+            progress(done, total, f"{m['file']} · {t} thread{'s' if t > 1 else ''} · batch {b}")
+        entry = entries[m["file"]]
+        evaluate = resolved["eval_path"] is not None and m["file"] not in predictions
+        req = {"path": m["path"], "runtime": m["runtime"], "threads": t, "batch": b, "providers": providers,
+               "warmup": warmup, "warmup_seconds": warmup_seconds, "runs": runs, "min_seconds": min_seconds,
+               "max_runs": max_runs, "data": resolved["eval_path"], "evaluate": evaluate, "seed": seed}
+        resp, _ = spawn_worker(req, timeout=timeout)
+        if "skip" in resp:
+            entry["measurements"].append({"threads": t, "batch": b, "skipped": resp["skip"]})
+            continue
+        _fill_model(entry, m, resp["runtime"])
+        if "eval" in resp:
+            predictions[m["file"]] = resp["eval"].pop("predictions")
+            entry["accuracy"] = resp["eval"]["accuracy"]
+            entry["eval_samples"] = resp["eval"]["samples"]
+            entry["eval_seconds"] = resp["eval"]["seconds"]
+        mem = resp["memory"]
+        mem["model_bytes"] = max(0, mem["rss_peak_inference"] - mem["rss_before_load"])
+        entry["measurements"].append({
+            "threads": t, "batch": b, "delegate": resp["runtime"].get("delegate"), "init_ms": resp["init_ms"],
+            "first_inference_ms": resp["first_inference_ms"], "warmup": resp["warmup"],
+            "latency_ms": resp["latency_ms"], "throughput_per_s": resp["throughput_per_s"], "memory": mem})
+    if progress:
+        progress(total, total, "done")
+
+    models = list(entries.values())
+    teacher = _reference_teacher(models, predictions)
+    if teacher is not None:
+        ref = predictions[teacher["file"]]
+        for e in models:
+            p = predictions.get(e["file"])
+            if p is not None and len(p) == len(ref) and ref:
+                e["agreement_with_teacher"] = sum(a == b for a, b in zip(p, ref)) / len(ref)
+
+    from .. import __version__
+    result = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "edgekd_version": __version__,
+              "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+              "target": resolved["target"], "settings": settings,
+              "device": {**facts, "thermal_before": thermal_before, "thermal_after": device.thermal()},
+              "teacher": teacher["file"] if teacher else None,
+              "models": models, "comparisons": build_comparisons(models),
+              "outputs": {"json": str(out) if out else None, "markdown": str(markdown) if markdown else None,
+                          "plot": str(plot) if plot else None}}
+    write_outputs(result, out=out, markdown=markdown, plot=plot)
+    return result
+
+
+def _fill_model(entry: dict, m: dict, rt: dict) -> None:
+    """Backend facts and, for a single file, format/precision, from the first successful child."""
+    if entry["backend"] is None:
+        entry["backend"] = {k: rt.get(k) for k in ("backend", "module", "version", "delegate", "providers",
+                                                   "delegated_nodes")}
+        entry["input"], entry["output"] = rt["input"], rt["output"]
+    quantized = bool(rt["input"].get("scale"))
+    if entry["precision"] is None:
+        entry["precision"] = rt["input"]["dtype"] if quantized else "fp32"
+    if entry["format"] is None:
+        entry["format"] = "onnx" if m["runtime"] == "onnxruntime" else ("tflite-int8" if quantized else "tflite")
+
+
+def _reference_teacher(models: list[dict], predictions: dict) -> dict | None:
+    """The teacher whose predictions define agreement: fp32 ONNX first."""
+    teachers = [m for m in models if m["role"] == "teacher" and m["file"] in predictions]
+    teachers.sort(key=lambda m: (m.get("precision") not in (None, "fp32", "float32"),
+                                 m["runtime"] != "onnxruntime"))
+    return teachers[0] if teachers else None
+
+
+__all__ = ["run_bench", "resolve_target", "parse_list", "default_threads", "SCHEMA", "SCHEMA_VERSION",
+           "DEFAULTS", "EdgeKDError"]

@@ -1,0 +1,150 @@
+"""The child process that measures one model: ``python -m edgekd.bench.worker REQ.json RESP.json``.
+
+Runs in a fresh interpreter so the memory it reports is the model's own. Torch-free.
+The request and the response are JSON files (stdout is left to native libraries,
+which print there). Request keys: path, runtime, threads, batch, providers, warmup,
+warmup_seconds, runs, min_seconds, max_runs, data (eval.npz or null), evaluate, seed.
+"""
+from __future__ import annotations
+
+import gc
+from array import array
+import json
+import sys
+import time
+import traceback
+
+
+def _stats(times_ns) -> dict:
+    import numpy as np
+    t = np.asarray(times_ns, dtype=np.float64) / 1e6
+    pct = np.percentile(t, np.arange(101))
+    return {"runs": int(t.size), "seconds": float(t.sum() / 1e3),
+            "min": float(t.min()), "p50": float(pct[50]), "p90": float(pct[90]), "p99": float(pct[99]),
+            "max": float(t.max()), "mean": float(t.mean()), "std": float(t.std(ddof=1) if t.size > 1 else 0.0),
+            "percentiles": [round(float(v), 6) for v in pct]}
+
+
+def timed_loop(call, runs: int, min_seconds: float, max_runs: int):
+    """Run ``call`` until both ``runs`` calls and ``min_seconds`` have passed; only the call is timed."""
+    pc = time.perf_counter_ns
+    times = array("q")          # 8 bytes a run: the harness adds little to the child's memory
+    append = times.append
+    deadline = pc() + int(min_seconds * 1e9)
+    n = 0
+    gc.collect()
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        while True:
+            t0 = pc()
+            call()
+            t1 = pc()
+            append(t1 - t0)
+            n += 1
+            if (n >= runs and t1 >= deadline) or n >= max_runs:
+                break
+    finally:
+        if was:
+            gc.enable()
+    return times
+
+
+def warm_up(call, count: int, seconds: float) -> dict:
+    pc = time.perf_counter
+    start = pc()
+    n = 0
+    while n < count or pc() - start < seconds:
+        call()
+        n += 1
+    return {"runs": n, "seconds": pc() - start}
+
+
+def measure(req: dict) -> dict:
+    from . import memory
+    import numpy as np
+    from ..runtimes import runtime_for
+    # import the runtime's module before "before load", so the figure is the model's own
+    name = runtime_for(req["path"], req.get("runtime"))
+    if name == "tflite":
+        from ..runtimes.tflite import import_interpreter
+        import_interpreter()
+    else:
+        from ..runtimes.onnx import _import_ort
+        _import_ort()
+    from ..runtimes import open_model
+    from ..bundle import load_eval_npz
+    from pathlib import Path
+
+    x_eval = y_eval = None
+    if req.get("data"):
+        x_eval, y_eval = load_eval_npz(Path(req["data"]))
+    gc.collect()
+    rss_before = memory.rss_bytes()
+
+    t0 = time.perf_counter()
+    rt = open_model(req["path"], threads=req.get("threads"), providers=req.get("providers"),
+                    runtime=req.get("runtime"))
+    init_ms = (time.perf_counter() - t0) * 1e3
+    rss_loaded = memory.rss_bytes()
+
+    batch = int(req.get("batch") or 1)
+    if x_eval is not None:
+        rt.check_sample_shape(x_eval.shape[1:], what=f"'{Path(req['data']).name}'")
+        reps = -(-batch // len(x_eval)) if len(x_eval) else 1
+        x = np.concatenate([x_eval] * reps)[:batch] if len(x_eval) else rt.random_input(batch)
+    else:
+        x = rt.random_input(batch, seed=int(req.get("seed", 0)))
+    prepared = rt.prepare(x)        # quantize once, outside the timer; sets the batch
+    call = rt.bind(prepared)
+
+    t0 = time.perf_counter()
+    raw = call()
+    first_ms = (time.perf_counter() - t0) * 1e3
+    out_shape = list(np.asarray(raw).shape)
+
+    warm = warm_up(call, int(req.get("warmup", 10)), float(req.get("warmup_seconds", 0.0)))
+    peak_inference = memory.peak_rss_bytes()    # load + first inference + warm-up, before timing storage
+    times = timed_loop(call, int(req.get("runs", 100)), float(req.get("min_seconds", 0.0)),
+                       int(req.get("max_runs", 1_000_000)))
+    latency = _stats(times)
+    rss_after_runs = memory.rss_bytes()
+
+    result = {"ok": True, "runtime": rt.info(), "threads": req.get("threads"), "batch": batch,
+              "init_ms": init_ms, "first_inference_ms": first_ms, "output_shape": out_shape,
+              "warmup": warm, "latency_ms": latency,
+              "throughput_per_s": batch * 1e3 / latency["p50"] if latency["p50"] > 0 else None}
+    if req.get("evaluate") and x_eval is not None:
+        t0 = time.perf_counter()
+        pred = rt.predict(x_eval)
+        result["eval"] = {"samples": int(len(x_eval)), "seconds": time.perf_counter() - t0,
+                          "accuracy": float(np.mean(pred == y_eval)) if len(y_eval) else None,
+                          "predictions": pred.astype(int).tolist()}
+    result["memory"] = {"rss_before_load": rss_before, "rss_after_load": rss_loaded,
+                        "rss_peak_inference": peak_inference, "rss_after_runs": rss_after_runs,
+                        "rss_peak": memory.peak_rss_bytes(), "source": memory.source()}
+    return result
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    req_path, resp_path = argv
+    with open(req_path) as f:
+        req = json.load(f)
+    from ..errors import EdgeKDError
+    from ..runtimes import UnsupportedBatch
+    try:
+        resp = measure(req)
+    except UnsupportedBatch as exc:
+        resp = {"ok": False, "skip": exc.message}
+    except EdgeKDError as exc:
+        resp = {"ok": False, "error": {"kind": exc.kind, "message": exc.message, "hint": exc.hint}}
+    except Exception as exc:  # a bug or an unexpected runtime failure: keep the traceback
+        resp = {"ok": False, "crash": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    with open(resp_path, "w") as f:
+        json.dump(resp, f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
