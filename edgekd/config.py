@@ -1,0 +1,104 @@
+"""Every option of ``distill`` as one dataclass; read from TOML, overridden by the CLI,
+written back as the run folder's ``config.toml`` (which re-runs the experiment as is)."""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from .errors import ConfigError, unknown_name
+
+
+@dataclass
+class DistillConfig:
+    data: str = "digits"
+    label_column: str | None = None
+    teacher: str = "cnn:width=64,depth=3"
+    student: str = "cnn:width=8,depth=2"
+    teacher_from: str | None = None
+    temperature: float = 4.0
+    alpha: float = 0.1
+    student_fraction: float = 0.1
+    folds: int = 5
+    test_fraction: float = 0.2
+    teacher_epochs: int = 15
+    student_epochs: int = 150
+    batch_size: int = 32
+    lr: float = 0.01
+    weight_decay: float = 0.0
+    augment: bool = False
+    seed: int = 0
+    device: str = "cpu"
+    out: str = "runs/demo"
+
+    def validate(self) -> None:
+        """Reject impossible values before anything is loaded or written."""
+        if not self.temperature > 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}", hint="alpha weighs the hard labels")
+        if not 0.0 < self.student_fraction <= 1.0:
+            raise ConfigError(f"student fraction must be in (0, 1], got {self.student_fraction}")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(f"test fraction must be in (0, 1), got {self.test_fraction}")
+        for name in ("folds", "teacher_epochs", "student_epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"learning rate must be > 0, got {self.lr}")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise unknown_name("device", self.device, ["cpu", "cuda", "auto"], ConfigError)
+
+    def to_toml(self) -> str:
+        lines = ["# edgekd distill configuration; re-run with: edgekd distill --config config.toml"]
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                lines.append(f"{f.name} = {_toml_value(value)}")
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def load_config(path: str | Path | None = None, **overrides) -> DistillConfig:
+    """Defaults ← TOML file ← CLI overrides (``None`` means "not given")."""
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' not found")
+        try:
+            values = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"'{path}' is not valid TOML: {exc}") from None
+    known = {f.name: f for f in fields(DistillConfig)}
+    for key in values:
+        if key not in known:
+            raise unknown_name(f"key in '{path}'", key, known, ConfigError)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    for key, value in values.items():
+        values[key] = _coerce(key, value, known[key].type, path)
+    config = DistillConfig(**values)
+    config.validate()
+    return config
+
+
+def _coerce(key: str, value, annotation: str, path):
+    kind = annotation.split("|")[0].strip()
+    caster = {"int": int, "float": float, "bool": bool, "str": str}[kind]
+    if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, caster) or (kind == "int" and isinstance(value, bool)):
+        raise ConfigError(f"'{key}' must be {kind}, got {value!r}" + (f" in '{path}'" if path else ""))
+    return value
+
+
+def replace(config: DistillConfig, **changes) -> DistillConfig:
+    return dataclasses.replace(config, **changes)

@@ -1,0 +1,88 @@
+"""Datasets as numpy arrays, from a registry of sources. Torch-free.
+
+A source spec is ``name`` or ``name:ARG``: ``digits``, ``npz:PATH``, ``idx:DIR``,
+``folder:DIR``, ``csv:PATH``. Every source returns a ``Dataset`` of raw float32
+features (images as N×C×H×W, tables as N×F) and integer class indices 0..K-1; a source
+that ships its own test split (IDX ``t10k-*`` files, npz ``x_test``/``y_test``) carries it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..errors import DataError
+from ..registry import Registry
+
+
+@dataclass
+class Dataset:
+    x: np.ndarray                      # float32, raw (not yet normalised)
+    y: np.ndarray                      # int64 class indices 0..K-1
+    labels: list[str]                  # class names, index → name
+    name: str
+    test: tuple[np.ndarray, np.ndarray] | None = None   # the source's own test split
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    @property
+    def is_image(self) -> bool:
+        return self.x.ndim == 4
+
+
+SOURCES: Registry[Callable[..., Dataset]] = Registry("data source", DataError)
+register_source = SOURCES.register
+
+
+def load_dataset(spec: str, label_column: str | None = None) -> Dataset:
+    """Load ``spec`` (e.g. ``digits``, ``npz:data.npz``) through the source registry."""
+    name, _, arg = spec.partition(":")
+    loader = SOURCES.get(name)
+    return loader(arg or None, label_column=label_column)
+
+
+def encode_labels(raw: np.ndarray, where: str, names: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Raw integer labels → contiguous indices; non-integer labels are a user error."""
+    raw = np.asarray(raw)
+    if raw.ndim != 1:
+        raise DataError(f"labels in {where} must be one-dimensional, got shape {raw.shape}")
+    if raw.dtype.kind == "f":
+        if not np.all(np.isfinite(raw)) or not np.all(raw == np.round(raw)):
+            raise DataError(f"labels in {where} must be integers", hint="found fractional or NaN values")
+        raw = raw.astype(np.int64)
+    elif raw.dtype.kind not in "iu":
+        raise DataError(f"labels in {where} must be integers, got dtype {raw.dtype}",
+                        hint="map class names to 0..K-1, or use folder:DIR / csv:PATH which do it for you")
+    classes, y = np.unique(raw, return_inverse=True)
+    labels = names if names is not None and len(names) == len(classes) else [str(c) for c in classes]
+    return y.astype(np.int64), labels
+
+
+def as_images_or_table(x: np.ndarray, where: str) -> np.ndarray:
+    """N×F tables stay; N×H×W gains a channel; N×H×W×C (C ≤ 4) becomes N×C×H×W."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise DataError(f"features in {where} must be numeric, got dtype {x.dtype}")
+    x = x.astype(np.float32)
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] <= 4 and x.shape[1] > 4:
+        x = x.transpose(0, 3, 1, 2)
+    elif x.ndim not in (2, 4):
+        raise DataError(f"features in {where} must be N×F, N×H×W or N×C×H×W, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"features in {where} contain NaN or infinite values")
+    return np.ascontiguousarray(x)
+
+
+def check_pair(x: np.ndarray, y: np.ndarray, where: str) -> None:
+    if len(x) != len(y):
+        raise DataError(f"{where} has {len(x)} samples but {len(y)} labels", hint="x and y must have the same length")
+    if len(x) == 0:
+        raise DataError(f"{where} holds no samples")
+
+
+from . import sources  # noqa: E402,F401  (registers the built-in sources)

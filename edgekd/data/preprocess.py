@@ -1,0 +1,27 @@
+"""Standardisation fitted on training data only, recorded in model.json. Torch-free."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def fit_standardize(x: np.ndarray) -> dict:
+    """Mean and std per channel (images) or per feature (tables) of the training data."""
+    axes = (0, 2, 3) if x.ndim == 4 else (0,)
+    mean = x.mean(axis=axes, dtype=np.float64)
+    std = x.std(axis=axes, dtype=np.float64)
+    std[std < 1e-8] = 1.0        # a constant channel or feature: leave its scale alone
+    return {"type": "standardize", "axis": "channel" if x.ndim == 4 else "feature",
+            "mean": mean.tolist(), "std": std.tolist()}
+
+
+def standardize(pre: dict, x: np.ndarray) -> np.ndarray:
+    """Apply ``fit_standardize``'s statistics: ``(x − mean) / std``, float32."""
+    shape = (1, -1, 1, 1) if pre["axis"] == "channel" else (1, -1)
+    mean = np.asarray(pre["mean"], np.float32).reshape(shape)
+    std = np.asarray(pre["std"], np.float32).reshape(shape)
+    return ((x - mean) / std).astype(np.float32)
+
+
+def zero_point(pre: dict) -> np.ndarray:
+    """Where a raw 0 (an empty pixel) lands after standardisation, per channel: the fill for shifted images."""
+    return (-np.asarray(pre["mean"]) / np.asarray(pre["std"])).astype(np.float32)

@@ -1,0 +1,173 @@
+"""The built-in data sources. Each turns one kind of file into a ``Dataset``."""
+from __future__ import annotations
+
+import csv
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from . import Dataset, as_images_or_table, check_pair, encode_labels, register_source
+
+
+def _existing(arg: str | None, source: str, kind: str) -> Path:
+    if not arg:
+        raise DataError(f"data source '{source}' needs a path", hint=f"example: --data {source}:PATH")
+    path = Path(arg).expanduser()
+    exists = path.is_dir() if kind == "folder" else path.is_file()
+    if not exists:
+        raise DataError(f"{kind} '{path}' not found (data source '{source}')")
+    return path
+
+
+@register_source("digits")
+def load_digits(arg: str | None = None, **_) -> Dataset:
+    """scikit-learn's bundled 8×8 digits: 1,797 images, 10 classes, values 0..16; no download."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    x = bunch.images.astype(np.float32)[:, None]
+    return Dataset(x, bunch.target.astype(np.int64), [str(c) for c in bunch.target_names], "digits")
+
+
+@register_source("npz")
+def load_npz(arg: str | None, **_) -> Dataset:
+    """Arrays ``x`` and ``y`` (and optionally ``x_test``/``y_test``, ``labels``); never unpickles."""
+    path = _existing(arg, "npz", "file")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read '{path}' as npz: {exc}") from None
+    with data:
+        missing = [k for k in ("x", "y") if k not in data.files]
+        if missing:
+            raise DataError(f"'{path}' has no array {' or '.join(repr(m) for m in missing)}",
+                            hint=f"it holds: {', '.join(data.files) or 'nothing'}; save with np.savez(path, x=..., y=...)")
+        arrays = {k: data[k] for k in data.files}
+    x = as_images_or_table(arrays["x"], str(path))
+    check_pair(x, arrays["y"], str(path))
+    names = [str(n) for n in arrays["labels"]] if "labels" in arrays else None
+    y, labels = encode_labels(arrays["y"], str(path), names)
+    test = None
+    if "x_test" in arrays and "y_test" in arrays:
+        x_test = as_images_or_table(arrays["x_test"], f"{path} (x_test)")
+        check_pair(x_test, arrays["y_test"], f"{path} (test split)")
+        test = (x_test, _index_like(arrays["y_test"], arrays["y"], str(path)))
+    return Dataset(x, y, labels, f"npz:{path}", test)
+
+
+def _index_like(y_test: np.ndarray, y_train: np.ndarray, where: str) -> np.ndarray:
+    """Map a test split's raw labels onto the training split's class indices."""
+    classes = np.unique(np.asarray(y_train))
+    y_test = np.asarray(y_test)
+    unknown = np.setdiff1d(np.unique(y_test), classes)
+    if unknown.size:
+        raise DataError(f"the test split of {where} has classes the training split lacks: {unknown[:5].tolist()}")
+    return np.searchsorted(classes, y_test).astype(np.int64)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """One IDX file (MNIST format), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+        zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+        if zero != 0 or dtype_code != 0x08:
+            raise ValueError("not an unsigned-byte IDX file")
+        shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+        return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    except (OSError, ValueError, struct.error, EOFError) as exc:
+        raise DataError(f"'{path}' is not a readable IDX file: {exc}") from None
+
+
+def _find_idx(folder: Path, prefix: str, kind: str) -> Path | None:
+    for pattern in (f"{prefix}-{kind}-idx*-ubyte*", f"{prefix}*{kind}*"):
+        found = sorted(folder.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+@register_source("idx")
+def load_idx(arg: str | None, **_) -> Dataset:
+    """MNIST-format ``train-images-idx3-ubyte[.gz]`` + labels; ``t10k-*`` beside them is the test split."""
+    folder = _existing(arg, "idx", "folder")
+    images, labels = _find_idx(folder, "train", "images"), _find_idx(folder, "train", "labels")
+    if images is None or labels is None:
+        raise DataError(f"no train-images/train-labels IDX files in '{folder}'",
+                        hint="expected train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz]")
+    x, y_raw = as_images_or_table(_read_idx(images), str(images)), _read_idx(labels)
+    check_pair(x, y_raw, str(folder))
+    y, names = encode_labels(y_raw.astype(np.int64), str(labels))
+    test = None
+    test_images, test_labels = _find_idx(folder, "t10k", "images"), _find_idx(folder, "t10k", "labels")
+    if test_images and test_labels:
+        x_test, y_test = as_images_or_table(_read_idx(test_images), str(test_images)), _read_idx(test_labels)
+        check_pair(x_test, y_test, f"{folder} (t10k)")
+        test = (x_test, _index_like(y_test.astype(np.int64), y_raw, str(folder)))
+    return Dataset(x, y, names, f"idx:{folder}", test)
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+
+
+@register_source("folder")
+def load_folder(arg: str | None, **_) -> Dataset:
+    """One sub-folder per class; every image is converted to the first image's mode and size."""
+    from PIL import Image, UnidentifiedImageError
+
+    root = _existing(arg, "folder", "folder")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if len(classes) < 2:
+        raise DataError(f"'{root}' needs at least two class sub-folders, found {len(classes)}")
+    images, targets, mode, size = [], [], None, None
+    for index, name in enumerate(classes):
+        for path in sorted((root / name).iterdir()):
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(path) as img:
+                    mode = mode or ("L" if img.mode in ("1", "L", "P", "I", "I;16") else "RGB")
+                    img = img.convert(mode)
+                    size = size or img.size
+                    images.append(np.asarray(img.resize(size), dtype=np.float32))
+            except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+                raise DataError(f"cannot read image '{path}': {exc}", hint="remove or replace the file") from None
+            targets.append(index)
+    if not images:
+        raise DataError(f"no images found under '{root}'", hint=f"supported: {', '.join(sorted(IMAGE_SUFFIXES))}")
+    x = as_images_or_table(np.stack(images), str(root))
+    return Dataset(x, np.asarray(targets, np.int64), classes, f"folder:{root}")
+
+
+@register_source("csv")
+def load_csv(arg: str | None, label_column: str | None = None, **_) -> Dataset:
+    """A table with a header row; ``--label-column`` (default: the last column) holds the class."""
+    path = _existing(arg, "csv", "file")
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"cannot read '{path}' as CSV: {exc}") from None
+    if len(rows) < 2:
+        raise DataError(f"'{path}' needs a header row and at least one data row")
+    header, body = rows[0], rows[1:]
+    column = label_column if label_column is not None else header[-1]
+    if column not in header:
+        from ..errors import closest
+        guess = closest(column, header)
+        raise DataError(f"label column '{column}' not in '{path}'",
+                        hint=(f"did you mean '{guess}'? " if guess else "") + f"columns: {', '.join(header)}")
+    label_at = header.index(column)
+    if any(len(r) != len(header) for r in body):
+        raise DataError(f"'{path}' has rows with a different number of columns than its header")
+    try:
+        table = np.array([[float(v) for i, v in enumerate(r) if i != label_at] for r in body], np.float32)
+    except ValueError as exc:
+        raise DataError(f"'{path}' has a non-numeric feature value: {exc}") from None
+    raw_labels = np.array([r[label_at] for r in body])
+    names, y = np.unique(raw_labels, return_inverse=True)
+    return Dataset(as_images_or_table(table, str(path)), y.astype(np.int64), [str(n) for n in names], f"csv:{path}")

@@ -1,0 +1,287 @@
+"""The distillation experiment of DESIGN.md section 4.
+
+A stratified held-out test split first (``eval.npz``; nothing trains on it); then k
+folds on the rest, in each of which the teacher trains on the whole training part while
+the student and the "simple" model — same architecture, same initial weights — train on
+the same smaller subset, the student from the teacher's soft targets, the simple model
+from labels alone; then the final trio on all non-test data, scored on the test split.
+
+Every finished training ("stage") is kept under ``state/`` of the staging folder, and
+every epoch of the one in progress too, so ``--resume`` picks up where a run stopped.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import json
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..checkpoint import save_model
+from ..config import DistillConfig
+from ..data import Dataset, load_dataset
+from ..data.preprocess import fit_standardize, standardize, zero_point
+from ..data.split import folds as make_folds, holdout, stratified_subset
+from ..errors import ConfigError, ModelError
+from ..fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, refuse_existing, staged_dir
+from ..models import build, count_macs, count_parameters
+from .report import write_reports
+from .teachers import BroughtTeacher, load_teacher
+from .train import EpochCheckpoint, FitSettings, KDTarget, accuracy, fit, predict_logits, to_tensors
+
+ROLES = ("teacher", "student", "simple")
+CALIBRATION_POOL = 2048      # training samples kept for export's int8 calibration
+
+Reporter = Callable[..., None]
+
+
+def run_experiment(cfg: DistillConfig, reporter: Reporter | None = None, resume: bool = False,
+                   force: bool = False) -> dict:
+    """Run the whole experiment and write the run folder ``cfg.out``; returns ``cv.json``'s content."""
+    return Experiment.prepare(cfg, resume, force).run(reporter)
+
+
+class Experiment:
+    """``prepare`` checks everything that can be wrong (options, data, models, the output
+    folder) before anything is written or trained; ``run`` trains and writes."""
+
+    def __init__(self, cfg, data, brought, splits, arrays, device, stage, resume, force):
+        self.cfg, self.data, self.brought, self.splits = cfg, data, brought, splits
+        self.arrays, self.device, self.stage, self.resume, self.force = arrays, device, stage, resume, force
+
+    @classmethod
+    def prepare(cls, cfg: DistillConfig, resume: bool = False, force: bool = False) -> "Experiment":
+        cfg.validate()
+        brought = load_teacher(cfg.teacher_from) if cfg.teacher_from else None
+        data = load_dataset(cfg.data, cfg.label_column)
+        arrays = holdout(data, cfg.test_fraction, cfg.seed)
+        splits = make_folds(arrays[1], cfg.folds, cfg.test_fraction, cfg.seed, data.labels)
+        _check_models(cfg, data, brought)
+        device = _device(cfg.device)
+        stage = _staging_folder(Path(cfg.out), resume, force, cfg)
+        return cls(cfg, data, brought, splits, arrays, device, stage, resume, force)
+
+    def run(self, reporter: Reporter | None = None) -> dict:
+        cfg, data = self.cfg, self.data
+        train_x, train_y, test_x, test_y = self.arrays
+        started = time.perf_counter()
+        with staged_dir(cfg.out, self.force, "run folder", keep_on_error=True,
+                        staging=self.stage) as work:
+            atomic_write_text(work / "config.toml", cfg.to_toml())
+            log = RunLog(work / "train.log", reporter or (lambda *a, **k: None))
+            log.line(f"data {data.name}: {len(train_y)} train/CV samples, {len(test_y)} held-out test, "
+                     f"{len(data.labels)} classes, input {data.input_shape}")
+            trio = Trio(cfg, data, self.brought, self.device, work / "state", log)
+            fold_results = [trio.run(f"fold{k + 1}", k, train_x[tr], train_y[tr], train_x[va], train_y[va])[0]
+                            for k, (tr, va) in enumerate(self.splits)]
+            final, models = trio.run("final", len(self.splits), train_x, train_y, test_x, test_y)
+            summary = _summarize(cfg, data, self.brought, fold_results, final, models, len(test_y),
+                                 time.perf_counter() - started)
+            _write_run(work, cfg, data, self.brought, models, summary, train_x, train_y, test_x, test_y)
+            write_reports(work, summary)
+            shutil.rmtree(work / "state", ignore_errors=True)
+            log.line(f"done in {summary['seconds']:.1f} s")
+            log.close()
+        return summary
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda, but no CUDA device is available", hint="use --device cpu or auto")
+    return name
+
+
+def _staging_folder(out: Path, resume: bool, force: bool, cfg: DistillConfig) -> Path:
+    """``.NAME.partial`` beside the run folder: kept after an interruption, for --resume."""
+    stage = out.with_name(f".{out.name}.partial")
+    refuse_existing(out, force, "run folder")
+    if not resume:
+        if stage.exists() and not force:
+            raise ConfigError(f"an interrupted run exists at '{stage}'",
+                              hint="pass --resume to continue it, or --force to start over")
+        shutil.rmtree(stage, ignore_errors=True)
+    elif stage.exists():
+        saved = (stage / "config.toml").read_text() if (stage / "config.toml").is_file() else None
+        if saved is not None and saved != cfg.to_toml():
+            raise ConfigError(f"the interrupted run at '{stage}' used a different configuration",
+                              hint="resume with the same options, or pass --force to start over")
+    return stage
+
+
+def _check_models(cfg: DistillConfig, data: Dataset, brought: BroughtTeacher | None) -> None:
+    """Build every model once on the data's shape so a bad spec fails before training."""
+    classes = len(data.labels)
+    build(cfg.student, data.input_shape, classes)
+    if brought is None:
+        build(cfg.teacher, data.input_shape, classes)
+        return
+    if brought.input_shape is not None and tuple(brought.input_shape) != data.input_shape:
+        raise ModelError(f"the teacher takes input {tuple(brought.input_shape)}, the data is {data.input_shape}")
+    with torch.no_grad():
+        try:
+            out = brought.module(torch.zeros(2, *data.input_shape))
+        except Exception as exc:  # any failure of a foreign model on our input is the user's mismatch
+            raise ModelError(f"the teacher from '{brought.path}' fails on input {data.input_shape}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if tuple(out.shape) != (2, classes):
+        raise ModelError(f"the teacher gives outputs of shape {tuple(out.shape)[1:]}, the data has {classes} classes")
+
+
+class RunLog:
+    """``train.log`` plus the reporter: every line goes to both."""
+
+    def __init__(self, path: Path, reporter: Reporter):
+        self.file = open(path, "a", encoding="utf-8")
+        self.reporter = reporter
+
+    def line(self, text: str) -> None:
+        self.file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+        self.file.flush()
+        self.reporter("log", text=text)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class Trio:
+    """Trains and scores teacher, student and simple model on one split."""
+
+    def __init__(self, cfg: DistillConfig, data: Dataset, brought: BroughtTeacher | None,
+                 device: str, state: Path, log: RunLog):
+        self.cfg, self.data, self.brought, self.device, self.state, self.log = cfg, data, brought, device, state, log
+
+    def seed(self, split_index: int, role: str) -> int:
+        return self.cfg.seed * 1000 + split_index * 10 + ROLES.index(role)
+
+    def run(self, name: str, split_index: int, x_train, y_train, x_eval, y_eval) -> tuple[dict, dict]:
+        cfg = self.cfg
+        pre = self._preprocessing(x_train)
+        xt, yt = to_tensors(standardize(pre, x_train), y_train, self.device)
+        xe, ye = to_tensors(standardize(pre, x_eval), y_eval, self.device)
+        pad = torch.from_numpy(zero_point(pre)).to(self.device) if self.data.is_image else None
+        subset = torch.from_numpy(stratified_subset(y_train, cfg.student_fraction, self.seed(split_index, "student")))
+        teacher, teacher_fit = self._teacher(name, split_index, xt, yt, pad)
+        torch.manual_seed(self.seed(split_index, "student"))
+        student = build(cfg.student, self.data.input_shape, len(self.data.labels)).to(self.device)
+        simple = copy.deepcopy(student)      # the same initial weights: the only difference is the teacher
+        kd = KDTarget(cfg.temperature, cfg.alpha)
+        if cfg.augment and self.data.is_image:
+            kd.teacher, kd.teacher_x, kd.teacher_pad = teacher, xt[subset], pad
+        else:
+            kd.logits = predict_logits(teacher, xt[subset])      # cached once per split
+        settings = FitSettings(cfg.student_epochs, cfg.batch_size, cfg.lr, cfg.weight_decay,
+                               self.seed(split_index, "student"), cfg.augment and self.data.is_image, self.device)
+        fits = {"teacher": teacher_fit,
+                "student": self._stage(name, "student", student, xt[subset], yt[subset], settings, kd, pad, (xe, ye)),
+                "simple": self._stage(name, "simple", simple, xt[subset], yt[subset], settings, None, pad, (xe, ye))}
+        models = {"teacher": teacher, "student": student, "simple": simple}
+        result = {"split": name, "train_samples": len(y_train), "student_samples": len(subset),
+                  "eval_samples": len(y_eval)}
+        for role, model in models.items():
+            result[role] = {"accuracy": accuracy(model, xe, ye), **fits[role]}
+        self.log.line(f"{name}: " + ", ".join(f"{r} {result[r]['accuracy']:.4f}" for r in ROLES))
+        self.log.reporter("split_done", split=name, result=result)
+        return result, {"models": models, "preprocessing": pre}
+
+    def _preprocessing(self, x_train: np.ndarray) -> dict:
+        """Fitted on this split's training part; a brought teacher's own statistics win."""
+        if self.brought is not None and self.brought.preprocessing is not None:
+            return self.brought.preprocessing
+        return fit_standardize(x_train)
+
+    def _teacher(self, name, split_index, xt, yt, pad):
+        if self.brought is not None:
+            return self.brought.module, {"trained": False, "source": str(self.brought.path)}
+        torch.manual_seed(self.seed(split_index, "teacher"))
+        teacher = build(self.cfg.teacher, self.data.input_shape, len(self.data.labels)).to(self.device)
+        settings = FitSettings(self.cfg.teacher_epochs, self.cfg.batch_size, self.cfg.lr, self.cfg.weight_decay,
+                               self.seed(split_index, "teacher"), self.cfg.augment and self.data.is_image, self.device)
+        return teacher, self._stage(name, "teacher", teacher, xt, yt, settings, None, pad, None)
+
+    def _stage(self, split, role, model, x, y, settings, kd, pad, validation) -> dict:
+        """Train one model, or load it when a previous (interrupted) run finished this stage."""
+        folder = self.state / split / role
+        done = folder / "done.json"
+        if done.is_file():
+            from safetensors.torch import load_file
+            model.load_state_dict(load_file(str(folder / "model.safetensors")))
+            model.eval()
+            self.log.line(f"{split}/{role}: resumed from a finished stage")
+            return json.loads(done.read_text())
+        folder.mkdir(parents=True, exist_ok=True)
+        self.log.reporter("stage_start", split=split, role=role, epochs=settings.epochs)
+        result = fit(model, x, y, settings, kd=kd, pad=pad, validation=validation,
+                     checkpoint=EpochCheckpoint(folder),
+                     on_epoch=lambda record: self.log.reporter("epoch", split=split, role=role, record=record))
+        info = {"trained": True, "epochs": settings.epochs, "seconds": round(result.seconds, 3),
+                "samples_per_second": round(result.samples_per_second, 1), "history": result.history}
+        save_model(folder, model, {"role": role, "arch": "", "input": {}, "num_classes": 0})
+        atomic_write_json(done, info)
+        self.log.line(f"{split}/{role}: {settings.epochs} epochs in {result.seconds:.1f} s "
+                      f"({result.samples_per_second:.0f} samples/s)")
+        return info
+
+
+def _mean_std(values: list[float]) -> dict:
+    array = np.asarray(values, np.float64)
+    return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0,
+            "min": float(array.min()), "max": float(array.max())}
+
+
+def _summarize(cfg, data, brought, fold_results, final, models, test_samples, seconds) -> dict:
+    shape = data.input_shape
+    info = {}
+    for role in ROLES:
+        model = models["models"][role]
+        if role == "teacher" and brought is not None:
+            countable = brought.kind == "run"      # ONNX and .pt2 teachers have no torch layers to count
+            info[role] = {"arch": brought.arch, "parameters": count_parameters(model) if countable else None,
+                          "macs": count_macs(model, shape) if brought.kind == "run" else None}
+            continue
+        arch = cfg.teacher if role == "teacher" else cfg.student
+        info[role] = {"arch": arch, "parameters": count_parameters(model), "macs": count_macs(model, shape)}
+    summary = {role: _mean_std([f[role]["accuracy"] for f in fold_results]) for role in ROLES}
+    summary["distillation_gain"] = _mean_std([f["student"]["accuracy"] - f["simple"]["accuracy"] for f in fold_results])
+    return {"schema_version": 1, "config": asdict(cfg),
+            "data": {"source": data.name, "classes": len(data.labels), "labels": data.labels,
+                     "input_shape": list(shape), "cv_samples": fold_results[0]["train_samples"] + fold_results[0]["eval_samples"],
+                     "test_samples": test_samples},
+            "models": info, "folds": fold_results, "cv": summary,
+            "test": {role: final[role]["accuracy"] for role in ROLES},
+            "final": final, "seconds": round(seconds, 2)}
+
+
+def _write_run(work: Path, cfg, data, brought, models, summary, train_x, train_y, test_x, test_y) -> None:
+    pre = models["preprocessing"]
+    for role, model in models["models"].items():
+        spec = {"role": role, "arch": summary["models"][role]["arch"],
+                "input": {"shape": list(data.input_shape), "layout": "NCHW" if data.is_image else "NF",
+                          "dtype": "float32"},
+                "num_classes": len(data.labels), "labels": data.labels, "preprocessing": pre,
+                "parameters": summary["models"][role]["parameters"], "macs": summary["models"][role]["macs"],
+                "metrics": {"test_accuracy": summary["test"][role],
+                            "cv_accuracy_mean": summary["cv"][role]["mean"],
+                            "cv_accuracy_std": summary["cv"][role]["std"]}}
+        if role == "teacher" and brought is not None:
+            spec["format"] = brought.save_into(work / role)
+            atomic_write_json(work / role / "model.json", {"schema_version": 1, **spec})
+        else:
+            save_model(work / role, model, spec)
+    _save_npz(work / "eval.npz", x=standardize(pre, test_x), y=test_y, labels=np.asarray(data.labels))
+    pool = stratified_subset(train_y, min(1.0, CALIBRATION_POOL / len(train_y)), cfg.seed)
+    _save_npz(work / "calibration.npz", x=standardize(pre, train_x[pool]), y=train_y[pool])
+    atomic_write_json(work / "cv.json", summary)
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,56 @@
+"""Terminal rendering of distill (rich): progress over splits and epochs, the summary table."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .distill.report import gain_line, summary_rows
+
+console = Console(stderr=True)
+
+
+class DistillProgress:
+    """One bar over splits (folds + final), one over the epochs of the model in training."""
+
+    def __init__(self, enabled: bool, folds: int):
+        self.enabled, self.splits = enabled, folds + 1
+        self.progress = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console, disable=not enabled)
+        self.overall = self.epochs = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        self.overall = self.progress.add_task("splits", total=self.splits)
+        self.epochs = self.progress.add_task("", total=1, visible=False)
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def report(self, event: str, **info) -> None:
+        if event == "stage_start":
+            self.progress.reset(self.epochs, total=info["epochs"], visible=True,
+                                description=f"{info['split']} {info['role']}")
+        elif event == "epoch":
+            self.progress.advance(self.epochs)
+        elif event == "split_done":
+            self.progress.advance(self.overall)
+            result = info["result"]
+            if self.enabled:
+                self.progress.console.print(
+                    f"{result['split']:>6}: " + "  ".join(f"{r} {100 * result[r]['accuracy']:.2f}%"
+                                                         for r in ("teacher", "student", "simple")))
+
+
+def print_distill_summary(summary: dict, out: str) -> None:
+    table = Table(title=f"edgekd distill — {summary['data']['source']} ({len(summary['folds'])} folds)")
+    for header, justify in (("role", "left"), ("model", "left"), ("params", "right"), ("MACs", "right"),
+                            ("CV acc % (mean ± std)", "right"), ("held-out acc %", "right")):
+        table.add_column(header, justify=justify)
+    for row in summary_rows(summary):
+        table.add_row(*row)
+    out_console = Console()
+    out_console.print(table)
+    out_console.print(gain_line(summary))
+    out_console.print(f"run folder: {out}  ({summary['seconds']:.1f} s)")

@@ -1,0 +1,50 @@
+"""Shared, expensive fixtures: one real distill run and one real bundle per session."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Small but real: digits, 2 folds, short training. Tests check behaviour, not accuracy targets.
+TINY = dict(data="digits", teacher="cnn:width=16,depth=2", student="cnn:width=4,depth=2", folds=2,
+            teacher_epochs=4, student_epochs=6, batch_size=64, seed=0)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """A real run folder from ``run_experiment`` on digits (session-wide, read-only for tests)."""
+    from edgekd.config import load_config
+    from edgekd.distill import run_experiment
+
+    out = tmp_path_factory.mktemp("demo") / "run"
+    run_experiment(load_config(None, **TINY, out=str(out)))
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_bundle(demo_run, tmp_path_factory) -> Path:
+    """A real bundle from ``edgekd.export`` of ``demo_run`` (the default --int8 set)."""
+    import edgekd
+
+    out = tmp_path_factory.mktemp("bundle") / "bundle"
+    edgekd.export(demo_run, out=out)
+    return out
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``edgekd ARGS`` in a real subprocess (exit codes and stderr exactly as a user sees them)."""
+    return subprocess.run([sys.executable, "-m", "edgekd", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=900)
+
+
+def assert_user_error(result: subprocess.CompletedProcess, fragment: str) -> None:
+    """One clear ``error:`` line (an optional ``hint:``), exit 2, no traceback."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    lines = [line for line in result.stderr.strip().splitlines() if line]
+    assert lines and lines[0].startswith("error: "), result.stderr
+    assert all(line.startswith(("error: ", "hint: ")) for line in lines), result.stderr
+    assert "Traceback" not in result.stderr
+    assert fragment.lower() in result.stderr.lower(), result.stderr

@@ -1,0 +1,145 @@
+"""Data sources and their bad inputs (torch-free layer)."""
+import gzip
+import struct
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgekd.data import SOURCES, load_dataset
+from edgekd.data.preprocess import fit_standardize, standardize
+from edgekd.data.split import folds, holdout, stratified_subset
+from edgekd.errors import DataError
+
+
+def test_digits_is_embedded():
+    data = load_dataset("digits")
+    assert data.x.shape == (1797, 1, 8, 8) and data.x.dtype == np.float32
+    assert data.labels == [str(i) for i in range(10)] and data.test is None
+
+
+def test_npz_with_its_own_test_split_and_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.npz"
+    np.savez(path, x=rng.random((40, 28, 28)), y=np.repeat([3, 7], 20), x_test=rng.random((6, 28, 28)),
+             y_test=np.array([7, 3, 3, 7, 7, 3]), labels=np.array(["three", "seven"]))
+    data = load_dataset(f"npz:{path}")
+    assert data.x.shape == (40, 1, 28, 28) and data.labels == ["three", "seven"]
+    x_train, y_train, x_test, y_test = holdout(data, 0.2, 0)
+    assert len(x_train) == 40 and y_test.tolist() == [1, 0, 0, 1, 1, 0]
+
+
+def test_nhwc_images_become_nchw(tmp_path):
+    path = tmp_path / "rgb.npz"
+    np.savez(path, x=np.zeros((10, 32, 32, 3), np.uint8), y=np.arange(10) % 2)
+    assert load_dataset(f"npz:{path}").x.shape == (10, 3, 32, 32)
+
+
+def write_idx(path, array):
+    header = struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    (gzip.open if path.suffix == ".gz" else open)(path, "wb").write(data)
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_idx_reads_train_and_t10k(tmp_path, suffix):
+    rng = np.random.default_rng(1)
+    images, labels = rng.integers(0, 255, (12, 28, 28)), np.arange(12) % 3
+    write_idx(tmp_path / f"train-images-idx3-ubyte{suffix}", images)
+    write_idx(tmp_path / f"train-labels-idx1-ubyte{suffix}", labels)
+    write_idx(tmp_path / f"t10k-images-idx3-ubyte{suffix}", images[:6])
+    write_idx(tmp_path / f"t10k-labels-idx1-ubyte{suffix}", labels[:6])
+    data = load_dataset(f"idx:{tmp_path}")
+    np.testing.assert_array_equal(data.x[:, 0], images)
+    assert data.test[0].shape == (6, 1, 28, 28) and data.test[1].tolist() == [0, 1, 2, 0, 1, 2]
+
+
+def test_folder_of_images(tmp_path):
+    for name, value in (("cat", 10), ("dog", 200)):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((6, 5), value + i, np.uint8)).save(tmp_path / name / f"{i}.png")
+    data = load_dataset(f"folder:{tmp_path}")
+    assert data.labels == ["cat", "dog"] and data.x.shape == (6, 1, 6, 5) and data.y.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_csv_with_label_column(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,species,b\n1,x,2\n3,y,4\n5,x,6\n")
+    data = load_dataset(f"csv:{path}", label_column="species")
+    assert data.x.tolist() == [[1, 2], [3, 4], [5, 6]] and data.labels == ["x", "y"] and data.y.tolist() == [0, 1, 0]
+
+
+def test_standardize_uses_training_statistics_only():
+    x = np.arange(24, dtype=np.float32).reshape(3, 2, 2, 2)
+    pre = fit_standardize(x)
+    z = standardize(pre, x)
+    assert np.allclose(z.mean(axis=(0, 2, 3)), 0, atol=1e-6) and np.allclose(z.std(axis=(0, 2, 3)), 1, atol=1e-5)
+
+
+def test_splits_are_stratified_disjoint_and_seeded():
+    data = load_dataset("digits")
+    x_train, y_train, x_test, y_test = holdout(data, 0.2, 0)
+    assert len(y_test) == 360 and np.all(np.bincount(y_test) >= 35)
+    parts = folds(y_train, 5, 0.2, 0, data.labels)
+    validations = np.concatenate([v for _, v in parts])
+    assert sorted(validations.tolist()) == list(range(len(y_train)))
+    subset = stratified_subset(y_train, 0.1, 3)
+    assert np.array_equal(subset, stratified_subset(y_train, 0.1, 3))
+    assert set(np.bincount(y_train[subset])) <= {13, 14, 15}
+
+
+@pytest.mark.parametrize("case,fragment", [
+    ("unknown", "did you mean 'digits'"),
+    ("missing", "not found"),
+    ("no_xy", "no array 'y'"),
+    ("lengths", "10 samples but 9 labels"),
+    ("fractional", "must be integers"),
+    ("strings", "must be integers"),
+    ("bad_image", "cannot read image"),
+    ("bad_idx", "not a readable IDX"),
+    ("csv_column", "did you mean 'species'"),
+])
+def test_bad_inputs_are_clear_errors(tmp_path, case, fragment):
+    spec = {"unknown": "digitz", "missing": f"npz:{tmp_path}/nope.npz"}.get(case)
+    if case == "no_xy":
+        np.savez(tmp_path / "a.npz", x=np.zeros((3, 2)))
+    elif case == "lengths":
+        np.savez(tmp_path / "a.npz", x=np.zeros((10, 2)), y=np.zeros(9, int))
+    elif case == "fractional":
+        np.savez(tmp_path / "a.npz", x=np.zeros((3, 2)), y=np.array([0.0, 1.5, 1.0]))
+    elif case == "strings":
+        np.savez(tmp_path / "a.npz", x=np.zeros((3, 2)), y=np.array(["a", "b", "a"]))
+    elif case == "bad_image":
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / name / "ok.png")
+        (tmp_path / "b" / "broken.png").write_bytes(b"not a png")
+        spec = f"folder:{tmp_path}"
+    elif case == "bad_idx":
+        (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x0d\x03junk")
+        (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"junk")
+        spec = f"idx:{tmp_path}"
+    elif case == "csv_column":
+        (tmp_path / "t.csv").write_text("a,species\n1,x\n")
+        with pytest.raises(DataError, match="not in"):
+            load_dataset(f"csv:{tmp_path}/t.csv", label_column="specie")
+        try:
+            load_dataset(f"csv:{tmp_path}/t.csv", label_column="specie")
+        except DataError as exc:
+            assert fragment in exc.hint
+        return
+    spec = spec or f"npz:{tmp_path}/a.npz"
+    with pytest.raises(DataError) as info:
+        load_dataset(spec)
+    assert fragment in f"{info.value.message} {info.value.hint}"
+
+
+def test_too_few_samples_per_class_for_folds():
+    y = np.array([0] * 10 + [1] * 3)
+    with pytest.raises(DataError, match="'1' has 3"):
+        folds(y, 5, 0.2, 0, ["a", "1"])
+
+
+def test_registry_lists_every_source():
+    assert SOURCES.names() == ["csv", "digits", "folder", "idx", "npz"]

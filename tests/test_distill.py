@@ -1,0 +1,191 @@
+"""The distill experiment end to end: run folder, protocol, determinism, resume, brought teachers, bad inputs."""
+import json
+import tomllib
+
+import numpy as np
+import pytest
+import torch
+
+from edgekd.checkpoint import load_model
+from edgekd.config import DistillConfig, load_config
+from edgekd.data import load_dataset
+from edgekd.data.preprocess import standardize
+from edgekd.data.split import holdout
+from edgekd.distill.experiment import run_experiment
+
+from conftest import TINY, assert_user_error, run_cli
+
+FAST = dict(TINY, teacher="mlp:hidden=16", student="mlp:hidden=8", folds=2, teacher_epochs=2, student_epochs=3)
+
+
+def test_run_folder_layout(demo_run):
+    for name in ("config.toml", "eval.npz", "calibration.npz", "cv.json", "report.md", "curves.png", "train.log"):
+        assert (demo_run / name).is_file(), name
+    for role in ("teacher", "student", "simple"):
+        model, spec = load_model(demo_run / role)
+        assert spec["role"] == role and spec["input"]["shape"] == [1, 8, 8] and len(spec["labels"]) == 10
+        assert spec["preprocessing"]["type"] == "standardize" and 0 <= spec["metrics"]["test_accuracy"] <= 1
+    assert not (demo_run / "state").exists()
+    assert not list(demo_run.parent.glob(".*partial*")) and not list(demo_run.parent.glob(".*tmp*"))
+
+
+def test_cv_json_reports_every_fold_and_the_trio(demo_run):
+    cv = json.loads((demo_run / "cv.json").read_text())
+    assert len(cv["folds"]) == TINY["folds"]
+    for role in ("teacher", "student", "simple"):
+        accuracies = [fold[role]["accuracy"] for fold in cv["folds"]]
+        assert cv["cv"][role]["mean"] == pytest.approx(np.mean(accuracies))
+        assert cv["cv"][role]["std"] == pytest.approx(np.std(accuracies, ddof=1))
+        assert cv["models"][role]["parameters"] > 0 and cv["models"][role]["macs"] > 0
+    assert cv["models"]["teacher"]["parameters"] > 10 * cv["models"]["student"]["parameters"]
+    fold = cv["folds"][0]
+    # student and simple see the same, smaller subset; the teacher the whole training part
+    assert fold["student_samples"] < fold["train_samples"] / 5
+    assert cv["folds"][0]["student"]["history"][-1]["epoch"] == TINY["student_epochs"]
+
+
+def test_eval_split_is_the_held_out_test_split(demo_run):
+    """eval.npz is exactly the stratified held-out split, preprocessed with training statistics;
+    the calibration pool comes from training data only."""
+    _, spec = load_model(demo_run / "student")
+    data = load_dataset("digits")
+    train_x, train_y, test_x, test_y = holdout(data, 0.2, TINY["seed"])
+    with np.load(demo_run / "eval.npz") as ev, np.load(demo_run / "calibration.npz") as cal:
+        np.testing.assert_array_equal(ev["y"], test_y)
+        np.testing.assert_allclose(ev["x"], standardize(spec["preprocessing"], test_x), rtol=1e-6)
+        train_rows = {row.tobytes() for row in standardize(spec["preprocessing"], train_x)}
+        assert all(row.tobytes() in train_rows for row in cal["x"])
+    mean = np.asarray(spec["preprocessing"]["mean"])
+    assert mean == pytest.approx([train_x.mean()], rel=1e-5)       # statistics of the training part only
+
+
+def test_config_toml_reruns_the_experiment(demo_run):
+    cfg = load_config(demo_run / "config.toml")
+    assert cfg == DistillConfig(**{**DistillConfig().__dict__, **TINY, "out": str(demo_run)})
+    assert tomllib.loads((demo_run / "config.toml").read_text())["teacher"] == TINY["teacher"]
+
+
+def test_same_seed_same_numbers_and_resume_is_exact(tmp_path):
+    cfg = load_config(None, **FAST, out=str(tmp_path / "a"))
+    first = run_experiment(cfg)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_in_second_fold(event, **info):
+        if event == "epoch" and info["split"] == "fold2" and info["role"] == "student" and info["record"]["epoch"] == 2:
+            raise Interrupt
+
+    interrupted = load_config(None, **FAST, out=str(tmp_path / "b"))
+    with pytest.raises(Interrupt):
+        run_experiment(interrupted, reporter=stop_in_second_fold)
+    assert not (tmp_path / "b").exists() and (tmp_path / ".b.partial").is_dir()
+
+    result = run_cli("distill", "--config", tmp_path / ".b.partial" / "config.toml", "--resume", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "resumed from a finished stage" in (tmp_path / "b" / "train.log").read_text()
+    resumed = json.loads((tmp_path / "b" / "cv.json").read_text())
+    for role in ("teacher", "student", "simple"):
+        assert resumed["test"][role] == first["test"][role]
+        assert [f[role]["accuracy"] for f in resumed["folds"]] == [f[role]["accuracy"] for f in first["folds"]]
+    a, _ = load_model(tmp_path / "a" / "student")
+    b, _ = load_model(tmp_path / "b" / "student")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+
+
+def test_cli_prints_the_table(tmp_path):
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in FAST.items()]
+    result = run_cli("distill", *args, "--out", tmp_path / "run")
+    assert result.returncode == 0, result.stderr
+    assert "held-out acc" in result.stdout and "distillation gain" in result.stdout
+    assert (tmp_path / "run" / "cv.json").is_file()
+
+
+def test_teacher_from_run_folder_is_not_retrained(demo_run, tmp_path):
+    summary = run_experiment(load_config(None, **{**FAST, "student": TINY["student"]},
+                                         teacher_from=str(demo_run), out=str(tmp_path / "r")))
+    assert all(fold["teacher"]["trained"] is False for fold in summary["folds"])
+    assert (tmp_path / "r" / "teacher" / "model.safetensors").read_bytes() == \
+        (demo_run / "teacher" / "model.safetensors").read_bytes()
+    original = json.loads((demo_run / "cv.json").read_text())
+    assert summary["test"]["teacher"] == pytest.approx(original["test"]["teacher"])
+    _, spec = load_model(tmp_path / "r" / "student")
+    assert spec["preprocessing"] == json.loads((demo_run / "teacher" / "model.json").read_text())["preprocessing"]
+
+
+@pytest.mark.parametrize("kind", ["onnx", "pt2"])
+def test_teacher_from_onnx_or_pt2(demo_run, tmp_path, kind):
+    teacher, _ = load_model(demo_run / "teacher")
+    example = (torch.zeros(2, 1, 8, 8),)
+    path = tmp_path / f"teacher.{kind}"
+    if kind == "onnx":
+        torch.onnx.export(teacher, example, str(path), dynamo=True, external_data=False,
+                          dynamic_shapes=({0: torch.export.Dim("batch")},))
+    else:
+        torch.export.save(torch.export.export(teacher, example, dynamic_shapes=({0: torch.export.Dim("batch")},)), str(path))
+    summary = run_experiment(load_config(None, **FAST, teacher_from=str(path), out=str(tmp_path / "r")))
+    assert summary["folds"][0]["teacher"]["trained"] is False
+    assert summary["test"]["teacher"] > 0.5            # the brought teacher really predicts
+    assert json.loads((tmp_path / "r" / "teacher" / "model.json").read_text())["format"] == kind
+    assert (tmp_path / "r" / "teacher" / f"model.{kind}").is_file()
+
+
+def _few_per_class(tmp_path):
+    x = np.random.default_rng(0).random((43, 4))
+    np.savez(tmp_path / "few.npz", x=x, y=np.array([0] * 20 + [1] * 20 + [2] * 3))
+    return f"npz:{tmp_path}/few.npz"
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--data", "digitz"], "did you mean 'digits'"),
+    (["--student", "cnnn:width=4"], "did you mean 'cnn'"),
+    (["--teacher", "cnn:width=x"], "must be an integer"),
+    (["--data", "npz:/no/such.npz"], "not found"),
+    (["--temperature", "0"], "temperature must be > 0"),
+    (["--alpha", "1.5"], "alpha must be in [0, 1]"),
+    (["--student-fraction", "0"], "student fraction must be in (0, 1]"),
+    (["--student-fraction", "1.2"], "student fraction must be in (0, 1]"),
+    (["--teacher-from", "/no/such/run"], "not found"),
+    (["--student", "cnn"], "needs image input"),
+])
+def test_bad_options_fail_cleanly(tmp_path, args, fragment):
+    if args[0] == "--student" and args[1] == "cnn":
+        np.savez(tmp_path / "tab.npz", x=np.zeros((40, 5)), y=np.arange(40) % 2)
+        args = args + ["--data", f"npz:{tmp_path}/tab.npz"]
+    result = run_cli("distill", *args, "--out", tmp_path / "run", "--quiet")
+    assert_user_error(result, fragment)
+    assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".run*"))
+
+
+def test_class_with_too_few_samples_for_the_folds(tmp_path):
+    result = run_cli("distill", "--data", _few_per_class(tmp_path), "--student", "mlp", "--teacher", "mlp",
+                     "--out", tmp_path / "run")
+    assert_user_error(result, "too few samples per class")
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_run_folder_is_never_overwritten(demo_run):
+    before = (demo_run / "cv.json").read_bytes()
+    assert_user_error(run_cli("distill", "--out", demo_run, "--quiet"), "already exists")
+    assert (demo_run / "cv.json").read_bytes() == before
+
+
+def test_corrupt_safetensors_teacher(demo_run, tmp_path):
+    import shutil
+    broken = tmp_path / "broken"
+    shutil.copytree(demo_run / "teacher", broken / "teacher")
+    (broken / "teacher" / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    result = run_cli("distill", "--teacher-from", broken, "--out", tmp_path / "run")
+    assert_user_error(result, "not a readable safetensors file")
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_config_file_key(tmp_path):
+    (tmp_path / "c.toml").write_text('temprature = 2.0\n')
+    assert_user_error(run_cli("distill", "--config", tmp_path / "c.toml"), "did you mean 'temperature'")
+
+
+def test_interrupted_run_needs_resume_or_force(tmp_path):
+    (tmp_path / ".run.partial").mkdir()
+    assert_user_error(run_cli("distill", "--out", tmp_path / "run"), "--resume")
