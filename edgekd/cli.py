@@ -50,6 +50,105 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 # --- export ----------------------------------------------------------------------------
 
+
+def _human_bytes(n) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _parity_cell(row: dict) -> str:
+    parity = row["parity"]
+    if parity.get("tolerance") is not None:
+        return f"[green]Δ {parity['max_abs_diff']:.1e} ✓[/green]"
+    if row["precision"] == "int8":
+        return f"top-1 {parity['top1_agreement']:.1%}"
+    return f"Δ {parity['max_abs_diff']:.1e}"
+
+
+def render_export_report(report: dict, console) -> None:
+    """The build report: one row per file, sizes beside the teacher's and the weight bytes."""
+    from rich.table import Table
+
+    from rich import box
+
+    table = Table(title=f"edgekd export → {report['bundle']}", title_justify="left", box=box.SIMPLE_HEAD)
+    for column, justify in (("file", "left"), ("format", "left"), ("size", "right"), ("weights", "right"),
+                            ("teacher", "right"), ("time", "right"), ("parity vs PyTorch", "left"),
+                            ("accuracy", "right")):
+        table.add_column(column, justify=justify, no_wrap=True)
+    for row in report["models"]:
+        parity, vs = row["parity"], row.get("vs_teacher")
+        delta = parity["accuracy_delta"] * 100
+        teacher = "-"
+        if vs:
+            teacher = f"{_human_bytes(vs['bytes'])} ×{vs['size_ratio']:.2f}" if vs.get("size_ratio") else \
+                _human_bytes(vs["bytes"])
+        table.add_row(row["file"], row["format"], _human_bytes(row["bytes"]), _human_bytes(row["weight_bytes"]),
+                      teacher, f"{row['seconds']:.1f}s", _parity_cell(row),
+                      f"{parity['accuracy']:.1%} {delta:+.1f}pt")
+    console.print(table)
+    calibration = report.get("calibration")
+    notes = [f"eval: {report['eval']['samples']} held-out samples; accuracy delta is against PyTorch on them"]
+    if calibration:
+        notes.append(f"calibration: {calibration['samples']} training samples, stratified by class")
+    notes.append("weights = parameters × bytes per weight; teacher = the teacher's file of the same format "
+                 "(else its first) and this file's size relative to it")
+    for note in notes:
+        console.print(f"[dim]{note}[/dim]")
+    console.print(f"bundle: {report['bundle']}  ({report['seconds']:.1f}s)   next: edgekd bench {report['bundle']}")
+
+
+@cli.command("export")
+@click.argument("run_dir", type=click.Path(path_type=str))
+@click.option("--int8/--no-int8", default=True, show_default=True,
+              help="Default set: student ONNX fp32 + full-integer int8 TFLite, teacher ONNX fp32 "
+                   "(--no-int8: ONNX only).")
+@click.option("--formats", default=None, metavar="A,B",
+              help="Formats for every role instead of the default set: onnx, onnx-int8, tflite, "
+                   "tflite-fp16, tflite-int8.")
+@click.option("--roles", default="student,teacher", show_default=True, metavar="A,B",
+              help="Models of the run to export (student, teacher, simple).")
+@click.option("--out", default=None, metavar="DIR", help="Bundle folder  [default: RUN_DIR/bundle]")
+@click.option("--opset", type=int, default=None, help="ONNX opset  [default: the exporter's]")
+@click.option("--calibration-samples", type=int, default=256, show_default=True,
+              help="Training samples (stratified by class) that calibrate int8 activations.")
+@click.option("--force", is_flag=True, help="Overwrite an existing bundle folder.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON on stdout.")
+def export_command(run_dir, int8, formats, roles, out, opset, calibration_samples, force, quiet, as_json):
+    """Export a run's models to ONNX and TFLite, check each against PyTorch, write a bundle.
+
+    \b
+      edgekd export runs/demo --int8
+      edgekd export runs/demo --formats onnx,tflite,tflite-fp16,tflite-int8 --roles student --force
+    """
+    import json
+
+    from rich.console import Console
+
+    from .exporters import export_run
+
+    console = Console(stderr=True)
+
+    def progress(event: dict) -> None:
+        if event["event"] == "start":
+            console.print(f"[dim]exporting {event['role']} → {event['format']} ({event['file']})…[/dim]")
+
+    report = export_run(run_dir, out=out, formats=formats, roles=roles, int8=int8, opset=opset,
+                        calibration_samples=calibration_samples, force=force,
+                        progress=None if quiet else progress)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    elif not quiet:
+        screen = Console()
+        render_export_report(report, screen if screen.is_terminal else Console(width=120))
+
+
 # --- bench -----------------------------------------------------------------------------
 
 

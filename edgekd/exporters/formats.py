@@ -1,0 +1,77 @@
+"""The FORMATS table: the single source of truth for every export format.
+
+Each row names the format, the file it writes (``{role}{suffix}``), its precision,
+the options it honours, the runtime that checks it, and the exporter function
+(``module:function``, imported only when used, so this table stays torch-free).
+An unknown name fails with the known ones and the closest match.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import ConfigError
+from ..registry import Registry
+
+# bytes each weight takes at a precision (for "weight bytes" = parameters x this)
+BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "int8": 1}
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    suffix: str                  # file name is f"{role}{suffix}"
+    precision: str               # fp32 | fp16 | int8
+    runtime: str                 # runtime that checks it (and runs it on the device): onnxruntime | tflite
+    exporter: str                # "module:function" inside edgekd.exporters, imported lazily
+    options: tuple[str, ...]     # export_run options this format honours
+    calibrated: bool             # needs calibration samples
+    tolerance: float | None      # fp32: fail when max |logits - PyTorch| exceeds this
+    description: str
+
+    def filename(self, role: str) -> str:
+        return f"{role}{self.suffix}"
+
+    def exporter_function(self) -> Callable:
+        module, _, function = self.exporter.partition(":")
+        return getattr(importlib.import_module(f"edgekd.exporters.{module}"), function)
+
+
+FORMATS: Registry[Format] = Registry("export format", ConfigError)
+
+for _fmt in (
+    Format("onnx", ".onnx", "fp32", "onnxruntime", "onnx:export_onnx", ("opset",), False, 1e-4,
+           "ONNX fp32 (dynamo exporter, one file, dynamic batch, onnxsim-simplified)"),
+    Format("onnx-int8", ".int8.onnx", "int8", "onnxruntime", "onnx:export_onnx_int8",
+           ("opset", "calibration_samples"), True, None,
+           "ONNX int8 QDQ, per-channel weights, static activations (onnxruntime.quantization); float input/output"),
+    Format("tflite", ".tflite", "fp32", "tflite", "tflite:export_tflite", (), False, 1e-4,
+           "TFLite fp32 (litert-torch, no TensorFlow), NCHW input as in PyTorch"),
+    Format("tflite-fp16", ".fp16.tflite", "fp16", "tflite", "tflite:export_tflite_fp16", (), False, None,
+           "TFLite with float16 weights (ai-edge-quantizer float casting), float32 compute and I/O"),
+    Format("tflite-int8", ".int8.tflite", "int8", "tflite", "tflite:export_tflite_int8", ("calibration_samples",),
+           True, None,
+           "TFLite full-integer int8: int8 weights (symmetric per-channel), activations, input and output (PT2E)"),
+):
+    FORMATS.register(_fmt.name)(_fmt)
+
+
+def get_format(name: str) -> Format:
+    return FORMATS.get(name.strip())
+
+
+def parse_formats(value: str | list[str] | tuple[str, ...] | None) -> list[Format] | None:
+    """``"onnx,tflite-int8"`` or a list of names → Format rows (order kept, duplicates dropped)."""
+    if value is None:
+        return None
+    names = value.split(",") if isinstance(value, str) else list(value)
+    names = [n.strip() for n in names if n and n.strip()]
+    if not names:
+        raise ConfigError("no export format given", hint=f"known: {', '.join(FORMATS.names())}")
+    out: list[Format] = []
+    for name in names:
+        fmt = get_format(name)
+        if fmt not in out:
+            out.append(fmt)
+    return out

@@ -1,0 +1,150 @@
+"""ONNX exporters: fp32 through the dynamo exporter (+ onnxsim, onnx.checker) and
+int8 QDQ through onnxruntime's static quantization."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ExportError
+from ._util import converter_error, quiet
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+
+
+def export_onnx(ctx, src, out: Path) -> dict:
+    """fp32 ONNX, one self-contained file, dynamic batch dimension, simplified and checked."""
+    cached = src.cache.get("onnx")
+    if cached is None:
+        cached = ctx.workdir / f"{src.role}.fp32.onnx"
+        info = _export_fp32(ctx, src, cached)
+        src.cache["onnx"] = cached
+        src.cache["onnx_info"] = info
+    shutil.copyfile(src.cache["onnx"], out)
+    return dict(src.cache["onnx_info"])
+
+
+def _export_fp32(ctx, src, path: Path) -> dict:
+    import onnx
+
+    if src.kind == "onnx":
+        model = onnx.load(str(src.onnx_path))
+        info = {"source": "brought ONNX file"}
+    else:
+        model, info = _torch_to_onnx(ctx, src, path)
+    model = _simplify(model, info)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:
+        raise ExportError(f"the {src.role} ONNX model fails onnx.checker: {str(exc).splitlines()[0][:300]}") from None
+    onnx.save_model(model, str(path), save_as_external_data=False)
+    info["opset"] = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    return info
+
+
+def _torch_to_onnx(ctx, src, path: Path):
+    import onnx
+    import torch
+
+    kwargs = dict(dynamo=True, external_data=False, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                  verbose=False, optimize=True)
+    if ctx.opset is not None:
+        kwargs["opset_version"] = int(ctx.opset)
+    if src.program is not None:  # a brought .pt2: export the program itself, with the shapes it was made with
+        subject, args = src.program, (src.example(1),)
+    else:  # batch dimension dynamic: the device may run any batch size
+        subject, args = src.module, (src.example(2),)
+        kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch", min=1, max=1 << 16)},)
+    try:
+        with quiet() as captured:
+            torch.onnx.export(subject, args, str(path), **kwargs)
+    except Exception as exc:  # the exporter raises many kinds; name the op
+        raise converter_error("torch.onnx (dynamo)", src.role, "onnx", exc, captured.text, src.module,
+                              src.example(1)) from None
+    info = {"dynamic_batch": "dynamic_shapes" in kwargs}
+    extra_files = [p.name for p in path.parent.iterdir() if p.name.startswith(path.name) and p != path]
+    if extra_files:  # external_data=False must give one self-contained file
+        raise ExportError(f"the ONNX exporter wrote separate data files {extra_files}; expected one file")
+    return onnx.load(str(path)), info
+
+
+def _simplify(model, info: dict):
+    import onnxsim
+
+    try:
+        with quiet():
+            simplified, ok = onnxsim.simplify(model)
+    except Exception as exc:
+        raise ExportError(f"onnxsim could not simplify the model: {str(exc).splitlines()[0][:300]}") from None
+    if not ok:
+        raise ExportError("onnxsim could not validate the simplified model against the original")
+    info["nodes_before_simplify"] = len(model.graph.node)
+    info["nodes"] = len(simplified.graph.node)
+    return simplified
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over a numpy array."""
+
+    def __init__(self, x: np.ndarray, name: str, batch: int):
+        self._batches = iter([{name: np.ascontiguousarray(x[i:i + batch])} for i in range(0, len(x), batch)])
+
+    def get_next(self):
+        return next(self._batches, None)
+
+    def rewind(self):  # pragma: no cover - part of the protocol, unused by quantize_static
+        pass
+
+
+def export_onnx_int8(ctx, src, out: Path) -> dict:
+    """int8 QDQ ONNX: per-channel symmetric int8 weights, int8 activations calibrated on
+    training samples; input and output stay float (QuantizeLinear/DequantizeLinear inside)."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if "onnx" not in src.cache:
+        export_onnx(ctx, src, ctx.workdir / f"{src.role}.onnx.tmp")
+    fp32 = src.cache["onnx"]
+    session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    static = session.get_inputs()[0].shape[0]
+    batch = 1 if isinstance(static, int) else 32
+    try:
+        with quiet() as captured:
+            quantize_static(str(fp32), str(out), _Reader(ctx.calibration, name, batch),
+                            quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax,
+                            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+    except Exception as exc:
+        raise converter_error("onnxruntime.quantization", src.role, "onnx-int8", exc, captured.text) from None
+    model = onnx.load(str(out))
+    check_onnx_int8(model, src.role)
+    return {"quant_format": "QDQ", "per_channel": True, "weights": "int8 symmetric", "activations": "int8 static",
+            "io": "float32"}
+
+
+def check_onnx_int8(model, role: str) -> None:
+    """Every weight feeding a Conv/Gemm/MatMul is stored as int8 behind a DequantizeLinear."""
+    from onnx import TensorProto
+
+    init = {t.name: t for t in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    float_weights, quantized = [], 0
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "Gemm", "MatMul"):
+            continue
+        weight = node.input[1]
+        if weight in init and init[weight].data_type == TensorProto.FLOAT:
+            float_weights.append(f"{node.name or node.op_type} ({weight})")
+            continue
+        dq = producers.get(weight)
+        if dq is not None and dq.op_type == "DequantizeLinear" and dq.input[0] in init \
+                and init[dq.input[0]].data_type == TensorProto.INT8:
+            quantized += 1
+    if float_weights or not quantized:
+        raise ExportError(f"the {role} onnx-int8 model is not int8: float weights in "
+                          f"{', '.join(float_weights) or 'every layer'}")

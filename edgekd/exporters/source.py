@@ -1,0 +1,236 @@
+"""Reading a run folder: the models to export (by role), the eval split, calibration samples."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import checkpoint
+from ..bundle import EVAL_FILE
+from ..errors import DataError, ModelError
+
+CALIBRATION_FILE = "calibration.npz"
+ROLES = ("student", "teacher", "simple")
+
+
+@dataclass
+class Source:
+    """One model of the run, ready to export: a torch module, or a brought ONNX file."""
+
+    role: str
+    folder: Path
+    spec: dict
+    kind: str                         # "torch" (safetensors or pt2) | "onnx"
+    module: Any = None                # torch.nn.Module in eval mode (kind "torch")
+    program: Any = None               # the torch.export.ExportedProgram of a brought .pt2
+    onnx_path: Path | None = None     # kind "onnx"
+    parameters: int = 0
+    macs: int | None = None
+    cache: dict = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.spec["input"]["shape"])
+
+    @property
+    def layout(self) -> str:
+        layout = self.spec["input"].get("layout")
+        if layout:
+            return str(layout)
+        return {3: "NCHW", 2: "NHW", 1: "NC"}.get(len(self.input_shape), "N" + "?" * len(self.input_shape))
+
+    @property
+    def reference_accuracy(self) -> float | None:
+        value = (self.spec.get("metrics") or {}).get("test_accuracy")
+        return float(value) if value is not None else None
+
+    def example(self, batch: int = 1):
+        import torch
+
+        return torch.zeros(batch, *self.input_shape)
+
+
+def check_run_dir(run_dir: Path) -> None:
+    if not run_dir.exists():
+        raise DataError(f"run folder '{run_dir}' not found",
+                        hint="create one with: edgekd distill --out RUN_DIR")
+    if not run_dir.is_dir():
+        raise DataError(f"'{run_dir}' is not a folder", hint="pass the run folder written by edgekd distill")
+
+
+def load_source(run_dir: Path, role: str) -> Source:
+    folder = run_dir / role
+    if not folder.is_dir():
+        present = [r for r in ROLES if (run_dir / r).is_dir()]
+        raise ModelError(f"run '{run_dir}' has no {role} model (no folder '{role}/')",
+                         hint=f"models in this run: {', '.join(present) or 'none'}; "
+                              "is it a complete edgekd distill run? --roles picks which models to export")
+    spec = checkpoint.read_spec(folder)
+    fmt = spec.get("format", "safetensors")
+    if fmt == "safetensors":
+        module, spec = checkpoint.load_model(folder)
+        src = Source(role, folder, spec, "torch", module=module)
+    elif fmt == "pt2":
+        program = _load_pt2(folder / "model.pt2")
+        src = Source(role, folder, spec, "torch", module=program.module(), program=program)
+    elif fmt == "onnx":
+        src = Source(role, folder, spec, "onnx", onnx_path=_check_onnx(folder / "model.onnx"))
+    else:
+        raise ModelError(f"'{folder / checkpoint.SPEC}' has unknown format '{fmt}'",
+                         hint="known: safetensors, onnx, pt2")
+    _fill_counts(src)
+    _check_runs(src)
+    return src
+
+
+def _load_pt2(path: Path):
+    import torch
+
+    if not path.is_file():
+        raise ModelError(f"no model.pt2 in '{path.parent}'")
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:  # torch raises many kinds for a bad archive
+        raise ModelError(f"'{path}' is not a readable torch.export program: {str(exc).splitlines()[0][:200]}") from None
+    return program
+
+
+def _check_onnx(path: Path) -> Path:
+    import onnx
+
+    if not path.is_file():
+        raise ModelError(f"no model.onnx in '{path.parent}'")
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as exc:
+        raise ModelError(f"'{path}' is not a valid ONNX model: {str(exc).splitlines()[0][:200]}") from None
+    return path
+
+
+def _fill_counts(src: Source) -> None:
+    spec_params = src.spec.get("parameters")
+    spec_macs = src.spec.get("macs")
+    if src.kind == "torch":
+        import torch
+
+        from ..models import count_macs, count_parameters
+
+        src.parameters = int(count_parameters(src.module)) or int(
+            sum(t.numel() for t in src.module.state_dict().values() if isinstance(t, torch.Tensor)))
+        try:
+            src.macs = int(count_macs(src.module, src.input_shape)) or (int(spec_macs) if spec_macs else None)
+        except Exception:
+            src.macs = int(spec_macs) if spec_macs else None
+    else:
+        import onnx
+        from onnx import numpy_helper
+
+        model = onnx.load(str(src.onnx_path))
+        src.parameters = int(spec_params or sum(numpy_helper.to_array(t).size for t in model.graph.initializer))
+        src.macs = int(spec_macs) if spec_macs else None
+
+
+def _check_runs(src: Source) -> None:
+    """The model accepts the spec's input shape and yields (batch, num_classes) logits."""
+    batch = 1 if src.spec.get("format") == "pt2" else 2
+    expected = (batch, int(src.spec["num_classes"]))
+    try:
+        out = reference_logits(src, np.zeros((batch, *src.input_shape), np.float32))
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"the {src.role} model does not run on its declared input shape {list(src.input_shape)}: "
+                         f"{str(exc).strip().splitlines()[-1][:200]}",
+                         hint=f"check 'input.shape' in {src.folder / checkpoint.SPEC}") from None
+    if tuple(out.shape) != expected:
+        raise ModelError(f"the {src.role} model outputs shape {list(out.shape)}, expected {list(expected)} "
+                         f"(batch, num_classes)", hint=f"check 'num_classes' in {src.folder / checkpoint.SPEC}")
+
+
+def reference_logits(src: Source, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    """The reference outputs: PyTorch for a torch model, onnxruntime for a brought ONNX file."""
+    outs = []
+    if src.kind == "torch":
+        import torch
+
+        step = 1 if src.spec.get("format") == "pt2" else batch  # a .pt2 program may have a fixed batch of 1
+        with torch.no_grad():
+            for i in range(0, len(x), step):
+                outs.append(src.module(torch.from_numpy(np.ascontiguousarray(x[i:i + step]))).float().numpy())
+    else:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(src.onnx_path), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        static = session.get_inputs()[0].shape[0]
+        step = 1 if isinstance(static, int) and static == 1 else batch
+        for i in range(0, len(x), step):
+            outs.append(session.run(None, {name: np.ascontiguousarray(x[i:i + step])})[0])
+    return np.concatenate(outs).astype(np.float32)
+
+
+def load_eval(run_dir: Path, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    path = run_dir / EVAL_FILE
+    if not path.is_file():
+        raise DataError(f"run '{run_dir}' has no {EVAL_FILE} (the held-out split)",
+                        hint="is it a complete edgekd distill run?")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "x" not in data or "y" not in data:
+                raise DataError(f"'{path}' has no arrays 'x' and 'y'")
+            x, y = data["x"].astype(np.float32), data["y"].astype(np.int64)
+            labels = [str(s) for s in data["labels"]] if "labels" in data else None
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"cannot read '{path}': {exc}") from None
+    if tuple(x.shape[1:]) != tuple(input_shape):
+        raise DataError(f"'{path}' holds samples of shape {list(x.shape[1:])}, the model expects {list(input_shape)}")
+    if len(x) != len(y) or len(x) == 0:
+        raise DataError(f"'{path}' has {len(x)} samples and {len(y)} labels")
+    return x, y, labels
+
+
+def load_calibration(run_dir: Path, input_shape: tuple[int, ...], samples: int, seed: int = 0
+                     ) -> tuple[np.ndarray, dict]:
+    """A class-stratified sample of the run's calibration split (training data, never eval)."""
+    path = run_dir / CALIBRATION_FILE
+    if not path.is_file():
+        raise DataError(f"run '{run_dir}' has no {CALIBRATION_FILE} (training samples for int8 calibration)",
+                        hint="int8 formats need it; re-run edgekd distill, or export without int8: --formats onnx")
+    if samples < 1:
+        raise DataError(f"calibration samples must be at least 1, got {samples}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            x = data["x"].astype(np.float32)
+            y = data["y"].astype(np.int64) if "y" in data else np.zeros(len(x), np.int64)
+    except (OSError, ValueError, EOFError, KeyError) as exc:
+        raise DataError(f"cannot read '{path}': {exc}") from None
+    if tuple(x.shape[1:]) != tuple(input_shape):
+        raise DataError(f"'{path}' holds samples of shape {list(x.shape[1:])}, the model expects {list(input_shape)}")
+    index = stratified_indices(y, samples, seed)
+    chosen = y[index]
+    info = {"samples": int(len(index)), "source": f"{CALIBRATION_FILE} (training split)", "stratified": True,
+            "seed": seed, "available": int(len(x)),
+            "per_class": {str(int(c)): int((chosen == c).sum()) for c in np.unique(chosen)}}
+    return x[index], info
+
+
+def stratified_indices(y: np.ndarray, samples: int, seed: int = 0) -> np.ndarray:
+    """Up to ``samples`` indices with each class in proportion to its share (at least one each)."""
+    rng = np.random.default_rng(seed)
+    if samples >= len(y):
+        return rng.permutation(len(y))
+    classes, counts = np.unique(y, return_counts=True)
+    quota = np.maximum(1, np.floor(counts / len(y) * samples)).astype(int)
+    quota = np.minimum(quota, counts)
+    # hand out what rounding left over to the largest remainders
+    while quota.sum() < samples:
+        room = counts - quota
+        frac = counts / len(y) * samples - quota
+        frac[room <= 0] = -np.inf
+        quota[int(np.argmax(frac))] += 1
+    while quota.sum() > samples:
+        quota[int(np.argmax(quota))] -= 1
+    picked = [rng.choice(np.flatnonzero(y == c), size=q, replace=False) for c, q in zip(classes, quota)]
+    return rng.permutation(np.concatenate(picked))

@@ -1,0 +1,391 @@
+"""edgekd export: every format of the zoo's mlp and cnn at several input shapes, run in the
+real runtimes (onnxruntime, the LiteRT interpreter) against PyTorch; the bundle and its
+manifest; int8 size; and each bad input as one clear error with nothing left behind."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("litert_torch")
+pytest.importorskip("onnxruntime")
+
+from edgekd.bundle import read_manifest, verify  # noqa: E402
+from edgekd.errors import ExportError  # noqa: E402
+
+ALL_FORMATS = "onnx,onnx-int8,tflite,tflite-fp16,tflite-int8"
+MODEL_KEYS = {"file", "role", "format", "precision", "runtime", "input", "output", "parameters", "macs",
+              "reference_accuracy"}
+MANIFEST_KEYS = {"schema_version", "edgekd_version", "created_utc", "labels", "preprocessing", "eval",
+                 "calibration", "models", "files"}
+
+
+# --- a run folder, written the way edgekd distill writes it ------------------------------------------
+
+def _data(shape, classes, n, seed):
+    rng = np.random.default_rng(seed)
+    prototypes = np.random.default_rng(1234).normal(0, 1, (classes, *shape)).astype(np.float32)
+    y = np.arange(n) % classes
+    x = prototypes[y] + 0.6 * rng.normal(0, 1, (n, *shape)).astype(np.float32)
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+def _train(arch, shape, classes, x, y, steps=40, seed=0):
+    from edgekd.models import build
+
+    torch.manual_seed(seed)
+    model = build(arch, shape, classes)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(xt), yt).backward()
+        opt.step()
+    return model.eval()
+
+
+def make_run(root: Path, student: str, shape=(1, 8, 8), teacher: str | None = None, classes: int = 4,
+             n_train: int = 128, n_eval: int = 48, n_calibration: int = 64) -> Path:
+    """A small run folder: student/ (+ teacher/), eval.npz (held out), calibration.npz (training)."""
+    from edgekd.checkpoint import save_model
+    from edgekd.models import count_macs, count_parameters
+
+    shape = tuple(shape)
+    root.mkdir(parents=True, exist_ok=True)
+    x_train, y_train = _data(shape, classes, n_train, seed=1)
+    x_eval, y_eval = _data(shape, classes, n_eval, seed=2)
+    labels = [f"class{i}" for i in range(classes)]
+    layout = "NCHW" if len(shape) == 3 else "NC"
+    for role, arch in (("student", student), ("teacher", teacher)):
+        if arch is None:
+            continue
+        model = _train(arch, shape, classes, x_train, y_train)
+        with torch.no_grad():
+            accuracy = float((model(torch.from_numpy(x_eval)).argmax(1).numpy() == y_eval).mean())
+        save_model(root / role, model, {
+            "role": role, "arch": arch, "input": {"shape": list(shape), "layout": layout, "dtype": "float32"},
+            "num_classes": classes, "labels": labels,
+            "preprocessing": {"type": "standardize", "axis": "global", "mean": [0.0], "std": [1.0]},
+            "parameters": count_parameters(model), "macs": count_macs(model, shape),
+            "metrics": {"test_accuracy": accuracy}})
+    np.savez(root / "eval.npz", x=x_eval, y=y_eval, labels=np.array(labels))
+    np.savez(root / "calibration.npz", x=x_train[:n_calibration], y=y_train[:n_calibration])
+    (root / "config.toml").write_text("# test run\n")
+    return root
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def temp_leftovers() -> set[str]:
+    return {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("edgekd-export-")}
+
+
+def run_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgekd", *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+
+
+def assert_one_error(result: subprocess.CompletedProcess, fragment: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert lines and lines[0].startswith("error: "), result.stderr
+    assert sum(line.startswith("error: ") for line in lines) == 1, result.stderr
+    assert all(line.startswith(("error: ", "hint: ")) for line in lines), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert fragment.lower() in result.stderr.lower(), result.stderr
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory) -> Path:
+    """A tiny digits-sized run with a student and a teacher (read-only; copy it to change it)."""
+    return make_run(tmp_path_factory.mktemp("export") / "run", "cnn:width=4,depth=2", (1, 8, 8),
+                    teacher="cnn:width=8,depth=2", classes=10, n_train=200, n_eval=60, n_calibration=100)
+
+
+# --- every format, every shape ------------------------------------------------------------------------
+
+CASES = [
+    ("mlp:hidden=16", (1, 8, 8)),
+    ("mlp:hidden=16", (1, 28, 28)),
+    ("mlp:hidden=16", (3, 32, 32)),
+    ("mlp:hidden=16", (30,)),
+    ("cnn:width=4,depth=2", (1, 8, 8)),
+    ("cnn:width=4,depth=2", (1, 28, 28)),
+    ("cnn:width=4,depth=2", (3, 32, 32)),
+]
+
+
+@pytest.mark.parametrize("arch,shape", CASES, ids=[f"{a.split(':')[0]}-{'x'.join(map(str, s))}" for a, s in CASES])
+def test_every_format_matches_pytorch_in_its_runtime(tmp_path, arch, shape):
+    from ai_edge_litert.interpreter import Interpreter
+    import onnxruntime as ort
+
+    from edgekd.exporters import export_run
+
+    run = make_run(tmp_path / "run", arch, shape)
+    report = export_run(run, formats=ALL_FORMATS, roles=("student",), calibration_samples=32)
+    bundle = run / "bundle"
+    names = {"student.onnx", "student.int8.onnx", "student.tflite", "student.fp16.tflite", "student.int8.tflite"}
+    assert set(os.listdir(bundle)) == names | {"eval.npz", "export.json", "manifest.json"}
+
+    rows = {row["format"]: row for row in report["models"]}
+    for fmt in ("onnx", "tflite"):  # fp32: the export itself fails above 1e-4
+        assert rows[fmt]["parity"]["max_abs_diff"] <= 1e-4
+        assert rows[fmt]["parity"]["top1_agreement"] == 1.0
+    assert rows["tflite-fp16"]["parity"]["max_abs_diff"] < 0.05
+    for fmt in ("onnx-int8", "tflite-int8"):
+        assert rows[fmt]["parity"]["top1_agreement"] >= 0.8, rows[fmt]["parity"]
+        assert abs(rows[fmt]["parity"]["accuracy_delta"]) <= 0.15
+    for row in report["models"]:
+        assert row["bytes"] == (bundle / row["file"]).stat().st_size and row["seconds"] >= 0
+        assert row["parity"]["samples"] == 48
+
+    # full-integer int8 TFLite, NCHW input kept, checked independently of the exporter
+    interp = Interpreter(model_path=str(bundle / "student.int8.tflite"))
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    assert inp["dtype"] == np.int8 and out["dtype"] == np.int8
+    assert list(inp["shape"]) == [1, *shape] and inp["quantization"][0] > 0
+    assert not any(d["dtype"] in (np.float32, np.float16) for d in interp.get_tensor_details())
+    fp32 = Interpreter(model_path=str(bundle / "student.tflite"))
+    assert list(fp32.get_input_details()[0]["shape"]) == [1, *shape]
+
+    # one self-contained ONNX file with a dynamic batch dimension
+    assert not list(bundle.glob("*.data"))
+    session = ort.InferenceSession(str(bundle / "student.onnx"), providers=["CPUExecutionProvider"])
+    assert session.run(None, {session.get_inputs()[0].name: np.zeros((3, *shape), np.float32)})[0].shape == (3, 4)
+
+    manifest = read_manifest(bundle)
+    verify(manifest)
+    assert set(manifest.manifest) == MANIFEST_KEYS
+    assert set(manifest.manifest["files"]) == names | {"eval.npz", "export.json"}
+    assert manifest.manifest["eval"] == {"file": "eval.npz", "samples": 48}
+    assert manifest.manifest["calibration"]["samples"] == 32 and manifest.manifest["calibration"]["stratified"]
+    for entry in manifest.models:
+        assert set(entry) == MODEL_KEYS
+        assert entry["input"]["shape"] == [1, *shape] and entry["output"]["shape"] == [1, 4]
+        assert entry["input"]["layout"] == ("NCHW" if len(shape) == 3 else "NC")
+    int8 = manifest.model("student", "tflite-int8")
+    assert int8["precision"] == "int8" and int8["input"]["dtype"] == "int8" and int8["input"]["scale"] > 0
+    assert int8["output"]["dtype"] == "int8" and isinstance(int8["output"]["zero_point"], int)
+
+
+def test_default_int8_bundle_from_the_command_line(base_run, tmp_path):
+    from click.testing import CliRunner
+
+    from edgekd.cli import cli
+
+    run = shutil.copytree(base_run, tmp_path / "run")
+    result = CliRunner().invoke(cli, ["export", str(run), "--int8"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    bundle = run / "bundle"
+    assert set(os.listdir(bundle)) == {"student.onnx", "student.int8.tflite", "teacher.onnx", "eval.npz",
+                                       "export.json", "manifest.json"}
+    for name in ("student.onnx", "student.int8.tflite", "teacher.onnx", "KB"):
+        assert name in result.output
+    report = json.loads((bundle / "export.json").read_text())
+    student = {r["format"]: r for r in report["models"] if r["role"] == "student"}
+    assert student["onnx"]["vs_teacher"]["file"] == "teacher.onnx"
+    assert student["onnx"]["vs_teacher"]["size_ratio"] < 1
+    assert student["tflite-int8"]["weight_bytes"] == student["tflite-int8"]["parameters"]
+    manifest = read_manifest(bundle)
+    verify(manifest)
+    teacher = manifest.model("teacher", "onnx")
+    assert teacher["reference_accuracy"] == json.loads((run / "teacher" / "model.json").read_text())[
+        "metrics"]["test_accuracy"]
+    assert manifest.manifest["labels"] == [str(i) for i in range(10)] or len(manifest.manifest["labels"]) == 10
+
+    # --json, --out, --opset, --no-int8
+    out = tmp_path / "elsewhere" / "b"
+    result = CliRunner().invoke(cli, ["export", str(run), "--no-int8", "--out", str(out), "--opset", "18",
+                                      "--roles", "student", "--json", "--quiet"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [m["file"] for m in data["models"]] == ["student.onnx"] and data["calibration"] is None
+    import onnx
+
+    opsets = {o.domain: o.version for o in onnx.load(str(out / "student.onnx")).opset_import}
+    assert opsets.get("", opsets.get("ai.onnx")) == 18
+
+
+def test_int8_tflite_is_under_030x_fp32_for_a_100k_parameter_model(tmp_path):
+    from edgekd.exporters import export_run
+
+    run = make_run(tmp_path / "run", "mlp:hidden=64", (3, 32, 32), n_train=96, n_eval=24, n_calibration=32)
+    report = export_run(run, formats="tflite,tflite-int8", roles="student", calibration_samples=16)
+    rows = {r["format"]: r for r in report["models"]}
+    assert rows["tflite"]["parameters"] >= 100_000
+    ratio = rows["tflite-int8"]["bytes"] / rows["tflite"]["bytes"]
+    assert ratio <= 0.30, (rows["tflite-int8"]["bytes"], rows["tflite"]["bytes"])
+
+
+# --- bad inputs: one error line, exit 2, nothing left behind ---------------------------------------------
+
+def _bad(tmp_path, base_run, mutate, args, fragment):
+    run = shutil.copytree(base_run, tmp_path / "run")
+    mutate(run)
+    before, temps = listing(tmp_path), temp_leftovers()
+    result = run_cli("export", run, *args)
+    assert_one_error(result, fragment)
+    assert listing(tmp_path) == before
+    assert temp_leftovers() <= temps
+    return result
+
+
+def test_missing_run_folder(tmp_path):
+    result = run_cli("export", tmp_path / "nope")
+    assert_one_error(result, "not found")
+    assert not (tmp_path / "nope").exists() and os.listdir(tmp_path) == []
+
+
+def test_run_without_student(tmp_path, base_run):
+    _bad(tmp_path, base_run, lambda run: shutil.rmtree(run / "student"), [], "no student model")
+
+
+def test_corrupt_safetensors(tmp_path, base_run):
+    def corrupt(run):
+        path = run / "student" / "model.safetensors"
+        path.write_bytes(path.read_bytes()[:40] + b"\x00garbage")
+
+    _bad(tmp_path, base_run, corrupt, [], "not a readable safetensors")
+
+
+def test_model_json_not_matching_weights(tmp_path, base_run):
+    def mismatch(run):
+        spec_path = run / "student" / "model.json"
+        spec = json.loads(spec_path.read_text())
+        spec["arch"] = "cnn:width=6,depth=2"
+        spec_path.write_text(json.dumps(spec))
+
+    _bad(tmp_path, base_run, mismatch, [], "does not match the architecture")
+
+
+def test_unknown_format_suggests_the_closest(tmp_path, base_run):
+    result = _bad(tmp_path, base_run, lambda run: None, ["--formats", "onnx,tflite-int9"], "unknown export format")
+    assert "did you mean 'tflite-int8'" in result.stderr and "tflite-fp16" in result.stderr
+
+
+def test_existing_bundle_needs_force(tmp_path, base_run):
+    def existing(run):
+        (run / "bundle").mkdir()
+        (run / "bundle" / "keep.txt").write_text("mine")
+
+    _bad(tmp_path, base_run, existing, [], "already exists")
+    assert (tmp_path / "run" / "bundle" / "keep.txt").read_text() == "mine"
+
+
+def test_parity_failure_fails_the_export_and_leaves_nothing(tmp_path, base_run, monkeypatch):
+    from edgekd.exporters import export_run, parity
+
+    real = parity.RUNNERS["onnxruntime"]
+
+    def off_by_a_bit(path, x):
+        logits, ins, outs = real(path, x)
+        return logits + 1e-3, ins, outs
+
+    monkeypatch.setitem(parity.RUNNERS, "onnxruntime", off_by_a_bit)
+    run = shutil.copytree(base_run, tmp_path / "run")
+    before, temps = listing(tmp_path), temp_leftovers()
+    with pytest.raises(ExportError, match="differs from PyTorch"):
+        export_run(run, formats="onnx", roles="student")
+    assert listing(tmp_path) == before and temp_leftovers() <= temps
+
+
+def test_int8_check_rejects_a_float_model(tmp_path, base_run):
+    """litert-torch without quant_config silently emits float: the dtype check must catch it."""
+    from edgekd.exporters import export_run
+    from edgekd.exporters.tflite import check_tflite
+
+    run = shutil.copytree(base_run, tmp_path / "run")
+    export_run(run, formats="tflite", roles="student")
+    with pytest.raises(ExportError, match="not a int8 TFLite model"):
+        check_tflite(run / "bundle" / "student.tflite", "int8", "student")
+    with pytest.raises(ExportError, match="not a fp16 TFLite model"):
+        check_tflite(run / "bundle" / "student.tflite", "fp16", "student")
+
+
+def test_converter_failure_names_the_op_and_layer(tmp_path):
+    from edgekd.exporters import ExportContext
+    from edgekd.exporters.onnx import export_onnx
+    from edgekd.exporters.source import Source
+    from edgekd.exporters.tflite import export_tflite
+
+    class Bessel(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return torch.special.bessel_j0(self.fc(x))
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = Bessel()
+            self.head = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(self.block(x))
+
+    spec = {"arch": "custom", "input": {"shape": [4]}, "num_classes": 2}
+    src = Source("student", tmp_path, spec, "torch", module=Net().eval())
+    for exporter, tool in ((export_tflite, "litert-torch"), (export_onnx, "torch.onnx")):
+        with pytest.raises(ExportError) as info:
+            exporter(ExportContext(tmp_path, None, None), src, tmp_path / "x.out")
+        message = info.value.message
+        assert tool in message and "bessel_j0" in message and "in layer block (Bessel)" in message, message
+    assert not (tmp_path / "x.out").exists()
+
+
+def test_brought_onnx_and_pt2_teachers(tmp_path, base_run):
+    from edgekd.checkpoint import load_model
+    from edgekd.exporters import export_run
+
+    run = shutil.copytree(base_run, tmp_path / "run")
+    teacher, spec = load_model(run / "teacher")
+    example = torch.zeros(1, 1, 8, 8)
+
+    # a .pt2 program (fixed batch 1): ONNX and TFLite from its module
+    pt2 = tmp_path / "pt2"
+    pt2.mkdir()
+    torch.export.save(torch.export.export(teacher, (example,)), str(pt2 / "model.pt2"))
+    shutil.rmtree(run / "teacher")
+    shutil.copytree(pt2, run / "teacher")
+    (run / "teacher" / "model.json").write_text(json.dumps({**spec, "format": "pt2"}))
+    report = export_run(run, formats="onnx,tflite", roles="teacher", out=tmp_path / "b1")
+    assert [r["parity"]["max_abs_diff"] <= 1e-4 for r in report["models"]] == [True, True]
+
+    # an ONNX file: copied, simplified, checked against itself in onnxruntime; no TFLite from it
+    shutil.rmtree(run / "teacher")
+    (run / "teacher").mkdir()
+    torch.onnx.export(teacher, (example,), str(run / "teacher" / "model.onnx"), dynamo=True, external_data=False)
+    (run / "teacher" / "model.json").write_text(json.dumps({**spec, "format": "onnx"}))
+    report = export_run(run, out=tmp_path / "b2", calibration_samples=16)
+    assert {r["file"] for r in report["models"]} == {"student.onnx", "student.int8.tflite", "teacher.onnx"}
+    assert read_manifest(tmp_path / "b2").model("teacher", "onnx")["parameters"] == spec["parameters"]
+    result = run_cli("export", run, "--formats", "tflite", "--out", tmp_path / "b3")
+    assert_one_error(result, "brought ONNX model")
+    assert not (tmp_path / "b3").exists()
+
+
+def test_calibration_is_stratified_by_class():
+    from edgekd.exporters.source import stratified_indices
+
+    y = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    index = stratified_indices(y, 20, seed=0)
+    assert len(index) == len(set(index)) == 20
+    assert np.bincount(y[index]).tolist() == [12, 6, 2]
+    assert len(stratified_indices(y, 500)) == 100
+    rare = np.array([0] * 98 + [1, 2])
+    assert np.bincount(rare[stratified_indices(rare, 10)]).tolist() == [8, 1, 1]  # every class at least once
