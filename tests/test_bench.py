@@ -1,8 +1,8 @@
 """edgekd bench: the whole stage on a real bundle, torch made unimportable, and its bad inputs.
 
-The bundle comes from ``own_bundle`` below (a small real export made here with torch.onnx
-and litert-torch). Set EDGEKD_BENCH_DEMO_BUNDLE=1 (or flip USE_DEMO_BUNDLE) to run the same
-tests on the shared ``demo_bundle`` fixture from distill + export instead.
+The bundle is the shared ``demo_bundle`` (distill + export, from conftest.py). Set
+EDGEKD_BENCH_OWN_BUNDLE=1 to use ``own_bundle`` below instead: a small real bundle made here
+with torch.onnx and litert-torch, independent of the export stage.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 
 from conftest import assert_user_error, run_cli
 
-USE_DEMO_BUNDLE = os.environ.get("EDGEKD_BENCH_DEMO_BUNDLE", "0") == "1"
+USE_DEMO_BUNDLE = os.environ.get("EDGEKD_BENCH_OWN_BUNDLE", "0") != "1"
 FAST = ["--threads", "1", "--runs", "5", "--min-seconds", "0", "--warmup", "2", "--warmup-seconds", "0"]
 FAST_API = dict(threads=[1], runs=5, min_seconds=0.0, warmup=2, warmup_seconds=0.0)
 

@@ -52,7 +52,7 @@ def test_tflite_int8_runtime(bundle, eval_x):
     assert prepared.dtype == np.int8
     expected = np.clip(np.rint(eval_x[:1] / rt.input.scale) + rt.input.zero_point, -128, 127)
     assert np.array_equal(prepared, expected.astype(np.int8))
-    raw = rt.bind(prepared)()
+    raw = rt.fetch(rt.bind(prepared)())
     assert raw.dtype == np.int8
     logits = rt.postprocess(raw)
     assert logits.dtype == np.float32

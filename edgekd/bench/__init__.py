@@ -118,7 +118,7 @@ def run_bench(target, threads=None, batch=None, warmup: int = DEFAULTS["warmup"]
               min_seconds: float = DEFAULTS["min_seconds"], data=None, out=None, markdown=None, plot=None,
               runtime: str | None = None, providers: list[str] | None = None,
               progress: Progress | None = None, timeout: float | None = None,
-              max_runs: int = 1_000_000, seed: int = 0) -> dict:
+              max_runs: int = 500_000, seed: int = 0) -> dict:
     """Benchmark a bundle folder or a single .onnx/.tflite file; returns the bench.json document.
 
     ``threads`` / ``batch``: lists or "1,4" strings (default: 1 and all cores / [1]). Warm-up

@@ -61,7 +61,7 @@ COLUMNS = ["model", "role", "format", "delegate", "threads", "batch", "size", "a
 #: the terminal table leaves some columns to bench.json and --markdown
 TERMINAL = ["model", "format", "delegate", "threads", "batch", "size", "accuracy", "agree", "init ms",
             "p50 ms", "p99 ms", "peak MiB"]
-NARROW = ["model", "threads", "batch", "accuracy", "agree", "p50 ms", "p99 ms", "peak MiB"]
+NARROW = ["model", "threads", "batch", "accuracy", "agree", "p50 ms", "peak MiB"]
 SHORT = {"threads": "thr", "batch": "b", "accuracy": "acc"}
 
 
@@ -106,9 +106,10 @@ def rows(result: dict) -> list[tuple[str, dict]]:
                         "peak MiB": _fmt(mem["rss_peak_inference"] / MB, ".1f"),
                         "+model MiB": _fmt(mem["model_bytes"] / MB, ".2f")})
             out.append(("model", row))
+    several = len({c["teacher"] for c in result["comparisons"]}) > 1
     for c in result["comparisons"]:
-        out.append(("compare", {"model": f"{c['model']} vs {c['teacher']}", "role": "comparison",
-                                "format": "vs teacher", "threads": str(c["threads"]), "batch": str(c["batch"]),
+        out.append(("compare", {"model": f"{c['model']} vs {c['teacher'] if several else 'teacher'}", "role": "comparison",
+                                "format": c["teacher"], "threads": str(c["threads"]), "batch": str(c["batch"]),
                                 "size": _fmt(c["size_ratio"], ".3f", "×"),
                                 "accuracy": _pct(c["accuracy_delta"], "+.2f", " pp"),
                                 "agree": _pct(c["agreement_with_teacher"], ".1f"),
@@ -269,6 +270,8 @@ def plot_png(result: dict) -> bytes:
     ax1.set_title("latency distribution")
     ax1.legend(fontsize=7)
     ax2.set_xscale("log")
+    from matplotlib.ticker import NullFormatter
+    ax2.xaxis.set_minor_formatter(NullFormatter())
     ax2.set_xlabel("p50 latency (ms, log)")
     ax2.set_ylabel("accuracy on eval set (%)")
     ax2.set_title("accuracy vs latency" + ("" if any(m["accuracy"] is not None for m in result["models"])

@@ -8,7 +8,7 @@ an explicit runtime name, and returns a :class:`Runtime`::
     logits = rt.run(x_float32)          # quantize → invoke → dequantize, float32 logits
     xq = rt.prepare(x_float32)          # once, outside any timer
     call = rt.bind(xq)                  # zero-argument callable: the runtime's own call only
-    raw = call(); logits = rt.postprocess(raw)
+    raw = rt.fetch(call()); logits = rt.postprocess(raw)
 
 int8 input quantization and output dequantization use the model's own scale and
 zero point, read from the model file.

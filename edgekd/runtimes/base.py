@@ -109,12 +109,18 @@ class Runtime:
             return quantize(x, self.input)
         return np.ascontiguousarray(x, dtype=self.input_dtype)
 
-    def bind(self, prepared: np.ndarray) -> Callable[[], np.ndarray]:
-        """A zero-argument callable that runs the model once on ``prepared`` (the timed call)."""
+    def bind(self, prepared: np.ndarray) -> Callable[[], Any]:
+        """A zero-argument callable that runs the model once on ``prepared``: the runtime's own
+        call and nothing else (``session.run`` with a fixed feed; the interpreter's ``invoke``
+        with the input tensor already set). This is what the timed loop times."""
+        raise NotImplementedError
+
+    def fetch(self, result: Any) -> np.ndarray:
+        """The raw output array after a bound call that returned ``result``."""
         raise NotImplementedError
 
     def run_raw(self, prepared: np.ndarray) -> np.ndarray:
-        return self.bind(prepared)()
+        return self.fetch(self.bind(prepared)())
 
     def postprocess(self, raw: np.ndarray) -> np.ndarray:
         """The model's raw output → float32 logits (dequantized for an int8 output)."""

@@ -1,6 +1,7 @@
 """onnxruntime: threads through SessionOptions, CPU plus CUDA/TensorRT where present. Torch-free."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -87,8 +88,8 @@ class OnnxRuntime(Runtime):
         self.batch = batch
 
     def bind(self, prepared: np.ndarray):
-        run, names, feed = self.session.run, self._out_names, {self.input.name: prepared}
+        # a C-level partial: InferenceSession.run(output_names, feed) with nothing around it
+        return functools.partial(self.session.run, self._out_names, {self.input.name: prepared})
 
-        def call():
-            return run(names, feed)[0]
-        return call
+    def fetch(self, result) -> np.ndarray:
+        return result[0]

@@ -110,11 +110,11 @@ class TFLiteRuntime(Runtime):
         self._update_delegate()
 
     def bind(self, prepared: np.ndarray):
-        it = self.interpreter
-        set_tensor, invoke, get_tensor, i, o = it.set_tensor, it.invoke, it.get_tensor, self._in, self._out
+        # the input tensor is filled once (it is preallocated and does not change); the call is invoke()
+        if tuple(prepared.shape) != tuple(self.interpreter.get_input_details()[0]["shape"]):
+            self.set_batch(int(prepared.shape[0]))
+        self.interpreter.set_tensor(self._in, prepared)
+        return self.interpreter.invoke
 
-        def call():
-            set_tensor(i, prepared)
-            invoke()
-            return get_tensor(o)
-        return call
+    def fetch(self, result) -> np.ndarray:
+        return self.interpreter.get_tensor(self._out)
