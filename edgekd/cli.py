@@ -48,6 +48,48 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 # --- distill ---------------------------------------------------------------------------
 
+@cli.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file with the same keys (a run's config.toml re-runs it).")
+@click.option("--data", help="digits | npz:PATH | idx:DIR | folder:DIR | csv:PATH  [default: digits]")
+@click.option("--label-column", help="csv: the column holding the class [default: the last].")
+@click.option("--teacher", help="Teacher model spec [default: cnn:width=64,depth=3].")
+@click.option("--student", help="Student model spec [default: cnn:width=8,depth=2].")
+@click.option("--teacher-from", help="Bring a teacher: a run folder, a .onnx or a .pt2 file (not retrained).")
+@click.option("--temperature", type=float, help="Softmax temperature T of the soft targets [default: 4].")
+@click.option("--alpha", type=float, help="Weight of the hard-label loss, in [0, 1] [default: 0.1].")
+@click.option("--student-fraction", type=float, help="Part of each training split the student and simple model see [default: 0.1].")
+@click.option("--folds", type=int, help="Cross-validation folds; 1 = a single split [default: 5].")
+@click.option("--test-fraction", type=float, help="Held-out test split [default: 0.2].")
+@click.option("--teacher-epochs", type=int, help="[default: 15]")
+@click.option("--student-epochs", type=int, help="Epochs of the student and the simple model [default: 150].")
+@click.option("--batch-size", type=int, help="[default: 32]")
+@click.option("--lr", type=float, help="Adam learning rate, cosine-decayed [default: 0.01].")
+@click.option("--augment/--no-augment", default=None, help="Random 1-pixel shifts of images (the teacher then runs every step).")
+@click.option("--seed", type=int, help="[default: 0]")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), help="[default: cpu]")
+@click.option("--out", help="Run folder to write [default: runs/demo].")
+@click.option("--force", is_flag=True, help="Overwrite an existing run folder.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last epoch checkpoint.")
+@click.option("--quiet", is_flag=True, help="No progress, only the final table.")
+@click.option("--json", "as_json", is_flag=True, help="Print cv.json's content instead of the table.")
+def distill(config_file, force, resume, quiet, as_json, **options):
+    """Train teacher, student (distilled) and simple model with k-fold CV; write a run folder."""
+    from .config import load_config
+    from .render import DistillProgress, print_distill_summary
+
+    from .distill import Experiment
+
+    cfg = load_config(config_file, **options)
+    experiment = Experiment.prepare(cfg, resume=resume, force=force)
+    with DistillProgress(enabled=not (quiet or as_json), folds=cfg.folds) as progress:
+        summary = experiment.run(progress.report)
+    if as_json:
+        import json
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        print_distill_summary(summary, cfg.out)
+
+
 # --- export ----------------------------------------------------------------------------
 
 
@@ -150,6 +192,40 @@ def export_command(run_dir, int8, formats, roles, out, opset, calibration_sample
 
 
 # --- bench -----------------------------------------------------------------------------
+
+@cli.command("bench")
+@click.argument("target", type=click.Path())
+@click.option("--threads", help="Thread counts, comma-separated; 'all' = every core  [default: 1,<cores>]")
+@click.option("--batch", help="Batch sizes, comma-separated  [default: 1]")
+@click.option("--warmup", type=int, default=10, show_default=True, help="Warm-up calls (at least).")
+@click.option("--warmup-seconds", type=float, default=0.5, show_default=True, help="Warm-up time (at least).")
+@click.option("--runs", type=int, default=100, show_default=True, help="Timed calls (at least).")
+@click.option("--min-seconds", type=float, default=2.0, show_default=True, help="Timed time (at least).")
+@click.option("--data", type=click.Path(), help="eval.npz (x, y) for accuracy; a bundle's own by default. "
+              "Without it a single model gets random inputs (latency and memory only).")
+@click.option("--runtime", help="Bundle: only models of this runtime. File: open it with this runtime "
+              "(onnxruntime, tflite).")
+@click.option("--providers", help="onnxruntime execution providers, comma-separated: cpu, cuda, tensorrt "
+              "[default: every one present].")
+@click.option("--out", type=click.Path(dir_okay=False), help="bench.json to write  "
+              "[default: TARGET/bench.json, or MODEL.bench.json beside a single file]")
+@click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the report as markdown.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Also write a PNG: latency distribution, "
+              "accuracy against latency (needs matplotlib).")
+@click.option("--quiet", is_flag=True, help="No progress and no table; only the files.")
+@click.option("--json", "as_json", is_flag=True, help="Print bench.json to stdout instead of the table.")
+def bench_command(target, quiet, as_json, **options):
+    """Accuracy, latency and memory of a bundle's models (or one .onnx/.tflite file) on this device."""
+    from .bench import run_bench
+    from .bench.report import BenchProgress, print_summary
+
+    with BenchProgress(enabled=not (quiet or as_json)) as progress:
+        result = run_bench(target, progress=progress.update, **options)
+    if as_json:
+        import json
+        click.echo(json.dumps(result, indent=2))
+    elif not quiet:
+        print_summary(result)
 
 
 def main() -> None:
