@@ -193,39 +193,102 @@ def export_command(run_dir, int8, formats, roles, out, opset, calibration_sample
 
 # --- bench -----------------------------------------------------------------------------
 
+def measure_options(command):
+    """The measurement options of ``bench`` and ``init-budget``."""
+    options = [
+        click.option("--threads", help="Thread counts, comma-separated; 'all' = every core  [default: 1,<cores>]"),
+        click.option("--batch", help="Batch sizes, comma-separated  [default: 1]"),
+        click.option("--warmup", type=int, default=10, show_default=True, help="Warm-up calls (at least)."),
+        click.option("--warmup-seconds", type=float, default=0.5, show_default=True, help="Warm-up time (at least)."),
+        click.option("--runs", type=int, default=100, show_default=True, help="Timed calls (at least)."),
+        click.option("--min-seconds", type=float, default=2.0, show_default=True, help="Timed time (at least)."),
+        click.option("--repeat", type=int, help="Fresh measurements per setting; the median counts  "
+                     "[default: 3 with --budget/--baseline/--save-baseline or for init-budget, else 1]"),
+        click.option("--data", type=click.Path(), help="eval.npz (x, y) for accuracy; a bundle's own by default. "
+                     "Without it a single model gets random inputs (latency and memory only)."),
+        click.option("--runtime", help="Bundle: only models of this runtime. File: open it with this runtime "
+                     "(onnxruntime, tflite)."),
+        click.option("--providers", help="onnxruntime execution providers, comma-separated: cpu, cuda, tensorrt "
+                     "[default: every one present]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @cli.command("bench")
 @click.argument("target", type=click.Path())
-@click.option("--threads", help="Thread counts, comma-separated; 'all' = every core  [default: 1,<cores>]")
-@click.option("--batch", help="Batch sizes, comma-separated  [default: 1]")
-@click.option("--warmup", type=int, default=10, show_default=True, help="Warm-up calls (at least).")
-@click.option("--warmup-seconds", type=float, default=0.5, show_default=True, help="Warm-up time (at least).")
-@click.option("--runs", type=int, default=100, show_default=True, help="Timed calls (at least).")
-@click.option("--min-seconds", type=float, default=2.0, show_default=True, help="Timed time (at least).")
-@click.option("--data", type=click.Path(), help="eval.npz (x, y) for accuracy; a bundle's own by default. "
-              "Without it a single model gets random inputs (latency and memory only).")
-@click.option("--runtime", help="Bundle: only models of this runtime. File: open it with this runtime "
-              "(onnxruntime, tflite).")
-@click.option("--providers", help="onnxruntime execution providers, comma-separated: cpu, cuda, tensorrt "
-              "[default: every one present].")
+@measure_options
 @click.option("--out", type=click.Path(dir_okay=False), help="bench.json to write  "
               "[default: TARGET/bench.json, or MODEL.bench.json beside a single file]")
 @click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the report as markdown.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Also write a PNG: latency distribution, "
               "accuracy against latency (needs matplotlib).")
-@click.option("--quiet", is_flag=True, help="No progress and no table; only the files.")
-@click.option("--json", "as_json", is_flag=True, help="Print bench.json to stdout instead of the table.")
-def bench_command(target, quiet, as_json, **options):
-    """Accuracy, latency and memory of a bundle's models (or one .onnx/.tflite file) on this device."""
-    from .bench import run_bench
+@click.option("--budget", type=click.Path(dir_okay=False), help="CI gate: check against this budget TOML "
+              "(edgekd init-budget proposes one); exit 1 when a check fails.")
+@click.option("--baseline", type=click.Path(dir_okay=False), help="CI gate: check against a previous "
+              "bench.json (size, accuracy, latency, memory; tolerances in the budget's [baseline]).")
+@click.option("--junit", type=click.Path(dir_okay=False), help="Write the gate's checks as JUnit XML.")
+@click.option("--save-baseline", type=click.Path(dir_okay=False), help="Store this run as the next --baseline.")
+@click.option("--quiet", is_flag=True, help="No progress and no table; only the files (and the gate's lines).")
+@click.option("--json", "as_json", is_flag=True, help="Print bench.json to stdout instead of the table "
+              "(the gate's lines go to stderr).")
+def bench_command(target, quiet, as_json, budget, baseline, junit, save_baseline, **options):
+    """Accuracy, latency and memory of a bundle's models (or one .onnx/.tflite file) on this device.
+
+    \b
+    CI gate (exit 1 when a check fails, 2 on a bad budget file):
+      edgekd bench runs/demo/bundle --budget edgekd-budget.toml --baseline previous-bench.json \\
+          --junit gate.xml --save-baseline next-bench.json
+    """
+    import os
+
+    from .bench import gate, run_bench
     from .bench.report import BenchProgress, print_summary
 
+    gated = bool(budget or baseline)
+    if junit and not gated:
+        raise EdgeKDError("--junit writes the gate's checks, so it needs --budget or --baseline")
     with BenchProgress(enabled=not (quiet or as_json)) as progress:
-        result = run_bench(target, progress=progress.update, **options)
+        if gated or save_baseline:
+            result, report = gate.bench_and_check(target, budget, baseline, progress=progress.update, **options)
+        else:
+            result, report = run_bench(target, progress=progress.update, **options), None
     if as_json:
         import json
         click.echo(json.dumps(result, indent=2))
     elif not quiet:
         print_summary(result)
+    if gated:
+        for line in gate.lines(report, result):
+            click.echo(line, err=as_json)
+    gate.write_outputs(report, result, junit=junit if gated else None, save_baseline=save_baseline,
+                       step_summary=os.environ.get("GITHUB_STEP_SUMMARY") if gated else None)
+    if gated and not report.passed:
+        sys.exit(1)
+
+
+@cli.command("init-budget")
+@click.argument("source", type=click.Path())
+@click.option("--out", type=click.Path(dir_okay=False), default="edgekd-budget.toml", show_default=True,
+              help="Budget file to write.")
+@click.option("--force", is_flag=True, help="Overwrite an existing budget file.")
+@measure_options
+def init_budget_command(source, out, force, **options):
+    """Propose a CI budget (commented TOML) from a bench: SOURCE is a bench.json, or a bundle to bench now.
+
+    \b
+      edgekd init-budget runs/demo/bundle                 bench it (3 repetitions), write edgekd-budget.toml
+      edgekd init-budget runs/demo/bundle/bench.json      from an existing bench run
+    """
+    from rich.console import Console
+
+    from .bench.gate import init_budget
+    from .bench.report import BenchProgress
+
+    with BenchProgress(enabled=True) as progress:
+        init_budget(source, out, force=force, progress=progress.update, **options)
+    Console(stderr=True).print(f"wrote {out}; check with: edgekd bench BUNDLE --budget {out}", highlight=False)
 
 
 def main() -> None:

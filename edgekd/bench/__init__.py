@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 from pathlib import Path
+from statistics import median_low
 from typing import Callable, Iterable
 
 from ..errors import BundleError, ConfigError, DataError, EdgeKDError
@@ -118,13 +119,16 @@ def run_bench(target, threads=None, batch=None, warmup: int = DEFAULTS["warmup"]
               min_seconds: float = DEFAULTS["min_seconds"], data=None, out=None, markdown=None, plot=None,
               runtime: str | None = None, providers: list[str] | None = None,
               progress: Progress | None = None, timeout: float | None = None,
-              max_runs: int = 500_000, seed: int = 0) -> dict:
+              max_runs: int = 500_000, seed: int = 0, repeat: int | None = None) -> dict:
     """Benchmark a bundle folder or a single .onnx/.tflite file; returns the bench.json document.
 
     ``threads`` / ``batch``: lists or "1,4" strings (default: 1 and all cores / [1]). Warm-up
     runs until both ``warmup`` calls and ``warmup_seconds`` have passed; the timed loop until
     both ``runs`` calls and ``min_seconds``. ``out``: where bench.json goes (default:
     BUNDLE/bench.json, or MODEL.bench.json beside a single file; ``False`` writes nothing).
+    ``repeat``: fresh child processes per setting, interleaved over the models so that a burst of
+    load elsewhere hits every model alike; the measurement kept is the one with the median p50,
+    and ``repeats`` records every repetition's p50/p90 and their spread (what the CI gate reads).
     ``markdown``/``plot``: optional extra outputs. ``progress(done, total, label)`` is called
     before each child process and once at the end.
     """
@@ -140,6 +144,8 @@ def run_bench(target, threads=None, batch=None, warmup: int = DEFAULTS["warmup"]
     _check_number("warmup_seconds", warmup_seconds, 0)
     _check_number("runs", runs, 1)
     _check_number("min_seconds", min_seconds, 0)
+    repeat = 1 if repeat is None else repeat
+    _check_number("repeat", repeat, 1)
     if plot:
         require_matplotlib()
 
@@ -148,43 +154,42 @@ def run_bench(target, threads=None, batch=None, warmup: int = DEFAULTS["warmup"]
         out = _default_out(Path(target), resolved["target"]["kind"])
     settings = {"threads": threads, "batch": batch, "warmup": warmup, "warmup_seconds": warmup_seconds,
                 "runs": runs, "min_seconds": min_seconds, "max_runs": max_runs, "runtime": runtime,
-                "providers": providers, "data": resolved["eval_path"],
+                "providers": providers, "data": resolved["eval_path"], "repeat": repeat,
                 "isolation": "one fresh child process per (model, threads, batch)"}
     facts = device.collect()
     thermal_before = device.thermal()
 
     configs = [(m, t, b) for m in resolved["models"] for t in threads for b in batch]
-    total = len(configs)
+    total = len(configs) * repeat
     predictions: dict[str, list] = {}
     entries = {}
     for m in resolved["models"]:
         entries[m["file"]] = {**{k: v for k, v in m.items() if k != "path"}, "backend": None,
                               "accuracy": None, "eval_samples": None, "agreement_with_teacher": None,
                               "measurements": []}
-    for done, (m, t, b) in enumerate(configs):
-        if progress:
-            progress(done, total, f"{m['file']} · {t} thread{'s' if t > 1 else ''} · batch {b}")
+    answers: dict[tuple, list] = {(m["file"], t, b): [] for m, t, b in configs}
+    done = 0
+    for rep in range(repeat):
+        for m, t, b in configs:
+            if progress:
+                progress(done, total, f"{m['file']} · {t} thread{'s' if t > 1 else ''} · batch {b}"
+                         + (f" · repetition {rep + 1}/{repeat}" if repeat > 1 else ""))
+            done += 1
+            evaluate = resolved["eval_path"] is not None and m["file"] not in predictions
+            req = {"path": m["path"], "runtime": m["runtime"], "threads": t, "batch": b, "providers": providers,
+                   "warmup": warmup, "warmup_seconds": warmup_seconds, "runs": runs, "min_seconds": min_seconds,
+                   "max_runs": max_runs, "data": resolved["eval_path"], "evaluate": evaluate, "seed": seed}
+            resp, _ = spawn_worker(req, timeout=timeout)
+            if "eval" in resp:
+                predictions[m["file"]] = resp["eval"].pop("predictions")
+                entry = entries[m["file"]]
+                entry["accuracy"] = resp["eval"]["accuracy"]
+                entry["eval_samples"] = resp["eval"]["samples"]
+                entry["eval_seconds"] = resp["eval"]["seconds"]
+            answers[(m["file"], t, b)].append(resp)
+    for m, t, b in configs:
         entry = entries[m["file"]]
-        evaluate = resolved["eval_path"] is not None and m["file"] not in predictions
-        req = {"path": m["path"], "runtime": m["runtime"], "threads": t, "batch": b, "providers": providers,
-               "warmup": warmup, "warmup_seconds": warmup_seconds, "runs": runs, "min_seconds": min_seconds,
-               "max_runs": max_runs, "data": resolved["eval_path"], "evaluate": evaluate, "seed": seed}
-        resp, _ = spawn_worker(req, timeout=timeout)
-        if "skip" in resp:
-            entry["measurements"].append({"threads": t, "batch": b, "skipped": resp["skip"]})
-            continue
-        _fill_model(entry, m, resp["runtime"])
-        if "eval" in resp:
-            predictions[m["file"]] = resp["eval"].pop("predictions")
-            entry["accuracy"] = resp["eval"]["accuracy"]
-            entry["eval_samples"] = resp["eval"]["samples"]
-            entry["eval_seconds"] = resp["eval"]["seconds"]
-        mem = resp["memory"]
-        mem["model_bytes"] = max(0, mem["rss_peak_inference"] - mem["rss_before_load"])
-        entry["measurements"].append({
-            "threads": t, "batch": b, "delegate": resp["runtime"].get("delegate"), "init_ms": resp["init_ms"],
-            "first_inference_ms": resp["first_inference_ms"], "warmup": resp["warmup"],
-            "latency_ms": resp["latency_ms"], "throughput_per_s": resp["throughput_per_s"], "memory": mem})
+        entry["measurements"].append(_measurement(entry, m, t, b, answers[(m["file"], t, b)]))
     if progress:
         progress(total, total, "done")
 
@@ -208,6 +213,23 @@ def run_bench(target, threads=None, batch=None, warmup: int = DEFAULTS["warmup"]
                           "plot": str(plot) if plot else None}}
     write_outputs(result, out=out, markdown=markdown, plot=plot)
     return result
+
+
+def _measurement(entry: dict, m: dict, threads: int, batch: int, responses: list[dict]) -> dict:
+    """One setting's record: the repetition with the median p50, and the spread of all of them."""
+    if "skip" in responses[0]:
+        return {"threads": threads, "batch": batch, "skipped": responses[0]["skip"]}
+    p50s = [r["latency_ms"]["p50"] for r in responses]
+    resp = responses[p50s.index(median_low(p50s))]
+    _fill_model(entry, m, resp["runtime"])
+    mem = resp["memory"]
+    mem["model_bytes"] = max(0, mem["rss_peak_inference"] - mem["rss_before_load"])
+    return {"threads": threads, "batch": batch, "delegate": resp["runtime"].get("delegate"),
+            "init_ms": resp["init_ms"], "first_inference_ms": resp["first_inference_ms"], "warmup": resp["warmup"],
+            "latency_ms": resp["latency_ms"], "throughput_per_s": resp["throughput_per_s"], "memory": mem,
+            "repeats": {"count": len(responses), "p50": p50s,
+                        "p90": [r["latency_ms"]["p90"] for r in responses],
+                        "spread_ms": max(p50s) - min(p50s)}}
 
 
 def _fill_model(entry: dict, m: dict, rt: dict) -> None:

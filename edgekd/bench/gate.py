@@ -1,0 +1,561 @@
+"""The CI gate: a bench result checked against a budget file and/or a baseline bench.json. Torch-free.
+
+    edgekd bench BUNDLE --budget edgekd-budget.toml --baseline previous-bench.json
+
+:data:`KEYS` is the one table of budget keys. It drives the budget file's validation, the
+checks themselves, ``edgekd init-budget``'s commented TOML and the README's key table.
+
+A budget file has one table per role (``[student]``, ``[teacher]``: every model of that role),
+per model file (``["student.int8.tflite"]``: that file, over its role's table) and
+``[baseline]`` (tolerances against ``--baseline``).
+
+Latency is noisy on shared CI runners, so every latency number here is the median over
+repeated measurements (fresh child processes, ``bench --repeat``), and a baseline latency
+check fails only when the slow-down exceeds both its tolerance and the spread (max − min of
+the repetitions' p50) measured in this same run.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import median_low
+from typing import Callable
+
+from ..errors import ConfigError, closest
+from ..fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, refuse_existing
+from .report import MB, _ms, _ok, _size, device_line
+
+ROLES = ("student", "teacher", "simple", "model")
+BASELINE = "baseline"
+MODEL_SUFFIXES = (".onnx", ".tflite")
+#: repetitions per setting when a gate is asked for and --repeat is not given
+REPEAT = 3
+
+
+# -- readings: what a key measures on one model ------------------------------------------------
+
+@dataclass
+class Reading:
+    setting: str                  # "" or "1 thread, batch 1"
+    value: float | None           # None: could not be measured (the check fails)
+    detail: str = ""
+    spread: float = 0.0           # noise allowance in the value's unit (latency against a baseline)
+
+
+@dataclass
+class Context:
+    result: dict
+    baseline: dict | None
+
+    def teacher(self) -> dict | None:
+        return next((m for m in self.result["models"] if m["file"] == self.result.get("teacher")), None)
+
+    def base_model(self, m: dict) -> dict | None:
+        return next((b for b in self.baseline["models"] if b["file"] == m["file"]), None)
+
+
+def _setting(x: dict) -> str:
+    return f"{x['threads']} thread{'s' if x['threads'] > 1 else ''}, batch {x['batch']}"
+
+
+def _latency(x: dict, stat: str) -> float:
+    """The median over repetitions (median_low: always a measured value), or the one measurement."""
+    reps = x.get("repeats")
+    return median_low(reps[stat]) if reps else x["latency_ms"][stat]
+
+
+def _repetitions(x: dict) -> tuple[int, float]:
+    reps = x.get("repeats") or {}
+    return reps.get("count", 1), reps.get("spread_ms", 0.0)
+
+
+def _percent(fraction):
+    return None if fraction is None else fraction * 100
+
+
+def _bytes(ctx, m):
+    return [Reading("", m["bytes"])]
+
+
+def _latency_of(stat: str):
+    def measure(ctx, m):
+        out = []
+        for x in _ok(m):
+            n, spread = _repetitions(x)
+            out.append(Reading(_setting(x), _latency(x, stat), f"median of {n}, spread {_ms(spread)} ms"))
+        return out
+    return measure
+
+
+def _peak_mib(x: dict) -> float:
+    return x["memory"]["rss_peak_inference"] / MB
+
+
+def _memory(ctx, m):
+    return [Reading(_setting(x), _peak_mib(x)) for x in _ok(m)]
+
+
+def _accuracy(ctx, m):
+    return [Reading("", _percent(m["accuracy"]), "" if m["accuracy"] is not None else "no eval data")]
+
+
+def _drop_vs_teacher(ctx, m):
+    t = ctx.teacher()
+    if t is None or None in (t["accuracy"], m["accuracy"]):
+        return [Reading("", None, "no teacher accuracy in this run")]
+    return [Reading("", (t["accuracy"] - m["accuracy"]) * 100, f"teacher {t['file']} {_percent(t['accuracy']):.2f}%")]
+
+
+def _speedup(ctx, m):
+    t = ctx.teacher()
+    rows = [c for c in ctx.result["comparisons"] if t and c["model"] == m["file"] and c["teacher"] == t["file"]]
+    if not rows:
+        return [Reading("", None, "no teacher measured in this run")]
+    return [Reading(f"{c['threads']} thread{'s' if c['threads'] > 1 else ''}, batch {c['batch']}", c["speedup"],
+                    f"teacher p50 / model p50, same run, vs {t['file']}") for c in rows]
+
+
+def _base_pairs(ctx, m):
+    """(this run's measurement, the baseline's) at the same threads and batch."""
+    b = ctx.base_model(m)
+    for x in _ok(m):
+        bx = next((y for y in _ok(b) if y["threads"] == x["threads"] and y["batch"] == x["batch"]), None)
+        if bx is not None:
+            yield x, bx
+
+
+def _size_increase_bytes(ctx, m):
+    b = ctx.base_model(m)
+    return [Reading("", m["bytes"] - b["bytes"], f"{_size(m['bytes'])} vs {_size(b['bytes'])} baseline")]
+
+
+def _size_increase_percent(ctx, m):
+    b = ctx.base_model(m)
+    return [Reading("", (m["bytes"] / b["bytes"] - 1) * 100, f"{_size(m['bytes'])} vs {_size(b['bytes'])} baseline")]
+
+
+def _accuracy_drop(ctx, m):
+    b = ctx.base_model(m)
+    if None in (b["accuracy"], m["accuracy"]):
+        return [Reading("", None, "accuracy missing here or in the baseline")]
+    return [Reading("", (b["accuracy"] - m["accuracy"]) * 100,
+                    f"{_percent(m['accuracy']):.2f}% vs {_percent(b['accuracy']):.2f}% baseline")]
+
+
+def _latency_increase(ctx, m):
+    out = []
+    for x, bx in _base_pairs(ctx, m):
+        now, base = _latency(x, "p50"), _latency(bx, "p50")
+        n, spread = _repetitions(x)
+        out.append(Reading(_setting(x), (now / base - 1) * 100,
+                           f"p50 {_ms(now)} ms vs {_ms(base)} ms baseline; spread {_ms(spread)} ms "
+                           f"({spread / base * 100:.1f}%) over {n} repetition{'s' if n > 1 else ''}",
+                           spread=spread / base * 100))
+    return out
+
+
+def _memory_increase(ctx, m):
+    return [Reading(_setting(x), (_peak_mib(x) / _peak_mib(bx) - 1) * 100,
+                    f"peak {_peak_mib(x):.1f} MiB vs {_peak_mib(bx):.1f} MiB baseline")
+            for x, bx in _base_pairs(ctx, m)]
+
+
+# -- headroom for init-budget: rounded outward to 3 significant digits --------------------------
+
+def _outward(value: float, direction: str) -> float:
+    if value <= 0:
+        return 0.0
+    step = 10 ** (math.floor(math.log10(value)) - 2)
+    return round((math.ceil if direction == "max" else math.floor)(value / step) * step, 10)
+
+
+def _times(factor: float):
+    return lambda v: v * factor
+
+
+def _plus(points: float):
+    return lambda v: max(v, 0.0) + points
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    section: str                  # "role": in a role or file table; "baseline": in [baseline]
+    kind: type                    # int or float (a whole number is fine for a float)
+    direction: str                # "max": passes when measured ≤ limit; "min": when measured ≥ limit
+    unit: str
+    description: str
+    measure: Callable[[Context, dict], list[Reading]]
+    propose: Callable[[float], float] | None = None   # init-budget: worst measured value → limit
+    default: float | None = None  # [baseline] tolerance used when the budget sets none
+    vs_teacher: bool = False      # compares with the teacher: meaningless in [teacher]
+
+
+KEYS = [
+    Key("max_bytes", "role", int, "max", "bytes", "file size on disk", _bytes, _times(1.10)),
+    Key("max_p50_ms", "role", float, "max", "ms", "median latency per call (median over repetitions)",
+        _latency_of("p50"), _times(1.5)),
+    Key("max_p90_ms", "role", float, "max", "ms", "90th-percentile latency per call (median over repetitions)",
+        _latency_of("p90"), _times(1.5)),
+    Key("max_peak_memory_mib", "role", float, "max", "MiB",
+        "peak RSS of the model's own process during inference", _memory, _times(1.25)),
+    Key("min_accuracy_percent", "role", float, "min", "%", "accuracy on the bundle's eval set",
+        _accuracy, _plus(-2.0)),
+    Key("max_accuracy_drop_vs_teacher_points", "role", float, "max", "points",
+        "teacher accuracy − this model's, same run", _drop_vs_teacher, _plus(2.0), vs_teacher=True),
+    Key("min_speedup_vs_teacher", "role", float, "min", "×", "teacher p50 / this model's p50, same run",
+        _speedup, _times(0.7), vs_teacher=True),
+    Key("max_size_increase_bytes", BASELINE, int, "max", "bytes", "file size growth against the baseline",
+        _size_increase_bytes),
+    Key("max_size_increase_percent", BASELINE, float, "max", "%", "file size growth against the baseline",
+        _size_increase_percent, default=5.0),
+    Key("max_accuracy_drop_points", BASELINE, float, "max", "points", "accuracy lost against the baseline",
+        _accuracy_drop, default=1.0),
+    Key("max_latency_increase_percent", BASELINE, float, "max", "%",
+        "p50 slow-down against the baseline; fails only beyond this run's spread too",
+        _latency_increase, default=10.0),
+    Key("max_memory_increase_percent", BASELINE, float, "max", "%", "peak memory growth against the baseline",
+        _memory_increase, default=10.0),
+]
+BY_NAME = {k.name: k for k in KEYS}
+
+
+# -- the budget file ---------------------------------------------------------------------------
+
+def load_budget(path) -> dict:
+    """Read and validate a budget file; every mistake is one ConfigError naming the file."""
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"budget file '{path}' not found",
+                          hint="propose one with: edgekd init-budget BUNDLE") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return validate_budget(doc, str(path))
+
+
+def validate_budget(doc: dict, where: str = "budget") -> dict:
+    for section, table in doc.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: '{section}' must be inside a table such as [student]",
+                              hint="tables: [student], [teacher], [\"FILE.tflite\"], [baseline]")
+        kind = _section_kind(section, where)
+        for name, value in table.items():
+            _check_value(_key_for(section, kind, name, where), section, value, where)
+    return doc
+
+
+def _section_kind(section: str, where: str) -> str:
+    if section == BASELINE:
+        return BASELINE
+    if section in ROLES or section.endswith(MODEL_SUFFIXES):
+        return "role"
+    guess = closest(section, (*ROLES, BASELINE))
+    raise ConfigError(f"{where}: unknown role [{section}]",
+                      hint=(f"did you mean [{guess}]? " if guess else "") + "tables: " + ", ".join(
+                          f"[{r}]" for r in ROLES) + ", [\"FILE.onnx\" or \"FILE.tflite\"], [baseline]")
+
+
+def _key_for(section: str, kind: str, name: str, where: str) -> Key:
+    key = BY_NAME.get(name)
+    if key is not None and key.section == kind:
+        if key.vs_teacher and section == "teacher":
+            raise ConfigError(f"{where}: '{name}' compares a model with the teacher; it has no meaning in [teacher]")
+        return key
+    if key is not None:
+        raise ConfigError(f"{where}: '{name}' belongs in " + ("[baseline]" if key.section == BASELINE
+                                                              else "a role or file table") + f", not in [{section}]")
+    known = [k.name for k in KEYS if k.section == kind]
+    guess = closest(name, known)
+    raise ConfigError(f"{where}: unknown key '{name}' in [{section}]",
+                      hint=(f"did you mean '{guess}'? " if guess else "") + "known: " + ", ".join(known))
+
+
+def _check_value(key: Key, section: str, value, where: str) -> None:
+    what = "a whole number" if key.kind is int else "a number"
+    ok = not isinstance(value, bool) and isinstance(value, int if key.kind is int else (int, float))
+    if not ok:
+        raise ConfigError(f"{where}: [{section}] {key.name} must be {what} ({key.unit}), "
+                          f"got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{where}: [{section}] {key.name} must be a finite number ≥ 0, got {value}")
+
+
+def require_models(budget: dict, files: list[str]) -> None:
+    """A file table must name a model the bench measures (checked before measuring)."""
+    for section in budget:
+        if section.endswith(MODEL_SUFFIXES) and section not in files:
+            guess = closest(section, files)
+            raise ConfigError(f"the budget has a table [\"{section}\"] but the bundle has no such model",
+                              hint=(f"did you mean \"{guess}\"? " if guess else "") + "models: " + ", ".join(files))
+
+
+# -- checking ----------------------------------------------------------------------------------
+
+@dataclass
+class Check:
+    model: str
+    key: str
+    setting: str
+    measured: float | None
+    limit: float
+    unit: str
+    direction: str
+    passed: bool
+    detail: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.model} {self.key}" + (f" [{self.setting}]" if self.setting else "")
+
+    def verdict(self) -> str:
+        """'6.1 kB ≤ 20.0 kB', '+3.2% ≤ 10%', 'not measured'."""
+        if self.measured is None:
+            return f"not measured (limit {_value(self.limit, self.unit)})"
+        within = self.measured <= self.limit if self.direction == "max" else self.measured >= self.limit
+        sign = ("≤" if within else ">") if self.direction == "max" else ("≥" if within else "<")
+        return f"{_value(self.measured, self.unit, self.key)} {sign} {_value(self.limit, self.unit)}"
+
+    def line(self) -> str:
+        return (f"{'PASS' if self.passed else 'FAIL'}  {self.name}  {self.verdict()}"
+                + (f"  ({self.detail})" if self.detail else ""))
+
+
+def _value(v: float, unit: str, key: str = "") -> str:
+    signed = key.startswith("max_") and key.endswith(("_increase_percent", "_increase_bytes"))
+    if unit == "bytes":
+        return f"{v:+,.0f} bytes" if signed else f"{v:,.0f} bytes"
+    if unit == "ms":
+        return f"{_ms(v)} ms"
+    if unit == "×":
+        return f"{v:.2f}×"
+    text = f"{v:+.2f}" if signed else f"{v:.2f}".rstrip("0").rstrip(".")
+    return f"{text}%" if unit == "%" else f"{text} {unit}"
+
+
+@dataclass
+class GateReport:
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        n, bad = len(self.checks), len(self.failed)
+        return f"gate {'FAILED' if bad else 'passed'}: {n - bad} of {n} checks passed" + (f", {bad} failed" if bad else "")
+
+
+def _evaluate(key: Key, limit: float, reading: Reading) -> bool:
+    if reading.value is None:
+        return False
+    if key.direction == "min":
+        return reading.value >= limit
+    # a change within this run's own noise is not a regression, whatever the tolerance
+    return reading.value <= limit or reading.value <= reading.spread
+
+
+def _limits(budget: dict, m: dict) -> dict:
+    """The model's role table, then its file table over it."""
+    return {**budget.get(m["role"], {}), **budget.get(m["file"], {})}
+
+
+def check(result: dict, budget: dict | str | os.PathLike | None = None,
+          baseline: dict | str | os.PathLike | None = None) -> GateReport:
+    """Check a bench result (bench.json document) against a budget and/or a baseline bench.json."""
+    from .report import load
+    if isinstance(budget, (str, os.PathLike)):
+        budget = load_budget(budget)
+    if isinstance(baseline, (str, os.PathLike)):
+        baseline = load(baseline)
+    budget = budget or {}
+    require_models(budget, [m["file"] for m in result["models"]])
+    ctx = Context(result, baseline)
+    report = GateReport()
+    tolerances = {}
+    if baseline is not None:
+        tolerances = {k.name: k.default for k in KEYS if k.section == BASELINE and k.default is not None}
+        tolerances.update(budget.get(BASELINE, {}))
+        report.notes += _baseline_notes(result, baseline)
+    for m in result["models"]:
+        limits = _limits(budget, m)
+        if baseline is not None and ctx.base_model(m) is not None:
+            limits.update(tolerances)
+        for key in KEYS:
+            if key.name not in limits:
+                continue
+            if key.vs_teacher and m["role"] == "teacher":
+                raise ConfigError(f"'{key.name}' compares a model with the teacher, and '{m['file']}' is a teacher")
+            for r in key.measure(ctx, m):
+                report.checks.append(Check(m["file"], key.name, r.setting, r.value, limits[key.name], key.unit,
+                                           key.direction, _evaluate(key, limits[key.name], r), r.detail))
+    if not report.checks:
+        report.notes.append("no checks: the budget sets no limit for any model of this bench")
+    return report
+
+
+def _baseline_notes(result: dict, baseline: dict) -> list[str]:
+    notes = []
+    here = {m["file"] for m in result["models"]}
+    there = {m["file"] for m in baseline["models"]}
+    notes += [f"{f} is not in the baseline: no baseline checks for it" for f in sorted(here - there)]
+    notes += [f"{f} is in the baseline but was not measured now" for f in sorted(there - here)]
+    now, then = result["device"], baseline.get("device", {})
+    if (now.get("cpu"), now.get("cores")) != (then.get("cpu"), then.get("cores")):
+        notes.append(f"the baseline was measured on another machine ({then.get('cpu')}, {then.get('cores')} cores): "
+                     "latency changes may be the machine's")
+    return notes
+
+
+# -- outputs -----------------------------------------------------------------------------------
+
+def lines(report: GateReport, result: dict) -> list[str]:
+    reps = result["settings"].get("repeat", 1)
+    out = [c.line() for c in report.checks]
+    out += [f"note: {n}" for n in report.notes]
+    out.append(f"{report.summary()} (latency: median of {reps} repetition{'s' if reps > 1 else ''} per setting)")
+    return out
+
+
+def to_junit(report: GateReport, result: dict) -> bytes:
+    """One <testcase> per check; a failed check carries a <failure> with its verdict."""
+    suite = ET.Element("testsuite", name="edgekd gate", tests=str(len(report.checks)),
+                       failures=str(len(report.failed)), errors="0", skipped="0",
+                       timestamp=result.get("created_utc", ""))
+    props = ET.SubElement(suite, "properties")
+    for name, value in (("target", result["target"]["path"]), ("device", device_line(result)),
+                        ("repetitions", str(result["settings"].get("repeat", 1)))):
+        ET.SubElement(props, "property", name=name, value=value)
+    for c in report.checks:
+        case = ET.SubElement(suite, "testcase", classname=f"edgekd.gate.{c.model}", name=c.name, time="0")
+        if not c.passed:
+            failure = ET.SubElement(case, "failure", message=c.verdict(), type="budget")
+            failure.text = c.line()
+        ET.SubElement(case, "system-out").text = c.line()
+    if report.notes:
+        ET.SubElement(suite, "system-out").text = "\n".join(report.notes)
+    root = ET.Element("testsuites", name="edgekd", tests=suite.get("tests"), failures=suite.get("failures"))
+    root.append(suite)
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def to_markdown(report: GateReport, result: dict) -> str:
+    head = f"### edgekd gate: {'✅ passed' if report.passed else '❌ failed'} · `{result['target']['path']}`"
+    out = [head, "", report.summary() + f" · {device_line(result)}", "",
+           "| | model | check | setting | measured vs limit | detail |", "|---|---|---|---|---|---|"]
+    for c in report.checks:
+        cells = ["✅" if c.passed else "❌", f"`{c.model}`", f"`{c.key}`", c.setting, c.verdict(), c.detail]
+        out.append("| " + " | ".join(s.replace("|", "\\|") for s in cells) + " |")
+    out += [""] + [f"- {n}" for n in report.notes]
+    return "\n".join(out) + "\n"
+
+
+def write_outputs(report: GateReport, result: dict, junit=None, step_summary=None, save_baseline=None) -> None:
+    """JUnit XML and the next baseline atomically; the GitHub step summary is appended to."""
+    try:
+        if junit:
+            atomic_write_bytes(junit, to_junit(report, result))
+        if save_baseline:
+            atomic_write_json(save_baseline, result)
+        if step_summary:
+            with open(step_summary, "a", encoding="utf-8") as f:
+                f.write(to_markdown(report, result))
+    except OSError as exc:
+        raise ConfigError(f"cannot write the gate report: {exc.strerror}: '{exc.filename}'") from None
+
+
+# -- init-budget -------------------------------------------------------------------------------
+
+def propose(result: dict, source: str) -> str:
+    """A commented budget TOML: every measured value with the headroom of KEYS, per model file."""
+    ctx = Context(result, None)
+    reps = result["settings"].get("repeat", 1)
+    out = [f"# edgekd budget, proposed by `edgekd init-budget` from {source}",
+           f"# measured {result['created_utc']} on: {device_line(result)}",
+           f"# latency: median of {reps} repetition{'s' if reps > 1 else ''} per setting, threads "
+           f"{result['settings']['threads']}, batch {result['settings']['batch']}",
+           "#",
+           "# Each limit is the worst measured value plus headroom (size +10%, latency ×1.5, memory +25%,",
+           "# accuracy −2 points, speed-up ×0.7). Tighten what matters for your device.",
+           "# Tables: [student] / [teacher] hold limits for every model of that role, [\"FILE\"] for one",
+           "# file (over its role's table), [baseline] the tolerances against --baseline previous-bench.json.",
+           "# Check with: edgekd bench BUNDLE --budget THIS_FILE [--baseline previous-bench.json]"]
+    for m in result["models"]:
+        out += ["", f"[\"{m['file']}\"]  # {m['role']}, {m['format']} {m['precision'] or ''}".rstrip()]
+        for key in KEYS:
+            if key.section != "role" or (key.vs_teacher and m["role"] == "teacher"):
+                continue
+            values = [r.value for r in key.measure(ctx, m) if r.value is not None]
+            if not values:
+                continue
+            worst = max(values) if key.direction == "max" else min(values)
+            limit = _outward(key.propose(worst), key.direction)
+            out += [f"# {key.description}; measured {_value(worst, key.unit)}",
+                    f"{key.name} = {_toml_number(limit, key.kind)}"]
+    out += ["", f"[{BASELINE}]  # tolerances against --baseline (a change within this run's spread never fails)"]
+    for key in KEYS:
+        if key.section == BASELINE:
+            line = f"{key.name} = {_toml_number(key.default, key.kind)}" if key.default is not None \
+                else f"# {key.name} = 0"
+            out += [f"# {key.description} ({key.unit})", line]
+    return "\n".join(out) + "\n"
+
+
+def _toml_number(v: float, kind: type) -> str:
+    return str(math.ceil(v)) if kind is int else repr(float(v))
+
+
+def bench_and_check(target, budget=None, baseline=None, repeat: int | None = None,
+                    **bench_options) -> tuple[dict, GateReport]:
+    """``edgekd bench --budget/--baseline``: every input is checked before anything is measured."""
+    from . import resolve_target, run_bench
+    from .report import load
+    budget = load_budget(budget) if budget else {}
+    baseline = load(baseline) if baseline else None
+    resolved = resolve_target(target, data=bench_options.get("data"), runtime=bench_options.get("runtime"))
+    require_models(budget, [m["file"] for m in resolved["models"]])
+    result = run_bench(target, repeat=REPEAT if repeat is None else repeat, **bench_options)
+    return result, check(result, budget, baseline)
+
+
+def init_budget(source, out, force: bool = False, **bench_options) -> str:
+    """Propose a budget from a bench.json file, or from benching a bundle or model file now."""
+    from . import run_bench
+    from .report import load
+    out, source = Path(out), Path(source)
+    refuse_existing(out, force, "budget file")
+    if source.is_file() and source.suffix == ".json":
+        result = load(source)
+    else:
+        if bench_options.get("repeat") is None:
+            bench_options["repeat"] = REPEAT
+        result = run_bench(source, out=False, **bench_options)
+    text = propose(result, str(source))
+    validate_budget(tomllib.loads(text), "proposed budget")   # what we write must load back
+    atomic_write_text(out, text)
+    return text
+
+
+def keys_markdown() -> str:
+    """The README's table of budget keys, from KEYS."""
+    out = ["| key | table | type | passes when | unit | meaning | default |", "|---|---|---|---|---|---|---|"]
+    for k in KEYS:
+        where = "[baseline]" if k.section == BASELINE else ("[student], [\"FILE\"]" if k.vs_teacher
+                                                            else "[student], [teacher], [\"FILE\"]")
+        out.append(f"| `{k.name}` | {where} | {'integer' if k.kind is int else 'number'} | "
+                   f"measured {'≤' if k.direction == 'max' else '≥'} limit | {k.unit} | {k.description} | "
+                   f"{'' if k.default is None else format(k.default, 'g')} |")
+    return "\n".join(out) + "\n"
