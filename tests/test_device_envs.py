@@ -12,6 +12,7 @@ Select with -m device_envs; the first run downloads about 150 MB (cached in ~/.c
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.device_envs
 HERE = Path(__file__).resolve().parent
 NETGUARD = HERE / "device_envs" / "netguard"
 LOGITS = HERE / "device_envs" / "logits.py"
+DOCKER = envs.REPO / "docker"
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +67,29 @@ def test_device_extra_is_the_requirements_file():
     extra = tomllib.loads((envs.REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["device"]
     lines = [line.split("#")[0].strip() for line in envs.DEVICE_REQUIREMENTS.read_text().splitlines()]
     assert extra == [line for line in lines if line]
+
+
+def dockerfile_steps(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of each step of a Dockerfile: comments dropped, continuations joined."""
+    lines = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")]
+    steps = re.sub(r"\\\n", " ", "\n".join(lines)).splitlines()
+    return [(step.split(None, 1)[0].upper(), step.split(None, 1)[1]) for step in steps if step.strip()]
+
+
+@pytest.mark.parametrize("name", ["raspberry-pi", "jetson", "toolkit"])
+def test_dockerfile_installs_from_files_the_build_context_sends(name):
+    """No Docker here (no daemon, no registry): what can be checked without building."""
+    steps = dockerfile_steps(DOCKER / f"{name}.Dockerfile")
+    sent = [line[1:].rstrip("/") for line in (envs.REPO / ".dockerignore").read_text().splitlines()
+            if line.startswith("!")]
+    copied = [arg for op, args in steps if op == "COPY" for arg in args.split()[:-1] if not arg.startswith("--")]
+    for source in copied:
+        assert (envs.REPO / source).exists() and any(source == s or source.startswith(s + "/") for s in sent), source
+    assert "requirements/device.txt" in copied and ("ENTRYPOINT", '["edgekd"]') in steps
+    installs = " ".join(args for op, args in steps if op == "RUN")
+    assert "device.txt" in installs
+    if name != "toolkit":
+        assert "torch" not in installs
 
 
 def test_torch_free_install_scores_like_the_main_venv(demo_bundle, reference, wheel, tmp_path):
