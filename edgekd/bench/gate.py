@@ -27,7 +27,7 @@ from typing import Callable
 
 from ..errors import ConfigError, closest
 from ..fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, refuse_existing
-from .report import MB, _ms, _ok, _size, device_line
+from .report import MB, _ok, _size, device_line
 
 ROLES = ("student", "teacher", "simple", "model")
 BASELINE = "baseline"
@@ -58,6 +58,13 @@ class Context:
         return next((b for b in self.baseline["models"] if b["file"] == m["file"]), None)
 
 
+def _ms3(v: float) -> str:
+    """Three significant digits, no exponent: CI models can take a microsecond, and 0.0000 ms says nothing."""
+    if v == 0 or not math.isfinite(v):
+        return f"{v:g}"
+    return f"{v:.{max(0, 2 - math.floor(math.log10(abs(v))))}f}"
+
+
 def _setting(x: dict) -> str:
     return f"{x['threads']} thread{'s' if x['threads'] > 1 else ''}, batch {x['batch']}"
 
@@ -86,7 +93,7 @@ def _latency_of(stat: str):
         out = []
         for x in _ok(m):
             n, spread = _repetitions(x)
-            out.append(Reading(_setting(x), _latency(x, stat), f"median of {n}, spread {_ms(spread)} ms"))
+            out.append(Reading(_setting(x), _latency(x, stat), f"median of {n}, spread {_ms3(spread)} ms"))
         return out
     return measure
 
@@ -152,7 +159,7 @@ def _latency_increase(ctx, m):
         now, base = _latency(x, "p50"), _latency(bx, "p50")
         n, spread = _repetitions(x)
         out.append(Reading(_setting(x), (now / base - 1) * 100,
-                           f"p50 {_ms(now)} ms vs {_ms(base)} ms baseline; spread {_ms(spread)} ms "
+                           f"p50 {_ms3(now)} ms vs {_ms3(base)} ms baseline; spread {_ms3(spread)} ms "
                            f"({spread / base * 100:.1f}%) over {n} repetition{'s' if n > 1 else ''}",
                            spread=spread / base * 100))
     return out
@@ -310,6 +317,7 @@ class Check:
     direction: str
     passed: bool
     detail: str = ""
+    spread: float = 0.0           # this run's noise in the measured value's unit (0: none allowed for)
 
     @property
     def name(self) -> str:
@@ -333,7 +341,7 @@ def _value(v: float, unit: str, key: str = "") -> str:
     if unit == "bytes":
         return f"{v:+,.0f} bytes" if signed else f"{v:,.0f} bytes"
     if unit == "ms":
-        return f"{_ms(v)} ms"
+        return f"{_ms3(v)} ms"
     if unit == "×":
         return f"{v:.2f}×"
     text = f"{v:+.2f}" if signed else f"{v:.2f}".rstrip("0").rstrip(".")
@@ -400,7 +408,7 @@ def check(result: dict, budget: dict | str | os.PathLike | None = None,
                 raise ConfigError(f"'{key.name}' compares a model with the teacher, and '{m['file']}' is a teacher")
             for r in key.measure(ctx, m):
                 report.checks.append(Check(m["file"], key.name, r.setting, r.value, limits[key.name], key.unit,
-                                           key.direction, _evaluate(key, limits[key.name], r), r.detail))
+                                           key.direction, _evaluate(key, limits[key.name], r), r.detail, r.spread))
     if not report.checks:
         report.notes.append("no checks: the budget sets no limit for any model of this bench")
     return report

@@ -1,0 +1,307 @@
+"""The CI gate: ``edgekd bench --budget/--baseline``, ``edgekd init-budget``, and bad budget files.
+
+End-to-end tests bench the real ``demo_bundle`` (and a real bundle whose student is bigger) through
+the command line. The noise rule and the budget table are also checked on small bench.json
+documents built here, which needs no model.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import tomllib
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_user_error, run_cli
+from edgekd.bench import gate
+from edgekd.bench.report import load
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_BUDGET = ROOT / "examples" / "edgekd-budget.toml"
+DEMO_BENCH = ROOT / "benchmarks" / "results" / "gate_noise_baseline.json"
+# short but not tiny: the models take microseconds a call, the child processes dominate the time
+FAST = ["--threads", "1", "--runs", "200", "--min-seconds", "0", "--warmup", "20", "--warmup-seconds", "0"]
+
+
+def junit_cases(path: Path) -> dict[str, bool]:
+    """JUnit XML → {test case name: passed}."""
+    suite = ET.parse(path).getroot().find("testsuite")
+    cases = {c.get("name"): c.find("failure") is None for c in suite.findall("testcase")}
+    assert int(suite.get("tests")) == len(cases)
+    assert int(suite.get("failures")) == sum(not ok for ok in cases.values())
+    return cases
+
+
+def verdicts(stdout: str) -> dict[str, bool]:
+    """The gate's lines → {check name: passed}; the name is what JUnit calls the test case."""
+    out = {}
+    for line in stdout.splitlines():
+        if line.startswith(("PASS  ", "FAIL  ")):
+            out[line[6:].split("  ")[0]] = line.startswith("PASS")
+    return out
+
+
+# -- shared real runs ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def baseline(demo_bundle, tmp_path_factory) -> Path:
+    """One real bench of the demo bundle (3 repetitions), saved as a baseline by the CLI."""
+    path = tmp_path_factory.mktemp("gate") / "baseline.json"
+    res = run_cli("bench", demo_bundle, *FAST, "--quiet", "--out", path.with_name("bench.json"),
+                  "--save-baseline", path)
+    assert res.returncode == 0, res.stderr
+    return path
+
+
+@pytest.fixture(scope="module")
+def proposed(baseline) -> Path:
+    """init-budget's proposal from that bench.json."""
+    out = baseline.with_name("edgekd-budget.toml")
+    res = run_cli("init-budget", baseline, "--out", out)
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def bigger_bundle(demo_run, tmp_path_factory) -> Path:
+    """The demo run with its student replaced by a much bigger real network, exported for real."""
+    import edgekd
+    from edgekd.checkpoint import read_spec, save_model
+    from edgekd.models import build, count_macs, count_parameters
+
+    run = tmp_path_factory.mktemp("bigger") / "run"
+    shutil.copytree(demo_run, run, ignore=shutil.ignore_patterns("bundle"))
+    spec = read_spec(run / "student")
+    arch = "cnn:width=48,depth=3"
+    shape = tuple(spec["input"]["shape"])
+    model = build(arch, shape, spec["num_classes"]).eval()       # initialised, not trained
+    spec.update(arch=arch, parameters=count_parameters(model), macs=count_macs(model, shape))
+    spec.pop("metrics", None)
+    save_model(run / "student", model, {k: v for k, v in spec.items() if k not in ("schema_version", "format")})
+    return Path(edgekd.export(run, out=run / "bundle")["bundle"])
+
+
+# -- end to end ----------------------------------------------------------------------------------
+
+def test_init_budget_proposes_a_commented_budget_that_loads(proposed, baseline):
+    text = proposed.read_text()
+    budget = gate.load_budget(proposed)
+    result = load(baseline)
+    assert text.startswith("# edgekd budget") and text.count("\n# ") > 10
+    assert set(budget) == {m["file"] for m in result["models"]} | {"baseline"}
+    student = next(m for m in result["models"] if m["file"] == "student.int8.tflite")
+    assert student["bytes"] < budget["student.int8.tflite"]["max_bytes"] <= student["bytes"] * 1.11
+    assert "min_speedup_vs_teacher" not in budget["teacher.onnx"]
+    assert budget["baseline"]["max_latency_increase_percent"] == gate.BY_NAME["max_latency_increase_percent"].default
+
+
+def test_init_budget_never_overwrites_without_force(proposed):
+    before = proposed.read_text()
+    assert_user_error(run_cli("init-budget", proposed.with_name("baseline.json"), "--out", proposed),
+                      "already exists")
+    assert proposed.read_text() == before
+
+
+def test_demo_bundle_passes_its_budget_and_baseline(demo_bundle, proposed, baseline, tmp_path):
+    junit, summary = tmp_path / "gate.xml", tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    res = run_cli("bench", demo_bundle, *FAST, "--quiet", "--out", tmp_path / "bench.json", "--budget", proposed,
+                  "--baseline", baseline, "--junit", junit, env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = verdicts(res.stdout)
+    assert lines and all(lines.values())
+    assert junit_cases(junit) == lines
+    keys = {name.split()[1] for name in lines}
+    assert keys == {k.name for k in gate.KEYS} - {"max_size_increase_bytes"}   # the only key without a default
+    assert "median of 3 repetitions" in res.stdout
+    md = summary.read_text()
+    assert md.startswith("earlier step\n### edgekd gate: ✅ passed") and md.count("| ✅ |") == len(lines)
+
+
+def test_raised_accuracy_floor_fails_with_exit_1(demo_bundle, baseline, tmp_path):
+    acc = {m["file"]: m["accuracy"] * 100 for m in load(baseline)["models"]}
+    floor = acc["student.int8.tflite"] + 1
+    budget = tmp_path / "budget.toml"
+    budget.write_text(f"[student]\nmin_accuracy_percent = {floor:.2f}\n[teacher]\nmin_accuracy_percent = 1\n")
+    junit = tmp_path / "gate.xml"
+    res = run_cli("bench", demo_bundle, *FAST, "--quiet", "--out", tmp_path / "b.json", "--budget", budget,
+                  "--junit", junit)
+    assert res.returncode == 1, res.stdout + res.stderr
+    expected = {"student.onnx min_accuracy_percent": acc["student.onnx"] >= floor,
+                "student.int8.tflite min_accuracy_percent": False, "teacher.onnx min_accuracy_percent": True}
+    assert verdicts(res.stdout) == expected
+    assert junit_cases(junit) == expected
+    failure = ET.parse(junit).getroot().find(".//testcase[@name='student.int8.tflite min_accuracy_percent']/failure")
+    assert f"< {floor:.2f}".rstrip("0").rstrip(".") in failure.get("message")
+    assert "gate FAILED" in res.stdout and "Traceback" not in res.stderr
+
+
+def test_bigger_student_trips_size_and_speedup(bigger_bundle, proposed, baseline, tmp_path):
+    res = run_cli("bench", bigger_bundle, *FAST, "--quiet", "--out", tmp_path / "b.json", "--budget", proposed,
+                  "--baseline", baseline, "--junit", tmp_path / "gate.xml")
+    assert res.returncode == 1, res.stdout + res.stderr
+    lines = verdicts(res.stdout)
+    for f in ("student.onnx", "student.int8.tflite"):
+        assert lines[f"{f} max_bytes"] is False
+        assert lines[f"{f} min_speedup_vs_teacher [1 thread, batch 1]"] is False
+        assert lines[f"{f} max_size_increase_percent"] is False
+    assert lines["teacher.onnx max_bytes"] and lines["teacher.onnx max_size_increase_percent"]
+    assert junit_cases(tmp_path / "gate.xml") == lines
+
+
+def test_save_baseline_alone_stores_the_run_and_checks_nothing(demo_bundle, tmp_path):
+    res = run_cli("bench", demo_bundle, *FAST, "--repeat", "2", "--quiet", "--out", tmp_path / "b.json",
+                  "--save-baseline", tmp_path / "next.json")
+    assert res.returncode == 0 and not verdicts(res.stdout), res.stdout + res.stderr
+    saved = load(tmp_path / "next.json")
+    assert saved == json.loads((tmp_path / "b.json").read_text())
+    assert all(x["repeats"]["count"] == 2 and len(x["repeats"]["p50"]) == 2
+               for m in saved["models"] for x in m["measurements"])
+
+
+def test_committed_example_budget_passes_the_demo_bundles_bench():
+    """examples/edgekd-budget.toml against the recorded bench of `make demo`'s bundle
+    (benchmarks/gate_noise.py records it; the test fixture's bundle is a tinier training)."""
+    report = gate.check(load(DEMO_BENCH), budget=EXAMPLE_BUDGET, baseline=DEMO_BENCH)
+    assert report.passed, "\n".join(c.line() for c in report.failed)
+    assert {c.key for c in report.checks} >= {"max_bytes", "min_accuracy_percent", "min_speedup_vs_teacher",
+                                             "max_accuracy_drop_vs_teacher_points", "max_latency_increase_percent"}
+
+
+# -- bad budget files: one clear line, exit 2, before anything is measured -------------------------
+
+def bench_with(budget_text: str, tmp_path: Path, bundle: Path):
+    budget = tmp_path / "budget.toml"
+    budget.write_text(budget_text)
+    return run_cli("bench", bundle, *FAST, "--out", tmp_path / "b.json", "--budget", budget,
+                   "--junit", tmp_path / "gate.xml")
+
+
+def assert_nothing_written(tmp_path: Path):
+    assert not (tmp_path / "b.json").exists() and not (tmp_path / "gate.xml").exists()
+
+
+def test_unknown_key_suggests_the_closest(demo_bundle, tmp_path):
+    res = bench_with("[student]\nmax_p50 = 1.0\n", tmp_path, demo_bundle)
+    assert_user_error(res, "unknown key 'max_p50' in [student]")
+    assert "did you mean 'max_p50_ms'" in res.stderr
+    assert_nothing_written(tmp_path)
+
+
+def test_negative_limit(demo_bundle, tmp_path):
+    res = bench_with("[teacher]\nmax_bytes = -5\n", tmp_path, demo_bundle)
+    assert_user_error(res, "max_bytes must be a finite number ≥ 0, got -5")
+    assert_nothing_written(tmp_path)
+
+
+def test_unknown_role(demo_bundle, tmp_path):
+    res = bench_with("[studnet]\nmax_bytes = 5000\n", tmp_path, demo_bundle)
+    assert_user_error(res, "unknown role [studnet]")
+    assert "did you mean [student]" in res.stderr
+    assert_nothing_written(tmp_path)
+
+
+def test_malformed_toml(demo_bundle, tmp_path):
+    res = bench_with("[student\nmax_bytes = 5000\n", tmp_path, demo_bundle)
+    assert_user_error(res, "not valid toml")
+    assert "line 1" in res.stderr
+    assert_nothing_written(tmp_path)
+
+
+def test_wrong_type(demo_bundle, tmp_path):
+    res = bench_with('[student]\nmax_bytes = "20 kB"\n', tmp_path, demo_bundle)
+    assert_user_error(res, "max_bytes must be a whole number (bytes), got str '20 kB'")
+    assert_nothing_written(tmp_path)
+
+
+def test_key_of_the_other_table(demo_bundle, tmp_path):
+    res = bench_with("[student]\nmax_latency_increase_percent = 10\n", tmp_path, demo_bundle)
+    assert_user_error(res, "'max_latency_increase_percent' belongs in [baseline]")
+
+
+def test_teacher_cannot_be_compared_with_itself(demo_bundle, tmp_path):
+    res = bench_with("[teacher]\nmin_speedup_vs_teacher = 1\n", tmp_path, demo_bundle)
+    assert_user_error(res, "no meaning in [teacher]")
+
+
+def test_file_table_for_a_model_the_bundle_lacks(demo_bundle, tmp_path):
+    res = bench_with('["student.tflite"]\nmax_bytes = 5000\n', tmp_path, demo_bundle)
+    assert_user_error(res, "no such model")
+    assert 'did you mean "student.int8.tflite"' in res.stderr
+    assert_nothing_written(tmp_path)
+
+
+def test_missing_budget_file_and_bad_baseline(demo_bundle, tmp_path):
+    assert_user_error(run_cli("bench", demo_bundle, *FAST, "--budget", tmp_path / "nope.toml"), "not found")
+    (tmp_path / "old.json").write_text("{}")
+    assert_user_error(run_cli("bench", demo_bundle, *FAST, "--baseline", tmp_path / "old.json"),
+                      "is not an edgekd bench.json")
+
+
+def test_junit_without_a_gate(demo_bundle, tmp_path):
+    assert_user_error(run_cli("bench", demo_bundle, *FAST, "--junit", tmp_path / "j.xml"), "needs --budget")
+
+
+# -- the rules, on small bench.json documents ------------------------------------------------------
+
+def synthetic(p50s: list[float], bytes_: int = 1000, accuracy: float = 0.9) -> dict:
+    """A bench.json document with one student and one teacher at 1 thread, batch 1."""
+    def model(file, role, p50s, size, acc):
+        return {"file": file, "role": role, "bytes": size, "accuracy": acc, "format": "onnx", "precision": "fp32",
+                "measurements": [{"threads": 1, "batch": 1, "latency_ms": {"p50": sorted(p50s)[(len(p50s) - 1) // 2],
+                                                                            "p90": 2.0},
+                                  "memory": {"rss_peak_inference": 50 * 2**20, "model_bytes": 2**20},
+                                  "repeats": {"count": len(p50s), "p50": p50s, "p90": [2.0] * len(p50s),
+                                              "spread_ms": max(p50s) - min(p50s)}}]}
+    models = [model("s.onnx", "student", p50s, bytes_, accuracy), model("t.onnx", "teacher", [4.0], 9000, 0.95)]
+    from edgekd.bench.report import build_comparisons
+    return {"schema": "edgekd.bench", "schema_version": 1, "created_utc": "", "teacher": "t.onnx",
+            "target": {"path": "synthetic"}, "settings": {"repeat": len(p50s), "threads": [1], "batch": [1]},
+            "device": {"cpu": "x", "cores": 2, "os": "", "python": "3", "packages": {}},
+            "models": models, "comparisons": build_comparisons(models)}
+
+
+def latency_check(now: dict, base: dict) -> gate.Check:
+    report = gate.check(now, budget={"baseline": {"max_latency_increase_percent": 10}}, baseline=base)
+    return next(c for c in report.checks if c.model == "s.onnx" and c.key == "max_latency_increase_percent")
+
+
+def test_slowdown_beyond_tolerance_and_spread_fails():
+    c = latency_check(synthetic([1.30, 1.31, 1.32]), synthetic([1.0, 1.0, 1.0]))
+    assert not c.passed and c.measured == pytest.approx(31.0)
+    assert "over 3 repetitions" in c.detail
+
+
+def test_slowdown_within_this_runs_spread_passes():
+    c = latency_check(synthetic([0.9, 1.30, 1.5]), synthetic([1.0, 1.0, 1.0]))
+    assert c.passed and c.measured == pytest.approx(30.0)      # spread 0.6 ms = 60% of the baseline
+
+
+def test_slowdown_within_tolerance_passes_without_spread():
+    assert latency_check(synthetic([1.08]), synthetic([1.0])).passed
+
+
+def test_budget_limits_role_and_file_tables():
+    result = synthetic([1.0], bytes_=1000, accuracy=0.80)
+    budget = {"student": {"max_bytes": 900, "min_speedup_vs_teacher": 3.0},
+              "s.onnx": {"max_bytes": 1200}, "teacher": {"min_accuracy_percent": 96}}
+    got = {(c.model, c.key): c.passed for c in gate.check(result, budget=gate.validate_budget(budget)).checks}
+    assert got == {("s.onnx", "max_bytes"): True,                 # the file table wins over the role's
+                   ("s.onnx", "min_speedup_vs_teacher"): True,    # 4.0 / 1.0
+                   ("t.onnx", "min_accuracy_percent"): False}     # 95% < 96%
+
+
+def test_unmeasurable_check_fails():
+    result = synthetic([1.0], accuracy=None)
+    [c] = gate.check(result, budget={"student": {"min_accuracy_percent": 50}}).checks
+    assert not c.passed and c.verdict().startswith("not measured")
+
+
+def test_proposal_round_trips_and_passes_its_own_bench():
+    result = synthetic([1.0, 1.1, 1.2])
+    budget = gate.validate_budget(tomllib.loads(gate.propose(result, "synthetic")))
+    report = gate.check(result, budget=budget, baseline=copy.deepcopy(result))
+    assert report.passed and len(report.checks) > 10
