@@ -137,7 +137,8 @@ def torch_free(dest: Path, wheel: Path) -> DeviceEnv:
 def legacy_tflite(dest: Path, wheel: Path) -> DeviceEnv:
     """x86_64 with tflite-runtime 2.14 and numpy<2 (older Raspberry Pi OS images), no onnxruntime."""
     # constraints.txt pins numpy 2, which tflite-runtime cannot load; every other pin still holds
-    pins = dest.parent / "constraints-legacy.txt"
+    pins = CACHE / "constraints-legacy.txt"      # a fixed path: it is part of the download's cache key
+    pins.parent.mkdir(parents=True, exist_ok=True)
     pins.write_text("".join(line for line in CONSTRAINTS.read_text().splitlines(keepends=True)
                             if not line.lower().startswith("numpy==")))
     house = wheelhouse("x86_64-legacy-tflite", wheel, ["-c", str(pins), "-r", str(LEGACY_REQUIREMENTS)],
@@ -175,15 +176,14 @@ def sysroot() -> Path:
 
     def unpack(folder: Path) -> None:
         log(f"downloading Debian's arm64 python3.11 into {folder.parent} (once; cached)")
-        for sub in ("lists/partial", "cache/archives/partial", "debs"):
+        for sub in ("lists/partial", "cache/archives/partial"):
             (state / sub).mkdir(parents=True, exist_ok=True)
         (state / "status").touch()
         run(["apt-get", *opts, "update"])
-        shutil.rmtree(state / "debs")
-        (state / "debs").mkdir()
-        run(["apt-get", *opts, "download", *SYSROOT_PACKAGES], cwd=state / "debs")
-        for deb in sorted((state / "debs").glob("*.deb")):
-            run(["dpkg-deb", "-x", deb, folder])
+        with tempfile.TemporaryDirectory(dir=state) as debs:
+            run(["apt-get", *opts, "download", *SYSROOT_PACKAGES], cwd=debs)
+            for deb in sorted(Path(debs).glob("*.deb")):
+                run(["dpkg-deb", "-x", deb, folder])
     return _cached("sysroot-arm64", _key(*SYSROOT_PACKAGES), unpack)
 
 
