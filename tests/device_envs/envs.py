@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,26 +96,36 @@ def _cached(name: str, key: str, make) -> Path:
     return done
 
 
+def _downloaded(name: str, args: list, key: str) -> Path:
+    """CACHE/wheels-name-key: the wheels `pip download ARGS` fetches, once. An edgekd wheel among
+    them is dropped: edgekd always comes fresh from the working tree."""
+    def download(folder: Path) -> None:
+        log(f"downloading the {name} wheels into {folder.parent} (once; cached)")
+        run([*PIP, "download", "-q", "--only-binary=:all:", "-d", folder, *args])
+        for stale in folder.glob("edgekd-*.whl"):
+            stale.unlink()
+    return _cached(f"wheels-{name}", key, download)
+
+
 def build_wheel(dest: Path) -> Path:
-    """edgekd's wheel, built from a copy of the sources so the working tree gets no build/ or egg-info."""
+    """edgekd's wheel, built from a copy of the sources so the working tree gets no build/ or egg-info,
+    with the build backend pyproject asks for (from the cache: the venv's own may be too old)."""
+    requires = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
+    backend = _downloaded("build-backend", requires, _key(*requires))
     src = dest / "src"
     shutil.copytree(REPO / "edgekd", src / "edgekd", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, src / name)
-    run([*PIP, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", dest / "wheel", src])
+    run([*PIP, "wheel", "-q", "--no-deps", "--no-index", "--find-links", backend, "-w", dest / "wheel", src])
     [wheel] = (dest / "wheel").glob("edgekd-*.whl")
     return wheel
 
 
 def wheelhouse(name: str, wheel: Path, requirements: list[str], files: list[Path], tags: list[str]) -> Path:
-    """The wheels of edgekd's dependencies plus ``requirements``, downloaded once (``files`` and
-    pyproject.toml key the cache). edgekd's own wheel is left out: it comes fresh from the tree."""
-    def download(folder: Path) -> None:
-        log(f"downloading the {name} wheels into {folder.parent} (once; cached)")
-        run([*PIP, "download", "-q", "--only-binary=:all:", "-d", folder, *tags, *requirements, wheel])
-        for stale in folder.glob("edgekd-*.whl"):
-            stale.unlink()
-    return _cached(f"wheels-{name}", _key(*requirements, *tags, *files, REPO / "pyproject.toml"), download)
+    """The wheels of edgekd's dependencies plus ``requirements`` for the platform ``tags`` name;
+    ``files`` (the requirement files) and pyproject.toml key the cache."""
+    return _downloaded(name, [*tags, *requirements, wheel],
+                       _key(*requirements, *tags, *files, REPO / "pyproject.toml"))
 
 
 def _offline_venv(dest: Path, links: list[Path], requirements: list[str]) -> Path:
