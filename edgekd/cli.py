@@ -66,7 +66,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--lr", type=float, help="Adam learning rate, cosine-decayed [default: 0.01].")
 @click.option("--augment/--no-augment", default=None, help="Random 1-pixel shifts of images (the teacher then runs every step).")
 @click.option("--seed", type=int, help="[default: 0]")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), help="[default: cpu]")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), help="cuda: mixed precision on the GPU; auto: cuda when present [default: cpu]")
+@click.option("--backend", type=click.Choice(["auto", "gloo", "nccl"]), help="Process group under torchrun: auto = nccl on CUDA, gloo on CPU [default: auto]")
 @click.option("--out", help="Run folder to write [default: runs/demo].")
 @click.option("--force", is_flag=True, help="Overwrite an existing run folder.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last epoch checkpoint.")
@@ -81,8 +82,11 @@ def distill(config_file, force, resume, quiet, as_json, **options):
 
     cfg = load_config(config_file, **options)
     experiment = Experiment.prepare(cfg, resume=resume, force=force)
-    with DistillProgress(enabled=not (quiet or as_json), folds=cfg.folds) as progress:
+    main = experiment.ranks.is_main          # under torchrun only rank 0 speaks
+    with DistillProgress(enabled=main and not (quiet or as_json), folds=cfg.folds) as progress:
         summary = experiment.run(progress.report)
+    if not main:
+        return
     if as_json:
         import json
         click.echo(json.dumps(summary, indent=2))

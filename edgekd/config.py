@@ -30,6 +30,7 @@ class DistillConfig:
     augment: bool = False
     seed: int = 0
     device: str = "cpu"
+    backend: str = "auto"        # torchrun's process group: auto = nccl on CUDA, gloo on CPU
     out: str = "runs/demo"
 
     def validate(self) -> None:
@@ -49,6 +50,8 @@ class DistillConfig:
             raise ConfigError(f"learning rate must be > 0, got {self.lr}")
         if self.device not in ("cpu", "cuda", "auto"):
             raise unknown_name("device", self.device, ["cpu", "cuda", "auto"], ConfigError)
+        if self.backend not in ("auto", "gloo", "nccl"):
+            raise unknown_name("backend", self.backend, ["auto", "gloo", "nccl"], ConfigError)
 
     def to_toml(self) -> str:
         lines = ["# edgekd distill configuration; re-run with: edgekd distill --config config.toml"]

@@ -33,6 +33,7 @@ from ..fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, r
 from ..models import build, count_macs, count_parameters
 from .report import write_reports
 from .teachers import BroughtTeacher, load_teacher
+from .distributed import SINGLE, Ranks, join
 from .train import EpochCheckpoint, FitSettings, KDTarget, accuracy, fit, predict_logits, to_tensors
 
 ROLES = ("teacher", "student", "simple")
@@ -51,9 +52,10 @@ class Experiment:
     """``prepare`` checks everything that can be wrong (options, data, models, the output
     folder) before anything is written or trained; ``run`` trains and writes."""
 
-    def __init__(self, cfg, data, brought, splits, arrays, device, stage, resume, force):
+    def __init__(self, cfg, data, brought, splits, arrays, device, ranks, stage, resume, force):
         self.cfg, self.data, self.brought, self.splits = cfg, data, brought, splits
-        self.arrays, self.device, self.stage, self.resume, self.force = arrays, device, stage, resume, force
+        self.arrays, self.device, self.ranks = arrays, device, ranks
+        self.stage, self.resume, self.force = stage, resume, force
 
     @classmethod
     def prepare(cls, cfg: DistillConfig, resume: bool = False, force: bool = False) -> "Experiment":
@@ -64,31 +66,47 @@ class Experiment:
         splits = make_folds(arrays[1], cfg.folds, cfg.test_fraction, cfg.seed, data.labels)
         _check_models(cfg, data, brought)
         device = _device(cfg.device)
-        stage = _staging_folder(Path(cfg.out), resume, force, cfg)
-        return cls(cfg, data, brought, splits, arrays, device, stage, resume, force)
+        ranks, device = join(device, cfg.backend)
+        # rank 0 alone looks at (and later writes) the run folder; the others get its verdict
+        stage = ranks.on_main(lambda: _staging_folder(Path(cfg.out), resume, force, cfg))
+        return cls(cfg, data, brought, splits, arrays, device, ranks, stage, resume, force)
 
     def run(self, reporter: Reporter | None = None) -> dict:
-        cfg, data = self.cfg, self.data
+        if not self.ranks.is_main:
+            # under torchrun the other ranks train alongside rank 0 and write nothing
+            return self._train(RunLog(None, None), None)[0]
+        cfg = self.cfg
         train_x, train_y, test_x, test_y = self.arrays
-        started = time.perf_counter()
         with staged_dir(cfg.out, self.force, "run folder", keep_on_error=True,
                         staging=self.stage) as work:
             atomic_write_text(work / "config.toml", cfg.to_toml())
-            log = RunLog(work / "train.log", reporter or (lambda *a, **k: None))
-            log.line(f"data {data.name}: {len(train_y)} train/CV samples, {len(test_y)} held-out test, "
-                     f"{len(data.labels)} classes, input {data.input_shape}")
-            trio = Trio(cfg, data, self.brought, self.device, work / "state", log)
-            fold_results = [trio.run(f"fold{k + 1}", k, train_x[tr], train_y[tr], train_x[va], train_y[va])[0]
-                            for k, (tr, va) in enumerate(self.splits)]
-            final, models = trio.run("final", len(self.splits), train_x, train_y, test_x, test_y)
-            summary = _summarize(cfg, data, self.brought, fold_results, final, models, len(test_y),
-                                 time.perf_counter() - started)
-            _write_run(work, cfg, data, self.brought, models, summary, train_x, train_y, test_x, test_y)
+            log = RunLog(work / "train.log", reporter)
+            summary, models = self._train(log, work / "state")
+            _write_run(work, cfg, self.data, self.brought, models, summary, train_x, train_y, test_x, test_y)
             write_reports(work, summary)
             shutil.rmtree(work / "state", ignore_errors=True)
             log.line(f"done in {summary['seconds']:.1f} s")
             log.close()
         return summary
+
+    def _train(self, log: "RunLog", state: Path | None) -> tuple[dict, dict]:
+        """Every split's trio, then the summary; ``state`` (rank 0 only) keeps finished stages."""
+        cfg, data, ranks = self.cfg, self.data, self.ranks
+        train_x, train_y, test_x, test_y = self.arrays
+        started = time.perf_counter()
+        log.line(f"data {data.name}: {len(train_y)} train/CV samples, {len(test_y)} held-out test, "
+                 f"{len(data.labels)} classes, input {data.input_shape}")
+        if ranks.distributed:
+            log.line(f"torchrun: {ranks.world_size} ranks, {ranks.backend} backend, device {self.device}")
+        trio = Trio(cfg, data, self.brought, self.device, state, log, ranks)
+        fold_results = [trio.run(f"fold{k + 1}", k, train_x[tr], train_y[tr], train_x[va], train_y[va])[0]
+                        for k, (tr, va) in enumerate(self.splits)]
+        final, models = trio.run("final", len(self.splits), train_x, train_y, test_x, test_y)
+        summary = _summarize(cfg, data, self.brought, fold_results, final, models, len(test_y),
+                             time.perf_counter() - started, ranks.world_size)
+        log.line("training throughput (samples/s, mean over splits): " +
+                 ", ".join(f"{role} {speed:.0f}" for role, speed in summary["samples_per_second"].items()))
+        return summary, models
 
 
 def _device(name: str) -> str:
@@ -136,15 +154,17 @@ def _check_models(cfg: DistillConfig, data: Dataset, brought: BroughtTeacher | N
 
 
 class RunLog:
-    """``train.log`` plus the reporter: every line goes to both."""
+    """``train.log`` plus the reporter: every line goes to both. Without a path (the
+    ranks other than 0 under torchrun) it keeps silent."""
 
-    def __init__(self, path: Path, reporter: Reporter):
-        self.file = open(path, "a", encoding="utf-8")
-        self.reporter = reporter
+    def __init__(self, path: Path | None, reporter: Reporter | None):
+        self.file = open(path, "a", encoding="utf-8") if path else None
+        self.reporter = reporter or (lambda *a, **k: None)
 
     def line(self, text: str) -> None:
-        self.file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
-        self.file.flush()
+        if self.file:
+            self.file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+            self.file.flush()
         self.reporter("log", text=text)
 
     def close(self) -> None:
@@ -155,8 +175,9 @@ class Trio:
     """Trains and scores teacher, student and simple model on one split."""
 
     def __init__(self, cfg: DistillConfig, data: Dataset, brought: BroughtTeacher | None,
-                 device: str, state: Path, log: RunLog):
+                 device: str, state: Path | None, log: RunLog, ranks: Ranks = SINGLE):
         self.cfg, self.data, self.brought, self.device, self.state, self.log = cfg, data, brought, device, state, log
+        self.ranks = ranks
 
     def seed(self, split_index: int, role: str) -> int:
         return self.cfg.seed * 1000 + split_index * 10 + ROLES.index(role)
@@ -176,7 +197,10 @@ class Trio:
         if cfg.augment and self.data.is_image:
             kd.teacher, kd.teacher_x, kd.teacher_pad = teacher, xt[subset], pad
         else:
-            kd.logits = predict_logits(teacher, xt[subset])      # cached once per split
+            cached = time.perf_counter()
+            kd.logits = predict_logits(teacher, xt[subset], self.ranks)      # cached once per split
+            self.log.line(f"{name}: teacher logits of {len(subset)} student samples cached in "
+                          f"{time.perf_counter() - cached:.2f} s")
         settings = FitSettings(cfg.student_epochs, cfg.batch_size, cfg.lr, cfg.weight_decay,
                                self.seed(split_index, "student"), cfg.augment and self.data.is_image, self.device)
         fits = {"teacher": teacher_fit,
@@ -186,7 +210,7 @@ class Trio:
         result = {"split": name, "train_samples": len(y_train), "student_samples": len(subset),
                   "eval_samples": len(y_eval)}
         for role, model in models.items():
-            result[role] = {"accuracy": accuracy(model, xe, ye), **fits[role]}
+            result[role] = {"accuracy": accuracy(model, xe, ye, self.ranks), **fits[role]}
         self.log.line(f"{name}: " + ", ".join(f"{r} {result[r]['accuracy']:.4f}" for r in ROLES))
         self.log.reporter("split_done", split=name, result=result)
         return result, {"models": models, "preprocessing": pre}
@@ -208,26 +232,36 @@ class Trio:
 
     def _stage(self, split, role, model, x, y, settings, kd, pad, validation) -> dict:
         """Train one model, or load it when a previous (interrupted) run finished this stage."""
-        folder = self.state / split / role
-        done = folder / "done.json"
-        if done.is_file():
-            from safetensors.torch import load_file
-            model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        folder = self.state / split / role if self.state else None
+        finished = self.ranks.on_main(lambda: _finished_stage(folder))
+        if finished:
+            info, weights = finished
+            model.load_state_dict(weights)
             model.eval()
             self.log.line(f"{split}/{role}: resumed from a finished stage")
-            return json.loads(done.read_text())
-        folder.mkdir(parents=True, exist_ok=True)
+            return info
+        if folder:
+            folder.mkdir(parents=True, exist_ok=True)
         self.log.reporter("stage_start", split=split, role=role, epochs=settings.epochs)
         result = fit(model, x, y, settings, kd=kd, pad=pad, validation=validation,
-                     checkpoint=EpochCheckpoint(folder),
+                     checkpoint=EpochCheckpoint(folder) if folder else None, ranks=self.ranks,
                      on_epoch=lambda record: self.log.reporter("epoch", split=split, role=role, record=record))
         info = {"trained": True, "epochs": settings.epochs, "seconds": round(result.seconds, 3),
                 "samples_per_second": round(result.samples_per_second, 1), "history": result.history}
-        save_model(folder, model, {"role": role, "arch": "", "input": {}, "num_classes": 0})
-        atomic_write_json(done, info)
+        if folder:
+            save_model(folder, model, {"role": role, "arch": "", "input": {}, "num_classes": 0})
+            atomic_write_json(folder / "done.json", info)
         self.log.line(f"{split}/{role}: {settings.epochs} epochs in {result.seconds:.1f} s "
                       f"({result.samples_per_second:.0f} samples/s)")
         return info
+
+
+def _finished_stage(folder: Path | None) -> tuple[dict, dict] | None:
+    """(stage info, weights) of a stage an interrupted run finished, else None."""
+    if folder is None or not (folder / "done.json").is_file():
+        return None
+    from safetensors.torch import load_file
+    return json.loads((folder / "done.json").read_text()), load_file(str(folder / "model.safetensors"))
 
 
 def _mean_std(values: list[float]) -> dict:
@@ -236,7 +270,7 @@ def _mean_std(values: list[float]) -> dict:
             "min": float(array.min()), "max": float(array.max())}
 
 
-def _summarize(cfg, data, brought, fold_results, final, models, test_samples, seconds) -> dict:
+def _summarize(cfg, data, brought, fold_results, final, models, test_samples, seconds, world_size) -> dict:
     shape = data.input_shape
     info = {}
     for role in ROLES:
@@ -250,13 +284,17 @@ def _summarize(cfg, data, brought, fold_results, final, models, test_samples, se
         info[role] = {"arch": arch, "parameters": count_parameters(model), "macs": count_macs(model, shape)}
     summary = {role: _mean_std([f[role]["accuracy"] for f in fold_results]) for role in ROLES}
     summary["distillation_gain"] = _mean_std([f["student"]["accuracy"] - f["simple"]["accuracy"] for f in fold_results])
+    splits = [*fold_results, final]
+    throughput = {role: float(np.mean([s[role]["samples_per_second"] for s in splits]))
+                  for role in ROLES if splits[0][role].get("trained")}      # a brought teacher is not trained
     return {"schema_version": 1, "config": asdict(cfg),
             "data": {"source": data.name, "classes": len(data.labels), "labels": data.labels,
                      "input_shape": list(shape), "cv_samples": fold_results[0]["train_samples"] + fold_results[0]["eval_samples"],
                      "test_samples": test_samples},
             "models": info, "folds": fold_results, "cv": summary,
             "test": {role: final[role]["accuracy"] for role in ROLES},
-            "final": final, "seconds": round(seconds, 2)}
+            "final": final, "samples_per_second": throughput, "seconds": round(seconds, 2),
+            "world_size": world_size}
 
 
 def _write_run(work: Path, cfg, data, brought, models, summary, train_x, train_y, test_x, test_y) -> None:

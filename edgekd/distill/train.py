@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..fsutil import atomic_write_bytes, atomic_write_json
+from .distributed import SINGLE, Ranks
 from .losses import kd_loss
 
 EVAL_BATCH = 1024
@@ -57,14 +58,19 @@ class FitResult:
     samples_per_second: float = 0.0
 
 
-def predict_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def predict_logits(model: nn.Module, x: torch.Tensor, ranks: Ranks = SINGLE) -> torch.Tensor:
+    """Logits of every row of ``x``; under torchrun each rank computes a block and all gather."""
     model.eval()
-    with torch.no_grad():
-        return torch.cat([model(x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)])
+
+    def rows(part: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.cat([model(part[i:i + EVAL_BATCH]) for i in range(0, len(part), EVAL_BATCH)])
+
+    return ranks.map_rows(rows, x)
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    return float((predict_logits(model, x).argmax(1) == y).float().mean())
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ranks: Ranks = SINGLE) -> float:
+    return float((predict_logits(model, x, ranks).argmax(1) == y).float().mean())
 
 
 def random_shifts(n: int, generator: torch.Generator, max_shift: int = 1) -> torch.Tensor:
@@ -124,10 +130,12 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: FitSetting
         kd: KDTarget | None = None, pad: torch.Tensor | None = None,
         validation: tuple[torch.Tensor, torch.Tensor] | None = None,
         checkpoint: EpochCheckpoint | None = None,
-        on_epoch: Callable[[dict], None] | None = None) -> FitResult:
-    """Train ``model`` in place with Adam and a cosine learning rate; CE, or KD when ``kd``."""
+        on_epoch: Callable[[dict], None] | None = None, ranks: Ranks = SINGLE) -> FitResult:
+    """Train ``model`` in place with Adam and a cosine learning rate; CE, or KD when ``kd``.
+    Under torchrun (``ranks``) every rank trains on its slice of each batch through DDP."""
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    start_epoch, history = checkpoint.load(model, optimizer) if checkpoint else (0, [])
+    start_epoch, history = _resume(model, optimizer, checkpoint, ranks)
+    net = ranks.wrap(model)
     started, seen = time.perf_counter(), 0
     for epoch in range(start_epoch, settings.epochs):
         for group in optimizer.param_groups:
@@ -137,25 +145,30 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: FitSetting
         model.train()
         total_loss, correct = 0.0, 0
         for begin in range(0, len(x), settings.batch_size):
-            index = order[begin:begin + settings.batch_size]
+            batch = order[begin:begin + settings.batch_size]
+            # the global batch's offsets are drawn whole, so the generator advances alike on every rank
+            offsets = random_shifts(len(batch), generator) if settings.augment else None
+            part, real, weight = ranks.split_batch(len(batch))
+            index = batch[part]
             xb, yb = x[index], y[index]
-            offsets = random_shifts(len(index), generator) if settings.augment else None
             if offsets is not None:
+                offsets = offsets[part]
                 xb = shift_images(xb, offsets, pad)
-            logits = model(xb)
+            logits = net(xb)
             if kd is None:
                 loss = F.cross_entropy(logits, yb)
             else:
                 loss = kd_loss(logits, _teacher_logits(kd, index, offsets), yb, kd.temperature, kd.alpha)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * weight if ranks.distributed else loss).backward()
             optimizer.step()
-            total_loss += loss.item() * len(index)
-            correct += int((logits.argmax(1) == yb).sum())
+            total_loss += loss.item() * real
+            correct += int((logits[:real].argmax(1) == yb[:real]).sum())
+        total_loss, correct = ranks.sum([total_loss, correct], settings.device)
         seen += len(x)
         record = {"epoch": epoch + 1, "loss": total_loss / len(x), "train_accuracy": correct / len(x)}
         if validation is not None:
-            record["val_accuracy"] = accuracy(model, *validation)
+            record["val_accuracy"] = accuracy(model, *validation, ranks)
         history.append(record)
         if checkpoint:
             checkpoint.save(model, optimizer, epoch + 1, history)
@@ -164,6 +177,23 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: FitSetting
     seconds = time.perf_counter() - started
     model.eval()
     return FitResult(history, seconds, seen / seconds if seconds > 0 else 0.0)
+
+
+def _resume(model: nn.Module, optimizer: torch.optim.Optimizer, checkpoint: EpochCheckpoint | None,
+            ranks: Ranks) -> tuple[int, list[dict]]:
+    """(epochs done, history) from the epoch checkpoint. Under torchrun only rank 0 holds
+    checkpoints; the others take its state, so that every replica resumes alike."""
+    if not ranks.distributed:
+        return checkpoint.load(model, optimizer) if checkpoint else (0, [])
+
+    def load_on_main():
+        done, history = checkpoint.load(model, optimizer) if checkpoint else (0, [])
+        return done, history, model.state_dict(), optimizer.state_dict()
+
+    done, history, model_state, optimizer_state = ranks.on_main(load_on_main)
+    model.load_state_dict(model_state)
+    optimizer.load_state_dict(optimizer_state)
+    return done, history
 
 
 def _teacher_logits(kd: KDTarget, index: torch.Tensor, offsets: torch.Tensor | None) -> torch.Tensor:

@@ -1,0 +1,96 @@
+"""``edgekd distill`` under torchrun: 2 CPU processes (gloo, DDP) reach the accuracies of one
+process with the same config, and rank 0 alone writes files and prints."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgekd.config import load_config
+from edgekd.distill.experiment import run_experiment
+
+from conftest import assert_user_error, run_cli
+
+GUARD = Path(__file__).with_name("rank_guard.py")
+# Long enough that all three models converge (~98% held-out on digits): parity is then a
+# statement about the distributed step, not about the noise of half-trained models. The
+# remaining difference is BatchNorm statistics taken per rank (a batch of 64, not 128).
+PARITY = dict(data="digits", teacher="cnn:width=32,depth=2", student="cnn:width=16,depth=2", folds=2,
+              teacher_epochs=10, student_epochs=40, student_fraction=0.5, batch_size=128, seed=0)
+ROLES = ("teacher", "student", "simple")
+
+
+def torchrun(root: Path, *args) -> subprocess.CompletedProcess:
+    """``edgekd ARGS`` on 2 local CPU ranks, each rank's output in its own log file, through
+    the guard that fails a rank other than 0 which writes under ``root``."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "--log-dir", str(root / "logs"), "--redirects", "3", str(GUARD), str(root), *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def rank_output(root: Path, rank: int) -> str:
+    files = sorted((root / "logs").glob(f"*/attempt_0/{rank}/std*.log"))
+    assert len(files) == 2, files
+    return "".join(f.read_text() for f in files)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("torchrun")
+    single = run_experiment(load_config(None, **PARITY, out=str(root / "single")))
+    options = [f"--{key.replace('_', '-')}={value}" for key, value in PARITY.items()]
+    result = torchrun(root, "distill", *options, "--out", root / "ddp")
+    assert result.returncode == 0, (result.stderr[-3000:], *(rank_output(root, r)[-2000:] for r in (0, 1)))
+    return root, single, json.loads((root / "ddp" / "cv.json").read_text())
+
+
+def test_torchrun_matches_one_process(runs):
+    root, single, ddp = runs
+    assert ddp["world_size"] == 2 and single["world_size"] == 1
+    assert "torchrun: 2 ranks, gloo backend" in (root / "ddp" / "train.log").read_text()
+    for role in ROLES:
+        assert abs(ddp["test"][role] - single["test"][role]) <= 0.015, (role, ddp["test"], single["test"])
+    assert min(ddp["test"].values()) > 0.9        # the models learned, so the comparison means something
+    # an epoch still covers the whole training part (the ranks' slices add up to every batch)
+    assert ddp["folds"][0]["student"]["history"][-1]["train_accuracy"] > 0.9
+
+
+def test_samples_per_second_per_role_in_cv_json_and_train_log(runs):
+    root, single, ddp = runs
+    for summary in (single, ddp):
+        assert set(summary["samples_per_second"]) == set(ROLES)
+        speeds = [split[role]["samples_per_second"] for split in (*summary["folds"], summary["final"])
+                  for role in ROLES]
+        assert all(speed > 0 for speed in speeds)
+        assert summary["samples_per_second"]["student"] == pytest.approx(
+            sum(s["student"]["samples_per_second"] for s in (*summary["folds"], summary["final"])) / 3)
+    log = (root / "ddp" / "train.log").read_text()
+    assert "training throughput (samples/s, mean over splits): teacher" in log
+    assert "fold1/student: 40 epochs in" in log and "teacher logits of" in log
+
+
+def test_only_rank_zero_writes_and_prints(runs):
+    root, _, _ = runs
+    assert rank_output(root, 1) == ""                          # the guard also found no write by rank 1
+    assert "held-out acc" in rank_output(root, 0)
+    log = (root / "ddp" / "train.log").read_text().splitlines()
+    assert sum("final:" in line for line in log) == 1          # one writer: no line twice
+    assert sorted(p.name for p in root.iterdir()) == ["ddp", "logs", "single"]   # no stray staging folders
+
+
+def test_the_guard_catches_a_writing_rank(tmp_path):
+    """The guard above is not vacuous: a process posing as rank 1 that writes a run folder fails it."""
+    result = subprocess.run([sys.executable, str(GUARD), str(tmp_path), "distill", "--teacher", "mlp:hidden=8",
+                             "--student", "mlp:hidden=8", "--folds", "2", "--teacher-epochs", "1",
+                             "--student-epochs", "1", "--out", str(tmp_path / "run"), "--quiet"],
+                            capture_output=True, text=True, env={**os.environ, "RANK": "1"},
+                            timeout=300)
+    assert result.returncode == 3 and f"rank 1 wrote under {tmp_path}" in result.stderr, result.stderr
+
+
+def test_nccl_backend_without_gpu_fails_cleanly(tmp_path):
+    result = run_cli("distill", "--backend", "nccl", "--device", "cpu", "--out", tmp_path / "run")
+    assert_user_error(result, "nccl backend needs CUDA")
+    assert not list(tmp_path.iterdir())
