@@ -44,7 +44,8 @@ AARCH64_PLATFORMS = [f"manylinux_2_{minor}_aarch64" for minor in range(17, 37)]
 SYSROOT_PACKAGES = ["python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "libc6",
                     "libgcc-s1", "libstdc++6", "zlib1g", "libssl3", "libffi8", "libexpat1", "liblzma5",
                     "libbz2-1.0", "libsqlite3-0", "libuuid1", "libcrypt1", "media-types"]
-#: qemu 7.2's default CPU gives wrong int8 LiteRT results (SME); a Pi 4's core gives exact ones.
+#: under qemu 7.2's default CPU ("max") LiteRT's int8 results are wrong (every demo prediction
+#: differs); as a Pi 4's core they are bit-exact against x86_64.
 QEMU_CPU = "cortex-a72"
 
 
@@ -223,8 +224,9 @@ def aarch64(dest: Path, wheel: Path) -> DeviceEnv:
     (dest / "bin").mkdir(parents=True)
     (dest / "pyvenv.cfg").write_text(f"home = {root}/usr/bin\ninclude-system-site-packages = false\n")
     python = dest / "bin" / "python"
-    python.write_text(f'#!/bin/sh\nexec {emulator} -L {root} -cpu {QEMU_CPU} -0 "$0" '
-                      f'{root}/usr/bin/python3.11 "$@"\n')
+    guest = root / "usr" / "bin" / "python3.11"
+    python.write_text(f'#!/bin/sh\nexec {shlex.join(map(str, [emulator, "-L", root, "-cpu", QEMU_CPU]))} '
+                      f'-0 "$0" {shlex.quote(str(guest))} "$@"\n')
     python.chmod(0o755)
     cpuinfo = pi_cpuinfo(dest / "cpuinfo")
     # a private mount namespace: the bind mount is seen by this command alone, never by the host
