@@ -54,6 +54,44 @@ def test_idx_reads_train_and_t10k(tmp_path, suffix):
     assert data.test[0].shape == (6, 1, 28, 28) and data.test[1].tolist() == [0, 1, 2, 0, 1, 2]
 
 
+def _is_mapped(array: np.ndarray) -> bool:
+    while array is not None:
+        if isinstance(array, np.memmap):
+            return True
+        array = array.base
+    return False
+
+
+def test_large_data_is_held_once(tmp_path):
+    """Uncompressed IDX files and npz members are memory-mapped, 8-bit pixels stay 8-bit, and
+    standardisation gives the same float32 numbers as from a float32 copy."""
+    rng = np.random.default_rng(2)
+    images, labels = rng.integers(0, 255, (12, 28, 28)).astype(np.uint8), np.arange(12) % 3
+    write_idx(tmp_path / "train-images-idx3-ubyte", images)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", labels)
+    np.savez(tmp_path / "plain.npz", x=images, y=labels, x_test=images[:3].astype(np.float32), y_test=labels[:3])
+    np.savez_compressed(tmp_path / "packed.npz", x=images, y=labels)
+    idx, plain, packed = (load_dataset(s) for s in (f"idx:{tmp_path}", f"npz:{tmp_path}/plain.npz",
+                                                   f"npz:{tmp_path}/packed.npz"))
+    assert _is_mapped(idx.x) and _is_mapped(plain.x) and _is_mapped(plain.test[0]) and not _is_mapped(packed.x)
+    for data in (idx, plain, packed):
+        assert data.x.dtype == np.uint8
+        np.testing.assert_array_equal(data.x[:, 0], images)
+    pre = fit_standardize(idx.x)
+    assert pre == fit_standardize(idx.x.astype(np.float32))
+    z = standardize(pre, idx.x)
+    assert z.dtype == np.float32 and np.array_equal(z, standardize(pre, idx.x.astype(np.float32)))
+
+
+def test_truncated_idx_file_is_a_clear_error(tmp_path):
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((4, 28, 28)))
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(4))
+    with open(tmp_path / "train-images-idx3-ubyte", "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(DataError, match="not a readable IDX file"):
+        load_dataset(f"idx:{tmp_path}")
+
+
 def test_folder_of_images(tmp_path):
     for name, value in (("cat", 10), ("dog", 200)):
         (tmp_path / name).mkdir()

@@ -1,9 +1,14 @@
 """Datasets as numpy arrays, from a registry of sources. Torch-free.
 
 A source spec is ``name`` or ``name:ARG``: ``digits``, ``npz:PATH``, ``idx:DIR``,
-``folder:DIR``, ``csv:PATH``. Every source returns a ``Dataset`` of raw float32
-features (images as N×C×H×W, tables as N×F) and integer class indices 0..K-1; a source
-that ships its own test split (IDX ``t10k-*`` files, npz ``x_test``/``y_test``) carries it.
+``folder:DIR``, ``csv:PATH``. Every source returns a ``Dataset`` of raw features (images
+as N×C×H×W, tables as N×F) and integer class indices 0..K-1; a source that ships its own
+test split (IDX ``t10k-*`` files, npz ``x_test``/``y_test``) carries it.
+
+Large data is held once: 8- and 16-bit integer features keep their type (exact in
+float32, and 4× smaller than it: 60,000 28×28 images are 47 MB, not 188 MB), and an
+uncompressed IDX file or npz member is memory-mapped rather than read. Standardisation
+(``preprocess.standardize``) makes the float32 copy the training needs, one per split.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from ..registry import Registry
 
 @dataclass
 class Dataset:
-    x: np.ndarray                      # float32, raw (not yet normalised)
+    x: np.ndarray                      # raw (not yet normalised): float32, or 8/16-bit integers
     y: np.ndarray                      # int64 class indices 0..K-1
     labels: list[str]                  # class names, index → name
     name: str
@@ -61,19 +66,24 @@ def encode_labels(raw: np.ndarray, where: str, names: list[str] | None = None) -
     return y.astype(np.int64), labels
 
 
+SMALL_INTEGERS = (np.uint8, np.int8, np.uint16, np.int16)     # kept as they are: exact in float32
+
+
 def as_images_or_table(x: np.ndarray, where: str) -> np.ndarray:
-    """N×F tables stay; N×H×W gains a channel; N×H×W×C (C ≤ 4) becomes N×C×H×W."""
+    """N×F tables stay; N×H×W gains a channel; N×H×W×C (C ≤ 4) becomes N×C×H×W.
+    Small integers keep their type (a memory-mapped array stays mapped); the rest becomes float32."""
     x = np.asarray(x)
     if x.dtype.kind not in "fiub":
         raise DataError(f"features in {where} must be numeric, got dtype {x.dtype}")
-    x = x.astype(np.float32)
+    if x.dtype not in SMALL_INTEGERS:
+        x = x.astype(np.float32, copy=False)
     if x.ndim == 3:
         x = x[:, None]
     elif x.ndim == 4 and x.shape[-1] <= 4 and x.shape[1] > 4:
         x = x.transpose(0, 3, 1, 2)
     elif x.ndim not in (2, 4):
         raise DataError(f"features in {where} must be N×F, N×H×W or N×C×H×W, got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
+    if x.dtype.kind == "f" and not np.isfinite(x.sum(dtype=np.float64)):     # a sum, not an N-sized mask
         raise DataError(f"features in {where} contain NaN or infinite values")
     return np.ascontiguousarray(x)
 

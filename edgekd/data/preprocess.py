@@ -15,11 +15,14 @@ def fit_standardize(x: np.ndarray) -> dict:
 
 
 def standardize(pre: dict, x: np.ndarray) -> np.ndarray:
-    """Apply ``fit_standardize``'s statistics: ``(x − mean) / std``, float32."""
+    """Apply ``fit_standardize``'s statistics: ``(x − mean) / std``, float32, computed into
+    one new array (no full-size temporaries: on 60k images each would be 188 MB)."""
     shape = (1, -1, 1, 1) if pre["axis"] == "channel" else (1, -1)
     mean = np.asarray(pre["mean"], np.float32).reshape(shape)
     std = np.asarray(pre["std"], np.float32).reshape(shape)
-    return ((x - mean) / std).astype(np.float32)
+    out = np.subtract(x, mean, dtype=np.float32)
+    out /= std
+    return out
 
 
 def zero_point(pre: dict) -> np.ndarray:

@@ -45,7 +45,7 @@ def load_npz(arg: str | None, **_) -> Dataset:
         if missing:
             raise DataError(f"'{path}' has no array {' or '.join(repr(m) for m in missing)}",
                             hint=f"it holds: {', '.join(data.files) or 'nothing'}; save with np.savez(path, x=..., y=...)")
-        arrays = {k: data[k] for k in data.files}
+        arrays = {k: _mapped_member(path, k) if k in ("x", "x_test") else data[k] for k in data.files}
     x = as_images_or_table(arrays["x"], str(path))
     check_pair(x, arrays["y"], str(path))
     names = [str(n) for n in arrays["labels"]] if "labels" in arrays else None
@@ -56,6 +56,34 @@ def load_npz(arg: str | None, **_) -> Dataset:
         check_pair(x_test, arrays["y_test"], f"{path} (test split)")
         test = (x_test, _index_like(arrays["y_test"], arrays["y"], str(path)))
     return Dataset(x, y, labels, f"npz:{path}", test)
+
+
+def _mapped_member(path: Path, name: str) -> np.ndarray:
+    """An npz member memory-mapped when stored uncompressed (``np.savez``), else read
+    (``np.savez_compressed``). Object arrays are refused: loading never unpickles."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo(f"{name}.npy")
+            if info.compress_type != zipfile.ZIP_STORED:
+                with archive.open(info) as member:
+                    return np.lib.format.read_array(member, allow_pickle=False)
+        with open(path, "rb") as f:
+            f.seek(info.header_offset)
+            local = f.read(30)           # the member's local header: its name and extra field precede the data
+            f.seek(info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little"))
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ValueError(f".npy format version {version} is not supported")
+            shape, fortran, dtype = read_header(f)
+            if dtype.hasobject:
+                raise ValueError("it holds Python objects, which edgekd does not unpickle")
+            return np.memmap(path, dtype, mode="r", offset=f.tell(), shape=shape, order="F" if fortran else "C")
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise DataError(f"cannot read array '{name}' of '{path}': {exc}") from None
 
 
 def _index_like(y_test: np.ndarray, y_train: np.ndarray, where: str) -> np.ndarray:
@@ -69,16 +97,20 @@ def _index_like(y_test: np.ndarray, y_train: np.ndarray, where: str) -> np.ndarr
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    """One IDX file (MNIST format), gzipped or not."""
+    """One IDX file (MNIST format): memory-mapped when uncompressed, else read (gzip)."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            data = f.read()
-        zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-        if zero != 0 or dtype_code != 0x08:
-            raise ValueError("not an unsigned-byte IDX file")
-        shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-        return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+            zero, dtype_code, ndim = struct.unpack(">HBB", f.read(4))
+            if zero != 0 or dtype_code != 0x08:
+                raise ValueError("not an unsigned-byte IDX file")
+            shape = struct.unpack(f">{ndim}I", f.read(4 * ndim))
+            offset = 4 + 4 * ndim
+            if opener is gzip.open:
+                return np.frombuffer(f.read(), np.uint8).reshape(shape)
+        if path.stat().st_size != offset + int(np.prod(shape)):
+            raise ValueError(f"its header promises {shape} bytes of data, the file has another size")
+        return np.memmap(path, np.uint8, mode="r", offset=offset, shape=shape)
     except (OSError, ValueError, struct.error, EOFError) as exc:
         raise DataError(f"'{path}' is not a readable IDX file: {exc}") from None
 
