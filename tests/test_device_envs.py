@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import assert_user_error, run_cli
 from device_envs import envs
 from test_bench import FAST
 
@@ -150,6 +150,9 @@ def builtin_kernels(model: Path, eval_npz: Path) -> tuple[float, int]:
 
 def test_legacy_tflite_runtime_scores_the_int8_student(demo_bundle, reference, wheel, tmp_path):
     env = envs.legacy_tflite(tmp_path / "venv", wheel)
+    # the whole bundle needs onnxruntime too, which this image lacks: one error line says what to do
+    assert_user_error(env.run("-m", "edgekd", "bench", demo_bundle, *FAST, "--out", tmp_path / "all.json"),
+                      "--runtime tflite")
     doc = bench(env, demo_bundle, tmp_path, "--runtime", "tflite")
     [model] = doc["models"]
     assert model["backend"]["module"] == "tflite_runtime" and model["backend"]["version"] == "2.14.0"

@@ -23,7 +23,8 @@ def _import_ort():
         import onnxruntime
     except ImportError:
         raise RuntimeBackendError("onnxruntime is not installed",
-                                  hint='pip install onnxruntime (or onnxruntime-gpu on a Jetson)') from None
+                                  hint="pip install onnxruntime (onnxruntime-gpu on a Jetson), or bench "
+                                       "a bundle's TFLite models alone with --runtime tflite") from None
     return onnxruntime
 
 

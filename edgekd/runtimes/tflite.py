@@ -30,7 +30,8 @@ def import_interpreter():
             continue
         return mod.Interpreter, modname.split(".")[0], _version(dist)
     raise RuntimeBackendError("no TFLite runtime is installed (" + "; ".join(errors) + ")",
-                              hint="pip install ai-edge-litert")
+                              hint="pip install ai-edge-litert (tflite-runtime where it has no wheel), or "
+                                   "bench a bundle's ONNX models alone with --runtime onnxruntime")
 
 
 def _version(dist: str) -> str:

@@ -247,7 +247,8 @@ BUILDERS = {"torch-free": torch_free, "legacy-tflite": legacy_tflite, "aarch64":
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] not in BUILDERS:
-        sys.exit(f"usage: {Path(__file__).name} {{{','.join(BUILDERS)}}} DEST")
+        print(f"error: usage: {Path(__file__).name} {{{','.join(BUILDERS)}}} DEST", file=sys.stderr)
+        sys.exit(2)
     target = Path(sys.argv[2]).resolve()
     built = BUILDERS[sys.argv[1]](target, build_wheel(Path(tempfile.mkdtemp(prefix="edgekd-wheel-"))))
     print(shlex.join([*built.prefix, str(built.python)]))
