@@ -17,6 +17,7 @@ FROM nvcr.io/nvidia/l4t-jetpack:${L4T_TAG}
 
 ARG ORT_INDEX=https://pypi.jetson-ai-lab.io/jp6/cu126
 ENV PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONUNBUFFERED=1
 
