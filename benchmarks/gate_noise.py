@@ -8,7 +8,7 @@ Nothing changes between the runs, so every latency FAIL here would be a false al
    whose [baseline] holds the latency tolerance);
 3. print each round's latency verdicts: the p50 change, the tolerance and this run's spread.
 
-    .venv/bin/python benchmarks/gate_noise.py [BUNDLE] [--rounds 5] [--threads 1]
+    .venv/bin/python benchmarks/gate_noise.py [BUNDLE] [--rounds 5] [--threads 1] [--results DIR]
 
 Bench settings are the example workflow's (threads 1, 3 repetitions, bench's default runs).
 Writes benchmarks/results/gate_noise.json and the baseline itself,
@@ -59,13 +59,15 @@ def main() -> int:
     ap.add_argument("bundle", nargs="?", help="bundle folder [default: runs/demo/bundle]")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", default="1")
+    ap.add_argument("--results", default=str(RESULTS), help="folder for the two JSON files")
     args = ap.parse_args()
     bundle = demo_bundle(args.bundle)
     settings = dict(threads=args.threads, repeat=REPEAT, out=False)
 
     print(f"baseline: bench {bundle} (threads {args.threads}, {REPEAT} repetitions)")
     baseline = run_bench(bundle, **settings)
-    atomic_write_json(RESULTS / "gate_noise_baseline.json", baseline)
+    results = Path(args.results)
+    atomic_write_json(results / "gate_noise_baseline.json", baseline)
     print(device_line(baseline))
 
     rounds = []
@@ -98,13 +100,13 @@ def main() -> int:
            "settings": {"threads": args.threads, "repeat": REPEAT, "runs": baseline["settings"]["runs"],
                         "min_seconds": baseline["settings"]["min_seconds"]},
            "summary": summary, "rounds": rounds}
-    atomic_write_json(RESULTS / "gate_noise.json", doc)
+    atomic_write_json(results / "gate_noise.json", doc)
     print(f"\n{summary['latency_failures']} latency failures in {summary['latency_checks']} checks over "
           f"{args.rounds} rounds; |p50 change| median {summary['median_abs_change_percent']:.1f}%, max "
           f"{summary['max_abs_change_percent']:.1f}%; spread median {summary['median_spread_percent']:.1f}%, max "
           f"{summary['max_spread_percent']:.1f}%; {summary['beyond_tolerance_but_within_spread']} changes beyond "
           f"the tolerance were within the run's spread; whole gate passed {summary['gates_passed']}/{args.rounds}")
-    print(f"wrote {RESULTS / 'gate_noise.json'}")
+    print(f"wrote {results / 'gate_noise.json'}")
     return 1 if summary["latency_failures"] else 0
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import subprocess
+import sys
 import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -23,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_BUDGET = ROOT / "examples" / "edgekd-budget.toml"
 DEMO_BENCH = ROOT / "benchmarks" / "results" / "gate_noise_baseline.json"
 # short but not tiny: the models take microseconds a call, the child processes dominate the time
-FAST = ["--threads", "1", "--runs", "200", "--min-seconds", "0", "--warmup", "20", "--warmup-seconds", "0"]
+FAST = ["--threads", "1", "--runs", "200", "--min-seconds", "0.1", "--warmup", "20", "--warmup-seconds", "0"]
 
 
 def junit_cases(path: Path) -> dict[str, bool]:
@@ -217,6 +219,12 @@ def test_wrong_type(demo_bundle, tmp_path):
     assert_nothing_written(tmp_path)
 
 
+def test_file_table_without_quotes(demo_bundle, tmp_path):
+    res = bench_with("[student.int8.tflite]\nmax_bytes = 5000\n", tmp_path, demo_bundle)
+    assert_user_error(res, "[student.int8] is not a table")
+    assert '["student.int8.tflite"]' in res.stderr
+
+
 def test_key_of_the_other_table(demo_bundle, tmp_path):
     res = bench_with("[student]\nmax_latency_increase_percent = 10\n", tmp_path, demo_bundle)
     assert_user_error(res, "'max_latency_increase_percent' belongs in [baseline]")
@@ -243,6 +251,13 @@ def test_missing_budget_file_and_bad_baseline(demo_bundle, tmp_path):
 
 def test_junit_without_a_gate(demo_bundle, tmp_path):
     assert_user_error(run_cli("bench", demo_bundle, *FAST, "--junit", tmp_path / "j.xml"), "needs --budget")
+
+
+def test_gate_stays_torch_free():
+    """The gate runs where bench runs: on the device, without torch."""
+    code = ("import sys, edgekd.bench.gate, edgekd.cli; "
+            "sys.exit(1 if 'torch' in sys.modules or 'sklearn' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 # -- the rules, on small bench.json documents ------------------------------------------------------
@@ -278,10 +293,29 @@ def test_slowdown_beyond_tolerance_and_spread_fails():
 def test_slowdown_within_this_runs_spread_passes():
     c = latency_check(synthetic([0.9, 1.30, 1.5]), synthetic([1.0, 1.0, 1.0]))
     assert c.passed and c.measured == pytest.approx(30.0)      # spread 0.6 ms = 60% of the baseline
+    assert c.verdict() == "+30.00% > 10% but within this run's spread of 60%"
 
 
 def test_slowdown_within_tolerance_passes_without_spread():
     assert latency_check(synthetic([1.08]), synthetic([1.0])).passed
+
+
+def budget_check(result: dict, key: str, limit: float) -> gate.Check:
+    report = gate.check(result, budget=gate.validate_budget({"student": {key: limit}}))
+    return next(c for c in report.checks if c.model == "s.onnx")
+
+
+def test_absolute_latency_over_the_limit_by_less_than_the_spread_passes():
+    assert budget_check(synthetic([0.9, 1.2, 1.5]), "max_p50_ms", 1.0).passed       # 1.2 − 1.0 ≤ 0.6
+    assert not budget_check(synthetic([1.15, 1.2, 1.25]), "max_p50_ms", 1.0).passed  # 0.2 > 0.1
+    assert not budget_check(synthetic([1.2]), "max_p50_ms", 1.0).passed             # one run: no allowance
+
+
+def test_speedup_miss_within_the_spreads_passes():
+    # teacher 4.0 ms (one run), student median 1.0 ms with spread 0.2 ms: 4.0× ± 0.8×
+    c = budget_check(synthetic([0.9, 1.0, 1.1]), "min_speedup_vs_teacher", 4.5)
+    assert c.passed and c.spread == pytest.approx(0.8) and "within this run's spread" in c.verdict()
+    assert not budget_check(synthetic([0.9, 1.0, 1.1]), "min_speedup_vs_teacher", 5.0).passed
 
 
 def test_budget_limits_role_and_file_tables():

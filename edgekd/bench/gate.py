@@ -43,7 +43,7 @@ class Reading:
     setting: str                  # "" or "1 thread, batch 1"
     value: float | None           # None: could not be measured (the check fails)
     detail: str = ""
-    spread: float = 0.0           # noise allowance in the value's unit (latency against a baseline)
+    spread: float = 0.0           # this run's noise in the value's unit (latency readings only)
 
 
 @dataclass
@@ -75,9 +75,12 @@ def _latency(x: dict, stat: str) -> float:
     return median_low(reps[stat]) if reps else x["latency_ms"][stat]
 
 
-def _repetitions(x: dict) -> tuple[int, float]:
-    reps = x.get("repeats") or {}
-    return reps.get("count", 1), reps.get("spread_ms", 0.0)
+def _repetitions(x: dict, stat: str = "p50") -> tuple[int, float]:
+    """How many repetitions, and their spread (max − min) of ``stat``; one measurement has none."""
+    reps = x.get("repeats")
+    if not reps:
+        return 1, 0.0
+    return reps["count"], max(reps[stat]) - min(reps[stat])
 
 
 def _percent(fraction):
@@ -92,8 +95,9 @@ def _latency_of(stat: str):
     def measure(ctx, m):
         out = []
         for x in _ok(m):
-            n, spread = _repetitions(x)
-            out.append(Reading(_setting(x), _latency(x, stat), f"median of {n}, spread {_ms3(spread)} ms"))
+            n, spread = _repetitions(x, stat)
+            out.append(Reading(_setting(x), _latency(x, stat), f"median of {n}, spread {_ms3(spread)} ms",
+                               spread=spread))
         return out
     return measure
 
@@ -122,8 +126,15 @@ def _speedup(ctx, m):
     rows = [c for c in ctx.result["comparisons"] if t and c["model"] == m["file"] and c["teacher"] == t["file"]]
     if not rows:
         return [Reading("", None, "no teacher measured in this run")]
-    return [Reading(f"{c['threads']} thread{'s' if c['threads'] > 1 else ''}, batch {c['batch']}", c["speedup"],
-                    f"teacher p50 / model p50, same run, vs {t['file']}") for c in rows]
+    out = []
+    for c in rows:
+        xs = next(x for x in _ok(m) if (x["threads"], x["batch"]) == (c["threads"], c["batch"]))
+        xt = next(x for x in _ok(t) if (x["threads"], x["batch"]) == (c["threads"], c["batch"]))
+        # relative spreads add up in a ratio of two noisy medians
+        rel = sum(_repetitions(x)[1] / x["latency_ms"]["p50"] for x in (xs, xt))
+        out.append(Reading(_setting(xs), c["speedup"], f"teacher p50 / model p50, same run, vs {t['file']}; "
+                           f"spread ±{c['speedup'] * rel:.2f}×", spread=c["speedup"] * rel))
+    return out
 
 
 def _base_pairs(ctx, m):
@@ -206,9 +217,10 @@ class Key:
 
 KEYS = [
     Key("max_bytes", "role", int, "max", "bytes", "file size on disk", _bytes, _times(1.10)),
-    Key("max_p50_ms", "role", float, "max", "ms", "median latency per call (median over repetitions)",
+    Key("max_p50_ms", "role", float, "max", "ms", "median latency per call (median over repetitions; "
+        "a miss within their spread passes)",
         _latency_of("p50"), _times(1.5)),
-    Key("max_p90_ms", "role", float, "max", "ms", "90th-percentile latency per call (median over repetitions)",
+    Key("max_p90_ms", "role", float, "max", "ms", "90th-percentile latency per call (likewise)",
         _latency_of("p90"), _times(1.5)),
     Key("max_peak_memory_mib", "role", float, "max", "MiB",
         "peak RSS of the model's own process during inference", _memory, _times(1.25)),
@@ -216,7 +228,8 @@ KEYS = [
         _accuracy, _plus(-2.0)),
     Key("max_accuracy_drop_vs_teacher_points", "role", float, "max", "points",
         "teacher accuracy − this model's, same run", _drop_vs_teacher, _plus(2.0), vs_teacher=True),
-    Key("min_speedup_vs_teacher", "role", float, "min", "×", "teacher p50 / this model's p50, same run",
+    Key("min_speedup_vs_teacher", "role", float, "min", "×", "teacher p50 / this model's p50, same run "
+        "(a miss within the two models' spreads passes)",
         _speedup, _times(0.7), vs_teacher=True),
     Key("max_size_increase_bytes", BASELINE, int, "max", "bytes", "file size growth against the baseline",
         _size_increase_bytes),
@@ -255,6 +268,9 @@ def validate_budget(doc: dict, where: str = "budget") -> dict:
                               hint="tables: [student], [teacher], [\"FILE.tflite\"], [baseline]")
         kind = _section_kind(section, where)
         for name, value in table.items():
+            if isinstance(value, dict):     # [student.int8.tflite] unquoted is three nested tables
+                raise ConfigError(f"{where}: [{section}.{name}] is not a table edgekd knows",
+                                  hint="a file name with dots needs quotes: [\"student.int8.tflite\"]")
             _check_value(_key_for(section, kind, name, where), section, value, where)
     return doc
 
@@ -329,7 +345,10 @@ class Check:
             return f"not measured (limit {_value(self.limit, self.unit)})"
         within = self.measured <= self.limit if self.direction == "max" else self.measured >= self.limit
         sign = ("≤" if within else ">") if self.direction == "max" else ("≥" if within else "<")
-        return f"{_value(self.measured, self.unit, self.key)} {sign} {_value(self.limit, self.unit)}"
+        text = f"{_value(self.measured, self.unit, self.key)} {sign} {_value(self.limit, self.unit)}"
+        if self.passed and not within:      # only the noise rule lets it pass: say so
+            text += f" but within this run's spread of {_value(self.spread, self.unit)}"
+        return text
 
     def line(self) -> str:
         return (f"{'PASS' if self.passed else 'FAIL'}  {self.name}  {self.verdict()}"
@@ -367,12 +386,18 @@ class GateReport:
 
 
 def _evaluate(key: Key, limit: float, reading: Reading) -> bool:
+    """Within the limit passes. Otherwise a latency reading fails only when its miss also exceeds
+    this run's own spread: against a baseline the miss is the change itself (it must exceed both the
+    tolerance and the spread), against an absolute limit the distance beyond the limit."""
     if reading.value is None:
         return False
-    if key.direction == "min":
-        return reading.value >= limit
-    # a change within this run's own noise is not a regression, whatever the tolerance
-    return reading.value <= limit or reading.value <= reading.spread
+    if (reading.value <= limit) if key.direction == "max" else (reading.value >= limit):
+        return True
+    if key.section == BASELINE:
+        miss = reading.value
+    else:
+        miss = reading.value - limit if key.direction == "max" else limit - reading.value
+    return miss <= reading.spread
 
 
 def _limits(budget: dict, m: dict) -> dict:

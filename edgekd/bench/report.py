@@ -177,7 +177,9 @@ def to_markdown(result: dict) -> str:
              f"bench.json schema {result['schema_version']}",
              f"- settings: threads {s['threads']}, batch {s['batch']}; warm-up ≥{s['warmup']} runs and "
              f"≥{s['warmup_seconds']:g} s; timed ≥{s['runs']} runs and ≥{s['min_seconds']:g} s; "
-             "each model in a fresh process"]
+             "each model in a fresh process"
+             + (f"; {s['repeat']} repetitions per setting, the one with the median p50 shown"
+                if s.get("repeat", 1) > 1 else "")]
     t = thermal_line(result)
     if t:
         lines.append(f"- thermal: {t}")
