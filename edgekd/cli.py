@@ -177,6 +177,7 @@ def export_command(run_dir, int8, formats, roles, out, opset, calibration_sample
 
     from rich.console import Console
 
+    from .console import report_console
     from .exporters import export_run
 
     console = Console(stderr=True)
@@ -191,8 +192,7 @@ def export_command(run_dir, int8, formats, roles, out, opset, calibration_sample
     if as_json:
         click.echo(json.dumps(report, indent=2))
     elif not quiet:
-        screen = Console()
-        render_export_report(report, screen if screen.is_terminal else Console(width=120))
+        render_export_report(report, report_console())
 
 
 # --- bench -----------------------------------------------------------------------------

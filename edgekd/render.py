@@ -5,6 +5,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .console import report_console
 from .distill.report import gain_line, summary_rows
 
 console = Console(stderr=True)
@@ -50,7 +51,7 @@ def print_distill_summary(summary: dict, out: str) -> None:
         table.add_column(header, justify=justify)
     for row in summary_rows(summary):
         table.add_row(*row)
-    out_console = Console()
+    out_console = report_console()
     out_console.print(table)
     out_console.print(gain_line(summary))
     out_console.print(f"run folder: {out}  ({summary['seconds']:.1f} s)")

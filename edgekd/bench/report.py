@@ -234,8 +234,8 @@ class BenchProgress:
 
 def print_summary(result: dict, console=None) -> None:
     """The table, then where the reports went."""
-    from rich.console import Console
-    console = console or Console()
+    from ..console import report_console
+    console = console or report_console()
     render_table(result, console)
     written = [f"{k}: {v}" for k, v in result.get("outputs", {}).items() if v]
     if written:
