@@ -189,3 +189,28 @@ def test_bad_config_file_key(tmp_path):
 def test_interrupted_run_needs_resume_or_force(tmp_path):
     (tmp_path / ".run.partial").mkdir()
     assert_user_error(run_cli("distill", "--out", tmp_path / "run"), "--resume")
+
+
+def test_device_auto_picks_cuda_when_present(tmp_path):
+    summary = run_experiment(load_config(None, **FAST, device="auto", out=str(tmp_path / "run")))
+    if torch.cuda.is_available():
+        assert summary["device"] == "cuda" and summary["final"]["student"]["precision"] in ("bf16", "fp16")
+    else:
+        assert summary["device"] == "cpu" and summary["final"]["student"]["precision"] == "fp32"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: the mixed-precision path is CUDA-only")
+def test_cuda_trains_in_mixed_precision_to_the_accuracy_of_the_cpu(tmp_path):
+    from edgekd.distill.train import mixed_precision
+
+    # long enough to converge (~98% on digits), so that the bf16/fp16 run and the fp32 run compare
+    converging = dict(data="digits", teacher="cnn:width=32,depth=2", student="cnn:width=16,depth=2", folds=2,
+                      teacher_epochs=10, student_epochs=40, student_fraction=0.5, batch_size=128, seed=0)
+    gpu = run_experiment(load_config(None, **converging, device="cuda", out=str(tmp_path / "gpu")))
+    cpu = run_experiment(load_config(None, **converging, device="cpu", out=str(tmp_path / "cpu")))
+    expected = "bf16" if mixed_precision("cuda")[0] == torch.bfloat16 else "fp16"
+    assert all(gpu["final"][role]["precision"] == expected for role in ("teacher", "student", "simple"))
+    for role in ("teacher", "student", "simple"):
+        assert abs(gpu["test"][role] - cpu["test"][role]) <= 0.02, (role, gpu["test"], cpu["test"])
+    model, _ = load_model(tmp_path / "gpu" / "student")            # the run folder holds CPU weights
+    assert next(model.parameters()).device.type == "cpu"

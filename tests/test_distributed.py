@@ -76,7 +76,7 @@ def test_only_rank_zero_writes_and_prints(runs):
     assert rank_output(root, 1) == ""                          # the guard also found no write by rank 1
     assert "held-out acc" in rank_output(root, 0)
     log = (root / "ddp" / "train.log").read_text().splitlines()
-    assert sum("final:" in line for line in log) == 1          # one writer: no line twice
+    assert sum(" final: teacher 0." in line for line in log) == 1     # one writer: no line twice
     assert sorted(p.name for p in root.iterdir()) == ["ddp", "logs", "single"]   # no stray staging folders
 
 

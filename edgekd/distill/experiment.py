@@ -102,8 +102,10 @@ class Experiment:
         fold_results = [trio.run(f"fold{k + 1}", k, train_x[tr], train_y[tr], train_x[va], train_y[va])[0]
                         for k, (tr, va) in enumerate(self.splits)]
         final, models = trio.run("final", len(self.splits), train_x, train_y, test_x, test_y)
+        for model in models["models"].values():
+            model.cpu()          # the run folder holds CPU models, whatever they trained on
         summary = _summarize(cfg, data, self.brought, fold_results, final, models, len(test_y),
-                             time.perf_counter() - started, ranks.world_size)
+                             time.perf_counter() - started, ranks.world_size, self.device)
         log.line("training throughput (samples/s, mean over splits): " +
                  ", ".join(f"{role} {speed:.0f}" for role, speed in summary["samples_per_second"].items()))
         return summary, models
@@ -223,7 +225,7 @@ class Trio:
 
     def _teacher(self, name, split_index, xt, yt, pad):
         if self.brought is not None:
-            return self.brought.module, {"trained": False, "source": str(self.brought.path)}
+            return self.brought.module.to(self.device), {"trained": False, "source": str(self.brought.path)}
         torch.manual_seed(self.seed(split_index, "teacher"))
         teacher = build(self.cfg.teacher, self.data.input_shape, len(self.data.labels)).to(self.device)
         settings = FitSettings(self.cfg.teacher_epochs, self.cfg.batch_size, self.cfg.lr, self.cfg.weight_decay,
@@ -247,12 +249,13 @@ class Trio:
                      checkpoint=EpochCheckpoint(folder) if folder else None, ranks=self.ranks,
                      on_epoch=lambda record: self.log.reporter("epoch", split=split, role=role, record=record))
         info = {"trained": True, "epochs": settings.epochs, "seconds": round(result.seconds, 3),
-                "samples_per_second": round(result.samples_per_second, 1), "history": result.history}
+                "samples_per_second": round(result.samples_per_second, 1), "precision": result.precision,
+                "history": result.history}
         if folder:
             save_model(folder, model, {"role": role, "arch": "", "input": {}, "num_classes": 0})
             atomic_write_json(folder / "done.json", info)
         self.log.line(f"{split}/{role}: {settings.epochs} epochs in {result.seconds:.1f} s "
-                      f"({result.samples_per_second:.0f} samples/s)")
+                      f"({result.samples_per_second:.0f} samples/s, {result.precision})")
         return info
 
 
@@ -270,7 +273,7 @@ def _mean_std(values: list[float]) -> dict:
             "min": float(array.min()), "max": float(array.max())}
 
 
-def _summarize(cfg, data, brought, fold_results, final, models, test_samples, seconds, world_size) -> dict:
+def _summarize(cfg, data, brought, fold_results, final, models, test_samples, seconds, world_size, device) -> dict:
     shape = data.input_shape
     info = {}
     for role in ROLES:
@@ -294,7 +297,7 @@ def _summarize(cfg, data, brought, fold_results, final, models, test_samples, se
             "models": info, "folds": fold_results, "cv": summary,
             "test": {role: final[role]["accuracy"] for role in ROLES},
             "final": final, "samples_per_second": throughput, "seconds": round(seconds, 2),
-            "world_size": world_size}
+            "world_size": world_size, "device": device}
 
 
 def _write_run(work: Path, cfg, data, brought, models, summary, train_x, train_y, test_x, test_y) -> None:

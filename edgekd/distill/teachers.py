@@ -65,7 +65,9 @@ class Pt2Logits(nn.Module):
         self.program = (program.module(),)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.program[0](x)
+        # the program stays on the CPU it was loaded to (it is outside the module tree, so
+        # .to(device) does not move it); a GPU run hands it CPU copies
+        return self.program[0](x.cpu()).to(x.device)
 
 
 def load_teacher(source: str) -> BroughtTeacher:
