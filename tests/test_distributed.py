@@ -94,3 +94,28 @@ def test_nccl_backend_without_gpu_fails_cleanly(tmp_path):
     result = run_cli("distill", "--backend", "nccl", "--device", "cpu", "--out", tmp_path / "run")
     assert_user_error(result, "nccl backend needs CUDA")
     assert not list(tmp_path.iterdir())
+
+
+def test_torchrun_resumes_a_run_interrupted_in_one_process(tmp_path):
+    """Rank 0 reads the finished stages and the epoch checkpoint; the other rank gets their
+    state from it (and still writes nothing)."""
+    fast = dict(data="digits", teacher="mlp:hidden=16", student="mlp:hidden=8", folds=2, teacher_epochs=2,
+                student_epochs=3, batch_size=64, seed=0)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_in_second_fold(event, **info):
+        if event == "epoch" and info["split"] == "fold2" and info["role"] == "student" and info["record"]["epoch"] == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_experiment(load_config(None, **fast, out=str(tmp_path / "run")), reporter=stop_in_second_fold)
+    result = torchrun(tmp_path, "distill", "--config", tmp_path / ".run.partial" / "config.toml", "--resume")
+    assert result.returncode == 0, (result.stderr[-3000:], rank_output(tmp_path, 1))
+    assert rank_output(tmp_path, 1) == ""
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert log.count("resumed from a finished stage") == 4          # fold1's trio and fold2's teacher
+    cv = json.loads((tmp_path / "run" / "cv.json").read_text())
+    assert cv["world_size"] == 2
+    assert [r["epoch"] for r in cv["folds"][1]["student"]["history"]] == [1, 2, 3]   # epochs 1-2 from the checkpoint
