@@ -8,6 +8,9 @@ from labels alone; then the final trio on all non-test data, scored on the test 
 
 Every finished training ("stage") is kept under ``state/`` of the staging folder, and
 every epoch of the one in progress too, so ``--resume`` picks up where a run stopped.
+
+Under torchrun every rank runs this same experiment (see ``distributed.py``); rank 0
+alone owns the run folder.
 """
 from __future__ import annotations
 
@@ -31,9 +34,9 @@ from ..data.split import folds as make_folds, holdout, stratified_subset
 from ..errors import ConfigError, ModelError
 from ..fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, refuse_existing, staged_dir
 from ..models import build, count_macs, count_parameters
+from .distributed import SINGLE, Ranks, join
 from .report import write_reports
 from .teachers import BroughtTeacher, load_teacher
-from .distributed import SINGLE, Ranks, join
 from .train import EpochCheckpoint, FitSettings, KDTarget, accuracy, fit, predict_logits, to_tensors
 
 ROLES = ("teacher", "student", "simple")
