@@ -33,6 +33,19 @@ class TensorInfo:
         return d
 
 
+def load_error(backend: str, path: Path, exc: Exception, hint: str) -> RuntimeBackendError:
+    """A runtime's refusal to load a file, as one line: its first line of complaint."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return RuntimeBackendError(f"{backend} cannot load '{path.name}': {first}", hint=hint)
+
+
+def require_single_input(path: Path, inputs: int, outputs: int) -> None:
+    if inputs != 1 or not outputs:
+        raise RuntimeBackendError(f"'{path.name}' has {inputs} inputs and {outputs} outputs; "
+                                  "edgekd benches single-input classifiers")
+
+
 def quantize(x: np.ndarray, info: TensorInfo) -> np.ndarray:
     """float → the model's integer input: round(x / scale) + zero_point, clipped (TFLite's affine scheme)."""
     dtype = np.dtype(info.dtype)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RuntimeBackendError, unknown_name
-from .base import Runtime, TensorInfo, UnsupportedBatch
+from .base import Runtime, TensorInfo, UnsupportedBatch, load_error, require_single_input
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
               "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int32)": "int32",
@@ -62,13 +62,9 @@ class OnnxRuntime(Runtime):
         try:
             sess = ort.InferenceSession(str(path), sess_options=opts, providers=chosen)
         except Exception as exc:  # InvalidProtobuf, Fail, InvalidGraph … all plain Exceptions
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RuntimeBackendError(f"onnxruntime cannot load '{path.name}': {first}",
-                                      hint="the file is not a valid ONNX model; export it again") from None
+            raise load_error("onnxruntime", path, exc, "the file is not a valid ONNX model; export it again") from None
         ins, outs = sess.get_inputs(), sess.get_outputs()
-        if len(ins) != 1 or not outs:
-            raise RuntimeBackendError(f"'{path.name}' has {len(ins)} inputs and {len(outs)} outputs; "
-                                      "edgekd benches single-input classifiers")
+        require_single_input(path, len(ins), len(outs))
         i, o = ins[0], outs[0]
         super().__init__(
             path=Path(path), backend="onnxruntime", module="onnxruntime", version=ort.__version__,

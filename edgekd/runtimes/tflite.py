@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RuntimeBackendError
-from .base import Runtime, TensorInfo, UnsupportedBatch
+from .base import Runtime, TensorInfo, UnsupportedBatch, load_error, require_single_input
 
 #: (module that holds Interpreter, distribution whose version we report)
 BACKENDS = [("ai_edge_litert.interpreter", "ai-edge-litert"),
@@ -67,13 +67,9 @@ class TFLiteRuntime(Runtime):
             interp = Interpreter(model_path=str(path), num_threads=threads)
             interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RuntimeBackendError(f"TFLite cannot load '{Path(path).name}': {first}",
-                                      hint="the file is corrupt or truncated; export it again") from None
+            raise load_error("TFLite", Path(path), exc, "the file is corrupt or truncated; export it again") from None
         ins, outs = interp.get_input_details(), interp.get_output_details()
-        if len(ins) != 1 or not outs:
-            raise RuntimeBackendError(f"'{Path(path).name}' has {len(ins)} inputs and {len(outs)} outputs; "
-                                      "edgekd benches single-input classifiers")
+        require_single_input(Path(path), len(ins), len(outs))
         super().__init__(path=Path(path), backend="tflite", module=module, version=version,
                          threads=threads, input=_info(ins[0]), output=_info(outs[0]))
         self.interpreter = interp
