@@ -39,8 +39,10 @@ def test_cv_json_reports_every_fold_and_the_trio(demo_run):
         assert cv["models"][role]["parameters"] > 0 and cv["models"][role]["macs"] > 0
     assert cv["models"]["teacher"]["parameters"] > 10 * cv["models"]["student"]["parameters"]
     fold = cv["folds"][0]
-    # student and simple see the same, smaller subset; the teacher the whole training part
-    assert fold["student_samples"] < fold["train_samples"] / 5
+    # student and simple see the same, smaller subset (stratified: within a sample per class); the
+    # teacher the whole training part
+    assert abs(fold["student_samples"] - TINY["student_fraction"] * fold["train_samples"]) <= cv["data"]["classes"]
+    assert fold["student_samples"] < fold["train_samples"]
     assert cv["folds"][0]["student"]["history"][-1]["epoch"] == TINY["student_epochs"]
 
 

@@ -186,59 +186,29 @@ def assert_nothing_written(tmp_path: Path):
     assert not (tmp_path / "b.json").exists() and not (tmp_path / "gate.xml").exists()
 
 
-def test_unknown_key_suggests_the_closest(demo_bundle, tmp_path):
-    res = bench_with("[student]\nmax_p50 = 1.0\n", tmp_path, demo_bundle)
-    assert_user_error(res, "unknown key 'max_p50' in [student]")
-    assert "did you mean 'max_p50_ms'" in res.stderr
-    assert_nothing_written(tmp_path)
-
-
-def test_negative_limit(demo_bundle, tmp_path):
-    res = bench_with("[teacher]\nmax_bytes = -5\n", tmp_path, demo_bundle)
-    assert_user_error(res, "max_bytes must be a finite number ≥ 0, got -5")
-    assert_nothing_written(tmp_path)
-
-
-def test_unknown_role(demo_bundle, tmp_path):
-    res = bench_with("[studnet]\nmax_bytes = 5000\n", tmp_path, demo_bundle)
-    assert_user_error(res, "unknown role [studnet]")
-    assert "did you mean [student]" in res.stderr
-    assert_nothing_written(tmp_path)
-
-
-def test_malformed_toml(demo_bundle, tmp_path):
-    res = bench_with("[student\nmax_bytes = 5000\n", tmp_path, demo_bundle)
-    assert_user_error(res, "not valid toml")
-    assert "line 1" in res.stderr
-    assert_nothing_written(tmp_path)
-
-
-def test_wrong_type(demo_bundle, tmp_path):
-    res = bench_with('[student]\nmax_bytes = "20 kB"\n', tmp_path, demo_bundle)
-    assert_user_error(res, "max_bytes must be a whole number (bytes), got str '20 kB'")
-    assert_nothing_written(tmp_path)
-
-
-def test_file_table_without_quotes(demo_bundle, tmp_path):
-    res = bench_with("[student.int8.tflite]\nmax_bytes = 5000\n", tmp_path, demo_bundle)
-    assert_user_error(res, "[student.int8] is not a table")
-    assert '["student.int8.tflite"]' in res.stderr
-
-
-def test_key_of_the_other_table(demo_bundle, tmp_path):
-    res = bench_with("[student]\nmax_latency_increase_percent = 10\n", tmp_path, demo_bundle)
-    assert_user_error(res, "'max_latency_increase_percent' belongs in [baseline]")
-
-
-def test_teacher_cannot_be_compared_with_itself(demo_bundle, tmp_path):
-    res = bench_with("[teacher]\nmin_speedup_vs_teacher = 1\n", tmp_path, demo_bundle)
-    assert_user_error(res, "no meaning in [teacher]")
-
-
-def test_file_table_for_a_model_the_bundle_lacks(demo_bundle, tmp_path):
-    res = bench_with('["student.tflite"]\nmax_bytes = 5000\n', tmp_path, demo_bundle)
-    assert_user_error(res, "no such model")
-    assert 'did you mean "student.int8.tflite"' in res.stderr
+@pytest.mark.parametrize("budget_text,fragment,also", [
+    pytest.param("[student]\nmax_p50 = 1.0\n", "unknown key 'max_p50' in [student]",
+                 "did you mean 'max_p50_ms'", id="unknown key"),
+    pytest.param("[teacher]\nmax_bytes = -5\n", "max_bytes must be a finite number ≥ 0, got -5", None,
+                 id="negative limit"),
+    pytest.param("[studnet]\nmax_bytes = 5000\n", "unknown role [studnet]", "did you mean [student]",
+                 id="unknown role"),
+    pytest.param("[student\nmax_bytes = 5000\n", "not valid toml", "line 1", id="malformed toml"),
+    pytest.param('[student]\nmax_bytes = "20 kB"\n', "max_bytes must be a whole number (bytes), got str '20 kB'",
+                 None, id="wrong type"),
+    pytest.param("[student.int8.tflite]\nmax_bytes = 5000\n", "[student.int8] is not a table",
+                 '["student.int8.tflite"]', id="file table without quotes"),
+    pytest.param("[student]\nmax_latency_increase_percent = 10\n",
+                 "'max_latency_increase_percent' belongs in [baseline]", None, id="key of the other table"),
+    pytest.param("[teacher]\nmin_speedup_vs_teacher = 1\n", "no meaning in [teacher]", None,
+                 id="teacher compared with itself"),
+    pytest.param('["student.tflite"]\nmax_bytes = 5000\n', "no such model", 'did you mean "student.int8.tflite"',
+                 id="file table for a model the bundle lacks"),
+])
+def test_bad_budget_file(demo_bundle, tmp_path, budget_text, fragment, also):
+    res = bench_with(budget_text, tmp_path, demo_bundle)
+    assert_user_error(res, fragment)
+    assert also is None or also in res.stderr
     assert_nothing_written(tmp_path)
 
 
