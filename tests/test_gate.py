@@ -309,3 +309,8 @@ def test_proposal_round_trips_and_passes_its_own_bench():
     budget = gate.validate_budget(tomllib.loads(gate.propose(result, "synthetic")))
     report = gate.check(result, budget=budget, baseline=copy.deepcopy(result))
     assert report.passed and len(report.checks) > 10
+
+
+def test_readme_key_table_is_the_one_table():
+    """The README documents the budget keys from KEYS itself, so the two cannot drift apart."""
+    assert gate.keys_markdown() in (ROOT / "README.md").read_text(encoding="utf-8")

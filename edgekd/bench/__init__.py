@@ -119,7 +119,8 @@ def run_bench(target, threads=None, batch=None, warmup: int = DEFAULTS["warmup"]
               min_seconds: float = DEFAULTS["min_seconds"], data=None, out=None, markdown=None, plot=None,
               runtime: str | None = None, providers: list[str] | None = None,
               progress: Progress | None = None, timeout: float | None = None,
-              max_runs: int = 500_000, seed: int = 0, repeat: int | None = None) -> dict:
+              max_runs: int = 500_000, seed: int = 0, repeat: int | None = None,
+              check_models: Callable[[list[str]], None] | None = None) -> dict:
     """Benchmark a bundle folder or a single .onnx/.tflite file; returns the bench.json document.
 
     ``threads`` / ``batch``: lists or "1,4" strings (default: 1 and all cores / [1]). Warm-up
@@ -130,7 +131,8 @@ def run_bench(target, threads=None, batch=None, warmup: int = DEFAULTS["warmup"]
     load elsewhere hits every model alike; the measurement kept is the one with the median p50,
     and ``repeats`` records every repetition's p50/p90 and their spread (what the CI gate reads).
     ``markdown``/``plot``: optional extra outputs. ``progress(done, total, label)`` is called
-    before each child process and once at the end.
+    before each child process and once at the end. ``check_models(files)`` sees the model files
+    of the verified target before anything is measured (the CI gate refuses a budget there).
     """
     from . import device
     from .measure import spawn_worker
@@ -150,6 +152,8 @@ def run_bench(target, threads=None, batch=None, warmup: int = DEFAULTS["warmup"]
         require_matplotlib()
 
     resolved = resolve_target(target, data=data, runtime=runtime)
+    if check_models:
+        check_models([m["file"] for m in resolved["models"]])
     if out is None:
         out = _default_out(Path(target), resolved["target"]["kind"])
     settings = {"threads": threads, "batch": batch, "warmup": warmup, "warmup_seconds": warmup_seconds,

@@ -554,13 +554,12 @@ def _toml_number(v: float, kind: type) -> str:
 def bench_and_check(target, budget=None, baseline=None, repeat: int | None = None,
                     **bench_options) -> tuple[dict, GateReport]:
     """``edgekd bench --budget/--baseline``: every input is checked before anything is measured."""
-    from . import resolve_target, run_bench
+    from . import run_bench
     from .report import load
     budget = load_budget(budget) if budget else {}
     baseline = load(baseline) if baseline else None
-    resolved = resolve_target(target, data=bench_options.get("data"), runtime=bench_options.get("runtime"))
-    require_models(budget, [m["file"] for m in resolved["models"]])
-    result = run_bench(target, repeat=REPEAT if repeat is None else repeat, **bench_options)
+    result = run_bench(target, repeat=REPEAT if repeat is None else repeat,
+                       check_models=lambda files: require_models(budget, files), **bench_options)
     return result, check(result, budget, baseline)
 
 
