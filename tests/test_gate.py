@@ -69,7 +69,11 @@ def proposed(baseline) -> Path:
 
 @pytest.fixture(scope="module")
 def bigger_bundle(demo_run, tmp_path_factory) -> Path:
-    """The demo run with its student replaced by a much bigger real network, exported for real."""
+    """The demo run with its student replaced by a much bigger real network, exported for real.
+
+    18× the teacher's MACs: at a few microseconds a call these models are dominated by call overhead,
+    so a student only a few times bigger measures within noise of the speedup floor (width 48 once
+    passed it in CI); this one is an order of magnitude slower, whatever the runner."""
     import edgekd
     from edgekd.checkpoint import read_spec, save_model
     from edgekd.models import build, count_macs, count_parameters
@@ -77,7 +81,7 @@ def bigger_bundle(demo_run, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("bigger") / "run"
     shutil.copytree(demo_run, run, ignore=shutil.ignore_patterns("bundle"))
     spec = read_spec(run / "student")
-    arch = "cnn:width=48,depth=3"
+    arch = "cnn:width=128,depth=3"
     shape = tuple(spec["input"]["shape"])
     model = build(arch, shape, spec["num_classes"]).eval()       # initialised, not trained
     spec.update(arch=arch, parameters=count_parameters(model), macs=count_macs(model, shape))
@@ -107,10 +111,26 @@ def test_init_budget_never_overwrites_without_force(proposed):
     assert proposed.read_text() == before
 
 
+def loosened_timing(budget: Path, out: Path) -> Path:
+    """The budget with every timing limit made three times looser, other limits kept.
+
+    Whether the same bundle re-benched minutes later stays inside init-budget's timing margins is a
+    noise rate, measured by benchmarks/gate_noise.py; this test is about what a passing gate does."""
+    tables = tomllib.loads(budget.read_text())
+    loose = {"max_p50_ms": 3, "max_p90_ms": 3, "min_speedup_vs_teacher": 1 / 3, "max_latency_increase_percent": 3}
+    lines = []
+    for name, limits in tables.items():
+        lines.append(f'["{name}"]')
+        lines += [f"{key} = {value * loose.get(key, 1)!r}" for key, value in limits.items()]
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
 def test_demo_bundle_passes_its_budget_and_baseline(demo_bundle, proposed, baseline, tmp_path):
     junit, summary = tmp_path / "gate.xml", tmp_path / "summary.md"
     summary.write_text("earlier step\n")
-    res = run_cli("bench", demo_bundle, *FAST, "--quiet", "--out", tmp_path / "bench.json", "--budget", proposed,
+    budget = loosened_timing(proposed, tmp_path / "budget.toml")
+    res = run_cli("bench", demo_bundle, *FAST, "--quiet", "--out", tmp_path / "bench.json", "--budget", budget,
                   "--baseline", baseline, "--junit", junit, env={"GITHUB_STEP_SUMMARY": str(summary)})
     assert res.returncode == 0, res.stdout + res.stderr
     lines = verdicts(res.stdout)
