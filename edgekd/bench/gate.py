@@ -558,12 +558,16 @@ def bench_and_check(target, budget=None, baseline=None, repeat: int | None = Non
     from .report import load
     budget = load_budget(budget) if budget else {}
     baseline = load(baseline) if baseline else None
-    result = run_bench(target, repeat=REPEAT if repeat is None else repeat,
+    result = run_bench(target, repeat=_repeat(repeat),
                        check_models=lambda files: require_models(budget, files), **bench_options)
     return result, check(result, budget, baseline)
 
 
-def init_budget(source, out, force: bool = False, **bench_options) -> str:
+def _repeat(repeat: int | None) -> int:
+    return REPEAT if repeat is None else repeat
+
+
+def init_budget(source, out, force: bool = False, repeat: int | None = None, **bench_options) -> str:
     """Propose a budget from a bench.json file, or from benching a bundle or model file now."""
     from . import run_bench
     from .report import load
@@ -572,9 +576,7 @@ def init_budget(source, out, force: bool = False, **bench_options) -> str:
     if source.is_file() and source.suffix == ".json":
         result = load(source)
     else:
-        if bench_options.get("repeat") is None:
-            bench_options["repeat"] = REPEAT
-        result = run_bench(source, out=False, **bench_options)
+        result = run_bench(source, out=False, repeat=_repeat(repeat), **bench_options)
     text = propose(result, str(source))
     validate_budget(tomllib.loads(text), "proposed budget")   # what we write must load back
     atomic_write_text(out, text)
