@@ -1,9 +1,9 @@
 # edgekd bench on an NVIDIA Jetson (Orin, JetPack 6): onnxruntime-gpu with the CUDA and TensorRT
 # execution providers, LiteRT for the int8 TFLite model. Torch-free.
 #
-# JetPack 6 is Ubuntu 22.04 with Python 3.10, which the tested pins in constraints.txt (numpy 2.4,
-# onnxruntime 1.32: Python 3.11+) do not fit, so this image installs requirements/device.txt
-# unpinned, with NVIDIA's onnxruntime-gpu build in place of the CPU onnxruntime. PyPI has no
+# JetPack 6 is Ubuntu 22.04 with Python 3.10 (edgekd's device install is tested on 3.10 on x86_64).
+# This image installs requirements/device.txt unpinned, with NVIDIA's onnxruntime-gpu build in
+# place of the CPU onnxruntime: NVIDIA's build for a JetPack release picks its own numpy. PyPI has no
 # onnxruntime-gpu for aarch64; NVIDIA's Jetson AI Lab index has one per JetPack and CUDA release
 # (set ORT_INDEX to the one of your JetPack). Not built or run in this project's CI (no Jetson).
 #

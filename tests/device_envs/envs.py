@@ -1,6 +1,7 @@
 """The device environments that tests/test_device_envs.py benches the demo bundle in.
 
-    torch_free(dest, wheel)     a fresh x86_64 venv with only edgekd[device], installed offline
+    torch_free(dest, wheel)     a fresh x86_64 venv with only edgekd[device], installed offline, on
+                                the oldest Python edgekd supports (3.10, a Jetson's) when it is here
     legacy_tflite(dest, wheel)  a fresh x86_64 venv with tflite-runtime 2.14 and numpy<2, offline
     aarch64(dest, wheel)        Debian bookworm's arm64 Python 3.11 under qemu-user as a Cortex-A72
                                 (Raspberry Pi 4), edgekd[device] installed offline by its own pip
@@ -35,6 +36,8 @@ LEGACY_REQUIREMENTS = HERE / "legacy-tflite.txt"
 CONSTRAINTS = REPO / "constraints.txt"
 CACHE = Path(os.environ.get("EDGEKD_TEST_CACHE", Path.home() / ".cache" / "edgekd-tests"))
 PIP = [sys.executable, "-m", "pip"]
+#: JetPack 6's Python, the oldest pyproject's requires-python allows
+OLDEST_PYTHON = "3.10"
 
 #: every manylinux tag an aarch64 board with glibc 2.36 (bookworm) accepts; given only the old
 #: ones, pip silently picks ai-edge-litert 1.4 instead of the pinned release.
@@ -97,12 +100,13 @@ def _cached(name: str, key: str, make) -> Path:
     return done
 
 
-def _downloaded(name: str, args: list, key: str) -> Path:
-    """CACHE/wheels-name-key: the wheels `pip download ARGS` fetches, once. An edgekd wheel among
-    them is dropped: edgekd always comes fresh from the working tree."""
+def _downloaded(name: str, args: list, key: str, python: Path = Path(sys.executable)) -> Path:
+    """CACHE/wheels-name-key: the wheels `pip download ARGS` fetches, once, for ``python`` (whose
+    version decides the constraints' markers). An edgekd wheel among them is dropped: edgekd
+    always comes fresh from the working tree."""
     def download(folder: Path) -> None:
         log(f"downloading the {name} wheels into {folder.parent} (once; cached)")
-        run([*PIP, "download", "-q", "--only-binary=:all:", "-d", folder, *args])
+        run([*PIP, "--python", python, "download", "-q", "--only-binary=:all:", "-d", folder, *args])
         for stale in folder.glob("edgekd-*.whl"):
             stale.unlink()
     return _cached(f"wheels-{name}", key, download)
@@ -122,16 +126,30 @@ def build_wheel(dest: Path) -> Path:
     return wheel
 
 
-def wheelhouse(name: str, wheel: Path, requirements: list[str], files: list[Path], tags: list[str]) -> Path:
-    """The wheels of edgekd's dependencies plus ``requirements`` for the platform ``tags`` name;
-    ``files`` (the requirement files) and pyproject.toml key the cache."""
+def wheelhouse(name: str, wheel: Path, requirements: list[str], files: list[Path], tags: list[str],
+               python: Path = Path(sys.executable)) -> Path:
+    """The wheels of edgekd's dependencies plus ``requirements`` for ``python`` or the platform
+    ``tags`` name; ``files`` (the requirement files), pyproject.toml and ``python`` key the cache."""
     return _downloaded(name, [*tags, *requirements, wheel],
-                       _key(*requirements, *tags, *files, REPO / "pyproject.toml"))
+                       _key(*requirements, *tags, *files, REPO / "pyproject.toml", python), python)
 
 
-def _offline_venv(dest: Path, links: list[Path], requirements: list[str]) -> Path:
-    """A fresh venv (no pip of its own) with ``requirements`` installed from ``links`` alone."""
-    run([sys.executable, "-m", "venv", "--without-pip", dest])
+def oldest_python() -> Path:
+    """Python OLDEST_PYTHON (pyenv's, or on PATH), else this one: the install is tested either way."""
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates = [*sorted(pyenv.glob(f"versions/{OLDEST_PYTHON}.*/bin/python{OLDEST_PYTHON}")),
+                  shutil.which(f"python{OLDEST_PYTHON}")]
+    for python in filter(None, candidates):     # a pyenv shim on PATH may refuse to run
+        if subprocess.run([python, "-c", ""], capture_output=True).returncode == 0:
+            return Path(python)
+    log(f"no Python {OLDEST_PYTHON} here: the torch-free venv uses Python {sys.version.split()[0]}")
+    return Path(sys.executable)
+
+
+def _offline_venv(dest: Path, links: list[Path], requirements: list[str],
+                  base: Path = Path(sys.executable)) -> Path:
+    """A fresh venv of ``base`` (no pip of its own) with ``requirements`` installed from ``links`` alone."""
+    run([base, "-m", "venv", "--without-pip", dest])
     python = dest / "bin" / "python"
     finds = [arg for link in links for arg in ("--find-links", link)]
     run([*PIP, "--python", python, "install", "-q", "--no-index", *finds, *requirements])
@@ -139,10 +157,11 @@ def _offline_venv(dest: Path, links: list[Path], requirements: list[str]) -> Pat
 
 
 def torch_free(dest: Path, wheel: Path) -> DeviceEnv:
-    """x86_64, `pip install "edgekd[device]"` with the tested pins, nothing else."""
+    """x86_64, `pip install "edgekd[device]"` with the tested pins, nothing else, on the oldest Python."""
+    base = oldest_python()
     house = wheelhouse("x86_64-device", wheel, ["-c", str(CONSTRAINTS), "-r", str(DEVICE_REQUIREMENTS)],
-                       [CONSTRAINTS, DEVICE_REQUIREMENTS], [])
-    python = _offline_venv(dest, [house, wheel.parent], ["edgekd[device]"])
+                       [CONSTRAINTS, DEVICE_REQUIREMENTS], [], base)
+    python = _offline_venv(dest, [house, wheel.parent], ["edgekd[device]"], base)
     return DeviceEnv("torch-free x86_64", python, ["unshare", "--net"])
 
 
