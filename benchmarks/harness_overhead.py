@@ -5,7 +5,9 @@
    (`interpreter.invoke()` / `session.run(...)` on a preallocated input) written inline in
    this process. Several interleaved rounds; the ratio of medians must be <= 1.05.
 2. Memory: the child's peak RSS as edgekd reports it, against `/usr/bin/time -v`'s
-   "Maximum resident set size" of the same child (the worker run under /usr/bin/time). Within 10%.
+   "Maximum resident set size" of the same child (the worker run under /usr/bin/time). Within 10%,
+   for both figures: the whole child's peak (`rss_peak`) and the peak during inference, before
+   the timed samples are stored (`rss_peak_inference`, what the table and the gate show).
 
     .venv/bin/python benchmarks/harness_overhead.py [--bundle runs/demo/bundle] [--rounds 5] [--seconds 1]
 
@@ -151,7 +153,8 @@ def main() -> int:
             bare.append(bare_p50(path, x1, args.seconds, args.runs))
         e, b = statistics.median(edgekd_p50), statistics.median(bare)
         ratio = e / b
-        mem_ratios = [m["edgekd_rss_peak"] / m["time_v_max_rss"] for m in mem if m["time_v_max_rss"]]
+        mem_ratios = [m[key] / m["time_v_max_rss"] for m in mem if m["time_v_max_rss"]
+                      for key in ("edgekd_rss_peak", "edgekd_rss_peak_inference")]
         worst = max((abs(r - 1) for r in mem_ratios), default=None)
         entry = {"file": file, "edgekd_p50_ms": e, "bare_p50_ms": b, "ratio": ratio,
                  "edgekd_p50_ms_rounds": edgekd_p50, "bare_p50_ms_rounds": bare,
@@ -165,10 +168,10 @@ def main() -> int:
         if have_time:
             m0 = mem[-1]
             print(f"  peak RSS  edgekd {m0['edgekd_rss_peak'] / 2**20:7.1f} MiB   /usr/bin/time -v "
-                  f"{m0['time_v_max_rss'] / 2**20:7.1f} MiB   worst |diff| over rounds {worst * 100:.2f}%  "
+                  f"{m0['time_v_max_rss'] / 2**20:7.1f} MiB")
+            print(f"  peak during inference (the table's) {m0['edgekd_rss_peak_inference'] / 2**20:7.1f} MiB   "
+                  f"worst |diff| of either over rounds {worst * 100:.2f}%  "
                   f"{'OK' if entry['memory_ok'] else 'FAIL'} (<= 10%)")
-            print(f"  (peak during inference, before the timed samples are stored: "
-                  f"{m0['edgekd_rss_peak_inference'] / 2**20:.1f} MiB)")
         else:
             print("  memory check skipped: /usr/bin/time missing (apt-get install -y time)")
     results["time_v_available"] = have_time

@@ -206,6 +206,8 @@ def measure_options(command):
         click.option("--warmup-seconds", type=float, default=0.5, show_default=True, help="Warm-up time (at least)."),
         click.option("--runs", type=int, default=100, show_default=True, help="Timed calls (at least)."),
         click.option("--min-seconds", type=float, default=2.0, show_default=True, help="Timed time (at least)."),
+        click.option("--max-runs", type=int, default=100_000, show_default=True,
+                     help="Timed calls (at most): a fast model stops here before --min-seconds."),
         click.option("--repeat", type=int, help="Fresh measurements per setting; the median counts  "
                      "[default: 3 with --budget/--baseline/--save-baseline or for init-budget, else 1]"),
         click.option("--data", type=click.Path(), help="eval.npz (x, y) for accuracy; a bundle's own by default. "

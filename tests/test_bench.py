@@ -343,9 +343,19 @@ def test_unknown_runtime_name(bench_bundle, bundle_copy):
     (["--threads", "one"], "threads must be whole numbers"),
     (["--batch", "0"], "batch must be at least 1"),
     (["--runs", "0"], "runs must be at least 1"),
+    (["--runs", "200", "--max-runs", "100"], "max_runs must be at least 200"),
 ])
 def test_bad_options(bench_bundle, args, fragment):
     assert_user_error(run_cli("bench", bench_bundle, *FAST, *args), fragment)
+
+
+def test_max_runs_stops_timing_before_min_seconds(bench_bundle, tmp_path):
+    out = tmp_path / "b.json"
+    res = run_cli("bench", bench_bundle / "student.int8.tflite", "--threads", "1", "--warmup-seconds", "0",
+                  "--runs", "10", "--min-seconds", "600", "--max-runs", "50", "--quiet", "--out", out)
+    assert res.returncode == 0, res.stderr
+    [model] = json.loads(out.read_text())["models"]
+    assert model["measurements"][0]["latency_ms"]["runs"] == 50
 
 
 def test_unknown_model_suffix(tmp_path):

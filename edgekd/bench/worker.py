@@ -66,7 +66,7 @@ def warm_up(call, count: int, seconds: float) -> dict:
 
 
 def measure(req: dict) -> dict:
-    from . import memory
+    from . import DEFAULTS, memory
     import numpy as np
     from ..runtimes import runtime_for
     # import the runtime's module before "before load", so the figure is the model's own
@@ -111,7 +111,7 @@ def measure(req: dict) -> dict:
     warm = warm_up(call, int(req.get("warmup", 10)), float(req.get("warmup_seconds", 0.0)))
     peak_inference = memory.peak_rss_bytes()    # load + first inference + warm-up, before timing storage
     times = timed_loop(call, int(req.get("runs", 100)), float(req.get("min_seconds", 0.0)),
-                       int(req.get("max_runs", 500_000)))
+                       int(req.get("max_runs", DEFAULTS["max_runs"])))
     latency = _stats(times)
     rss_after_runs = memory.rss_bytes()
 

@@ -50,6 +50,9 @@ SYSROOT_PACKAGES = ["python3.11-minimal", "libpython3.11-minimal", "libpython3.1
 #: under qemu 7.2's default CPU ("max") LiteRT's int8 results are wrong (every demo prediction
 #: differs); as a Pi 4's core they are bit-exact against x86_64.
 QEMU_CPU = "cortex-a72"
+#: a private network namespace with no interface; a user without root gets it inside a user
+#: namespace of its own (--map-root-user)
+NO_NETWORK = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--map-root-user", "--net"]
 
 
 @dataclass
@@ -162,7 +165,7 @@ def torch_free(dest: Path, wheel: Path) -> DeviceEnv:
     house = wheelhouse("x86_64-device", wheel, ["-c", str(CONSTRAINTS), "-r", str(DEVICE_REQUIREMENTS)],
                        [CONSTRAINTS, DEVICE_REQUIREMENTS], [], base)
     python = _offline_venv(dest, [house, wheel.parent], ["edgekd[device]"], base)
-    return DeviceEnv("torch-free x86_64", python, ["unshare", "--net"])
+    return DeviceEnv("torch-free x86_64", python, NO_NETWORK)
 
 
 def legacy_tflite(dest: Path, wheel: Path) -> DeviceEnv:
@@ -175,7 +178,7 @@ def legacy_tflite(dest: Path, wheel: Path) -> DeviceEnv:
     house = wheelhouse("x86_64-legacy-tflite", wheel, ["-c", str(pins), "-r", str(LEGACY_REQUIREMENTS)],
                        [pins, LEGACY_REQUIREMENTS], [])
     python = _offline_venv(dest, [house, wheel.parent], ["edgekd", "-r", str(LEGACY_REQUIREMENTS)])
-    return DeviceEnv("legacy tflite-runtime x86_64", python, ["unshare", "--net"])
+    return DeviceEnv("legacy tflite-runtime x86_64", python, NO_NETWORK)
 
 
 # -- aarch64 under qemu-user -------------------------------------------------------------------
