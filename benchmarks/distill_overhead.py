@@ -8,7 +8,7 @@ The student trains, as in ``edgekd distill``, on a stratified ``--student-fracti
 training part, and the cache is computed for that subset inside the timed region. The
 variants are timed in turns (simple, cached, naive, simple, ...) so that a burst of load
 from elsewhere hits all of them alike; each variant's median counts.
-Prints seconds per epoch, samples/s and the ratios; target: cached / simple samples/s >= 0.9.
+Prints seconds per epoch, samples/s and the ratios; target: cached / simple samples/s >= 1/1.10 (at most 1.10x the time).
 Writes benchmarks/results/distill_overhead[_<source>].json.
 
     python benchmarks/distill_overhead.py                     # digits, whole training part
@@ -98,7 +98,7 @@ def main() -> None:
         "samples_per_second": speed,
         "cached_over_simple_samples_per_second": speed["cached"] / speed["simple"],
         "naive_over_simple_samples_per_second": speed["naive"] / speed["simple"],
-        "target_cached_over_simple_samples_per_second": 0.9,
+        "target_cached_over_simple_samples_per_second": round(1 / 1.10, 4),
         "machine": {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
                     "torch": torch.__version__, "platform": platform.platform(),
                     "load_start": [round(v, 2) for v in load_start],
@@ -106,7 +106,7 @@ def main() -> None:
     }
     for name, value in seconds.items():
         print(f"{name:>7}: {1000 * value:8.1f} ms/epoch  {speed[name]:9.0f} samples/s")
-    print(f"cached / simple samples/s = {result['cached_over_simple_samples_per_second']:.3f}  (target >= 0.9)")
+    print(f"cached / simple samples/s = {result['cached_over_simple_samples_per_second']:.3f}  (target >= {1 / 1.10:.3f}: at most 1.10x the time)")
     print(f"naive  / simple samples/s = {result['naive_over_simple_samples_per_second']:.3f}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.data == "digits" else "_" + _source_name(args.data)
