@@ -57,6 +57,29 @@ def test_torchrun_matches_one_process(runs):
     assert ddp["folds"][0]["student"]["history"][-1]["train_accuracy"] > 0.9
 
 
+# Without BatchNorm nothing is per rank: the distributed step is the one-process step, up to the
+# order of float additions (measured: losses within 3e-7), so the whole training history must
+# agree, not only the end result.
+EXACT = dict(data="digits", teacher="mlp:hidden=64", student="mlp:hidden=16", folds=2, teacher_epochs=3,
+             student_epochs=5, batch_size=100, seed=0)
+
+
+def test_torchrun_without_batchnorm_repeats_one_process_step_for_step(tmp_path):
+    single = run_experiment(load_config(None, **EXACT, out=str(tmp_path / "single")))
+    options = [f"--{key.replace('_', '-')}={value}" for key, value in EXACT.items()]
+    result = torchrun(tmp_path, "distill", *options, "--out", tmp_path / "ddp")
+    assert result.returncode == 0, (result.stderr[-3000:], *(rank_output(tmp_path, r)[-2000:] for r in (0, 1)))
+    ddp = json.loads((tmp_path / "ddp" / "cv.json").read_text())
+    for split_single, split_ddp in zip((*single["folds"], single["final"]), (*ddp["folds"], ddp["final"])):
+        for role in ROLES:
+            one, two = split_single[role]["history"], split_ddp[role]["history"]
+            assert len(one) == len(two) > 0
+            for a, b in zip(one, two):
+                assert b["loss"] == pytest.approx(a["loss"], rel=1e-5), (role, a, b)
+                assert abs(b["train_accuracy"] - a["train_accuracy"]) <= 0.002, (role, a, b)
+    assert ddp["test"] == pytest.approx(single["test"], abs=1 / 360)   # one sample of 360 at most
+
+
 def test_samples_per_second_per_role_in_cv_json_and_train_log(runs):
     root, single, ddp = runs
     for summary in (single, ddp):
