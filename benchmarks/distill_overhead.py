@@ -8,12 +8,13 @@ The student trains, as in ``edgekd distill``, on a stratified ``--student-fracti
 training part, and the cache is computed for that subset inside the timed region. The
 variants are timed in turns (simple, cached, naive, simple, ...) so that a burst of load
 from elsewhere hits all of them alike; each variant's median counts.
-Prints seconds per epoch, samples/s and the ratios; target: cached / simple samples/s >= 1/1.10 (at most 1.10x the time).
+Prints seconds per epoch, samples/s and the ratios; target: cached / simple samples/s >= 1/1.10
+(at most 1.10x the time).
 Writes benchmarks/results/distill_overhead[_<source>].json.
 
-    python benchmarks/distill_overhead.py                     # digits, whole training part
+    python benchmarks/distill_overhead.py --epochs 20 --repeats 5     # digits (README's run)
     python benchmarks/distill_overhead.py --data idx:/usr/share/datasets/fashion-mnist \
-        --teacher cnn:width=32,depth=3 --student-fraction 0.1 --batch-size 64 --epochs 10
+        --teacher cnn:width=16,depth=3 --student-fraction 0.1 --batch-size 64 --epochs 20
 """
 from __future__ import annotations
 
