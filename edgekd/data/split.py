@@ -2,6 +2,8 @@
 Uses scikit-learn (a training-side dependency; the device never imports this)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import DataError
@@ -12,25 +14,54 @@ def holdout(data: Dataset, test_fraction: float, seed: int) -> tuple[np.ndarray,
     """(train_x, train_y, test_x, test_y); a source's own test split wins over a random one."""
     if data.test is not None:
         return data.x, data.y, data.test[0], data.test[1]
-    _require_per_class(data.y, 2, data.labels, "a stratified held-out test split")
-    from sklearn.model_selection import train_test_split
-
-    train, test = train_test_split(np.arange(len(data.y)), test_size=test_fraction,
-                                   stratify=data.y, random_state=seed)
+    train, test = _split(data.y, test_fraction, seed, data.labels, "the held-out test split")
     return data.x[train], data.y[train], data.x[test], data.y[test]
 
 
 def folds(y: np.ndarray, count: int, validation_fraction: float, seed: int,
           labels: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stratified k-fold (train, validation) indices; ``count == 1`` is one stratified split."""
-    from sklearn.model_selection import StratifiedKFold, train_test_split
+    from sklearn.model_selection import StratifiedKFold
 
-    _require_per_class(y, max(count, 2), labels, f"{count}-fold cross-validation")
     if count == 1:
-        train, val = train_test_split(np.arange(len(y)), test_size=validation_fraction, stratify=y, random_state=seed)
+        train, val = _split(y, validation_fraction, seed, labels, "the validation split of --folds 1")
         return [(np.sort(train), np.sort(val))]
+    # at least `count` per class: every validation fold then gets one of each, every training part count − 1
+    _require_per_class(y, count, labels, f"{count}-fold cross-validation")
     splitter = StratifiedKFold(n_splits=count, shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(y)), y))
+
+
+def _split(y: np.ndarray, fraction: float, seed: int, labels: list[str], purpose: str) -> tuple[np.ndarray, np.ndarray]:
+    """One stratified (train, held) split in which both parts hold every class; checked up
+    front where scikit-learn would fail, and after where its rounding leaves a class out."""
+    from sklearn.model_selection import train_test_split
+
+    _require_per_class(y, 2, labels, purpose)
+    _require_split_sizes(len(y), len(labels), fraction, purpose)
+    train, held = train_test_split(np.arange(len(y)), test_size=fraction, stratify=y, random_state=seed)
+    for part, name in ((held, purpose), (train, f"the training part beside {purpose}")):
+        missing = np.setdiff1d(np.arange(len(labels)), y[part])
+        if missing.size:
+            shown = ", ".join(f"'{labels[c]}'" for c in missing[:5])
+            raise DataError(f"{name} (--test-fraction {fraction}) gets no sample of class {shown}",
+                            hint="those classes have too few samples for this split: add samples, "
+                                 "drop the classes, or change --test-fraction")
+    return train, held
+
+
+def _require_split_sizes(total: int, classes: int, fraction: float, purpose: str) -> None:
+    """Both parts of a stratified split need at least one sample per class (scikit-learn's
+    rule, which would otherwise fail with a message about ``test_size``)."""
+    held = math.ceil(fraction * total)         # scikit-learn rounds the held-out part up
+    lowest, highest = math.ceil(1000 * classes / total) / 1000, math.floor(1000 * (total - classes) / total) / 1000
+    if held < classes:
+        raise DataError(f"{purpose} (--test-fraction {fraction}) would hold {held} of {total} samples, "
+                        f"fewer than the {classes} classes", hint=f"use --test-fraction {lowest} or more, or add samples")
+    if total - held < classes:
+        raise DataError(f"the training part beside {purpose} (--test-fraction {fraction}) would hold "
+                        f"{total - held} of {total} samples, fewer than the {classes} classes",
+                        hint=f"use --test-fraction {highest} or less, or add samples")
 
 
 def stratified_subset(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
