@@ -12,6 +12,7 @@ uncompressed IDX file or npz member is memory-mapped rather than read. Standardi
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
@@ -43,10 +44,21 @@ register_source = SOURCES.register
 
 
 def load_dataset(spec: str, label_column: str | None = None) -> Dataset:
-    """Load ``spec`` (e.g. ``digits``, ``npz:data.npz``) through the source registry."""
+    """Load ``spec`` (e.g. ``digits``, ``npz:data.npz``) through the source registry.
+    ``label_column`` goes only to a source that takes it: elsewhere it is a mistake, not ignored."""
     name, _, arg = spec.partition(":")
     loader = SOURCES.get(name)
+    if label_column is None:
+        return loader(arg or None)
+    if not _takes_label_column(loader):
+        takers = [n for n in SOURCES if _takes_label_column(SOURCES.get(n))]
+        raise DataError(f"--label-column does not apply to data source '{name}'",
+                        hint=f"only {', '.join(takers)} data has a label column; drop --label-column")
     return loader(arg or None, label_column=label_column)
+
+
+def _takes_label_column(loader: Callable[..., Dataset]) -> bool:
+    return "label_column" in inspect.signature(loader).parameters
 
 
 def encode_labels(raw: np.ndarray, where: str, names: list[str] | None = None) -> tuple[np.ndarray, list[str]]:

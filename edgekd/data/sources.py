@@ -23,9 +23,12 @@ def _existing(arg: str | None, source: str, kind: str) -> Path:
 
 
 @register_source("digits")
-def load_digits(arg: str | None = None, **_) -> Dataset:
+def load_digits(arg: str | None = None) -> Dataset:
     """scikit-learn's bundled 8×8 digits: 1,797 images, 10 classes, values 0..16; no download."""
     from sklearn.datasets import load_digits as sklearn_digits
+
+    if arg:
+        raise DataError(f"data source 'digits' takes no argument, got 'digits:{arg}'", hint="use --data digits")
 
     bunch = sklearn_digits()
     x = bunch.images.astype(np.float32)[:, None]
@@ -33,7 +36,7 @@ def load_digits(arg: str | None = None, **_) -> Dataset:
 
 
 @register_source("npz")
-def load_npz(arg: str | None, **_) -> Dataset:
+def load_npz(arg: str | None) -> Dataset:
     """Arrays ``x`` and ``y`` (and optionally ``x_test``/``y_test``, ``labels``); never unpickles."""
     path = _existing(arg, "npz", "file")
     try:
@@ -124,7 +127,7 @@ def _find_idx(folder: Path, prefix: str, kind: str) -> Path | None:
 
 
 @register_source("idx")
-def load_idx(arg: str | None, **_) -> Dataset:
+def load_idx(arg: str | None) -> Dataset:
     """MNIST-format ``train-images-idx3-ubyte[.gz]`` + labels; ``t10k-*`` beside them is the test split."""
     folder = _existing(arg, "idx", "folder")
     images, labels = _find_idx(folder, "train", "images"), _find_idx(folder, "train", "labels")
@@ -147,7 +150,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 
 @register_source("folder")
-def load_folder(arg: str | None, **_) -> Dataset:
+def load_folder(arg: str | None) -> Dataset:
     """One sub-folder per class; every image is converted to the first image's mode and size."""
     from PIL import Image, UnidentifiedImageError
 
@@ -176,12 +179,12 @@ def load_folder(arg: str | None, **_) -> Dataset:
 
 
 @register_source("csv")
-def load_csv(arg: str | None, label_column: str | None = None, **_) -> Dataset:
+def load_csv(arg: str | None, label_column: str | None = None) -> Dataset:
     """A table with a header row; ``--label-column`` (default: the last column) holds the class."""
     path = _existing(arg, "csv", "file")
     try:
         with open(path, newline="") as f:
-            rows = list(csv.reader(f))
+            rows = [row for row in csv.reader(f) if row]     # blank lines (a trailing one, say) hold no sample
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read '{path}' as CSV: {exc}") from None
     if len(rows) < 2:
