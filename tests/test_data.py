@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgekd.data import SOURCES, load_dataset
+from edgekd.data import SOURCES, Dataset, load_dataset
 from edgekd.data.preprocess import fit_standardize, standardize
 from edgekd.data.split import folds, holdout, stratified_subset
 from edgekd.errors import DataError
@@ -108,11 +108,51 @@ def test_csv_with_label_column(tmp_path):
     assert data.x.tolist() == [[1, 2], [3, 4], [5, 6]] and data.labels == ["x", "y"] and data.y.tolist() == [0, 1, 0]
 
 
+def test_csv_ignores_blank_lines(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,label\n1,x\n\n3,y\n\n")
+    data = load_dataset(f"csv:{path}")
+    assert data.x.tolist() == [[1], [3]] and data.labels == ["x", "y"]
+
+
+@pytest.mark.parametrize("spec,label_column,fragment", [
+    ("digits:foo", None, "takes no argument"),
+    ("digits", "label", "--label-column does not apply to data source 'digits'"),
+    ("npz", "label", "--label-column does not apply to data source 'npz'"),
+])
+def test_arguments_a_source_does_not_take_are_errors(tmp_path, spec, label_column, fragment):
+    if spec == "npz":
+        np.savez(tmp_path / "a.npz", x=np.zeros((4, 2)), y=np.arange(4) % 2)
+        spec = f"npz:{tmp_path}/a.npz"
+    with pytest.raises(DataError) as info:
+        load_dataset(spec, label_column=label_column)
+    assert fragment in info.value.message
+
+
 def test_standardize_uses_training_statistics_only():
     x = np.arange(24, dtype=np.float32).reshape(3, 2, 2, 2)
     pre = fit_standardize(x)
     z = standardize(pre, x)
     assert np.allclose(z.mean(axis=(0, 2, 3)), 0, atol=1e-6) and np.allclose(z.std(axis=(0, 2, 3)), 1, atol=1e-5)
+
+
+def test_standardize_statistics_without_a_full_size_float64_copy():
+    """x.std(dtype=float64) would allocate 8 bytes per element of x (125 MB here); the
+    chunked statistics need a few MB and agree with it to float64 rounding."""
+    import tracemalloc
+
+    x = np.random.default_rng(4).integers(0, 255, (20000, 1, 28, 28)).astype(np.uint8)
+    tracemalloc.start()
+    try:
+        pre = fit_standardize(x)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < x.nbytes, peak
+    np.testing.assert_allclose(pre["mean"], x.mean(axis=(0, 2, 3), dtype=np.float64), rtol=1e-12)
+    np.testing.assert_allclose(pre["std"], x.std(axis=(0, 2, 3), dtype=np.float64), rtol=1e-12)
+    table = np.random.default_rng(5).normal(3, 2, (3000, 400)).astype(np.float32)     # several chunks of rows
+    np.testing.assert_allclose(fit_standardize(table)["std"], table.std(axis=0, dtype=np.float64), rtol=1e-12)
 
 
 def test_splits_are_stratified_disjoint_and_seeded():
@@ -181,3 +221,28 @@ def test_too_few_samples_per_class_for_folds():
 
 def test_registry_lists_every_source():
     assert SOURCES.names() == ["csv", "digits", "folder", "idx", "npz"]
+
+
+def _dataset(counts: list[int]) -> Dataset:
+    y = np.repeat(np.arange(len(counts)), counts)
+    return Dataset(np.zeros((len(y), 3), np.float32), y, [f"c{i}" for i in range(len(counts))], "test")
+
+
+@pytest.mark.parametrize("counts,fraction,fragment,hint", [
+    ([3] * 20, 0.2, "would hold 12 of 60 samples, fewer than the 20 classes", "--test-fraction 0.334 or more"),
+    ([30] * 10, 0.001, "would hold 1 of 300 samples", "--test-fraction 0.034 or more"),
+    ([30] * 10, 0.999, "the training part beside the held-out test split", "--test-fraction 0.966 or less"),
+    ([100, 100, 2], 0.02, "gets no sample of class 'c2'", "add samples"),      # rounding leaves c2 out
+])
+def test_every_class_in_both_parts_of_the_held_out_split(counts, fraction, fragment, hint):
+    with pytest.raises(DataError) as info:
+        holdout(_dataset(counts), fraction, 0)
+    assert fragment in info.value.message and hint in info.value.hint
+
+
+def test_every_class_in_both_parts_of_a_single_validation_split():
+    y = _dataset([3] * 20).y
+    with pytest.raises(DataError, match="validation split of --folds 1.*fewer than the 20 classes"):
+        folds(y, 1, 0.2, 0, [f"c{i}" for i in range(20)])
+    train, val = folds(y, 1, 0.4, 0, [f"c{i}" for i in range(20)])[0]
+    assert set(y[train]) == set(y[val]) == set(range(20))
