@@ -50,9 +50,26 @@ def atomic_write_json(path: str | os.PathLike, obj) -> None:
 
 
 def refuse_existing(path: Path, force: bool, what: str) -> None:
-    """An existing output is never overwritten without --force."""
+    """An existing output is never overwritten without --force; a path that cannot be an
+    output is refused here too, since every command asks this before writing."""
+    check_output_path(Path(path), what)
     if path.exists() and not force:
         raise EdgeKDError(f"{what} '{path}' already exists", hint="pass --force to overwrite it")
+
+
+def check_output_path(path: Path, what: str) -> None:
+    """The output must have a name of its own (``.``, ``..`` or ``/`` would replace the folder
+    it is in), and its nearest existing parent must be a folder we can write into."""
+    if path.name in ("", ".", ".."):
+        raise EdgeKDError(f"{what} '{path}' has no name of its own: it would replace the folder it names",
+                          hint=f"name the {what} itself, e.g. '{path / 'NAME'}'")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise EdgeKDError(f"cannot create {what} '{path}': '{parent}' is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise EdgeKDError(f"cannot create {what} '{path}': no permission to write in '{parent}'")
 
 
 @contextlib.contextmanager

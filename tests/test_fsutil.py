@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
 from edgekd.errors import EdgeKDError
-from edgekd.fsutil import atomic_write_bytes, atomic_write_json, staged_dir
+from edgekd.fsutil import atomic_write_bytes, atomic_write_json, refuse_existing, staged_dir
 
 
 def test_written_file_has_the_mode_open_would_give(tmp_path):
@@ -47,3 +48,21 @@ def test_staged_dir_refuses_an_existing_folder_without_force(tmp_path):
     (tmp_path / "bundle").mkdir()
     with pytest.raises(EdgeKDError, match="already exists"), staged_dir(tmp_path / "bundle", False, "bundle"):
         pass
+
+
+@pytest.mark.parametrize("out,fragment", [
+    ("file/run", "/file' is not a folder"),
+    ("file/a/b", "/file' is not a folder"),
+    (".", "has no name of its own"),
+    ("..", "has no name of its own"),
+    ("/", "has no name of its own"),
+])
+def test_an_impossible_output_path_is_a_user_error(tmp_path, out, fragment):
+    """Every command asks refuse_existing before writing, so export, distill and gate all get this."""
+    (tmp_path / "file").write_text("a file, not a folder")
+    path = tmp_path / out if out.startswith("file") else Path(out)     # tmp_path / "." would drop the "."
+    for force in (False, True):
+        with pytest.raises(EdgeKDError) as info:
+            refuse_existing(path, force, "bundle folder")
+        assert fragment in info.value.message
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]

@@ -124,8 +124,8 @@ def _device(name: str) -> str:
 
 def _staging_folder(out: Path, resume: bool, force: bool, cfg: DistillConfig) -> Path:
     """``.NAME.partial`` beside the run folder: kept after an interruption, for --resume."""
+    refuse_existing(out, force, "run folder")         # first: it refuses an --out without a name
     stage = out.with_name(f".{out.name}.partial")
-    refuse_existing(out, force, "run folder")
     if not resume:
         if stage.exists() and not force:
             raise ConfigError(f"an interrupted run exists at '{stage}'",
