@@ -39,10 +39,34 @@ def read_spec(folder: Path) -> dict:
         spec = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"'{path}' is not valid JSON: {exc}") from None
+    problem = _spec_problem(spec)
+    if problem:
+        raise ModelError(f"'{path}' {problem}", hint="the file is damaged or was edited; train or copy the model again")
+    return spec
+
+
+def _spec_problem(spec) -> str | None:
+    """What is wrong with a parsed model.json, or None: the fields every reader relies on."""
+    if not isinstance(spec, dict):
+        return f"must hold a JSON object, not {type(spec).__name__}"
     for key in ("arch", "input", "num_classes"):
         if key not in spec:
-            raise ModelError(f"'{path}' lacks '{key}'")
-    return spec
+            return f"lacks '{key}'"
+    if not isinstance(spec["arch"], str) or not spec["arch"]:
+        return f"has 'arch' {spec['arch']!r}; it must be a model spec string such as \"cnn:width=8,depth=2\""
+    shape = spec["input"].get("shape") if isinstance(spec["input"], dict) else None
+    if not isinstance(shape, list) or not shape or not all(_positive_int(d) for d in shape):
+        return f"has 'input' {spec['input']!r}; it must be an object whose 'shape' lists positive integers"
+    if not _positive_int(spec["num_classes"]):
+        return f"has 'num_classes' {spec['num_classes']!r}; it must be a positive integer"
+    labels = spec.get("labels")
+    if labels is not None and (not isinstance(labels, list) or len(labels) != spec["num_classes"]):
+        return f"has 'labels' that are not a list of {spec['num_classes']} names (one per class)"
+    return None
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def load_model(folder: Path):
@@ -71,3 +95,23 @@ def load_model(folder: Path):
         raise ModelError(f"'{weights}' does not match the architecture '{spec['arch']}' in {SPEC}: {detail}") from None
     model.eval()
     return model, spec
+
+
+def load_program(path: Path, what: str):
+    """A ``torch.export`` .pt2 program. A bad archive is a ModelError; torch also logs the
+    failure as a warning with a traceback, which is kept off the terminal so the user
+    reads edgekd's one line."""
+    import logging
+
+    import torch
+
+    log = logging.getLogger("torch.export")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        return torch.export.load(str(path))
+    except Exception as exc:  # torch raises several types for a bad archive
+        raise ModelError(f"cannot load {what} '{path}': {str(exc).splitlines()[0][:200]}",
+                         hint="the file is corrupt or not a torch.export program (torch.export.save)") from None
+    finally:
+        log.setLevel(level)
