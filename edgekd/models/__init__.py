@@ -6,12 +6,13 @@ spec fits digits (1x8x8), MNIST (1x28x28), CIFAR-like (3x32x32) or tabular (F,) 
 """
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import torch
 from torch import nn
 
-from ..errors import ModelError
+from ..errors import ModelError, unknown_name
 from ..registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model", ModelError)
@@ -21,13 +22,15 @@ register_model = MODELS.register
 def parse_spec(spec: str) -> tuple[str, dict[str, int]]:
     """``"cnn:width=8,depth=2"`` → ``("cnn", {"width": 8, "depth": 2})``."""
     name, _, rest = spec.partition(":")
-    MODELS.get(name)
+    known = model_options(name)
     options: dict[str, int] = {}
     for item in filter(None, rest.split(",")):
         key, eq, value = item.partition("=")
         if not eq:
             raise ModelError(f"model option '{item}' in '{spec}' is not key=value",
                              hint="example: cnn:width=64,depth=3")
+        if key.strip() not in known:
+            raise unknown_name(f"option of model '{name}':", key.strip(), known, ModelError)
         try:
             options[key.strip()] = int(value)
         except ValueError:
@@ -35,6 +38,13 @@ def parse_spec(spec: str) -> tuple[str, dict[str, int]]:
         if options[key.strip()] <= 0:
             raise ModelError(f"model option '{key}' in '{spec}' must be positive")
     return name, options
+
+
+def model_options(name: str) -> list[str]:
+    """The ``key=value`` options a zoo model takes: its builder's keyword arguments
+    after the input shape and class count."""
+    parameters = list(inspect.signature(MODELS.get(name)).parameters.values())[2:]
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def build(spec: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
