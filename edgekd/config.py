@@ -82,15 +82,25 @@ def load_config(path: str | Path | None = None, **overrides) -> DistillConfig:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"'{path}' is not valid TOML: {exc}") from None
     known = {f.name: f for f in fields(DistillConfig)}
-    for key in values:
-        if key not in known:
-            raise unknown_name(f"key in '{path}'", key, known, ConfigError)
+    for key, value in values.items():
+        _check_key(key, value, known, path)
     values.update({k: v for k, v in overrides.items() if v is not None})
     for key, value in values.items():
         values[key] = _coerce(key, value, known[key].type, path)
     config = DistillConfig(**values)
     config.validate()
     return config
+
+
+def _check_key(key: str, value, known: dict, path: Path) -> None:
+    """A config file is one flat table of DistillConfig's keys: name a stray key or [table]."""
+    if isinstance(value, dict):
+        raise ConfigError(f"'{path}' has a table [{key}], but a distill config has no tables",
+                          hint="write its keys at the top level, before any [table] line; "
+                               f"known keys: {', '.join(sorted(known))}")
+    if key not in known:
+        error = unknown_name("key", key, known, ConfigError)
+        raise ConfigError(f"{error.message} in '{path}'", hint=error.hint)
 
 
 def _coerce(key: str, value, annotation: str, path):
