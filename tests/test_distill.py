@@ -150,6 +150,12 @@ def _few_per_class(tmp_path):
     (["--student-fraction", "1.2"], "student fraction must be in (0, 1]"),
     (["--teacher-from", "/no/such/run"], "not found"),
     (["--student", "cnn"], "needs image input"),
+    (["--student", "mlp:foo=3"], "known: depth, hidden"),
+    (["--student", "mlp:hiden=3"], "did you mean 'hidden'"),
+    (["--data", "digits:foo"], "takes no argument"),
+    (["--label-column", "y"], "--label-column does not apply to data source 'digits'"),
+    (["--test-fraction", "0.001"], "use --test-fraction 0.006 or more"),
+    (["--test-fraction", "0.999"], "use --test-fraction 0.994 or less"),
 ])
 def test_bad_options_fail_cleanly(tmp_path, args, fragment):
     if args[0] == "--student" and args[1] == "cnn":
@@ -165,6 +171,62 @@ def test_class_with_too_few_samples_for_the_folds(tmp_path):
                      "--out", tmp_path / "run")
     assert_user_error(result, "too few samples per class")
     assert not (tmp_path / "run").exists()
+
+
+def test_more_classes_than_the_held_out_split_can_hold(tmp_path):
+    np.savez(tmp_path / "small.npz", x=np.random.default_rng(0).random((60, 4)), y=np.repeat(np.arange(20), 3))
+    result = run_cli("distill", "--data", f"npz:{tmp_path}/small.npz", "--out", tmp_path / "run")
+    assert_user_error(result, "would hold 12 of 60 samples, fewer than the 20 classes")
+    assert "--test-fraction 0.334 or more" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("out,fragment", [
+    ("file/run", "'file' is not a folder"),
+    (".", "has no name of its own"),
+    ("..", "has no name of its own"),
+])
+def test_impossible_out_path(tmp_path, out, fragment):
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "file").write_text("")
+    for force in ([], ["--force"]):
+        assert_user_error(run_cli("distill", "--out", out, *force, "--quiet", cwd=tmp_path / "work"), fragment)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["file", "work"]
+
+
+@pytest.mark.parametrize("change,fragment", [
+    ({"input": {"layout": "NCHW"}}, "has 'input' {'layout': 'NCHW'}; it must be an object whose 'shape'"),
+    ({"input": {"shape": [1, 8, "8"]}}, "'shape' lists positive integers"),
+    ({"arch": 5}, "has 'arch' 5; it must be a model spec string"),
+    ({"num_classes": "ten"}, "has 'num_classes' 'ten'; it must be a positive integer"),
+    ({"arch": "mlp:foo=3"}, "unknown option of model 'mlp': 'foo'"),
+])
+def test_damaged_model_json_of_a_brought_teacher(demo_run, tmp_path, change, fragment):
+    import shutil
+    folder = tmp_path / "student"
+    shutil.copytree(demo_run / "student", folder)
+    spec = json.loads((folder / "model.json").read_text())
+    (folder / "model.json").write_text(json.dumps({**spec, **change}))
+    assert_user_error(run_cli("distill", "--teacher-from", folder, "--out", tmp_path / "run"), fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_corrupt_pt2_teacher_is_one_error_line(tmp_path):
+    (tmp_path / "teacher.pt2").write_bytes(b"PK\x03\x04 not really a zip archive")
+    result = run_cli("distill", "--teacher-from", tmp_path / "teacher.pt2", "--out", tmp_path / "run")
+    assert_user_error(result, "cannot load .pt2 teacher")       # no torch warning lines before it
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_teacher_from_onnx_with_a_fixed_batch_size(demo_run, tmp_path, batch):
+    """torch.onnx.export fixes the batch to the example's unless told otherwise; such a
+    teacher runs in batches of that size (the last one padded) and predicts as the original."""
+    teacher, _ = load_model(demo_run / "teacher")
+    path = tmp_path / "teacher.onnx"
+    torch.onnx.export(teacher, (torch.zeros(batch, 1, 8, 8),), str(path), dynamo=True, external_data=False)
+    summary = run_experiment(load_config(None, **FAST, teacher_from=str(path), out=str(tmp_path / "r")))
+    original = json.loads((demo_run / "cv.json").read_text())
+    assert summary["test"]["teacher"] == pytest.approx(original["test"]["teacher"])
 
 
 def test_existing_run_folder_is_never_overwritten(demo_run):
@@ -186,6 +248,13 @@ def test_corrupt_safetensors_teacher(demo_run, tmp_path):
 def test_bad_config_file_key(tmp_path):
     (tmp_path / "c.toml").write_text('temprature = 2.0\n')
     assert_user_error(run_cli("distill", "--config", tmp_path / "c.toml"), "did you mean 'temperature'")
+
+
+def test_config_file_with_a_table(tmp_path):
+    (tmp_path / "c.toml").write_text('folds = 2\n[section]\ntemperature = 2.0\n')
+    result = run_cli("distill", "--config", tmp_path / "c.toml")
+    assert_user_error(result, "has a table [section], but a distill config has no tables")
+    assert "known keys: alpha, augment" in result.stderr
 
 
 def test_interrupted_run_needs_resume_or_force(tmp_path):

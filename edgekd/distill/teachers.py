@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import SPEC, load_model
+from ..checkpoint import SPEC, load_model, load_program
 from ..errors import ModelError
 
 
@@ -48,11 +48,28 @@ class OnnxLogits(nn.Module):
             self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             raise ModelError(f"cannot load ONNX teacher '{path}': {str(exc).splitlines()[0]}") from None
-        self.input_name = self.session.get_inputs()[0].name
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        # torch.onnx.export fixes the batch size to the example's (often 1) unless told otherwise
+        batch = model_input.shape[0] if model_input.shape else None
+        self.fixed_batch = batch if isinstance(batch, int) and batch > 0 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(None, {self.input_name: x.detach().cpu().numpy().astype(np.float32)})[0]
+        x_np = x.detach().cpu().numpy().astype(np.float32)
+        if self.fixed_batch is None:
+            out = self._run(x_np)
+        else:
+            out = np.concatenate([self._run_padded(x_np[i:i + self.fixed_batch])
+                                  for i in range(0, len(x_np), self.fixed_batch)])
         return torch.from_numpy(out).to(x.device)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: x})[0]
+
+    def _run_padded(self, x: np.ndarray) -> np.ndarray:
+        """One fixed-size batch; a short last one is padded with zeros and the padding's rows dropped."""
+        padding = np.zeros((self.fixed_batch - len(x), *x.shape[1:]), np.float32)
+        return self._run(np.concatenate([x, padding]))[:len(x)]
 
 
 class Pt2Logits(nn.Module):
@@ -86,10 +103,7 @@ def load_teacher(source: str) -> BroughtTeacher:
         shape = tuple(d for d in dims if isinstance(d, int)) if all(isinstance(d, int) for d in dims) else None
         return BroughtTeacher(module, "onnx", path, shape, None, f"onnx:{path.name}")
     if path.suffix == ".pt2":
-        try:
-            program = torch.export.load(str(path))
-        except Exception as exc:  # torch raises several types for a bad archive
-            raise ModelError(f"cannot load .pt2 teacher '{path}': {str(exc).splitlines()[0]}") from None
+        program = load_program(path, ".pt2 teacher")
         return BroughtTeacher(Pt2Logits(program), "pt2", path, None, None, f"pt2:{path.name}")
     raise ModelError(f"cannot use '{path}' as a teacher",
                      hint="--teacher-from takes a run folder, a .onnx file or a .pt2 file")
