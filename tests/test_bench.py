@@ -320,6 +320,33 @@ def test_eval_npz_whose_shape_does_not_fit(bench_bundle, tmp_path):
     assert not (tmp_path / "b.json").exists()
 
 
+@pytest.mark.parametrize("arrays, fragment", [
+    pytest.param(lambda x, y: dict(x=np.float32(1.0), y=y), "x must be a non-empty batch of samples", id="scalar x"),
+    pytest.param(lambda x, y: dict(x=x, y=np.stack([y, y], axis=1)), "y must hold one class index per sample",
+                 id="y of shape (N, 2)"),
+    pytest.param(lambda x, y: dict(x=x, y=y[:-1]), "y must hold one class index per sample", id="one label short"),
+])
+def test_eval_npz_of_the_wrong_shape_is_refused_before_measuring(bench_bundle, tmp_path, arrays, fragment):
+    bad = tmp_path / "eval.npz"
+    with np.load(bench_bundle / "eval.npz") as data:
+        np.savez(bad, **arrays(data["x"], data["y"]))
+    res = run_cli("bench", bench_bundle, *FAST, "--data", bad, "--out", tmp_path / "b.json")
+    assert_user_error(res, fragment)
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_piped_table_keeps_every_column_and_the_size_ratio(bench_bundle, tmp_path):
+    """A CI log or a pipe is no terminal: the table must still show size, delegate, p99 and each
+    comparison's size ratio."""
+    res = run_cli("bench", bench_bundle, *FAST, "--out", tmp_path / "b.json")
+    assert res.returncode == 0, res.stderr
+    comparisons = json.loads((tmp_path / "b.json").read_text())["comparisons"]
+    assert comparisons and all(h in res.stdout for h in ("size", "delegate", "p99 ms"))
+    for c in comparisons:
+        [row] = [line for line in res.stdout.splitlines() if f"{c['model']} vs teacher" in line]
+        assert f"{c['size_ratio']:.3f}×" in row, res.stdout
+
+
 def test_manifest_of_a_newer_schema_version(bundle_copy):
     manifest = json.loads((bundle_copy / "manifest.json").read_text())
     manifest["schema_version"] = 99

@@ -80,7 +80,7 @@ def resolve_target(target: str | os.PathLike, data=None, runtime: str | None = N
         bundle = bundle_mod.read_manifest(path)
         bundle_mod.verify(bundle)                      # sha256 of every file, before anything runs
         files = bundle.manifest["files"]
-        models = []
+        models, inputs = [], {}
         for m in bundle.models:
             if m.get("file") not in files:
                 raise BundleError(f"model '{m.get('file')}' is not listed in the manifest's files "
@@ -88,6 +88,7 @@ def resolve_target(target: str | os.PathLike, data=None, runtime: str | None = N
             rt = runtime_for(m["file"], m.get("runtime"))
             if want and rt != want:
                 continue
+            inputs[m["file"]] = (m.get("input") or {}).get("shape")
             models.append({"file": m["file"], "path": str(path / m["file"]), "role": m.get("role", "model"),
                            "format": m.get("format"), "precision": m.get("precision"), "runtime": rt,
                            "bytes": files[m["file"]]["bytes"], "sha256": files[m["file"]]["sha256"],
@@ -106,15 +107,35 @@ def resolve_target(target: str | os.PathLike, data=None, runtime: str | None = N
         models = [{"file": path.name, "path": str(path), "role": "model", "format": None, "precision": None,
                    "runtime": rt, **digest, "parameters": None, "macs": None, "reference_accuracy": None}]
         eval_path = Path(data) if data else None
-        info = {"kind": "model", "path": str(path)}
+        info, inputs = {"kind": "model", "path": str(path)}, {}     # the child checks the file's own input
     if eval_path is not None:
         if not eval_path.is_file():
             raise DataError(f"eval data '{eval_path}' not found")
         x, y = bundle_mod.load_eval_npz(eval_path)    # readable, has x and y — before any child runs
-        if len(x) != len(y) or len(x) == 0:
-            raise DataError(f"'{eval_path}' holds {len(x)} inputs and {len(y)} labels")
+        check_eval(x, y, eval_path, inputs)
         info["eval"] = {"file": str(eval_path), "samples": int(len(x)), "sample_shape": list(x.shape[1:])}
     return {"target": info, "models": models, "eval_path": str(eval_path) if eval_path else None}
+
+
+def check_eval(x, y, where: Path, inputs: dict) -> None:
+    """x: a batch of samples that fit each model's input shape (``inputs``: file → the manifest's
+    shape, batch first); y: one class index per sample."""
+    if x.ndim == 0 or len(x) == 0:
+        raise DataError(f"'{where}': x must be a non-empty batch of samples, got shape {x.shape}",
+                        hint="x is (samples, ...) like the model's input, y is (samples,)")
+    if y.ndim != 1 or len(y) != len(x):
+        raise DataError(f"'{where}': y must hold one class index per sample, shape ({len(x)},), "
+                        f"got shape {y.shape}", hint="y is (samples,) of whole numbers")
+    for file, want in inputs.items():
+        if isinstance(want, list) and want and not _fits(x.shape[1:], want[1:]):
+            shown = ", ".join(["batch"] + [str(d) for d in want[1:]])
+            raise DataError(f"'{where}' has samples of shape {tuple(x.shape[1:])}, but '{file}' "
+                            f"expects input ({shown})", hint="pass the eval.npz that was exported with this model")
+
+
+def _fits(sample: tuple, want: list) -> bool:
+    """The manifest's input shape without its batch dimension; a dimension that is not a number is free."""
+    return len(sample) == len(want) and all(not isinstance(w, int) or w == s for w, s in zip(want, sample))
 
 
 def run_bench(target, threads=None, batch=None, warmup: int = DEFAULTS["warmup"],

@@ -61,7 +61,8 @@ COLUMNS = ["model", "role", "format", "delegate", "threads", "batch", "size", "a
 #: the terminal table leaves some columns to bench.json and --markdown
 TERMINAL = ["model", "format", "delegate", "threads", "batch", "size", "accuracy", "agree", "init ms",
             "p50 ms", "p99 ms", "peak MiB"]
-NARROW = ["model", "threads", "batch", "accuracy", "agree", "p50 ms", "peak MiB"]
+#: when the full set is wider than the console; "size" keeps the comparison rows' size ratio
+NARROW = ["model", "threads", "batch", "size", "accuracy", "agree", "p50 ms", "peak MiB"]
 SHORT = {"threads": "thr", "batch": "b", "accuracy": "acc"}
 
 
@@ -145,11 +146,22 @@ def thermal_line(result: dict) -> str | None:
 # -- renderers --------------------------------------------------------------------------------
 
 def render_table(result: dict, console=None) -> None:
+    """The TERMINAL columns when they fit the console's width, else the NARROW ones."""
     from rich.console import Console
-    from rich.table import Table
     console = console or Console()
+    table = _table(result, TERMINAL)
+    natural = console.measure(table, options=console.options.update_width(100_000)).maximum
+    console.print(table if natural <= console.width else _table(result, NARROW))
+    for note in skipped_notes(result):
+        console.print(f"[dim]skipped {note}[/dim]")
+    t = thermal_line(result)
+    if t:
+        console.print(t)
+
+
+def _table(result: dict, cols: list[str]):
+    from rich.table import Table
     table = Table(title=f"edgekd bench · {result['target']['path']}", caption=device_line(result))
-    cols = TERMINAL if console.width >= 130 else NARROW
     for h in cols:
         left = h in ("model", "format", "delegate")
         table.add_column(SHORT.get(h, h) if cols is NARROW else h, justify="left" if left else "right",
@@ -161,12 +173,7 @@ def render_table(result: dict, console=None) -> None:
             section = True
         table.add_row(*[cells.get(h, "") for h in cols],
                       style={"compare": "bold cyan", "skip": "dim"}.get(kind))
-    console.print(table)
-    for note in skipped_notes(result):
-        console.print(f"[dim]skipped {note}[/dim]")
-    t = thermal_line(result)
-    if t:
-        console.print(t)
+    return table
 
 
 def to_markdown(result: dict) -> str:
