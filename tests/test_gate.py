@@ -224,6 +224,10 @@ def assert_nothing_written(tmp_path: Path):
                  id="teacher compared with itself"),
     pytest.param('["student.tflite"]\nmax_bytes = 5000\n', "no such model", 'did you mean "student.int8.tflite"',
                  id="file table for a model the bundle lacks"),
+    pytest.param("[baseline]\nmax_latency_increase_percent = 10\n", "[baseline] tolerances need --baseline",
+                 "hint: add --baseline", id="only [baseline] and no --baseline: nothing to check"),
+    pytest.param("[student]\n", "the budget sets no limit for any model", "student.onnx (student)",
+                 id="no limit at all"),
 ])
 def test_bad_budget_file(demo_bundle, tmp_path, budget_text, fragment, also):
     res = bench_with(budget_text, tmp_path, demo_bundle)
@@ -237,6 +241,32 @@ def test_missing_budget_file_and_bad_baseline(demo_bundle, tmp_path):
     (tmp_path / "old.json").write_text("{}")
     assert_user_error(run_cli("bench", demo_bundle, *FAST, "--baseline", tmp_path / "old.json"),
                       "is not an edgekd bench.json")
+
+
+def broken_baseline(tmp_path: Path, break_it) -> Path:
+    """The recorded demo bench, changed by ``break_it(doc)``."""
+    doc = json.loads(DEMO_BENCH.read_text())
+    break_it(doc)
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.mark.parametrize("break_it,fragment", [
+    pytest.param(lambda d: d.pop("models"), "the document has no 'models'", id="no models"),
+    pytest.param(lambda d: d["models"][1].pop("bytes"), "models[1] has no 'bytes'", id="a model without bytes"),
+    pytest.param(lambda d: d.update(schema_version="1"), "schema version '1', not a whole number",
+                 id="schema_version a string"),
+    pytest.param(lambda d: d["models"][0]["measurements"][0]["latency_ms"].update(p50=0),
+                 "models[0].measurements[0].latency_ms.p50 must be a number > 0", id="p50 of zero"),
+    pytest.param(lambda d: d["models"][0].update(accuracy="87%"), "models[0].accuracy must be null or a fraction",
+                 id="accuracy a string"),
+])
+def test_bad_baseline_is_refused_before_measuring(demo_bundle, tmp_path, break_it, fragment):
+    res = run_cli("bench", demo_bundle, *FAST, "--out", tmp_path / "b.json", "--junit", tmp_path / "gate.xml",
+                  "--baseline", broken_baseline(tmp_path, break_it))
+    assert_user_error(res, fragment)
+    assert_nothing_written(tmp_path)
 
 
 def test_junit_without_a_gate(demo_bundle, tmp_path):
@@ -316,6 +346,27 @@ def test_budget_limits_role_and_file_tables():
     assert got == {("s.onnx", "max_bytes"): True,                 # the file table wins over the role's
                    ("s.onnx", "min_speedup_vs_teacher"): True,    # 4.0 / 1.0
                    ("t.onnx", "min_accuracy_percent"): False}     # 95% < 96%
+
+
+def size_checks(baseline_table: dict) -> dict[str, bool]:
+    """The size checks of a student grown 10% (1000 → 1100 bytes) against its baseline."""
+    report = gate.check(synthetic([1.0], bytes_=1100), budget={"baseline": baseline_table},
+                        baseline=synthetic([1.0], bytes_=1000))
+    return {c.key: c.passed for c in report.checks if c.model == "s.onnx" and "size" in c.key}
+
+
+def test_size_increase_bytes_alone_replaces_the_percent_default():
+    assert size_checks({}) == {"max_size_increase_percent": False}                  # +10% > the 5% default
+    assert size_checks({"max_size_increase_bytes": 200}) == {"max_size_increase_bytes": True}
+    assert size_checks({"max_size_increase_bytes": 200, "max_size_increase_percent": 5}) == {
+        "max_size_increase_bytes": True, "max_size_increase_percent": False}
+
+
+def test_baseline_tolerances_without_a_baseline_are_noted():
+    budget = {"student": {"max_bytes": 2000}, "baseline": {"max_size_increase_bytes": 1}}
+    report = gate.check(synthetic([1.0]), budget=budget)
+    assert [c.key for c in report.checks] == ["max_bytes"]
+    assert report.notes == ["the budget's [baseline] tolerances were not used: no --baseline given"]
 
 
 def test_unmeasurable_check_fails():

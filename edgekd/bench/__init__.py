@@ -144,7 +144,7 @@ def run_bench(target, threads=None, batch=None, warmup: int = DEFAULTS["warmup"]
               runtime: str | None = None, providers: list[str] | None = None,
               progress: Progress | None = None, timeout: float | None = None,
               max_runs: int = DEFAULTS["max_runs"], seed: int = 0, repeat: int | None = None,
-              check_models: Callable[[list[str]], None] | None = None) -> dict:
+              check_models: Callable[[list[dict]], None] | None = None) -> dict:
     """Benchmark a bundle folder or a single .onnx/.tflite file; returns the bench.json document.
 
     ``threads`` / ``batch``: lists or "1,4" strings (default: 1 and all cores / [1]). Warm-up
@@ -155,8 +155,8 @@ def run_bench(target, threads=None, batch=None, warmup: int = DEFAULTS["warmup"]
     load elsewhere hits every model alike; the measurement kept is the one with the median p50,
     and ``repeats`` records every repetition's p50/p90 and their spread (what the CI gate reads).
     ``markdown``/``plot``: optional extra outputs. ``progress(done, total, label)`` is called
-    before each child process and once at the end. ``check_models(files)`` sees the model files
-    of the verified target before anything is measured (the CI gate refuses a budget there).
+    before each child process and once at the end. ``check_models(models)`` sees the models (file,
+    role, …) of the verified target before anything is measured (the CI gate refuses a budget there).
     """
     from . import device
     from .measure import spawn_worker
@@ -178,7 +178,7 @@ def run_bench(target, threads=None, batch=None, warmup: int = DEFAULTS["warmup"]
 
     resolved = resolve_target(target, data=data, runtime=runtime)
     if check_models:
-        check_models([m["file"] for m in resolved["models"]])
+        check_models(resolved["models"])
     if out is None:
         out = _default_out(Path(target), resolved["target"]["kind"])
     settings = {"threads": threads, "batch": batch, "warmup": warmup, "warmup_seconds": warmup_seconds,

@@ -213,6 +213,7 @@ class Key:
     propose: Callable[[float], float] | None = None   # init-budget: worst measured value → limit
     default: float | None = None  # [baseline] tolerance used when the budget sets none
     vs_teacher: bool = False      # compares with the teacher: meaningless in [teacher]
+    instead_of: str | None = None  # set without that key, this one replaces its default
 
 
 KEYS = [
@@ -232,7 +233,7 @@ KEYS = [
         "(a miss within the two models' spreads passes)",
         _speedup, _times(0.7), vs_teacher=True),
     Key("max_size_increase_bytes", BASELINE, int, "max", "bytes", "file size growth against the baseline",
-        _size_increase_bytes),
+        _size_increase_bytes, instead_of="max_size_increase_percent"),
     Key("max_size_increase_percent", BASELINE, float, "max", "%", "file size growth against the baseline",
         _size_increase_percent, default=5.0),
     Key("max_accuracy_drop_points", BASELINE, float, "max", "points", "accuracy lost against the baseline",
@@ -311,13 +312,97 @@ def _check_value(key: Key, section: str, value, where: str) -> None:
         raise ConfigError(f"{where}: [{section}] {key.name} must be a finite number ≥ 0, got {value}")
 
 
-def require_models(budget: dict, files: list[str]) -> None:
-    """A file table must name a model the bench measures (checked before measuring)."""
+def require_models(budget: dict, models: list[dict], baseline: dict | None = None) -> None:
+    """Checked before measuring: a file table must name a model the bench measures, and the budget
+    or the baseline must hold something to check for at least one of them."""
+    files = [m["file"] for m in models]
     for section in budget:
         if section.endswith(MODEL_SUFFIXES) and section not in files:
             guess = closest(section, files)
             raise ConfigError(f"the budget has a table [\"{section}\"] but the bundle has no such model",
                               hint=(f"did you mean \"{guess}\"? " if guess else "") + "models: " + ", ".join(files))
+    in_baseline = {b["file"] for b in baseline["models"]} if baseline else set()
+    if not any(_limits(budget, m) or m["file"] in in_baseline for m in models):
+        raise ConfigError(*_nothing_to_check(budget, models, baseline))
+
+
+def _nothing_to_check(budget: dict, models: list[dict], baseline: dict | None) -> tuple[str, str]:
+    here = ", ".join(f"{m['file']} ({m['role']})" for m in models)
+    if baseline is not None:
+        return ("no model of this bench is in the baseline and the budget sets no limit for them: "
+                "the gate would check nothing", f"models here: {here}")
+    if BASELINE in budget:
+        return ("the budget's [baseline] tolerances need --baseline, and no other table sets a limit for "
+                "these models: the gate would check nothing",
+                "add --baseline previous-bench.json, or limits in [student], [teacher] or [\"FILE\"]")
+    return "the budget sets no limit for any model of this bench: the gate would check nothing", f"models: {here}"
+
+
+# -- the baseline: the fields the checks read, validated when it is loaded ---------------------
+
+class _Invalid(Exception):
+    pass
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+_OBJECT = (lambda v: isinstance(v, dict), "an object")
+_OBJECTS = (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v), "a list of objects")
+_TEXT = (lambda v: isinstance(v, str), "a string")
+_WHOLE = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a whole number > 0")
+_POSITIVE = (lambda v: _number(v) and v > 0, "a number > 0")
+_POSITIVES = (lambda v: isinstance(v, list) and v != [] and all(_POSITIVE[0](x) for x in v), "a list of numbers > 0")
+_FRACTION = (lambda v: v is None or (_number(v) and 0 <= v <= 1), "null or a fraction from 0 to 1")
+
+
+def _field(obj: dict, key: str, at: str, ok: Callable, what: str):
+    if key not in obj:
+        raise _Invalid(f"{at} has no '{key}'")
+    if not ok(obj[key]):
+        raise _Invalid(f"{at}.{key} must be {what}, got {obj[key]!r}")
+    return obj[key]
+
+
+def _check_base_measurement(x: dict, at: str) -> None:
+    if "skipped" in x:
+        return
+    for key in ("threads", "batch"):
+        _field(x, key, at, *_WHOLE)
+    _field(_field(x, "latency_ms", at, *_OBJECT), "p50", f"{at}.latency_ms", *_POSITIVE)
+    _field(_field(x, "memory", at, *_OBJECT), "rss_peak_inference", f"{at}.memory", *_POSITIVE)
+    if x.get("repeats"):            # the median of the repetitions is the p50 compared with
+        _field(_field(x, "repeats", at, *_OBJECT), "p50", f"{at}.repeats", *_POSITIVES)
+
+
+def validate_baseline(doc: dict, where: str = "the baseline") -> dict:
+    """Every field the baseline checks read, so a bad baseline fails before anything is measured."""
+    try:
+        if "device" in doc:
+            _field(doc, "device", "the document", *_OBJECT)
+        for i, m in enumerate(_field(doc, "models", "the document", *_OBJECTS)):
+            at = f"models[{i}]"
+            _field(m, "file", at, *_TEXT)
+            _field(m, "bytes", at, *_WHOLE)
+            _field(m, "accuracy", at, *_FRACTION)
+            for j, x in enumerate(_field(m, "measurements", at, *_OBJECTS)):
+                _check_base_measurement(x, f"{at}.measurements[{j}]")
+    except _Invalid as exc:
+        raise ConfigError(f"{where} is not a usable baseline: {exc}",
+                          hint="pass a bench.json written by edgekd bench (--out or --save-baseline)") from None
+    return doc
+
+
+def load_baseline(path) -> dict:
+    from .report import load
+    return validate_baseline(load(path), f"'{path}'")
+
+
+def _baseline(baseline: dict | str | os.PathLike | None) -> dict | None:
+    if isinstance(baseline, (str, os.PathLike)):
+        return load_baseline(baseline)
+    return None if baseline is None else validate_baseline(baseline)
 
 
 # -- checking ----------------------------------------------------------------------------------
@@ -408,20 +493,19 @@ def _limits(budget: dict, m: dict) -> dict:
 def check(result: dict, budget: dict | str | os.PathLike | None = None,
           baseline: dict | str | os.PathLike | None = None) -> GateReport:
     """Check a bench result (bench.json document) against a budget and/or a baseline bench.json."""
-    from .report import load
     if isinstance(budget, (str, os.PathLike)):
         budget = load_budget(budget)
-    if isinstance(baseline, (str, os.PathLike)):
-        baseline = load(baseline)
+    baseline = _baseline(baseline)
     budget = budget or {}
-    require_models(budget, [m["file"] for m in result["models"]])
+    require_models(budget, result["models"], baseline)
     ctx = Context(result, baseline)
     report = GateReport()
     tolerances = {}
     if baseline is not None:
-        tolerances = {k.name: k.default for k in KEYS if k.section == BASELINE and k.default is not None}
-        tolerances.update(budget.get(BASELINE, {}))
+        tolerances = _tolerances(budget.get(BASELINE, {}))
         report.notes += _baseline_notes(result, baseline)
+    elif budget.get(BASELINE):
+        report.notes.append("the budget's [baseline] tolerances were not used: no --baseline given")
     for m in result["models"]:
         limits = _limits(budget, m)
         if baseline is not None and ctx.base_model(m) is not None:
@@ -437,6 +521,13 @@ def check(result: dict, budget: dict | str | os.PathLike | None = None,
     if not report.checks:
         report.notes.append("no checks: the budget sets no limit for any model of this bench")
     return report
+
+
+def _tolerances(given: dict) -> dict:
+    """The defaults, less any that a key set without it replaces, then the budget's own."""
+    replaced = {k.instead_of for k in KEYS if k.instead_of and k.name in given}
+    defaults = {k.name: k.default for k in KEYS if k.default is not None and k.name not in replaced}
+    return {**defaults, **given}
 
 
 def _baseline_notes(result: dict, baseline: dict) -> list[str]:
@@ -555,12 +646,12 @@ def bench_and_check(target, budget=None, baseline=None, repeat: int | None = Non
                     **bench_options) -> tuple[dict, GateReport]:
     """``edgekd bench --budget/--baseline``: every input is checked before anything is measured."""
     from . import run_bench
-    from .report import load
-    budget = load_budget(budget) if budget else {}
-    baseline = load(baseline) if baseline else None
-    result = run_bench(target, repeat=_repeat(repeat),
-                       check_models=lambda files: require_models(budget, files), **bench_options)
-    return result, check(result, budget, baseline)
+    gated = budget is not None or baseline is not None
+    budget = load_budget(budget) if budget is not None else {}
+    baseline = load_baseline(baseline) if baseline is not None else None
+    result = run_bench(target, repeat=_repeat(repeat), check_models=(
+        lambda models: require_models(budget, models, baseline)) if gated else None, **bench_options)
+    return result, check(result, budget, baseline) if gated else GateReport()
 
 
 def _repeat(repeat: int | None) -> int:
@@ -583,6 +674,13 @@ def init_budget(source, out, force: bool = False, repeat: int | None = None, **b
     return text
 
 
+def _default_text(key: Key) -> str:
+    if key.default is None:
+        return ""
+    alone = [f"`{k.name}`" for k in KEYS if k.instead_of == key.name]
+    return format(key.default, "g") + "".join(f", none when {a} is set without it" for a in alone)
+
+
 def keys_markdown() -> str:
     """The README's table of budget keys, from KEYS."""
     out = ["| key | table | type | passes when | unit | meaning | default |", "|---|---|---|---|---|---|---|"]
@@ -591,5 +689,5 @@ def keys_markdown() -> str:
                                                             else "[student], [teacher], [\"FILE\"]")
         out.append(f"| `{k.name}` | {where} | {'integer' if k.kind is int else 'number'} | "
                    f"measured {'≤' if k.direction == 'max' else '≥'} limit | {k.unit} | {k.description} | "
-                   f"{'' if k.default is None else format(k.default, 'g')} |")
+                   f"{_default_text(k)} |")
     return "\n".join(out) + "\n"

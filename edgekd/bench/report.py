@@ -318,7 +318,11 @@ def load(path) -> dict:
         raise ConfigError(f"'{path}' is not valid JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise ConfigError(f"'{path}' is not an edgekd bench.json")
-    if doc.get("schema_version", 0) > SCHEMA_VERSION:
-        raise ConfigError(f"'{path}' has bench schema version {doc['schema_version']}; this edgekd reads up "
+    version = doc.get("schema_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ConfigError(f"'{path}' has bench schema version {version!r}, not a whole number ≥ 1",
+                          hint="pass a bench.json written by edgekd bench")
+    if version > SCHEMA_VERSION:
+        raise ConfigError(f"'{path}' has bench schema version {version}; this edgekd reads up "
                           f"to {SCHEMA_VERSION}", hint="upgrade edgekd")
     return doc
