@@ -116,6 +116,14 @@ def test_teacher_from_run_folder_is_not_retrained(demo_run, tmp_path):
     assert spec["preprocessing"] == json.loads((demo_run / "teacher" / "model.json").read_text())["preprocessing"]
 
 
+@pytest.mark.parametrize("option", [("--seed", "1", "--seed 0"), ("--test-fraction", "0.3", "--test-fraction 0.2")])
+def test_teacher_from_a_run_with_another_held_out_split_is_refused(demo_run, tmp_path, option):
+    flag, value, fix = option
+    result = run_cli("distill", "--teacher-from", demo_run, flag, value, "--out", tmp_path / "run")
+    assert_user_error(result, "has seen some of this run's test samples")
+    assert f"hint: use {fix}" in result.stderr and not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("kind", ["onnx", "pt2"])
 def test_teacher_from_onnx_or_pt2(demo_run, tmp_path, kind):
     teacher, _ = load_model(demo_run / "teacher")

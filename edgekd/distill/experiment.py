@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import save_model
+from ..compat import tomllib
 from ..config import DistillConfig
 from ..data import Dataset, load_dataset
 from ..data.preprocess import fit_standardize, standardize, zero_point
@@ -68,6 +69,7 @@ class Experiment:
         arrays = holdout(data, cfg.test_fraction, cfg.seed)
         splits = make_folds(arrays[1], cfg.folds, cfg.test_fraction, cfg.seed, data.labels)
         _check_models(cfg, data, brought)
+        _check_teacher_split(cfg, brought)
         device = _device(cfg.device)
         ranks, device = join(device, cfg.backend)
         # rank 0 alone looks at (and later writes) the run folder; the others get its verdict
@@ -156,6 +158,29 @@ def _check_models(cfg: DistillConfig, data: Dataset, brought: BroughtTeacher | N
                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if tuple(out.shape) != (2, classes):
         raise ModelError(f"the teacher gives outputs of shape {tuple(out.shape)[1:]}, the data has {classes} classes")
+
+
+def _check_teacher_split(cfg: DistillConfig, brought: BroughtTeacher | None) -> None:
+    """A teacher brought from another run of the same data must have held out the same samples.
+
+    Its training part is everything but its own held-out split: trained on another split, it
+    has seen some of this run's test samples, which would inflate its score and reach the
+    student through the soft targets. (An .onnx or .pt2 teacher carries no such record.)"""
+    source = brought.path.parent / "config.toml" if brought and brought.kind == "run" else None
+    if source is None or not source.is_file():
+        return
+    try:
+        theirs = tomllib.loads(source.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read the teacher's run configuration '{source}': {exc}") from None
+    if theirs.get("data") != cfg.data or theirs.get("label_column") != cfg.label_column:
+        return
+    differ = [key for key in ("seed", "test_fraction") if theirs.get(key) != getattr(cfg, key)]
+    if differ:
+        said = ", ".join(f"{key} {theirs.get(key)} (this run: {getattr(cfg, key)})" for key in differ)
+        raise ConfigError(f"the teacher from '{brought.path}' was trained with another held-out split of "
+                          f"'{cfg.data}' ({said}), so it has seen some of this run's test samples",
+                          hint="use " + " ".join(f"--{key.replace('_', '-')} {theirs.get(key)}" for key in differ))
 
 
 class RunLog:
