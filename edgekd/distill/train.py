@@ -217,12 +217,27 @@ def _resume(model: nn.Module, optimizer: torch.optim.Optimizer, checkpoint: Epoc
 
     def load_on_main():
         done, history = checkpoint.load(model, optimizer) if checkpoint else (0, [])
-        return done, history, model.state_dict(), optimizer.state_dict()
+        if not done:        # a fresh start: the replicas already match (DDP copies rank 0's weights)
+            return done, history, None, None
+        # on the CPU: CUDA tensors would be unpickled onto cuda:0 by every rank
+        return done, history, _on_cpu(model.state_dict()), _on_cpu(optimizer.state_dict())
 
     done, history, model_state, optimizer_state = ranks.on_main(load_on_main)
-    model.load_state_dict(model_state)
-    optimizer.load_state_dict(optimizer_state)
+    if model_state is not None:
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(optimizer_state)
     return done, history
+
+
+def _on_cpu(state):
+    """A state dict (nested dicts and lists of tensors) with every tensor on the CPU."""
+    if isinstance(state, torch.Tensor):
+        return state.cpu()
+    if isinstance(state, dict):
+        return {key: _on_cpu(value) for key, value in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_on_cpu(value) for value in state)
+    return state
 
 
 def _teacher_logits(kd: KDTarget, index: torch.Tensor, offsets: torch.Tensor | None) -> torch.Tensor:
