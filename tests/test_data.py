@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import assert_user_error, run_cli
 from edgekd.data import SOURCES, Dataset, load_dataset
 from edgekd.data.preprocess import fit_standardize, standardize
 from edgekd.data.split import folds, holdout, stratified_subset
@@ -179,7 +180,9 @@ def test_splits_are_stratified_disjoint_and_seeded():
     ("csv_column", "did you mean 'species'"),
 ])
 def test_bad_inputs_are_clear_errors(tmp_path, case, fragment):
-    spec = {"unknown": "digitz", "missing": f"npz:{tmp_path}/nope.npz"}.get(case)
+    """Through the command line: one error line, exit 2, no run folder."""
+    spec = {"unknown": "digitz", "missing": f"npz:{tmp_path}/nope.npz"}.get(case, f"npz:{tmp_path}/a.npz")
+    extra = []
     if case == "no_xy":
         np.savez(tmp_path / "a.npz", x=np.zeros((3, 2)))
     elif case == "lengths":
@@ -200,17 +203,10 @@ def test_bad_inputs_are_clear_errors(tmp_path, case, fragment):
         spec = f"idx:{tmp_path}"
     elif case == "csv_column":
         (tmp_path / "t.csv").write_text("a,species\n1,x\n")
-        with pytest.raises(DataError, match="not in"):
-            load_dataset(f"csv:{tmp_path}/t.csv", label_column="specie")
-        try:
-            load_dataset(f"csv:{tmp_path}/t.csv", label_column="specie")
-        except DataError as exc:
-            assert fragment in exc.hint
-        return
-    spec = spec or f"npz:{tmp_path}/a.npz"
-    with pytest.raises(DataError) as info:
-        load_dataset(spec)
-    assert fragment in f"{info.value.message} {info.value.hint}"
+        spec, extra = f"csv:{tmp_path}/t.csv", ["--label-column", "specie"]
+    result = run_cli("distill", "--data", spec, *extra, "--out", tmp_path / "run")
+    assert_user_error(result, fragment)
+    assert not (tmp_path / "run").exists()
 
 
 def test_too_few_samples_per_class_for_folds():
