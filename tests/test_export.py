@@ -64,7 +64,7 @@ def make_run(root: Path, student: str, shape=(1, 8, 8), teacher: str | None = No
     x_train, y_train = _data(shape, classes, n_train, seed=1)
     x_eval, y_eval = _data(shape, classes, n_eval, seed=2)
     labels = [f"class{i}" for i in range(classes)]
-    layout = "NCHW" if len(shape) == 3 else "NC"
+    layout = "NCHW" if len(shape) == 3 else "NF"  # what edgekd distill writes
     for role, arch in (("student", student), ("teacher", teacher)):
         if arch is None:
             continue
@@ -175,7 +175,7 @@ def test_every_format_matches_pytorch_in_its_runtime(tmp_path, arch, shape):
     for entry in manifest.models:
         assert set(entry) == MODEL_KEYS
         assert entry["input"]["shape"] == [1, *shape] and entry["output"]["shape"] == [1, 4]
-        assert entry["input"]["layout"] == ("NCHW" if len(shape) == 3 else "NC")
+        assert entry["input"]["layout"] == ("NCHW" if len(shape) == 3 else "NF")
     int8 = manifest.model("student", "tflite-int8")
     assert int8["precision"] == "int8" and int8["input"]["dtype"] == "int8" and int8["input"]["scale"] > 0
     assert int8["output"]["dtype"] == "int8" and isinstance(int8["output"]["zero_point"], int)
@@ -217,6 +217,17 @@ def test_default_int8_bundle_from_the_command_line(base_run, tmp_path):
 
     opsets = {o.domain: o.version for o in onnx.load(str(out / "student.onnx")).opset_import}
     assert opsets.get("", opsets.get("ai.onnx")) == 18
+
+
+def test_tabular_layout_is_named_as_distill_names_it(tmp_path):
+    from edgekd.exporters.source import Source
+
+    def layout(shape, given=None):
+        spec = {"input": {"shape": shape, **({"layout": given} if given else {})}}
+        return Source("student", tmp_path, spec, "torch").layout
+
+    assert layout([30]) == layout([30], "NF") == layout([30], "NC") == "NF"  # "NC": runs of older exporters
+    assert layout([1, 8, 8]) == layout([1, 8, 8], "NCHW") == "NCHW"
 
 
 def test_int8_tflite_is_under_030x_fp32_for_a_100k_parameter_model(tmp_path):

@@ -13,6 +13,8 @@ from ..errors import DataError, ModelError
 
 CALIBRATION_FILE = "calibration.npz"
 ROLES = ("student", "teacher", "simple")
+TABULAR = "NF"  # the layout distill writes for 1-D (tabular) inputs: batch, features
+OLD_LAYOUTS = {"NC": TABULAR}  # what edgekd's exporter called it before; read as the same
 
 
 @dataclass
@@ -38,8 +40,8 @@ class Source:
     def layout(self) -> str:
         layout = self.spec["input"].get("layout")
         if layout:
-            return str(layout)
-        return {3: "NCHW", 2: "NHW", 1: "NC"}.get(len(self.input_shape), "N" + "?" * len(self.input_shape))
+            return OLD_LAYOUTS.get(str(layout), str(layout))
+        return {3: "NCHW", 2: "NHW", 1: TABULAR}.get(len(self.input_shape), "N" + "?" * len(self.input_shape))
 
     @property
     def reference_accuracy(self) -> float | None:
