@@ -296,6 +296,26 @@ def test_existing_bundle_needs_force(tmp_path, base_run):
     assert (tmp_path / "run" / "bundle" / "keep.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize("out", [".", "student", "student/x", "eval.npz", ".."], ids=lambda o: o)
+def test_bundle_cannot_replace_the_run_or_its_models(tmp_path, base_run, out):
+    """--force once deleted the run (or its student) that the bundle was being exported from."""
+    result = _bad(tmp_path, base_run, lambda run: None, ["--out", tmp_path / "run" / out, "--force"],
+                  "would replace")
+    assert "it is exported from" in result.stderr
+
+
+def test_bundle_inside_the_run_replaces_only_an_earlier_bundle(tmp_path, base_run):
+    from edgekd.exporters import export_run
+
+    run = shutil.copytree(base_run, tmp_path / "run")
+    (run / "bundle").mkdir()
+    (run / "bundle" / "old.txt").write_text("earlier bundle")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and "bundle" not in p.parts}
+    export_run(run, formats="onnx", roles="student", force=True)
+    assert sorted(os.listdir(run / "bundle")) == ["eval.npz", "export.json", "manifest.json", "student.onnx"]
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and "bundle" not in p.parts} == before
+
+
 def test_parity_failure_fails_the_export_and_leaves_nothing(tmp_path, base_run, monkeypatch):
     from edgekd.exporters import export_run, parity
 

@@ -100,7 +100,7 @@ def export_run(run_dir, out=None, formats=None, roles=DEFAULT_ROLES, int8: bool 
 
     Raises EdgeKDError (DataError, ModelError, ConfigError, ExportError) for user mistakes.
     """
-    from .source import check_run_dir
+    from .source import check_bundle_path, check_run_dir
 
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -111,6 +111,7 @@ def export_run(run_dir, out=None, formats=None, roles=DEFAULT_ROLES, int8: bool 
     if opset is not None and not (7 <= int(opset) <= 30):
         raise ConfigError(f"ONNX opset {opset} is out of range", hint="use an opset between 7 and 30, e.g. 18")
     out = Path(out) if out is not None else run_dir / "bundle"
+    check_bundle_path(run_dir, out)
     refuse_existing(out, force, "bundle folder")  # before any slow work
 
     from .source import load_calibration, load_eval, load_source, reference_logits

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import checkpoint
 from ..bundle import EVAL_FILE
-from ..errors import DataError, ModelError
+from ..errors import ConfigError, DataError, ModelError
 
 CALIBRATION_FILE = "calibration.npz"
 ROLES = ("student", "teacher", "simple")
@@ -60,6 +60,20 @@ def check_run_dir(run_dir: Path) -> None:
                         hint="create one with: edgekd distill --out RUN_DIR")
     if not run_dir.is_dir():
         raise DataError(f"'{run_dir}' is not a folder", hint="pass the run folder written by edgekd distill")
+
+
+def check_bundle_path(run_dir: Path, out: Path) -> None:
+    """The bundle may not be, contain, or replace part of the run it is made from (--force would
+    delete it): inside the run, only a new entry or an earlier bundle, never a model folder or a file."""
+    run, bundle = run_dir.resolve(), out.resolve()
+    if bundle == run or run.is_relative_to(bundle):
+        raise ConfigError(f"bundle folder '{out}' would replace the run folder '{run_dir}' it is exported from",
+                          hint=f"drop --out (default '{run_dir / 'bundle'}') or name a folder outside the run")
+    if bundle.is_relative_to(run):
+        top = run / bundle.relative_to(run).parts[0]
+        if top.name in ROLES or top.is_file():
+            raise ConfigError(f"bundle folder '{out}' would replace or write into '{top.name}' "
+                              "of the run it is exported from", hint=f"drop --out (default '{run_dir / 'bundle'}') or name a new folder")
 
 
 def load_source(run_dir: Path, role: str) -> Source:
