@@ -219,6 +219,35 @@ def test_default_int8_bundle_from_the_command_line(base_run, tmp_path):
     assert opsets.get("", opsets.get("ai.onnx")) == 18
 
 
+@pytest.mark.parametrize("opset", [18, 27])
+def test_opset_is_the_one_written(tmp_path, base_run, opset):
+    import onnx
+
+    from edgekd.exporters import export_run
+
+    run = shutil.copytree(base_run, tmp_path / "run")
+    report = export_run(run, formats="onnx,onnx-int8", roles="student", opset=opset, calibration_samples=16)
+    for row in report["models"]:
+        opsets = {o.domain: o.version for o in onnx.load(str(run / "bundle" / row["file"])).opset_import}
+        assert opsets.get("", opsets.get("ai.onnx")) == opset == row["details"]["opset"], (row["file"], opsets)
+
+
+@pytest.mark.parametrize("opset", [7, 17, 28])
+def test_opset_the_exporter_cannot_honour_is_refused(tmp_path, base_run, opset):
+    """torch's dynamo exporter silently wrote opset 18 for these; now they fail before any work."""
+    _bad(tmp_path, base_run, lambda run: None, ["--opset", opset], "use an opset from 18 to 27")
+
+
+def test_a_file_its_runtime_cannot_run_fails_the_export(tmp_path):
+    """opset 28's int8 ops made onnxruntime raise its own error: a traceback, not an export error."""
+    from edgekd.exporters import _run_in_runtime, get_format
+
+    bad = tmp_path / "student.int8.onnx"
+    bad.write_bytes(b"not an onnx model")
+    with pytest.raises(ExportError, match="onnxruntime cannot run student.int8.onnx"):
+        _run_in_runtime(get_format("onnx-int8"), bad, np.zeros((2, 4), np.float32))
+
+
 def test_tabular_layout_is_named_as_distill_names_it(tmp_path):
     from edgekd.exporters.source import Source
 

@@ -25,7 +25,7 @@ from .. import __version__
 from ..bundle import EVAL_FILE, MANIFEST
 from ..errors import ConfigError, DataError, ExportError, unknown_name
 from ..fsutil import atomic_write_json, refuse_existing, staged_dir
-from .formats import BYTES_PER_WEIGHT, FORMATS, Format, get_format, parse_formats
+from .formats import BYTES_PER_WEIGHT, FORMATS, ONNX_OPSETS, Format, get_format, parse_formats
 
 __all__ = ["export_run", "FORMATS", "Format", "get_format", "parse_formats", "default_plan", "EXPORT_REPORT"]
 
@@ -108,8 +108,9 @@ def export_run(run_dir, out=None, formats=None, roles=DEFAULT_ROLES, int8: bool 
     role_names = _parse_roles(roles)
     chosen = parse_formats(formats)
     plan = default_plan(role_names, int8) if chosen is None else [(r, f) for r in role_names for f in chosen]
-    if opset is not None and not (7 <= int(opset) <= 30):
-        raise ConfigError(f"ONNX opset {opset} is out of range", hint="use an opset between 7 and 30, e.g. 18")
+    if opset is not None and int(opset) not in ONNX_OPSETS:
+        raise ConfigError(f"ONNX opset {opset} is not supported",
+                          hint=f"use an opset from {ONNX_OPSETS[0]} to {ONNX_OPSETS[-1]}")
     out = Path(out) if out is not None else run_dir / "bundle"
     check_bundle_path(run_dir, out)
     refuse_existing(out, force, "bundle folder")  # before any slow work
@@ -152,10 +153,10 @@ def export_run(run_dir, out=None, formats=None, roles=DEFAULT_ROLES, int8: bool 
             seconds = time.perf_counter() - t0
             if role not in references:
                 references[role] = reference_logits(src, x_eval)
-            from .parity import RUNNERS, compare
+            from .parity import compare
 
             t1 = time.perf_counter()
-            logits, ins, outs = RUNNERS[fmt.runtime](stage / name, x_eval)
+            logits, ins, outs = _run_in_runtime(fmt, stage / name, x_eval)
             parity = compare(logits, references[role], y_eval, fmt.precision, fmt.tolerance)
             parity["seconds"] = round(time.perf_counter() - t1, 3)
             if not parity["passed"]:
@@ -195,6 +196,17 @@ def export_run(run_dir, out=None, formats=None, roles=DEFAULT_ROLES, int8: bool 
         atomic_write_json(stage / MANIFEST, manifest)
     report["manifest"] = str(out / MANIFEST)
     return report
+
+
+def _run_in_runtime(fmt: Format, path: Path, x: np.ndarray):
+    """(logits, input spec, output spec) of the file in its runtime; a file it cannot run fails the export."""
+    from .parity import RUNNERS
+
+    try:
+        return RUNNERS[fmt.runtime](path, x)
+    except Exception as exc:  # the runtimes raise their own kinds for an op or file they do not support
+        raise ExportError(f"{fmt.runtime} cannot run {path.name}: {str(exc).strip().splitlines()[-1][:300]}",
+                          hint="the file uses an op or opset this runtime lacks; try the default --opset") from None
 
 
 def _entry(row: dict, src) -> dict:

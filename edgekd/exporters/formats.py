@@ -17,6 +17,11 @@ from ..registry import Registry
 # bytes each weight takes at a precision (for "weight bytes" = parameters x this)
 BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "int8": 1}
 
+# --opset values the ONNX formats can honour. 18 is the lowest the torch dynamo exporter
+# translates to (below it, torch and onnx.version_converter silently keep 18 or fail on
+# Gemm/ReduceMean); 27 is the newest whose int8 ops (DequantizeLinear) onnxruntime runs.
+ONNX_OPSETS = range(18, 28)
+
 
 @dataclass(frozen=True)
 class Format:

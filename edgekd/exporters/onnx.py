@@ -40,8 +40,17 @@ def _export_fp32(ctx, src, path: Path) -> dict:
     except Exception as exc:
         raise ExportError(f"the {src.role} ONNX model fails onnx.checker: {str(exc).splitlines()[0][:300]}") from None
     onnx.save_model(model, str(path), save_as_external_data=False)
-    info["opset"] = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    info["opset"] = check_opset(model, ctx.opset, src.role, "onnx")
     return info
+
+
+def check_opset(model, wanted: int | None, role: str, fmt: str) -> int | None:
+    """The file's ONNX opset; it must be the one asked for (converters fall back silently)."""
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if wanted is not None and opset != int(wanted):
+        raise ExportError(f"the {role} {fmt} model has ONNX opset {opset}, not the requested {wanted}",
+                          hint="the converter could not produce that opset; try the default --opset")
+    return opset
 
 
 def _torch_to_onnx(ctx, src, path: Path):
@@ -123,7 +132,7 @@ def export_onnx_int8(ctx, src, out: Path) -> dict:
         raise converter_error("onnxruntime.quantization", src.role, "onnx-int8", exc, captured.text) from None
     model = onnx.load(str(out))
     check_onnx_int8(model, src.role)
-    return {"quant_format": "QDQ", "per_channel": True, "weights": "int8 symmetric", "activations": "int8 static",
+    return {"opset": check_opset(model, ctx.opset, src.role, "onnx-int8"), "quant_format": "QDQ", "per_channel": True, "weights": "int8 symmetric", "activations": "int8 static",
             "io": "float32"}
 
 
