@@ -206,7 +206,8 @@ def _run_in_runtime(fmt: Format, path: Path, x: np.ndarray):
         return RUNNERS[fmt.runtime](path, x)
     except Exception as exc:  # the runtimes raise their own kinds for an op or file they do not support
         raise ExportError(f"{fmt.runtime} cannot run {path.name}: {str(exc).strip().splitlines()[-1][:300]}",
-                          hint="it has an op or opset this runtime lacks; an ONNX file made with --opset may work at the default") from None
+                          hint="it has an op or opset this runtime lacks; "
+                               "an ONNX file made with --opset may work at the default") from None
 
 
 def _entry(row: dict, src) -> dict:

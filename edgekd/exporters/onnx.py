@@ -132,7 +132,8 @@ def export_onnx_int8(ctx, src, out: Path) -> dict:
         raise converter_error("onnxruntime.quantization", src.role, "onnx-int8", exc, captured.text) from None
     model = onnx.load(str(out))
     check_onnx_int8(model, src.role)
-    return {"opset": check_opset(model, ctx.opset, src.role, "onnx-int8"), "quant_format": "QDQ", "per_channel": True, "weights": "int8 symmetric", "activations": "int8 static",
+    return {"opset": check_opset(model, ctx.opset, src.role, "onnx-int8"),
+            "quant_format": "QDQ", "per_channel": True, "weights": "int8 symmetric", "activations": "int8 static",
             "io": "float32"}
 
 

@@ -73,7 +73,8 @@ def check_bundle_path(run_dir: Path, out: Path) -> None:
         top = run / bundle.relative_to(run).parts[0]
         if top.name in ROLES or top.is_file():
             raise ConfigError(f"bundle folder '{out}' would replace or write into '{top.name}' "
-                              "of the run it is exported from", hint=f"drop --out (default '{run_dir / 'bundle'}') or name a new folder")
+                              "of the run it is exported from",
+                              hint=f"drop --out (default '{run_dir / 'bundle'}') or name a new folder")
 
 
 def load_source(run_dir: Path, role: str) -> Source:
