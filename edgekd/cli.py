@@ -160,7 +160,8 @@ def render_export_report(report: dict, console) -> None:
 @click.option("--roles", default="student,teacher", show_default=True, metavar="A,B",
               help="Models of the run to export (student, teacher, simple).")
 @click.option("--out", default=None, metavar="DIR", help="Bundle folder  [default: RUN_DIR/bundle]")
-@click.option("--opset", type=int, default=None, help="ONNX opset  [default: the exporter's]")
+@click.option("--opset", type=int, default=None,
+              help="ONNX opset, 18-27 (what torch 2.13 and onnxruntime honour)  [default: the exporter's]")
 @click.option("--calibration-samples", type=int, default=256, show_default=True,
               help="Training samples (stratified by class) that calibrate int8 activations.")
 @click.option("--force", is_flag=True, help="Overwrite an existing bundle folder.")
