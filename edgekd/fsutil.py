@@ -82,6 +82,9 @@ def staged_dir(final: str | os.PathLike, force: bool, what: str, keep_on_error: 
     """
     final = Path(final)
     refuse_existing(final, force, what)
+    if final.exists() and not final.is_dir():     # --force replaces a folder of ours, never a file
+        raise EdgeKDError(f"{what} '{final}' is a file, not a folder",
+                          hint="--force replaces a folder, never a file: choose another path")
     stage = Path(staging) if staging else final.with_name(f".{final.name}.tmp-{os.getpid()}")
     stage.mkdir(parents=True, exist_ok=True)
     try:

@@ -66,3 +66,12 @@ def test_an_impossible_output_path_is_a_user_error(tmp_path, out, fragment):
             refuse_existing(path, force, "bundle folder")
         assert fragment in info.value.message
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def test_force_never_replaces_a_file_with_a_folder(tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    with pytest.raises(EdgeKDError, match="is a file, not a folder"):
+        with staged_dir(target, force=True, what="bundle"):
+            pass
+    assert target.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
