@@ -301,6 +301,15 @@ def test_corrupt_safetensors(tmp_path, base_run):
     _bad(tmp_path, base_run, corrupt, [], "not a readable safetensors")
 
 
+def test_corrupt_pt2(tmp_path, base_run):
+    def corrupt(run):
+        spec = json.loads((run / "student" / "model.json").read_text())
+        (run / "student" / "model.json").write_text(json.dumps({**spec, "format": "pt2"}))
+        (run / "student" / "model.pt2").write_bytes(b"not a zip archive")
+
+    _bad(tmp_path, base_run, corrupt, [], "cannot load torch.export program")
+
+
 def test_model_json_not_matching_weights(tmp_path, base_run):
     def mismatch(run):
         spec_path = run / "student" / "model.json"

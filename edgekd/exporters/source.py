@@ -103,15 +103,9 @@ def load_source(run_dir: Path, role: str) -> Source:
 
 
 def _load_pt2(path: Path):
-    import torch
-
     if not path.is_file():
         raise ModelError(f"no model.pt2 in '{path.parent}'")
-    try:
-        program = torch.export.load(str(path))
-    except Exception as exc:  # torch raises many kinds for a bad archive
-        raise ModelError(f"'{path}' is not a readable torch.export program: {str(exc).splitlines()[0][:200]}") from None
-    return program
+    return checkpoint.load_program(path, "torch.export program")
 
 
 def _check_onnx(path: Path) -> Path:
