@@ -385,3 +385,26 @@ def test_proposal_round_trips_and_passes_its_own_bench():
 def test_readme_key_table_is_the_one_table():
     """The README documents the budget keys from KEYS itself, so the two cannot drift apart."""
     assert gate.keys_markdown() in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def workflow_commands(path: Path) -> list[list[str]]:
+    """Every `edgekd ...` command line in a GitHub workflow's run steps, shell variables dropped."""
+    import shlex
+
+    import yaml
+    steps = [step for job in yaml.safe_load(path.read_text())["jobs"].values() for step in job["steps"]]
+    scripts = "\n".join(step["run"] for step in steps if "run" in step).replace("\\\n", " ")
+    return [[word for word in shlex.split(line.strip()) if "$" not in word]
+            for line in scripts.splitlines() if line.strip().startswith("edgekd ")]
+
+
+def test_the_workflow_calls_edgekd_with_options_it_has():
+    """The workflow never runs here (no GitHub); its edgekd commands must at least parse."""
+    from edgekd.cli import cli
+    commands = workflow_commands(ROOT / ".github" / "workflows" / "model-regression.yml")
+    assert [c[1] for c in commands] == ["distill", "export", "bench"]
+    for _, name, *args in commands:
+        command = cli.get_command(None, name)
+        command.make_context(name, list(args), resilient_parsing=False)   # raises on an unknown option
+    bench = commands[-1]
+    assert "--budget" in bench and (ROOT / bench[bench.index("--budget") + 1]).is_file()
