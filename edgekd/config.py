@@ -3,6 +3,7 @@ written back as the run folder's ``config.toml`` (which re-runs the experiment a
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -35,8 +36,8 @@ class DistillConfig:
 
     def validate(self) -> None:
         """Reject impossible values before anything is loaded or written."""
-        if not self.temperature > 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ConfigError(f"temperature must be a finite number > 0, got {self.temperature}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}", hint="alpha weighs the hard labels")
         if not 0.0 < self.student_fraction <= 1.0:
@@ -46,8 +47,10 @@ class DistillConfig:
         for name in ("folds", "teacher_epochs", "student_epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ConfigError(f"learning rate must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"learning rate must be a finite number > 0, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"weight decay must be a finite number >= 0, got {self.weight_decay}")
         if self.device not in ("cpu", "cuda", "auto"):
             raise unknown_name("device", self.device, ["cpu", "cuda", "auto"], ConfigError)
         if self.backend not in ("auto", "gloo", "nccl"):

@@ -152,7 +152,14 @@ def _few_per_class(tmp_path):
     (["--student", "cnnn:width=4"], "did you mean 'cnn'"),
     (["--teacher", "cnn:width=x"], "must be an integer"),
     (["--data", "npz:/no/such.npz"], "not found"),
-    (["--temperature", "0"], "temperature must be > 0"),
+    (["--temperature", "0"], "temperature must be a finite number > 0"),
+    (["--temperature", "inf"], "temperature must be a finite number > 0"),
+    (["--lr", "inf"], "learning rate must be a finite number > 0"),
+    (["--lr", "nan"], "learning rate must be a finite number > 0"),
+    (["--config", "weight-decay.toml"], "weight decay must be a finite number >= 0"),
+    (["--folds", "0"], "folds must be at least 1"),
+    (["--batch-size", "0"], "batch size must be at least 1"),
+    (["--data", "one-class"], "a classifier needs at least 2"),
     (["--alpha", "1.5"], "alpha must be in [0, 1]"),
     (["--student-fraction", "0"], "student fraction must be in (0, 1]"),
     (["--student-fraction", "1.2"], "student fraction must be in (0, 1]"),
@@ -169,6 +176,12 @@ def test_bad_options_fail_cleanly(tmp_path, args, fragment):
     if args[0] == "--student" and args[1] == "cnn":
         np.savez(tmp_path / "tab.npz", x=np.zeros((40, 5)), y=np.arange(40) % 2)
         args = args + ["--data", f"npz:{tmp_path}/tab.npz"]
+    if args == ["--config", "weight-decay.toml"]:       # no command-line option: a config key only
+        (tmp_path / args[1]).write_text("weight_decay = -0.1\n")
+        args = ["--config", tmp_path / args[1]]
+    if args == ["--data", "one-class"]:
+        np.savez(tmp_path / "one.npz", x=np.zeros((40, 5)), y=np.zeros(40, int))
+        args = ["--data", f"npz:{tmp_path}/one.npz"]
     result = run_cli("distill", *args, "--out", tmp_path / "run", "--quiet")
     assert_user_error(result, fragment)
     assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".run*"))

@@ -32,7 +32,7 @@ from ..config import DistillConfig
 from ..data import Dataset, load_dataset
 from ..data.preprocess import fit_standardize, standardize, zero_point
 from ..data.split import folds as make_folds, holdout, stratified_subset
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, DataError, ModelError
 from ..fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, refuse_existing, staged_dir
 from ..models import build, count_macs, count_parameters
 from .distributed import SINGLE, Ranks, join
@@ -66,6 +66,9 @@ class Experiment:
         cfg.validate()
         brought = load_teacher(cfg.teacher_from) if cfg.teacher_from else None
         data = load_dataset(cfg.data, cfg.label_column)
+        if len(data.labels) < 2:
+            raise DataError(f"data '{cfg.data}' has {len(data.labels)} class ({', '.join(map(str, data.labels))}): "
+                            "a classifier needs at least 2")
         arrays = holdout(data, cfg.test_fraction, cfg.seed)
         splits = make_folds(arrays[1], cfg.folds, cfg.test_fraction, cfg.seed, data.labels)
         _check_models(cfg, data, brought)
