@@ -86,6 +86,7 @@ def test_same_seed_same_numbers_and_resume_is_exact(tmp_path):
     result = run_cli("distill", "--config", tmp_path / ".b.partial" / "config.toml", "--resume", "--quiet")
     assert result.returncode == 0, result.stderr
     assert "resumed from a finished stage" in (tmp_path / "b" / "train.log").read_text()
+    assert "no interrupted run" not in (tmp_path / "b" / "train.log").read_text()
     resumed = json.loads((tmp_path / "b" / "cv.json").read_text())
     for role in ("teacher", "student", "simple"):
         assert resumed["test"][role] == first["test"][role]
@@ -97,11 +98,13 @@ def test_same_seed_same_numbers_and_resume_is_exact(tmp_path):
 
 
 def test_cli_prints_the_table(tmp_path):
+    """Also: --resume with nothing to resume starts afresh and says so."""
     args = [f"--{k.replace('_', '-')}={v}" for k, v in FAST.items()]
-    result = run_cli("distill", *args, "--out", tmp_path / "run")
+    result = run_cli("distill", *args, "--out", tmp_path / "run", "--resume")
     assert result.returncode == 0, result.stderr
     assert "held-out acc" in result.stdout and "distillation gain" in result.stdout
     assert (tmp_path / "run" / "cv.json").is_file()
+    assert "--resume: no interrupted run at" in (tmp_path / "run" / "train.log").read_text()
 
 
 def test_teacher_from_run_folder_is_not_retrained(demo_run, tmp_path):

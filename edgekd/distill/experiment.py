@@ -85,10 +85,13 @@ class Experiment:
             return self._train(RunLog(None, None), None)[0]
         cfg = self.cfg
         train_x, train_y, test_x, test_y = self.arrays
+        nothing_to_resume = self.resume and not self.stage.exists()
         with staged_dir(cfg.out, self.force, "run folder", keep_on_error=True,
                         staging=self.stage) as work:
             atomic_write_text(work / "config.toml", cfg.to_toml())
             log = RunLog(work / "train.log", reporter)
+            if nothing_to_resume:       # not an error: a script may always pass --resume
+                log.line(f"--resume: no interrupted run at '{self.stage}', starting from the beginning")
             summary, models = self._train(log, work / "state")
             _write_run(work, cfg, self.data, self.brought, models, summary, train_x, train_y, test_x, test_y)
             write_reports(work, summary)
