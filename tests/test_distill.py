@@ -97,6 +97,32 @@ def test_same_seed_same_numbers_and_resume_is_exact(tmp_path):
         assert torch.equal(x, y), name
 
 
+def test_augment_runs_the_teacher_on_every_student_step(tmp_path):
+    """--augment shifts each batch, so cached logits would be wrong: the teacher runs every step."""
+    import math
+
+    from edgekd.models.zoo import MLP
+
+    teacher_calls = 0
+
+    def count(module, _inputs, _output):
+        nonlocal teacher_calls
+        # FAST's teacher, in eval mode: not its own training, but what the student learns from
+        teacher_calls += isinstance(module, MLP) and module.net[1].out_features == 16 and not module.training
+
+    hook = torch.nn.modules.module.register_module_forward_hook(count)
+    try:
+        summary = run_experiment(load_config(None, **FAST, augment=True, out=str(tmp_path / "run")))
+    finally:
+        hook.remove()
+    splits = [*summary["folds"], summary["final"]]
+    student_steps = sum(math.ceil(s["student_samples"] / FAST["batch_size"]) for s in splits) * FAST["student_epochs"]
+    assert teacher_calls >= student_steps
+    assert "teacher logits of" not in (tmp_path / "run" / "train.log").read_text()     # nothing cached
+    assert tomllib.loads((tmp_path / "run" / "config.toml").read_text())["augment"] is True
+    assert summary["test"]["student"] > 0.3            # it still learns (10 classes: chance is 0.1)
+
+
 def test_cli_prints_the_table(tmp_path):
     """Also: --resume with nothing to resume starts afresh and says so."""
     args = [f"--{k.replace('_', '-')}={v}" for k, v in FAST.items()]
