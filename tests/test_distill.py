@@ -133,6 +133,19 @@ def test_cli_prints_the_table(tmp_path):
     assert "--resume: no interrupted run at" in (tmp_path / "run" / "train.log").read_text()
 
 
+def test_force_replaces_the_whole_run_and_json_prints_cv_json(tmp_path):
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in FAST.items()]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "stray.txt").write_text("from before")
+    assert_user_error(run_cli("distill", *args, "--out", run), "already exists")
+    assert sorted(p.name for p in run.iterdir()) == ["stray.txt"]
+    result = run_cli("distill", *args, "--out", run, "--force", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads((run / "cv.json").read_text())
+    assert not (run / "stray.txt").exists() and (run / "student" / "model.safetensors").is_file()
+
+
 def test_teacher_from_run_folder_is_not_retrained(demo_run, tmp_path):
     summary = run_experiment(load_config(None, **{**FAST, "student": TINY["student"]},
                                          teacher_from=str(demo_run), out=str(tmp_path / "r")))
