@@ -205,7 +205,8 @@ def _run_in_runtime(fmt: Format, path: Path, x: np.ndarray):
     try:
         return RUNNERS[fmt.runtime](path, x)
     except Exception as exc:  # the runtimes raise their own kinds for an op or file they do not support
-        raise ExportError(f"{fmt.runtime} cannot run {path.name}: {str(exc).strip().splitlines()[-1][:300]}",
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
+        raise ExportError(f"{fmt.runtime} cannot run {path.name}: {reason}",
                           hint="it has an op or opset this runtime lacks; "
                                "an ONNX file made with --opset may work at the default") from None
 
