@@ -47,6 +47,8 @@ class DistillConfig:
         for name in ("folds", "teacher_epochs", "student_epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.seed < 2**32:      # the range scikit-learn's splitters accept as random_state
+            raise ConfigError(f"seed must be in [0, {2**32 - 1}], got {self.seed}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"learning rate must be a finite number > 0, got {self.lr}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):

@@ -120,6 +120,7 @@ def test_augment_runs_the_teacher_on_every_student_step(tmp_path):
     assert teacher_calls >= student_steps
     assert "teacher logits of" not in (tmp_path / "run" / "train.log").read_text()     # nothing cached
     assert tomllib.loads((tmp_path / "run" / "config.toml").read_text())["augment"] is True
+    assert summary["config"]["augment"] is True                                        # cv.json too
     assert summary["test"]["student"] > 0.3            # it still learns (10 classes: chance is 0.1)
 
 
@@ -189,6 +190,16 @@ def _few_per_class(tmp_path):
     return f"npz:{tmp_path}/few.npz"
 
 
+def _made_files(tmp_path, args: list[str]) -> list[str]:
+    """The upper-case stand-ins below, replaced by files made for the test."""
+    np.savez(tmp_path / "tab.npz", x=np.zeros((40, 5)), y=np.arange(40) % 2)
+    np.savez(tmp_path / "one.npz", x=np.zeros((40, 5)), y=np.zeros(40, int))
+    (tmp_path / "wd.toml").write_text("weight_decay = -0.1\n")        # no command-line option: a config key only
+    made = {"TABULAR": f"npz:{tmp_path}/tab.npz", "ONE-CLASS": f"npz:{tmp_path}/one.npz",
+            "NEGATIVE-WEIGHT-DECAY": str(tmp_path / "wd.toml")}
+    return [made.get(arg, arg) for arg in args]
+
+
 @pytest.mark.parametrize("args,fragment", [
     (["--data", "digitz"], "did you mean 'digits'"),
     (["--student", "cnnn:width=4"], "did you mean 'cnn'"),
@@ -198,15 +209,17 @@ def _few_per_class(tmp_path):
     (["--temperature", "inf"], "temperature must be a finite number > 0"),
     (["--lr", "inf"], "learning rate must be a finite number > 0"),
     (["--lr", "nan"], "learning rate must be a finite number > 0"),
-    (["--config", "weight-decay.toml"], "weight decay must be a finite number >= 0"),
+    (["--config", "NEGATIVE-WEIGHT-DECAY"], "weight decay must be a finite number >= 0"),
     (["--folds", "0"], "folds must be at least 1"),
     (["--batch-size", "0"], "batch size must be at least 1"),
-    (["--data", "one-class"], "a classifier needs at least 2"),
+    (["--seed", "-1"], "seed must be in [0, 4294967295]"),
+    (["--data", "ONE-CLASS"], "a classifier needs at least 2"),
+    (["--data", "TABULAR", "--augment"], "--augment shifts images"),
     (["--alpha", "1.5"], "alpha must be in [0, 1]"),
     (["--student-fraction", "0"], "student fraction must be in (0, 1]"),
     (["--student-fraction", "1.2"], "student fraction must be in (0, 1]"),
     (["--teacher-from", "/no/such/run"], "not found"),
-    (["--student", "cnn"], "needs image input"),
+    (["--student", "cnn", "--data", "TABULAR"], "needs image input"),
     (["--student", "mlp:foo=3"], "known: depth, hidden"),
     (["--student", "mlp:hiden=3"], "did you mean 'hidden'"),
     (["--data", "digits:foo"], "takes no argument"),
@@ -215,15 +228,7 @@ def _few_per_class(tmp_path):
     (["--test-fraction", "0.999"], "use --test-fraction 0.994 or less"),
 ])
 def test_bad_options_fail_cleanly(tmp_path, args, fragment):
-    if args[0] == "--student" and args[1] == "cnn":
-        np.savez(tmp_path / "tab.npz", x=np.zeros((40, 5)), y=np.arange(40) % 2)
-        args = args + ["--data", f"npz:{tmp_path}/tab.npz"]
-    if args == ["--config", "weight-decay.toml"]:       # no command-line option: a config key only
-        (tmp_path / args[1]).write_text("weight_decay = -0.1\n")
-        args = ["--config", tmp_path / args[1]]
-    if args == ["--data", "one-class"]:
-        np.savez(tmp_path / "one.npz", x=np.zeros((40, 5)), y=np.zeros(40, int))
-        args = ["--data", f"npz:{tmp_path}/one.npz"]
+    args = _made_files(tmp_path, args)
     result = run_cli("distill", *args, "--out", tmp_path / "run", "--quiet")
     assert_user_error(result, fragment)
     assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".run*"))

@@ -66,9 +66,7 @@ class Experiment:
         cfg.validate()
         brought = load_teacher(cfg.teacher_from) if cfg.teacher_from else None
         data = load_dataset(cfg.data, cfg.label_column)
-        if len(data.labels) < 2:
-            raise DataError(f"data '{cfg.data}' has {len(data.labels)} class ({', '.join(map(str, data.labels))}): "
-                            "a classifier needs at least 2")
+        _check_data(cfg, data)
         arrays = holdout(data, cfg.test_fraction, cfg.seed)
         splits = make_folds(arrays[1], cfg.folds, cfg.test_fraction, cfg.seed, data.labels)
         _check_models(cfg, data, brought)
@@ -145,6 +143,15 @@ def _staging_folder(out: Path, resume: bool, force: bool, cfg: DistillConfig) ->
             raise ConfigError(f"the interrupted run at '{stage}' used a different configuration",
                               hint="resume with the same options, or pass --force to start over")
     return stage
+
+
+def _check_data(cfg: DistillConfig, data: Dataset) -> None:
+    if len(data.labels) < 2:        # one class trains to a meaningless 100 %
+        raise DataError(f"data '{cfg.data}' has {len(data.labels)} class ({', '.join(map(str, data.labels))}): "
+                        "a classifier needs at least 2")
+    if cfg.augment and not data.is_image:   # shifts are for images: tabular data would be run unaugmented
+        raise ConfigError(f"--augment shifts images, but data '{cfg.data}' is tabular",
+                          hint="drop --augment (augment = false in a config file)")
 
 
 def _check_models(cfg: DistillConfig, data: Dataset, brought: BroughtTeacher | None) -> None:
