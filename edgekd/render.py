@@ -35,6 +35,8 @@ class DistillProgress:
                                 description=f"{info['split']} {info['role']}")
         elif event == "epoch":
             self.progress.advance(self.epochs)
+        elif event == "note" and self.enabled:
+            self.progress.console.print(f"note: {info['text']}")
         elif event == "split_done":
             self.progress.advance(self.overall)
             result = info["result"]

@@ -132,6 +132,7 @@ def test_cli_prints_the_table(tmp_path):
     assert "held-out acc" in result.stdout and "distillation gain" in result.stdout
     assert (tmp_path / "run" / "cv.json").is_file()
     assert "--resume: no interrupted run at" in (tmp_path / "run" / "train.log").read_text()
+    assert "note: --resume: no interrupted run at" in result.stderr
 
 
 def test_force_replaces_the_whole_run_and_json_prints_cv_json(tmp_path):

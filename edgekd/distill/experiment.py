@@ -89,7 +89,7 @@ class Experiment:
             atomic_write_text(work / "config.toml", cfg.to_toml())
             log = RunLog(work / "train.log", reporter)
             if nothing_to_resume:       # not an error: a script may always pass --resume
-                log.line(f"--resume: no interrupted run at '{self.stage}', starting from the beginning")
+                log.note(f"--resume: no interrupted run at '{self.stage}', starting from the beginning")
             summary, models = self._train(log, work / "state")
             _write_run(work, cfg, self.data, self.brought, models, summary, train_x, train_y, test_x, test_y)
             write_reports(work, summary)
@@ -209,6 +209,11 @@ class RunLog:
             self.file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
             self.file.flush()
         self.reporter("log", text=text)
+
+    def note(self, text: str) -> None:
+        """A line the user should see on the terminal too, not only in train.log."""
+        self.line(text)
+        self.reporter("note", text=text)
 
     def close(self) -> None:
         self.file.close()
