@@ -22,9 +22,10 @@ class EdgeKDGroup(click.Group):
         except EdgeKDError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {exc.message}", err=True)
-            if exc.hint:
-                click.echo(f"hint: {exc.hint}", err=True)
+            if not exc.printed_elsewhere:
+                click.echo(f"error: {exc.message}", err=True)
+                if exc.hint:
+                    click.echo(f"hint: {exc.hint}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)

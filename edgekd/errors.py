@@ -19,6 +19,7 @@ class EdgeKDError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.printed_elsewhere = False  # under torchrun: rank 0 prints the errors it shares with the others
 
 
 class DataError(EdgeKDError):

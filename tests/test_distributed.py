@@ -119,6 +119,17 @@ def test_nccl_backend_without_gpu_fails_cleanly(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_an_error_rank_zero_finds_is_printed_once(tmp_path):
+    """An existing --out is rank 0's finding (it alone looks at the run folder); the other rank
+    gets it too and exits 2 as well, without a second copy of the message."""
+    (tmp_path / "run").mkdir()
+    result = torchrun(tmp_path, "distill", "--out", tmp_path / "run")
+    assert result.returncode != 0
+    assert "error: run folder" in rank_output(tmp_path, 0) and "already exists" in rank_output(tmp_path, 0)
+    assert rank_output(tmp_path, 1) == ""
+    assert "exitcode  : 2" in result.stderr + result.stdout        # both ranks: the user-error code
+
+
 def test_torchrun_resumes_a_run_interrupted_in_one_process(tmp_path):
     """Rank 0 reads the finished stages and the epoch checkpoint; the other rank gets their
     state from it (and still writes nothing)."""

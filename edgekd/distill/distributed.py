@@ -102,6 +102,7 @@ class Ranks:
         dist.broadcast_object_list(outcome, src=0)
         kind, value = outcome[0]
         if kind == "error":
+            value.printed_elsewhere = not self.is_main
             raise value
         return value
 
