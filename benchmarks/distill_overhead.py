@@ -107,7 +107,8 @@ def main() -> None:
     }
     for name, value in seconds.items():
         print(f"{name:>7}: {1000 * value:8.1f} ms/epoch  {speed[name]:9.0f} samples/s")
-    print(f"cached / simple samples/s = {result['cached_over_simple_samples_per_second']:.3f}  (target >= {1 / 1.10:.3f}: at most 1.10x the time)")
+    print(f"cached / simple samples/s = {result['cached_over_simple_samples_per_second']:.3f}  "
+          f"(target >= {1 / 1.10:.3f}: at most 1.10x the time)")
     print(f"naive  / simple samples/s = {result['naive_over_simple_samples_per_second']:.3f}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.data == "digits" else "_" + _source_name(args.data)

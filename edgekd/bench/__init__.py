@@ -149,8 +149,9 @@ def run_bench(target, threads=None, batch=None, warmup: int = DEFAULTS["warmup"]
 
     ``threads`` / ``batch``: lists or "1,4" strings (default: 1 and all cores / [1]). Warm-up
     runs until both ``warmup`` calls and ``warmup_seconds`` have passed; the timed loop until
-    both ``runs`` calls and ``min_seconds``, or ``max_runs`` calls, whichever comes first. ``out``: where bench.json goes (default:
-    BUNDLE/bench.json, or MODEL.bench.json beside a single file; ``False`` writes nothing).
+    both ``runs`` calls and ``min_seconds``, or ``max_runs`` calls, whichever comes first.
+    ``out``: where bench.json goes (default: BUNDLE/bench.json, or MODEL.bench.json beside a
+    single file; ``False`` writes nothing).
     ``repeat``: fresh child processes per setting, interleaved over the models so that a burst of
     load elsewhere hits every model alike; the measurement kept is the one with the median p50,
     and ``repeats`` records every repetition's p50/p90 and their spread (what the CI gate reads).
