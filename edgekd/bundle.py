@@ -71,9 +71,18 @@ def load_eval_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
             if "x" not in data or "y" not in data:
                 raise BundleError(f"'{path}' has no arrays 'x' and 'y'",
                                   hint=f"it holds: {', '.join(data.files) or 'nothing'}")
-            return data["x"].astype(np.float32), data["y"].astype(np.int64)
+            return data["x"].astype(np.float32), _class_indices(data["y"], path)
     except (OSError, ValueError, EOFError) as exc:
         raise BundleError(f"cannot read '{path}': {exc}") from None
+
+
+def _class_indices(y: np.ndarray, path: Path) -> np.ndarray:
+    """y as int64; labels that are not whole numbers ≥ 0 would be truncated into wrong classes."""
+    whole = y.dtype.kind in "iu" or (y.dtype.kind == "f" and bool(np.all(np.isfinite(y) & (y == np.round(y)))))
+    if not whole or (y.size and y.min() < 0):
+        raise BundleError(f"'{path}': y must hold class indices (whole numbers >= 0), got dtype {y.dtype}"
+                          + (f", minimum {y.min()}" if whole else ""))
+    return y.astype(np.int64)
 
 
 def read_manifest(bundle_dir: str | Path) -> Bundle:

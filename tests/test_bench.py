@@ -325,6 +325,8 @@ def test_eval_npz_whose_shape_does_not_fit(bench_bundle, tmp_path):
     pytest.param(lambda x, y: dict(x=x, y=np.stack([y, y], axis=1)), "y must hold one class index per sample",
                  id="y of shape (N, 2)"),
     pytest.param(lambda x, y: dict(x=x, y=y[:-1]), "y must hold one class index per sample", id="one label short"),
+    pytest.param(lambda x, y: dict(x=x, y=y + 0.5), "y must hold class indices", id="fractional labels"),
+    pytest.param(lambda x, y: dict(x=x, y=y - 1), "minimum -1", id="negative labels"),
 ])
 def test_eval_npz_of_the_wrong_shape_is_refused_before_measuring(bench_bundle, tmp_path, arrays, fragment):
     bad = tmp_path / "eval.npz"
