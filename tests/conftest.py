@@ -15,6 +15,23 @@ TINY = dict(data="digits", teacher="cnn:width=32,depth=2", student="cnn:width=8,
             teacher_epochs=4, student_epochs=20, student_fraction=0.5, batch_size=64, seed=0)
 
 
+# Long enough that all three models converge (~98% held-out on digits): a run on another path
+# (torchrun, CUDA mixed precision) is then compared with this one, not with the noise of
+# half-trained models.
+CONVERGING = dict(data="digits", teacher="cnn:width=32,depth=2", student="cnn:width=16,depth=2", folds=2,
+                  teacher_epochs=10, student_epochs=40, student_fraction=0.5, batch_size=128, seed=0)
+
+
+@pytest.fixture(scope="session")
+def converged_cpu_run(tmp_path_factory) -> dict:
+    """The cv.json document of one CONVERGING run in this process, on the CPU."""
+    from edgekd.config import load_config
+    from edgekd.distill import run_experiment
+
+    return run_experiment(load_config(None, **CONVERGING, device="cpu",
+                                      out=str(tmp_path_factory.mktemp("converged") / "run")))
+
+
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> Path:
     """A real run folder from ``run_experiment`` on digits (session-wide, read-only for tests)."""

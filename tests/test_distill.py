@@ -13,7 +13,7 @@ from edgekd.data.preprocess import standardize
 from edgekd.data.split import holdout
 from edgekd.distill.experiment import run_experiment
 
-from conftest import TINY, assert_user_error, run_cli
+from conftest import CONVERGING, TINY, assert_user_error, run_cli
 
 FAST = dict(TINY, teacher="mlp:hidden=16", student="mlp:hidden=8", folds=2, teacher_epochs=2, student_epochs=3)
 
@@ -340,14 +340,11 @@ def test_device_auto_picks_cuda_when_present(tmp_path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: the mixed-precision path is CUDA-only")
-def test_cuda_trains_in_mixed_precision_to_the_accuracy_of_the_cpu(tmp_path):
+def test_cuda_trains_in_mixed_precision_to_the_accuracy_of_the_cpu(tmp_path, converged_cpu_run):
     from edgekd.distill.train import mixed_precision
 
-    # long enough to converge (~98% on digits), so that the bf16/fp16 run and the fp32 run compare
-    converging = dict(data="digits", teacher="cnn:width=32,depth=2", student="cnn:width=16,depth=2", folds=2,
-                      teacher_epochs=10, student_epochs=40, student_fraction=0.5, batch_size=128, seed=0)
-    gpu = run_experiment(load_config(None, **converging, device="cuda", out=str(tmp_path / "gpu")))
-    cpu = run_experiment(load_config(None, **converging, device="cpu", out=str(tmp_path / "cpu")))
+    gpu = run_experiment(load_config(None, **CONVERGING, device="cuda", out=str(tmp_path / "gpu")))
+    cpu = converged_cpu_run
     expected = "bf16" if mixed_precision("cuda")[0] == torch.bfloat16 else "fp16"
     assert all(gpu["final"][role]["precision"] == expected for role in ("teacher", "student", "simple"))
     for role in ("teacher", "student", "simple"):

@@ -11,14 +11,9 @@ import pytest
 from edgekd.config import load_config
 from edgekd.distill.experiment import run_experiment
 
-from conftest import assert_user_error, run_cli
+from conftest import CONVERGING, assert_user_error, run_cli
 
 GUARD = Path(__file__).with_name("rank_guard.py")
-# Long enough that all three models converge (~98% held-out on digits): parity is then a
-# statement about the distributed step, not about the noise of half-trained models. The
-# remaining difference is BatchNorm statistics taken per rank (a batch of 64, not 128).
-PARITY = dict(data="digits", teacher="cnn:width=32,depth=2", student="cnn:width=16,depth=2", folds=2,
-              teacher_epochs=10, student_epochs=40, student_fraction=0.5, batch_size=128, seed=0)
 ROLES = ("teacher", "student", "simple")
 
 
@@ -37,10 +32,12 @@ def rank_output(root: Path, rank: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, converged_cpu_run):
     root = tmp_path_factory.mktemp("torchrun")
-    single = run_experiment(load_config(None, **PARITY, out=str(root / "single")))
-    options = [f"--{key.replace('_', '-')}={value}" for key, value in PARITY.items()]
+    single = converged_cpu_run
+    # CONVERGING: parity is then a statement about the distributed step; what remains different
+    # is BatchNorm statistics taken per rank (a batch of 64, not 128)
+    options = [f"--{key.replace('_', '-')}={value}" for key, value in CONVERGING.items()]
     result = torchrun(root, "distill", *options, "--out", root / "ddp")
     assert result.returncode == 0, (result.stderr[-3000:], *(rank_output(root, r)[-2000:] for r in (0, 1)))
     return root, single, json.loads((root / "ddp" / "cv.json").read_text())
@@ -100,7 +97,7 @@ def test_only_rank_zero_writes_and_prints(runs):
     assert "held-out acc" in rank_output(root, 0)
     log = (root / "ddp" / "train.log").read_text().splitlines()
     assert sum(" final: teacher 0." in line for line in log) == 1     # one writer: no line twice
-    assert sorted(p.name for p in root.iterdir()) == ["ddp", "logs", "single"]   # no stray staging folders
+    assert sorted(p.name for p in root.iterdir()) == ["ddp", "logs"]   # no stray staging folders
 
 
 def test_the_guard_catches_a_writing_rank(tmp_path):
