@@ -242,7 +242,7 @@ def test_bench_runs_with_torch_unimportable(bench_bundle, tmp_path):
 
 def test_device_side_modules_never_import_torch():
     code = ("import sys, edgekd.bench, edgekd.bench.worker, edgekd.bench.report, edgekd.bench.device, "
-            "edgekd.bench.measure, edgekd.runtimes, edgekd.runtimes.onnx, edgekd.runtimes.tflite, edgekd.cli;"
+            "edgekd.bench.measure, edgekd.bench.gate, edgekd.runtimes, edgekd.runtimes.onnx, edgekd.runtimes.tflite, edgekd.cli;"
             "bad=[m for m in ('torch','sklearn','edgekd.models','edgekd.exporters','edgekd.distill',"
             "'edgekd.checkpoint') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -310,17 +310,9 @@ def test_random_bytes_named_onnx(tmp_path):
     assert_user_error(run_cli("bench", p, *FAST), "onnxruntime cannot load 'model.onnx'")
 
 
-def test_eval_npz_whose_shape_does_not_fit(bench_bundle, tmp_path):
-    bad = tmp_path / "eval.npz"
-    with np.load(bench_bundle / "eval.npz") as data:
-        x, y = data["x"], data["y"]
-    np.savez(bad, x=x.reshape(len(x), -1), y=y)
-    res = run_cli("bench", bench_bundle, *FAST, "--data", bad, "--out", tmp_path / "b.json")
-    assert_user_error(res, "expects input (batch, 1, 8, 8)")
-    assert not (tmp_path / "b.json").exists()
-
-
 @pytest.mark.parametrize("arrays, fragment", [
+    pytest.param(lambda x, y: dict(x=x.reshape(len(x), -1), y=y), "expects input (batch, 1, 8, 8)",
+                 id="flattened x"),
     pytest.param(lambda x, y: dict(x=np.float32(1.0), y=y), "x must be a non-empty batch of samples", id="scalar x"),
     pytest.param(lambda x, y: dict(x=x, y=np.stack([y, y], axis=1)), "y must hold one class index per sample",
                  id="y of shape (N, 2)"),
