@@ -21,6 +21,10 @@ import numpy as np
 from ..errors import DataError
 from ..registry import Registry
 
+#: the input layouts written into model.json: images (batch, channels, height, width) and
+#: tables (batch, features)
+IMAGE_LAYOUT, TABULAR_LAYOUT = "NCHW", "NF"
+
 
 @dataclass
 class Dataset:
@@ -37,6 +41,10 @@ class Dataset:
     @property
     def is_image(self) -> bool:
         return self.x.ndim == 4
+
+    @property
+    def layout(self) -> str:
+        return IMAGE_LAYOUT if self.is_image else TABULAR_LAYOUT
 
 
 SOURCES: Registry[Callable[..., Dataset]] = Registry("data source", DataError)

@@ -48,7 +48,7 @@ def load_npz(arg: str | None) -> Dataset:
         if missing:
             raise DataError(f"'{path}' has no array {' or '.join(repr(m) for m in missing)}",
                             hint=f"it holds: {', '.join(data.files) or 'nothing'}; save with np.savez(path, x=..., y=...)")
-        arrays = {k: _mapped_member(path, k) if k in ("x", "x_test") else data[k] for k in data.files}
+        arrays = {k: _mapped_member(data, path, k) if k in ("x", "x_test") else data[k] for k in data.files}
     x = as_images_or_table(arrays["x"], str(path))
     check_pair(x, arrays["y"], str(path))
     names = [str(n) for n in arrays["labels"]] if "labels" in arrays else None
@@ -61,17 +61,15 @@ def load_npz(arg: str | None) -> Dataset:
     return Dataset(x, y, labels, f"npz:{path}", test)
 
 
-def _mapped_member(path: Path, name: str) -> np.ndarray:
-    """An npz member memory-mapped when stored uncompressed (``np.savez``), else read
-    (``np.savez_compressed``). Object arrays are refused: loading never unpickles."""
+def _mapped_member(data, path: Path, name: str) -> np.ndarray:
+    """A member of the open npz ``data`` memory-mapped when stored uncompressed (``np.savez``),
+    else read (``np.savez_compressed``). Object arrays are refused: loading never unpickles."""
     import zipfile
 
     try:
-        with zipfile.ZipFile(path) as archive:
-            info = archive.getinfo(f"{name}.npy")
-            if info.compress_type != zipfile.ZIP_STORED:
-                with archive.open(info) as member:
-                    return np.lib.format.read_array(member, allow_pickle=False)
+        info = data.zip.getinfo(f"{name}.npy")       # the archive np.load already opened
+        if info.compress_type != zipfile.ZIP_STORED:
+            return data[name]
         with open(path, "rb") as f:
             f.seek(info.header_offset)
             local = f.read(30)           # the member's local header: its name and extra field precede the data

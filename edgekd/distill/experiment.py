@@ -27,8 +27,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import save_model
-from ..compat import tomllib
-from ..config import DistillConfig
+from ..config import DistillConfig, load_config
 from ..data import Dataset, load_dataset
 from ..data.preprocess import fit_standardize, standardize, zero_point
 from ..data.split import folds as make_folds, holdout, stratified_subset
@@ -182,18 +181,15 @@ def _check_teacher_split(cfg: DistillConfig, brought: BroughtTeacher | None) -> 
     source = brought.path.parent / "config.toml" if brought and brought.kind == "run" else None
     if source is None or not source.is_file():
         return
-    try:
-        theirs = tomllib.loads(source.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read the teacher's run configuration '{source}': {exc}") from None
-    if theirs.get("data") != cfg.data or theirs.get("label_column") != cfg.label_column:
+    theirs = load_config(source)
+    if (theirs.data, theirs.label_column) != (cfg.data, cfg.label_column):
         return
-    differ = [key for key in ("seed", "test_fraction") if theirs.get(key) != getattr(cfg, key)]
+    differ = [key for key in ("seed", "test_fraction") if getattr(theirs, key) != getattr(cfg, key)]
     if differ:
-        said = ", ".join(f"{key} {theirs.get(key)} (this run: {getattr(cfg, key)})" for key in differ)
+        said = ", ".join(f"{key} {getattr(theirs, key)} (this run: {getattr(cfg, key)})" for key in differ)
         raise ConfigError(f"the teacher from '{brought.path}' was trained with another held-out split of "
                           f"'{cfg.data}' ({said}), so it has seen some of this run's test samples",
-                          hint="use " + " ".join(f"--{key.replace('_', '-')} {theirs.get(key)}" for key in differ))
+                          hint="use " + " ".join(f"--{key.replace('_', '-')} {getattr(theirs, key)}" for key in differ))
 
 
 class RunLog:
@@ -242,7 +238,7 @@ class Trio:
         student = build(cfg.student, self.data.input_shape, len(self.data.labels)).to(self.device)
         simple = copy.deepcopy(student)      # the same initial weights: the only difference is the teacher
         kd = KDTarget(cfg.temperature, cfg.alpha)
-        if cfg.augment and self.data.is_image:
+        if cfg.augment:
             kd.teacher, kd.teacher_x, kd.teacher_pad = teacher, xt[subset], pad
         else:
             cached = time.perf_counter()
@@ -250,7 +246,7 @@ class Trio:
             self.log.line(f"{name}: teacher logits of {len(subset)} student samples cached in "
                           f"{time.perf_counter() - cached:.2f} s")
         settings = FitSettings(cfg.student_epochs, cfg.batch_size, cfg.lr, cfg.weight_decay,
-                               self.seed(split_index, "student"), cfg.augment and self.data.is_image, self.device)
+                               self.seed(split_index, "student"), cfg.augment, self.device)
         fits = {"teacher": teacher_fit,
                 "student": self._stage(name, "student", student, xt[subset], yt[subset], settings, kd, pad, (xe, ye)),
                 "simple": self._stage(name, "simple", simple, xt[subset], yt[subset], settings, None, pad, (xe, ye))}
@@ -275,7 +271,7 @@ class Trio:
         torch.manual_seed(self.seed(split_index, "teacher"))
         teacher = build(self.cfg.teacher, self.data.input_shape, len(self.data.labels)).to(self.device)
         settings = FitSettings(self.cfg.teacher_epochs, self.cfg.batch_size, self.cfg.lr, self.cfg.weight_decay,
-                               self.seed(split_index, "teacher"), self.cfg.augment and self.data.is_image, self.device)
+                               self.seed(split_index, "teacher"), self.cfg.augment, self.device)
         return teacher, self._stage(name, "teacher", teacher, xt, yt, settings, None, pad, None)
 
     def _stage(self, split, role, model, x, y, settings, kd, pad, validation) -> dict:
@@ -350,7 +346,7 @@ def _write_run(work: Path, cfg, data, brought, models, summary, train_x, train_y
     pre = models["preprocessing"]
     for role, model in models["models"].items():
         spec = {"role": role, "arch": summary["models"][role]["arch"],
-                "input": {"shape": list(data.input_shape), "layout": "NCHW" if data.is_image else "NF",
+                "input": {"shape": list(data.input_shape), "layout": data.layout,
                           "dtype": "float32"},
                 "num_classes": len(data.labels), "labels": data.labels, "preprocessing": pre,
                 "parameters": summary["models"][role]["parameters"], "macs": summary["models"][role]["macs"],

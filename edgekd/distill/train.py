@@ -159,17 +159,17 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: FitSetting
             group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * epoch / settings.epochs))
         generator = torch.Generator().manual_seed(settings.seed * 100_003 + epoch)
         order = torch.randperm(len(x), generator=generator).to(x.device, non_blocking=True)
+        # the epoch's offsets, drawn whole on every rank and moved to the device once, not per step
+        shifts = random_shifts(len(x), generator).to(x.device) if settings.augment else None
         model.train()
         total_loss, correct = 0.0, 0
         for begin in range(0, len(x), settings.batch_size):
             batch = order[begin:begin + settings.batch_size]
-            # the global batch's offsets are drawn whole, so the generator advances alike on every rank
-            offsets = random_shifts(len(batch), generator) if settings.augment else None
             part, real, weight = ranks.split_batch(len(batch))
             index = batch[part]
             xb, yb = x[index], y[index]
+            offsets = shifts[begin:begin + settings.batch_size][part] if shifts is not None else None
             if offsets is not None:
-                offsets = offsets[part]
                 xb = shift_images(xb, offsets, pad)
             with autocast:
                 logits = net(xb)
@@ -211,20 +211,16 @@ def _step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.am
 def _resume(model: nn.Module, optimizer: torch.optim.Optimizer, checkpoint: EpochCheckpoint | None,
             ranks: Ranks) -> tuple[int, list[dict]]:
     """(epochs done, history) from the epoch checkpoint. Under torchrun only rank 0 holds
-    checkpoints; the others take its state, so that every replica resumes alike."""
-    if not ranks.distributed:
-        return checkpoint.load(model, optimizer) if checkpoint else (0, [])
-
-    def load_on_main():
+    checkpoints: it sends the optimizer state to the others, and the weights follow when DDP
+    wraps the model (which copies rank 0's parameters and buffers to every rank)."""
+    def load():
         done, history = checkpoint.load(model, optimizer) if checkpoint else (0, [])
-        if not done:        # a fresh start: the replicas already match (DDP copies rank 0's weights)
-            return done, history, None, None
         # on the CPU: CUDA tensors would be unpickled onto cuda:0 by every rank
-        return done, history, _on_cpu(model.state_dict()), _on_cpu(optimizer.state_dict())
+        state = _on_cpu(optimizer.state_dict()) if done and ranks.distributed else None
+        return done, history, state
 
-    done, history, model_state, optimizer_state = ranks.on_main(load_on_main)
-    if model_state is not None:
-        model.load_state_dict(model_state)
+    done, history, optimizer_state = ranks.on_main(load)
+    if optimizer_state is not None and not ranks.is_main:
         optimizer.load_state_dict(optimizer_state)
     return done, history
 
@@ -249,8 +245,6 @@ def _teacher_logits(kd: KDTarget, index: torch.Tensor, offsets: torch.Tensor | N
 
 
 def to_tensors(x: np.ndarray, y: np.ndarray, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Arrays as tensors on ``device``; to a GPU through pinned memory, without blocking."""
-    tensors = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
-    if not device.startswith("cuda"):
-        return tensors
-    return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)
+    """Arrays as tensors on ``device``: once per split, used at once (pinning would only add a
+    full host copy with nothing to overlap)."""
+    return tuple(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (x, y))

@@ -9,12 +9,12 @@ import numpy as np
 
 from .. import checkpoint
 from ..bundle import EVAL_FILE
+from ..data import IMAGE_LAYOUT, TABULAR_LAYOUT
 from ..errors import ConfigError, DataError, ModelError
 
 CALIBRATION_FILE = "calibration.npz"
 ROLES = ("student", "teacher", "simple")
-TABULAR = "NF"  # the layout distill writes for 1-D (tabular) inputs: batch, features
-OLD_LAYOUTS = {"NC": TABULAR}  # what edgekd's exporter called it before; read as the same
+OLD_LAYOUTS = {"NC": TABULAR_LAYOUT}  # what edgekd's exporter called it before; read as the same
 
 
 @dataclass
@@ -41,7 +41,8 @@ class Source:
         layout = self.spec["input"].get("layout")
         if layout:
             return OLD_LAYOUTS.get(str(layout), str(layout))
-        return {3: "NCHW", 2: "NHW", 1: TABULAR}.get(len(self.input_shape), "N" + "?" * len(self.input_shape))
+        rank = len(self.input_shape)
+        return {3: IMAGE_LAYOUT, 2: "NHW", 1: TABULAR_LAYOUT}.get(rank, "N" + "?" * rank)
 
     @property
     def reference_accuracy(self) -> float | None:
