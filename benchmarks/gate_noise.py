@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgekd.bench import run_bench  # noqa: E402
-from edgekd.bench.gate import REPEAT, check, lines  # noqa: E402
+from edgekd.bench.gate import REPEAT, check, lines, load_budget  # noqa: E402
 from edgekd.bench.report import device_line  # noqa: E402
 from edgekd.fsutil import atomic_write_json  # noqa: E402
 
@@ -70,10 +70,10 @@ def main() -> int:
     atomic_write_json(results / "gate_noise_baseline.json", baseline)
     print(device_line(baseline))
 
-    rounds = []
+    rounds, budget = [], load_budget(BUDGET)
     for i in range(1, args.rounds + 1):
         result = run_bench(bundle, **settings)
-        report = check(result, budget=BUDGET, baseline=baseline)
+        report = check(result, budget=budget, baseline=baseline)
         rows = latency_rows(report)
         print(f"\nround {i}/{args.rounds}: gate {'passed' if report.passed else 'FAILED'}")
         for line in lines(report, result):

@@ -10,6 +10,7 @@ import sys
 import click
 
 from . import __version__
+from .bench import DEFAULTS as BENCH_DEFAULTS   # stdlib-only module: no start-up cost
 from .errors import EdgeKDError
 
 
@@ -204,12 +205,14 @@ def measure_options(command):
     options = [
         click.option("--threads", help="Thread counts, comma-separated; 'all' = every core  [default: 1,<cores>]"),
         click.option("--batch", help="Batch sizes, comma-separated  [default: 1]"),
-        click.option("--warmup", type=int, default=10, show_default=True, help="Warm-up calls (at least)."),
-        click.option("--warmup-seconds", type=float, default=0.5, show_default=True, help="Warm-up time (at least)."),
-        click.option("--runs", type=int, default=100, show_default=True, help="Timed calls (at least)."),
-        click.option("--min-seconds", type=float, default=2.0, show_default=True, help="Timed time (at least)."),
-        click.option("--max-runs", type=int, default=100_000, show_default=True,
-                     help="Timed calls (at most): a fast model stops here before --min-seconds."),
+        *[click.option(flag, type=type(BENCH_DEFAULTS[key]), default=BENCH_DEFAULTS[key], show_default=True,
+                       help=text) for flag, key, text in [
+            ("--warmup", "warmup", "Warm-up calls (at least)."),
+            ("--warmup-seconds", "warmup_seconds", "Warm-up time (at least)."),
+            ("--runs", "runs", "Timed calls (at least)."),
+            ("--min-seconds", "min_seconds", "Timed time (at least)."),
+            ("--max-runs", "max_runs", "Timed calls (at most): a fast model stops here before --min-seconds."),
+        ]],
         click.option("--repeat", type=int, help="Fresh measurements per setting; the median counts  "
                      "[default: 3 with --budget/--baseline/--save-baseline or for init-budget, else 1]"),
         click.option("--data", type=click.Path(), help="eval.npz (x, y) for accuracy; a bundle's own by default. "

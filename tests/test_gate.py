@@ -226,6 +226,8 @@ def assert_nothing_written(tmp_path: Path):
                  "'max_latency_increase_percent' belongs in [baseline]", None, id="key of the other table"),
     pytest.param("[teacher]\nmin_speedup_vs_teacher = 1\n", "no meaning in [teacher]", None,
                  id="teacher compared with itself"),
+    pytest.param('["teacher.onnx"]\nmin_speedup_vs_teacher = 1\n', "and 'teacher.onnx' is a teacher", None,
+                 id="teacher file compared with itself"),
     pytest.param('["student.tflite"]\nmax_bytes = 5000\n', "no such model", 'did you mean "student.int8.tflite"',
                  id="file table for a model the bundle lacks"),
     pytest.param("[baseline]\nmax_latency_increase_percent = 10\n", "[baseline] tolerances need --baseline",

@@ -126,16 +126,11 @@ def check_eval(x, y, where: Path, inputs: dict) -> None:
     if y.ndim != 1 or len(y) != len(x):
         raise DataError(f"'{where}': y must hold one class index per sample, shape ({len(x)},), "
                         f"got shape {y.shape}", hint="y is (samples,) of whole numbers")
+    from ..runtimes.base import check_sample_shape
+
     for file, want in inputs.items():
-        if isinstance(want, list) and want and not _fits(x.shape[1:], want[1:]):
-            shown = ", ".join(["batch"] + [str(d) for d in want[1:]])
-            raise DataError(f"'{where}' has samples of shape {tuple(x.shape[1:])}, but '{file}' "
-                            f"expects input ({shown})", hint="pass the eval.npz that was exported with this model")
-
-
-def _fits(sample: tuple, want: list) -> bool:
-    """The manifest's input shape without its batch dimension; a dimension that is not a number is free."""
-    return len(sample) == len(want) and all(not isinstance(w, int) or w == s for w, s in zip(want, sample))
+        if isinstance(want, list) and want:
+            check_sample_shape(x.shape[1:], want, file, f"'{where}'")
 
 
 def run_bench(target, threads=None, batch=None, warmup: int = DEFAULTS["warmup"],

@@ -321,6 +321,11 @@ def require_models(budget: dict, models: list[dict], baseline: dict | None = Non
             guess = closest(section, files)
             raise ConfigError(f"the budget has a table [\"{section}\"] but the bundle has no such model",
                               hint=(f"did you mean \"{guess}\"? " if guess else "") + "models: " + ", ".join(files))
+    for m in models:
+        against_teacher = [k.name for k in KEYS if k.vs_teacher and k.name in budget.get(m["file"], {})]
+        if m["role"] == "teacher" and against_teacher:
+            raise ConfigError(f"'{against_teacher[0]}' compares a model with the teacher, "
+                              f"and '{m['file']}' is a teacher")
     in_baseline = {b["file"] for b in baseline["models"]} if baseline else set()
     if not any(_limits(budget, m) or m["file"] in in_baseline for m in models):
         raise ConfigError(*_nothing_to_check(budget, models, baseline))
@@ -498,6 +503,11 @@ def check(result: dict, budget: dict | str | os.PathLike | None = None,
     baseline = _baseline(baseline)
     budget = budget or {}
     require_models(budget, result["models"], baseline)
+    return _check(result, budget, baseline)
+
+
+def _check(result: dict, budget: dict, baseline: dict | None) -> GateReport:
+    """``check`` on a loaded budget and a validated baseline that ``require_models`` accepted."""
     ctx = Context(result, baseline)
     report = GateReport()
     tolerances = {}
@@ -513,8 +523,6 @@ def check(result: dict, budget: dict | str | os.PathLike | None = None,
         for key in KEYS:
             if key.name not in limits:
                 continue
-            if key.vs_teacher and m["role"] == "teacher":
-                raise ConfigError(f"'{key.name}' compares a model with the teacher, and '{m['file']}' is a teacher")
             for r in key.measure(ctx, m):
                 report.checks.append(Check(m["file"], key.name, r.setting, r.value, limits[key.name], key.unit,
                                            key.direction, _evaluate(key, limits[key.name], r), r.detail, r.spread))
@@ -651,7 +659,7 @@ def bench_and_check(target, budget=None, baseline=None, repeat: int | None = Non
     baseline = load_baseline(baseline) if baseline is not None else None
     result = run_bench(target, repeat=_repeat(repeat), check_models=(
         lambda models: require_models(budget, models, baseline)) if gated else None, **bench_options)
-    return result, check(result, budget, baseline) if gated else GateReport()
+    return result, _check(result, budget, baseline) if gated else GateReport()
 
 
 def _repeat(repeat: int | None) -> int:

@@ -92,14 +92,7 @@ class Runtime:
 
     def check_sample_shape(self, sample_shape: tuple, what: str = "the data") -> None:
         """A DataError unless samples of ``sample_shape`` fit the model input (batch dimension aside)."""
-        want = self.input.shape[1:]
-        ok = len(sample_shape) == len(want) and all(w is None or w == s for w, s in zip(want, sample_shape))
-        if not ok:
-            shown = "(" + ", ".join("batch" if i == 0 else ("?" if d is None else str(d))
-                                   for i, d in enumerate(self.input.shape)) + ")"
-            raise DataError(f"{what} has samples of shape {tuple(sample_shape)}, but '{self.path.name}' "
-                            f"expects input {shown}",
-                            hint="pass the eval.npz that was exported with this model")
+        check_sample_shape(sample_shape, self.input.shape, self.path.name, what)
 
     def random_input(self, batch: int, seed: int = 0) -> np.ndarray:
         """float32 random input of the model's shape (for latency without data)."""
@@ -161,3 +154,14 @@ class Runtime:
         return {"backend": self.backend, "module": self.module, "version": self.version,
                 "threads": self.threads, "delegate": self.delegate, "providers": self.providers,
                 "input": self.input.as_dict(), "output": self.output.as_dict(), **self.details}
+
+
+def check_sample_shape(sample_shape: tuple, input_shape, model: str, what: str) -> None:
+    """A DataError unless samples of ``sample_shape`` fit ``input_shape`` (batch first, aside);
+    a dimension that is not a number (None, a symbolic name) takes any size."""
+    want = list(input_shape)[1:]
+    if len(sample_shape) == len(want) and all(not isinstance(w, int) or w == s for w, s in zip(want, sample_shape)):
+        return
+    shown = ", ".join(["batch"] + [str(d) if isinstance(d, int) else "?" for d in want])
+    raise DataError(f"{what} has samples of shape {tuple(sample_shape)}, but '{model}' expects input ({shown})",
+                    hint="pass the eval.npz that was exported with this model")
