@@ -17,6 +17,25 @@ from .errors import EdgeKDError
 class EdgeKDGroup(click.Group):
     """Turns an EdgeKDError into one ``error:`` line (+ ``hint:``) and exit 2."""
 
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        """Click's own usage errors (``--folds abc``, an unknown command) in edgekd's one-line form;
+        click would print a usage block and ``Error:`` on three lines."""
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as exc:     # --help, --version
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx else "edgekd"
+            click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+            click.echo(f"hint: see '{command} --help'", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:      # click.FileError and the like
+            click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
