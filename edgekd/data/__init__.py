@@ -82,8 +82,20 @@ def encode_labels(raw: np.ndarray, where: str, names: list[str] | None = None) -
         raise DataError(f"labels in {where} must be integers, got dtype {raw.dtype}",
                         hint="map class names to 0..K-1, or use folder:DIR / csv:PATH which do it for you")
     classes, y = np.unique(raw, return_inverse=True)
-    labels = names if names is not None and len(names) == len(classes) else [str(c) for c in classes]
-    return y.astype(np.int64), labels
+    if names is not None:
+        _check_names(names, len(classes), where)
+    return y.astype(np.int64), names if names is not None else [str(c) for c in classes]
+
+
+def _check_names(names: list[str], classes: int, where: str) -> None:
+    """Class names given with the data name each class once (they were dropped silently)."""
+    if len(names) != classes:
+        raise DataError(f"{where} has {len(names)} label names for {classes} classes",
+                        hint="'labels' needs one name per distinct value of y, in sorted order of y")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DataError(f"the labels of {where} names a class twice: {', '.join(repr(n) for n in twice[:5])}",
+                        hint="give every class its own name")
 
 
 SMALL_INTEGERS = (np.uint8, np.int8, np.uint16, np.int16)     # kept as they are: exact in float32

@@ -3,8 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import DataError
+
 
 CHUNK_ELEMENTS = 1 << 19      # float64 temporaries of 4 MB, however large the data set
+
+
+def _rows_per_chunk(x: np.ndarray) -> int:
+    return max(1, CHUNK_ELEMENTS // max(1, x[:1].size))
 
 
 def fit_standardize(x: np.ndarray) -> dict:
@@ -14,7 +20,7 @@ def fit_standardize(x: np.ndarray) -> dict:
     axes = (0, 2, 3) if x.ndim == 4 else (0,)
     mean = x.mean(axis=axes, dtype=np.float64)      # a buffered reduction: no full-size copy
     shape = (1, -1, 1, 1) if x.ndim == 4 else (1, -1)
-    rows = max(1, CHUNK_ELEMENTS // max(1, x[:1].size))
+    rows = _rows_per_chunk(x)
     squares = np.zeros_like(mean)
     for start in range(0, len(x), rows):
         deviation = np.subtract(x[start:start + rows], mean.reshape(shape), dtype=np.float64)
@@ -26,13 +32,24 @@ def fit_standardize(x: np.ndarray) -> dict:
 
 
 def standardize(pre: dict, x: np.ndarray) -> np.ndarray:
-    """Apply ``fit_standardize``'s statistics: ``(x − mean) / std``, float32, computed into
-    one new array (no full-size temporaries: on 60k images each would be 188 MB)."""
+    """Apply ``fit_standardize``'s statistics: ``(x − mean) / std`` into one new float32 array.
+    Computed in float64 over chunks of rows (4 MB temporaries, not full-size ones): in float32,
+    ``x − mean`` overflows for finite data near float32's limit (±3e38) whose standardised
+    values are small. Values that do not fit float32 even so (statistics of other data, a
+    brought teacher's) are refused rather than trained on as inf."""
     shape = (1, -1, 1, 1) if pre["axis"] == "channel" else (1, -1)
-    mean = np.asarray(pre["mean"], np.float32).reshape(shape)
-    std = np.asarray(pre["std"], np.float32).reshape(shape)
-    out = np.subtract(x, mean, dtype=np.float32)
-    out /= std
+    mean = np.asarray(pre["mean"], np.float64).reshape(shape)
+    std = np.asarray(pre["std"], np.float64).reshape(shape)
+    out = np.empty(x.shape, np.float32)
+    rows = _rows_per_chunk(x)
+    with np.errstate(over="ignore"):         # a value beyond float32 becomes inf, refused below
+        for start in range(0, len(x), rows):
+            chunk = np.subtract(x[start:start + rows], mean, dtype=np.float64)
+            out[start:start + rows] = np.divide(chunk, std, out=chunk)
+    if not np.isfinite(out.sum(dtype=np.float64)):      # a sum, not an N-sized mask
+        raise DataError("the standardised features go beyond float32's range",
+                        hint="the data's values lie far outside the statistics they are standardised with "
+                             "(those of the training split, or of a --teacher-from run): rescale the data")
     return out
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 import csv
 import gzip
 import struct
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -39,33 +42,51 @@ def load_digits(arg: str | None = None) -> Dataset:
 def load_npz(arg: str | None) -> Dataset:
     """Arrays ``x`` and ``y`` (and optionally ``x_test``/``y_test``, ``labels``); never unpickles."""
     path = _existing(arg, "npz", "file")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read '{path}' as npz: {exc}") from None
-    with data:
-        missing = [k for k in ("x", "y") if k not in data.files]
-        if missing:
-            raise DataError(f"'{path}' has no array {' or '.join(repr(m) for m in missing)}",
-                            hint=f"it holds: {', '.join(data.files) or 'nothing'}; save with np.savez(path, x=..., y=...)")
-        arrays = {k: _mapped_member(data, path, k) if k in ("x", "x_test") else data[k] for k in data.files}
+    arrays = _read_npz(path)
     x = as_images_or_table(arrays["x"], str(path))
     check_pair(x, arrays["y"], str(path))
     names = [str(n) for n in arrays["labels"]] if "labels" in arrays else None
     y, labels = encode_labels(arrays["y"], str(path), names)
-    test = None
-    if "x_test" in arrays and "y_test" in arrays:
-        x_test = as_images_or_table(arrays["x_test"], f"{path} (x_test)")
-        check_pair(x_test, arrays["y_test"], f"{path} (test split)")
-        test = (x_test, _index_like(arrays["y_test"], arrays["y"], str(path)))
-    return Dataset(x, y, labels, f"npz:{path}", test)
+    return Dataset(x, y, labels, f"npz:{path}", _npz_test_split(arrays, x, path))
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every member of the npz at ``path``; a damaged archive or an object array is a DataError
+    (np.load raises EOFError on an empty file, which click would turn into "Aborted!")."""
+    if path.stat().st_size == 0:
+        raise DataError(f"'{path}' is empty (0 bytes), not an npz archive", hint="save it again with np.savez")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in ("x", "y") if k not in data.files]
+            if missing:
+                raise DataError(f"'{path}' has no array {' or '.join(repr(m) for m in missing)}",
+                                hint=f"it holds: {', '.join(data.files) or 'nothing'}; "
+                                     "save with np.savez(path, x=..., y=...)")
+            return {k: _mapped_member(data, path, k) if k in ("x", "x_test") else data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DataError(f"cannot read '{path}' as npz: {exc}",
+                        hint="write it with np.savez(path, x=..., y=...) from numeric arrays") from None
+
+
+def _npz_test_split(arrays: dict[str, np.ndarray], x: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The npz's own test split: both arrays or neither, with samples shaped like ``x``'s."""
+    given = [k for k in ("x_test", "y_test") if k in arrays]
+    if not given:
+        return None
+    if len(given) == 1:
+        other = "y_test" if given[0] == "x_test" else "x_test"
+        raise DataError(f"'{path}' has {given[0]} but no {other}", hint="save both, or neither")
+    x_test = as_images_or_table(arrays["x_test"], f"{path} (x_test)")
+    if x_test.shape[1:] != x.shape[1:]:
+        raise DataError(f"in '{path}', x_test has samples of shape {x_test.shape[1:]}, x has {x.shape[1:]}",
+                        hint="the test split must have the same sample shape as the training data")
+    check_pair(x_test, arrays["y_test"], f"{path} (test split)")
+    return x_test, _index_like(arrays["y_test"], arrays["y"], str(path))
 
 
 def _mapped_member(data, path: Path, name: str) -> np.ndarray:
     """A member of the open npz ``data`` memory-mapped when stored uncompressed (``np.savez``),
     else read (``np.savez_compressed``). Object arrays are refused: loading never unpickles."""
-    import zipfile
-
     try:
         info = data.zip.getinfo(f"{name}.npy")       # the archive np.load already opened
         if info.compress_type != zipfile.ZIP_STORED:
@@ -162,11 +183,18 @@ def load_folder(arg: str | None) -> Dataset:
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             try:
-                with Image.open(path) as img:
-                    mode = mode or ("L" if img.mode in ("1", "L", "P", "I", "I;16") else "RGB")
-                    img = img.convert(mode)
-                    size = size or img.size
-                    images.append(np.asarray(img.resize(size), dtype=np.float32))
+                with warnings.catch_warnings():
+                    # PIL only warns between its pixel limit and twice it, then decodes it all
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    with Image.open(path) as img:
+                        mode = mode or ("L" if img.mode in ("1", "L", "P", "I", "I;16") else "RGB")
+                        img = img.convert(mode)
+                        size = size or img.size
+                        images.append(np.asarray(img.resize(size), dtype=np.float32))
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+                raise DataError(f"image '{path}' is too large to load: {exc}",
+                                hint=f"images over {Image.MAX_IMAGE_PIXELS:,} pixels are refused as possible "
+                                     "decompression bombs: resize or remove it") from None
             except (UnidentifiedImageError, OSError, SyntaxError) as exc:
                 raise DataError(f"cannot read image '{path}': {exc}", hint="remove or replace the file") from None
             targets.append(index)
@@ -181,20 +209,15 @@ def load_csv(arg: str | None, label_column: str | None = None) -> Dataset:
     """A table with a header row; ``--label-column`` (default: the last column) holds the class."""
     path = _existing(arg, "csv", "file")
     try:
-        with open(path, newline="") as f:
+        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, not part of the first name
+        with open(path, newline="", encoding="utf-8-sig") as f:
             rows = [row for row in csv.reader(f) if row]     # blank lines (a trailing one, say) hold no sample
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read '{path}' as CSV: {exc}") from None
+        raise DataError(f"cannot read '{path}' as CSV: {exc}", hint="save it as UTF-8 CSV") from None
     if len(rows) < 2:
         raise DataError(f"'{path}' needs a header row and at least one data row")
     header, body = rows[0], rows[1:]
-    column = label_column if label_column is not None else header[-1]
-    if column not in header:
-        from ..errors import closest
-        guess = closest(column, header)
-        raise DataError(f"label column '{column}' not in '{path}'",
-                        hint=(f"did you mean '{guess}'? " if guess else "") + f"columns: {', '.join(header)}")
-    label_at = header.index(column)
+    label_at = _label_index(header, label_column, path)
     if any(len(r) != len(header) for r in body):
         raise DataError(f"'{path}' has rows with a different number of columns than its header")
     try:
@@ -204,3 +227,21 @@ def load_csv(arg: str | None, label_column: str | None = None) -> Dataset:
     raw_labels = np.array([r[label_at] for r in body])
     names, y = np.unique(raw_labels, return_inverse=True)
     return Dataset(as_images_or_table(table, str(path)), y.astype(np.int64), [str(n) for n in names], f"csv:{path}")
+
+
+def _label_index(header: list[str], label_column: str | None, path: Path) -> int:
+    """Where the label column is in a header that names each column once and has features beside it."""
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise DataError(f"'{path}' names column {', '.join(repr(n) for n in twice[:5])} twice in its header",
+                        hint="give every column its own name")
+    column = label_column if label_column is not None else header[-1]
+    if column not in header:
+        from ..errors import closest
+        guess = closest(column, header)
+        raise DataError(f"label column '{column}' not in '{path}'",
+                        hint=(f"did you mean '{guess}'? " if guess else "") + f"columns: {', '.join(header)}")
+    if len(header) == 1:
+        raise DataError(f"'{path}' has no feature columns, only the label column '{column}'",
+                        hint="a CSV needs at least one feature column beside the label")
+    return header.index(column)

@@ -31,6 +31,8 @@ def parse_spec(spec: str) -> tuple[str, dict[str, int]]:
                              hint="example: cnn:width=64,depth=3")
         if key.strip() not in known:
             raise unknown_name(f"option of model '{name}':", key.strip(), known, ModelError)
+        if key.strip() in options:       # the last one would win silently
+            raise ModelError(f"model option '{key.strip()}' is given twice in '{spec}'", hint="give each option once")
         try:
             options[key.strip()] = int(value)
         except ValueError:
@@ -47,12 +49,27 @@ def model_options(name: str) -> list[str]:
     return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
+#: far beyond any edge model (1 GB of float32 weights, 4 GB with Adam's state and the gradients)
+MAX_PARAMETERS = 250_000_000
+
+
 def build(spec: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The model of ``spec``, after its size is known: it is built once on the meta device
+    (shapes, no memory), since ``cnn:width=1000000000`` would ask the allocator for 36 GB."""
     name, options = parse_spec(spec)
+    builder = MODELS.get(name)
+    hint = "choose a smaller width, depth or hidden size"
     try:
-        return MODELS.get(name)(tuple(input_shape), num_classes, **options)
+        with torch.device("meta"):
+            parameters = count_parameters(builder(tuple(input_shape), num_classes, **options))
+    except RuntimeError as exc:      # even its shapes overflow: "Storage size calculation overflowed"
+        raise ModelError(f"model '{spec}' is too large to build: {str(exc).splitlines()[0]}", hint=hint) from None
     except TypeError as exc:
         raise ModelError(f"bad options for model '{name}': {exc}") from None
+    if parameters > MAX_PARAMETERS:
+        raise ModelError(f"model '{spec}' is too large: {parameters:,} parameters, more than edgekd builds "
+                         f"({MAX_PARAMETERS:,})", hint=hint)
+    return builder(tuple(input_shape), num_classes, **options)
 
 
 def count_parameters(model: nn.Module) -> int:
