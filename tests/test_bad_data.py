@@ -1,7 +1,8 @@
-"""Bad data and model specs for distill: each is one user error up front, never a traceback or a
-silently wrong run."""
+"""Bad data, model specs and resume checkpoints for distill: each is one user error up front
+(or, for training that diverges, at the epoch it happens), never a traceback or a silently wrong run."""
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -11,9 +12,11 @@ import pytest
 from PIL import Image
 
 from conftest import assert_user_error, run_cli
+from edgekd.config import load_config
 from edgekd.data import load_dataset
 from edgekd.data.preprocess import fit_standardize, standardize
-from edgekd.errors import DataError, ModelError
+from edgekd.distill import run_experiment
+from edgekd.errors import ConfigError, DataError, ModelError
 from edgekd.models import build
 
 
@@ -120,6 +123,72 @@ def test_standardised_values_beyond_float32_are_refused():
     pre = {"type": "standardize", "axis": "feature", "mean": [0.0], "std": [1e-30]}
     with pytest.raises(DataError, match="beyond float32"):
         standardize(pre, np.array([[1e10], [0.0]], np.float32))
+
+
+QUICK = dict(data="digits", teacher="mlp:hidden=16", student="mlp:hidden=8", folds=2, teacher_epochs=2,
+             student_epochs=3, student_fraction=0.5, batch_size=128, seed=0)
+
+
+#: at the highest learning rate allowed, 20 layers' activations overflow float32 in the first epoch
+DIVERGING = dict(teacher="mlp:hidden=64,depth=20", lr=10.0, batch_size=32)
+
+
+def test_a_non_finite_training_loss_stops_the_run(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError) as info:
+        run_experiment(load_config(None, **{**QUICK, **DIVERGING}, out=str(out)))
+    assert re.fullmatch(r"teacher of fold1: the training loss is (nan|inf) at epoch 1 of 2", info.value.message)
+    assert "--lr" in info.value.hint and "--force" in info.value.hint
+    assert not out.exists()
+
+
+class Stop(Exception):
+    """Stands in for an interruption (Ctrl-C, a killed job) at a chosen point of a run."""
+
+
+def interrupted_run(out: Path) -> Path:
+    """A run stopped after its first student epoch of fold1: fold1's teacher is a finished
+    stage, fold1's student has an epoch checkpoint. Returns the staging folder's state/."""
+    def reporter(event, **info):
+        if event == "epoch" and (info["split"], info["role"]) == ("fold1", "student"):
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_experiment(load_config(None, **QUICK, out=str(out)), reporter)
+    return out.with_name(f".{out.name}.partial") / "state" / "fold1"
+
+
+def _misshape_optimizer_state(path: Path) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(path))
+    tensors[next(k for k in tensors if k.endswith(".exp_avg"))] = np.zeros(3, np.float32)
+    save_file(tensors, str(path))
+
+
+DAMAGE = {
+    "epoch.json": lambda path: path.write_text('{"epoch": 1, "hist'),
+    "epoch.json-fields": lambda path: path.write_text('{"epoch": "one"}'),
+    "epoch.json-epoch": lambda path: path.write_text('{"epoch": 7, "history": [], "param_groups": []}'),
+    "epoch.safetensors": lambda path: path.write_bytes(path.read_bytes()[:40]),
+    "epoch.safetensors-optimizer": _misshape_optimizer_state,
+    "done.json": lambda path: path.write_bytes(b"\xff\xfe"),
+    "model.safetensors": lambda path: path.write_bytes(path.read_bytes()[:-8]),
+}
+
+
+@pytest.mark.parametrize("damaged", DAMAGE)
+def test_a_damaged_resume_checkpoint_says_how_to_start_over(tmp_path, damaged):
+    out = tmp_path / "run"
+    state = interrupted_run(out)
+    name = damaged.split("-")[0]
+    path = state / ("student" if name.startswith("epoch") else "teacher") / name
+    DAMAGE[damaged](path)
+    with pytest.raises(ConfigError) as info:
+        run_experiment(load_config(None, **QUICK, out=str(out)), resume=True)
+    assert str(path) in info.value.message and "damaged" in info.value.message
+    assert "without --resume" in info.value.hint and "--force" in info.value.hint
+    assert not out.exists()
 
 
 CLI_CASES = {

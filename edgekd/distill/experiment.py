@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import io
-import json
 import shutil
 import time
 from dataclasses import asdict
@@ -37,10 +36,12 @@ from ..models import build, count_macs, count_parameters
 from .distributed import SINGLE, Ranks, join
 from .report import write_reports
 from .teachers import BroughtTeacher, load_teacher
-from .train import EpochCheckpoint, FitSettings, KDTarget, accuracy, fit, predict_logits, to_tensors
+from .train import (EpochCheckpoint, FitSettings, KDTarget, NonFiniteLoss, accuracy, fit, load_weights, predict_logits,
+                    read_checkpoint_json, read_checkpoint_weights, to_tensors)
 
 ROLES = ("teacher", "student", "simple")
 CALIBRATION_POOL = 2048      # training samples kept for export's int8 calibration
+STAGE_INFO = ("trained", "epochs", "seconds", "samples_per_second", "precision", "history")   # a stage's done.json
 
 Reporter = Callable[..., None]
 
@@ -277,7 +278,7 @@ class Trio:
     def _stage(self, split, role, model, x, y, settings, kd, pad, validation) -> dict:
         """Train one model, or load it when a previous (interrupted) run finished this stage."""
         folder = self.state / split / role if self.state else None
-        finished = self.ranks.on_main(lambda: _finished_stage(folder))
+        finished = self.ranks.on_main(lambda: _finished_stage(folder, model))
         if finished:
             info, weights = finished
             model.load_state_dict(weights)
@@ -287,9 +288,13 @@ class Trio:
         if folder:
             folder.mkdir(parents=True, exist_ok=True)
         self.log.reporter("stage_start", split=split, role=role, epochs=settings.epochs)
-        result = fit(model, x, y, settings, kd=kd, pad=pad, validation=validation,
-                     checkpoint=EpochCheckpoint(folder) if folder else None, ranks=self.ranks,
-                     on_epoch=lambda record: self.log.reporter("epoch", split=split, role=role, record=record))
+        try:
+            result = fit(model, x, y, settings, kd=kd, pad=pad, validation=validation,
+                         checkpoint=EpochCheckpoint(folder) if folder else None, ranks=self.ranks,
+                         on_epoch=lambda record: self.log.reporter("epoch", split=split, role=role, record=record))
+        except NonFiniteLoss as exc:     # fit knows the epoch; which model and split is known here
+            exc.message = f"{role} of {split}: {exc.message}"
+            raise
         info = {"trained": True, "epochs": settings.epochs, "seconds": round(result.seconds, 3),
                 "samples_per_second": round(result.samples_per_second, 1), "precision": result.precision,
                 "history": result.history}
@@ -301,12 +306,15 @@ class Trio:
         return info
 
 
-def _finished_stage(folder: Path | None) -> tuple[dict, dict] | None:
-    """(stage info, weights) of a stage an interrupted run finished, else None."""
+def _finished_stage(folder: Path | None, model: torch.nn.Module) -> tuple[dict, dict] | None:
+    """(stage info, weights) of a stage an interrupted run finished, else None; the weights are
+    checked by loading them into ``model`` (a damaged file is a ConfigError saying how to start over)."""
     if folder is None or not (folder / "done.json").is_file():
         return None
-    from safetensors.torch import load_file
-    return json.loads((folder / "done.json").read_text()), load_file(str(folder / "model.safetensors"))
+    info = read_checkpoint_json(folder / "done.json", STAGE_INFO)
+    weights = read_checkpoint_weights(folder / "model.safetensors")
+    load_weights(model, weights, folder / "model.safetensors")
+    return info, weights
 
 
 def _mean_std(values: list[float]) -> dict:

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from ..fsutil import atomic_write_bytes, atomic_write_json
 from .distributed import SINGLE, Ranks
 from .losses import kd_loss
@@ -123,22 +124,70 @@ class EpochCheckpoint:
         atomic_write_bytes(self.weights, save(tensors))
         atomic_write_json(self.meta, {"epoch": epoch, "history": history, "param_groups": opt["param_groups"]})
 
-    def load(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
-        """Restore state; returns (epochs done, history), or (0, []) when there is none."""
+    def load(self, model: nn.Module, optimizer: torch.optim.Optimizer, epochs: int) -> tuple[int, list[dict]]:
+        """Restore state; returns (epochs done, history), or (0, []) when there is none.
+        A damaged checkpoint (truncated, edited, of another model) is a ConfigError."""
         if not (self.weights.is_file() and self.meta.is_file()):
             return 0, []
-        from safetensors.torch import load_file
-
-        tensors = load_file(str(self.weights))
-        meta = json.loads(self.meta.read_text())
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        tensors = read_checkpoint_weights(self.weights)
+        meta = read_checkpoint_json(self.meta, ("epoch", "history", "param_groups"))
+        done, history = meta["epoch"], meta["history"]
+        whole = isinstance(done, int) and not isinstance(done, bool)
+        if not (whole and 0 < done <= epochs and isinstance(history, list) and len(history) == done):
+            raise damaged_checkpoint(self.meta, f"it records epoch {done!r} of a stage of {epochs} epochs, "
+                                                "with another number of history entries")
+        load_weights(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, self.weights)
+        params = list(model.parameters())
         state: dict[int, dict] = {}
         for key, value in tensors.items():
             if key.startswith("opt."):
                 _, index, name = key.split(".", 2)
+                # Adam's moments have their parameter's shape (its step is a scalar)
+                fits = index.isdigit() and int(index) < len(params)
+                if not fits or value.dim() and value.shape != params[int(index)].shape:
+                    raise damaged_checkpoint(self.weights, f"its optimizer state '{key}' fits no parameter")
                 state.setdefault(int(index), {})[name] = value
-        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-        return meta["epoch"], meta["history"]
+        try:
+            optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        except (ValueError, KeyError, TypeError) as exc:
+            raise damaged_checkpoint(self.meta, f"its optimizer state does not fit the model ({exc})") from None
+        return done, history
+
+
+def damaged_checkpoint(path: Path, problem: str) -> ConfigError:
+    return ConfigError(f"the interrupted run's checkpoint '{path}' is damaged: {problem}",
+                       hint="start over: run the same command without --resume and with --force "
+                            "(which discards the interrupted run)")
+
+
+def read_checkpoint_json(path: Path, keys: tuple[str, ...]) -> dict:
+    """A checkpoint's JSON document, which must be an object with ``keys``."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:         # ValueError: bad JSON, not UTF-8
+        raise damaged_checkpoint(path, str(exc)) from None
+    missing = [key for key in keys if not isinstance(document, dict) or key not in document]
+    if missing:
+        raise damaged_checkpoint(path, f"it lacks {', '.join(missing)}")
+    return document
+
+
+def read_checkpoint_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise damaged_checkpoint(path, str(exc)) from None
+
+
+def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+    """``model.load_state_dict(weights)``; weights of another shape or with other names are damage."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise damaged_checkpoint(path, str(exc).splitlines()[0]) from None
 
 
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: FitSettings, *,
@@ -149,7 +198,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: FitSetting
     """Train ``model`` in place with Adam and a cosine learning rate; CE, or KD when ``kd``.
     Under torchrun (``ranks``) every rank trains on its slice of each batch through DDP."""
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    start_epoch, history = _resume(model, optimizer, checkpoint, ranks)
+    start_epoch, history = _resume(model, optimizer, checkpoint, settings.epochs, ranks)
     net = ranks.wrap(model)
     amp_dtype, scaler = mixed_precision(settings.device)
     autocast = torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
@@ -183,6 +232,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: FitSetting
             total_loss += loss.detach().double() * real
             correct += (logits[:real].argmax(1) == yb[:real]).sum()
         total_loss, correct = ranks.sum([float(total_loss), int(correct)], settings.device)
+        _require_finite(total_loss / len(x), epoch + 1, settings, ranks)
         seen += len(x)
         record = {"epoch": epoch + 1, "loss": total_loss / len(x), "train_accuracy": correct / len(x)}
         if validation is not None:
@@ -198,6 +248,22 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: FitSetting
     return FitResult(history, seconds, seen / seconds if seconds > 0 else 0.0, precision)
 
 
+class NonFiniteLoss(ConfigError):
+    """Training diverged; ``fit`` knows the epoch, its caller adds the role and split."""
+
+
+def _require_finite(loss: float, epoch: int, settings: FitSettings, ranks: Ranks) -> None:
+    """Stop at the first epoch whose loss is NaN or infinite: every later epoch would train on
+    NaN weights, and the run would end with NaN accuracies as if it had worked."""
+    if math.isfinite(loss):
+        return
+    error = NonFiniteLoss(f"the training loss is {loss} at epoch {epoch} of {settings.epochs}",
+                          hint=f"lower --lr (this run: {settings.lr:g}) or check the data for extreme values, "
+                               "then run again with --force (it discards the stopped run)")
+    error.printed_elsewhere = not ranks.is_main     # every rank sums the same loss: rank 0 alone says so
+    raise error
+
+
 def _step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
     if scaler is None:
         loss.backward()
@@ -209,12 +275,12 @@ def _step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.am
 
 
 def _resume(model: nn.Module, optimizer: torch.optim.Optimizer, checkpoint: EpochCheckpoint | None,
-            ranks: Ranks) -> tuple[int, list[dict]]:
+            epochs: int, ranks: Ranks) -> tuple[int, list[dict]]:
     """(epochs done, history) from the epoch checkpoint. Under torchrun only rank 0 holds
     checkpoints: it sends the optimizer state to the others, and the weights follow when DDP
     wraps the model (which copies rank 0's parameters and buffers to every rank)."""
     def load():
-        done, history = checkpoint.load(model, optimizer) if checkpoint else (0, [])
+        done, history = checkpoint.load(model, optimizer, epochs) if checkpoint else (0, [])
         # on the CPU: CUDA tensors would be unpickled onto cuda:0 by every rank
         state = _on_cpu(optimizer.state_dict()) if done and ranks.distributed else None
         return done, history, state
