@@ -27,6 +27,8 @@ class DistillProgress:
         return self
 
     def __exit__(self, *exc):
+        if exc[0] is not None:        # an error: its one line must not sit below the bar's last frame
+            self.progress.live.transient = True
         return self.progress.__exit__(*exc)
 
     def report(self, event: str, **info) -> None:
