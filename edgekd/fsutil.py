@@ -6,6 +6,7 @@ complete, so an error or Ctrl-C never leaves a half-written file or folder behin
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -57,42 +58,142 @@ def refuse_existing(path: Path, force: bool, what: str) -> None:
         raise EdgeKDError(f"{what} '{path}' already exists", hint="pass --force to overwrite it")
 
 
+#: bytes a staging or lock name adds to an output's name (".NAME.tmp-PID", ".NAME.XXXXXXXX.tmp")
+NAME_ROOM = 16
+
+
 def check_output_path(path: Path, what: str) -> None:
     """The output must have a name of its own (``.``, ``..`` or ``/`` would replace the folder
-    it is in), and its nearest existing parent must be a folder we can write into."""
+    it is in), a name the file system can hold (UTF-8, not too long, with room for its staging
+    name), and its nearest existing parent must be a folder we can really create things in."""
     if path.name in ("", ".", ".."):
         raise EdgeKDError(f"{what} '{path}' has no name of its own: it would replace the folder it names",
                           hint=f"name the {what} itself, e.g. '{path / 'NAME'}'")
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:      # a byte that is not UTF-8 on the command line; it cannot go into our JSON/TOML
+        shown = str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+        raise EdgeKDError(f"cannot create {what} '{shown}': the name is not valid UTF-8",
+                          hint="use a name made of UTF-8 characters") from None
+    _check_name_lengths(path, what)
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
         raise EdgeKDError(f"cannot create {what} '{path}': '{parent}' is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise EdgeKDError(f"cannot create {what} '{path}': no permission to write in '{parent}'")
+    try:        # os.access says yes to root on /proc or /sys: only creating something there tells
+        os.rmdir(tempfile.mkdtemp(prefix=".edgekd-probe-", dir=parent))
+    except OSError as exc:
+        raise EdgeKDError(f"cannot create {what} '{path}': cannot write in '{parent}' ({exc.strerror})",
+                          hint=f"choose a {what} on a writable disk") from None
+
+
+def _check_name_lengths(path: Path, what: str) -> None:
+    absolute = os.fsencode(os.path.abspath(path))
+    name_max, path_max = 255, 4096          # Linux's, where pathconf cannot tell
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        name_max, path_max = os.pathconf("/", "PC_NAME_MAX"), os.pathconf("/", "PC_PATH_MAX")
+    parts = absolute.split(b"/")
+    if max(map(len, parts[:-1])) > name_max or len(parts[-1]) > name_max - NAME_ROOM \
+            or len(absolute) > path_max - NAME_ROOM:
+        raise EdgeKDError(f"cannot create {what}: the name '{path}' is too long",
+                          hint=f"a file name may have up to {name_max - NAME_ROOM} bytes here, "
+                               f"a whole path {path_max - NAME_ROOM}")
+
+
+class OutputLock:
+    """An OS lock on ``.NAME.lock`` beside an output, held while the output is written.
+
+    A second edgekd process writing the same output is refused, naming the holder's PID; the
+    OS releases the lock when the holder dies, however it dies, so a lock is never stale.
+    Folders made for the lock file are removed on release when they stay empty.
+    """
+
+    def __init__(self, final: str | os.PathLike, what: str):
+        final = Path(final)
+        self.path = final.with_name(f".{final.name}.lock")
+        self.created = [p for p in reversed(final.parents) if not p.exists()][::-1]    # deepest first
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.fd = _take_lock(self.path, f"{what} '{final}'")
+        except BaseException:
+            self._remove_created()
+            raise
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)        # while still held: see _take_lock for one that opened it meanwhile
+        os.close(self.fd)
+        self.fd = None
+        self._remove_created()
+
+    def _remove_created(self) -> None:
+        for folder in self.created:
+            with contextlib.suppress(OSError):      # not empty: it holds an output (or someone's file)
+                folder.rmdir()
+
+
+def _take_lock(path: Path, what: str) -> int:
+    """The open, locked lock file, holding our PID."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise EdgeKDError(f"{what} is being written by another edgekd process (PID {holder})",
+                              hint="wait for it to finish (or stop it), or write to another --out") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        mine = os.fstat(fd)
+        if current is not None and (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            return fd
+        os.close(fd)        # its holder removed the file as it released it: lock the one at the path now
 
 
 @contextlib.contextmanager
 def staged_dir(final: str | os.PathLike, force: bool, what: str, keep_on_error: bool = False,
-               staging: str | os.PathLike | None = None) -> Iterator[Path]:
+               staging: str | os.PathLike | None = None, lock: OutputLock | None = None) -> Iterator[Path]:
     """Yield a staging folder that replaces ``final`` only when the block succeeds.
 
     ``keep_on_error`` keeps the staging folder for ``--resume`` (distill's epoch
-    checkpoints live there); otherwise it is removed on any error.
+    checkpoints live there); otherwise it is removed on any error. The output is locked
+    from here to the final rename (``lock``: one the caller took earlier; released here).
     """
     final = Path(final)
-    refuse_existing(final, force, what)
-    if final.exists() and not final.is_dir():     # --force replaces a folder of ours, never a file
-        raise EdgeKDError(f"{what} '{final}' is a file, not a folder",
-                          hint="--force replaces a folder, never a file: choose another path")
-    stage = Path(staging) if staging else final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    stage.mkdir(parents=True, exist_ok=True)
+    if lock is None:
+        check_output_path(final, what)      # before the lock file is made beside it
+        lock = OutputLock(final, what)
     try:
-        yield stage
-    except BaseException:
-        if not keep_on_error:
-            shutil.rmtree(stage, ignore_errors=True)
-        raise
+        refuse_existing(final, force, what)     # under the lock: another process may have just finished it
+        if final.exists() and not final.is_dir():     # --force replaces a folder of ours, never a file
+            raise EdgeKDError(f"{what} '{final}' is a file, not a folder",
+                              hint="--force replaces a folder, never a file: choose another path")
+        stage = Path(staging) if staging else final.with_name(f".{final.name}.tmp-{os.getpid()}")
+        stage.mkdir(parents=True, exist_ok=True)
+        try:
+            yield stage
+            refuse_existing(final, force, what)     # made meanwhile by something that took no lock
+        except BaseException:
+            if not keep_on_error:
+                shutil.rmtree(stage, ignore_errors=True)
+            raise
+        _replace(stage, final)
+    finally:
+        lock.release()
+
+
+def _replace(stage: Path, final: Path) -> None:
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, old)

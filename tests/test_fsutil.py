@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,46 @@ def test_force_never_replaces_a_file_with_a_folder(tmp_path):
         with staged_dir(target, force=True, what="bundle"):
             pass
     assert target.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def _hold_lock(final: Path) -> subprocess.Popen:
+    """Another process holding the output lock of ``final`` until its stdin closes."""
+    code = ("import sys; from edgekd.fsutil import OutputLock; lock = OutputLock(sys.argv[1], 'bundle'); "
+            "print('locked', flush=True); sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(final)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "locked\n"
+    return holder
+
+
+def test_an_output_locked_by_another_process_is_refused_until_it_dies(tmp_path):
+    final = tmp_path / "bundle"
+    holder = _hold_lock(final)
+    try:
+        with pytest.raises(EdgeKDError, match=rf"bundle '{final}' is being written by another edgekd process "
+                                              rf"\(PID {holder.pid}\)"):
+            with staged_dir(final, False, "bundle"):
+                pass
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".bundle.lock"]      # the holder's, untouched
+    finally:
+        holder.kill()       # outright: the OS releases its lock, though its lock file stays
+        holder.wait()
+    with staged_dir(final, False, "bundle") as stage:
+        (stage / "a.txt").write_text("a")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]      # and the lock file is removed
+
+
+def test_an_output_made_meanwhile_is_not_replaced_without_force(tmp_path):
+    final = tmp_path / "bundle"
+    with pytest.raises(EdgeKDError, match="already exists"), staged_dir(final, False, "bundle") as stage:
+        (stage / "new.txt").write_text("new")
+        final.mkdir()                       # by something that took no lock
+        (final / "theirs.txt").write_text("theirs")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+    assert [p.name for p in final.iterdir()] == ["theirs.txt"]
+
+
+def test_folders_made_for_an_output_are_removed_when_it_fails(tmp_path):
+    with pytest.raises(RuntimeError), staged_dir(tmp_path / "a" / "b" / "bundle", False, "bundle"):
+        raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []

@@ -31,7 +31,8 @@ from ..data import Dataset, load_dataset
 from ..data.preprocess import fit_standardize, standardize, zero_point
 from ..data.split import folds as make_folds, holdout, stratified_subset
 from ..errors import ConfigError, DataError, ModelError
-from ..fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, refuse_existing, staged_dir
+from ..fsutil import (OutputLock, atomic_write_bytes, atomic_write_json, atomic_write_text, refuse_existing,
+                      staged_dir)
 from ..models import build, count_macs, count_parameters
 from .distributed import SINGLE, Ranks, join
 from .report import write_reports
@@ -60,6 +61,7 @@ class Experiment:
         self.cfg, self.data, self.brought, self.splits = cfg, data, brought, splits
         self.arrays, self.device, self.ranks = arrays, device, ranks
         self.stage, self.resume, self.force = stage, resume, force
+        self.lock = None        # rank 0's OutputLock on the run folder, from prepare
 
     @classmethod
     def prepare(cls, cfg: DistillConfig, resume: bool = False, force: bool = False) -> "Experiment":
@@ -74,8 +76,11 @@ class Experiment:
         device = _device(cfg.device)
         ranks, device = join(device, cfg.backend)
         # rank 0 alone looks at (and later writes) the run folder; the others get its verdict
-        stage = ranks.on_main(lambda: _staging_folder(Path(cfg.out), resume, force, cfg))
-        return cls(cfg, data, brought, splits, arrays, device, ranks, stage, resume, force)
+        locks: list[OutputLock] = []       # rank 0's lock stays here: on_main sends the others the stage only
+        stage = ranks.on_main(lambda: _staging_folder(Path(cfg.out), resume, force, cfg, locks))
+        experiment = cls(cfg, data, brought, splits, arrays, device, ranks, stage, resume, force)
+        experiment.lock = locks[0] if locks else None      # held until run() renames the run folder
+        return experiment
 
     def run(self, reporter: Reporter | None = None) -> dict:
         if not self.ranks.is_main:
@@ -85,7 +90,7 @@ class Experiment:
         train_x, train_y, test_x, test_y = self.arrays
         nothing_to_resume = self.resume and not self.stage.exists()
         with staged_dir(cfg.out, self.force, "run folder", keep_on_error=True,
-                        staging=self.stage) as work:
+                        staging=self.stage, lock=self.lock) as work:
             atomic_write_text(work / "config.toml", cfg.to_toml())
             log = RunLog(work / "train.log", reporter)
             if nothing_to_resume:       # not an error: a script may always pass --resume
@@ -128,9 +133,19 @@ def _device(name: str) -> str:
     return name
 
 
-def _staging_folder(out: Path, resume: bool, force: bool, cfg: DistillConfig) -> Path:
-    """``.NAME.partial`` beside the run folder: kept after an interruption, for --resume."""
+def _staging_folder(out: Path, resume: bool, force: bool, cfg: DistillConfig, locks: list) -> Path:
+    """``.NAME.partial`` beside the run folder: kept after an interruption, for --resume.
+    Locked first (the lock goes into ``locks``): a live run owns its staging folder."""
     refuse_existing(out, force, "run folder")         # first: it refuses an --out without a name
+    locks.append(OutputLock(out, "run folder"))
+    try:
+        return _check_staging(out, resume, force, cfg)
+    except BaseException:
+        locks.pop().release()
+        raise
+
+
+def _check_staging(out: Path, resume: bool, force: bool, cfg: DistillConfig) -> Path:
     stage = out.with_name(f".{out.name}.partial")
     if not resume:
         if stage.exists() and not force:

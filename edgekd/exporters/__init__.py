@@ -10,8 +10,8 @@ export. The bundle folder appears only when everything succeeded (all-or-nothing
 """
 from __future__ import annotations
 
-import contextlib
 import json
+import numbers
 import shutil
 import tempfile
 import time
@@ -31,6 +31,7 @@ __all__ = ["export_run", "FORMATS", "Format", "get_format", "parse_formats", "de
 
 EXPORT_REPORT = "export.json"
 DEFAULT_ROLES = ("student", "teacher")
+MAX_CALIBRATION_SAMPLES = 100_000     # far above the run's calibration pool: more is a typo
 
 
 @dataclass
@@ -71,23 +72,6 @@ def _emit(progress: Callable | None, **event) -> None:
         progress(event)
 
 
-@contextlib.contextmanager
-def _created_parents(path: Path):
-    """Remove folders this export created above the bundle if it fails (nothing left behind)."""
-    missing = []
-    parent = path.parent
-    while not parent.exists():
-        missing.append(parent)
-        parent = parent.parent
-    try:
-        yield
-    except BaseException:
-        for folder in missing:  # deepest first
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
-
-
 def export_run(run_dir, out=None, formats=None, roles=DEFAULT_ROLES, int8: bool = True, opset: int | None = None,
                calibration_samples: int = 256, force: bool = False, progress: Callable[[dict], None] | None = None
                ) -> dict:
@@ -103,14 +87,12 @@ def export_run(run_dir, out=None, formats=None, roles=DEFAULT_ROLES, int8: bool 
     from .source import check_bundle_path, check_run_dir
 
     started = time.perf_counter()
+    _check_numbers(opset, calibration_samples)
     run_dir = Path(run_dir)
     check_run_dir(run_dir)
     role_names = _parse_roles(roles)
     chosen = parse_formats(formats)
     plan = default_plan(role_names, int8) if chosen is None else [(r, f) for r in role_names for f in chosen]
-    if opset is not None and int(opset) not in ONNX_OPSETS:
-        raise ConfigError(f"ONNX opset {opset} is not supported",
-                          hint=f"use an opset from {ONNX_OPSETS[0]} to {ONNX_OPSETS[-1]}")
     out = Path(out) if out is not None else run_dir / "bundle"
     check_bundle_path(run_dir, out)
     refuse_existing(out, force, "bundle folder")  # before any slow work
@@ -140,7 +122,8 @@ def export_run(run_dir, out=None, formats=None, roles=DEFAULT_ROLES, int8: bool 
     created = _utc()
     rows: list[dict] = []
     entries: list[dict] = []
-    with _created_parents(out), tempfile.TemporaryDirectory(prefix="edgekd-export-") as work, \
+    # staged_dir locks the bundle folder (and removes the folders it made above it if this fails)
+    with tempfile.TemporaryDirectory(prefix="edgekd-export-") as work, \
             staged_dir(out, force, "bundle folder") as stage:
         ctx = ExportContext(Path(work), opset, calibration)
         references = {}
@@ -196,6 +179,16 @@ def export_run(run_dir, out=None, formats=None, roles=DEFAULT_ROLES, int8: bool 
         atomic_write_json(stage / MANIFEST, manifest)
     report["manifest"] = str(out / MANIFEST)
     return report
+
+
+def _check_numbers(opset, calibration_samples) -> None:
+    whole = (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool))
+    if opset is not None and not (whole(opset) and opset in ONNX_OPSETS):
+        raise ConfigError(f"ONNX opset {opset} is not supported",
+                          hint=f"use an opset from {ONNX_OPSETS[0]} to {ONNX_OPSETS[-1]}")
+    if not (whole(calibration_samples) and 1 <= calibration_samples <= MAX_CALIBRATION_SAMPLES):
+        raise ConfigError(f"calibration samples must be at least 1 and at most {MAX_CALIBRATION_SAMPLES}, "
+                          f"got {calibration_samples!r}", hint="a few hundred calibrate int8 well")
 
 
 def _run_in_runtime(fmt: Format, path: Path, x: np.ndarray):
