@@ -5,6 +5,8 @@ so ``edgekd --help`` and ``edgekd bench`` start fast and run without torch.
 """
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 
 import click
@@ -14,6 +16,25 @@ from .bench import DEFAULTS as BENCH_DEFAULTS   # stdlib-only module: no start-u
 from .errors import EdgeKDError
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so that the same cleanup
+    runs: child processes ended, temporary and staging folders removed, output locks released."""
+
+
+def _raise_terminated(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)       # a second SIGTERM must not cut the cleanup short
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class EdgeKDGroup(click.Group):
     """Turns an EdgeKDError into one ``error:`` line (+ ``hint:``) and exit 2."""
 
@@ -21,7 +42,11 @@ class EdgeKDGroup(click.Group):
         """Click's own usage errors (``--folds abc``, an unknown command) in edgekd's one-line form;
         click would print a usage block and ``Error:`` on three lines."""
         try:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            with _sigterm_raises():
+                return super().main(*args, standalone_mode=False, **kwargs)
+        except Terminated:
+            click.echo("error: terminated", err=True)
+            sys.exit(143)
         except click.exceptions.Exit as exc:     # --help, --version
             sys.exit(exc.exit_code)
         except click.UsageError as exc:

@@ -15,6 +15,7 @@ _KINDS = {c.kind: c for c in (EdgeKDError, BundleError, ConfigError, DataError, 
                               RuntimeBackendError)}
 
 WORKER = [sys.executable, "-m", "edgekd.bench.worker"]
+GRACE_SECONDS = 2.0      # a child asked to stop (SIGTERM) gets this long before SIGKILL
 
 
 class WorkerCrash(RuntimeError):
@@ -39,18 +40,17 @@ def spawn_worker(request: dict, prefix: list[str] | None = None,
     """
     with tempfile.TemporaryDirectory(prefix="edgekd-bench-") as tmp:
         req_path, resp_path = Path(tmp, "request.json"), Path(tmp, "response.json")
-        req_path.write_text(json.dumps(request))
+        # the worker dies with its parent; behind a prefix its parent is the prefix's process
+        req_path.write_text(json.dumps({**request, "parent_pid": None if prefix else os.getpid()}))
         cmd = [*(prefix or []), *WORKER, str(req_path), str(resp_path)]
         try:
-            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, env=_child_env(), timeout=timeout)
+            returncode, stderr = _run_child(cmd, timeout)
         except subprocess.TimeoutExpired:
             raise RuntimeBackendError(f"measuring '{Path(request['path']).name}' took longer than {timeout:g} s",
                                       hint="lower --runs / --min-seconds, or raise the timeout") from None
-        stderr = proc.stderr.decode("utf-8", "replace")
         if not resp_path.is_file():
             tail = "\n".join(stderr.strip().splitlines()[-5:])
-            how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
+            how = f"signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
             raise RuntimeBackendError(
                 f"the runtime crashed on '{Path(request['path']).name}' ({how})",
                 hint=f"the model may be corrupt or use an unsupported op; child said: {tail or 'nothing'}")
@@ -62,3 +62,21 @@ def spawn_worker(request: dict, prefix: list[str] | None = None,
         raise _KINDS.get(err["kind"], EdgeKDError)(err["message"], hint=err.get("hint"))
     raise WorkerCrash(f"the bench worker failed on {request['path']}: {response.get('crash')}\n"
                       f"{response.get('traceback', '')}")
+
+
+def _run_child(cmd: list[str], timeout: float | None) -> tuple[int, str]:
+    """(exit status, stderr) of the child. It never outlives this call: on a timeout, Ctrl-C or
+    SIGTERM (which edgekd's CLI turns into an exception) it is ended before the error goes on."""
+    with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=_child_env()) as proc:
+        try:
+            _, stderr = proc.communicate(timeout=timeout)
+        except BaseException:
+            proc.terminate()
+            try:
+                proc.wait(GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise
+    return proc.returncode, stderr.decode("utf-8", "replace")

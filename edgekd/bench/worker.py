@@ -3,7 +3,8 @@
 Runs in a fresh interpreter so the memory it reports is the model's own. Torch-free.
 The request and the response are JSON files (stdout is left to native libraries,
 which print there). Request keys: path, runtime, threads, batch, providers, warmup,
-warmup_seconds, runs, min_seconds, max_runs, data (eval.npz or null), evaluate, seed.
+warmup_seconds, runs, min_seconds, max_runs, data (eval.npz or null), evaluate, seed,
+parent_pid (the process this child must not outlive, or null).
 """
 from __future__ import annotations
 
@@ -131,11 +132,30 @@ def measure(req: dict) -> dict:
     return result
 
 
+def _die_with_parent(parent_pid: int | None) -> bool:
+    """Ask Linux to SIGKILL this child when its parent dies: a parent killed outright (SIGKILL, the
+    OOM killer) cannot end it, and it would measure on at full CPU. False when the parent is already
+    gone. Elsewhere (no prctl) the parent's own cleanup on SIGTERM/Ctrl-C is all there is."""
+    if not sys.platform.startswith("linux"):
+        return True
+    import ctypes
+    import os
+    import signal
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)    # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return True
+    # the parent may have died before prctl ran: then this child has another parent already
+    return parent_pid is None or os.getppid() == parent_pid
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     req_path, resp_path = argv
     with open(req_path) as f:
         req = json.load(f)
+    if not _die_with_parent(req.get("parent_pid")):
+        return 1
     from ..errors import EdgeKDError
     from ..runtimes import UnsupportedBatch
     try:
