@@ -11,6 +11,12 @@ from .compat import tomllib
 from .errors import ConfigError, unknown_name
 
 
+#: the sane range of each whole-number option: beyond it a value is a typo, not a wish
+WHOLE_RANGES = {"folds": (1, 100), "teacher_epochs": (1, 100_000), "student_epochs": (1, 100_000),
+                "batch_size": (1, 65_536)}
+MAX_TEMPERATURE, MAX_LR, MAX_WEIGHT_DECAY = 1000.0, 10.0, 10.0
+
+
 @dataclass
 class DistillConfig:
     data: str = "digits"
@@ -36,23 +42,26 @@ class DistillConfig:
 
     def validate(self) -> None:
         """Reject impossible values before anything is loaded or written."""
-        if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise ConfigError(f"temperature must be a finite number > 0, got {self.temperature}")
+        if not (math.isfinite(self.temperature) and 0 < self.temperature <= MAX_TEMPERATURE):
+            raise ConfigError(f"temperature must be a finite number > 0 and at most {MAX_TEMPERATURE:g}, "
+                              f"got {self.temperature}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}", hint="alpha weighs the hard labels")
         if not 0.0 < self.student_fraction <= 1.0:
             raise ConfigError(f"student fraction must be in (0, 1], got {self.student_fraction}")
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"test fraction must be in (0, 1), got {self.test_fraction}")
-        for name in ("folds", "teacher_epochs", "student_epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
+        for name, (low, high) in WHOLE_RANGES.items():
+            if not low <= getattr(self, name) <= high:
+                raise ConfigError(f"{name.replace('_', ' ')} must be at least {low} and at most {high}, "
+                                  f"got {getattr(self, name)}")
         if not 0 <= self.seed < 2**32:      # the range scikit-learn's splitters accept as random_state
             raise ConfigError(f"seed must be in [0, {2**32 - 1}], got {self.seed}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"learning rate must be a finite number > 0, got {self.lr}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ConfigError(f"weight decay must be a finite number >= 0, got {self.weight_decay}")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):
+            raise ConfigError(f"learning rate must be a finite number > 0 and at most {MAX_LR:g}, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and 0 <= self.weight_decay <= MAX_WEIGHT_DECAY):
+            raise ConfigError(f"weight decay must be a finite number >= 0 and at most {MAX_WEIGHT_DECAY:g}, "
+                              f"got {self.weight_decay}")
         if self.device not in ("cpu", "cuda", "auto"):
             raise unknown_name("device", self.device, ["cpu", "cuda", "auto"], ConfigError)
         if self.backend not in ("auto", "gloo", "nccl"):

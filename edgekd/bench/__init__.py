@@ -7,6 +7,8 @@ setting; this process only verifies, orchestrates and reports. The result is the
 """
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,6 +16,7 @@ from statistics import median_low
 from typing import Callable, Iterable
 
 from ..errors import BundleError, ConfigError, DataError, EdgeKDError
+from ..fsutil import check_output_path
 
 SCHEMA = "edgekd.bench"
 SCHEMA_VERSION = 1
@@ -22,6 +25,12 @@ SCHEMA_VERSION = 1
 #: 100,000 samples give stable percentiles and keep the stored timings (8 bytes each) under 1 MB
 #: of the child's memory, which is measured alongside
 DEFAULTS = {"warmup": 10, "warmup_seconds": 0.5, "runs": 100, "min_seconds": 2.0, "max_runs": 100_000}
+
+#: the largest sane value of each numeric option: beyond it a value is a typo, not a wish (--threads
+#: 100000 hung a worker, --warmup-seconds inf warmed up forever); threads: THREADS_PER_CORE × cores
+LIMITS = {"threads": None, "batch": 65536, "warmup": 1e6, "warmup_seconds": 3600.0, "runs": 1e7,
+          "min_seconds": 3600.0, "max_runs": 1e7, "repeat": 1000, "timeout": 86400.0, "seed": 2**32 - 1}
+THREADS_PER_CORE = 4
 
 Progress = Callable[[int, int, str], None]
 
@@ -33,9 +42,14 @@ def default_threads() -> list[int]:
 
 
 def parse_list(text: str | Iterable | None, what: str, allow_all: bool = False) -> list[int] | None:
-    """'1,4' → [1, 4]; 'all' → the core count (threads). None stays None (the default)."""
+    """'1,4' → [1, 4]; 'all' → the core count (threads). None stays None (the default).
+    Each must be from 1 to LIMITS[what] (threads: THREADS_PER_CORE × the cores here)."""
     if text is None:
         return None
+    from .device import cores
+    top, why = LIMITS[what], ""
+    if what == "threads":
+        top, why = THREADS_PER_CORE * cores(), f" ({THREADS_PER_CORE} × the {cores()} cores here)"
     items = text.split(",") if isinstance(text, str) else list(text)
     out = []
     for item in items:
@@ -49,17 +63,25 @@ def parse_list(text: str | Iterable | None, what: str, allow_all: bool = False) 
         except ValueError:
             raise ConfigError(f"{what} must be whole numbers separated by commas, got '{text}'",
                               hint=f"e.g. --{what} 1,4" + (" (or 'all')" if allow_all else "")) from None
-        if v < 1:
-            raise ConfigError(f"{what} must be at least 1, got {v}")
+        if not 1 <= v <= top:
+            raise ConfigError(f"{what} must be at least 1 and at most {top}{why}, got {v}")
         out.append(v)
     if not out:
         raise ConfigError(f"{what} is empty")
     return list(dict.fromkeys(out))
 
 
-def _check_number(name: str, value, minimum: float) -> None:
-    if value is None or value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum:g}, got {value}")
+def _check_number(name: str, value, minimum: float, whole: bool = False) -> None:
+    """A finite number (a whole one for counts) from ``minimum`` to LIMITS[name]."""
+    fine = isinstance(value, numbers.Integral if whole else numbers.Real) and not isinstance(value, bool) \
+        and (isinstance(value, numbers.Integral) or math.isfinite(value))
+    if not (fine and minimum <= value <= LIMITS[name]):
+        raise ConfigError(f"{name} must be at least {_shown(minimum)} and at most {_shown(LIMITS[name])}"
+                          f"{' (a whole number)' if whole else ''}, got {value}")
+
+
+def _shown(bound: float) -> str:
+    return f"{bound:,.0f}" if float(bound).is_integer() else f"{bound:g}"
 
 
 def _default_out(target: Path, kind: str) -> Path:
@@ -162,13 +184,16 @@ def run_bench(target, threads=None, batch=None, warmup: int = DEFAULTS["warmup"]
         providers = [p.strip() for p in providers.split(",") if p.strip()] or None
     threads = parse_list(threads, "threads", allow_all=True) if threads is not None else default_threads()
     batch = parse_list(batch, "batch") if batch is not None else [1]
-    _check_number("warmup", warmup, 0)
+    _check_number("warmup", warmup, 0, whole=True)
     _check_number("warmup_seconds", warmup_seconds, 0)
-    _check_number("runs", runs, 1)
+    _check_number("runs", runs, 1, whole=True)
     _check_number("min_seconds", min_seconds, 0)
-    _check_number("max_runs", max_runs, runs)
+    _check_number("max_runs", max_runs, runs, whole=True)
     repeat = 1 if repeat is None else repeat
-    _check_number("repeat", repeat, 1)
+    _check_number("repeat", repeat, 1, whole=True)
+    _check_number("seed", seed, 0, whole=True)
+    if timeout is not None:
+        _check_number("timeout", timeout, 1)
     if plot:
         require_matplotlib()
 
@@ -177,6 +202,9 @@ def run_bench(target, threads=None, batch=None, warmup: int = DEFAULTS["warmup"]
         check_models(resolved["models"])
     if out is None:
         out = _default_out(Path(target), resolved["target"]["kind"])
+    for path, what in ((out, "--out file"), (markdown, "--markdown file"), (plot, "--plot file")):
+        if path:            # before measuring, not after: the path must be one we can write
+            check_output_path(Path(path), what)
     settings = {"threads": threads, "batch": batch, "warmup": warmup, "warmup_seconds": warmup_seconds,
                 "runs": runs, "min_seconds": min_seconds, "max_runs": max_runs, "runtime": runtime,
                 "providers": providers, "data": resolved["eval_path"], "repeat": repeat,
