@@ -11,7 +11,12 @@
 """
 from __future__ import annotations
 
+import ast
+import io
 import json
+import re
+import zipfile
+import zlib
 from pathlib import Path
 
 from .errors import ModelError
@@ -20,6 +25,7 @@ from .fsutil import atomic_write_bytes, atomic_write_json
 SCHEMA_VERSION = 1
 WEIGHTS = "model.safetensors"
 SPEC = "model.json"
+PT2_HINT = "the file is corrupt or not a torch.export program (torch.export.save)"
 
 
 def save_model(folder: Path, model, spec: dict) -> None:
@@ -98,20 +104,195 @@ def load_model(folder: Path):
 
 
 def load_program(path: Path, what: str):
-    """A ``torch.export`` .pt2 program. A bad archive is a ModelError; torch also logs the
-    failure as a warning with a traceback, which is kept off the terminal so the user
-    reads edgekd's one line."""
+    """A ``torch.export`` .pt2 program. torch.export.load unpickles (weights or constants marked
+    ``use_pickle``, custom objects, sample inputs), loads compiled AOTInductor code, and hands
+    the program's shape expressions to ``sympy.sympify`` (an ``eval``): so torch only ever sees
+    an archive rebuilt in memory from entries checked here (``_checked_archive``). A bad archive is a
+    ModelError; torch also logs the failure as a warning with a traceback, which is kept off the
+    terminal so the user reads edgekd's one line."""
     import logging
 
     import torch
 
+    archive = _checked_archive(Path(path), what)
     log = logging.getLogger("torch.export")
     level = log.level
     log.setLevel(logging.ERROR)
     try:
-        return torch.export.load(str(path))
+        return torch.export.load(archive)
     except Exception as exc:  # torch raises several types for a bad archive
         raise ModelError(f"cannot load {what} '{path}': {str(exc).splitlines()[0][:200]}",
-                         hint="the file is corrupt or not a torch.export program (torch.export.save)") from None
+                         hint=PT2_HINT) from None
     finally:
         log.setLevel(level)
+
+
+# --- what a .pt2 may hold ------------------------------------------------------------------------
+# Entries torch.export.save writes for a plain module (under the archive's root folder) that torch
+# reads as raw bytes or as JSON; anything else (pickled constants and custom objects, legacy
+# pickled state dicts, AOTInductor shared libraries, ExecuTorch/MTIA payloads) is refused.
+PT2_RAW = re.compile(r"archive_format|archive_version|byteorder|\.data/version|\.data/serialization_id"
+                     r"|data/weights/weight_\d+|data/constants/tensor_\d+|extra/[^/]+")
+PT2_CONFIG = re.compile(r"data/(weights/\w+_weights|constants/\w+_constants)_config\.json")
+PT2_PROGRAM = re.compile(r"models/\w+\.json")
+PT2_SAMPLE_INPUTS = re.compile(r"data/sample_inputs/\w+\.pt")
+# what a shape expression may name when torch hands it to sympy.sympify (which evals it)
+SYMPY_NAMES = frozenset({"Symbol", "Integer", "Float", "Rational", "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "And",
+    "Or", "Not", "Max", "Min", "Abs", "Mul", "Add", "Pow", "True", "False", "oo", "FloorDiv",
+    "ModularIndexing", "Where", "PythonMod", "Mod", "CleanDiv", "CeilToInt", "FloorToInt", "CeilDiv", "LShift",
+    "RShift", "PowByNatural", "FloatPow", "FloatTrueDiv", "IntTrueDiv", "IsNonOverlappingAndDenseIndicator",
+    "TruncToFloat", "TruncToInt", "RoundToInt", "RoundDecimal", "ToFloat", "Identity"})
+SYMBOL_FLAGS = frozenset({"positive", "negative", "nonnegative", "nonpositive", "integer", "real", "finite", "zero",
+                          "nonzero"})
+SYMBOL_NAME = re.compile(r"[a-z]+\d+")
+EXPRESSION_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.Load,
+                    ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
+NEVER = "edgekd never unpickles or runs code from a model file"
+
+
+def _checked_archive(path: Path, what: str) -> io.BytesIO:
+    """The archive rebuilt in memory from its checked entries, so torch reads exactly the bytes
+    that were checked (no second parse of the file that could see other entries). The sample
+    inputs (always a pickle, and torch retries a failed safe load with ``weights_only=False``)
+    are left empty: nothing is unpickled at all, and without them ``module()`` builds no guard
+    function (the program's ``guards_code``, which torch would ``exec``)."""
+    try:
+        source = zipfile.ZipFile(path)
+        entries = source.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ModelError(f"cannot load {what} '{path}': {exc}", hint=PT2_HINT) from None
+    names = [entry.filename for entry in entries]
+    root = names[0].split("/")[0] + "/" if names else ""
+    rebuilt = io.BytesIO()
+    with source, zipfile.ZipFile(rebuilt, "w", zipfile.ZIP_STORED) as target:
+        for entry in entries:
+            name = entry.filename[len(root):] if entry.filename.startswith(root) else ""
+            problem = "twice" if names.count(entry.filename) > 1 else _entry_problem(name)
+            if problem:
+                raise ModelError(f"'{path}' holds {problem} ({entry.filename}); {NEVER}",
+                                 hint="bring the teacher as a plain torch.export.save of an nn.Module, or as ONNX")
+            try:
+                data = source.read(entry)
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+                raise ModelError(f"cannot load {what} '{path}': {entry.filename}: {exc}", hint=PT2_HINT) from None
+            target.writestr(entry.filename, _checked_entry(path, name, data))
+    rebuilt.seek(0)
+    return rebuilt
+
+
+def _entry_problem(name: str) -> str | None:
+    if any(p.fullmatch(name) for p in (PT2_RAW, PT2_CONFIG, PT2_PROGRAM, PT2_SAMPLE_INPUTS)):
+        return None
+    if name.startswith("data/aotinductor/") or name.endswith(".so"):
+        return "compiled code that torch would load"
+    if name.endswith((".pt", ".pkl")) or "custom_obj_" in name or "opaque_obj_" in name:
+        return "an entry that would be unpickled"
+    return "an entry that torch.export.save does not write for a plain module"
+
+
+def _checked_entry(path: Path, name: str, data: bytes) -> bytes:
+    """The bytes torch will read for one entry: raw data as is, JSON re-encoded from what was checked."""
+    if PT2_SAMPLE_INPUTS.fullmatch(name):
+        return b""
+    if not (PT2_CONFIG.fullmatch(name) or PT2_PROGRAM.fullmatch(name)):
+        return data
+    try:
+        document = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"'{path}' holds an entry that is not valid JSON ({name}): {exc}", hint=PT2_HINT) from None
+    if PT2_CONFIG.fullmatch(name):
+        problem = _payload_problem(document, name.split("/")[1])
+    else:
+        problem = _program_problem(document)
+        if not problem:
+            document["guards_code"] = []
+    if problem:
+        raise ModelError(f"'{path}' holds {problem}; {NEVER}",
+                         hint="bring the teacher as a plain torch.export.save of an nn.Module, or as ONNX")
+    return json.dumps(document).encode()
+
+
+def _payload_problem(config, folder: str) -> str | None:
+    """A weights or constants config: every entry raw tensor bytes (``use_pickle`` false)."""
+    entries = config.get("config") if isinstance(config, dict) else None
+    if not isinstance(entries, dict):
+        return f"a {folder} config that is not a JSON object of entries"
+    prefix = "weight_" if folder == "weights" else "tensor_"
+    for meta in entries.values():
+        file = meta.get("path_name") if isinstance(meta, dict) else None
+        if not isinstance(file, str) or meta.get("use_pickle") is not False or not re.fullmatch(prefix + r"\d+", file):
+            return f"an entry that would be unpickled (data/{folder}/{file})"
+    return None
+
+
+def _program_problem(program) -> str | None:
+    """A serialized program: shape expressions sympy can evaluate harmlessly, integer ranges,
+    and only PyTorch operators as call targets."""
+    if not isinstance(program, dict):
+        return "a program that is not a JSON object"
+    ranges = program.get("range_constraints") or {}
+    if not isinstance(ranges, dict) or not all(
+            isinstance(r, dict) and all(_int_or_none(r.get(k)) for k in ("min_val", "max_val")) for r in ranges.values()):
+        return "range constraints that are not integers"
+    stack = [program]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                if key == "expr_str" and not _harmless_expression(value):
+                    return f"a shape expression that sympy would evaluate as code ({str(value)[:80]!r})"
+                is_target = key == "as_operator" or (key == "target" and "inputs" in item)
+                if is_target and not _torch_operator(value):
+                    return f"a call of '{str(value)[:80]}', which is not a PyTorch operator"
+                stack.append(value)
+    return None
+
+
+def _int_or_none(value) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _harmless_expression(text) -> bool:
+    """Arithmetic over symbols (``s0``), numbers and sympy's own functions: no attributes,
+    subscripts, lambdas or other names, so ``sympify``'s eval can only build an expression."""
+    try:
+        tree = ast.parse(text, mode="eval") if isinstance(text, str) else None
+    except SyntaxError:
+        return False
+    if tree is None:
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            ok = node.id in SYMPY_NAMES or bool(SYMBOL_NAME.fullmatch(node.id))
+        elif isinstance(node, ast.Call):
+            ok = isinstance(node.func, ast.Name)  # the name itself is checked as a Name
+        elif isinstance(node, ast.keyword):
+            ok = node.arg in SYMBOL_FLAGS and isinstance(node.value, ast.Constant) and isinstance(node.value.value, bool)
+        elif isinstance(node, ast.Constant):
+            ok = isinstance(node.value, (int, float)) or (isinstance(node.value, str) and bool(SYMBOL_NAME.fullmatch(node.value)))
+        else:
+            ok = isinstance(node, EXPRESSION_NODES)
+        if not ok:
+            return False
+    return True
+
+
+def _torch_operator(target) -> bool:
+    """What torch's deserializer would resolve ``target`` to is an ATen/custom op, a higher-order
+    op, or one of the few Python builtins torch itself allows in an exported graph."""
+    import math
+    import operator
+
+    import torch
+    from torch._export.serde.serialize import _SYM_OPS
+
+    if not isinstance(target, str):
+        return False
+    first, *rest = target.split(".")
+    resolved = {"_operator": operator, "torch": torch, "math": math}.get(first)
+    for part in rest:
+        resolved = getattr(resolved, part, None)
+    return isinstance(resolved, (torch._ops.OpOverload, torch._ops.HigherOrderOperator)) or (
+        any(resolved is op for op in (operator.getitem, *_SYM_OPS)))

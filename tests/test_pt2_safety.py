@@ -1,0 +1,163 @@
+"""Loading a ``.pt2`` never runs code from it (issue 10).
+
+Each hostile archive is a real ``torch.export.save`` of a tiny module with one entry rewritten
+so that ``torch.export.load`` would run a payload that creates a marker file; a subprocess
+first proves that plain torch does run it, then edgekd must refuse (or defuse) it untouched.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import pathlib
+import pickle
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from edgekd.checkpoint import load_program
+from edgekd.errors import ModelError
+
+from conftest import assert_user_error, run_cli
+
+
+class Touch:
+    """Unpickling this creates ``marker``: the stand-in for an ``os.system`` payload."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (pathlib.Path(self.marker),)
+
+
+def _saved(path: Path) -> Path:
+    """A real .pt2 of a plain module (torch.export.save's defaults)."""
+    torch.manual_seed(0)
+    torch.export.save(torch.export.export(nn.Linear(4, 3).eval(), (torch.zeros(1, 4),)), str(path))
+    return path
+
+
+def _torch_pickle(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _pickled_weight(name: str, data: bytes, marker: Path) -> bytes:
+    if name.endswith("_weights_config.json"):
+        config = json.loads(data)
+        config["config"]["weight"]["use_pickle"] = True
+        return json.dumps(config).encode()
+    return _torch_pickle(Touch(marker)) if name.endswith("data/weights/weight_0") else data
+
+
+def _pickled_constant(name: str, data: bytes, marker: Path) -> bytes:
+    if name.endswith("_constants_config.json"):
+        meta = {"path_name": "opaque_obj_0", "is_param": False, "use_pickle": True, "tensor_meta": None}
+        return json.dumps({"config": {"hidden": meta}}).encode()
+    return data
+
+
+def _pickled_sample_inputs(name: str, data: bytes, marker: Path) -> bytes:
+    # not loadable with weights_only=True, so torch retries with weights_only=False
+    return _torch_pickle(Touch(marker)) if "data/sample_inputs/" in name else data
+
+
+def _sympy_expression(name: str, data: bytes, marker: Path) -> bytes:
+    if not name.endswith("models/model.json"):
+        return data
+    code = {"as_expr": {"expr_str": f"__import__('pathlib').Path({str(marker)!r}).touch()", "hint": {"as_int": 4}}}
+    return data.decode().replace('{"as_int": 4}', json.dumps(code), 1).encode()
+
+
+PAYLOADS = {"weight": _pickled_weight, "constant": _pickled_constant,
+            "sample_inputs": _pickled_sample_inputs, "sympy": _sympy_expression}
+
+
+def _hostile(tmp_path: Path, kind: str) -> tuple[Path, Path]:
+    """(the hostile .pt2, the marker its payload would create)."""
+    marker = tmp_path / "MARKER"
+    source = zipfile.ZipFile(_saved(tmp_path / "plain.pt2"))
+    path = tmp_path / "evil.pt2"
+    with source, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as target:
+        for name in source.namelist():
+            target.writestr(name, PAYLOADS[kind](name, source.read(name), marker))
+        if kind == "constant":
+            target.writestr("plain/data/constants/opaque_obj_0", pickle.dumps(Touch(marker)))
+    return path, marker
+
+
+@pytest.mark.parametrize("kind", sorted(PAYLOADS))
+def test_plain_torch_export_load_runs_the_payload(tmp_path, kind):
+    """Sanity: each payload is real, torch.export.load runs it."""
+    path, marker = _hostile(tmp_path, kind)
+    code = "import sys, torch\ntry:\n    torch.export.load(sys.argv[1])\nexcept Exception:\n    pass\n"
+    subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, timeout=300, check=True)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("kind,fragment", [
+    ("weight", "holds an entry that would be unpickled (data/weights/weight_0)"),
+    ("constant", "holds an entry that would be unpickled (data/constants/opaque_obj_0)"),
+    ("sympy", "holds a shape expression that sympy would evaluate as code"),
+])
+def test_load_program_refuses_what_torch_would_run(tmp_path, kind, fragment):
+    path, marker = _hostile(tmp_path, kind)
+    with pytest.raises(ModelError) as info:
+        load_program(path, ".pt2 teacher")
+    assert fragment in info.value.message and "edgekd never unpickles" in info.value.message
+    assert not marker.exists()
+
+
+def test_sample_inputs_are_never_unpickled(tmp_path):
+    """torch.export.save always pickles the sample inputs: they are dropped, the program still runs."""
+    path, marker = _hostile(tmp_path, "sample_inputs")
+    program = load_program(path, ".pt2 teacher")
+    reference = load_program(tmp_path / "plain.pt2", ".pt2 teacher")
+    x = torch.randn(1, 4)
+    assert torch.equal(program.module()(x), reference.module()(x))
+    assert program.example_inputs is None and not marker.exists()
+
+
+@pytest.mark.parametrize("entry,fragment", [
+    ("data/aotinductor/model/model.so", "compiled code that torch would load"),
+    ("data/weights/model.pt", "an entry that would be unpickled"),
+    ("serialized_state_dict.pt", "an entry that would be unpickled"),
+])
+def test_entries_a_plain_save_never_writes_are_refused(tmp_path, entry, fragment):
+    """AOTInductor libraries (dlopen-ed by torch) and legacy pickled state dicts."""
+    path = _saved(tmp_path / "plain.pt2")
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(f"plain/{entry}", b"\x7fELF or a pickle")
+    with pytest.raises(ModelError) as info:
+        load_program(path, ".pt2 teacher")
+    assert f"{fragment} (plain/{entry})" in info.value.message
+
+
+def test_distill_teacher_from_a_hostile_pt2(tmp_path):
+    path, marker = _hostile(tmp_path, "weight")
+    before = sorted(os.listdir(tmp_path))
+    result = run_cli("distill", "--teacher-from", path, "--out", tmp_path / "run", cwd=tmp_path)
+    assert_user_error(result, "would be unpickled")
+    assert not marker.exists() and sorted(os.listdir(tmp_path)) == before
+
+
+def test_export_of_a_run_whose_teacher_is_a_hostile_pt2(tmp_path, demo_run):
+    path, marker = _hostile(tmp_path, "weight")
+    run = shutil.copytree(demo_run, tmp_path / "run")
+    spec = json.loads((run / "teacher" / "model.json").read_text())
+    shutil.rmtree(run / "teacher")
+    (run / "teacher").mkdir()
+    shutil.copyfile(path, run / "teacher" / "model.pt2")
+    (run / "teacher" / "model.json").write_text(json.dumps({**spec, "format": "pt2"}))
+    before = sorted(os.listdir(run))
+    result = run_cli("export", run, cwd=tmp_path)
+    assert_user_error(result, "would be unpickled")
+    assert not marker.exists() and sorted(os.listdir(run)) == before
