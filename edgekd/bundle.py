@@ -15,21 +15,38 @@ half-copied model. Schema (version 1)::
                  "output": {"shape": [1, 10], "dtype": "int8", "scale": …, "zero_point": …},
                  "parameters": 842, "macs": 12345, "reference_accuracy": 0.93}, …],
      "files": {"student.int8.tflite": {"sha256": "…", "bytes": 1234}, …}}
+
+A bundle is a closed folder. ``read_manifest`` refuses a manifest that is not strict JSON (NaN,
+Infinity, a repeated key), too large or too deeply nested, or breaks the schema: every name in
+``files``, ``models[].file`` and ``eval.file`` is a plain relative path inside the folder, and every
+model and the eval data are listed in ``files``. ``verify`` then hashes every listed file, which
+must be a plain file: no symlinks at all (the exporter never writes one, and a link's target
+depends on the machine it is copied to, so it is not the file that was hashed where the bundle was
+made). ONNX models must be self-contained (:func:`refuse_external_data`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import mmap
+import os
+import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
-from .errors import BundleError
+from .errors import BundleError, ConfigError
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
 EVAL_FILE = "eval.npz"
+#: a real manifest is a few kB with a handful of models, nested 5 levels deep
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_MODELS = 64
+MAX_DEPTH = 32
+NO_SYMLINKS = "a bundle holds plain files only (export never writes symlinks)"
 
 
 def file_digest(path: Path) -> dict:
@@ -86,36 +103,297 @@ def _class_indices(y: np.ndarray, path: Path) -> np.ndarray:
 
 
 def read_manifest(bundle_dir: str | Path) -> Bundle:
+    """The bundle's manifest, validated: every rule of the module docstring, or one BundleError."""
     root = Path(bundle_dir)
     path = root / MANIFEST
     if not root.is_dir():
         raise BundleError(f"bundle folder '{root}' not found",
                           hint="create one with: edgekd export RUN_DIR --out BUNDLE_DIR")
+    if path.is_symlink():
+        raise BundleError(f"'{path}' is a symlink; {NO_SYMLINKS}")
     if not path.is_file():
         raise BundleError(f"'{root}' is not a bundle: no {MANIFEST}")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"'{path}' is larger than {MAX_MANIFEST_BYTES // 1024} kB; a manifest is a few kB",
+                          hint="export the bundle again")
+    manifest = _parse(path)
+    _check_manifest(manifest, path)
+    return Bundle(root, manifest)
+
+
+def _parse(path: Path) -> dict:
+    """Strict JSON: no NaN/Infinity (nor a number too large for a float), no repeated key, shallow."""
     try:
-        manifest = json.loads(path.read_text())
+        doc = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_non_finite,
+                         parse_float=_finite_float, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise BundleError(f"'{path}' is nested too deeply to be a manifest") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"'{path}' is not valid JSON: {exc}") from None
-    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
-    if not isinstance(version, int):
-        raise BundleError(f"'{path}' has no schema_version")
+    except ValueError as exc:       # from the hooks below
+        raise BundleError(f"'{path}': {exc}") from None
+    if _depth(doc) > MAX_DEPTH:
+        raise BundleError(f"'{path}' is nested more than {MAX_DEPTH} levels deep: not a manifest")
+    if not isinstance(doc, dict):
+        raise BundleError(f"'{path}' must hold a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _non_finite(text: str):
+    raise ValueError(f"{text} is not a number a manifest may hold (only finite numbers)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large for a number (not finite)")
+    return value
+
+
+def _unique_keys(pairs: list) -> dict:
+    """A repeated key would let two JSON readers see two different manifests."""
+    doc = {}
+    for key, value in pairs:
+        if key in doc:
+            raise ValueError(f"the key '{key}' appears twice in one object")
+        doc[key] = value
+    return doc
+
+
+def _depth(doc) -> int:
+    deepest, todo = 0, [(doc, 1)]
+    while todo:
+        node, depth = todo.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_DEPTH:
+                todo += [(v, depth + 1) for v in (node.values() if isinstance(node, dict) else node)]
+    return deepest
+
+
+def _check_manifest(manifest: dict, path: Path) -> None:
+    version = manifest.get("schema_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise BundleError(f"'{path}': schema_version must be a whole number >= 1, got {version!r}")
     if version > SCHEMA_VERSION:
         raise BundleError(f"'{path}' has schema version {version}; this edgekd reads up to {SCHEMA_VERSION}",
                           hint="upgrade edgekd on this device")
     for key in ("models", "files", "eval"):
         if key not in manifest:
             raise BundleError(f"'{path}' lacks '{key}'")
-    return Bundle(root, manifest)
+    files = _check_files(manifest["files"], path)
+    _check_models(manifest["models"], files, path)
+    ev = manifest["eval"]
+    if not isinstance(ev, dict):
+        raise BundleError(f"'{path}': eval must be an object with a 'file', got {type(ev).__name__}")
+    _listed(_plain_name(ev.get("file"), "eval.file", path), "eval.file", files, path)
+    labels = manifest.get("labels")
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(s, str) for s in labels)):
+        raise BundleError(f"'{path}': labels must be a list of strings or null")
+
+
+def _check_files(files, path: Path) -> dict:
+    if not isinstance(files, dict):
+        raise BundleError(f"'{path}': files must be an object of file name -> {{sha256, bytes}}, "
+                          f"got {type(files).__name__}")
+    for name, entry in files.items():
+        at = f"files['{name}']"
+        _plain_name(name, "a name in files", path)
+        if not isinstance(entry, dict):
+            raise BundleError(f"'{path}': {at} must be an object with sha256 and bytes")
+        digest, size = entry.get("sha256"), entry.get("bytes")
+        if not (isinstance(digest, str) and re.fullmatch("[0-9a-f]{64}", digest)):
+            raise BundleError(f"'{path}': {at}.sha256 must be 64 lowercase hex digits, got {digest!r}")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise BundleError(f"'{path}': {at}.bytes must be a whole number >= 0, got {size!r}")
+    return files
+
+
+def _check_models(models, files: dict, path: Path) -> None:
+    if not isinstance(models, list) or not models:
+        raise BundleError(f"'{path}': models must be a non-empty list: the manifest lists no models")
+    if len(models) > MAX_MODELS:
+        raise BundleError(f"'{path}' lists {len(models)} models; a bundle holds at most {MAX_MODELS}")
+    seen_files, seen_kinds = set(), set()
+    for i, m in enumerate(models):
+        at = f"models[{i}]"
+        if not isinstance(m, dict):
+            raise BundleError(f"'{path}': {at} must be an object (file, role, format, …), got {m!r}")
+        name = _listed(_plain_name(m.get("file"), f"{at}.file", path), f"{at}.file", files, path)
+        for key, kinds, what in (("role", str, "a string"), ("format", str, "a string"),
+                                 ("runtime", (str, type(None)), "a string or null"),
+                                 ("precision", (str, type(None)), "a string or null"),
+                                 ("input", (dict, type(None)), "an object or null"),
+                                 ("output", (dict, type(None)), "an object or null")):
+            if not isinstance(m.get(key), kinds):
+                raise BundleError(f"'{path}': {at}.{key} must be {what}, got {m.get(key)!r}")
+        if name in seen_files or (m["role"], m["format"]) in seen_kinds:
+            raise BundleError(f"'{path}': {at} is a duplicate model entry (file '{name}', role "
+                              f"'{m['role']}', format '{m['format']}'): each file and each (role, format) "
+                              "appears once")
+        seen_files.add(name)
+        seen_kinds.add((m["role"], m["format"]))
+
+
+def _plain_name(name, field: str, path: Path) -> str:
+    """A relative POSIX path that stays inside the bundle: no absolute path or drive, no '..',
+    no backslash (a separator on Windows), no empty or '.' part, no control character."""
+    if not isinstance(name, str) or not name:
+        raise BundleError(f"'{path}': {field} must be a non-empty file name, got {name!r}")
+    problem = None
+    if name.startswith("/") or PureWindowsPath(name).drive:
+        problem = "is an absolute path; a bundle names its files relative to its folder"
+    elif "\\" in name or any(ord(c) < 32 for c in name):
+        problem = "holds a backslash or a control character"
+    elif ".." in name.split("/"):
+        problem = "has a '..' part: it would leave the bundle folder"
+    elif any(part in ("", ".") for part in name.split("/")):
+        problem = "has an empty or '.' part; write each name one way only"
+    elif name == MANIFEST:
+        problem = "is the manifest itself"
+    if problem:
+        raise BundleError(f"'{path}': {field} '{name}' {problem}", hint="export the bundle again")
+    return name
+
+
+def _listed(name: str, field: str, files: dict, path: Path) -> str:
+    if name not in files:
+        raise BundleError(f"'{path}': {field} '{name}' is not listed in the manifest's files, so its "
+                          "sha256 cannot be checked", hint="export the bundle again")
+    return name
 
 
 def verify(bundle: Bundle) -> None:
-    """Every listed file exists with the manifest's size and sha256."""
+    """Every listed file is a plain file (no symlink on the way) inside the bundle, with the
+    manifest's size and sha256. Called before anything reads a bundle file."""
+    real_root = bundle.root.resolve()
     for name, expected in bundle.manifest["files"].items():
         path = bundle.root / name
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise BundleError(f"bundle file '{name}' is missing from '{bundle.root}'")
+        if path.resolve() != real_root.joinpath(*name.split("/")):
+            raise BundleError(f"bundle file '{name}' is a symlink or lies in a symlinked folder; {NO_SYMLINKS}")
+        if not path.is_file():
+            raise BundleError(f"bundle file '{name}' in '{bundle.root}' is not a file")
         actual = file_digest(path)
         if actual != {"sha256": expected["sha256"], "bytes": expected["bytes"]}:
             raise BundleError(f"'{name}' does not match the manifest (sha256 or size differs)",
                               hint="the file was modified or copied incompletely; export the bundle again")
+
+
+# -- ONNX external data ----------------------------------------------------------------------
+#: onnx.proto's field numbers on every path from a ModelProto down to a TensorProto: the only
+#: places a tensor (and so external data) can be. Other fields are skipped unread.
+_ONNX_FIELDS = {
+    "model": {7: "graph", 20: "training", 25: "function"},
+    "training": {1: "graph", 2: "graph"},
+    "graph": {1: "node", 5: "tensor", 15: "sparse"},
+    "function": {7: "node", 11: "attribute"},
+    "node": {5: "attribute"},
+    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
+    "sparse": {1: "tensor", 2: "tensor"},
+    "tensor": {},
+}
+_EXTERNAL_DATA, _DATA_LOCATION, _EXTERNAL = 13, 14, 1      # TensorProto.external_data / data_location
+_PROTO_DEPTH = 100                                           # protobuf's own recursion limit
+
+
+class _Malformed(Exception):
+    pass
+
+
+def refuse_external_data(path: Path, name: str) -> None:
+    """A bundle's ONNX model must be one self-contained file (export writes it with
+    external_data=False): external data would be read from files the manifest need not list.
+
+    Reads the protobuf wire format itself (torch- and onnx-free, like all of bench): any tensor
+    whose data_location is EXTERNAL or that carries external_data entries is refused, as is a file
+    that is not a well-formed protobuf (onnxruntime would not load it either)."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return                  # nothing to scan; the runtime refuses an empty model
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            try:
+                external = _has_external_data(buf)
+            except _Malformed:
+                raise BundleError(f"bundle model '{name}' is not a well-formed ONNX file") from None
+    if external:
+        raise BundleError(f"bundle model '{name}' keeps tensors in external data files; a bundle's "
+                          "ONNX models must be self-contained (only listed, hashed files are read)",
+                          hint="export again (edgekd writes self-contained ONNX), or save the model "
+                               "with onnx.save_model(model, path, save_as_external_data=False)")
+
+
+def _has_external_data(buf) -> bool:
+    todo = [("model", 0, len(buf), 0)]
+    while todo:
+        kind, pos, end, depth = todo.pop()
+        if depth > _PROTO_DEPTH:
+            raise _Malformed
+        while pos < end:
+            key, pos = _varint(buf, pos, end)
+            number, wire = key >> 3, key & 7
+            value, start = None, pos
+            if wire == 0:
+                value, pos = _varint(buf, pos, end)
+            elif wire == 2:
+                length, start = _varint(buf, pos, end)
+                pos = start + length
+            elif wire in (1, 5):
+                pos += 8 if wire == 1 else 4
+            else:                   # groups: ONNX has none
+                raise _Malformed
+            if pos > end:
+                raise _Malformed
+            if kind == "tensor":
+                # protobuf reads an enum as int32, so only the low 32 bits count
+                if (number == _DATA_LOCATION and wire == 0 and value & 0xFFFFFFFF == _EXTERNAL) \
+                        or (number == _EXTERNAL_DATA and wire == 2):
+                    return True
+            elif wire == 2 and number in _ONNX_FIELDS[kind]:
+                todo.append((_ONNX_FIELDS[kind][number], start, pos, depth + 1))
+    return False
+
+
+def _varint(buf, pos: int, end: int) -> tuple[int, int]:
+    value = shift = 0
+    while shift < 70:
+        if pos >= end:
+            raise _Malformed
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+    raise _Malformed
+
+
+# -- outputs -----------------------------------------------------------------------------------
+
+def refuse_overwriting_inputs(target: str | os.PathLike, outputs: dict, data=None) -> None:
+    """No output may be a file bench reads: the bundle folder, its manifest and listed files (or
+    the single model file), and the eval data. Compared by file identity, so a symlink or a hard
+    link to one of them is refused too. ``outputs``: option name → path (None: not written)."""
+    if not any(outputs.values()):
+        return
+    target = Path(target)
+    inputs = [target]
+    if target.is_dir():
+        bundle = read_manifest(target)
+        inputs += [target / MANIFEST, *(target / name for name in bundle.manifest["files"])]
+    if data is not None:
+        inputs.append(Path(data))
+    ids = {_identity(p): p for p in inputs if p.exists()}
+    for option, out in outputs.items():
+        if out and Path(out).exists() and _identity(Path(out)) in ids:
+            hit = ids[_identity(Path(out))]
+            what = "the bundle folder" if hit == target and target.is_dir() else f"'{hit}'"
+            raise ConfigError(f"{option} '{out}' is {what}, which this bench reads: an output may never "
+                              "replace a file of the bundle (or the model or eval data) it measures",
+                              hint="write it outside the bundle, e.g. --out bench.json")
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino

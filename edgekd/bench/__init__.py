@@ -101,15 +101,14 @@ def resolve_target(target: str | os.PathLike, data=None, runtime: str | None = N
     if path.is_dir():
         bundle = bundle_mod.read_manifest(path)
         bundle_mod.verify(bundle)                      # sha256 of every file, before anything runs
-        files = bundle.manifest["files"]
+        files = bundle.manifest["files"]             # read_manifest: lists every model and the eval data
         models, inputs = [], {}
         for m in bundle.models:
-            if m.get("file") not in files:
-                raise BundleError(f"model '{m.get('file')}' is not listed in the manifest's files "
-                                  "(so its sha256 cannot be checked)")
             rt = runtime_for(m["file"], m.get("runtime"))
             if want and rt != want:
                 continue
+            if rt == "onnxruntime":
+                bundle_mod.refuse_external_data(path / m["file"], m["file"])
             inputs[m["file"]] = (m.get("input") or {}).get("shape")
             models.append({"file": m["file"], "path": str(path / m["file"]), "role": m.get("role", "model"),
                            "format": m.get("format"), "precision": m.get("precision"), "runtime": rt,
@@ -135,7 +134,9 @@ def resolve_target(target: str | os.PathLike, data=None, runtime: str | None = N
             raise DataError(f"eval data '{eval_path}' not found")
         x, y = bundle_mod.load_eval_npz(eval_path)    # readable, has x and y — before any child runs
         check_eval(x, y, eval_path, inputs)
-        info["eval"] = {"file": str(eval_path), "samples": int(len(x)), "sample_shape": list(x.shape[1:])}
+        # the digest lets the gate tell a baseline measured on other eval data
+        info["eval"] = {"file": str(eval_path), "samples": int(len(x)), "sample_shape": list(x.shape[1:]),
+                        "sha256": bundle_mod.file_digest(eval_path)["sha256"]}
     return {"target": info, "models": models, "eval_path": str(eval_path) if eval_path else None}
 
 
@@ -161,7 +162,7 @@ def run_bench(target, threads=None, batch=None, warmup: int = DEFAULTS["warmup"]
               runtime: str | None = None, providers: list[str] | None = None,
               progress: Progress | None = None, timeout: float | None = None,
               max_runs: int = DEFAULTS["max_runs"], seed: int = 0, repeat: int | None = None,
-              check_models: Callable[[list[dict]], None] | None = None) -> dict:
+              check_target: Callable[[dict], None] | None = None) -> dict:
     """Benchmark a bundle folder or a single .onnx/.tflite file; returns the bench.json document.
 
     ``threads`` / ``batch``: lists or "1,4" strings (default: 1 and all cores / [1]). Warm-up
@@ -173,9 +174,12 @@ def run_bench(target, threads=None, batch=None, warmup: int = DEFAULTS["warmup"]
     load elsewhere hits every model alike; the measurement kept is the one with the median p50,
     and ``repeats`` records every repetition's p50/p90 and their spread (what the CI gate reads).
     ``markdown``/``plot``: optional extra outputs. ``progress(done, total, label)`` is called
-    before each child process and once at the end. ``check_models(models)`` sees the models (file,
-    role, …) of the verified target before anything is measured (the CI gate refuses a budget there).
+    before each child process and once at the end. ``check_target(resolved)`` sees the verified
+    target (``resolve_target``'s answer: its models and facts) before anything is measured (the CI
+    gate refuses a budget, a foreign baseline or an output into the bundle there). No output may
+    be a file bench reads (:func:`edgekd.bundle.refuse_overwriting_inputs`).
     """
+    from ..bundle import refuse_overwriting_inputs
     from . import device
     from .measure import spawn_worker
     from .report import build_comparisons, require_matplotlib, write_outputs
@@ -198,13 +202,14 @@ def run_bench(target, threads=None, batch=None, warmup: int = DEFAULTS["warmup"]
         require_matplotlib()
 
     resolved = resolve_target(target, data=data, runtime=runtime)
-    if check_models:
-        check_models(resolved["models"])
     if out is None:
         out = _default_out(Path(target), resolved["target"]["kind"])
     for path, what in ((out, "--out file"), (markdown, "--markdown file"), (plot, "--plot file")):
         if path:            # before measuring, not after: the path must be one we can write
             check_output_path(Path(path), what)
+    refuse_overwriting_inputs(target, {"--out": out, "--markdown": markdown, "--plot": plot}, data)
+    if check_target:
+        check_target(resolved)
     settings = {"threads": threads, "batch": batch, "warmup": warmup, "warmup_seconds": warmup_seconds,
                 "runs": runs, "min_seconds": min_seconds, "max_runs": max_runs, "runtime": runtime,
                 "providers": providers, "data": resolved["eval_path"], "repeat": repeat,

@@ -24,10 +24,11 @@ from pathlib import Path
 from statistics import median_low
 from typing import Callable
 
+from ..bundle import refuse_overwriting_inputs
 from ..compat import tomllib
 from ..errors import ConfigError, closest
-from ..fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, refuse_existing
-from .report import MB, _ok, _size, device_line
+from ..fsutil import atomic_write_bytes, atomic_write_text, refuse_existing
+from .report import MB, _ok, _size, device_line, to_json
 
 ROLES = ("student", "teacher", "simple", "model")
 BASELINE = "baseline"
@@ -214,21 +215,23 @@ class Key:
     default: float | None = None  # [baseline] tolerance used when the budget sets none
     vs_teacher: bool = False      # compares with the teacher: meaningless in [teacher]
     instead_of: str | None = None  # set without that key, this one replaces its default
+    high: float = math.inf        # the largest limit that means something (accuracy: 100 %)
+    positive: bool = False        # measured values are > 0, so a "max" limit of 0 could never pass
 
 
 KEYS = [
-    Key("max_bytes", "role", int, "max", "bytes", "file size on disk", _bytes, _times(1.10)),
+    Key("max_bytes", "role", int, "max", "bytes", "file size on disk", _bytes, _times(1.10), positive=True),
     Key("max_p50_ms", "role", float, "max", "ms", "median latency per call (median over repetitions; "
         "a miss within their spread passes)",
-        _latency_of("p50"), _times(1.5)),
+        _latency_of("p50"), _times(1.5), positive=True),
     Key("max_p90_ms", "role", float, "max", "ms", "90th-percentile latency per call (likewise)",
-        _latency_of("p90"), _times(1.5)),
+        _latency_of("p90"), _times(1.5), positive=True),
     Key("max_peak_memory_mib", "role", float, "max", "MiB",
-        "peak RSS of the model's own process during inference", _memory, _times(1.25)),
+        "peak RSS of the model's own process during inference", _memory, _times(1.25), positive=True),
     Key("min_accuracy_percent", "role", float, "min", "%", "accuracy on the bundle's eval set",
-        _accuracy, _plus(-2.0)),
+        _accuracy, _plus(-2.0), high=100),
     Key("max_accuracy_drop_vs_teacher_points", "role", float, "max", "points",
-        "teacher accuracy − this model's, same run", _drop_vs_teacher, _plus(2.0), vs_teacher=True),
+        "teacher accuracy − this model's, same run", _drop_vs_teacher, _plus(2.0), vs_teacher=True, high=100),
     Key("min_speedup_vs_teacher", "role", float, "min", "×", "teacher p50 / this model's p50, same run "
         "(a miss within the two models' spreads passes)",
         _speedup, _times(0.7), vs_teacher=True),
@@ -237,7 +240,7 @@ KEYS = [
     Key("max_size_increase_percent", BASELINE, float, "max", "%", "file size growth against the baseline",
         _size_increase_percent, default=5.0),
     Key("max_accuracy_drop_points", BASELINE, float, "max", "points", "accuracy lost against the baseline",
-        _accuracy_drop, default=1.0),
+        _accuracy_drop, default=1.0, high=100),
     Key("max_latency_increase_percent", BASELINE, float, "max", "%",
         "p50 slow-down against the baseline; fails only beyond this run's spread too",
         _latency_increase, default=10.0),
@@ -310,6 +313,11 @@ def _check_value(key: Key, section: str, value, where: str) -> None:
                           f"got {type(value).__name__} {value!r}")
     if not math.isfinite(value) or value < 0:
         raise ConfigError(f"{where}: [{section}] {key.name} must be a finite number ≥ 0, got {value}")
+    if key.positive and value == 0:
+        raise ConfigError(f"{where}: [{section}] {key.name} must be > 0: a limit of 0 {key.unit} can never pass")
+    if value > key.high:
+        raise ConfigError(f"{where}: [{section}] {key.name} must be at most {key.high:g} ({key.unit}), got "
+                          f"{value}: " + ("it could never pass" if key.direction == "min" else "it checks nothing"))
 
 
 def require_models(budget: dict, models: list[dict], baseline: dict | None = None) -> None:
@@ -384,8 +392,11 @@ def _check_base_measurement(x: dict, at: str) -> None:
 def validate_baseline(doc: dict, where: str = "the baseline") -> dict:
     """Every field the baseline checks read, so a bad baseline fails before anything is measured."""
     try:
-        if "device" in doc:
-            _field(doc, "device", "the document", *_OBJECT)
+        for key in ("device", "target"):
+            if key in doc:
+                _field(doc, key, "the document", *_OBJECT)
+        if (doc.get("target") or {}).get("eval") is not None:
+            _field(doc["target"], "eval", "target", *_OBJECT)
         for i, m in enumerate(_field(doc, "models", "the document", *_OBJECTS)):
             at = f"models[{i}]"
             _field(m, "file", at, *_TEXT)
@@ -402,6 +413,37 @@ def validate_baseline(doc: dict, where: str = "the baseline") -> dict:
 def load_baseline(path) -> dict:
     from .report import load
     return validate_baseline(load(path), f"'{path}'")
+
+
+def require_same_target(baseline: dict | None, target: dict, models: list[dict]) -> None:
+    """A bench of another bundle is no baseline: compared file by file, the difference between two
+    bundles (other eval data, labels or models under the same names) would read as a regression."""
+    if baseline is None:
+        return
+    problem = _foreign(baseline.get("target") or {}, target, baseline["models"], models)
+    if problem:
+        raise ConfigError(f"the baseline is a bench of another bundle: {problem}",
+                          hint="pass a bench of this bundle; after an intended change, store a new baseline "
+                               "with --save-baseline")
+
+
+def _foreign(then: dict, now: dict, base_models: list[dict], models: list[dict]) -> str | None:
+    if "labels" in then and "labels" in now and then["labels"] != now["labels"]:
+        return f"its labels differ ({then['labels']} there, {now['labels']} here)"
+    ev_then, ev_now = then.get("eval"), now.get("eval")
+    if ev_then and ev_now:
+        # a baseline from before eval digests has only the size and shape to compare (see the notes)
+        for key in ("sha256", "samples", "sample_shape"):
+            if key in ev_then and ev_then[key] != ev_now.get(key):
+                return f"its eval data differs ({key} {ev_then[key]} there, {ev_now.get(key)} here)"
+    kinds = {m["file"]: m for m in base_models}
+    for m in models:
+        b = kinds.get(m["file"])
+        if b is not None and (b.get("role") != m["role"]
+                              or None not in (b.get("format"), m["format"]) and b.get("format") != m["format"]):
+            return (f"'{m['file']}' is a {b.get('role')} ({b.get('format')}) there and a {m['role']} "
+                    f"({m['format']}) here")
+    return None
 
 
 def _baseline(baseline: dict | str | os.PathLike | None) -> dict | None:
@@ -503,6 +545,7 @@ def check(result: dict, budget: dict | str | os.PathLike | None = None,
     baseline = _baseline(baseline)
     budget = budget or {}
     require_models(budget, result["models"], baseline)
+    require_same_target(baseline, result["target"], result["models"])
     return _check(result, budget, baseline)
 
 
@@ -544,6 +587,10 @@ def _baseline_notes(result: dict, baseline: dict) -> list[str]:
     there = {m["file"] for m in baseline["models"]}
     notes += [f"{f} is not in the baseline: no baseline checks for it" for f in sorted(here - there)]
     notes += [f"{f} is in the baseline but was not measured now" for f in sorted(there - here)]
+    ev = (baseline.get("target") or {}).get("eval")
+    if ev and "sha256" not in ev:
+        notes.append("the baseline records no digest of its eval data (an older edgekd wrote it): only the "
+                     "eval set's size and shape were compared; store a new one with --save-baseline")
     now, then = result["device"], baseline.get("device", {})
     if (now.get("cpu"), now.get("cores")) != (then.get("cpu"), then.get("cores")):
         notes.append(f"the baseline was measured on another machine ({then.get('cpu')}, {then.get('cores')} cores): "
@@ -595,13 +642,21 @@ def to_markdown(report: GateReport, result: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def _outputs(junit=None, step_summary=None, save_baseline=None) -> dict:
+    return {"--junit": junit, "--save-baseline": save_baseline, "the step summary (GITHUB_STEP_SUMMARY)": step_summary}
+
+
 def write_outputs(report: GateReport, result: dict, junit=None, step_summary=None, save_baseline=None) -> None:
-    """JUnit XML and the next baseline atomically; the GitHub step summary is appended to."""
+    """JUnit XML and the next baseline atomically; the GitHub step summary is appended to. None of
+    them may be a file the bench read (``bench_and_check`` refuses that before measuring)."""
+    target = result["target"]
+    refuse_overwriting_inputs(target["path"], _outputs(junit, step_summary, save_baseline),
+                              (target.get("eval") or {}).get("file"))
     try:
         if junit:
             atomic_write_bytes(junit, to_junit(report, result))
         if save_baseline:
-            atomic_write_json(save_baseline, result)
+            atomic_write_text(save_baseline, to_json(result))
         if step_summary:
             with open(step_summary, "a", encoding="utf-8") as f:
                 f.write(to_markdown(report, result))
@@ -634,7 +689,7 @@ def propose(result: dict, source: str) -> str:
             if not values:
                 continue
             worst = max(values) if key.direction == "max" else min(values)
-            limit = _outward(key.propose(worst), key.direction)
+            limit = min(_outward(key.propose(worst), key.direction), key.high)
             out += [f"# {key.description}; measured {_value(worst, key.unit)}",
                     f"{key.name} = {_toml_number(limit, key.kind)}"]
     out += ["", f"[{BASELINE}]  # tolerances against --baseline (a change within this run's spread never fails)"]
@@ -650,15 +705,23 @@ def _toml_number(v: float, kind: type) -> str:
     return str(math.ceil(v)) if kind is int else repr(float(v))
 
 
-def bench_and_check(target, budget=None, baseline=None, repeat: int | None = None,
-                    **bench_options) -> tuple[dict, GateReport]:
-    """``edgekd bench --budget/--baseline``: every input is checked before anything is measured."""
+def bench_and_check(target, budget=None, baseline=None, repeat: int | None = None, junit=None,
+                    step_summary=None, save_baseline=None, **bench_options) -> tuple[dict, GateReport]:
+    """``edgekd bench --budget/--baseline``: every input is checked before anything is measured:
+    the budget, the baseline (of this bundle?) and where ``write_outputs`` will write
+    (``junit``, ``step_summary``, ``save_baseline``: not into the bundle)."""
     from . import run_bench
     gated = budget is not None or baseline is not None
     budget = load_budget(budget) if budget is not None else {}
     baseline = load_baseline(baseline) if baseline is not None else None
-    result = run_bench(target, repeat=_repeat(repeat), check_models=(
-        lambda models: require_models(budget, models, baseline)) if gated else None, **bench_options)
+
+    def check_target(resolved: dict) -> None:
+        refuse_overwriting_inputs(target, _outputs(junit, step_summary, save_baseline), bench_options.get("data"))
+        if gated:
+            require_models(budget, resolved["models"], baseline)
+            require_same_target(baseline, resolved["target"], resolved["models"])
+
+    result = run_bench(target, repeat=_repeat(repeat), check_target=check_target, **bench_options)
     return result, _check(result, budget, baseline) if gated else GateReport()
 
 
@@ -672,6 +735,7 @@ def init_budget(source, out, force: bool = False, repeat: int | None = None, **b
     from .report import load
     out, source = Path(out), Path(source)
     refuse_existing(out, force, "budget file")
+    refuse_overwriting_inputs(source, {"--out": out})
     if source.is_file() and source.suffix == ".json":
         result = load(source)
     else:

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from ..errors import ConfigError, EdgeKDError
-from ..fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ..fsutil import atomic_write_bytes, atomic_write_text
 
 MB = 1024 * 1024
 
@@ -301,9 +302,29 @@ def write_outputs(result: dict, out=None, markdown=None, plot=None) -> None:
         if markdown:
             atomic_write_text(markdown, to_markdown(result))
         if out:
-            atomic_write_json(out, result)
+            atomic_write_text(out, to_json(result))
     except OSError as exc:
         raise ConfigError(f"cannot write the report: {exc.strerror}: '{exc.filename}'") from None
+
+
+def to_json(result: dict) -> str:
+    """bench.json as strict JSON: a number that is not finite (a ratio of nothing) becomes null,
+    since bare NaN/Infinity are not JSON and other tools refuse them."""
+    return json.dumps(_finite(result), indent=2, allow_nan=False) + "\n"
+
+
+def _finite(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _not_json(text: str):
+    raise ValueError(f"{text} is not JSON (bench.json holds null for a missing number)")
 
 
 def load(path) -> dict:
@@ -311,10 +332,10 @@ def load(path) -> dict:
     from . import SCHEMA, SCHEMA_VERSION
     path = Path(path)
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(), parse_constant=_not_json)
     except FileNotFoundError:
         raise ConfigError(f"'{path}' not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:     # JSONDecodeError, UnicodeDecodeError, NaN
         raise ConfigError(f"'{path}' is not valid JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise ConfigError(f"'{path}' is not an edgekd bench.json")
