@@ -1,4 +1,4 @@
-"""Loading a ``.pt2`` never runs code from it (issue 10).
+"""Loading a brought model never runs code from it or reads beside it (issue 10).
 
 Each hostile archive is a real ``torch.export.save`` of a tiny module with one entry rewritten
 so that ``torch.export.load`` would run a payload that creates a marker file; a subprocess
@@ -19,12 +19,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_user_error, run_cli
 from torch import nn
 
 from edgekd.checkpoint import load_program
+from edgekd.distill.teachers import load_teacher
 from edgekd.errors import ModelError
-
-from conftest import assert_user_error, run_cli
+from edgekd.exporters.source import load_source
 
 
 class Touch:
@@ -161,3 +162,50 @@ def test_export_of_a_run_whose_teacher_is_a_hostile_pt2(tmp_path, demo_run):
     result = run_cli("export", run, cwd=tmp_path)
     assert_user_error(result, "would be unpickled")
     assert not marker.exists() and sorted(os.listdir(run)) == before
+
+
+# --- ONNX: one self-contained file --------------------------------------------------------------
+
+def _onnx_with_external_weight(path: Path, location: str) -> Path:
+    """A MatMul classifier whose weight lies in ``location`` (relative to the model's folder)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.ones((64, 10), np.float32)
+    (path.parent / location).parent.mkdir(parents=True, exist_ok=True)
+    weight.tofile(path.parent / location)
+    tensor = numpy_helper.from_array(weight, "W")
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(weight.nbytes))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    graph = helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["flat"]),
+                               helper.make_node("MatMul", ["flat", "W"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+                              [tensor, numpy_helper.from_array(np.array([1, 64], np.int64), "shape")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("location", ["weights.bin", "../outside/weights.bin"], ids=["beside", "outside"])
+def test_brought_onnx_teacher_with_external_data_is_refused(tmp_path, location):
+    """Beside the model it would be lost (only the .onnx is copied into the run); outside its
+    folder onnxruntime refuses it already, with an error that does not say why edgekd cannot use it."""
+    path = _onnx_with_external_weight(tmp_path / "teacher" / "model.onnx", location)
+    with pytest.raises(ModelError) as info:
+        load_teacher(str(path))
+    assert f"keeps tensors in separate data files ({location})" in info.value.message
+
+
+def test_run_whose_onnx_teacher_has_external_data_is_refused(tmp_path, demo_run):
+    run = shutil.copytree(demo_run, tmp_path / "run")
+    spec = json.loads((run / "teacher" / "model.json").read_text())
+    shutil.rmtree(run / "teacher")
+    _onnx_with_external_weight(run / "teacher" / "model.onnx", "weights.bin")
+    (run / "teacher" / "model.json").write_text(json.dumps({**spec, "format": "onnx"}))
+    with pytest.raises(ModelError) as info:
+        load_source(run, "teacher")
+    assert "keeps tensors in separate data files (weights.bin)" in info.value.message

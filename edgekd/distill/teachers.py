@@ -2,7 +2,8 @@
 
 Each becomes an ``nn.Module`` that maps a batch to logits, so the experiment treats it
 like a teacher trained here — except that it is never retrained. Nothing here executes
-code from a file: safetensors + JSON, onnxruntime, ``torch.export.load``.
+code from a file: safetensors + JSON, a self-contained ONNX file in onnxruntime, a checked
+``torch.export`` archive (see ``checkpoint.load_program``).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import SPEC, load_model, load_program
+from ..checkpoint import SPEC, load_model, load_program, refuse_onnx_external_data
 from ..errors import ModelError
 
 
@@ -44,6 +45,7 @@ class OnnxLogits(nn.Module):
         super().__init__()
         import onnxruntime as ort
 
+        refuse_onnx_external_data(path, "ONNX teacher")
         try:
             self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for bad files

@@ -118,6 +118,7 @@ def _check_onnx(path: Path) -> Path:
         onnx.checker.check_model(str(path))
     except Exception as exc:
         raise ModelError(f"'{path}' is not a valid ONNX model: {str(exc).splitlines()[0][:200]}") from None
+    checkpoint.refuse_onnx_external_data(path, "ONNX model")
     return path
 
 
@@ -222,8 +223,8 @@ def load_calibration(run_dir: Path, input_shape: tuple[int, ...], samples: int, 
         raise DataError(f"'{path}' holds samples of shape {list(x.shape[1:])}, the model expects {list(input_shape)}")
     index = stratified_indices(y, samples, seed)
     chosen = y[index]
-    info = {"samples": int(len(index)), "source": f"{CALIBRATION_FILE} (training split)", "stratified": True,
-            "seed": seed, "available": int(len(x)),
+    info = {"samples": len(index), "source": f"{CALIBRATION_FILE} (training split)", "stratified": True,
+            "seed": seed, "available": len(x),
             "per_class": {str(int(c)): int((chosen == c).sum()) for c in np.unique(chosen)}}
     return x[index], info
 
