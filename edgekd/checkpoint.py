@@ -43,7 +43,7 @@ def read_spec(folder: Path) -> dict:
         raise ModelError(f"no {SPEC} in '{folder}'", hint="is this a model folder of an edgekd run?")
     try:
         spec = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, an over-long integer, deep nesting
         raise ModelError(f"'{path}' is not valid JSON: {exc}") from None
     problem = _spec_problem(spec)
     if problem:
@@ -167,7 +167,9 @@ def _checked_archive(path: Path, what: str) -> io.BytesIO:
     with source, zipfile.ZipFile(rebuilt, "w", zipfile.ZIP_STORED) as target:
         for entry in entries:
             name = entry.filename[len(root):] if entry.filename.startswith(root) else ""
-            problem = "twice" if names.count(entry.filename) > 1 else _entry_problem(name)
+            problem = ("an entry twice" if names.count(entry.filename) > 1 else _entry_problem(name)
+                       or (entry.compress_type != zipfile.ZIP_STORED and "a compressed entry (a possible zip bomb: "
+                           "torch.export.save stores every entry)"))
             if problem:
                 raise ModelError(f"'{path}' holds {problem} ({entry.filename}); {NEVER}",
                                  hint="bring the teacher as a plain torch.export.save of an nn.Module, or as ONNX")
@@ -198,7 +200,7 @@ def _checked_entry(path: Path, name: str, data: bytes) -> bytes:
         return data
     try:
         document = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # as in read_spec
         raise ModelError(f"'{path}' holds an entry that is not valid JSON ({name}): {exc}", hint=PT2_HINT) from None
     if PT2_CONFIG.fullmatch(name):
         problem = _payload_problem(document, name.split("/")[1])

@@ -22,7 +22,7 @@ import torch
 from conftest import assert_user_error, run_cli
 from torch import nn
 
-from edgekd.checkpoint import load_program
+from edgekd.checkpoint import load_program, read_spec
 from edgekd.distill.teachers import load_teacher
 from edgekd.errors import ModelError
 from edgekd.exporters.source import load_source
@@ -142,6 +142,17 @@ def test_entries_a_plain_save_never_writes_are_refused(tmp_path, entry, fragment
     assert f"{fragment} (plain/{entry})" in info.value.message
 
 
+def test_compressed_entries_are_refused(tmp_path):
+    """torch.export.save stores entries; a deflated one could expand to any size in memory."""
+    source = zipfile.ZipFile(_saved(tmp_path / "plain.pt2"))
+    path = tmp_path / "deflated.pt2"
+    with source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for name in source.namelist():
+            target.writestr(name, source.read(name))
+    with pytest.raises(ModelError, match="holds a compressed entry"):
+        load_program(path, ".pt2 teacher")
+
+
 def test_distill_teacher_from_a_hostile_pt2(tmp_path):
     path, marker = _hostile(tmp_path, "weight")
     before = sorted(os.listdir(tmp_path))
@@ -209,3 +220,11 @@ def test_run_whose_onnx_teacher_has_external_data_is_refused(tmp_path, demo_run)
     with pytest.raises(ModelError) as info:
         load_source(run, "teacher")
     assert "keeps tensors in separate data files (weights.bin)" in info.value.message
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"arch": ' + "1" * 5000 + "}"], ids=["deep", "long-integer"])
+def test_model_json_that_json_cannot_parse_is_a_model_error(tmp_path, text):
+    """json.loads raises RecursionError and a plain ValueError here, not JSONDecodeError."""
+    (tmp_path / "model.json").write_text(text)
+    with pytest.raises(ModelError, match="is not valid JSON"):
+        read_spec(tmp_path)
