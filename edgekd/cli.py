@@ -299,19 +299,21 @@ def bench_command(target, quiet, as_json, budget, baseline, junit, save_baseline
     import os
 
     from .bench import gate, run_bench
-    from .bench.report import BenchProgress, print_summary
+    from .bench.report import BenchProgress, print_summary, to_json
 
     gated = bool(budget or baseline)
     if junit and not gated:
         raise EdgeKDError("--junit writes the gate's checks, so it needs --budget or --baseline")
     with BenchProgress(enabled=not (quiet or as_json)) as progress:
         if gated or save_baseline:
-            result, report = gate.bench_and_check(target, budget, baseline, progress=progress.update, **options)
+            result, report = gate.bench_and_check(
+                target, budget, baseline, progress=progress.update, junit=junit if gated else None,
+                save_baseline=save_baseline, step_summary=os.environ.get("GITHUB_STEP_SUMMARY") if gated else None,
+                **options)
         else:
             result, report = run_bench(target, progress=progress.update, **options), None
     if as_json:
-        import json
-        click.echo(json.dumps(result, indent=2))
+        click.echo(to_json(result), nl=False)
     elif not quiet:
         print_summary(result)
     if gated:
