@@ -6,47 +6,33 @@ spec fits digits (1x8x8), MNIST (1x28x28), CIFAR-like (3x32x32) or tabular (F,) 
 """
 from __future__ import annotations
 
-import inspect
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from ..errors import ModelError, unknown_name
+from ..errors import ModelError
 from ..registry import Registry
+from .spec import FACTS, Fraction, PositiveInt, call_factory, parse_options, read_options
+
+__all__ = ["MODELS", "register_model", "parse_spec", "build", "count_parameters", "count_macs", "call_factory",
+           "read_options", "FACTS", "PositiveInt", "Fraction"]
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model", ModelError)
-register_model = MODELS.register
 
 
-def parse_spec(spec: str) -> tuple[str, dict[str, int]]:
-    """``"cnn:width=8,depth=2"`` → ``("cnn", {"width": 8, "depth": 2})``."""
+def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """``@register_model("cnn")`` on a builder whose keyword parameters are the spec's options."""
+    def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        read_options(builder)  # an option type the spec cannot express fails at import, not on a user's spec
+        return MODELS.register(name)(builder)
+    return add
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"cnn:width=8,depth=2"`` → ``("cnn", {"width": 8, "depth": 2})``, typed by the builder."""
     name, _, rest = spec.partition(":")
-    known = model_options(name)
-    options: dict[str, int] = {}
-    for item in filter(None, rest.split(",")):
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise ModelError(f"model option '{item}' in '{spec}' is not key=value",
-                             hint="example: cnn:width=64,depth=3")
-        if key.strip() not in known:
-            raise unknown_name(f"option of model '{name}':", key.strip(), known, ModelError)
-        if key.strip() in options:       # the last one would win silently
-            raise ModelError(f"model option '{key.strip()}' is given twice in '{spec}'", hint="give each option once")
-        try:
-            options[key.strip()] = int(value)
-        except ValueError:
-            raise ModelError(f"model option '{key}' in '{spec}' must be an integer, got '{value}'") from None
-        if options[key.strip()] <= 0:
-            raise ModelError(f"model option '{key}' in '{spec}' must be positive")
-    return name, options
-
-
-def model_options(name: str) -> list[str]:
-    """The ``key=value`` options a zoo model takes: its builder's keyword arguments
-    after the input shape and class count."""
-    parameters = list(inspect.signature(MODELS.get(name)).parameters.values())[2:]
-    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return name, parse_options(MODELS.get(name), name, rest, spec)
 
 
 #: far beyond any edge model (1 GB of float32 weights, 4 GB with Adam's state and the gradients)
@@ -61,7 +47,7 @@ def build(spec: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Modul
     hint = "choose a smaller width, depth or hidden size"
     try:
         with torch.device("meta"):
-            parameters = count_parameters(builder(tuple(input_shape), num_classes, **options))
+            parameters = count_parameters(call_factory(builder, input_shape, num_classes, options))
     except RuntimeError as exc:      # even its shapes overflow: "Storage size calculation overflowed"
         raise ModelError(f"model '{spec}' is too large to build: {str(exc).splitlines()[0]}", hint=hint) from None
     except TypeError as exc:
@@ -69,7 +55,7 @@ def build(spec: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Modul
     if parameters > MAX_PARAMETERS:
         raise ModelError(f"model '{spec}' is too large: {parameters:,} parameters, more than edgekd builds "
                          f"({MAX_PARAMETERS:,})", hint=hint)
-    return builder(tuple(input_shape), num_classes, **options)
+    return call_factory(builder, input_shape, num_classes, options)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -77,30 +63,22 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-accumulates of one sample through every Conv2d and Linear layer."""
-    macs = 0
+    """Multiply-accumulates of one sample, counted by torch's FlopCounterMode on the aten ops the
+    forward pass runs, whatever module they sit in (Conv1d/2d/3d, transposed and grouped convolutions,
+    Linear, matmul, bmm, attention): each of its formulas is 2 FLOPs per multiply-accumulate.
+    Element-wise work (norms, activations, pooling, means) counts nothing, as in the usual MAC count."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def conv_hook(module: nn.Conv2d, _inputs, output):
-        nonlocal macs
-        kh, kw = module.kernel_size
-        macs += output.numel() * (module.in_channels // module.groups) * kh * kw
-
-    def linear_hook(module: nn.Linear, _inputs, output):
-        nonlocal macs
-        macs += output.numel() * module.in_features
-
-    hooks = [m.register_forward_hook(conv_hook if isinstance(m, nn.Conv2d) else linear_hook)
-             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    counter = FlopCounterMode(display=False)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape))
+        with torch.no_grad(), counter:
+            model(torch.zeros(1, *input_shape, device=device))
     finally:
-        for hook in hooks:
-            hook.remove()
         model.train(was_training)
-    return int(macs)
+    return int(counter.get_total_flops()) // 2
 
 
 from . import zoo  # noqa: E402,F401  (registers the built-in models)
