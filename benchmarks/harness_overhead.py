@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys

@@ -31,7 +31,6 @@ def make_bundle(root):
     """
     import json
     import logging
-    import os
     import warnings
     from pathlib import Path
 
