@@ -35,10 +35,11 @@ from ..fsutil import (OutputLock, atomic_write_bytes, atomic_write_json, atomic_
                       staged_dir)
 from ..models import build, count_macs, count_parameters
 from .distributed import SINGLE, Ranks, join
+from .losses import build_loss
 from .report import write_reports
 from .teachers import BroughtTeacher, load_teacher
-from .train import (EpochCheckpoint, FitSettings, KDTarget, NonFiniteLoss, accuracy, fit, load_weights, predict_logits,
-                    read_checkpoint_json, read_checkpoint_weights, to_tensors)
+from .train import (EpochCheckpoint, FitSettings, KDTarget, NonFiniteLoss, accuracy, fit, load_weights,
+                    read_checkpoint_json, read_checkpoint_weights, teacher_outputs, to_tensors)
 
 ROLES = ("teacher", "student", "simple")
 CALIBRATION_POOL = 2048      # training samples kept for export's int8 calibration
@@ -253,12 +254,12 @@ class Trio:
         torch.manual_seed(self.seed(split_index, "student"))
         student = build(cfg.student, self.data.input_shape, len(self.data.labels)).to(self.device)
         simple = copy.deepcopy(student)      # the same initial weights: the only difference is the teacher
-        kd = KDTarget(cfg.temperature, cfg.alpha)
+        kd = KDTarget(build_loss("kd", temperature=cfg.temperature, alpha=cfg.alpha))
         if cfg.augment:
             kd.teacher, kd.teacher_x, kd.teacher_pad = teacher, xt[subset], pad
         else:
             cached = time.perf_counter()
-            kd.logits = predict_logits(teacher, xt[subset], self.ranks)      # cached once per split
+            kd.outputs = teacher_outputs(teacher, xt[subset], kd.loss.needs, self.ranks)   # cached once per split
             self.log.line(f"{name}: teacher logits of {len(subset)} student samples cached in "
                           f"{time.perf_counter() - cached:.2f} s")
         settings = FitSettings(cfg.student_epochs, cfg.batch_size, cfg.lr, cfg.weight_decay,

@@ -1,8 +1,65 @@
-"""Distillation losses, each a small documented function citing its source."""
+"""Distillation losses: a registry of small ``nn.Module`` classes, each citing its paper.
+
+timm's pattern for the table (``@register_loss("kd")``), torchdistill's for the entries: a
+loss is a module, so it may own parameters (a feature adapter) that the fit loop hands to
+the optimizer, the epoch checkpoint and DDP together with the student's. Each class says in
+``needs`` what it takes from the teacher; the teacher side computes exactly that (once per
+split, or every step when augmenting) and passes it in ``LossInputs.teacher``.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from ..config import DistillConfig
+from ..errors import ConfigError
+from ..registry import Registry
+
+# What a loss may ask the teacher for; ``train.teacher_outputs`` computes each kind. A feature
+# loss adds its kind (named intermediate features) here and there.
+TEACHER_OUTPUTS = ("logits",)
+
+
+@dataclass
+class LossInputs:
+    """One batch as a loss sees it."""
+    student_logits: torch.Tensor
+    teacher: dict[str, torch.Tensor]     # the kinds the loss ``needs``, one row per sample of the batch
+    targets: torch.Tensor
+
+
+class DistillationLoss(nn.Module):
+    """A loss of the student against the teacher; ``forward(LossInputs)`` returns a scalar."""
+    needs: tuple[str, ...] = ("logits",)
+
+
+class LossRegistry(Registry[type[DistillationLoss]]):
+    def unregister(self, name: str) -> None:
+        """Remove a loss (a plug-in's or a test's own) registered under ``name``."""
+        self._entries.pop(name)
+
+
+LOSSES = LossRegistry("loss", ConfigError)
+
+
+def register_loss(name: str) -> Callable[[type[DistillationLoss]], type[DistillationLoss]]:
+    """Class decorator: ``@register_loss("kd")`` puts the class in ``LOSSES`` under ``name``."""
+    def add(cls: type[DistillationLoss]) -> type[DistillationLoss]:
+        unknown = [kind for kind in cls.needs if kind not in TEACHER_OUTPUTS]
+        if unknown:        # the author's mistake, found at import, not in the middle of a run
+            raise ValueError(f"loss '{name}' needs {unknown} from the teacher; it can give {list(TEACHER_OUTPUTS)}")
+        return LOSSES.register(name)(cls)
+    return add
+
+
+def build_loss(name: str, **options) -> DistillationLoss:
+    """The registered loss ``name`` built with ``options``; an unknown name is a ConfigError
+    naming the known ones and the closest."""
+    return LOSSES.get(name)(**options)
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
@@ -24,3 +81,20 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets:
                     F.log_softmax(teacher_logits / temperature, dim=1),
                     reduction="batchmean", log_target=True)
     return alpha * hard + (1.0 - alpha) * temperature ** 2 * soft
+
+
+@register_loss("kd")
+class KD(DistillationLoss):
+    """Knowledge distillation from soft targets: Hinton, Vinyals & Dean (2015), "Distilling
+    the Knowledge in a Neural Network", arXiv:1503.02531.
+
+    ``alpha · CE(student, y) + (1 − alpha) · T² · KL(softmax(t/T) ‖ softmax(s/T))``, KL with
+    batch-mean reduction; ``alpha`` weighs the hard labels (see ``kd_loss``)."""
+    needs = ("logits",)
+
+    def __init__(self, temperature: float = DistillConfig.temperature, alpha: float = DistillConfig.alpha):
+        super().__init__()
+        self.temperature, self.alpha = temperature, alpha
+
+    def forward(self, batch: LossInputs) -> torch.Tensor:
+        return kd_loss(batch.student_logits, batch.teacher["logits"], batch.targets, self.temperature, self.alpha)

@@ -1,9 +1,9 @@
-"""The fit loop: one model, one data set, plain CE or KD against teacher logits.
+"""The fit loop: one model, one data set, plain CE or a distillation loss against the teacher.
 
 Design choices that matter for speed and reproducibility:
 - Data lives in one tensor; batches are index slices (no per-sample Python work).
-- Teacher logits are computed once and sliced per batch; the teacher runs every step
-  only when augmentation changes the inputs.
+- The teacher's outputs that the loss needs (logits) are computed once and sliced per
+  batch; the teacher runs every step only when augmentation changes the inputs.
 - On CUDA: mixed precision (bf16 where the GPU has it, else fp16 with a gradient scaler),
   data copied once to the GPU from pinned memory, and no per-step host synchronisation
   (loss and accuracy are summed on the device and read once per epoch).
@@ -29,17 +29,17 @@ from torch import nn
 from ..errors import ConfigError
 from ..fsutil import atomic_write_bytes, atomic_write_json
 from .distributed import SINGLE, Ranks
-from .losses import kd_loss
+from .losses import DistillationLoss, LossInputs
 
 EVAL_BATCH = 1024
 
 
 @dataclass
 class KDTarget:
-    """What the student learns from: cached logits, or a live teacher when augmenting."""
-    temperature: float
-    alpha: float
-    logits: torch.Tensor | None = None           # cached, one row per training sample
+    """What the student learns from: a distillation loss and the teacher's outputs it needs,
+    cached, or a live teacher when augmenting."""
+    loss: DistillationLoss
+    outputs: dict[str, torch.Tensor] | None = None   # cached: kind → one row per training sample
     teacher: nn.Module | None = None             # run every step (augmentation on)
     teacher_x: torch.Tensor | None = None        # the same samples in the teacher's input space
     teacher_pad: torch.Tensor | None = None
@@ -85,6 +85,14 @@ def predict_logits(model: nn.Module, x: torch.Tensor, ranks: Ranks = SINGLE) -> 
     return ranks.map_rows(rows, x)
 
 
+def teacher_outputs(teacher: nn.Module, x: torch.Tensor, needs: tuple[str, ...],
+                    ranks: Ranks = SINGLE) -> dict[str, torch.Tensor]:
+    """The teacher's outputs a loss ``needs`` for every row of ``x``, by kind
+    (``losses.TEACHER_OUTPUTS``: logits today; a feature loss adds its kind here)."""
+    computes = {"logits": lambda: predict_logits(teacher, x, ranks)}
+    return {kind: computes[kind]() for kind in needs}
+
+
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ranks: Ranks = SINGLE) -> float:
     return float((predict_logits(model, x, ranks).argmax(1) == y).float().mean())
 
@@ -106,17 +114,45 @@ def shift_images(x: torch.Tensor, offsets: torch.Tensor, pad: torch.Tensor, max_
     return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
+class HardLabels(nn.Module):
+    """Cross-entropy on the labels alone: the simple model's and the teacher's loss."""
+    needs: tuple[str, ...] = ()
+
+    def forward(self, batch: LossInputs) -> torch.Tensor:
+        return F.cross_entropy(batch.student_logits, batch.targets)
+
+
+class Trainee(nn.Module):
+    """The model and its loss in one module, so that the optimizer, the epoch checkpoint and
+    DDP (which all-reduces the gradients of every parameter of the module it wraps) carry a
+    loss's own parameters (a feature adapter) together with the model's."""
+
+    def __init__(self, model: nn.Module, loss: nn.Module):
+        super().__init__()
+        self.model, self.loss = model, loss
+
+    def forward(self, x: torch.Tensor, teacher: dict[str, torch.Tensor],
+                targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(x)
+        return logits, self.loss(LossInputs(logits, teacher, targets))
+
+    def parts(self) -> dict[str, nn.Module]:
+        """What an epoch checkpoint keeps, by key prefix: the model, and a loss that has state."""
+        return {"model": self.model, **({"loss": self.loss} if self.loss.state_dict() else {})}
+
+
 class EpochCheckpoint:
-    """Model and optimizer state after each epoch, for ``--resume`` (safetensors + JSON)."""
+    """Model, loss and optimizer state after each epoch, for ``--resume`` (safetensors + JSON)."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.weights, self.meta = self.folder / "epoch.safetensors", self.folder / "epoch.json"
 
-    def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, history: list[dict]) -> None:
+    def save(self, trainee: Trainee, optimizer: torch.optim.Optimizer, epoch: int, history: list[dict]) -> None:
         from safetensors.torch import save
 
-        tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+        tensors = {f"{prefix}.{k}": v.detach().contiguous()
+                   for prefix, part in trainee.parts().items() for k, v in part.state_dict().items()}
         opt = optimizer.state_dict()
         for index, state in opt["state"].items():
             for name, value in state.items():
@@ -124,7 +160,7 @@ class EpochCheckpoint:
         atomic_write_bytes(self.weights, save(tensors))
         atomic_write_json(self.meta, {"epoch": epoch, "history": history, "param_groups": opt["param_groups"]})
 
-    def load(self, model: nn.Module, optimizer: torch.optim.Optimizer, epochs: int) -> tuple[int, list[dict]]:
+    def load(self, trainee: Trainee, optimizer: torch.optim.Optimizer, epochs: int) -> tuple[int, list[dict]]:
         """Restore state; returns (epochs done, history), or (0, []) when there is none.
         A damaged checkpoint (truncated, edited, of another model) is a ConfigError."""
         if not (self.weights.is_file() and self.meta.is_file()):
@@ -136,8 +172,10 @@ class EpochCheckpoint:
         if not (whole and 0 < done <= epochs and isinstance(history, list) and len(history) == done):
             raise damaged_checkpoint(self.meta, f"it records epoch {done!r} of a stage of {epochs} epochs, "
                                                 "with another number of history entries")
-        load_weights(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, self.weights)
-        params = list(model.parameters())
+        for prefix, part in trainee.parts().items():
+            load_weights(part, {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(f"{prefix}.")},
+                         self.weights)
+        params = list(trainee.parameters())     # the optimizer's order: the model's, then the loss's
         state: dict[int, dict] = {}
         for key, value in tensors.items():
             if key.startswith("opt."):
@@ -195,11 +233,13 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: FitSetting
         validation: tuple[torch.Tensor, torch.Tensor] | None = None,
         checkpoint: EpochCheckpoint | None = None,
         on_epoch: Callable[[dict], None] | None = None, ranks: Ranks = SINGLE) -> FitResult:
-    """Train ``model`` in place with Adam and a cosine learning rate; CE, or KD when ``kd``.
-    Under torchrun (``ranks``) every rank trains on its slice of each batch through DDP."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    start_epoch, history = _resume(model, optimizer, checkpoint, settings.epochs, ranks)
-    net = ranks.wrap(model)
+    """Train ``model`` in place with Adam and a cosine learning rate; CE, or ``kd.loss`` when
+    ``kd`` (the loss's own parameters train too). Under torchrun (``ranks``) every rank trains
+    on its slice of each batch through DDP."""
+    trainee = Trainee(model, kd.loss.to(settings.device) if kd else HardLabels())
+    optimizer = torch.optim.Adam(trainee.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    start_epoch, history = _resume(trainee, optimizer, checkpoint, settings.epochs, ranks)
+    net = ranks.wrap(trainee)
     amp_dtype, scaler = mixed_precision(settings.device)
     autocast = torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
     started, seen = time.perf_counter(), 0
@@ -210,7 +250,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: FitSetting
         order = torch.randperm(len(x), generator=generator).to(x.device, non_blocking=True)
         # the epoch's offsets, drawn whole on every rank and moved to the device once, not per step
         shifts = random_shifts(len(x), generator).to(x.device) if settings.augment else None
-        model.train()
+        trainee.train()
         total_loss, correct = 0.0, 0
         for begin in range(0, len(x), settings.batch_size):
             batch = order[begin:begin + settings.batch_size]
@@ -221,11 +261,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: FitSetting
             if offsets is not None:
                 xb = shift_images(xb, offsets, pad)
             with autocast:
-                logits = net(xb)
-                if kd is None:
-                    loss = F.cross_entropy(logits, yb)
-                else:
-                    loss = kd_loss(logits, _teacher_logits(kd, index, offsets), yb, kd.temperature, kd.alpha)
+                logits, loss = net(xb, _teacher_batch(kd, index, offsets), yb)
             optimizer.zero_grad(set_to_none=True)
             _step(loss * weight if ranks.distributed else loss, optimizer, scaler)
             # summed as tensors (float64: the same numbers as Python floats), read once per epoch
@@ -239,7 +275,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: FitSetting
             record["val_accuracy"] = accuracy(model, *validation, ranks)
         history.append(record)
         if checkpoint:
-            checkpoint.save(model, optimizer, epoch + 1, history)
+            checkpoint.save(trainee, optimizer, epoch + 1, history)
         if on_epoch:
             on_epoch(record)
     seconds = time.perf_counter() - started
@@ -274,13 +310,13 @@ def _step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.am
     scaler.update()
 
 
-def _resume(model: nn.Module, optimizer: torch.optim.Optimizer, checkpoint: EpochCheckpoint | None,
+def _resume(trainee: Trainee, optimizer: torch.optim.Optimizer, checkpoint: EpochCheckpoint | None,
             epochs: int, ranks: Ranks) -> tuple[int, list[dict]]:
     """(epochs done, history) from the epoch checkpoint. Under torchrun only rank 0 holds
-    checkpoints: it sends the optimizer state to the others, and the weights follow when DDP
-    wraps the model (which copies rank 0's parameters and buffers to every rank)."""
+    checkpoints: it sends the optimizer state to the others, and the weights (the loss's too)
+    follow when DDP wraps the trainee (which copies rank 0's parameters and buffers to every rank)."""
     def load():
-        done, history = checkpoint.load(model, optimizer, epochs) if checkpoint else (0, [])
+        done, history = checkpoint.load(trainee, optimizer, epochs) if checkpoint else (0, [])
         # on the CPU: CUDA tensors would be unpickled onto cuda:0 by every rank
         state = _on_cpu(optimizer.state_dict()) if done and ranks.distributed else None
         return done, history, state
@@ -302,12 +338,13 @@ def _on_cpu(state):
     return state
 
 
-def _teacher_logits(kd: KDTarget, index: torch.Tensor, offsets: torch.Tensor | None) -> torch.Tensor:
+def _teacher_batch(kd: KDTarget | None, index: torch.Tensor, offsets: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The teacher's outputs for this batch: rows of the cache, or the live teacher on the shifted batch."""
+    if kd is None:
+        return {}
     if offsets is None or kd.teacher is None:
-        return kd.logits[index]
-    with torch.no_grad():
-        kd.teacher.eval()
-        return kd.teacher(shift_images(kd.teacher_x[index], offsets, kd.teacher_pad))
+        return {kind: rows[index] for kind, rows in kd.outputs.items()}
+    return teacher_outputs(kd.teacher, shift_images(kd.teacher_x[index], offsets, kd.teacher_pad), kd.loss.needs)
 
 
 def to_tensors(x: np.ndarray, y: np.ndarray, device: str) -> tuple[torch.Tensor, torch.Tensor]:
