@@ -44,6 +44,14 @@ def test_cv_json_reports_every_fold_and_the_trio(demo_run):
     assert abs(fold["student_samples"] - TINY["student_fraction"] * fold["train_samples"]) <= cv["data"]["classes"]
     assert fold["student_samples"] < fold["train_samples"]
     assert cv["folds"][0]["student"]["history"][-1]["epoch"] == TINY["student_epochs"]
+    # every trained model is scored on the split's validation part after each epoch (curves.png
+    # draws these); in the final split that is the held-out test split
+    epochs = {"teacher": TINY["teacher_epochs"], "student": TINY["student_epochs"], "simple": TINY["student_epochs"]}
+    for split in (*cv["folds"], cv["final"]):
+        for role, count in epochs.items():
+            accuracies = [record["val_accuracy"] for record in split[role]["history"]]
+            assert len(accuracies) == count and all(0 <= a <= 1 for a in accuracies), (split["split"], role)
+    assert cv["final"]["teacher"]["history"][-1]["val_accuracy"] == pytest.approx(cv["test"]["teacher"])
 
 
 def test_eval_split_is_the_held_out_test_split(demo_run):

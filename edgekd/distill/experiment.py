@@ -250,7 +250,7 @@ class Trio:
         xe, ye = to_tensors(standardize(pre, x_eval), y_eval, self.device)
         pad = torch.from_numpy(zero_point(pre)).to(self.device) if self.data.is_image else None
         subset = torch.from_numpy(stratified_subset(y_train, cfg.student_fraction, self.seed(split_index, "student")))
-        teacher, teacher_fit = self._teacher(name, split_index, xt, yt, pad)
+        teacher, teacher_fit = self._teacher(name, split_index, xt, yt, pad, (xe, ye))
         torch.manual_seed(self.seed(split_index, "student"))
         student = build(cfg.student, self.data.input_shape, len(self.data.labels)).to(self.device)
         simple = copy.deepcopy(student)      # the same initial weights: the only difference is the teacher
@@ -282,14 +282,14 @@ class Trio:
             return self.brought.preprocessing
         return fit_standardize(x_train)
 
-    def _teacher(self, name, split_index, xt, yt, pad):
+    def _teacher(self, name, split_index, xt, yt, pad, validation):
         if self.brought is not None:
             return self.brought.module.to(self.device), {"trained": False, "source": str(self.brought.path)}
         torch.manual_seed(self.seed(split_index, "teacher"))
         teacher = build(self.cfg.teacher, self.data.input_shape, len(self.data.labels)).to(self.device)
         settings = FitSettings(self.cfg.teacher_epochs, self.cfg.batch_size, self.cfg.lr, self.cfg.weight_decay,
                                self.seed(split_index, "teacher"), self.cfg.augment, self.device)
-        return teacher, self._stage(name, "teacher", teacher, xt, yt, settings, None, pad, None)
+        return teacher, self._stage(name, "teacher", teacher, xt, yt, settings, None, pad, validation)
 
     def _stage(self, split, role, model, x, y, settings, kd, pad, validation) -> dict:
         """Train one model, or load it when a previous (interrupted) run finished this stage."""

@@ -59,7 +59,8 @@ def render_markdown(summary: dict) -> str:
 
 
 def plot_curves(path: Path, summary: dict) -> None:
-    """Loss and validation accuracy per epoch, one panel pair per role, one line per fold."""
+    """Loss and validation accuracy per epoch, one panel pair per role, one line per fold
+    (a brought teacher, trained elsewhere, has no curves: its panels say so)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -74,6 +75,9 @@ def plot_curves(path: Path, summary: dict) -> None:
             axes[0, column].plot(epochs, [h["loss"] for h in history], lw=1)
             axes[1, column].plot(epochs, [h.get("val_accuracy", float("nan")) for h in history], lw=1, label=split["split"])
         axes[0, column].set_title(role)
+        if not any(split[role].get("history") for split in summary["folds"]):
+            for axis in axes[:, column]:
+                axis.text(0.5, 0.5, "not trained here", ha="center", va="center", transform=axis.transAxes)
         axes[1, column].set_xlabel("epoch")
     axes[0, 0].set_ylabel("training loss")
     axes[1, 0].set_ylabel("validation accuracy")
