@@ -133,27 +133,42 @@ def resolve_target(target: str | os.PathLike, data=None, runtime: str | None = N
         if not eval_path.is_file():
             raise DataError(f"eval data '{eval_path}' not found")
         x, y = bundle_mod.load_eval_npz(eval_path)    # readable, has x and y — before any child runs
-        check_eval(x, y, eval_path, inputs)
+        labels = info.get("labels")
+        check_eval(x, y, eval_path, inputs, len(labels) if isinstance(labels, list) else None)
         # the digest lets the gate tell a baseline measured on other eval data
         info["eval"] = {"file": str(eval_path), "samples": int(len(x)), "sample_shape": list(x.shape[1:]),
                         "sha256": bundle_mod.file_digest(eval_path)["sha256"]}
     return {"target": info, "models": models, "eval_path": str(eval_path) if eval_path else None}
 
 
-def check_eval(x, y, where: Path, inputs: dict) -> None:
-    """x: a batch of samples that fit each model's input shape (``inputs``: file → the manifest's
-    shape, batch first); y: one class index per sample."""
+def check_eval(x, y, where: Path, inputs: dict, classes: int | None = None) -> None:
+    """x: a batch of finite samples that fit each model's input shape (``inputs``: file → the
+    manifest's shape, batch first); y: one class index per sample, below ``classes`` when known
+    (a label no model can predict, or a NaN input, would be scored as a silent miss)."""
+    import numpy as np
+
     if x.ndim == 0 or len(x) == 0:
         raise DataError(f"'{where}': x must be a non-empty batch of samples, got shape {x.shape}",
                         hint="x is (samples, ...) like the model's input, y is (samples,)")
     if y.ndim != 1 or len(y) != len(x):
         raise DataError(f"'{where}': y must hold one class index per sample, shape ({len(x)},), "
                         f"got shape {y.shape}", hint="y is (samples,) of whole numbers")
+    if not np.isfinite(x).all():
+        raise DataError(f"'{where}': x holds {int(np.size(x) - np.isfinite(x).sum())} values that are not "
+                        "finite (NaN or infinity)", hint="eval data must be preprocessed, finite numbers")
+    check_classes(y, classes, where)
     from ..runtimes.base import check_sample_shape
 
     for file, want in inputs.items():
         if isinstance(want, list) and want:
             check_sample_shape(x.shape[1:], want, file, f"'{where}'")
+
+
+def check_classes(y, classes: int | None, where) -> None:
+    """Every label names one of the model's ``classes`` (None: not known here)."""
+    if classes is not None and len(y) and int(y.max()) >= classes:
+        raise DataError(f"'{where}': y holds class {int(y.max())}, but the model has {classes} classes "
+                        f"(0 to {classes - 1})", hint="is this eval data for another model or label set?")
 
 
 def run_bench(target, threads=None, batch=None, warmup: int = DEFAULTS["warmup"],

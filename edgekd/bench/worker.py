@@ -67,7 +67,7 @@ def warm_up(call, count: int, seconds: float) -> dict:
 
 
 def measure(req: dict) -> dict:
-    from . import DEFAULTS, memory
+    from . import DEFAULTS, check_classes, memory
     import numpy as np
     from ..runtimes import runtime_for
     # import the runtime's module before "before load", so the figure is the model's own
@@ -108,6 +108,8 @@ def measure(req: dict) -> dict:
     raw = call()
     first_ms = (time.perf_counter() - t0) * 1e3
     out_shape = list(np.asarray(rt.fetch(raw)).shape)
+    if y_eval is not None:
+        check_classes(y_eval, out_shape[-1], Path(req["data"]).name)   # a single file: its output tells
 
     warm = warm_up(call, int(req.get("warmup", 10)), float(req.get("warmup_seconds", 0.0)))
     peak_inference = memory.peak_rss_bytes()    # load + first inference + warm-up, before timing storage
