@@ -234,7 +234,7 @@ def _made_files(tmp_path, args: list[str]) -> list[str]:
     (["--student-fraction", "1.2"], "student fraction must be in (0, 1]"),
     (["--teacher-from", "/no/such/run"], "not found"),
     (["--student", "cnn", "--data", "TABULAR"], "needs image input"),
-    (["--student", "mlp:foo=3"], "known: depth, hidden"),
+    (["--student", "mlp:foo=3"], "known: depth, dropout, hidden"),
     (["--student", "mlp:hiden=3"], "did you mean 'hidden'"),
     (["--data", "digits:foo"], "takes no argument"),
     (["--label-column", "y"], "--label-column does not apply to data source 'digits'"),
