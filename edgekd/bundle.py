@@ -29,9 +29,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import mmap
 import os
 import re
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 
@@ -84,12 +85,15 @@ class Bundle:
 def load_eval_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(x float32, y int64) from an eval.npz; never unpickles."""
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise BundleError(f"'{path}' is a single .npy array, not an .npz archive of x and y")
+        with data:
             if "x" not in data or "y" not in data:
                 raise BundleError(f"'{path}' has no arrays 'x' and 'y'",
                                   hint=f"it holds: {', '.join(data.files) or 'nothing'}")
             return data["x"].astype(np.float32), _class_indices(data["y"], path)
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise BundleError(f"cannot read '{path}': {exc}") from None
 
 
@@ -271,7 +275,11 @@ def verify(bundle: Bundle) -> None:
         path = bundle.root / name
         if not os.path.lexists(path):
             raise BundleError(f"bundle file '{name}' is missing from '{bundle.root}'")
-        if path.resolve() != real_root.joinpath(*name.split("/")):
+        try:
+            real = path.resolve()
+        except (RuntimeError, OSError):     # a symlink loop
+            real = None
+        if real != real_root.joinpath(*name.split("/")):
             raise BundleError(f"bundle file '{name}' is a symlink or lies in a symlinked folder; {NO_SYMLINKS}")
         if not path.is_file():
             raise BundleError(f"bundle file '{name}' in '{bundle.root}' is not a file")
@@ -279,94 +287,6 @@ def verify(bundle: Bundle) -> None:
         if actual != {"sha256": expected["sha256"], "bytes": expected["bytes"]}:
             raise BundleError(f"'{name}' does not match the manifest (sha256 or size differs)",
                               hint="the file was modified or copied incompletely; export the bundle again")
-
-
-# -- ONNX external data ----------------------------------------------------------------------
-#: onnx.proto's field numbers on every path from a ModelProto down to a TensorProto: the only
-#: places a tensor (and so external data) can be. Other fields are skipped unread.
-_ONNX_FIELDS = {
-    "model": {7: "graph", 20: "training", 25: "function"},
-    "training": {1: "graph", 2: "graph"},
-    "graph": {1: "node", 5: "tensor", 15: "sparse"},
-    "function": {7: "node", 11: "attribute"},
-    "node": {5: "attribute"},
-    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
-    "sparse": {1: "tensor", 2: "tensor"},
-    "tensor": {},
-}
-_EXTERNAL_DATA, _DATA_LOCATION, _EXTERNAL = 13, 14, 1      # TensorProto.external_data / data_location
-_PROTO_DEPTH = 100                                           # protobuf's own recursion limit
-
-
-class _Malformed(Exception):
-    pass
-
-
-def refuse_external_data(path: Path, name: str) -> None:
-    """A bundle's ONNX model must be one self-contained file (export writes it with
-    external_data=False): external data would be read from files the manifest need not list.
-
-    Reads the protobuf wire format itself (torch- and onnx-free, like all of bench): any tensor
-    whose data_location is EXTERNAL or that carries external_data entries is refused, as is a file
-    that is not a well-formed protobuf (onnxruntime would not load it either)."""
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            return                  # nothing to scan; the runtime refuses an empty model
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            try:
-                external = _has_external_data(buf)
-            except _Malformed:
-                raise BundleError(f"bundle model '{name}' is not a well-formed ONNX file") from None
-    if external:
-        raise BundleError(f"bundle model '{name}' keeps tensors in external data files; a bundle's "
-                          "ONNX models must be self-contained (only listed, hashed files are read)",
-                          hint="export again (edgekd writes self-contained ONNX), or save the model "
-                               "with onnx.save_model(model, path, save_as_external_data=False)")
-
-
-def _has_external_data(buf) -> bool:
-    todo = [("model", 0, len(buf), 0)]
-    while todo:
-        kind, pos, end, depth = todo.pop()
-        if depth > _PROTO_DEPTH:
-            raise _Malformed
-        while pos < end:
-            key, pos = _varint(buf, pos, end)
-            number, wire = key >> 3, key & 7
-            value, start = None, pos
-            if wire == 0:
-                value, pos = _varint(buf, pos, end)
-            elif wire == 2:
-                length, start = _varint(buf, pos, end)
-                pos = start + length
-            elif wire in (1, 5):
-                pos += 8 if wire == 1 else 4
-            else:                   # groups: ONNX has none
-                raise _Malformed
-            if pos > end:
-                raise _Malformed
-            if kind == "tensor":
-                # protobuf reads an enum as int32, so only the low 32 bits count
-                if (number == _DATA_LOCATION and wire == 0 and value & 0xFFFFFFFF == _EXTERNAL) \
-                        or (number == _EXTERNAL_DATA and wire == 2):
-                    return True
-            elif wire == 2 and number in _ONNX_FIELDS[kind]:
-                todo.append((_ONNX_FIELDS[kind][number], start, pos, depth + 1))
-    return False
-
-
-def _varint(buf, pos: int, end: int) -> tuple[int, int]:
-    value = shift = 0
-    while shift < 70:
-        if pos >= end:
-            raise _Malformed
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-    raise _Malformed
 
 
 # -- outputs -----------------------------------------------------------------------------------

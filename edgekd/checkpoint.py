@@ -17,6 +17,7 @@ import json
 import re
 import zipfile
 import zlib
+from collections import Counter
 from pathlib import Path
 
 from .errors import ModelError
@@ -148,6 +149,7 @@ SYMBOL_NAME = re.compile(r"[a-z]+\d+")
 EXPRESSION_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.Load,
                     ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
 NEVER = "edgekd never unpickles or runs code from a model file"
+MAX_EXPRESSION = 10_000   # characters of one shape expression (torch writes a few dozen)
 
 
 def _checked_archive(path: Path, what: str) -> io.BytesIO:
@@ -162,14 +164,16 @@ def _checked_archive(path: Path, what: str) -> io.BytesIO:
     except (zipfile.BadZipFile, OSError) as exc:
         raise ModelError(f"cannot load {what} '{path}': {exc}", hint=PT2_HINT) from None
     names = [entry.filename for entry in entries]
+    counts = Counter(names)
     root = names[0].split("/")[0] + "/" if names else ""
     rebuilt = io.BytesIO()
     with source, zipfile.ZipFile(rebuilt, "w", zipfile.ZIP_STORED) as target:
         for entry in entries:
             name = entry.filename[len(root):] if entry.filename.startswith(root) else ""
-            problem = ("an entry twice" if names.count(entry.filename) > 1 else _entry_problem(name)
+            problem = ("an entry twice" if counts[entry.filename] > 1 else _entry_problem(name)
                        or (entry.compress_type != zipfile.ZIP_STORED and "a compressed entry (a possible zip bomb: "
-                           "torch.export.save stores every entry)"))
+                           "torch.export.save stores every entry)")
+                       or (entry.flag_bits & 0x1 and "an encrypted entry"))
             if problem:
                 raise ModelError(f"'{path}' holds {problem} ({entry.filename}); {NEVER}",
                                  hint="bring the teacher as a plain torch.export.save of an nn.Module, or as ONNX")
@@ -259,11 +263,11 @@ def _int_or_none(value) -> bool:
 def _harmless_expression(text) -> bool:
     """Arithmetic over symbols (``s0``), numbers and sympy's own functions: no attributes,
     subscripts, lambdas or other names, so ``sympify``'s eval can only build an expression."""
-    try:
-        tree = ast.parse(text, mode="eval") if isinstance(text, str) else None
-    except SyntaxError:
+    if not isinstance(text, str) or len(text) > MAX_EXPRESSION:
         return False
-    if tree is None:
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
         return False
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
@@ -272,8 +276,10 @@ def _harmless_expression(text) -> bool:
             ok = isinstance(node.func, ast.Name)  # the name itself is checked as a Name
         elif isinstance(node, ast.keyword):
             ok = node.arg in SYMBOL_FLAGS and isinstance(node.value, ast.Constant) and isinstance(node.value.value, bool)
+        elif isinstance(node, ast.Pow):     # 9**9**9**9 would keep sympify busy for ever; torch writes PowByNatural
+            ok = False
         elif isinstance(node, ast.Constant):
-            ok = isinstance(node.value, (int, float)) or (isinstance(node.value, str) and bool(SYMBOL_NAME.fullmatch(node.value)))
+            ok = (isinstance(node.value, (int, float)) and abs(node.value) < 2**63) or (isinstance(node.value, str) and bool(SYMBOL_NAME.fullmatch(node.value)))
         else:
             ok = isinstance(node, EXPRESSION_NODES)
         if not ok:
@@ -294,8 +300,11 @@ def _torch_operator(target) -> bool:
         return False
     first, *rest = target.split(".")
     resolved = {"_operator": operator, "torch": torch, "math": math}.get(first)
-    for part in rest:
-        resolved = getattr(resolved, part, None)
+    try:
+        for part in rest:
+            resolved = getattr(resolved, part, None)
+    except Exception:      # torch.classes.* raises RuntimeError from getattr: not an operator
+        return False
     return isinstance(resolved, (torch._ops.OpOverload, torch._ops.HigherOrderOperator)) or (
         any(resolved is op for op in (operator.getitem, *_SYM_OPS)))
 

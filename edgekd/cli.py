@@ -49,6 +49,9 @@ class EdgeKDGroup(click.Group):
             sys.exit(143)
         except click.exceptions.Exit as exc:     # --help, --version
             sys.exit(exc.exit_code)
+        except click.exceptions.NoArgsIsHelpError as exc:    # plain `edgekd`: the help, as click shows it
+            click.echo(exc.ctx.get_help())
+            sys.exit(0)
         except click.UsageError as exc:
             command = exc.ctx.command_path if exc.ctx else "edgekd"
             click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)

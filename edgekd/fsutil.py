@@ -77,9 +77,13 @@ def check_output_path(path: Path, what: str) -> None:
                           hint="use a name made of UTF-8 characters") from None
     _check_name_lengths(path, what)
     parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
+    try:
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        usable = parent.is_dir()
+    except OSError as exc:          # a folder on the way we may not look into
+        raise EdgeKDError(f"cannot create {what} '{path}': {exc.strerror} ('{exc.filename}')") from None
+    if not usable:
         raise EdgeKDError(f"cannot create {what} '{path}': '{parent}' is not a folder")
     try:        # os.access says yes to root on /proc or /sys: only creating something there tells
         os.rmdir(tempfile.mkdtemp(prefix=".edgekd-probe-", dir=parent))
@@ -138,7 +142,12 @@ class OutputLock:
 def _take_lock(path: Path, what: str) -> int:
     """The open, locked lock file, holding our PID."""
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        # O_NOFOLLOW: a symlink planted in a shared folder must not make us truncate its target
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        except OSError as exc:
+            raise EdgeKDError(f"cannot lock {what}: '{path}' cannot be opened ({exc.strerror})",
+                              hint="remove it if it is a symlink or not a file of edgekd's") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -424,6 +424,29 @@ def _(ws):
     return ["bench", bundle]
 
 
+@case("bench-model-symlink-loop", "symlink")
+def _(ws):
+    bundle = ws.bundle()
+    name = json.loads((bundle / "manifest.json").read_text())["models"][0]["file"]
+    (bundle / name).unlink()
+    os.symlink(name, bundle / name)
+    return ["bench", bundle]
+
+
+@case("bench-data-truncated-npz", "cannot read")
+def _(ws):
+    data = ws.eval_npz().read_bytes()
+    ws.write("other-eval.npz", data[: len(data) // 2])
+    return ["bench", ws.root / "bundle", "--data", "other-eval.npz"]
+
+
+@case("bench-data-npy-not-npz", "npy")
+def _(ws):
+    ws.bundle()
+    np.save(ws.root / "one.npy", np.zeros((4, 1, 8, 8), np.float32))
+    return ["bench", ws.root / "bundle", "--data", "one.npy"]
+
+
 @case("bench-target-missing", "not found")
 def _(ws):
     return ["bench", "missing-bundle"]

@@ -18,7 +18,8 @@ import pytest
 
 from conftest import assert_user_error, run_cli
 from edgekd.bench import gate, report, resolve_target, run_bench
-from edgekd.bundle import file_digest, read_manifest, refuse_external_data, verify
+from edgekd.bundle import file_digest, read_manifest, verify
+from edgekd.runtimes.onnx_external import refuse_external_data
 from edgekd.errors import BundleError, ConfigError
 
 FAST = dict(threads=[1], runs=5, min_seconds=0, warmup=0, warmup_seconds=0)

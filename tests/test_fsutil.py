@@ -120,3 +120,14 @@ def test_folders_made_for_an_output_are_removed_when_it_fails(tmp_path):
     with pytest.raises(RuntimeError), staged_dir(tmp_path / "a" / "b" / "bundle", False, "bundle"):
         raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_symlink_planted_as_the_lock_file_is_refused_and_its_target_untouched(tmp_path):
+    from edgekd.fsutil import OutputLock
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / ".out.lock").symlink_to(victim)
+    with pytest.raises(EdgeKDError, match="cannot lock"):
+        OutputLock(tmp_path / "out", "bundle folder")
+    assert victim.read_text() == "precious"

@@ -228,3 +228,18 @@ def test_model_json_that_json_cannot_parse_is_a_model_error(tmp_path, text):
     (tmp_path / "model.json").write_text(text)
     with pytest.raises(ModelError, match="is not valid JSON"):
         read_spec(tmp_path)
+
+
+@pytest.mark.parametrize("text", ["9**9**9**9", "-" * 200_000 + "1", "10" * 20 + "+s0"])
+def test_shape_expressions_that_would_hang_sympify_are_refused(text):
+    from edgekd.checkpoint import _harmless_expression
+
+    assert not _harmless_expression(text)
+    assert _harmless_expression("s0*2 + 1")
+
+
+def test_a_call_target_torch_cannot_even_look_up_is_not_an_operator():
+    from edgekd.checkpoint import _torch_operator
+
+    assert not _torch_operator("torch.classes.foo.bar")      # getattr raises RuntimeError there
+    assert _torch_operator("torch.ops.aten.relu.default")

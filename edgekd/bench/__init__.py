@@ -92,6 +92,7 @@ def resolve_target(target: str | os.PathLike, data=None, runtime: str | None = N
     """What to bench: the verified bundle's models (sha256 checked first) or one model file."""
     from .. import bundle as bundle_mod
     from ..runtimes import canonical_runtime, runtime_for
+    from ..runtimes.onnx_external import refuse_external_data
 
     path = Path(target)
     want = canonical_runtime(runtime) if runtime else None
@@ -108,7 +109,7 @@ def resolve_target(target: str | os.PathLike, data=None, runtime: str | None = N
             if want and rt != want:
                 continue
             if rt == "onnxruntime":
-                bundle_mod.refuse_external_data(path / m["file"], m["file"])
+                refuse_external_data(path / m["file"], m["file"])
             inputs[m["file"]] = (m.get("input") or {}).get("shape")
             models.append({"file": m["file"], "path": str(path / m["file"]), "role": m.get("role", "model"),
                            "format": m.get("format"), "precision": m.get("precision"), "runtime": rt,
