@@ -154,8 +154,9 @@ def check_eval(x, y, where: Path, inputs: dict, classes: int | None = None) -> N
     if y.ndim != 1 or len(y) != len(x):
         raise DataError(f"'{where}': y must hold one class index per sample, shape ({len(x)},), "
                         f"got shape {y.shape}", hint="y is (samples,) of whole numbers")
-    if not np.isfinite(x).all():
-        raise DataError(f"'{where}': x holds {int(np.size(x) - np.isfinite(x).sum())} values that are not "
+    bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))      # one pass over the eval data
+    if bad:
+        raise DataError(f"'{where}': x holds {bad} values that are not "
                         "finite (NaN or infinity)", hint="eval data must be preprocessed, finite numbers")
     check_classes(y, classes, where)
     from ..runtimes.base import check_sample_shape
