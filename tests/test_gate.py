@@ -117,12 +117,15 @@ def test_init_budget_never_overwrites_without_force(proposed):
 
 
 def loosened_timing(budget: Path, out: Path) -> Path:
-    """The budget with every timing limit made three times looser, other limits kept.
+    """The budget with every timing limit made a thousand times looser, other limits kept.
 
     Whether the same bundle re-benched minutes later stays inside init-budget's timing margins is a
-    noise rate, measured by benchmarks/gate_noise.py; this test is about what a passing gate does."""
+    noise rate, measured by benchmarks/gate_noise.py; this test is about what a passing gate does. A
+    threefold margin was not enough: on a loaded 2-core CI runner the same bundle's p50 moved +67%
+    against a baseline taken minutes earlier, beyond the default 10% × 3."""
     tables = tomllib.loads(budget.read_text())
-    loose = {"max_p50_ms": 3, "max_p90_ms": 3, "min_speedup_vs_teacher": 1 / 3, "max_latency_increase_percent": 3}
+    loose = {"max_p50_ms": 1000, "max_p90_ms": 1000, "min_speedup_vs_teacher": 1 / 1000,
+             "max_latency_increase_percent": 1000}
     lines = []
     for name, limits in tables.items():
         lines.append(f'["{name}"]')
