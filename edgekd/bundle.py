@@ -27,8 +27,6 @@ made). ONNX models must be self-contained (:func:`refuse_external_data`).
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import os
 import re
 import zipfile
@@ -39,14 +37,13 @@ from pathlib import Path, PureWindowsPath
 import numpy as np
 
 from .errors import BundleError, ConfigError
+from .schema.jsonfile import check_version, read_json
 
 MANIFEST = "manifest.json"
-SCHEMA_VERSION = 1
 EVAL_FILE = "eval.npz"
 #: a real manifest is a few kB with a handful of models, nested 5 levels deep
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_MODELS = 64
-MAX_DEPTH = 32
 NO_SYMLINKS = "a bundle holds plain files only (export never writes symlinks)"
 
 
@@ -120,68 +117,13 @@ def read_manifest(bundle_dir: str | Path) -> Bundle:
     if path.stat().st_size > MAX_MANIFEST_BYTES:
         raise BundleError(f"'{path}' is larger than {MAX_MANIFEST_BYTES // 1024} kB; a manifest is a few kB",
                           hint="export the bundle again")
-    manifest = _parse(path)
+    manifest = read_json(path, "manifest", BundleError)
     _check_manifest(manifest, path)
     return Bundle(root, manifest)
 
 
-def _parse(path: Path) -> dict:
-    """Strict JSON: no NaN/Infinity (nor a number too large for a float), no repeated key, shallow."""
-    try:
-        doc = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_non_finite,
-                         parse_float=_finite_float, object_pairs_hook=_unique_keys)
-    except RecursionError:
-        raise BundleError(f"'{path}' is nested too deeply to be a manifest") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"'{path}' is not valid JSON: {exc}") from None
-    except ValueError as exc:       # from the hooks below
-        raise BundleError(f"'{path}': {exc}") from None
-    if _depth(doc) > MAX_DEPTH:
-        raise BundleError(f"'{path}' is nested more than {MAX_DEPTH} levels deep: not a manifest")
-    if not isinstance(doc, dict):
-        raise BundleError(f"'{path}' must hold a JSON object, got {type(doc).__name__}")
-    return doc
-
-
-def _non_finite(text: str):
-    raise ValueError(f"{text} is not a number a manifest may hold (only finite numbers)")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is too large for a number (not finite)")
-    return value
-
-
-def _unique_keys(pairs: list) -> dict:
-    """A repeated key would let two JSON readers see two different manifests."""
-    doc = {}
-    for key, value in pairs:
-        if key in doc:
-            raise ValueError(f"the key '{key}' appears twice in one object")
-        doc[key] = value
-    return doc
-
-
-def _depth(doc) -> int:
-    deepest, todo = 0, [(doc, 1)]
-    while todo:
-        node, depth = todo.pop()
-        if isinstance(node, (dict, list)):
-            deepest = max(deepest, depth)
-            if depth <= MAX_DEPTH:
-                todo += [(v, depth + 1) for v in (node.values() if isinstance(node, dict) else node)]
-    return deepest
-
-
 def _check_manifest(manifest: dict, path: Path) -> None:
-    version = manifest.get("schema_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise BundleError(f"'{path}': schema_version must be a whole number >= 1, got {version!r}")
-    if version > SCHEMA_VERSION:
-        raise BundleError(f"'{path}' has schema version {version}; this edgekd reads up to {SCHEMA_VERSION}",
-                          hint="upgrade edgekd on this device")
+    check_version(manifest, f"'{path}'", "manifest", BundleError)
     for key in ("models", "files", "eval"):
         if key not in manifest:
             raise BundleError(f"'{path}' lacks '{key}'")

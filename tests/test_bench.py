@@ -39,7 +39,8 @@ def make_bundle(root):
     from sklearn.datasets import load_digits
     from torch import nn
 
-    from edgekd.bundle import MANIFEST, SCHEMA_VERSION, digest_files
+    from edgekd.bundle import MANIFEST, digest_files
+    from edgekd.schema import SCHEMA_VERSION
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

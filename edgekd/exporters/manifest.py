@@ -5,7 +5,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import __version__
-from ..bundle import EVAL_FILE, MANIFEST, SCHEMA_VERSION, digest_files
+from ..bundle import EVAL_FILE, MANIFEST, digest_files
+from ..schema import SCHEMA_VERSION
 
 
 def utc_now() -> str:
