@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(BIN)/edgekd bench $(RUN)/bundle --markdown $(RUN)/bench.md
 
 test: $(STAMP)
+	$(BIN)/ruff check edgekd tests benchmarks
 	$(BIN)/python -m pytest tests -q -ra
 
 clean:

@@ -59,20 +59,7 @@ def _has_external_data(buf) -> bool:
         if depth > _PROTO_DEPTH:
             raise _Malformed
         while pos < end:
-            key, pos = _varint(buf, pos, end)
-            number, wire = key >> 3, key & 7
-            value, start = None, pos
-            if wire == 0:
-                value, pos = _varint(buf, pos, end)
-            elif wire == 2:
-                length, start = _varint(buf, pos, end)
-                pos = start + length
-            elif wire in (1, 5):
-                pos += 8 if wire == 1 else 4
-            else:                   # groups: ONNX has none
-                raise _Malformed
-            if pos > end:
-                raise _Malformed
+            number, wire, value, start, pos = _next_field(buf, pos, end)
             if kind == "tensor":
                 # protobuf reads an enum as int32, so only the low 32 bits count
                 if (number == _DATA_LOCATION and wire == 0 and value & 0xFFFFFFFF == _EXTERNAL) \
@@ -81,6 +68,25 @@ def _has_external_data(buf) -> bool:
             elif wire == 2 and number in _ONNX_FIELDS[kind]:
                 todo.append((_ONNX_FIELDS[kind][number], start, pos, depth + 1))
     return False
+
+
+def _next_field(buf, pos: int, end: int) -> tuple[int, int, int | None, int, int]:
+    """One protobuf field at ``pos``: (field number, wire type, varint value, payload start, next pos)."""
+    key, pos = _varint(buf, pos, end)
+    number, wire = key >> 3, key & 7
+    value, start = None, pos
+    if wire == 0:
+        value, pos = _varint(buf, pos, end)
+    elif wire == 2:
+        length, start = _varint(buf, pos, end)
+        pos = start + length
+    elif wire in (1, 5):
+        pos += 8 if wire == 1 else 4
+    else:                   # groups: ONNX has none
+        raise _Malformed
+    if pos > end:
+        raise _Malformed
+    return number, wire, value, start, pos
 
 
 def _varint(buf, pos: int, end: int) -> tuple[int, int]:
