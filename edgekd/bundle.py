@@ -1,49 +1,33 @@
 """The bundle: what ``export`` writes and ``bench`` reads on the device. Torch-free.
 
-``manifest.json`` lists every file with its sha256 and size; ``verify`` refuses a
-bundle whose files differ from it, so a device never benchmarks a tampered or
-half-copied model. Schema (version 1)::
-
-    {"schema_version": 1, "edgekd_version": "…", "created_utc": "…",
-     "labels": [...], "preprocessing": {...},
-     "eval": {"file": "eval.npz", "samples": N},
-     "calibration": {"samples": 256, "source": "…", "stratified": true, "seed": 0},
-     "models": [{"file": "student.int8.tflite", "role": "student",
-                 "format": "tflite-int8", "precision": "int8", "runtime": "tflite",
-                 "input": {"shape": [1, 1, 8, 8], "layout": "NCHW", "dtype": "int8",
-                           "scale": 0.05, "zero_point": -3},
-                 "output": {"shape": [1, 10], "dtype": "int8", "scale": …, "zero_point": …},
-                 "parameters": 842, "macs": 12345, "reference_accuracy": 0.93}, …],
-     "files": {"student.int8.tflite": {"sha256": "…", "bytes": 1234}, …}}
+``manifest.json`` (schema: :mod:`edgekd.schema.manifest`) lists every file with its sha256 and
+size; ``verify`` refuses a bundle whose files differ from it, so a device never benchmarks a
+tampered or half-copied model.
 
 A bundle is a closed folder. ``read_manifest`` refuses a manifest that is not strict JSON (NaN,
-Infinity, a repeated key), too large or too deeply nested, or breaks the schema: every name in
-``files``, ``models[].file`` and ``eval.file`` is a plain relative path inside the folder, and every
-model and the eval data are listed in ``files``. ``verify`` then hashes every listed file, which
-must be a plain file: no symlinks at all (the exporter never writes one, and a link's target
-depends on the machine it is copied to, so it is not the file that was hashed where the bundle was
-made). ONNX models must be self-contained (:func:`refuse_external_data`).
+Infinity, a repeated key), too large or too deeply nested, or breaks the schema (names that
+leave the folder, models or eval data not listed in ``files``). ``verify`` then hashes every
+listed file, which must be a plain file: no symlinks at all (the exporter never writes one, and a
+link's target depends on the machine it is copied to, so it is not the file that was hashed where
+the bundle was made). ONNX models must be self-contained (``runtimes.onnx_external``).
 """
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 import zipfile
 import zlib
 from dataclasses import dataclass
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 
 import numpy as np
 
 from .errors import BundleError, ConfigError
-from .schema.jsonfile import check_version, read_json
+from .schema.jsonfile import read_json
+from .schema.manifest import EVAL_FILE, MANIFEST, Manifest  # noqa: F401  (EVAL_FILE: bundle.EVAL_FILE for its readers)
 
-MANIFEST = "manifest.json"
-EVAL_FILE = "eval.npz"
 #: a real manifest is a few kB with a handful of models, nested 5 levels deep
 MAX_MANIFEST_BYTES = 1 << 20
-MAX_MODELS = 64
 NO_SYMLINKS = "a bundle holds plain files only (export never writes symlinks)"
 
 
@@ -63,7 +47,12 @@ def digest_files(bundle_dir: Path, names: list[str]) -> dict:
 @dataclass
 class Bundle:
     root: Path
-    manifest: dict
+    document: Manifest
+
+    @property
+    def manifest(self) -> dict:
+        """The manifest as JSON (what bench reports and tests compare)."""
+        return self.document.to_json()
 
     @property
     def models(self) -> list[dict]:
@@ -71,12 +60,6 @@ class Bundle:
 
     def model(self, role: str, fmt: str) -> dict | None:
         return next((m for m in self.models if m["role"] == role and m["format"] == fmt), None)
-
-    def path(self, name: str) -> Path:
-        return self.root / name
-
-    def load_eval(self) -> tuple[np.ndarray, np.ndarray]:
-        return load_eval_npz(self.root / self.manifest["eval"]["file"])
 
 
 def load_eval_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -117,103 +100,14 @@ def read_manifest(bundle_dir: str | Path) -> Bundle:
     if path.stat().st_size > MAX_MANIFEST_BYTES:
         raise BundleError(f"'{path}' is larger than {MAX_MANIFEST_BYTES // 1024} kB; a manifest is a few kB",
                           hint="export the bundle again")
-    manifest = read_json(path, "manifest", BundleError)
-    _check_manifest(manifest, path)
-    return Bundle(root, manifest)
-
-
-def _check_manifest(manifest: dict, path: Path) -> None:
-    check_version(manifest, f"'{path}'", "manifest", BundleError)
-    for key in ("models", "files", "eval"):
-        if key not in manifest:
-            raise BundleError(f"'{path}' lacks '{key}'")
-    files = _check_files(manifest["files"], path)
-    _check_models(manifest["models"], files, path)
-    ev = manifest["eval"]
-    if not isinstance(ev, dict):
-        raise BundleError(f"'{path}': eval must be an object with a 'file', got {type(ev).__name__}")
-    _listed(_plain_name(ev.get("file"), "eval.file", path), "eval.file", files, path)
-    labels = manifest.get("labels")
-    if labels is not None and not (isinstance(labels, list) and all(isinstance(s, str) for s in labels)):
-        raise BundleError(f"'{path}': labels must be a list of strings or null")
-
-
-def _check_files(files, path: Path) -> dict:
-    if not isinstance(files, dict):
-        raise BundleError(f"'{path}': files must be an object of file name -> {{sha256, bytes}}, "
-                          f"got {type(files).__name__}")
-    for name, entry in files.items():
-        at = f"files['{name}']"
-        _plain_name(name, "a name in files", path)
-        if not isinstance(entry, dict):
-            raise BundleError(f"'{path}': {at} must be an object with sha256 and bytes")
-        digest, size = entry.get("sha256"), entry.get("bytes")
-        if not (isinstance(digest, str) and re.fullmatch("[0-9a-f]{64}", digest)):
-            raise BundleError(f"'{path}': {at}.sha256 must be 64 lowercase hex digits, got {digest!r}")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise BundleError(f"'{path}': {at}.bytes must be a whole number >= 0, got {size!r}")
-    return files
-
-
-def _check_models(models, files: dict, path: Path) -> None:
-    if not isinstance(models, list) or not models:
-        raise BundleError(f"'{path}': models must be a non-empty list: the manifest lists no models")
-    if len(models) > MAX_MODELS:
-        raise BundleError(f"'{path}' lists {len(models)} models; a bundle holds at most {MAX_MODELS}")
-    seen_files, seen_kinds = set(), set()
-    for i, m in enumerate(models):
-        at = f"models[{i}]"
-        if not isinstance(m, dict):
-            raise BundleError(f"'{path}': {at} must be an object (file, role, format, …), got {m!r}")
-        name = _listed(_plain_name(m.get("file"), f"{at}.file", path), f"{at}.file", files, path)
-        for key, kinds, what in (("role", str, "a string"), ("format", str, "a string"),
-                                 ("runtime", (str, type(None)), "a string or null"),
-                                 ("precision", (str, type(None)), "a string or null"),
-                                 ("input", (dict, type(None)), "an object or null"),
-                                 ("output", (dict, type(None)), "an object or null")):
-            if not isinstance(m.get(key), kinds):
-                raise BundleError(f"'{path}': {at}.{key} must be {what}, got {m.get(key)!r}")
-        if name in seen_files or (m["role"], m["format"]) in seen_kinds:
-            raise BundleError(f"'{path}': {at} is a duplicate model entry (file '{name}', role "
-                              f"'{m['role']}', format '{m['format']}'): each file and each (role, format) "
-                              "appears once")
-        seen_files.add(name)
-        seen_kinds.add((m["role"], m["format"]))
-
-
-def _plain_name(name, field: str, path: Path) -> str:
-    """A relative POSIX path that stays inside the bundle: no absolute path or drive, no '..',
-    no backslash (a separator on Windows), no empty or '.' part, no control character."""
-    if not isinstance(name, str) or not name:
-        raise BundleError(f"'{path}': {field} must be a non-empty file name, got {name!r}")
-    problem = None
-    if name.startswith("/") or PureWindowsPath(name).drive:
-        problem = "is an absolute path; a bundle names its files relative to its folder"
-    elif "\\" in name or any(ord(c) < 32 for c in name):
-        problem = "holds a backslash or a control character"
-    elif ".." in name.split("/"):
-        problem = "has a '..' part: it would leave the bundle folder"
-    elif any(part in ("", ".") for part in name.split("/")):
-        problem = "has an empty or '.' part; write each name one way only"
-    elif name == MANIFEST:
-        problem = "is the manifest itself"
-    if problem:
-        raise BundleError(f"'{path}': {field} '{name}' {problem}", hint="export the bundle again")
-    return name
-
-
-def _listed(name: str, field: str, files: dict, path: Path) -> str:
-    if name not in files:
-        raise BundleError(f"'{path}': {field} '{name}' is not listed in the manifest's files, so its "
-                          "sha256 cannot be checked", hint="export the bundle again")
-    return name
+    return Bundle(root, Manifest.from_json(read_json(path, "manifest", BundleError), f"'{path}'"))
 
 
 def verify(bundle: Bundle) -> None:
     """Every listed file is a plain file (no symlink on the way) inside the bundle, with the
     manifest's size and sha256. Called before anything reads a bundle file."""
     real_root = bundle.root.resolve()
-    for name, expected in bundle.manifest["files"].items():
+    for name, expected in bundle.document.files.items():
         path = bundle.root / name
         if not os.path.lexists(path):
             raise BundleError(f"bundle file '{name}' is missing from '{bundle.root}'")
@@ -243,7 +137,7 @@ def refuse_overwriting_inputs(target: str | os.PathLike, outputs: dict, data=Non
     inputs = [target]
     if target.is_dir():
         bundle = read_manifest(target)
-        inputs += [target / MANIFEST, *(target / name for name in bundle.manifest["files"])]
+        inputs += [target / MANIFEST, *(target / name for name in bundle.document.files)]
     if data is not None:
         inputs.append(Path(data))
     ids = {_identity(p): p for p in inputs if p.exists()}
