@@ -1,0 +1,275 @@
+"""bench.json: the document ``edgekd bench`` writes and the report, ``init-budget`` and the CI gate
+read. Torch-free.
+
+The TypedDicts below are the document's shape (the README's bench.json section is tested against
+them); :func:`from_json` is the one reader's check and :func:`to_json` the one writer's text. The
+check covers every field a reader relies on (the gate's baseline checks, init-budget's proposal),
+so a bad file fails before anything is measured; the rest is informative and left as written.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Callable, TypedDict
+
+from ..errors import ConfigError
+from .jsonfile import check_version, parse_json, read_json
+
+SCHEMA = "edgekd.bench"
+
+
+class Eval(TypedDict, total=False):
+    file: str
+    samples: int
+    sample_shape: list[int]
+    sha256: str
+
+
+class Target(TypedDict, total=False):
+    kind: str                     # "bundle" or "model" (one file benched alone)
+    path: str
+    manifest_schema_version: int
+    labels: list[str] | None
+    created_utc: str | None
+    edgekd_version: str | None
+    eval: Eval
+
+
+class Settings(TypedDict):
+    threads: list[int]
+    batch: list[int]
+    warmup: int
+    warmup_seconds: float
+    runs: int
+    min_seconds: float
+    max_runs: int
+    runtime: str | None
+    providers: list[str] | None
+    data: str | None
+    repeat: int
+    isolation: str
+
+
+class Device(TypedDict, total=False):
+    board: str | None
+    cpu: str | None
+    cores: int
+    machine: str
+    memory_bytes: int | None
+    os: str
+    kernel: str
+    python: str
+    cpu_governor: str | None
+    packages: dict                # package name → version
+    thermal_before: dict
+    thermal_after: dict
+
+
+class Backend(TypedDict, total=False):
+    backend: str
+    module: str
+    version: str
+    delegate: str | None
+    providers: list[str] | None
+    delegated_nodes: int | None
+
+
+class Warmup(TypedDict):
+    runs: int
+    seconds: float
+
+
+class Latency(TypedDict):
+    runs: int
+    seconds: float
+    min: float
+    p50: float
+    p90: float
+    p99: float
+    max: float
+    mean: float
+    std: float
+    percentiles: list[float]
+
+
+class Memory(TypedDict):        # bytes
+    rss_before_load: int
+    rss_after_load: int
+    rss_peak_inference: int
+    rss_after_runs: int
+    rss_peak: int
+    source: str
+    model_bytes: int
+
+
+class Repeats(TypedDict):
+    count: int
+    p50: list[float]              # one entry per repetition
+    p90: list[float]
+    spread_ms: float
+
+
+class Skipped(TypedDict):       # a setting the runtime could not run (a fixed-batch model at batch 8)
+    threads: int
+    batch: int
+    skipped: str                  # why
+
+
+class Measurement(TypedDict):
+    threads: int
+    batch: int
+    delegate: str | None
+    init_ms: float
+    first_inference_ms: float
+    warmup: Warmup
+    latency_ms: Latency
+    throughput_per_s: float
+    memory: Memory
+    repeats: Repeats
+
+
+class Model(TypedDict, total=False):
+    file: str
+    role: str                     # one of edgekd.schema.BENCH_ROLES
+    format: str | None
+    precision: str | None
+    runtime: str
+    bytes: int
+    sha256: str
+    parameters: int | None
+    macs: int | None
+    reference_accuracy: float | None
+    backend: Backend | None
+    input: dict
+    output: dict
+    accuracy: float | None
+    eval_samples: int | None
+    eval_seconds: float
+    agreement_with_teacher: float | None
+    measurements: list[Measurement | Skipped]
+
+
+class Comparison(TypedDict):
+    model: str
+    teacher: str
+    threads: int
+    batch: int
+    size_ratio: float | None
+    speedup: float | None
+    memory_ratio: float | None
+    model_memory_ratio: float | None
+    accuracy_delta: float | None
+    agreement_with_teacher: float | None
+
+
+class Outputs(TypedDict):
+    json: str | None
+    markdown: str | None
+    plot: str | None
+
+
+class BenchDoc(TypedDict, total=False):
+    schema: str
+    schema_version: int
+    edgekd_version: str
+    created_utc: str
+    target: Target
+    settings: Settings
+    device: Device
+    teacher: str | None
+    models: list[Model]
+    comparisons: list[Comparison]
+    outputs: Outputs
+
+
+
+HINT = "pass a bench.json written by edgekd bench (--out or --save-baseline)"
+
+
+def read(path, what: str = "bench.json") -> BenchDoc:
+    """The bench.json at ``path``, strict JSON and checked (:func:`from_json`)."""
+    return from_json(read_json(Path(path), what, ConfigError), f"'{path}'", what)
+
+
+def from_json(data: bytes | dict, where: str = "the bench.json", what: str = "bench.json") -> BenchDoc:
+    """A bench.json document: text (strict JSON) or an already parsed object, checked: its schema
+    and version, then every field a reader relies on. Any problem is one ConfigError."""
+    doc = parse_json(data, where, what, ConfigError) if isinstance(data, bytes) else data
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise ConfigError(f"{where} is not an edgekd bench.json", hint=HINT)
+    check_version(doc, where, "bench.json", ConfigError)
+    try:
+        _check_fields(doc)
+    except _Invalid as exc:
+        raise ConfigError(f"{where} is not a usable {what}: {exc}", hint=HINT) from None
+    return doc
+
+
+def to_json(doc: BenchDoc) -> str:
+    """Strict JSON: a number that is not finite (a ratio of nothing) becomes null, since bare
+    NaN/Infinity are not JSON and other tools refuse them."""
+    return json.dumps(_finite(doc), indent=2, allow_nan=False) + "\n"
+
+
+def _finite(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+# -- the fields readers rely on -----------------------------------------------------------------
+
+class _Invalid(Exception):
+    pass
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+_OBJECT = (lambda v: isinstance(v, dict), "an object")
+_OBJECTS = (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v), "a list of objects")
+_TEXT = (lambda v: isinstance(v, str), "a string")
+_WHOLE = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a whole number > 0")
+_POSITIVE = (lambda v: _number(v) and v > 0, "a number > 0")
+_POSITIVES = (lambda v: isinstance(v, list) and v != [] and all(_POSITIVE[0](x) for x in v), "a list of numbers > 0")
+_FRACTION = (lambda v: v is None or (_number(v) and 0 <= v <= 1), "null or a fraction from 0 to 1")
+
+
+def _field(obj: dict, key: str, at: str, ok: Callable, what: str):
+    if key not in obj:
+        raise _Invalid(f"{at} has no '{key}'")
+    if not ok(obj[key]):
+        raise _Invalid(f"{at}.{key} must be {what}, got {obj[key]!r}")
+    return obj[key]
+
+
+def _check_fields(doc: dict) -> None:
+    for key in ("device", "target"):
+        if key in doc:
+            _field(doc, key, "the document", *_OBJECT)
+    if (doc.get("target") or {}).get("eval") is not None:
+        _field(doc["target"], "eval", "target", *_OBJECT)
+    for i, m in enumerate(_field(doc, "models", "the document", *_OBJECTS)):
+        at = f"models[{i}]"
+        _field(m, "file", at, *_TEXT)
+        _field(m, "bytes", at, *_WHOLE)
+        _field(m, "accuracy", at, *_FRACTION)
+        for j, x in enumerate(_field(m, "measurements", at, *_OBJECTS)):
+            _check_measurement(x, f"{at}.measurements[{j}]")
+
+
+def _check_measurement(x: dict, at: str) -> None:
+    if "skipped" in x:
+        return
+    for key in ("threads", "batch"):
+        _field(x, key, at, *_WHOLE)
+    _field(_field(x, "latency_ms", at, *_OBJECT), "p50", f"{at}.latency_ms", *_POSITIVE)
+    _field(_field(x, "memory", at, *_OBJECT), "rss_peak_inference", f"{at}.memory", *_POSITIVE)
+    if x.get("repeats"):            # the median of the repetitions is the p50 a baseline compares with
+        _field(_field(x, "repeats", at, *_OBJECT), "p50", f"{at}.repeats", *_POSITIVES)
