@@ -2,7 +2,6 @@
 written back as the run folder's ``config.toml`` (which re-runs the experiment as is)."""
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -15,6 +14,9 @@ from .errors import ConfigError, unknown_name
 WHOLE_RANGES = {"folds": (1, 100), "teacher_epochs": (1, 100_000), "student_epochs": (1, 100_000),
                 "batch_size": (1, 65_536)}
 MAX_TEMPERATURE, MAX_LR, MAX_WEIGHT_DECAY = 1000.0, 10.0, 10.0
+#: the finite-number options: (name in messages, must be > 0 rather than >= 0, the largest sane value)
+FLOAT_RANGES = {"temperature": ("temperature", True, MAX_TEMPERATURE), "lr": ("learning rate", True, MAX_LR),
+                "weight_decay": ("weight decay", False, MAX_WEIGHT_DECAY)}
 
 
 @dataclass
@@ -42,9 +44,6 @@ class DistillConfig:
 
     def validate(self) -> None:
         """Reject impossible values before anything is loaded or written."""
-        if not (math.isfinite(self.temperature) and 0 < self.temperature <= MAX_TEMPERATURE):
-            raise ConfigError(f"temperature must be a finite number > 0 and at most {MAX_TEMPERATURE:g}, "
-                              f"got {self.temperature}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}", hint="alpha weighs the hard labels")
         if not 0.0 < self.student_fraction <= 1.0:
@@ -57,11 +56,8 @@ class DistillConfig:
                                   f"got {getattr(self, name)}")
         if not 0 <= self.seed < 2**32:      # the range scikit-learn's splitters accept as random_state
             raise ConfigError(f"seed must be in [0, {2**32 - 1}], got {self.seed}")
-        if not (math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):
-            raise ConfigError(f"learning rate must be a finite number > 0 and at most {MAX_LR:g}, got {self.lr}")
-        if not (math.isfinite(self.weight_decay) and 0 <= self.weight_decay <= MAX_WEIGHT_DECAY):
-            raise ConfigError(f"weight decay must be a finite number >= 0 and at most {MAX_WEIGHT_DECAY:g}, "
-                              f"got {self.weight_decay}")
+        for name, (what, above_zero, high) in FLOAT_RANGES.items():
+            _check_finite(what, getattr(self, name), above_zero, high)
         if self.device not in ("cpu", "cuda", "auto"):
             raise unknown_name("device", self.device, ["cpu", "cuda", "auto"], ConfigError)
         if self.backend not in ("auto", "gloo", "nccl"):
@@ -74,6 +70,13 @@ class DistillConfig:
             if value is not None:
                 lines.append(f"{f.name} = {_toml_value(value)}")
         return "\n".join(lines) + "\n"
+
+
+def _check_finite(what: str, value: float, above_zero: bool, high: float) -> None:
+    low_ok = value > 0 if above_zero else value >= 0
+    if not (math.isfinite(value) and low_ok and value <= high):
+        raise ConfigError(f"{what} must be a finite number {'>' if above_zero else '>='} 0 and at most {high:g}, "
+                          f"got {value}")
 
 
 def _toml_value(value) -> str:
@@ -126,6 +129,3 @@ def _coerce(key: str, value, annotation: str, path):
         raise ConfigError(f"'{key}' must be {kind}, got {value!r}" + (f" in '{path}'" if path else ""))
     return value
 
-
-def replace(config: DistillConfig, **changes) -> DistillConfig:
-    return dataclasses.replace(config, **changes)
