@@ -1,8 +1,9 @@
 """The FORMATS table: the single source of truth for every export format.
 
-Each row names the format, the file it writes (``{role}{suffix}``), its precision,
-the options it honours, the runtime that checks it, and the exporter function
-(``module:function``, imported only when used, so this table stays torch-free).
+Each row names the format, the file it writes (``{role}{suffix}``), its precision, the runtime
+that checks it, the exporter function (``module:function``, imported only when used, so this
+table stays torch-free) and the options of ``ExportOptions`` it honours: an option given
+explicitly (``--opset``) that no exported format honours is refused rather than ignored.
 An unknown name fails with the known ones and the closest match.
 """
 from __future__ import annotations
@@ -30,10 +31,9 @@ class Format:
     precision: str               # fp32 | fp16 | int8
     runtime: str                 # runtime that checks it (and runs it on the device): onnxruntime | tflite
     exporter: str                # "module:function" inside edgekd.exporters, imported lazily
-    options: tuple[str, ...]     # export_run options this format honours
+    options: tuple[str, ...]     # ExportOptions fields this format honours
     calibrated: bool             # needs calibration samples
     tolerance: float | None      # fp32: fail when max |logits - PyTorch| exceeds this
-    description: str
 
     def filename(self, role: str) -> str:
         return f"{role}{self.suffix}"
@@ -46,18 +46,18 @@ class Format:
 FORMATS: Registry[Format] = Registry("export format", ConfigError)
 
 for _fmt in (
-    Format("onnx", ".onnx", "fp32", "onnxruntime", "onnx:export_onnx", ("opset",), False, 1e-4,
-           "ONNX fp32 (dynamo exporter, one file, dynamic batch, onnxsim-simplified)"),
+    # ONNX fp32: dynamo exporter, one file, dynamic batch, onnxsim-simplified
+    Format("onnx", ".onnx", "fp32", "onnxruntime", "onnx:export_onnx", ("opset",), False, 1e-4),
+    # ONNX int8 QDQ, per-channel weights, static activations (onnxruntime.quantization); float input/output
     Format("onnx-int8", ".int8.onnx", "int8", "onnxruntime", "onnx:export_onnx_int8",
-           ("opset", "calibration_samples"), True, None,
-           "ONNX int8 QDQ, per-channel weights, static activations (onnxruntime.quantization); float input/output"),
-    Format("tflite", ".tflite", "fp32", "tflite", "tflite:export_tflite", (), False, 1e-4,
-           "TFLite fp32 (litert-torch, no TensorFlow), NCHW input as in PyTorch"),
-    Format("tflite-fp16", ".fp16.tflite", "fp16", "tflite", "tflite:export_tflite_fp16", (), False, None,
-           "TFLite with float16 weights (ai-edge-quantizer float casting), float32 compute and I/O"),
+           ("opset", "calibration_samples"), True, None),
+    # TFLite fp32 (litert-torch, no TensorFlow), NCHW input as in PyTorch
+    Format("tflite", ".tflite", "fp32", "tflite", "tflite:export_tflite", (), False, 1e-4),
+    # TFLite with float16 weights (ai-edge-quantizer float casting), float32 compute and I/O
+    Format("tflite-fp16", ".fp16.tflite", "fp16", "tflite", "tflite:export_tflite_fp16", (), False, None),
+    # TFLite full-integer int8: int8 weights (symmetric per-channel), activations, input and output (PT2E)
     Format("tflite-int8", ".int8.tflite", "int8", "tflite", "tflite:export_tflite_int8", ("calibration_samples",),
-           True, None,
-           "TFLite full-integer int8: int8 weights (symmetric per-channel), activations, input and output (PT2E)"),
+           True, None),
 ):
     FORMATS.register(_fmt.name)(_fmt)
 

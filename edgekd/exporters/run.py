@@ -1,0 +1,262 @@
+"""``edgekd export``: a run folder → a deployable bundle, every file checked against PyTorch.
+
+    export_run("runs/demo")            # student.onnx, student.int8.tflite, teacher.onnx
+    export_run("runs/demo", formats=["onnx", "tflite", "tflite-fp16", "tflite-int8", "onnx-int8"])
+
+Formats come from one table (:mod:`edgekd.exporters.formats`). Each exported file is run
+in its real runtime (onnxruntime, the LiteRT interpreter) on the run's held-out eval set
+and compared with PyTorch; an fp32 file whose logits differ by more than 1e-4 fails the
+export. The bundle folder appears only when everything succeeded (all-or-nothing).
+"""
+from __future__ import annotations
+
+import numbers
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import __version__
+from ..errors import ConfigError, DataError, ExportError, unknown_name
+from ..fsutil import atomic_write_json, refuse_existing, staged_dir
+from ..schema import SCHEMA_VERSION, TRAINED_ROLES
+from ..schema.export import EXPORT_REPORT, ExportedFile, ExportReport
+from ..schema.manifest import EVAL_FILE, MANIFEST, ModelEntry
+from .formats import BYTES_PER_WEIGHT, FORMATS, ONNX_OPSETS, Format, get_format, parse_formats
+
+DEFAULT_ROLES = ("student", "teacher")
+MAX_CALIBRATION_SAMPLES = 100_000     # far above the run's calibration pool: more is a typo
+Progress = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to export. ``formats``: None for the default set (``int8``: student ``onnx`` +
+    ``tflite-int8``, teacher ``onnx``; else ``onnx`` only), or names exported for every role.
+    Names may also come as one "a,b" string: the CLI passes its options through unparsed."""
+    formats: list[str] | str | None = None
+    roles: list[str] | str = DEFAULT_ROLES
+    int8: bool = True
+    opset: int | None = None
+    calibration_samples: int = 256
+
+    def check_numbers(self) -> None:
+        whole = (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool))
+        if self.opset is not None and not (whole(self.opset) and self.opset in ONNX_OPSETS):
+            raise ConfigError(f"ONNX opset {self.opset} is not supported",
+                              hint=f"use an opset from {ONNX_OPSETS[0]} to {ONNX_OPSETS[-1]}")
+        if not (whole(self.calibration_samples) and 1 <= self.calibration_samples <= MAX_CALIBRATION_SAMPLES):
+            raise ConfigError(f"calibration samples must be at least 1 and at most {MAX_CALIBRATION_SAMPLES}, "
+                              f"got {self.calibration_samples!r}", hint="a few hundred calibrate int8 well")
+
+    def plan(self) -> tuple[list[str], list[tuple[str, Format]]]:
+        """(roles, the (role, format) pairs to export in order); an option no format honours is refused."""
+        roles = parse_roles(self.roles)
+        chosen = parse_formats(self.formats)
+        plan = default_plan(roles, self.int8) if chosen is None else [(r, f) for r in roles for f in chosen]
+        if self.opset is not None and not any("opset" in fmt.options for _, fmt in plan):
+            names = ", ".join(dict.fromkeys(fmt.name for _, fmt in plan))
+            honour = ", ".join(n for n in FORMATS.names() if "opset" in FORMATS.get(n).options)
+            raise ConfigError(f"an ONNX opset ({self.opset}) was given, but none of the formats exported "
+                              f"({names}) has one: it would be ignored",
+                              hint=f"drop --opset, or add a format that honours it ({honour}) to --formats")
+        return roles, plan
+
+
+def default_plan(roles, int8: bool = True) -> list[tuple[str, Format]]:
+    """The ``--int8`` set: student ONNX fp32 + full-integer int8 TFLite, teacher ONNX fp32."""
+    plan = []
+    for role in roles:
+        plan.append((role, get_format("onnx")))
+        if int8 and role == "student":
+            plan.append((role, get_format("tflite-int8")))
+    return plan
+
+
+def parse_roles(roles) -> list[str]:
+    """Role names (a list, or the CLI's "a,b") → known roles, order kept, duplicates dropped."""
+    names = roles.split(",") if isinstance(roles, str) else list(roles or ())
+    names = [r.strip() for r in names if r and r.strip()]
+    if not names:
+        raise ConfigError("no roles given", hint=f"known: {', '.join(TRAINED_ROLES)}")
+    for name in names:
+        if name not in TRAINED_ROLES:
+            raise unknown_name("role", name, TRAINED_ROLES, ConfigError)
+    return list(dict.fromkeys(names))
+
+
+@dataclass
+class ExportContext:
+    """What an exporter function gets besides the model: a scratch folder and the options."""
+    workdir: Path
+    opset: int | None
+    calibration: np.ndarray | None
+
+
+@dataclass
+class Job:
+    """Everything read and checked before the bundle folder is touched."""
+    run_dir: Path
+    out: Path
+    options: ExportOptions
+    plan: list[tuple[str, Format]]
+    sources: dict                   # role -> exporters.source.Source
+    eval: tuple[np.ndarray, np.ndarray]
+    labels: list[str] | None
+    calibration: tuple[np.ndarray | None, dict | None] = (None, None)
+    references: dict = field(default_factory=dict)     # role -> PyTorch's logits on the eval set
+
+
+def export_run(run_dir, out=None, options: ExportOptions | None = None, *, force: bool = False,
+               progress: Progress | None = None, **choices) -> dict:
+    """Export the models of a run folder into a bundle folder and return the export report.
+
+    What to export is ``options`` (an :class:`ExportOptions`), or its fields given by keyword
+    (``formats=…, roles=…, int8=…, opset=…, calibration_samples=…``). ``out`` defaults to
+    ``RUN/bundle``. ``progress`` receives one dict per step (``{"event": "load"|"start"|"done",
+    "role", "format", "file", ...}``).
+
+    Raises EdgeKDError (DataError, ModelError, ConfigError, ExportError) for user mistakes.
+    """
+    if options is not None and choices:
+        raise TypeError("pass either options or its fields, not both")
+    started = time.perf_counter()
+    job = prepare(Path(run_dir), out, options or ExportOptions(**choices), force, progress)
+    # staged_dir locks the bundle folder (and removes the folders it made above it if this fails)
+    with tempfile.TemporaryDirectory(prefix="edgekd-export-") as work, \
+            staged_dir(job.out, force, "bundle folder") as stage:
+        ctx = ExportContext(Path(work), job.options.opset, job.calibration[0])
+        created = _utc()
+        rows, entries = [], []
+        for role, fmt in job.plan:
+            row, entry = _export_one(job, ctx, role, fmt, stage, progress)
+            rows.append(row)
+            entries.append(entry)
+        _compare_with_teacher(rows)
+        shutil.copyfile(job.run_dir / EVAL_FILE, stage / EVAL_FILE)
+        report = _write_documents(job, stage, rows, entries, created, time.perf_counter() - started)
+    report["manifest"] = str(job.out / MANIFEST)
+    return report
+
+
+def prepare(run_dir: Path, out, options: ExportOptions, force: bool, progress: Progress | None) -> Job:
+    """Check the options, read the run's models, eval split and calibration samples; write nothing."""
+    from .source import check_bundle_path, check_run_dir, load_calibration, load_eval, load_source
+
+    options.check_numbers()
+    check_run_dir(run_dir)
+    roles, plan = options.plan()
+    out = Path(out) if out is not None else run_dir / "bundle"
+    check_bundle_path(run_dir, out)
+    refuse_existing(out, force, "bundle folder")  # before any slow work
+    sources = {}
+    for role in roles:
+        _emit(progress, event="load", role=role)
+        sources[role] = load_source(run_dir, role)
+    for role, fmt in plan:
+        if sources[role].kind == "onnx" and fmt.runtime != "onnxruntime":
+            raise ExportError(f"the {role} is a brought ONNX model; it cannot be converted to {fmt.name}",
+                              hint="litert-torch converts PyTorch models only; use --formats onnx,onnx-int8 "
+                                   f"or --roles without {role}")
+    shapes = {src.input_shape for src in sources.values()}
+    if len(shapes) > 1:
+        raise DataError(f"the models of the run expect different input shapes: {sorted(shapes)}")
+    main = sources.get("student") or next(iter(sources.values()))
+    x_eval, y_eval, labels = load_eval(run_dir, main.input_shape)
+    job = Job(run_dir, out, options, plan, sources, (x_eval, y_eval), main.spec.get("labels") or labels)
+    if any(fmt.calibrated for _, fmt in plan):
+        job.calibration = load_calibration(run_dir, main.input_shape, int(options.calibration_samples))
+    return job
+
+
+def _export_one(job: Job, ctx: ExportContext, role: str, fmt: Format, stage: Path,
+                progress: Progress | None) -> tuple[ExportedFile, ModelEntry]:
+    """Convert one model to one format, run the file in its runtime and compare it with PyTorch."""
+    from .manifest import model_entry
+    from .parity import compare
+    from .source import reference_logits
+
+    src, name = job.sources[role], fmt.filename(role)
+    x_eval, y_eval = job.eval
+    _emit(progress, event="start", role=role, format=fmt.name, file=name)
+    t0 = time.perf_counter()
+    details = fmt.exporter_function()(ctx, src, stage / name) or {}
+    seconds = time.perf_counter() - t0
+    if role not in job.references:
+        job.references[role] = reference_logits(src, x_eval)
+    t1 = time.perf_counter()
+    logits, ins, outs = _run_in_runtime(fmt, stage / name, x_eval)
+    parity = compare(logits, job.references[role], y_eval, fmt.precision, fmt.tolerance)
+    parity["seconds"] = round(time.perf_counter() - t1, 3)
+    if not parity["passed"]:
+        raise ExportError(f"{name} differs from PyTorch on the eval set: max |logits diff| "
+                          f"{parity['max_abs_diff']:.2e} > {fmt.tolerance:g}",
+                          hint="the converter changed the model's numbers; --debug and report it")
+    row = ExportedFile(
+        file=name, role=role, format=fmt.name, precision=fmt.precision, runtime=fmt.runtime,
+        bytes=(stage / name).stat().st_size, parameters=int(src.parameters), macs=src.macs,
+        weight_bytes=int(src.parameters) * BYTES_PER_WEIGHT[fmt.precision],
+        seconds=round(seconds, 3), parity=parity, details=details, input=ins, output=outs)
+    _emit(progress, event="done", role=role, format=fmt.name, file=name, bytes=row.bytes, seconds=row.seconds,
+          parity=parity)
+    return row, model_entry(name, fmt, src, (ins, outs))
+
+
+def _write_documents(job: Job, stage: Path, rows: list[ExportedFile], entries: list[ModelEntry],
+                     created: str, seconds: float) -> dict:
+    """export.json, then manifest.json (which lists export.json with every other file)."""
+    from .manifest import build_manifest
+
+    calibration_info = job.calibration[1]
+    report = ExportReport(
+        schema_version=SCHEMA_VERSION, edgekd_version=__version__, created_utc=created,
+        run=str(job.run_dir), bundle=str(job.out), eval={"file": EVAL_FILE, "samples": int(len(job.eval[1]))},
+        calibration=calibration_info, tolerance={"fp32_max_abs_diff": get_format("onnx").tolerance},
+        models=rows, seconds=round(seconds, 3)).to_json()
+    atomic_write_json(stage / EXPORT_REPORT, report)
+    main = job.sources.get("student") or next(iter(job.sources.values()))
+    manifest = build_manifest(stage, entries, job.labels, main.spec.get("preprocessing"), len(job.eval[1]),
+                              calibration_info, created)
+    atomic_write_json(stage / MANIFEST, manifest.to_json())
+    return report
+
+
+def _run_in_runtime(fmt: Format, path: Path, x: np.ndarray):
+    """(logits, input spec, output spec) of the file in its runtime; a file it cannot run fails the export."""
+    from .parity import RUNNERS
+
+    try:
+        return RUNNERS[fmt.runtime](path, x)
+    except Exception as exc:  # the runtimes raise their own kinds for an op or file they do not support
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
+        raise ExportError(f"{fmt.runtime} cannot run {path.name}: {reason}",
+                          hint="it has an op or opset this runtime lacks; "
+                               "an ONNX file made with --opset may work at the default") from None
+
+
+def _compare_with_teacher(rows: list[ExportedFile]) -> None:
+    """Each non-teacher file gets the teacher's file beside it: same format if exported, else the first."""
+    teacher = [r for r in rows if r.role == "teacher"]
+    for row in rows:
+        if row.role == "teacher" or not teacher:
+            row.vs_teacher = None
+            continue
+        ref = next((t for t in teacher if t.format == row.format), teacher[0])
+        row.vs_teacher = {"file": ref.file, "format": ref.format, "bytes": ref.bytes,
+                          "weight_bytes": ref.weight_bytes, "parameters": ref.parameters,
+                          "size_ratio": row.bytes / ref.bytes if ref.bytes else None}
+
+
+def _emit(progress: Progress | None, **event) -> None:
+    if progress is not None:
+        progress(event)
+
+
+def _utc() -> str:
+    from .manifest import utc_now
+
+    return utc_now()

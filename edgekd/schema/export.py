@@ -1,0 +1,88 @@
+"""``export.json``: the build report ``edgekd export`` writes into the bundle (and returns). Torch-free.
+
+One :class:`ExportedFile` per file, in export order: its size, the conversion's time, its parity
+with PyTorch on the eval split, the converter's notes and the teacher's file beside it. Nothing
+reads it to decide anything (bench reads the manifest); :meth:`ExportReport.from_json` checks the
+fields a reader of the report relies on.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from numbers import Real
+
+from ..errors import BundleError
+from .jsonfile import check_version
+
+EXPORT_REPORT = "export.json"
+NUMBER, TEXT, OBJECT = (Real, "a number"), (str, "a string"), (dict, "an object")
+NULLABLE_OBJECT = ((dict, type(None)), "an object or null")
+
+
+@dataclass
+class ExportedFile:
+    file: str
+    role: str
+    format: str
+    precision: str
+    runtime: str
+    bytes: int
+    parameters: int
+    macs: int | None
+    weight_bytes: int              # parameters × bytes per weight of the precision
+    seconds: float                 # the conversion
+    parity: dict                   # exporters.parity.compare: max |diff|, agreement, accuracy, passed
+    details: dict                  # the converter's own notes, per format
+    input: dict                    # name, dtype, scale, zero_point
+    output: dict
+    vs_teacher: dict | None = None     # None: a teacher file, or no teacher exported
+
+
+@dataclass
+class ExportReport:
+    schema_version: int
+    edgekd_version: str
+    created_utc: str
+    run: str
+    bundle: str
+    eval: dict                     # {"file", "samples"}
+    calibration: dict | None       # None: no calibrated format
+    tolerance: dict                # {"fp32_max_abs_diff"}
+    models: list[ExportedFile]
+    seconds: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict, where: str) -> "ExportReport":
+        check_version(doc, where, "export report", BundleError)
+        check_types(doc, REPORT_TYPES, where, BundleError)
+        if not isinstance(doc["models"], list):
+            raise BundleError(f"{where}: models must be a list, got {type(doc['models']).__name__}")
+        models = []
+        for i, row in enumerate(doc["models"]):
+            if not isinstance(row, dict):
+                raise BundleError(f"{where}: models[{i}] must be an object, got {row!r}")
+            check_types(row, FILE_TYPES, f"{where}: models[{i}]", BundleError, sep=".")
+            models.append(ExportedFile(**{f.name: row.get(f.name) for f in fields(ExportedFile)}))
+        return cls(**{**{f.name: doc[f.name] for f in fields(cls)}, "models": models})
+
+
+def check_types(doc: dict, table: dict, where: str, error: type, sep: str = ": ") -> None:
+    """Every key of ``table`` is in ``doc`` with one of its types (key -> (types, "what it must be"))."""
+    for key, (kinds, what) in table.items():
+        if key not in doc:
+            raise error(f"{where} lacks '{key}'")
+        value, kinds = doc[key], kinds if isinstance(kinds, tuple) else (kinds,)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):   # True is an int
+            raise error(f"{where}{sep}{key} must be {what}, got {value!r}")
+
+
+REPORT_TYPES = {"edgekd_version": TEXT, "created_utc": TEXT, "run": TEXT, "bundle": TEXT, "eval": OBJECT,
+                "calibration": NULLABLE_OBJECT, "tolerance": OBJECT, "models": ((list,), "a list"),
+                "seconds": NUMBER}
+FILE_TYPES = {"file": TEXT, "role": TEXT, "format": TEXT, "precision": TEXT, "runtime": TEXT,
+              "bytes": ((int,), "a whole number"), "parameters": ((int,), "a whole number"),
+              "macs": ((int, type(None)), "a whole number or null"), "weight_bytes": ((int,), "a whole number"),
+              "seconds": NUMBER, "parity": OBJECT, "details": OBJECT, "input": OBJECT, "output": OBJECT,
+              "vs_teacher": NULLABLE_OBJECT}
