@@ -22,19 +22,25 @@ from pathlib import Path
 
 from .errors import ModelError
 from .fsutil import atomic_write_bytes, atomic_write_json
+from .schema import SCHEMA_VERSION
 
-SCHEMA_VERSION = 1
 WEIGHTS = "model.safetensors"
 SPEC = "model.json"
 PT2_HINT = "the file is corrupt or not a torch.export program (torch.export.save)"
 
 
-def save_model(folder: Path, model, spec: dict) -> None:
+def save_weights(path: Path, model) -> None:
+    """The module's state dict as one safetensors file (CPU tensors, written atomically)."""
     from safetensors.torch import save
 
-    folder = Path(folder)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_write_bytes(folder / WEIGHTS, save(state))
+    atomic_write_bytes(Path(path), save(state))
+
+
+def save_model(folder: Path, model, spec: dict) -> None:
+    """A model folder: the weights and the ``model.json`` that rebuilds the module."""
+    folder = Path(folder)
+    save_weights(folder / WEIGHTS, model)
     atomic_write_json(folder / SPEC, {"schema_version": SCHEMA_VERSION, "format": "safetensors", **spec})
 
 

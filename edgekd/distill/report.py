@@ -4,8 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..fsutil import atomic_write_text
-
-ROLES = ("teacher", "student", "simple")
+from ..schema import TRAINED_ROLES
 
 
 def pct(value: float) -> str:
@@ -15,7 +14,7 @@ def pct(value: float) -> str:
 def summary_rows(summary: dict) -> list[list[str]]:
     """role, parameters, MACs, CV mean ± std, held-out accuracy — shared by report.md and the terminal."""
     rows = []
-    for role in ROLES:
+    for role in TRAINED_ROLES:
         model, cv = summary["models"][role], summary["cv"][role]
         rows.append([role, model["arch"], _count(model["parameters"]), _count(model["macs"]),
                      f"{pct(cv['mean'])} ± {pct(cv['std'])}", pct(summary["test"][role])])
@@ -53,7 +52,7 @@ def render_markdown(summary: dict) -> str:
               "| split | train | student subset | eval | teacher % | student % | simple % |", "|---|---:|---:|---:|---:|---:|---:|"]
     for f in summary["folds"] + [summary["final"]]:
         lines.append(f"| {f['split']} | {f['train_samples']} | {f['student_samples']} | {f['eval_samples']} | "
-                     + " | ".join(pct(f[r]["accuracy"]) for r in ROLES) + " |")
+                     + " | ".join(pct(f[r]["accuracy"]) for r in TRAINED_ROLES) + " |")
     lines += ["", f"Total time: {summary['seconds']:.1f} s. The `final` row is scored on the held-out test split."]
     return "\n".join(lines) + "\n"
 
@@ -68,7 +67,7 @@ def plot_curves(path: Path, summary: dict) -> None:
     except ImportError:
         return      # plots are optional; report.md and cv.json carry the numbers
     fig, axes = plt.subplots(2, 3, figsize=(12, 6), sharex="col")
-    for column, role in enumerate(ROLES):
+    for column, role in enumerate(TRAINED_ROLES):
         for split in summary["folds"]:
             history = split[role].get("history") or []
             epochs = [h["epoch"] for h in history]

@@ -47,6 +47,8 @@ class KDTarget:
 
 @dataclass
 class FitSettings:
+    """How one model trains; ``pad`` fills the border of shifted images (``augment``), and a
+    ``validation`` set (x, y), when given, is scored after every epoch into the history."""
     epochs: int
     batch_size: int
     lr: float
@@ -54,6 +56,8 @@ class FitSettings:
     seed: int
     augment: bool = False
     device: str = "cpu"
+    pad: torch.Tensor | None = None
+    validation: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 @dataclass
@@ -229,9 +233,7 @@ def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], path: Path)
 
 
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: FitSettings, *,
-        kd: KDTarget | None = None, pad: torch.Tensor | None = None,
-        validation: tuple[torch.Tensor, torch.Tensor] | None = None,
-        checkpoint: EpochCheckpoint | None = None,
+        kd: KDTarget | None = None, checkpoint: EpochCheckpoint | None = None,
         on_epoch: Callable[[dict], None] | None = None, ranks: Ranks = SINGLE) -> FitResult:
     """Train ``model`` in place with Adam and a cosine learning rate; CE, or ``kd.loss`` when
     ``kd`` (the loss's own parameters train too). Under torchrun (``ranks``) every rank trains
@@ -259,7 +261,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: FitSetting
             xb, yb = x[index], y[index]
             offsets = shifts[begin:begin + settings.batch_size][part] if shifts is not None else None
             if offsets is not None:
-                xb = shift_images(xb, offsets, pad)
+                xb = shift_images(xb, offsets, settings.pad)
             with autocast:
                 logits, loss = net(xb, _teacher_batch(kd, index, offsets), yb)
             optimizer.zero_grad(set_to_none=True)
@@ -271,8 +273,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: FitSetting
         _require_finite(total_loss / len(x), epoch + 1, settings, ranks)
         seen += len(x)
         record = {"epoch": epoch + 1, "loss": total_loss / len(x), "train_accuracy": correct / len(x)}
-        if validation is not None:
-            record["val_accuracy"] = accuracy(model, *validation, ranks)
+        if settings.validation is not None:
+            record["val_accuracy"] = accuracy(model, *settings.validation, ranks)
         history.append(record)
         if checkpoint:
             checkpoint.save(trainee, optimizer, epoch + 1, history)

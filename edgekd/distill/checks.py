@@ -1,0 +1,110 @@
+"""The distill run's input checks: options, data, models and the output folder, all before
+anything is written or trained (``Experiment.prepare`` calls them in order)."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import DistillConfig, load_config
+from ..data import Dataset
+from ..errors import ConfigError, DataError, ModelError
+from ..fsutil import OutputLock, refuse_existing
+from ..models import build
+from .teachers import BroughtTeacher
+
+
+@dataclass
+class Inputs:
+    """What ``prepare`` read and checked: the data, a brought teacher, the held-out split
+    (``arrays``: train/CV x and y, test x and y) and the folds' (train, eval) indices."""
+    data: Dataset
+    brought: BroughtTeacher | None
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    splits: list[tuple[np.ndarray, np.ndarray]]
+
+
+def device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda, but no CUDA device is available", hint="use --device cpu or auto")
+    return name
+
+
+def staging_folder(out: Path, resume: bool, force: bool, cfg: DistillConfig, locks: list) -> Path:
+    """``.NAME.partial`` beside the run folder: kept after an interruption, for --resume.
+    Locked first (the lock goes into ``locks``): a live run owns its staging folder."""
+    refuse_existing(out, force, "run folder")         # first: it refuses an --out without a name
+    locks.append(OutputLock(out, "run folder"))
+    try:
+        return _check_staging(out, resume, force, cfg)
+    except BaseException:
+        locks.pop().release()
+        raise
+
+
+def _check_staging(out: Path, resume: bool, force: bool, cfg: DistillConfig) -> Path:
+    stage = out.with_name(f".{out.name}.partial")
+    if not resume:
+        if stage.exists() and not force:
+            raise ConfigError(f"an interrupted run exists at '{stage}'",
+                              hint="pass --resume to continue it, or --force to start over")
+        shutil.rmtree(stage, ignore_errors=True)
+    elif stage.exists():
+        saved = (stage / "config.toml").read_text() if (stage / "config.toml").is_file() else None
+        if saved is not None and saved != cfg.to_toml():
+            raise ConfigError(f"the interrupted run at '{stage}' used a different configuration",
+                              hint="resume with the same options, or pass --force to start over")
+    return stage
+
+
+def check_data(cfg: DistillConfig, data: Dataset) -> None:
+    if len(data.labels) < 2:        # one class trains to a meaningless 100 %
+        raise DataError(f"data '{cfg.data}' has {len(data.labels)} class ({', '.join(map(str, data.labels))}): "
+                        "a classifier needs at least 2")
+    if cfg.augment and not data.is_image:   # shifts are for images: tabular data would be run unaugmented
+        raise ConfigError(f"--augment shifts images, but data '{cfg.data}' is tabular",
+                          hint="drop --augment (augment = false in a config file)")
+
+
+def check_models(cfg: DistillConfig, data: Dataset, brought: BroughtTeacher | None) -> None:
+    """Build every model once on the data's shape so a bad spec fails before training."""
+    classes = len(data.labels)
+    build(cfg.student, data.input_shape, classes)
+    if brought is None:
+        build(cfg.teacher, data.input_shape, classes)
+        return
+    if brought.input_shape is not None and tuple(brought.input_shape) != data.input_shape:
+        raise ModelError(f"the teacher takes input {tuple(brought.input_shape)}, the data is {data.input_shape}")
+    with torch.no_grad():
+        try:
+            out = brought.module(torch.zeros(2, *data.input_shape))
+        except Exception as exc:  # any failure of a foreign model on our input is the user's mismatch
+            raise ModelError(f"the teacher from '{brought.path}' fails on input {data.input_shape}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if tuple(out.shape) != (2, classes):
+        raise ModelError(f"the teacher gives outputs of shape {tuple(out.shape)[1:]}, the data has {classes} classes")
+
+
+def check_teacher_split(cfg: DistillConfig, brought: BroughtTeacher | None) -> None:
+    """A teacher brought from another run of the same data must have held out the same samples.
+
+    Its training part is everything but its own held-out split: trained on another split, it
+    has seen some of this run's test samples, which would inflate its score and reach the
+    student through the soft targets. (An .onnx or .pt2 teacher carries no such record.)"""
+    source = brought.path.parent / "config.toml" if brought and brought.kind == "run" else None
+    if source is None or not source.is_file():
+        return
+    theirs = load_config(source)
+    if (theirs.data, theirs.label_column) != (cfg.data, cfg.label_column):
+        return
+    differ = [key for key in ("seed", "test_fraction") if getattr(theirs, key) != getattr(cfg, key)]
+    if differ:
+        said = ", ".join(f"{key} {getattr(theirs, key)} (this run: {getattr(cfg, key)})" for key in differ)
+        raise ConfigError(f"the teacher from '{brought.path}' was trained with another held-out split of "
+                          f"'{cfg.data}' ({said}), so it has seen some of this run's test samples",
+                          hint="use " + " ".join(f"--{key.replace('_', '-')} {getattr(theirs, key)}" for key in differ))

@@ -1,0 +1,192 @@
+"""The trio: teacher, student and simple model trained and scored on one split.
+
+The teacher trains on the whole training part; the student and the "simple" model (same
+architecture, same initial weights) train on the same smaller subset, the student from the
+teacher's outputs through the distillation loss, the simple model from labels alone.
+
+Every finished training ("stage") is kept under ``state/SPLIT/ROLE/`` of the staging folder
+(its weights and ``done.json``), and every epoch of the one in progress too, so ``--resume``
+picks up where a run stopped.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..checkpoint import save_weights
+from ..config import DistillConfig
+from ..data import Dataset
+from ..data.preprocess import fit_standardize, standardize, zero_point
+from ..data.split import stratified_subset
+from ..fsutil import atomic_write_json
+from ..models import build
+from ..schema import TRAINED_ROLES
+from .distributed import SINGLE, Ranks
+from .losses import build_loss
+from .teachers import BroughtTeacher
+from .train import (EpochCheckpoint, FitSettings, KDTarget, NonFiniteLoss, accuracy, fit, load_weights,
+                    read_checkpoint_json, read_checkpoint_weights, teacher_outputs, to_tensors)
+
+STAGE_INFO = ("trained", "epochs", "seconds", "samples_per_second", "precision", "history")   # a stage's done.json
+# a finished stage's weights: a state dict only, with no model.json beside it, because the stage
+# folder is no model folder (the module it fits is rebuilt from the run's configuration)
+STAGE_WEIGHTS = "model.safetensors"
+
+Reporter = Callable[..., None]
+
+
+class RunLog:
+    """``train.log`` plus the reporter: every line goes to both. Without a path (the
+    ranks other than 0 under torchrun) it keeps silent."""
+
+    def __init__(self, path: Path | None, reporter: Reporter | None):
+        self.file = open(path, "a", encoding="utf-8") if path else None
+        self.reporter = reporter or (lambda *a, **k: None)
+
+    def line(self, text: str) -> None:
+        if self.file:
+            self.file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+            self.file.flush()
+        self.reporter("log", text=text)
+
+    def note(self, text: str) -> None:
+        """A line the user should see on the terminal too, not only in train.log."""
+        self.line(text)
+        self.reporter("note", text=text)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+@dataclass
+class Split:
+    """One split of the experiment: a fold, or "final" (all non-test data, scored on the test split)."""
+    name: str
+    index: int
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_eval: np.ndarray
+    y_eval: np.ndarray
+
+
+@dataclass
+class TrioResult:
+    """A split's outcome: its cv.json record (sample counts, each role's accuracy and stage
+    info), the three trained models (by role) and the preprocessing fitted on its training part."""
+    record: dict
+    models: dict[str, torch.nn.Module]
+    preprocessing: dict
+
+
+class Trio:
+    """Trains and scores teacher, student and simple model on one split."""
+
+    def __init__(self, cfg: DistillConfig, data: Dataset, brought: BroughtTeacher | None,
+                 device: str, state: Path | None, log: RunLog, ranks: Ranks = SINGLE):
+        self.cfg, self.data, self.brought, self.device, self.state, self.log = cfg, data, brought, device, state, log
+        self.ranks = ranks
+
+    def seed(self, split_index: int, role: str) -> int:
+        return self.cfg.seed * 1000 + split_index * 10 + TRAINED_ROLES.index(role)
+
+    def run(self, split: Split) -> TrioResult:
+        cfg = self.cfg
+        pre = self._preprocessing(split.x_train)
+        xt, yt = to_tensors(standardize(pre, split.x_train), split.y_train, self.device)
+        xe, ye = to_tensors(standardize(pre, split.x_eval), split.y_eval, self.device)
+        pad = torch.from_numpy(zero_point(pre)).to(self.device) if self.data.is_image else None
+        seed = self.seed(split.index, "student")
+        subset = torch.from_numpy(stratified_subset(split.y_train, cfg.student_fraction, seed))
+        base = FitSettings(cfg.student_epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, seed, cfg.augment,
+                           self.device, pad, (xe, ye))
+        teacher, teacher_fit = self._teacher(split, xt, yt, base)
+        torch.manual_seed(seed)
+        student = build(cfg.student, self.data.input_shape, len(self.data.labels)).to(self.device)
+        simple = copy.deepcopy(student)      # the same initial weights: the only difference is the teacher
+        kd = self._kd_target(split.name, teacher, xt[subset], pad)
+        fits = {"teacher": teacher_fit,
+                "student": self._stage(split.name, "student", student, (xt[subset], yt[subset]), base, kd),
+                "simple": self._stage(split.name, "simple", simple, (xt[subset], yt[subset]), base, None)}
+        models = {"teacher": teacher, "student": student, "simple": simple}
+        record = {"split": split.name, "train_samples": len(split.y_train), "student_samples": len(subset),
+                  "eval_samples": len(split.y_eval)}
+        for role, model in models.items():
+            record[role] = {"accuracy": accuracy(model, xe, ye, self.ranks), **fits[role]}
+        self.log.line(f"{split.name}: " + ", ".join(f"{r} {record[r]['accuracy']:.4f}" for r in TRAINED_ROLES))
+        self.log.reporter("split_done", split=split.name, result=record)
+        return TrioResult(record, models, pre)
+
+    def _preprocessing(self, x_train: np.ndarray) -> dict:
+        """Fitted on this split's training part; a brought teacher's own statistics win."""
+        if self.brought is not None and self.brought.preprocessing is not None:
+            return self.brought.preprocessing
+        return fit_standardize(x_train)
+
+    def _kd_target(self, name: str, teacher, x_student: torch.Tensor, pad) -> KDTarget:
+        """The student's loss and the teacher's outputs: cached once per split, or the live
+        teacher when augmentation changes the inputs every step."""
+        kd = KDTarget(build_loss("kd", temperature=self.cfg.temperature, alpha=self.cfg.alpha))
+        if self.cfg.augment:
+            kd.teacher, kd.teacher_x, kd.teacher_pad = teacher, x_student, pad
+            return kd
+        cached = time.perf_counter()
+        kd.outputs = teacher_outputs(teacher, x_student, kd.loss.needs, self.ranks)
+        self.log.line(f"{name}: teacher logits of {len(x_student)} student samples cached in "
+                      f"{time.perf_counter() - cached:.2f} s")
+        return kd
+
+    def _teacher(self, split: Split, xt, yt, base: FitSettings):
+        if self.brought is not None:
+            return self.brought.module.to(self.device), {"trained": False, "source": str(self.brought.path)}
+        seed = self.seed(split.index, "teacher")
+        torch.manual_seed(seed)
+        teacher = build(self.cfg.teacher, self.data.input_shape, len(self.data.labels)).to(self.device)
+        settings = replace(base, epochs=self.cfg.teacher_epochs, seed=seed)
+        return teacher, self._stage(split.name, "teacher", teacher, (xt, yt), settings, None)
+
+    def _stage(self, split: str, role: str, model, xy: tuple, settings: FitSettings, kd: KDTarget | None) -> dict:
+        """Train one model, or load it when a previous (interrupted) run finished this stage."""
+        folder = self.state / split / role if self.state else None
+        finished = self.ranks.on_main(lambda: _finished_stage(folder, model))
+        if finished:
+            info, weights = finished
+            model.load_state_dict(weights)
+            model.eval()
+            self.log.line(f"{split}/{role}: resumed from a finished stage")
+            return info
+        if folder:
+            folder.mkdir(parents=True, exist_ok=True)
+        self.log.reporter("stage_start", split=split, role=role, epochs=settings.epochs)
+        try:
+            result = fit(model, *xy, settings, kd=kd, checkpoint=EpochCheckpoint(folder) if folder else None,
+                         ranks=self.ranks,
+                         on_epoch=lambda record: self.log.reporter("epoch", split=split, role=role, record=record))
+        except NonFiniteLoss as exc:     # fit knows the epoch; which model and split is known here
+            exc.message = f"{role} of {split}: {exc.message}"
+            raise
+        info = {"trained": True, "epochs": settings.epochs, "seconds": round(result.seconds, 3),
+                "samples_per_second": round(result.samples_per_second, 1), "precision": result.precision,
+                "history": result.history}
+        if folder:
+            save_weights(folder / STAGE_WEIGHTS, model)
+            atomic_write_json(folder / "done.json", info)
+        self.log.line(f"{split}/{role}: {settings.epochs} epochs in {result.seconds:.1f} s "
+                      f"({result.samples_per_second:.0f} samples/s, {result.precision})")
+        return info
+
+
+def _finished_stage(folder: Path | None, model: torch.nn.Module) -> tuple[dict, dict] | None:
+    """(stage info, weights) of a stage an interrupted run finished, else None; the weights are
+    checked by loading them into ``model`` (a damaged file is a ConfigError saying how to start over)."""
+    if folder is None or not (folder / "done.json").is_file():
+        return None
+    info = read_checkpoint_json(folder / "done.json", STAGE_INFO)
+    weights = read_checkpoint_weights(folder / STAGE_WEIGHTS)
+    load_weights(model, weights, folder / STAGE_WEIGHTS)
+    return info, weights
