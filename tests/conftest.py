@@ -53,6 +53,21 @@ def demo_bundle(demo_run, tmp_path_factory) -> Path:
     return out
 
 
+#: a short bench: one thread, five timed runs (the numbers are checked for shape, not for speed)
+FAST_BENCH = dict(threads=[1], runs=5, min_seconds=0.0, warmup=2, warmup_seconds=0.0)
+#: the same, as ``edgekd bench`` options
+FAST_BENCH_ARGS = [text for key, value in FAST_BENCH.items() for text in
+                   (f"--{key.replace('_', '-')}", ",".join(map(str, value)) if isinstance(value, list) else str(value))]
+
+
+@pytest.fixture(scope="session")
+def demo_bench(demo_bundle, tmp_path_factory) -> dict:
+    """The bench.json document of one ``FAST_BENCH`` bench of ``demo_bundle`` (written beside it, not in it)."""
+    from edgekd.bench import run_bench
+
+    return run_bench(demo_bundle, out=tmp_path_factory.mktemp("bench") / "bench.json", **FAST_BENCH)
+
+
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """``edgekd ARGS`` in a real subprocess (exit codes and stderr exactly as a user sees them)."""
     return subprocess.run([sys.executable, "-m", "edgekd", *map(str, args)], capture_output=True, text=True,
@@ -62,8 +77,68 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> sub
 def assert_user_error(result: subprocess.CompletedProcess, fragment: str) -> None:
     """One clear ``error:`` line (an optional ``hint:``), exit 2, no traceback."""
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    lines = [line for line in result.stderr.strip().splitlines() if line]
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
     assert lines and lines[0].startswith("error: "), result.stderr
+    assert sum(line.startswith("error: ") for line in lines) == 1, result.stderr
     assert all(line.startswith(("error: ", "hint: ")) for line in lines), result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
     assert fragment.lower() in result.stderr.lower(), result.stderr
+
+
+def run_cli_here(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``edgekd ARGS`` in this process, through the console script's own entry point (``edgekd.cli.main``:
+    EdgeKDGroup's error printing and exit codes), for the many cases of the one-line contract that need
+    no process of their own: a subprocess re-imports torch (2-3 s) for each.
+
+    Warnings go to the captured stderr as in a fresh interpreter (default filters, every occurrence), so
+    a stray warning line still breaks the contract. An exception the CLI lets through is returned as exit
+    1 with its traceback on stderr, as Python would print it. ``error`` is the EdgeKDError the CLI turned
+    into its ``error:`` line, if any. What this cannot see (a process's start-up, signals, another
+    process's lock, a library logging to its own stream) stays with ``run_cli``."""
+    import contextlib
+    import io
+    import tempfile
+    import traceback
+    import warnings
+
+    from edgekd.cli import main
+    from edgekd.errors import EdgeKDError
+
+    stdout, stderr, error = io.StringIO(), io.StringIO(), None
+    saved = sys.argv, dict(os.environ), tempfile.tempdir
+    sys.argv, tempfile.tempdir = ["edgekd", *map(str, args)], None      # None: TMPDIR is read again
+    os.environ.update(env or {})
+    try:
+        with contextlib.chdir(cwd or os.getcwd()), contextlib.redirect_stdout(stdout), \
+                contextlib.redirect_stderr(stderr), warnings.catch_warnings(record=True) as caught:
+            _fresh_interpreter_warning_filters()
+            try:
+                main()
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+                if isinstance(exc.__context__, EdgeKDError):      # being handled when the CLI exited
+                    error = exc.__context__
+            except BaseException:                # what a user would see as a traceback
+                code = 1
+                stderr.write(traceback.format_exc())
+    finally:
+        sys.argv, tempfile.tempdir = saved[0], saved[2]
+        os.environ.clear()
+        os.environ.update(saved[1])
+    for w in caught:
+        stderr.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line))
+    result = subprocess.CompletedProcess(["edgekd", *map(str, args)], code, stdout.getvalue(), stderr.getvalue())
+    result.error = error
+    return result
+
+
+def _fresh_interpreter_warning_filters() -> None:
+    """What ``python -m edgekd`` starts with (pytest's own filters removed), each warning shown every time."""
+    import warnings
+
+    warnings.resetwarnings()
+    warnings.simplefilter("always")
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("always", category=DeprecationWarning, module="__main__")

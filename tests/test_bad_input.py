@@ -2,8 +2,10 @@
 (plus an optional ``hint:``), exit 2, no traceback, and nothing written or changed on disk.
 
 Each case builds its files in a fresh working folder (copies of the shared real run and bundle,
-edited), lists the folder (every path with its sha256), runs ``edgekd`` there in a real
-subprocess, and lists it again: the two listings must be equal.
+edited), lists the folder (every path with its sha256), runs ``edgekd`` there and lists it again:
+the two listings must be equal. Every case runs through the CLI's entry point in this process
+(``run_cli_here``); a few, one per command and per kind of error, also in a real subprocess, as a
+user starts it.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, run_cli, run_cli_here
 
 
 class Workspace:
@@ -566,15 +568,40 @@ def test_enough_cases():
     commands = {c.id.split("-")[0] for c in CASES}
     assert len(CASES) >= 60 and len({c.id for c in CASES}) == len(CASES)
     assert commands == {"distill", "export", "bench", "init"}
+    assert set(IN_A_SUBPROCESS) <= {c.id for c in CASES}          # each one still names a case
 
 
-@pytest.mark.parametrize("bad", CASES, ids=lambda c: c.id)
-def test_bad_input_is_one_line_and_writes_nothing(bad: Case, tmp_path, demo_run, demo_bundle):
+def _one_line_and_nothing_written(bad: Case, tmp_path: Path, demo_run: Path, demo_bundle: Path, runner):
     root = tmp_path / "work"
     root.mkdir()
     command = [str(a) for a in bad.setup(Workspace(root, demo_run, demo_bundle))]
     before = listing(root)
-    result = run_cli(*command, cwd=root, env={"TMPDIR": str(tmp_path)})
+    result = runner(*command, cwd=root, env={"TMPDIR": str(tmp_path)})
     assert_user_error(result, bad.fragment)
     assert listing(root) == before
     assert not any(tmp_path.glob("edgekd-*")), "a temporary folder was left behind"
+
+
+@pytest.mark.parametrize("bad", CASES, ids=lambda c: c.id)
+def test_bad_input_is_one_line_and_writes_nothing(bad: Case, tmp_path, demo_run, demo_bundle):
+    _one_line_and_nothing_written(bad, tmp_path, demo_run, demo_bundle, run_cli_here)
+
+
+#: every command and every kind of error the table raises (click's usage errors, EdgeKDError itself
+#: and each subclass), run as a user runs edgekd: a fresh interpreter, its start-up and imports included
+IN_A_SUBPROCESS = [
+    "distill-folds-not-int",            # click's usage error
+    "distill-npz-empty-file",           # DataError (it once printed click's "Aborted!")
+    "distill-model-option-not-int",     # ModelError
+    "export-calibration-zero",          # ConfigError
+    "export-bundle-exists",             # EdgeKDError (an output that exists)
+    "bench-model-tampered",             # BundleError
+    "bench-model-unknown-suffix",       # RuntimeBackendError
+    "bench-data-missing",               # DataError
+    "init-budget-bad-threads",          # ConfigError
+]
+
+
+@pytest.mark.parametrize("bad", [c for c in CASES if c.id in IN_A_SUBPROCESS], ids=lambda c: c.id)
+def test_bad_input_in_a_real_process(bad: Case, tmp_path, demo_run, demo_bundle):
+    _one_line_and_nothing_written(bad, tmp_path, demo_run, demo_bundle, run_cli)

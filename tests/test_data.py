@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import assert_user_error, run_cli
 from edgekd.data import SOURCES, Dataset, load_dataset
 from edgekd.data.preprocess import fit_standardize, standardize
 from edgekd.data.split import folds, holdout, stratified_subset
@@ -178,10 +177,11 @@ def test_splits_are_stratified_disjoint_and_seeded():
     ("csv_column", "did you mean 'species'"),
 ])
 def test_bad_inputs_are_clear_errors(tmp_path, case, fragment):
-    """Through the command line: one error line, exit 2, no run folder (an unknown source and a
-    missing file are rows of test_distill.py's bad options)."""
+    """A DataError naming the problem, raised while reading, before a run folder exists (an unknown
+    source and a missing file are rows of test_distill.py's bad options; the CLI's one-line form of
+    a DataError is test_bad_input.py's)."""
     spec = f"npz:{tmp_path}/a.npz"
-    extra = []
+    label_column = None
     if case == "no_xy":
         np.savez(tmp_path / "a.npz", x=np.zeros((3, 2)))
     elif case == "lengths":
@@ -202,10 +202,12 @@ def test_bad_inputs_are_clear_errors(tmp_path, case, fragment):
         spec = f"idx:{tmp_path}"
     elif case == "csv_column":
         (tmp_path / "t.csv").write_text("a,species\n1,x\n")
-        spec, extra = f"csv:{tmp_path}/t.csv", ["--label-column", "specie"]
-    result = run_cli("distill", "--data", spec, *extra, "--out", tmp_path / "run")
-    assert_user_error(result, fragment)
-    assert not (tmp_path / "run").exists()
+        spec, label_column = f"csv:{tmp_path}/t.csv", "specie"
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(DataError) as info:
+        load_dataset(spec, label_column=label_column)
+    assert fragment in f"{info.value.message}\nhint: {info.value.hint}"
+    assert sorted(tmp_path.rglob("*")) == before
 
 
 def test_too_few_samples_per_class_for_folds():
