@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from edgekd.bench import run_bench  # noqa: E402
 from edgekd.bench.gate import REPEAT, check, lines, load_budget  # noqa: E402
-from edgekd.bench.report import device_line  # noqa: E402
+from edgekd.bench.text import device_line  # noqa: E402
 from edgekd.fsutil import atomic_write_json  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -62,7 +62,7 @@ def main() -> int:
     ap.add_argument("--results", default=str(RESULTS), help="folder for the two JSON files")
     args = ap.parse_args()
     bundle = demo_bundle(args.bundle)
-    settings = dict(threads=args.threads, repeat=REPEAT, out=False)
+    settings = dict(threads=[int(t) for t in args.threads.split(",")], repeat=REPEAT, out=False)
 
     print(f"baseline: bench {bundle} (threads {args.threads}, {REPEAT} repetitions)")
     baseline = run_bench(bundle, **settings)

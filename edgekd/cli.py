@@ -12,8 +12,8 @@ import sys
 import click
 
 from . import __version__
-from .bench import DEFAULTS as BENCH_DEFAULTS   # stdlib-only module: no start-up cost
-from .errors import EdgeKDError
+from .bench.options import DEFAULTS as BENCH_DEFAULTS   # stdlib-only: no start-up cost
+from .errors import ConfigError, EdgeKDError
 
 
 class Terminated(BaseException):
@@ -89,7 +89,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
     \b
       edgekd distill --out runs/demo          teacher → student (+ simple baseline), k-fold CV
-      edgekd export runs/demo --int8          student.onnx, student.int8.tflite, teacher.onnx
+      edgekd export runs/demo                 student.onnx, student.int8.tflite, teacher.onnx
       edgekd bench runs/demo/bundle           accuracy, latency, memory on this device
     """
     ctx.obj = {"debug": debug}
@@ -125,7 +125,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def distill(config_file, force, resume, quiet, as_json, **options):
     """Train teacher, student (distilled) and simple model with k-fold CV; write a run folder."""
     from .config import load_config
-    from .render import DistillProgress, print_distill_summary
+    from .render.distill import DistillProgress, print_distill_summary
 
     from .distill import Experiment
 
@@ -146,63 +146,12 @@ def distill(config_file, force, resume, quiet, as_json, **options):
 # --- export ----------------------------------------------------------------------------
 
 
-def _human_bytes(n) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
-def _parity_cell(row: dict) -> str:
-    parity = row["parity"]
-    if parity.get("tolerance") is not None:
-        return f"[green]Δ {parity['max_abs_diff']:.1e} ✓[/green]"
-    if row["precision"] == "int8":
-        return f"top-1 {parity['top1_agreement']:.1%}"
-    return f"Δ {parity['max_abs_diff']:.1e}"
-
-
-def render_export_report(report: dict, console) -> None:
-    """The build report: one row per file, sizes beside the teacher's and the weight bytes."""
-    from rich.table import Table
-
-    from rich import box
-
-    table = Table(title=f"edgekd export → {report['bundle']}", title_justify="left", box=box.SIMPLE_HEAD)
-    for column, justify in (("file", "left"), ("format", "left"), ("size", "right"), ("weights", "right"),
-                            ("teacher", "right"), ("time", "right"), ("parity vs PyTorch", "left"),
-                            ("accuracy", "right")):
-        table.add_column(column, justify=justify, no_wrap=True)
-    for row in report["models"]:
-        parity, vs = row["parity"], row.get("vs_teacher")
-        delta = parity["accuracy_delta"] * 100
-        teacher = "-"
-        if vs:
-            teacher = f"{_human_bytes(vs['bytes'])} ×{vs['size_ratio']:.2f}" if vs.get("size_ratio") else \
-                _human_bytes(vs["bytes"])
-        table.add_row(row["file"], row["format"], _human_bytes(row["bytes"]), _human_bytes(row["weight_bytes"]),
-                      teacher, f"{row['seconds']:.1f}s", _parity_cell(row),
-                      f"{parity['accuracy']:.1%} {delta:+.1f}pt")
-    console.print(table)
-    calibration = report.get("calibration")
-    notes = [f"eval: {report['eval']['samples']} held-out samples; accuracy delta is against PyTorch on them"]
-    if calibration:
-        notes.append(f"calibration: {calibration['samples']} training samples, stratified by class")
-    notes.append("weights = parameters × bytes per weight; teacher = the teacher's file of the same format "
-                 "(else its first) and this file's size relative to it")
-    for note in notes:
-        console.print(f"[dim]{note}[/dim]")
-    console.print(f"bundle: {report['bundle']}  ({report['seconds']:.1f}s)   next: edgekd bench {report['bundle']}")
-
-
 @cli.command("export")
 @click.argument("run_dir", type=click.Path(path_type=str))
 @click.option("--int8/--no-int8", default=True, show_default=True,
-              help="Default set: student ONNX fp32 + full-integer int8 TFLite, teacher ONNX fp32 "
-                   "(--no-int8: ONNX only).")
+              help="Without --formats: the default set is student ONNX fp32 + full-integer int8 TFLite, "
+                   "teacher ONNX fp32; --no-int8 leaves the int8 TFLite out (ONNX only). --int8 is that "
+                   "default, accepted so a script may say it; with --formats neither changes anything.")
 @click.option("--formats", default=None, metavar="A,B",
               help="Formats for every role instead of the default set: onnx, onnx-int8, tflite, "
                    "tflite-fp16, tflite-int8.")
@@ -220,7 +169,7 @@ def export_command(run_dir, int8, formats, roles, out, opset, calibration_sample
     """Export a run's models to ONNX and TFLite, check each against PyTorch, write a bundle.
 
     \b
-      edgekd export runs/demo --int8
+      edgekd export runs/demo                  (the default set; --no-int8: ONNX only)
       edgekd export runs/demo --formats onnx,tflite,tflite-fp16,tflite-int8 --roles student --force
     """
     import json
@@ -229,16 +178,11 @@ def export_command(run_dir, int8, formats, roles, out, opset, calibration_sample
 
     from .console import report_console
     from .exporters import export_run
+    from .render.export import export_progress, render_export_report
 
-    console = Console(stderr=True)
-
-    def progress(event: dict) -> None:
-        if event["event"] == "start":
-            console.print(f"[dim]exporting {event['role']} → {event['format']} ({event['file']})…[/dim]")
-
-    report = export_run(run_dir, out=out, formats=formats, roles=roles, int8=int8, opset=opset,
+    report = export_run(run_dir, out=out, formats=_names(formats), roles=_names(roles), int8=int8, opset=opset,
                         calibration_samples=calibration_samples, force=force,
-                        progress=None if quiet else progress)
+                        progress=None if quiet else export_progress(Console(stderr=True)))
     if as_json:
         click.echo(json.dumps(report, indent=2))
     elif not quiet:
@@ -274,6 +218,37 @@ def measure_options(command):
     return command
 
 
+def _names(text: str | None) -> list[str] | None:
+    """'a, b' → ['a', 'b'] (blanks dropped); None stays None (the default)."""
+    return None if text is None else [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _whole_numbers(text: str | None, what: str, allow_all: bool = False) -> list[int] | None:
+    """'1,4' → [1, 4]; 'all' (threads) → the core count. The range is BenchOptions' to check."""
+    if text is None:
+        return None
+    out = []
+    for item in text.split(","):
+        word = item.strip().lower()
+        if allow_all and word in ("all", "max"):
+            from .bench.device import cores
+            out.append(cores())
+            continue
+        try:
+            out.append(int(word))
+        except ValueError:
+            raise ConfigError(f"{what} must be whole numbers separated by commas, got '{text}'",
+                              hint=f"e.g. --{what} 1,4" + (" (or 'all')" if allow_all else "")) from None
+    return out
+
+
+def _bench_options(threads, batch, providers, **given) -> dict:
+    """measure_options' strings parsed into BenchOptions' typed fields; options not given are left out."""
+    parsed = {"threads": _whole_numbers(threads, "threads", allow_all=True), "batch": _whole_numbers(batch, "batch"),
+              "providers": _names(providers) or None, **given}
+    return {key: value for key, value in parsed.items() if value is not None}
+
+
 @cli.command("bench")
 @click.argument("target", type=click.Path())
 @measure_options
@@ -302,8 +277,10 @@ def bench_command(target, quiet, as_json, budget, baseline, junit, save_baseline
     import os
 
     from .bench import gate, run_bench
-    from .bench.report import BenchProgress, print_summary, to_json
+    from .render.bench import BenchProgress, print_summary
+    from .schema.bench import to_json
 
+    options = _bench_options(**options)
     gated = bool(budget or baseline)
     if junit and not gated:
         raise EdgeKDError("--junit writes the gate's checks, so it needs --budget or --baseline")
@@ -344,10 +321,10 @@ def init_budget_command(source, out, force, **options):
     from rich.console import Console
 
     from .bench.gate import init_budget
-    from .bench.report import BenchProgress
+    from .render.bench import BenchProgress
 
     with BenchProgress(enabled=True) as progress:
-        init_budget(source, out, force=force, progress=progress.update, **options)
+        init_budget(source, out, force=force, progress=progress.update, **_bench_options(**options))
     Console(stderr=True).print(f"wrote {out}; check with: edgekd bench BUNDLE --budget {out}", highlight=False)
 
 

@@ -19,6 +19,8 @@ import pytest
 from conftest import assert_user_error, run_cli
 from edgekd.bench import gate
 from edgekd.bench.report import load
+from edgekd.schema import SCHEMA_VERSION
+from edgekd.schema.bench import SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_BUDGET = ROOT / "examples" / "edgekd-budget.toml"
@@ -264,7 +266,7 @@ def broken_baseline(tmp_path: Path, break_it) -> Path:
 @pytest.mark.parametrize("break_it,fragment", [
     pytest.param(lambda d: d.pop("models"), "the document has no 'models'", id="no models"),
     pytest.param(lambda d: d["models"][1].pop("bytes"), "models[1] has no 'bytes'", id="a model without bytes"),
-    pytest.param(lambda d: d.update(schema_version="1"), "schema version '1', not a whole number",
+    pytest.param(lambda d: d.update(schema_version="1"), "schema_version must be a whole number >= 1, got '1'",
                  id="schema_version a string"),
     pytest.param(lambda d: d["models"][0]["measurements"][0]["latency_ms"].update(p50=0),
                  "models[0].measurements[0].latency_ms.p50 must be a number > 0", id="p50 of zero"),
@@ -295,7 +297,7 @@ def synthetic(p50s: list[float], bytes_: int = 1000, accuracy: float = 0.9) -> d
                                               "spread_ms": max(p50s) - min(p50s)}}]}
     models = [model("s.onnx", "student", p50s, bytes_, accuracy), model("t.onnx", "teacher", [4.0], 9000, 0.95)]
     from edgekd.bench.report import build_comparisons
-    return {"schema": "edgekd.bench", "schema_version": 1, "created_utc": "", "teacher": "t.onnx",
+    return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "created_utc": "", "teacher": "t.onnx",
             "target": {"path": "synthetic"}, "settings": {"repeat": len(p50s), "threads": [1], "batch": [1]},
             "device": {"cpu": "x", "cores": 2, "os": "", "python": "3", "packages": {}},
             "models": models, "comparisons": build_comparisons(models)}

@@ -1,12 +1,13 @@
-"""Terminal rendering of distill (rich): progress over splits and epochs, the summary table."""
+"""``edgekd distill`` on the terminal (rich): progress over splits and epochs, the summary table."""
 from __future__ import annotations
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .console import report_console
-from .distill.report import gain_line, summary_rows
+from ..console import report_console
+from ..distill.report import gain_line, summary_rows
+from ..schema import TRAINED_ROLES
 
 console = Console(stderr=True)
 
@@ -45,7 +46,7 @@ class DistillProgress:
             if self.enabled:
                 self.progress.console.print(
                     f"{result['split']:>6}: " + "  ".join(f"{r} {100 * result[r]['accuracy']:.2f}%"
-                                                         for r in ("teacher", "student", "simple")))
+                                                         for r in TRAINED_ROLES))
 
 
 def print_distill_summary(summary: dict, out: str) -> None:
