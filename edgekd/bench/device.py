@@ -14,8 +14,10 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-RUNTIME_PACKAGES = ["onnxruntime", "onnxruntime-gpu", "ai-edge-litert", "tflite-runtime", "tensorflow",
-                    "numpy", "psutil"]
+from ..runtimes import ROWS   # the rows only: importing a runtime's package happens in its opener
+
+#: distributions whose versions device info reports: every runtime row's, then bench's own
+RUNTIME_PACKAGES = [*(p for row in ROWS for p in row.packages), "numpy", "psutil"]
 
 
 def _read(path: str) -> str | None:

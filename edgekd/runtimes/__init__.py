@@ -1,62 +1,98 @@
-"""Model runtimes behind one small interface. Torch-free: this is the device side.
+"""Model runtimes behind one small interface: the only code in edgekd that opens a model file and
+runs it (parity checks, brought teachers, export checks and bench all come here). Torch-free.
 
 ``open_model(path)`` picks the runtime from the file suffix (``.onnx`` → onnxruntime,
 ``.tflite`` → TFLite through ai_edge_litert / tflite_runtime / tensorflow.lite) or from
 an explicit runtime name, and returns a :class:`Runtime`::
 
     rt = open_model("student.int8.tflite", threads=1)
-    logits = rt.run(x_float32)          # quantize → invoke → dequantize, float32 logits
+    logits = rt.logits(x_float32)       # every sample, batched, padded, (de)quantized: float32 logits
     xq = rt.prepare(x_float32)          # once, outside any timer
     call = rt.bind(xq)                  # zero-argument callable: the runtime's own call only
     raw = rt.fetch(call()); logits = rt.postprocess(raw)
 
 int8 input quantization and output dequantization use the model's own scale and
 zero point, read from the model file.
+
+Each runtime is one row of :data:`ROWS`; every table keyed by runtime (suffixes, aliases, the
+packages device info reports, the worker's backend import, bench's file check) is derived from it.
 """
 from __future__ import annotations
 
+import importlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from ..errors import RuntimeBackendError, unknown_name
 from ..registry import Registry
-from .base import Runtime, UnsupportedBatch, TensorInfo
+from .base import Runtime, TensorInfo, UnsupportedBatch
 
-#: runtime name → opener(path, threads, providers) -> Runtime. Aliases point at the same opener.
-RUNTIMES: Registry[Callable[..., Runtime]] = Registry("runtime", RuntimeBackendError)
+
+def _function(ref: str) -> Callable:
+    """``"module:name"`` inside edgekd.runtimes, imported only when used (rows stay cheap to build)."""
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+@dataclass(frozen=True)
+class RuntimeRow:
+    name: str                        # the canonical name, written in manifests and bench.json
+    aliases: tuple[str, ...]         # other names users may write
+    suffixes: tuple[str, ...]        # model file suffixes it opens (lower case)
+    packages: tuple[str, ...]        # pip distributions whose versions device info reports
+    export_format: str               # the export format of a file of this runtime, when nothing says
+    int8_io_format: str | None       # … and when its input is int8 (None: int8 I/O says nothing)
+    opener: str                      # "module:callable(path, threads=, providers=) -> Runtime"
+    backend: str                     # "module:callable()" that imports the runtime's package
+    file_check: str | None = None    # "module:callable(path, name)" for a bundle's file, before it runs
+
+    def open(self, path: Path, threads: int | None = None, providers: list[str] | None = None) -> Runtime:
+        return _function(self.opener)(path, threads=threads, providers=providers)
+
+    def import_backend(self) -> None:
+        """Import the runtime's package (the bench worker does this before it measures the memory
+        'before load', so that figure is the model's own)."""
+        _function(self.backend)()
+
+    def check_file(self, path: Path, name: str) -> None:
+        """Refuse a bundle's file this runtime would read more than the listed file of (BundleError)."""
+        if self.file_check:
+            _function(self.file_check)(path, name)
+
+    def format_of(self, int8_input: bool) -> str:
+        """The export format a file of this runtime most likely is (for a single file bench is given)."""
+        return self.int8_io_format if int8_input and self.int8_io_format else self.export_format
+
+
+ROWS: tuple[RuntimeRow, ...] = (
+    RuntimeRow("onnxruntime", aliases=("onnx", "ort"), suffixes=(".onnx",),
+               packages=("onnxruntime", "onnxruntime-gpu"), export_format="onnx", int8_io_format=None,
+               opener="onnx:OnnxRuntime", backend="onnx:import_ort",
+               file_check="onnx_external:refuse_external_data"),
+    RuntimeRow("tflite", aliases=("litert",), suffixes=(".tflite",),
+               packages=("ai-edge-litert", "tflite-runtime", "tensorflow"), export_format="tflite",
+               int8_io_format="tflite-int8", opener="tflite:TFLiteRuntime", backend="tflite:import_interpreter"),
+)
+
+#: every runtime name and alias → its row (an unknown name fails with the known ones and the closest)
+RUNTIMES: Registry[RuntimeRow] = Registry("runtime", RuntimeBackendError)
+for _row in ROWS:
+    for _name in (_row.name, *_row.aliases):
+        RUNTIMES.register(_name)(_row)
 
 #: file suffix → runtime name
-SUFFIXES = {".onnx": "onnxruntime", ".tflite": "tflite"}
-
-
-@RUNTIMES.register("onnxruntime")
-def _open_onnx(path, threads=None, providers=None) -> Runtime:
-    from .onnx import OnnxRuntime
-    return OnnxRuntime(path, threads=threads, providers=providers)
-
-
-@RUNTIMES.register("tflite")
-def _open_tflite(path, threads=None, providers=None) -> Runtime:
-    from .tflite import TFLiteRuntime
-    return TFLiteRuntime(path, threads=threads)
-
-
-# Aliases users (and manifests) may write.
-RUNTIMES.register("onnx")(_open_onnx)
-RUNTIMES.register("ort")(_open_onnx)
-RUNTIMES.register("litert")(_open_tflite)
-
-CANONICAL = {"onnxruntime": "onnxruntime", "onnx": "onnxruntime", "ort": "onnxruntime",
-             "tflite": "tflite", "litert": "tflite"}
-
+SUFFIXES = {suffix: row.name for row in ROWS for suffix in row.suffixes}
 
 def canonical_runtime(name: str) -> str:
     """The canonical runtime name for ``name`` (an alias or a canonical name); unknown → error."""
-    RUNTIMES.get(name)  # raises with the known names and the closest match
-    return CANONICAL[name]
+    return RUNTIMES.get(name).name
+
+
+def runtime_row(name: str) -> RuntimeRow:
+    """The row of a runtime name or alias; unknown → error."""
+    return RUNTIMES.get(name)
 
 
 def runtime_for(path: str | os.PathLike, runtime: str | None = None) -> str:
@@ -73,13 +109,13 @@ def open_model(path: str | os.PathLike, threads: int | None = None, providers: l
                runtime: str | None = None) -> Runtime:
     """Open a model file with the runtime its suffix (or ``runtime``) names."""
     path = Path(path)
-    name = runtime_for(path, runtime)
+    row = runtime_row(runtime_for(path, runtime))
     if not path.is_file():
         raise RuntimeBackendError(f"model file '{path}' not found")
     if threads is not None and threads < 1:
         raise RuntimeBackendError(f"threads must be at least 1, got {threads}")
-    return RUNTIMES.get(name)(path, threads=threads, providers=providers)
+    return row.open(path, threads=threads, providers=providers)
 
 
-__all__ = ["Runtime", "TensorInfo", "UnsupportedBatch", "RUNTIMES", "SUFFIXES", "open_model",
-           "runtime_for", "canonical_runtime", "np"]
+__all__ = ["Runtime", "TensorInfo", "UnsupportedBatch", "RuntimeRow", "ROWS", "RUNTIMES", "SUFFIXES",
+           "open_model", "runtime_for", "runtime_row", "canonical_runtime"]

@@ -26,6 +26,10 @@ class TensorInfo:
     def quantized(self) -> bool:
         return self.scale is not None and self.scale > 0 and np.dtype(self.dtype).kind in "iu"
 
+    def spec(self) -> dict:
+        """name, dtype and the quantization (scale and zero point; None for a float tensor)."""
+        return {"name": self.name, "dtype": self.dtype, "scale": self.scale, "zero_point": self.zero_point}
+
     def as_dict(self) -> dict:
         d = {"name": self.name, "shape": self.shape, "dtype": self.dtype}
         if self.quantized:
@@ -138,17 +142,31 @@ class Runtime:
         """float32 batch in, float32 logits out."""
         return self.postprocess(self.run_raw(self.prepare(x)))
 
-    def predict(self, x: np.ndarray, batch: int = 64) -> np.ndarray:
-        """Top-1 class of every sample, in batches the model accepts."""
+    def logits(self, x: np.ndarray, batch: int = 256) -> np.ndarray:
+        """float32 logits of every sample, (samples, classes), in batches the model accepts: a
+        fixed-batch model runs at its own batch, its short last chunk padded with copies of the
+        last sample and the padding's rows dropped; int8 I/O is (de)quantized by ``run``."""
         step = self.fixed_batch or batch
-        preds = []
+        out = []
         for i in range(0, len(x), step):
             chunk = x[i:i + step]
             n = len(chunk)
-            if self.fixed_batch and n < step:   # pad the last chunk of a fixed-batch model
+            if n < step and self.fixed_batch:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
-            preds.append(np.argmax(self.run(chunk).reshape(len(chunk), -1), axis=1)[:n])
-        return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+            out.append(self.run(chunk).reshape(len(chunk), -1)[:n])
+        if not out:
+            return np.zeros((0, self.output.shape[-1] or 0), np.float32)
+        return np.concatenate(out)
+
+    def predict(self, x: np.ndarray, batch: int = 64) -> np.ndarray:
+        """Top-1 class of every sample (the argmax of :meth:`logits`)."""
+        if not len(x):
+            return np.zeros(0, dtype=np.int64)
+        return np.argmax(self.logits(x, batch), axis=1)
+
+    def io_specs(self) -> tuple[dict, dict]:
+        """The input and output as export.json and the manifest record them."""
+        return self.input.spec(), self.output.spec()
 
     def info(self) -> dict:
         return {"backend": self.backend, "module": self.module, "version": self.version,

@@ -18,7 +18,8 @@ PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProv
              "cpu": "CPUExecutionProvider"}
 
 
-def _import_ort():
+def import_ort():
+    """The onnxruntime package, or a RuntimeBackendError saying how to install it."""
     try:
         import onnxruntime
     except ImportError:
@@ -52,7 +53,7 @@ def _dims(shape) -> list:
 
 class OnnxRuntime(Runtime):
     def __init__(self, path: Path, threads: int | None = None, providers: list[str] | None = None):
-        ort = _import_ort()
+        ort = import_ort()
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = int(threads)

@@ -57,9 +57,12 @@ def _info(d: dict) -> TensorInfo:
 
 
 class TFLiteRuntime(Runtime):
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None, providers: list[str] | None = None):
+        # ``providers`` are onnxruntime's execution providers: TFLite has none (the only delegate
+        # it applies here is its default, XNNPACK), so they are accepted and do not apply
         Interpreter, module, version = import_interpreter()
-        head = Path(path).read_bytes()[:8]
+        with open(path, "rb") as f:
+            head = f.read(8)
         if len(head) < 8 or head[4:8] != b"TFL3":
             raise RuntimeBackendError(f"'{Path(path).name}' is not a TFLite flatbuffer (no TFL3 identifier)",
                                       hint="the file is corrupt or not a .tflite model; export it again")
@@ -74,6 +77,7 @@ class TFLiteRuntime(Runtime):
                          threads=threads, input=_info(ins[0]), output=_info(outs[0]))
         self.interpreter = interp
         self._in, self._out = ins[0]["index"], outs[0]["index"]
+        self._loaded_shapes = [int(s) for s in ins[0]["shape"]], [int(s) for s in outs[0]["shape"]]
         self.batch = int(ins[0]["shape"][0])
         self._update_delegate()
 
@@ -115,3 +119,8 @@ class TFLiteRuntime(Runtime):
 
     def fetch(self, result) -> np.ndarray:
         return self.interpreter.get_tensor(self._out)
+
+    def io_specs(self) -> tuple[dict, dict]:
+        """As every runtime's, plus the tensors' shapes as loaded (a TFLite file fixes them)."""
+        ins, outs = super().io_specs()
+        return {**ins, "shape": self._loaded_shapes[0]}, {**outs, "shape": self._loaded_shapes[1]}
