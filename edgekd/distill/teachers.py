@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from ..checkpoint import SPEC, load_model, load_program, refuse_onnx_external_data
-from ..errors import ModelError
+from ..errors import ModelError, RuntimeBackendError
+from ..runtimes import open_model
 
 
 @dataclass
@@ -39,39 +40,21 @@ class BroughtTeacher:
 
 
 class OnnxLogits(nn.Module):
-    """An ONNX classifier run through onnxruntime, as a torch module (no gradients)."""
+    """An ONNX classifier run through edgekd's onnxruntime runtime, as a torch module (no gradients)."""
 
     def __init__(self, path: Path):
         super().__init__()
-        import onnxruntime as ort
-
         refuse_onnx_external_data(path, "ONNX teacher")
         try:
-            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for bad files
-            raise ModelError(f"cannot load ONNX teacher '{path}': {str(exc).splitlines()[0]}") from None
-        model_input = self.session.get_inputs()[0]
-        self.input_name = model_input.name
-        # torch.onnx.export fixes the batch size to the example's (often 1) unless told otherwise
-        batch = model_input.shape[0] if model_input.shape else None
-        self.fixed_batch = batch if isinstance(batch, int) and batch > 0 else None
+            self.runtime = open_model(path, providers=["cpu"], runtime="onnxruntime")
+        except RuntimeBackendError as exc:
+            raise ModelError(f"cannot load ONNX teacher '{path}': {exc.message}", hint=exc.hint) from None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_np = x.detach().cpu().numpy().astype(np.float32)
-        if self.fixed_batch is None:
-            out = self._run(x_np)
-        else:
-            out = np.concatenate([self._run_padded(x_np[i:i + self.fixed_batch])
-                                  for i in range(0, len(x_np), self.fixed_batch)])
-        return torch.from_numpy(out).to(x.device)
-
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: x})[0]
-
-    def _run_padded(self, x: np.ndarray) -> np.ndarray:
-        """One fixed-size batch; a short last one is padded with zeros and the padding's rows dropped."""
-        padding = np.zeros((self.fixed_batch - len(x), *x.shape[1:]), np.float32)
-        return self._run(np.concatenate([x, padding]))[:len(x)]
+        # one call for the whole batch; a fixed-batch file (torch.onnx.export fixes the batch to
+        # the example's, often 1, unless told otherwise) is run at its own batch by the runtime
+        logits = self.runtime.logits(x.detach().cpu().numpy().astype(np.float32), batch=max(1, len(x)))
+        return torch.from_numpy(logits).to(x.device)
 
 
 class Pt2Logits(nn.Module):
@@ -101,8 +84,8 @@ def load_teacher(source: str) -> BroughtTeacher:
                               spec.get("preprocessing"), spec["arch"])
     if path.suffix == ".onnx":
         module = OnnxLogits(path)
-        dims = module.session.get_inputs()[0].shape[1:]
-        shape = tuple(d for d in dims if isinstance(d, int)) if all(isinstance(d, int) for d in dims) else None
+        dims = module.runtime.input.shape[1:]
+        shape = tuple(dims) if all(isinstance(d, int) for d in dims) else None
         return BroughtTeacher(module, "onnx", path, shape, None, f"onnx:{path.name}")
     if path.suffix == ".pt2":
         program = load_program(path, ".pt2 teacher")

@@ -35,7 +35,7 @@ def _export_fp32(ctx, src, path: Path) -> dict:
     else:
         model, info = _torch_to_onnx(ctx, src, path)
     model = _simplify(model, info)
-    try:
+    try:   # a graph check of our own product, not a run (parity runs it through runtimes/)
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
         raise ExportError(f"the {src.role} ONNX model fails onnx.checker: {str(exc).splitlines()[0][:300]}") from None
@@ -111,16 +111,16 @@ def export_onnx_int8(ctx, src, out: Path) -> dict:
     """int8 QDQ ONNX: per-channel symmetric int8 weights, int8 activations calibrated on
     training samples; input and output stay float (QuantizeLinear/DequantizeLinear inside)."""
     import onnx
-    import onnxruntime as ort
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from ..runtimes import open_model
 
     if "onnx" not in src.cache:
         export_onnx(ctx, src, ctx.workdir / f"{src.role}.onnx.tmp")
     fp32 = src.cache["onnx"]
-    session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    static = session.get_inputs()[0].shape[0]
-    batch = 1 if isinstance(static, int) else 32
+    fp32_model = open_model(fp32, threads=1, providers=["cpu"])
+    name = fp32_model.input.name
+    batch = 1 if fp32_model.fixed_batch else 32     # a fixed-batch file (from a .pt2) is calibrated one at a time
     try:
         with quiet() as captured:
             quantize_static(str(fp32), str(out), _Reader(ctx.calibration, name, batch),
@@ -130,7 +130,7 @@ def export_onnx_int8(ctx, src, out: Path) -> dict:
                             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
     except Exception as exc:
         raise converter_error("onnxruntime.quantization", src.role, "onnx-int8", exc, captured.text) from None
-    model = onnx.load(str(out))
+    model = onnx.load(str(out))   # the product's graph is checked here; parity runs it (runtimes/)
     check_onnx_int8(model, src.role)
     return {"opset": check_opset(model, ctx.opset, src.role, "onnx-int8"),
             "quant_format": "QDQ", "per_channel": True, "weights": "int8 symmetric", "activations": "int8 static",

@@ -127,12 +127,11 @@ def export_tflite_int8(ctx, src, out: Path) -> dict:
 
 def _int8_interface(path: Path, workdir: Path, role: str) -> bool:
     """Make the model's input and output int8 if they are still float behind QUANTIZE/DEQUANTIZE."""
-    from ai_edge_litert.interpreter import Interpreter
+    from ..runtimes import open_model
 
     with quiet():
-        interp = Interpreter(model_path=str(path))
-    dtypes = [d["dtype"] for d in interp.get_input_details() + interp.get_output_details()]
-    if all(d == np.int8 for d in dtypes):
+        model = open_model(path, threads=1)
+    if model.input.dtype == model.output.dtype == "int8":
         return False
     from ai_edge_litert import _pywrap_modify_model_interface as modify
 
