@@ -68,9 +68,32 @@ def stratified_subset(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """``fraction`` of each class (at least one sample each), sorted indices."""
     if fraction >= 1.0:
         return np.arange(len(y))
+    counts = np.unique(y, return_counts=True)[1]
+    return _stratified_sample(y, np.maximum(1, np.round(fraction * counts)).astype(int), seed)
+
+
+def stratified_indices(y: np.ndarray, samples: int, seed: int = 0) -> np.ndarray:
+    """``samples`` indices (all of them if there are fewer), each class in proportion to its
+    share and at least one of each where ``samples`` allows; sorted."""
+    if samples >= len(y):
+        return np.arange(len(y))
+    counts = np.unique(y, return_counts=True)[1]
+    quota = np.minimum(np.maximum(1, np.floor(counts / len(y) * samples)).astype(int), counts)
+    # hand out what rounding left over to the largest remainders
+    while quota.sum() < samples:
+        frac = counts / len(y) * samples - quota
+        frac[counts - quota <= 0] = -np.inf
+        quota[int(np.argmax(frac))] += 1
+    while quota.sum() > samples:
+        quota[int(np.argmax(quota))] -= 1
+    return _stratified_sample(y, quota, seed)
+
+
+def _stratified_sample(y: np.ndarray, quota: np.ndarray, seed: int) -> np.ndarray:
+    """The one sampling rule: ``quota[i]`` samples of the i-th class (in ``np.unique`` order), the
+    first of a seeded permutation of that class's indices; sorted."""
     rng = np.random.default_rng(seed)
-    chosen = [rng.permutation(np.flatnonzero(y == c))[:max(1, round(fraction * int((y == c).sum())))]
-              for c in np.unique(y)]
+    chosen = [rng.permutation(np.flatnonzero(y == c))[:q] for c, q in zip(np.unique(y), quota)]
     return np.sort(np.concatenate(chosen))
 
 

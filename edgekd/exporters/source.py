@@ -10,10 +10,13 @@ import numpy as np
 from .. import checkpoint
 from ..bundle import EVAL_FILE
 from ..data import IMAGE_LAYOUT, TABULAR_LAYOUT
+from ..data.split import stratified_indices
 from ..errors import ConfigError, DataError, ModelError
+from ..runtimes import open_model
+from ..schema import TRAINED_ROLES
 
 CALIBRATION_FILE = "calibration.npz"
-ROLES = ("student", "teacher", "simple")
+ROLES = TRAINED_ROLES   # exporters/__init__ imports the name from here
 OLD_LAYOUTS = {"NC": TABULAR_LAYOUT}  # what edgekd's exporter called it before; read as the same
 
 
@@ -72,7 +75,7 @@ def check_bundle_path(run_dir: Path, out: Path) -> None:
                           hint=f"drop --out (default '{run_dir / 'bundle'}') or name a folder outside the run")
     if bundle.is_relative_to(run):
         top = run / bundle.relative_to(run).parts[0]
-        if top.name in ROLES or top.is_file():
+        if top.name in TRAINED_ROLES or top.is_file():
             raise ConfigError(f"bundle folder '{out}' would replace or write into '{top.name}' "
                               "of the run it is exported from",
                               hint=f"drop --out (default '{run_dir / 'bundle'}') or name a new folder")
@@ -81,7 +84,7 @@ def check_bundle_path(run_dir: Path, out: Path) -> None:
 def load_source(run_dir: Path, role: str) -> Source:
     folder = run_dir / role
     if not folder.is_dir():
-        present = [r for r in ROLES if (run_dir / r).is_dir()]
+        present = [r for r in TRAINED_ROLES if (run_dir / r).is_dir()]
         raise ModelError(f"run '{run_dir}' has no {role} model (no folder '{role}/')",
                          hint=f"models in this run: {', '.join(present) or 'none'}; "
                               "is it a complete edgekd distill run? --roles picks which models to export")
@@ -110,6 +113,7 @@ def _load_pt2(path: Path):
 
 
 def _check_onnx(path: Path) -> Path:
+    """A brought file's graph is checked with onnx (nothing runs here; runtimes/ runs models)."""
     import onnx
 
     if not path.is_file():
@@ -140,6 +144,7 @@ def _fill_counts(src: Source) -> None:
         import onnx
         from onnx import numpy_helper
 
+        # counted from the graph's initializers: reading a graph is not running a model
         model = onnx.load(str(src.onnx_path))
         src.parameters = int(spec_params or sum(numpy_helper.to_array(t).size for t in model.graph.initializer))
         src.macs = int(spec_macs) if spec_macs else None
@@ -164,23 +169,15 @@ def _check_runs(src: Source) -> None:
 
 def reference_logits(src: Source, x: np.ndarray, batch: int = 256) -> np.ndarray:
     """The reference outputs: PyTorch for a torch model, onnxruntime for a brought ONNX file."""
+    if src.kind != "torch":
+        return open_model(src.onnx_path, providers=["cpu"]).logits(x, batch)
+    import torch
+
+    step = 1 if src.spec.get("format") == "pt2" else batch  # a .pt2 program may have a fixed batch of 1
     outs = []
-    if src.kind == "torch":
-        import torch
-
-        step = 1 if src.spec.get("format") == "pt2" else batch  # a .pt2 program may have a fixed batch of 1
-        with torch.no_grad():
-            for i in range(0, len(x), step):
-                outs.append(src.module(torch.from_numpy(np.ascontiguousarray(x[i:i + step]))).float().numpy())
-    else:
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(src.onnx_path), providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        static = session.get_inputs()[0].shape[0]
-        step = 1 if isinstance(static, int) and static == 1 else batch
+    with torch.no_grad():
         for i in range(0, len(x), step):
-            outs.append(session.run(None, {name: np.ascontiguousarray(x[i:i + step])})[0])
+            outs.append(src.module(torch.from_numpy(np.ascontiguousarray(x[i:i + step]))).float().numpy())
     return np.concatenate(outs).astype(np.float32)
 
 
@@ -227,23 +224,3 @@ def load_calibration(run_dir: Path, input_shape: tuple[int, ...], samples: int, 
             "seed": seed, "available": len(x),
             "per_class": {str(int(c)): int((chosen == c).sum()) for c in np.unique(chosen)}}
     return x[index], info
-
-
-def stratified_indices(y: np.ndarray, samples: int, seed: int = 0) -> np.ndarray:
-    """Up to ``samples`` indices with each class in proportion to its share (at least one each)."""
-    rng = np.random.default_rng(seed)
-    if samples >= len(y):
-        return rng.permutation(len(y))
-    classes, counts = np.unique(y, return_counts=True)
-    quota = np.maximum(1, np.floor(counts / len(y) * samples)).astype(int)
-    quota = np.minimum(quota, counts)
-    # hand out what rounding left over to the largest remainders
-    while quota.sum() < samples:
-        room = counts - quota
-        frac = counts / len(y) * samples - quota
-        frac[room <= 0] = -np.inf
-        quota[int(np.argmax(frac))] += 1
-    while quota.sum() > samples:
-        quota[int(np.argmax(quota))] -= 1
-    picked = [rng.choice(np.flatnonzero(y == c), size=q, replace=False) for c, q in zip(classes, quota)]
-    return rng.permutation(np.concatenate(picked))
