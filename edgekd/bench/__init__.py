@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .options import DEFAULTS, BenchOptions, default_threads
 from .run import run_bench
-from .target import check_classes, check_eval, resolve_target
+from .target import check_classes, resolve_target   # check_classes: the worker scores with it
 
-__all__ = ["run_bench", "BenchOptions", "resolve_target", "check_eval", "check_classes", "default_threads",
+__all__ = ["run_bench", "BenchOptions", "resolve_target", "check_classes", "default_threads",
            "DEFAULTS"]
