@@ -1,0 +1,116 @@
+"""The documents between stages have one schema module each (edgekd/schema/): what export and
+distill write passes their readers' checks, the README documents exactly the fields the modules
+define, and the schema modules stay free of torch and numpy."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgekd.errors import BundleError, ModelError
+from edgekd.schema import cv, export, manifest
+from edgekd.schema.jsonfile import read_json
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_keys(section: str) -> tuple[set[str], set[str]]:
+    """(top-level keys, keys of one models[] entry) of the jsonc example under ``### `section```."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index(f"### `{section}`")
+    block = text[text.index("```jsonc", start):]
+    block = re.sub(r"//[^\n]*", "", block[:block.index("```", 8)])
+    top, entry = set(), set()
+    stack, last = [], None          # stack: for each open bracket, the key it is the value of (None in a list)
+    for token in re.finditer(r'"(\w+)"\s*:|[{\[]|[}\]]', block):
+        if token.group(1):
+            last = token.group(1)
+            if stack == [None]:
+                top.add(last)
+            elif stack == [None, "models", None]:
+                entry.add(last)
+        elif token.group() in "{[":
+            stack.append(last)
+            last = None
+        else:
+            stack.pop()
+            last = None
+    return top, entry
+
+
+def names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+@pytest.mark.parametrize("section, document, entry", [
+    ("manifest.json", manifest.Manifest, manifest.ModelEntry),
+    ("export.json", export.ExportReport, export.ExportedFile),
+])
+def test_the_readme_documents_exactly_the_fields_of_the_schema(section, document, entry):
+    top, models = readme_keys(section)
+    assert top == names(document)
+    assert models == names(entry)
+
+
+def test_the_readme_key_reader_sees_a_missing_and_an_extra_key():
+    """The check above could pass vacuously if the reader found nothing: it finds what is there."""
+    top, models = readme_keys("manifest.json")
+    assert {"schema_version", "files", "models"} <= top and {"file", "reference_accuracy"} <= models
+    assert "sha256" not in top and "zero_point" not in models       # nested deeper: not an entry's key
+
+
+def test_what_export_writes_passes_its_readers(demo_bundle):
+    doc = read_json(demo_bundle / export.EXPORT_REPORT, "export report", BundleError)
+    report = export.ExportReport.from_json(doc, "export.json")
+    assert report.to_json() == doc                                  # every field written is a field read
+    written = json.loads((demo_bundle / manifest.MANIFEST).read_text())
+    assert manifest.Manifest.from_json(written, "manifest.json").to_json() == written
+
+
+def test_what_distill_writes_passes_its_reader(demo_run):
+    doc = read_json(demo_run / cv.CV_FILE, "cv.json", ModelError)
+    assert cv.from_json(doc, "cv.json") == doc
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda d: d.update(schema_version=2), "schema version 2"),
+    (lambda d: d.pop("models"), "lacks 'models'"),
+    (lambda d: d["models"][0].update(bytes="12"), "models[0].bytes must be a whole number"),
+    (lambda d: d["models"][0].update(bytes=True), "models[0].bytes must be a whole number"),
+    (lambda d: d["models"][0].pop("parity"), "models[0] lacks 'parity'"),
+    (lambda d: d.update(calibration=[]), "calibration must be an object or null"),
+])
+def test_a_damaged_export_report_is_one_bundle_error(demo_bundle, edit, fragment):
+    doc = json.loads((demo_bundle / export.EXPORT_REPORT).read_text())
+    edit(doc)
+    with pytest.raises(BundleError) as info:
+        export.ExportReport.from_json(doc, "export.json")
+    assert fragment in info.value.message
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda d: d.update(schema_version=0), "schema_version must be a whole number"),
+    (lambda d: d.pop("final"), "lacks 'final'"),
+    (lambda d: d.update(folds=[]), "at least one fold"),
+    (lambda d: d["cv"]["student"].update(mean="0.9"), "cv.student.mean must be a number"),
+    (lambda d: d["folds"][0]["simple"].pop("accuracy"), "folds[0].simple lacks 'accuracy'"),
+    (lambda d: d["test"].pop("teacher"), "test lacks 'teacher'"),
+])
+def test_a_damaged_cv_document_is_one_model_error(demo_run, edit, fragment):
+    doc = json.loads((demo_run / cv.CV_FILE).read_text())
+    edit(doc)
+    with pytest.raises(ModelError) as info:
+        cv.from_json(doc, "cv.json")
+    assert fragment in info.value.message
+
+
+def test_the_schema_modules_and_the_bundle_reader_import_neither_torch_nor_numpy():
+    code = ("import sys; import edgekd.schema.manifest, edgekd.schema.export, edgekd.schema.cv; "
+            "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'schema'; "
+            "import edgekd.bundle; assert 'torch' not in sys.modules, 'bundle'")
+    subprocess.run([sys.executable, "-c", code], check=True)
