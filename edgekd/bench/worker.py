@@ -3,8 +3,8 @@
 Runs in a fresh interpreter so the memory it reports is the model's own. Torch-free.
 The request and the response are JSON files (stdout is left to native libraries,
 which print there). Request keys: path, runtime, threads, batch, providers, warmup,
-warmup_seconds, runs, min_seconds, max_runs, data (eval.npz or null), evaluate, seed,
-parent_pid (the process this child must not outlive, or null).
+warmup_seconds, runs, min_seconds, max_runs (these five: bench's DEFAULTS where absent), data
+(eval.npz or null), evaluate, seed, parent_pid (the process this child must not outlive, or null).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import json
 import sys
 import time
 import traceback
+from pathlib import Path
 
 
 def _stats(times_ns) -> dict:
@@ -67,54 +68,31 @@ def warm_up(call, count: int, seconds: float) -> dict:
 
 
 def measure(req: dict) -> dict:
-    from . import DEFAULTS, check_classes, memory
-    import numpy as np
-    from ..runtimes import runtime_for
-    # import the runtime's module before "before load", so the figure is the model's own
-    name = runtime_for(req["path"], req.get("runtime"))
-    if name == "tflite":
-        from ..runtimes.tflite import import_interpreter
-        import_interpreter()
-    else:
-        from ..runtimes.onnx import _import_ort
-        _import_ort()
-    from ..runtimes import open_model
-    from ..bundle import load_eval_npz
-    from pathlib import Path
-
-    x_eval = y_eval = None
-    if req.get("data"):
-        x_eval, y_eval = load_eval_npz(Path(req["data"]))
+    """One model, one setting: load, first inference, warm-up, the timed loop, memory, and (asked
+    to) accuracy. Every setting is the parent's; one it did not send is taken from DEFAULTS."""
+    from . import check_classes, memory
+    from ..runtimes import runtime_for, runtime_row
+    # import the runtime's package before "before load", so the figure is the model's own
+    runtime_row(runtime_for(req["path"], req.get("runtime"))).import_backend()
+    x_eval, y_eval = _eval_data(req)
     gc.collect()
     rss_before = memory.rss_bytes()
-
-    t0 = time.perf_counter()
-    rt = open_model(req["path"], threads=req.get("threads"), providers=req.get("providers"),
-                    runtime=req.get("runtime"))
-    init_ms = (time.perf_counter() - t0) * 1e3
+    rt, init_ms = _load(req)
     rss_loaded = memory.rss_bytes()
 
-    batch = int(req.get("batch") or 1)
-    if x_eval is not None:
-        rt.check_sample_shape(x_eval.shape[1:], what=f"'{Path(req['data']).name}'")
-        reps = -(-batch // len(x_eval)) if len(x_eval) else 1
-        x = np.concatenate([x_eval] * reps)[:batch] if len(x_eval) else rt.random_input(batch)
-    else:
-        x = rt.random_input(batch, seed=int(req.get("seed", 0)))
-    prepared = rt.prepare(x)        # quantize once, outside the timer; sets the batch
-    call = rt.bind(prepared)
-
+    batch = int(req["batch"])
+    call = rt.bind(rt.prepare(_batch_input(rt, req, batch, x_eval)))   # quantized once, outside the timer
     t0 = time.perf_counter()
     raw = call()
     first_ms = (time.perf_counter() - t0) * 1e3
-    out_shape = list(np.asarray(rt.fetch(raw)).shape)
+    out_shape = list(rt.fetch(raw).shape)
     if y_eval is not None:
         check_classes(y_eval, out_shape[-1], Path(req["data"]).name)   # a single file: its output tells
 
-    warm = warm_up(call, int(req.get("warmup", 10)), float(req.get("warmup_seconds", 0.0)))
+    warm = warm_up(call, int(_setting(req, "warmup")), float(_setting(req, "warmup_seconds")))
     peak_inference = memory.peak_rss_bytes()    # load + first inference + warm-up, before timing storage
-    times = timed_loop(call, int(req.get("runs", 100)), float(req.get("min_seconds", 0.0)),
-                       int(req.get("max_runs", DEFAULTS["max_runs"])))
+    times = timed_loop(call, int(_setting(req, "runs")), float(_setting(req, "min_seconds")),
+                       int(_setting(req, "max_runs")))
     latency = _stats(times)
     rss_after_runs = memory.rss_bytes()
 
@@ -123,15 +101,54 @@ def measure(req: dict) -> dict:
               "warmup": warm, "latency_ms": latency,
               "throughput_per_s": batch * 1e3 / latency["p50"] if latency["p50"] > 0 else None}
     if req.get("evaluate") and x_eval is not None:
-        t0 = time.perf_counter()
-        pred = rt.predict(x_eval)
-        result["eval"] = {"samples": int(len(x_eval)), "seconds": time.perf_counter() - t0,
-                          "accuracy": float(np.mean(pred == y_eval)) if len(y_eval) else None,
-                          "predictions": pred.astype(int).tolist()}
+        result["eval"] = _evaluate(rt, x_eval, y_eval)
     result["memory"] = {"rss_before_load": rss_before, "rss_after_load": rss_loaded,
                         "rss_peak_inference": peak_inference, "rss_after_runs": rss_after_runs,
                         "rss_peak": memory.peak_rss_bytes(), "source": memory.source()}
     return result
+
+
+def _setting(req: dict, key: str):
+    """A timing setting: the parent's (run_bench sends them all), else bench's own default."""
+    from . import DEFAULTS
+    return req[key] if key in req else DEFAULTS[key]
+
+
+def _eval_data(req: dict):
+    """(x, y) of the request's eval.npz, or (None, None) without one."""
+    if not req.get("data"):
+        return None, None
+    from ..bundle import load_eval_npz
+    return load_eval_npz(Path(req["data"]))
+
+
+def _load(req: dict):
+    """The opened model and the milliseconds opening it took."""
+    from ..runtimes import open_model
+    t0 = time.perf_counter()
+    rt = open_model(req["path"], threads=req.get("threads"), providers=req.get("providers"),
+                    runtime=req.get("runtime"))
+    return rt, (time.perf_counter() - t0) * 1e3
+
+
+def _batch_input(rt, req: dict, batch: int, x_eval):
+    """``batch`` samples: the eval data's, repeated as needed, else seeded random input of the model's shape."""
+    import numpy as np
+    if x_eval is None:
+        return rt.random_input(batch, seed=int(req.get("seed") or 0))
+    rt.check_sample_shape(x_eval.shape[1:], what=f"'{Path(req['data']).name}'")
+    if not len(x_eval):
+        return rt.random_input(batch)
+    return np.concatenate([x_eval] * -(-batch // len(x_eval)))[:batch]
+
+
+def _evaluate(rt, x_eval, y_eval) -> dict:
+    import numpy as np
+    t0 = time.perf_counter()
+    pred = rt.predict(x_eval)
+    return {"samples": int(len(x_eval)), "seconds": time.perf_counter() - t0,
+            "accuracy": float(np.mean(pred == y_eval)) if len(y_eval) else None,
+            "predictions": pred.astype(int).tolist()}
 
 
 def _die_with_parent(parent_pid: int | None) -> bool:
