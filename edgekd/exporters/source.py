@@ -16,7 +16,6 @@ from ..runtimes import open_model
 from ..schema import TRAINED_ROLES
 
 CALIBRATION_FILE = "calibration.npz"
-ROLES = TRAINED_ROLES   # exporters/__init__ imports the name from here
 OLD_LAYOUTS = {"NC": TABULAR_LAYOUT}  # what edgekd's exporter called it before; read as the same
 
 
