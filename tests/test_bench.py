@@ -1,8 +1,8 @@
 """edgekd bench: the whole stage on a real bundle, torch made unimportable, and its bad inputs.
 
-The bundle is the shared ``demo_bundle`` (distill + export, from conftest.py). Set
-EDGEKD_BENCH_OWN_BUNDLE=1 to use ``own_bundle`` below instead: a small real bundle made here
-with torch.onnx and litert-torch, independent of the export stage.
+The bundle is the shared ``demo_bundle`` (distill + export, from conftest.py). The bad inputs go
+through the CLI's entry point in this process (``run_cli_here``: bench itself needs no process of
+its own to refuse them); the torch-free bench runs as real processes.
 """
 from __future__ import annotations
 
@@ -16,141 +16,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import assert_user_error, run_cli
+from conftest import FAST_BENCH, FAST_BENCH_ARGS, assert_user_error, run_cli, run_cli_here
 
-USE_DEMO_BUNDLE = os.environ.get("EDGEKD_BENCH_OWN_BUNDLE", "0") != "1"
-FAST = ["--threads", "1", "--runs", "5", "--min-seconds", "0", "--warmup", "2", "--warmup-seconds", "0"]
-FAST_API = dict(threads=[1], runs=5, min_seconds=0.0, warmup=2, warmup_seconds=0.0)
-
-
-def make_bundle(root):
-    """A small real bundle (teacher.onnx, student.onnx, student.int8.tflite, eval.npz, manifest.json).
-
-    Stands in for the shared ``demo_bundle`` fixture until it exists; torch and litert_torch
-    are imported here only (the test process, never the bench under test).
-    """
-    import json
-    import logging
-    import warnings
-    from pathlib import Path
-
-    import numpy as np
-    import torch
-    from sklearn.datasets import load_digits
-    from torch import nn
-
-    from edgekd.bundle import MANIFEST, digest_files
-    from edgekd.schema import SCHEMA_VERSION
-
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    digits = load_digits()
-    x = (digits.images / 16.0).astype(np.float32)[:, None]
-    y = digits.target.astype(np.int64)
-    rng = np.random.default_rng(0)
-    idx = rng.permutation(len(x))
-    test, train = idx[:300], idx[300:]
-    torch.manual_seed(0)
-    teacher = nn.Sequential(nn.Flatten(), nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
-                            nn.Linear(256, 10))
-    student = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(512, 10))
-    xt, yt = torch.from_numpy(x[train]), torch.from_numpy(y[train])
-    for model in (teacher, student):
-        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-        for _ in range(60):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(xt), yt).backward()
-            opt.step()
-        model.eval()
-    example = (torch.from_numpy(x[:1]),)
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    for name, model in (("teacher.onnx", teacher), ("student.onnx", student)):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, example, str(root / name), dynamo=True, external_data=False,
-                              dynamic_shapes=({0: batch},), input_names=["x"], output_names=["logits"],
-                              verbose=False)
-    # full-integer int8 TFLite (int8 input and output) through litert-torch's PT2E quantizer
-    import litert_torch
-    from litert_torch.quantize import pt2e_quantizer, quant_config
-    from torchao.quantization.pt2e import quantize_pt2e
-    logging.getLogger("litert_torch").setLevel(logging.ERROR)
-    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
-        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
-    pm = quantize_pt2e.prepare_pt2e(torch.export.export(student, example).module(), quantizer)
-    with torch.no_grad():
-        for i in train[:128]:
-            pm(torch.from_numpy(x[i:i + 1]))
-    pm = quantize_pt2e.convert_pt2e(pm, fold_quantize=False)
-    edge = litert_torch.convert(pm, example, quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
-    edge.export(str(root / "student.int8.tflite"))
-    np.savez(root / "eval.npz", x=x[test], y=y[test], labels=np.array([str(i) for i in range(10)]))
-
-    def acc(model):
-        with torch.no_grad():
-            return float((model(torch.from_numpy(x[test])).argmax(1).numpy() == y[test]).mean())
-
-    common = {"input": {"shape": [1, 1, 8, 8], "layout": "NCHW", "dtype": "float32"},
-              "output": {"shape": [1, 10], "dtype": "float32"}}
-    models = [
-        {"file": "student.onnx", "role": "student", "format": "onnx", "precision": "fp32",
-         "runtime": "onnxruntime", **common, "parameters": sum(p.numel() for p in student.parameters()),
-         "reference_accuracy": acc(student)},
-        {"file": "student.int8.tflite", "role": "student", "format": "tflite-int8", "precision": "int8",
-         "runtime": "tflite", **common, "parameters": sum(p.numel() for p in student.parameters())},
-        {"file": "teacher.onnx", "role": "teacher", "format": "onnx", "precision": "fp32",
-         "runtime": "onnxruntime", **common, "parameters": sum(p.numel() for p in teacher.parameters()),
-         "reference_accuracy": acc(teacher)},
-    ]
-    files = ["student.onnx", "student.int8.tflite", "teacher.onnx", "eval.npz"]
-    manifest = {"schema_version": SCHEMA_VERSION, "edgekd_version": "0.1.0", "created_utc": "2025-01-01T00:00:00Z",
-                "labels": [str(i) for i in range(10)], "preprocessing": {"scale": 1 / 16},
-                "eval": {"file": "eval.npz", "samples": int(len(test))},
-                "models": models, "files": digest_files(root, files)}
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    return root
-
-
-def own_bundle(tmp_path_factory) -> Path:
-    """Build the test bundle once per session (shared by test_bench*.py and test_runtimes*.py)."""
-    root = tmp_path_factory.getbasetemp() / "bench-own-bundle"
-    if not (root / "manifest.json").is_file():
-        make_bundle(root.with_name(root.name + ".tmp"))
-        os.replace(root.with_name(root.name + ".tmp"), root)
-    return root
-
-
-@pytest.fixture(scope="session")
-def bench_bundle(request, tmp_path_factory) -> Path:
-    """A real bundle, read-only for tests: the shared demo bundle or our own small one."""
-    if USE_DEMO_BUNDLE:
-        return request.getfixturevalue("demo_bundle")
-    return own_bundle(tmp_path_factory)
+FAST = FAST_BENCH_ARGS
 
 
 @pytest.fixture
-def bundle_copy(bench_bundle, tmp_path) -> Path:
+def bundle_copy(demo_bundle, tmp_path) -> Path:
     """A private copy to tamper with."""
     dst = tmp_path / "bundle"
-    shutil.copytree(bench_bundle, dst, ignore=shutil.ignore_patterns("bench.json"))
+    shutil.copytree(demo_bundle, dst, ignore=shutil.ignore_patterns("bench.json"))
     return dst
-
-
-@pytest.fixture(scope="module")
-def result(bench_bundle, tmp_path_factory) -> dict:
-    from edgekd.bench import run_bench
-    out = tmp_path_factory.mktemp("bench") / "bench.json"
-    return run_bench(bench_bundle, out=out, **FAST_API)
 
 
 # -- what a bench reports ------------------------------------------------------------------------
 
-def test_bench_reports_every_model_of_the_bundle(result, bench_bundle):
-    manifest = json.loads((bench_bundle / "manifest.json").read_text())
-    assert result["schema"] == "edgekd.bench" and result["schema_version"] == 1
-    assert [m["file"] for m in result["models"]] == [m["file"] for m in manifest["models"]]
-    assert json.loads(Path(result["outputs"]["json"]).read_text())["models"] == result["models"]
-    for m in result["models"]:
+def test_bench_reports_every_model_of_the_bundle(demo_bench, demo_bundle):
+    manifest = json.loads((demo_bundle / "manifest.json").read_text())
+    assert demo_bench["schema"] == "edgekd.bench" and demo_bench["schema_version"] == 1
+    assert [m["file"] for m in demo_bench["models"]] == [m["file"] for m in manifest["models"]]
+    assert json.loads(Path(demo_bench["outputs"]["json"]).read_text())["models"] == demo_bench["models"]
+    for m in demo_bench["models"]:
         assert m["bytes"] == manifest["files"][m["file"]]["bytes"]
         assert 0 <= m["accuracy"] <= 1 and m["eval_samples"] == manifest["eval"]["samples"]
         assert 0 <= m["agreement_with_teacher"] <= 1
@@ -163,21 +49,21 @@ def test_bench_reports_every_model_of_the_bundle(result, bench_bundle):
         assert 0 < mem["rss_before_load"] <= mem["rss_peak_inference"] <= mem["rss_peak"]
         assert mem["rss_after_load"] <= mem["rss_peak_inference"]
         assert m["backend"]["backend"] == m["runtime"] and m["backend"]["version"]
-    teacher = next(m for m in result["models"] if m["role"] == "teacher")
-    assert result["teacher"] == teacher["file"] and teacher["agreement_with_teacher"] == 1.0
-    tfl = next(m for m in result["models"] if m["file"].endswith(".tflite"))
+    teacher = next(m for m in demo_bench["models"] if m["role"] == "teacher")
+    assert demo_bench["teacher"] == teacher["file"] and teacher["agreement_with_teacher"] == 1.0
+    tfl = next(m for m in demo_bench["models"] if m["file"].endswith(".tflite"))
     assert tfl["input"]["dtype"] == "int8" and tfl["input"]["scale"] > 0
     assert tfl["backend"]["delegate"] in ("XNNPACK", None)
-    students = [m for m in result["models"] if m["role"] != "teacher"]
-    assert len(result["comparisons"]) == len(students)
-    for c in result["comparisons"]:
-        s = next(m for m in result["models"] if m["file"] == c["model"])
+    students = [m for m in demo_bench["models"] if m["role"] != "teacher"]
+    assert len(demo_bench["comparisons"]) == len(students)
+    for c in demo_bench["comparisons"]:
+        s = next(m for m in demo_bench["models"] if m["file"] == c["model"])
         assert c["size_ratio"] == pytest.approx(s["bytes"] / teacher["bytes"])
         assert c["speedup"] == pytest.approx(teacher["measurements"][0]["latency_ms"]["p50"]
                                              / s["measurements"][0]["latency_ms"]["p50"])
         assert c["accuracy_delta"] == pytest.approx(s["accuracy"] - teacher["accuracy"])
         assert c["memory_ratio"] > 0
-    d = result["device"]
+    d = demo_bench["device"]
     assert d["cores"] >= 1 and d["python"] and d["os"] and "onnxruntime" in d["packages"]
     assert "temperatures_c" in d["thermal_before"] and "throttled" in d["thermal_after"]
 
@@ -207,14 +93,14 @@ def _independent_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
     return correct / len(y)
 
 
-def test_reported_accuracy_equals_an_independent_loop(result, bench_bundle):
-    with np.load(bench_bundle / "eval.npz") as data:
+def test_reported_accuracy_equals_an_independent_loop(demo_bench, demo_bundle):
+    with np.load(demo_bundle / "eval.npz") as data:
         x, y = data["x"].astype(np.float32), data["y"]
-    for m in result["models"]:
-        assert m["accuracy"] == pytest.approx(_independent_accuracy(bench_bundle / m["file"], x, y), abs=1e-12), m["file"]
+    for m in demo_bench["models"]:
+        assert m["accuracy"] == pytest.approx(_independent_accuracy(demo_bundle / m["file"], x, y), abs=1e-12), m["file"]
 
 
-def test_bench_runs_with_torch_unimportable(bench_bundle, tmp_path):
+def test_bench_runs_with_torch_unimportable(demo_bundle, tmp_path):
     blocker = tmp_path / "blocker"
     for mod in ("torch", "sklearn"):
         (blocker / mod).mkdir(parents=True)
@@ -224,7 +110,7 @@ def test_bench_runs_with_torch_unimportable(bench_bundle, tmp_path):
                            env={**os.environ, **env})
     assert probe.returncode != 0 and "not on the device" in probe.stderr
     out, md, png = tmp_path / "b.json", tmp_path / "b.md", tmp_path / "b.png"
-    res = run_cli("bench", bench_bundle, *FAST, "--out", out, "--markdown", md, "--plot", png, "--json", env=env)
+    res = run_cli("bench", demo_bundle, *FAST, "--out", out, "--markdown", md, "--plot", png, "--json", env=env)
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc == json.loads(out.read_text())
@@ -232,7 +118,7 @@ def test_bench_runs_with_torch_unimportable(bench_bundle, tmp_path):
     assert "| student" in md.read_text() and png.read_bytes()[:4] == b"\x89PNG"
     # the table too, and a single file without data (random inputs: latency and memory only)
     tfl = next(m["file"] for m in doc["models"] if m["file"].endswith(".tflite"))
-    res = run_cli("bench", bench_bundle / tfl, *FAST, "--out", tmp_path / "one.json", env=env)
+    res = run_cli("bench", demo_bundle / tfl, *FAST, "--out", tmp_path / "one.json", env=env)
     assert res.returncode == 0, res.stderr
     assert tfl in res.stdout and "p50" in res.stdout
     one = json.loads((tmp_path / "one.json").read_text())
@@ -249,24 +135,24 @@ def test_device_side_modules_never_import_torch():
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-def test_single_file_with_data_and_batches(bench_bundle, tmp_path):
+def test_single_file_with_data_and_batches(demo_bundle, tmp_path):
     from edgekd.bench import run_bench
-    r = run_bench(bench_bundle / "student.onnx", data=bench_bundle / "eval.npz", batch="1,4",
-                     out=False, **FAST_API)
+    r = run_bench(demo_bundle / "student.onnx", data=demo_bundle / "eval.npz", batch=[1, 4],
+                     out=False, **FAST_BENCH)
     m = r["models"][0]
     assert m["accuracy"] is not None and m["format"] == "onnx" and m["precision"] == "fp32"
     assert [x["batch"] for x in m["measurements"]] == [1, 4]
     for x in m["measurements"]:
         assert "skipped" in x or x["throughput_per_s"] > 0
-    t = run_bench(bench_bundle / "student.int8.tflite", batch=[8], out=False, **FAST_API)
+    t = run_bench(demo_bundle / "student.int8.tflite", batch=[8], out=False, **FAST_BENCH)
     [x] = t["models"][0]["measurements"]          # a fixed-batch model is skipped, not an error
     assert "skipped" in x or x["latency_ms"]["p50"] > 0
 
 
-def test_runtime_filter_and_default_threads(bench_bundle, tmp_path):
+def test_runtime_filter_and_default_threads(demo_bundle, tmp_path):
     from edgekd.bench import default_threads, run_bench
-    r = run_bench(bench_bundle, runtime="tflite", out=tmp_path / "b.json",
-                     **{**FAST_API, "threads": None})
+    r = run_bench(demo_bundle, runtime="tflite", out=tmp_path / "b.json",
+                     **{**FAST_BENCH, "threads": None})
     assert {m["runtime"] for m in r["models"]} == {"tflite"}
     assert [x["threads"] for x in r["models"][0]["measurements"]] == default_threads()
     assert default_threads()[0] == 1 and r["comparisons"] == []
@@ -275,7 +161,7 @@ def test_runtime_filter_and_default_threads(bench_bundle, tmp_path):
 # -- bad inputs: one clear line, exit 2 -----------------------------------------------------------
 
 def test_missing_bundle(tmp_path):
-    assert_user_error(run_cli("bench", tmp_path / "nope", *FAST), "not found")
+    assert_user_error(run_cli_here("bench", tmp_path / "nope", *FAST), "not found")
 
 
 def test_file_whose_sha256_differs_from_the_manifest(bundle_copy):
@@ -283,14 +169,14 @@ def test_file_whose_sha256_differs_from_the_manifest(bundle_copy):
     data = bytearray(p.read_bytes())
     data[len(data) // 2] ^= 0xFF
     p.write_bytes(bytes(data))
-    assert_user_error(run_cli("bench", bundle_copy, *FAST), "student.onnx' does not match the manifest")
+    assert_user_error(run_cli_here("bench", bundle_copy, *FAST), "student.onnx' does not match the manifest")
     assert not (bundle_copy / "bench.json").exists()
 
 
-def test_truncated_tflite(bench_bundle, tmp_path):
+def test_truncated_tflite(demo_bundle, tmp_path):
     p = tmp_path / "student.int8.tflite"
-    p.write_bytes((bench_bundle / "student.int8.tflite").read_bytes()[:1500])
-    assert_user_error(run_cli("bench", p, *FAST), "tflite cannot load")
+    p.write_bytes((demo_bundle / "student.int8.tflite").read_bytes()[:1500])
+    assert_user_error(run_cli_here("bench", p, *FAST), "tflite cannot load")
     assert not (tmp_path / "student.int8.tflite.bench.json").exists()
 
 
@@ -301,13 +187,13 @@ def test_truncated_tflite_inside_a_consistent_bundle(bundle_copy):
     manifest = json.loads((bundle_copy / "manifest.json").read_text())
     manifest["files"][p.name] = file_digest(p)          # the manifest agrees: the runtime must refuse it
     (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
-    assert_user_error(run_cli("bench", bundle_copy, *FAST), "tflite cannot load")
+    assert_user_error(run_cli_here("bench", bundle_copy, *FAST), "tflite cannot load")
 
 
 def test_random_bytes_named_onnx(tmp_path):
     p = tmp_path / "model.onnx"
     p.write_bytes(np.random.default_rng(0).bytes(4096))
-    assert_user_error(run_cli("bench", p, *FAST), "onnxruntime cannot load 'model.onnx'")
+    assert_user_error(run_cli_here("bench", p, *FAST), "onnxruntime cannot load 'model.onnx'")
 
 
 @pytest.mark.parametrize("arrays, fragment", [
@@ -320,19 +206,19 @@ def test_random_bytes_named_onnx(tmp_path):
     pytest.param(lambda x, y: dict(x=x, y=y + 0.5), "y must hold class indices", id="fractional labels"),
     pytest.param(lambda x, y: dict(x=x, y=y - 1), "minimum -1", id="negative labels"),
 ])
-def test_eval_npz_of_the_wrong_shape_is_refused_before_measuring(bench_bundle, tmp_path, arrays, fragment):
+def test_eval_npz_of_the_wrong_shape_is_refused_before_measuring(demo_bundle, tmp_path, arrays, fragment):
     bad = tmp_path / "eval.npz"
-    with np.load(bench_bundle / "eval.npz") as data:
+    with np.load(demo_bundle / "eval.npz") as data:
         np.savez(bad, **arrays(data["x"], data["y"]))
-    res = run_cli("bench", bench_bundle, *FAST, "--data", bad, "--out", tmp_path / "b.json")
+    res = run_cli_here("bench", demo_bundle, *FAST, "--data", bad, "--out", tmp_path / "b.json")
     assert_user_error(res, fragment)
     assert not (tmp_path / "b.json").exists()
 
 
-def test_piped_table_keeps_every_column_and_the_size_ratio(bench_bundle, tmp_path):
+def test_piped_table_keeps_every_column_and_the_size_ratio(demo_bundle, tmp_path):
     """A CI log or a pipe is no terminal: the table must still show size, delegate, p99 and each
     comparison's size ratio."""
-    res = run_cli("bench", bench_bundle, *FAST, "--out", tmp_path / "b.json")
+    res = run_cli_here("bench", demo_bundle, *FAST, "--out", tmp_path / "b.json")
     assert res.returncode == 0, res.stderr
     comparisons = json.loads((tmp_path / "b.json").read_text())["comparisons"]
     assert comparisons and all(h in res.stdout for h in ("size", "delegate", "p99 ms"))
@@ -345,17 +231,17 @@ def test_manifest_of_a_newer_schema_version(bundle_copy):
     manifest = json.loads((bundle_copy / "manifest.json").read_text())
     manifest["schema_version"] = 99
     (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
-    assert_user_error(run_cli("bench", bundle_copy, *FAST), "schema version 99")
+    assert_user_error(run_cli_here("bench", bundle_copy, *FAST), "schema version 99")
 
 
-def test_unknown_runtime_name(bench_bundle, bundle_copy):
-    res = run_cli("bench", bench_bundle, *FAST, "--runtime", "tflit")
+def test_unknown_runtime_name(demo_bundle, bundle_copy):
+    res = run_cli_here("bench", demo_bundle, *FAST, "--runtime", "tflit")
     assert_user_error(res, "unknown runtime 'tflit'")
     assert "did you mean 'tflite'" in res.stderr
     manifest = json.loads((bundle_copy / "manifest.json").read_text())
     manifest["models"][0]["runtime"] = "onnxruntim"
     (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
-    res = run_cli("bench", bundle_copy, *FAST)
+    res = run_cli_here("bench", bundle_copy, *FAST)
     assert_user_error(res, "unknown runtime 'onnxruntim'")
     assert "did you mean 'onnxruntime'" in res.stderr
 
@@ -366,21 +252,20 @@ def test_unknown_runtime_name(bench_bundle, bundle_copy):
     (["--runs", "0"], "runs must be at least 1"),
     (["--runs", "200", "--max-runs", "100"], "max_runs must be at least 200"),
 ])
-def test_bad_options(bench_bundle, args, fragment):
-    assert_user_error(run_cli("bench", bench_bundle, *FAST, *args), fragment)
+def test_bad_options(demo_bundle, args, fragment):
+    assert_user_error(run_cli_here("bench", demo_bundle, *FAST, *args), fragment)
 
 
-def test_max_runs_stops_timing_before_min_seconds(bench_bundle, tmp_path):
-    out = tmp_path / "b.json"
-    res = run_cli("bench", bench_bundle / "student.int8.tflite", "--threads", "1", "--warmup-seconds", "0",
-                  "--runs", "10", "--min-seconds", "600", "--max-runs", "50", "--quiet", "--out", out)
-    assert res.returncode == 0, res.stderr
-    [model] = json.loads(out.read_text())["models"]
+def test_max_runs_stops_timing_before_min_seconds(demo_bundle, tmp_path):
+    from edgekd.bench import run_bench
+    doc = run_bench(demo_bundle / "student.int8.tflite", threads=[1], warmup_seconds=0.0, runs=10,
+                    min_seconds=600.0, max_runs=50, out=False)
+    [model] = doc["models"]
     assert model["measurements"][0]["latency_ms"]["runs"] == 50
 
 
 def test_unknown_model_suffix(tmp_path):
     p = tmp_path / "model.pt"
     p.write_bytes(b"x")
-    res = run_cli("bench", p, *FAST)
+    res = run_cli_here("bench", p, *FAST)
     assert_user_error(res, "unknown model file suffix '.pt'")

@@ -23,9 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import assert_user_error, run_cli
+from conftest import FAST_BENCH_ARGS as FAST, assert_user_error
 from device_envs import envs
-from test_bench import FAST
 
 pytestmark = pytest.mark.device_envs
 
@@ -38,15 +37,6 @@ DOCKER = envs.REPO / "docker"
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     return envs.build_wheel(tmp_path_factory.mktemp("wheel"))
-
-
-@pytest.fixture(scope="module")
-def reference(demo_bundle, tmp_path_factory) -> dict:
-    """The main venv's bench of the demo bundle: x86_64, the tested pins, torch installed."""
-    out = tmp_path_factory.mktemp("reference") / "bench.json"
-    res = run_cli("bench", demo_bundle, *FAST, "--out", out)
-    assert res.returncode == 0, res.stderr
-    return json.loads(out.read_text())
 
 
 def bench(env: envs.DeviceEnv, bundle: Path, tmp_path: Path, *args: str) -> dict:
@@ -101,7 +91,7 @@ def test_dockerfiles_pass_hadolint():
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-def test_torch_free_install_scores_like_the_main_venv(demo_bundle, reference, wheel, tmp_path):
+def test_torch_free_install_scores_like_the_main_venv(demo_bundle, demo_bench, wheel, tmp_path):
     env = envs.torch_free(tmp_path / "venv", wheel)
     probe = env.run("-c", "import torch")
     assert probe.returncode != 0 and "No module named 'torch'" in probe.stderr, probe.stderr
@@ -111,17 +101,17 @@ def test_torch_free_install_scores_like_the_main_venv(demo_bundle, reference, wh
     version = env.run("-c", "import platform; print(platform.python_version())").stdout.strip()
     assert doc["device"]["python"] == f"CPython {version}"
     assert {m["backend"]["module"] for m in doc["models"]} == {"onnxruntime", "ai_edge_litert"}
-    assert scores(doc) == scores(reference)
+    assert scores(doc) == scores(demo_bench)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root (apt-get of Debian's arm64 Python, a bind mount over "
                     "/proc/cpuinfo); CI runs as root")
-def test_aarch64_under_qemu_matches_x86_exactly(demo_bundle, reference, wheel, tmp_path):
+def test_aarch64_under_qemu_matches_x86_exactly(demo_bundle, demo_bench, wheel, tmp_path):
     env = envs.aarch64(tmp_path / "venv", wheel)
     doc = bench(env, demo_bundle, tmp_path)
-    assert doc["device"]["machine"] == "aarch64" and reference["device"]["machine"] == "x86_64"
-    assert doc["device"]["packages"] == reference["device"]["packages"]      # the same runtime releases
-    assert scores(doc) == scores(reference)
+    assert doc["device"]["machine"] == "aarch64" and demo_bench["device"]["machine"] == "x86_64"
+    assert doc["device"]["packages"] == demo_bench["device"]["packages"]      # the same runtime releases
+    assert scores(doc) == scores(demo_bench)
     # beyond the scores, the logits: int8 bit for bit, fp32 to rounding (other SIMD code paths)
     arm, x86 = tmp_path / "aarch64.npz", tmp_path / "x86_64.npz"
     res = env.run(LOGITS, demo_bundle, arm)
@@ -163,7 +153,7 @@ def builtin_kernels(model: Path, eval_npz: Path) -> tuple[float, int]:
     return hits / len(y), ties
 
 
-def test_legacy_tflite_runtime_scores_the_int8_student(demo_bundle, reference, wheel, tmp_path):
+def test_legacy_tflite_runtime_scores_the_int8_student(demo_bundle, demo_bench, wheel, tmp_path):
     env = envs.legacy_tflite(tmp_path / "venv", wheel)
     # the whole bundle needs onnxruntime too, which this image lacks: one error line says what to do
     assert_user_error(env.run("-m", "edgekd", "bench", demo_bundle, *FAST, "--out", tmp_path / "all.json"),
@@ -176,5 +166,5 @@ def test_legacy_tflite_runtime_scores_the_int8_student(demo_bundle, reference, w
     # the same kernels give the same accuracy, exactly
     assert model["accuracy"] == accuracy
     # the main venv's LiteRT runs int8 through XNNPACK, which rounds differently: only near ties may differ
-    [main] = [m["accuracy"] for m in reference["models"] if m["file"] == model["file"]]
+    [main] = [m["accuracy"] for m in demo_bench["models"] if m["file"] == model["file"]]
     assert round(abs(model["accuracy"] - main) * model["eval_samples"]) <= near_ties
