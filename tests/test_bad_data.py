@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, run_cli_here
 from edgekd.config import load_config
 from edgekd.data import load_dataset
 from edgekd.data.preprocess import fit_standardize, standardize
@@ -202,6 +202,6 @@ CLI_CASES = {
 def test_bad_input_through_the_cli(tmp_path, case):
     """The same mistakes as one error line and exit 2; the empty npz printed click's "Aborted!"."""
     make_args, fragment = CLI_CASES[case]
-    result = run_cli("distill", *make_args(tmp_path), "--out", tmp_path / "run")
+    result = run_cli_here("distill", *make_args(tmp_path), "--out", tmp_path / "run")
     assert_user_error(result, fragment)
     assert not (tmp_path / "run").exists() and not (tmp_path / ".run.partial").exists()

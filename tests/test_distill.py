@@ -13,7 +13,7 @@ from edgekd.data.preprocess import standardize
 from edgekd.data.split import holdout
 from edgekd.distill.experiment import run_experiment
 
-from conftest import CONVERGING, TINY, assert_user_error, run_cli
+from conftest import CONVERGING, TINY, assert_user_error, run_cli, run_cli_here
 
 FAST = dict(TINY, teacher="mlp:hidden=16", student="mlp:hidden=8", folds=2, teacher_epochs=2, student_epochs=3)
 
@@ -91,7 +91,7 @@ def test_same_seed_same_numbers_and_resume_is_exact(tmp_path):
         run_experiment(interrupted, reporter=stop_in_second_fold)
     assert not (tmp_path / "b").exists() and (tmp_path / ".b.partial").is_dir()
 
-    result = run_cli("distill", "--config", tmp_path / ".b.partial" / "config.toml", "--resume", "--quiet")
+    result = run_cli_here("distill", "--config", tmp_path / ".b.partial" / "config.toml", "--resume", "--quiet")
     assert result.returncode == 0, result.stderr
     assert "resumed from a finished stage" in (tmp_path / "b" / "train.log").read_text()
     assert "no interrupted run" not in (tmp_path / "b" / "train.log").read_text()
@@ -133,7 +133,8 @@ def test_augment_runs_the_teacher_on_every_student_step(tmp_path):
 
 
 def test_cli_prints_the_table(tmp_path):
-    """Also: --resume with nothing to resume starts afresh and says so."""
+    """Also: --resume with nothing to resume starts afresh and says so. A real process: the one distill
+    here run as a user runs it (the other CLI cases go through the same entry point in this process)."""
     args = [f"--{k.replace('_', '-')}={v}" for k, v in FAST.items()]
     result = run_cli("distill", *args, "--out", tmp_path / "run", "--resume")
     assert result.returncode == 0, result.stderr
@@ -148,9 +149,9 @@ def test_force_replaces_the_whole_run_and_json_prints_cv_json(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "stray.txt").write_text("from before")
-    assert_user_error(run_cli("distill", *args, "--out", run), "already exists")
+    assert_user_error(run_cli_here("distill", *args, "--out", run), "already exists")
     assert sorted(p.name for p in run.iterdir()) == ["stray.txt"]
-    result = run_cli("distill", *args, "--out", run, "--force", "--json")
+    result = run_cli_here("distill", *args, "--out", run, "--force", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == json.loads((run / "cv.json").read_text())
     assert not (run / "stray.txt").exists() and (run / "student" / "model.safetensors").is_file()
@@ -171,7 +172,7 @@ def test_teacher_from_run_folder_is_not_retrained(demo_run, tmp_path):
 @pytest.mark.parametrize("option", [("--seed", "1", "--seed 0"), ("--test-fraction", "0.3", "--test-fraction 0.2")])
 def test_teacher_from_a_run_with_another_held_out_split_is_refused(demo_run, tmp_path, option):
     flag, value, fix = option
-    result = run_cli("distill", "--teacher-from", demo_run, flag, value, "--out", tmp_path / "run")
+    result = run_cli_here("distill", "--teacher-from", demo_run, flag, value, "--out", tmp_path / "run")
     assert_user_error(result, "has seen some of this run's test samples")
     assert f"hint: use {fix}" in result.stderr and not (tmp_path / "run").exists()
 
@@ -243,13 +244,13 @@ def _made_files(tmp_path, args: list[str]) -> list[str]:
 ])
 def test_bad_options_fail_cleanly(tmp_path, args, fragment):
     args = _made_files(tmp_path, args)
-    result = run_cli("distill", *args, "--out", tmp_path / "run", "--quiet")
+    result = run_cli_here("distill", *args, "--out", tmp_path / "run", "--quiet")
     assert_user_error(result, fragment)
     assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".run*"))
 
 
 def test_class_with_too_few_samples_for_the_folds(tmp_path):
-    result = run_cli("distill", "--data", _few_per_class(tmp_path), "--student", "mlp", "--teacher", "mlp",
+    result = run_cli_here("distill", "--data", _few_per_class(tmp_path), "--student", "mlp", "--teacher", "mlp",
                      "--out", tmp_path / "run")
     assert_user_error(result, "too few samples per class")
     assert not (tmp_path / "run").exists()
@@ -264,7 +265,7 @@ def test_impossible_out_path(tmp_path, out, fragment):
     (tmp_path / "work").mkdir()
     (tmp_path / "work" / "file").write_text("")
     for force in ([], ["--force"]):
-        assert_user_error(run_cli("distill", "--out", out, *force, "--quiet", cwd=tmp_path / "work"), fragment)
+        assert_user_error(run_cli_here("distill", "--out", out, *force, "--quiet", cwd=tmp_path / "work"), fragment)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["file", "work"]
 
 
@@ -281,19 +282,19 @@ def test_damaged_model_json_of_a_brought_teacher(demo_run, tmp_path, change, fra
     shutil.copytree(demo_run / "student", folder)
     spec = json.loads((folder / "model.json").read_text())
     (folder / "model.json").write_text(json.dumps({**spec, **change}))
-    assert_user_error(run_cli("distill", "--teacher-from", folder, "--out", tmp_path / "run"), fragment)
+    assert_user_error(run_cli_here("distill", "--teacher-from", folder, "--out", tmp_path / "run"), fragment)
     assert not (tmp_path / "run").exists()
 
 
 def test_corrupt_pt2_teacher_is_one_error_line(tmp_path):
     (tmp_path / "teacher.pt2").write_bytes(b"PK\x03\x04 not really a zip archive")
-    result = run_cli("distill", "--teacher-from", tmp_path / "teacher.pt2", "--out", tmp_path / "run")
+    result = run_cli_here("distill", "--teacher-from", tmp_path / "teacher.pt2", "--out", tmp_path / "run")
     assert_user_error(result, "cannot load .pt2 teacher")       # no torch warning lines before it
 
 
 def test_existing_run_folder_is_never_overwritten(demo_run):
     before = (demo_run / "cv.json").read_bytes()
-    assert_user_error(run_cli("distill", "--out", demo_run, "--quiet"), "already exists")
+    assert_user_error(run_cli_here("distill", "--out", demo_run, "--quiet"), "already exists")
     assert (demo_run / "cv.json").read_bytes() == before
 
 
@@ -302,26 +303,26 @@ def test_corrupt_safetensors_teacher(demo_run, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(demo_run / "teacher", broken / "teacher")
     (broken / "teacher" / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
-    result = run_cli("distill", "--teacher-from", broken, "--out", tmp_path / "run")
+    result = run_cli_here("distill", "--teacher-from", broken, "--out", tmp_path / "run")
     assert_user_error(result, "not a readable safetensors file")
     assert not (tmp_path / "run").exists()
 
 
 def test_bad_config_file_key(tmp_path):
     (tmp_path / "c.toml").write_text('temprature = 2.0\n')
-    assert_user_error(run_cli("distill", "--config", tmp_path / "c.toml"), "did you mean 'temperature'")
+    assert_user_error(run_cli_here("distill", "--config", tmp_path / "c.toml"), "did you mean 'temperature'")
 
 
 def test_config_file_with_a_table(tmp_path):
     (tmp_path / "c.toml").write_text('folds = 2\n[section]\ntemperature = 2.0\n')
-    result = run_cli("distill", "--config", tmp_path / "c.toml")
+    result = run_cli_here("distill", "--config", tmp_path / "c.toml")
     assert_user_error(result, "has a table [section], but a distill config has no tables")
     assert "known keys: alpha, augment" in result.stderr
 
 
 def test_interrupted_run_needs_resume_or_force(tmp_path):
     (tmp_path / ".run.partial").mkdir()
-    assert_user_error(run_cli("distill", "--out", tmp_path / "run"), "--resume")
+    assert_user_error(run_cli_here("distill", "--out", tmp_path / "run"), "--resume")
 
 
 def test_device_auto_picks_cuda_when_present(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from edgekd.config import load_config
 from edgekd.distill.experiment import run_experiment
 
-from conftest import CONVERGING, assert_user_error, run_cli
+from conftest import CONVERGING, assert_user_error, run_cli_here
 
 GUARD = Path(__file__).with_name("rank_guard.py")
 ROLES = ("teacher", "student", "simple")
@@ -111,7 +111,7 @@ def test_the_guard_catches_a_writing_rank(tmp_path):
 
 
 def test_nccl_backend_without_gpu_fails_cleanly(tmp_path):
-    result = run_cli("distill", "--backend", "nccl", "--device", "cpu", "--out", tmp_path / "run")
+    result = run_cli_here("distill", "--backend", "nccl", "--device", "cpu", "--out", tmp_path / "run")
     assert_user_error(result, "nccl backend needs CUDA")
     assert not list(tmp_path.iterdir())
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, run_cli, run_cli_here
 from edgekd.bench import run_bench
 from edgekd.config import load_config
 from edgekd.errors import ConfigError, EdgeKDError
@@ -248,5 +248,5 @@ def test_export_numbers_out_of_range_are_refused_before_the_run_is_read(tmp_path
     (["distill", "--folds", "1000"], "folds must be at least 1 and at most 100"),
 ])
 def test_numbers_out_of_range_are_one_error_line(tmp_path, args, fragment):
-    assert_user_error(run_cli(*args, cwd=tmp_path), fragment)
+    assert_user_error(run_cli_here(*args, cwd=tmp_path), fragment)
     assert list(tmp_path.iterdir()) == []

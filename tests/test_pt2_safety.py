@@ -1,8 +1,8 @@
 """Loading a brought model never runs code from it or reads beside it (issue 10).
 
 Each hostile archive is a real ``torch.export.save`` of a tiny module with one entry rewritten
-so that ``torch.export.load`` would run a payload that creates a marker file; a subprocess
-first proves that plain torch does run it, then edgekd must refuse (or defuse) it untouched.
+so that ``torch.export.load`` would run a payload that creates a marker file; plain torch is
+first shown to run it, then edgekd must refuse (or defuse) it untouched.
 """
 from __future__ import annotations
 
@@ -12,14 +12,12 @@ import os
 import pathlib
 import pickle
 import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, run_cli_here
 from torch import nn
 
 from edgekd.checkpoint import load_program, read_spec
@@ -97,10 +95,12 @@ def _hostile(tmp_path: Path, kind: str) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize("kind", sorted(PAYLOADS))
 def test_plain_torch_export_load_runs_the_payload(tmp_path, kind):
-    """Sanity: each payload is real, torch.export.load runs it."""
+    """Sanity: each payload is real, torch.export.load runs it (here: the payload only touches a file)."""
     path, marker = _hostile(tmp_path, kind)
-    code = "import sys, torch\ntry:\n    torch.export.load(sys.argv[1])\nexcept Exception:\n    pass\n"
-    subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, timeout=300, check=True)
+    try:
+        torch.export.load(str(path))
+    except Exception:           # some payloads run before a later step of the load fails
+        pass
     assert marker.exists()
 
 
@@ -156,7 +156,7 @@ def test_compressed_entries_are_refused(tmp_path):
 def test_distill_teacher_from_a_hostile_pt2(tmp_path):
     path, marker = _hostile(tmp_path, "weight")
     before = sorted(os.listdir(tmp_path))
-    result = run_cli("distill", "--teacher-from", path, "--out", tmp_path / "run", cwd=tmp_path)
+    result = run_cli_here("distill", "--teacher-from", path, "--out", tmp_path / "run", cwd=tmp_path)
     assert_user_error(result, "would be unpickled")
     assert not marker.exists() and sorted(os.listdir(tmp_path)) == before
 
@@ -170,7 +170,7 @@ def test_export_of_a_run_whose_teacher_is_a_hostile_pt2(tmp_path, demo_run):
     shutil.copyfile(path, run / "teacher" / "model.pt2")
     (run / "teacher" / "model.json").write_text(json.dumps({**spec, "format": "pt2"}))
     before = sorted(os.listdir(run))
-    result = run_cli("export", run, cwd=tmp_path)
+    result = run_cli_here("export", run, cwd=tmp_path)
     assert_user_error(result, "would be unpickled")
     assert not marker.exists() and sorted(os.listdir(run)) == before
 
