@@ -92,9 +92,8 @@ def run_cli_here(*args: str, env: dict | None = None, cwd: Path | None = None) -
 
     Warnings go to the captured stderr as in a fresh interpreter (default filters, every occurrence), so
     a stray warning line still breaks the contract. An exception the CLI lets through is returned as exit
-    1 with its traceback on stderr, as Python would print it. ``error`` is the EdgeKDError the CLI turned
-    into its ``error:`` line, if any. What this cannot see (a process's start-up, signals, another
-    process's lock, a library logging to its own stream) stays with ``run_cli``."""
+    1 with its traceback on stderr, as Python would print it. What this cannot see (a process's start-up,
+    signals, another process's lock, a library logging to its own stream) stays with ``run_cli``."""
     import contextlib
     import io
     import tempfile
@@ -102,35 +101,32 @@ def run_cli_here(*args: str, env: dict | None = None, cwd: Path | None = None) -
     import warnings
 
     from edgekd.cli import main
-    from edgekd.errors import EdgeKDError
 
-    stdout, stderr, error = io.StringIO(), io.StringIO(), None
-    saved = sys.argv, dict(os.environ), tempfile.tempdir
+    stdout, stderr = io.StringIO(), io.StringIO()
+    saved = sys.argv, dict(os.environ), tempfile.tempdir, os.getcwd()
     sys.argv, tempfile.tempdir = ["edgekd", *map(str, args)], None      # None: TMPDIR is read again
     os.environ.update(env or {})
+    os.chdir(cwd or saved[3])          # not contextlib.chdir: edgekd supports Python 3.10
     try:
-        with contextlib.chdir(cwd or os.getcwd()), contextlib.redirect_stdout(stdout), \
-                contextlib.redirect_stderr(stderr), warnings.catch_warnings(record=True) as caught:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
+                warnings.catch_warnings(record=True) as caught:
             _fresh_interpreter_warning_filters()
             try:
                 main()
                 code = 0
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-                if isinstance(exc.__context__, EdgeKDError):      # being handled when the CLI exited
-                    error = exc.__context__
-            except BaseException:                # what a user would see as a traceback
+            except Exception:                    # what a user would see as a traceback
                 code = 1
                 stderr.write(traceback.format_exc())
     finally:
         sys.argv, tempfile.tempdir = saved[0], saved[2]
+        os.chdir(saved[3])
         os.environ.clear()
         os.environ.update(saved[1])
     for w in caught:
         stderr.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line))
-    result = subprocess.CompletedProcess(["edgekd", *map(str, args)], code, stdout.getvalue(), stderr.getvalue())
-    result.error = error
-    return result
+    return subprocess.CompletedProcess(["edgekd", *map(str, args)], code, stdout.getvalue(), stderr.getvalue())
 
 
 def _fresh_interpreter_warning_filters() -> None:
