@@ -196,8 +196,8 @@ def test_a_bench_output_that_cannot_be_written_is_refused_before_measuring(demo_
 # --- numeric options ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("options,fragment", [
-    ({"threads": "100000"}, "threads must be at least 1 and at most"),
-    ({"batch": "100000000"}, "batch must be at least 1 and at most 65536"),
+    ({"threads": [100000]}, "threads must be at least 1 and at most"),
+    ({"batch": [100000000]}, "batch must be at least 1 and at most 65536"),
     ({"warmup": 10**7}, "warmup must be at least 0 and at most 1,000,000"),
     ({"warmup_seconds": math.inf}, "warmup_seconds must be at least 0 and at most 3,600, got inf"),
     ({"min_seconds": math.nan}, "min_seconds must be at least 0 and at most 3,600, got nan"),

@@ -184,9 +184,8 @@ def test_logits_agree_with_pytorch(demo_run, demo_bundle, eval_data):
 
 
 def test_parity_runs_a_file_in_its_runtime_and_keeps_the_io_fields(demo_bundle, eval_x):
-    from edgekd.exporters.parity import RUNNERS, run_file
+    from edgekd.exporters.parity import run_file
 
-    assert set(RUNNERS) == set(ROW_IDS)
     logits, ins, outs = run_file(demo_bundle / "student.onnx", eval_x)
     assert logits.shape == (16, 10) and ins == {"name": "input", "dtype": "float32", "scale": None,
                                                 "zero_point": None}

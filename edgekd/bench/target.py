@@ -15,8 +15,7 @@ def default_out(target: Path, kind: str) -> Path:
 def resolve_target(target: str | os.PathLike, data=None, runtime: str | None = None) -> dict:
     """What to bench: the verified bundle's models (sha256 checked first) or one model file."""
     from .. import bundle as bundle_mod
-    from ..runtimes import canonical_runtime, runtime_for
-    from ..runtimes.onnx_external import refuse_external_data
+    from ..runtimes import canonical_runtime, runtime_for, runtime_row
 
     path = Path(target)
     want = canonical_runtime(runtime) if runtime else None
@@ -32,8 +31,7 @@ def resolve_target(target: str | os.PathLike, data=None, runtime: str | None = N
             rt = runtime_for(m["file"], m.get("runtime"))
             if want and rt != want:
                 continue
-            if rt == "onnxruntime":
-                refuse_external_data(path / m["file"], m["file"])
+            runtime_row(rt).check_file(path / m["file"], m["file"])    # e.g. ONNX external data
             inputs[m["file"]] = (m.get("input") or {}).get("shape")
             models.append({"file": m["file"], "path": str(path / m["file"]), "role": m.get("role", "model"),
                            "format": m.get("format"), "precision": m.get("precision"), "runtime": rt,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runtimes import ROWS, open_model
+from ..runtimes import open_model
 from ._util import quiet
 
 
@@ -17,10 +17,6 @@ def run_file(path: Path, x: np.ndarray) -> tuple[np.ndarray, dict, dict]:
     logits = runtime.logits(x)
     ins, outs = runtime.io_specs()
     return logits, ins, outs
-
-
-#: runtime name → run_file: every runtime runs a file the same way (export's _run_in_runtime looks it up)
-RUNNERS = {row.name: run_file for row in ROWS}
 
 
 def compare(logits: np.ndarray, reference: np.ndarray, y: np.ndarray, precision: str,

@@ -227,10 +227,10 @@ def _write_documents(job: Job, stage: Path, rows: list[ExportedFile], entries: l
 
 def _run_in_runtime(fmt: Format, path: Path, x: np.ndarray):
     """(logits, input spec, output spec) of the file in its runtime; a file it cannot run fails the export."""
-    from .parity import RUNNERS
+    from .parity import run_file
 
     try:
-        return RUNNERS[fmt.runtime](path, x)
+        return run_file(path, x)
     except Exception as exc:  # the runtimes raise their own kinds for an op or file they do not support
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
         raise ExportError(f"{fmt.runtime} cannot run {path.name}: {reason}",

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from ...compat import tomllib
 from ...errors import ConfigError, closest
+from ...runtimes import SUFFIXES
 from ...schema import BENCH_ROLES
 from .keys import BASELINE, BY_NAME, KEYS, Key
 
-MODEL_SUFFIXES = (".onnx", ".tflite")
+MODEL_SUFFIXES = tuple(SUFFIXES)      # a table named like a model file: one per runtime suffix
 
 
 def load_budget(path) -> dict:
