@@ -23,26 +23,32 @@ class EdgeKDError(Exception):
 
 
 class DataError(EdgeKDError):
+    """The data: a file, folder or array that cannot be read or does not fit the model."""
     kind = "data"
 
 
 class ModelError(EdgeKDError):
+    """A model: an unknown architecture or option, a teacher or checkpoint that cannot be loaded."""
     kind = "model"
 
 
 class ConfigError(EdgeKDError):
+    """An option or a config, budget or baseline file: a value out of range, a name not known."""
     kind = "config"
 
 
 class ExportError(EdgeKDError):
+    """A conversion: a converter's refusal, or an exported file that fails its checks."""
     kind = "export"
 
 
 class BundleError(EdgeKDError):
+    """A bundle: a manifest that breaks its rules, or a file that differs from it."""
     kind = "bundle"
 
 
 class RuntimeBackendError(EdgeKDError):
+    """A runtime: not installed, or refusing a model file or a setting."""
     kind = "runtime"
 
 
