@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -18,6 +16,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("litert_torch")
 pytest.importorskip("onnxruntime")
 
+from conftest import assert_user_error, run_cli, run_cli_here  # noqa: E402
 from edgekd.bundle import read_manifest, verify  # noqa: E402
 from edgekd.errors import ExportError  # noqa: E402
 
@@ -65,6 +64,10 @@ def make_run(root: Path, student: str, shape=(1, 8, 8), teacher: str | None = No
     x_eval, y_eval = _data(shape, classes, n_eval, seed=2)
     labels = [f"class{i}" for i in range(classes)]
     layout = "NCHW" if len(shape) == 3 else "NF"  # what edgekd distill writes
+    # fit_standardize's shape (per channel, or per feature) with identity statistics: the data is made
+    # already standardised, as distill's eval.npz and calibration.npz are
+    preprocessing = {"type": "standardize", "axis": "channel" if len(shape) == 3 else "feature",
+                     "mean": [0.0] * shape[0], "std": [1.0] * shape[0]}
     for role, arch in (("student", student), ("teacher", teacher)):
         if arch is None:
             continue
@@ -74,7 +77,7 @@ def make_run(root: Path, student: str, shape=(1, 8, 8), teacher: str | None = No
         save_model(root / role, model, {
             "role": role, "arch": arch, "input": {"shape": list(shape), "layout": layout, "dtype": "float32"},
             "num_classes": classes, "labels": labels,
-            "preprocessing": {"type": "standardize", "axis": "global", "mean": [0.0], "std": [1.0]},
+            "preprocessing": preprocessing,
             "parameters": count_parameters(model), "macs": count_macs(model, shape),
             "metrics": {"test_accuracy": accuracy}})
     np.savez(root / "eval.npz", x=x_eval, y=y_eval, labels=np.array(labels))
@@ -89,21 +92,6 @@ def listing(folder: Path) -> list[str]:
 
 def temp_leftovers() -> set[str]:
     return {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("edgekd-export-")}
-
-
-def run_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgekd", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
-
-
-def assert_one_error(result: subprocess.CompletedProcess, fragment: str) -> None:
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert lines and lines[0].startswith("error: "), result.stderr
-    assert sum(line.startswith("error: ") for line in lines) == 1, result.stderr
-    assert all(line.startswith(("error: ", "hint: ")) for line in lines), result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    assert fragment.lower() in result.stderr.lower(), result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -270,22 +258,22 @@ def test_int8_tflite_is_under_030x_fp32_for_a_100k_parameter_model(tmp_path):
     assert ratio <= 0.30, (rows["tflite-int8"]["bytes"], rows["tflite"]["bytes"])
 
 
-# --- bad inputs: one error line, exit 2, nothing left behind ---------------------------------------------
+# --- bad inputs: one error line, exit 2, nothing left behind (through the CLI's entry point, in this process)
 
 def _bad(tmp_path, base_run, mutate, args, fragment):
     run = shutil.copytree(base_run, tmp_path / "run")
     mutate(run)
     before, temps = listing(tmp_path), temp_leftovers()
-    result = run_cli("export", run, *args)
-    assert_one_error(result, fragment)
+    result = run_cli_here("export", run, *args)
+    assert_user_error(result, fragment)
     assert listing(tmp_path) == before
     assert temp_leftovers() <= temps
     return result
 
 
 def test_missing_run_folder(tmp_path):
-    result = run_cli("export", tmp_path / "nope")
-    assert_one_error(result, "not found")
+    result = run_cli("export", tmp_path / "nope")           # a real process: the contract as a user meets it
+    assert_user_error(result, "not found")
     assert not (tmp_path / "nope").exists() and os.listdir(tmp_path) == []
 
 
@@ -357,13 +345,13 @@ def test_bundle_inside_the_run_replaces_only_an_earlier_bundle(tmp_path, base_ru
 def test_parity_failure_fails_the_export_and_leaves_nothing(tmp_path, base_run, monkeypatch):
     from edgekd.exporters import export_run, parity
 
-    real = parity.RUNNERS["onnxruntime"]
+    real = parity.run_file
 
     def off_by_a_bit(path, x):
         logits, ins, outs = real(path, x)
         return logits + 1e-3, ins, outs
 
-    monkeypatch.setitem(parity.RUNNERS, "onnxruntime", off_by_a_bit)
+    monkeypatch.setattr(parity, "run_file", off_by_a_bit)
     run = shutil.copytree(base_run, tmp_path / "run")
     before, temps = listing(tmp_path), temp_leftovers()
     with pytest.raises(ExportError, match="differs from PyTorch"):
@@ -443,8 +431,8 @@ def test_brought_onnx_and_pt2_teachers(tmp_path, base_run):
     report = export_run(run, out=tmp_path / "b2", calibration_samples=16)
     assert {r["file"] for r in report["models"]} == {"student.onnx", "student.int8.tflite", "teacher.onnx"}
     assert read_manifest(tmp_path / "b2").model("teacher", "onnx")["parameters"] == spec["parameters"]
-    result = run_cli("export", run, "--formats", "tflite", "--out", tmp_path / "b3")
-    assert_one_error(result, "brought ONNX model")
+    result = run_cli_here("export", run, "--formats", "tflite", "--out", tmp_path / "b3")
+    assert_user_error(result, "brought ONNX model")
     assert not (tmp_path / "b3").exists()
 
 
