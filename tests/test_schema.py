@@ -79,10 +79,10 @@ def test_what_distill_writes_passes_its_reader(demo_run):
 
 @pytest.mark.parametrize("edit, fragment", [
     (lambda d: d.update(schema_version=2), "schema version 2"),
-    (lambda d: d.pop("models"), "lacks 'models'"),
+    (lambda d: d.pop("models"), "has no 'models'"),
     (lambda d: d["models"][0].update(bytes="12"), "models[0].bytes must be a whole number"),
     (lambda d: d["models"][0].update(bytes=True), "models[0].bytes must be a whole number"),
-    (lambda d: d["models"][0].pop("parity"), "models[0] lacks 'parity'"),
+    (lambda d: d["models"][0].pop("parity"), "models[0] has no 'parity'"),
     (lambda d: d.update(calibration=[]), "calibration must be an object or null"),
 ])
 def test_a_damaged_export_report_is_one_bundle_error(demo_bundle, edit, fragment):
@@ -95,11 +95,11 @@ def test_a_damaged_export_report_is_one_bundle_error(demo_bundle, edit, fragment
 
 @pytest.mark.parametrize("edit, fragment", [
     (lambda d: d.update(schema_version=0), "schema_version must be a whole number"),
-    (lambda d: d.pop("final"), "lacks 'final'"),
+    (lambda d: d.pop("final"), "has no 'final'"),
     (lambda d: d.update(folds=[]), "at least one fold"),
     (lambda d: d["cv"]["student"].update(mean="0.9"), "cv.student.mean must be a number"),
-    (lambda d: d["folds"][0]["simple"].pop("accuracy"), "folds[0].simple lacks 'accuracy'"),
-    (lambda d: d["test"].pop("teacher"), "test lacks 'teacher'"),
+    (lambda d: d["folds"][0]["simple"].pop("accuracy"), "folds[0].simple has no 'accuracy'"),
+    (lambda d: d["test"].pop("teacher"), "test has no 'teacher'"),
 ])
 def test_a_damaged_cv_document_is_one_model_error(demo_run, edit, fragment):
     doc = json.loads((demo_run / cv.CV_FILE).read_text())

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Callable, TypedDict
+from typing import TypedDict
 
 from ..errors import ConfigError
+from .fields import COUNT, FRACTION, OBJECT, OBJECTS, POSITIVE, POSITIVES, TEXT, Invalid, field
 from .jsonfile import check_version, parse_json, read_json
 
 SCHEMA = "edgekd.bench"
@@ -201,7 +202,7 @@ def from_json(data: bytes | dict, where: str = "the bench.json", what: str = "be
     check_version(doc, where, "bench.json", ConfigError)
     try:
         _check_fields(doc)
-    except _Invalid as exc:
+    except Invalid as exc:
         raise ConfigError(f"{where} is not a usable {what}: {exc}", hint=HINT) from None
     return doc
 
@@ -224,43 +225,18 @@ def _finite(obj):
 
 # -- the fields readers rely on -----------------------------------------------------------------
 
-class _Invalid(Exception):
-    pass
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-_OBJECT = (lambda v: isinstance(v, dict), "an object")
-_OBJECTS = (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v), "a list of objects")
-_TEXT = (lambda v: isinstance(v, str), "a string")
-_WHOLE = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a whole number > 0")
-_POSITIVE = (lambda v: _number(v) and v > 0, "a number > 0")
-_POSITIVES = (lambda v: isinstance(v, list) and v != [] and all(_POSITIVE[0](x) for x in v), "a list of numbers > 0")
-_FRACTION = (lambda v: v is None or (_number(v) and 0 <= v <= 1), "null or a fraction from 0 to 1")
-
-
-def _field(obj: dict, key: str, at: str, ok: Callable, what: str):
-    if key not in obj:
-        raise _Invalid(f"{at} has no '{key}'")
-    if not ok(obj[key]):
-        raise _Invalid(f"{at}.{key} must be {what}, got {obj[key]!r}")
-    return obj[key]
-
-
 def _check_fields(doc: dict) -> None:
     for key in ("device", "target"):
         if key in doc:
-            _field(doc, key, "the document", *_OBJECT)
+            field(doc, key, "the document", OBJECT)
     if (doc.get("target") or {}).get("eval") is not None:
-        _field(doc["target"], "eval", "target", *_OBJECT)
-    for i, m in enumerate(_field(doc, "models", "the document", *_OBJECTS)):
+        field(doc["target"], "eval", "target", OBJECT)
+    for i, m in enumerate(field(doc, "models", "the document", OBJECTS)):
         at = f"models[{i}]"
-        _field(m, "file", at, *_TEXT)
-        _field(m, "bytes", at, *_WHOLE)
-        _field(m, "accuracy", at, *_FRACTION)
-        for j, x in enumerate(_field(m, "measurements", at, *_OBJECTS)):
+        field(m, "file", at, TEXT)
+        field(m, "bytes", at, COUNT)
+        field(m, "accuracy", at, FRACTION)
+        for j, x in enumerate(field(m, "measurements", at, OBJECTS)):
             _check_measurement(x, f"{at}.measurements[{j}]")
 
 
@@ -268,8 +244,8 @@ def _check_measurement(x: dict, at: str) -> None:
     if "skipped" in x:
         return
     for key in ("threads", "batch"):
-        _field(x, key, at, *_WHOLE)
-    _field(_field(x, "latency_ms", at, *_OBJECT), "p50", f"{at}.latency_ms", *_POSITIVE)
-    _field(_field(x, "memory", at, *_OBJECT), "rss_peak_inference", f"{at}.memory", *_POSITIVE)
+        field(x, key, at, COUNT)
+    field(field(x, "latency_ms", at, OBJECT), "p50", f"{at}.latency_ms", POSITIVE)
+    field(field(x, "memory", at, OBJECT), "rss_peak_inference", f"{at}.memory", POSITIVE)
     if x.get("repeats"):            # the median of the repetitions is the p50 a baseline compares with
-        _field(_field(x, "repeats", at, *_OBJECT), "p50", f"{at}.repeats", *_POSITIVES)
+        field(field(x, "repeats", at, OBJECT), "p50", f"{at}.repeats", POSITIVES)

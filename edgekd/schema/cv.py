@@ -11,11 +11,10 @@ from typing import TypedDict
 
 from ..errors import ModelError
 from . import TRAINED_ROLES
-from .export import check_types
+from .fields import LIST, NUMBER, OBJECT, TEXT, WHOLE, check_fields
 from .jsonfile import check_version
 
 CV_FILE = "cv.json"
-NUMBER, OBJECT, LIST = (((int, float), "a number"), (dict, "an object"), (list, "a list"))
 
 
 class Stats(TypedDict):
@@ -69,30 +68,30 @@ class Document(TypedDict):
 
 
 TOP = {"config": OBJECT, "data": OBJECT, "models": OBJECT, "folds": LIST, "cv": OBJECT, "test": OBJECT,
-       "final": OBJECT, "samples_per_second": OBJECT, "seconds": NUMBER, "world_size": ((int,), "a whole number"),
-       "device": ((str,), "a string")}
-SPLIT = {"split": ((str,), "a string"), **{role: OBJECT for role in TRAINED_ROLES}}
+       "final": OBJECT, "samples_per_second": OBJECT, "seconds": NUMBER, "world_size": WHOLE,
+       "device": TEXT}
+SPLIT = {"split": TEXT, **{role: OBJECT for role in TRAINED_ROLES}}
 
 
 def from_json(doc: dict, where: str) -> Document:
     """The cv.json document in ``doc``, checked; one ModelError naming the field otherwise."""
     check_version(doc, where, "cv.json", ModelError)
-    check_types(doc, TOP, where, ModelError)
-    check_types(doc["cv"], {role: OBJECT for role in (*TRAINED_ROLES, "distillation_gain")}, f"{where}: cv",
+    check_fields(doc, TOP, where, ModelError)
+    check_fields(doc["cv"], {role: OBJECT for role in (*TRAINED_ROLES, "distillation_gain")}, f"{where}: cv",
                 ModelError, sep=".")
     for role in TRAINED_ROLES:
-        check_types(doc["cv"][role], {key: NUMBER for key in Stats.__annotations__}, f"{where}: cv.{role}",
+        check_fields(doc["cv"][role], {key: NUMBER for key in Stats.__annotations__}, f"{where}: cv.{role}",
                     ModelError, sep=".")
-    check_types(doc["test"], {role: NUMBER for role in TRAINED_ROLES}, f"{where}: test", ModelError, sep=".")
-    check_types(doc["models"], {role: OBJECT for role in TRAINED_ROLES}, f"{where}: models", ModelError, sep=".")
+    check_fields(doc["test"], {role: NUMBER for role in TRAINED_ROLES}, f"{where}: test", ModelError, sep=".")
+    check_fields(doc["models"], {role: OBJECT for role in TRAINED_ROLES}, f"{where}: models", ModelError, sep=".")
     if not doc["folds"]:
         raise ModelError(f"{where}: folds must list at least one fold")
     for name, split in [*((f"folds[{i}]", s) for i, s in enumerate(doc["folds"])), ("final", doc["final"])]:
         if not isinstance(split, dict):
             raise ModelError(f"{where}: {name} must be an object, got {split!r}")
-        check_types(split, SPLIT, f"{where}: {name}", ModelError, sep=".")
+        check_fields(split, SPLIT, f"{where}: {name}", ModelError, sep=".")
         for role in TRAINED_ROLES:
-            check_types(split[role], {"accuracy": NUMBER}, f"{where}: {name}.{role}", ModelError, sep=".")
+            check_fields(split[role], {"accuracy": NUMBER}, f"{where}: {name}.{role}", ModelError, sep=".")
     return doc
 
 

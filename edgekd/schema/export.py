@@ -8,14 +8,12 @@ fields a reader of the report relies on.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from numbers import Real
 
 from ..errors import BundleError
+from .fields import LIST, NULLABLE_OBJECT, NUMBER, OBJECT, TEXT, WHOLE, check_fields, of_type
 from .jsonfile import check_version
 
 EXPORT_REPORT = "export.json"
-NUMBER, TEXT, OBJECT = (Real, "a number"), (str, "a string"), (dict, "an object")
-NULLABLE_OBJECT = ((dict, type(None)), "an object or null")
 
 
 @dataclass
@@ -56,33 +54,23 @@ class ExportReport:
     @classmethod
     def from_json(cls, doc: dict, where: str) -> "ExportReport":
         check_version(doc, where, "export report", BundleError)
-        check_types(doc, REPORT_TYPES, where, BundleError)
+        check_fields(doc, REPORT_TYPES, where, BundleError)
         if not isinstance(doc["models"], list):
             raise BundleError(f"{where}: models must be a list, got {type(doc['models']).__name__}")
         models = []
         for i, row in enumerate(doc["models"]):
             if not isinstance(row, dict):
                 raise BundleError(f"{where}: models[{i}] must be an object, got {row!r}")
-            check_types(row, FILE_TYPES, f"{where}: models[{i}]", BundleError, sep=".")
+            check_fields(row, FILE_TYPES, f"{where}: models[{i}]", BundleError, sep=".")
             models.append(ExportedFile(**{f.name: row.get(f.name) for f in fields(ExportedFile)}))
         return cls(**{**{f.name: doc[f.name] for f in fields(cls)}, "models": models})
 
 
-def check_types(doc: dict, table: dict, where: str, error: type, sep: str = ": ") -> None:
-    """Every key of ``table`` is in ``doc`` with one of its types (key -> (types, "what it must be"))."""
-    for key, (kinds, what) in table.items():
-        if key not in doc:
-            raise error(f"{where} lacks '{key}'")
-        value, kinds = doc[key], kinds if isinstance(kinds, tuple) else (kinds,)
-        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):   # True is an int
-            raise error(f"{where}{sep}{key} must be {what}, got {value!r}")
-
-
 REPORT_TYPES = {"edgekd_version": TEXT, "created_utc": TEXT, "run": TEXT, "bundle": TEXT, "eval": OBJECT,
-                "calibration": NULLABLE_OBJECT, "tolerance": OBJECT, "models": ((list,), "a list"),
+                "calibration": NULLABLE_OBJECT, "tolerance": OBJECT, "models": LIST,
                 "seconds": NUMBER}
 FILE_TYPES = {"file": TEXT, "role": TEXT, "format": TEXT, "precision": TEXT, "runtime": TEXT,
-              "bytes": ((int,), "a whole number"), "parameters": ((int,), "a whole number"),
-              "macs": ((int, type(None)), "a whole number or null"), "weight_bytes": ((int,), "a whole number"),
+              "bytes": WHOLE, "parameters": WHOLE,
+              "macs": of_type((int, type(None)), "a whole number or null"), "weight_bytes": WHOLE,
               "seconds": NUMBER, "parity": OBJECT, "details": OBJECT, "input": OBJECT, "output": OBJECT,
               "vs_teacher": NULLABLE_OBJECT}
