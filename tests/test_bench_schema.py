@@ -5,47 +5,14 @@ from __future__ import annotations
 import re
 import types
 import typing
-from pathlib import Path
 
 import pytest
+from readme_doc import README, readme_objects
 
 from edgekd.errors import ConfigError
 from edgekd.schema import SCHEMA_VERSION
 from edgekd.schema import bench as schema
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-#: a README object holding a bare "…" where a key would be lists only some of its keys
-ELIDED = "…"
-
-
-def readme_objects() -> dict[str, tuple[set[str], bool]]:
-    """Every object of the README's bench.json example: path ("", "models[]", "models[].memory") →
-    (its keys, whether it elides some). Comments are left out (the skipped form is read apart)."""
-    text = README.read_text(encoding="utf-8")
-    start = text.index("### `bench.json`")
-    block = text[text.index("```jsonc", start) + 8:]
-    block = re.sub(r"//[^\n]*", "", block[:block.index("```")])
-    objects: dict[str, tuple[set[str], bool]] = {}
-    stack: list[str] = []            # the path of each open bracket
-    key = None
-    for token in re.finditer(r'"(\w+)"\s*:|[{\[\]}]|(?<=[{,])\s*…\s*(?=[,}])', block):
-        if token.group(1):
-            key = token.group(1)
-            objects[stack[-1]][0].add(key)
-        elif token.group() in "{[":
-            parent = stack[-1] if stack else None
-            path = "" if parent is None else (f"{parent}[]" if key is None else f"{parent}.{key}".lstrip("."))
-            stack.append(path)
-            if token.group() == "{":
-                objects.setdefault(path, (set(), False))
-            key = None
-        elif token.group() in "]}":
-            stack.pop()
-            key = None
-        else:
-            keys, _ = objects[stack[-1]]
-            objects[stack[-1]] = (keys, True)
-    return objects
 
 
 def schema_objects(cls=schema.BenchDoc, path: str = "") -> dict[str, list[type]]:
@@ -78,16 +45,9 @@ def keys(cls) -> set[str]:
     return set(typing.get_type_hints(cls))
 
 
-# the README's text is the lead's to merge (see the helper's report): until then these two fail
-MISSING_IN_README = {}
-
-
-@pytest.mark.parametrize("path", [
-    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=f"README lacks '{MISSING_IN_README[p]}'"))
-    if p in MISSING_IN_README else p
-    for p, classes in schema_objects().items() if classes])
+@pytest.mark.parametrize("path", [p for p, classes in schema_objects().items() if classes])
 def test_the_readme_names_exactly_the_keys_of_each_bench_json_object(path):
-    documented = readme_objects()
+    documented = readme_objects("bench.json")
     assert path in documented, f"the README's bench.json example has no object at '{path}'"
     names, elided = documented[path]
     candidates = [keys(c) for c in schema_objects()[path]]
@@ -98,7 +58,7 @@ def test_the_readme_names_exactly_the_keys_of_each_bench_json_object(path):
 
 
 def test_the_readme_documents_no_object_the_schema_lacks():
-    assert set(readme_objects()) <= set(schema_objects())
+    assert set(readme_objects("bench.json")) <= set(schema_objects())
 
 
 def test_the_skipped_form_of_a_measurement_is_the_readmes_comment():
@@ -109,7 +69,7 @@ def test_the_skipped_form_of_a_measurement_is_the_readmes_comment():
 
 def test_the_readme_reader_sees_what_is_there():
     """The checks above would pass vacuously on a reader that finds nothing."""
-    objects = readme_objects()
+    objects = readme_objects("bench.json")
     assert {"schema", "models", "comparisons"} <= objects[""][0]
     assert "p50" in objects["models[].measurements[].latency_ms"][0]
     assert objects["models[].backend"][1] and not objects["models[].measurements[].memory"][1]

@@ -5,42 +5,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from readme_doc import readme_objects
 
 from edgekd.errors import BundleError, ModelError
 from edgekd.schema import cv, export, manifest
 from edgekd.schema.jsonfile import read_json
 
-README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def readme_keys(section: str) -> tuple[set[str], set[str]]:
-    """(top-level keys, keys of one models[] entry) of the jsonc example under ``### `section```."""
-    text = README.read_text(encoding="utf-8")
-    start = text.index(f"### `{section}`")
-    block = text[text.index("```jsonc", start):]
-    block = re.sub(r"//[^\n]*", "", block[:block.index("```", 8)])
-    top, entry = set(), set()
-    stack, last = [], None          # stack: for each open bracket, the key it is the value of (None in a list)
-    for token in re.finditer(r'"(\w+)"\s*:|[{\[]|[}\]]', block):
-        if token.group(1):
-            last = token.group(1)
-            if stack == [None]:
-                top.add(last)
-            elif stack == [None, "models", None]:
-                entry.add(last)
-        elif token.group() in "{[":
-            stack.append(last)
-            last = None
-        else:
-            stack.pop()
-            last = None
-    return top, entry
+def readme_keys(section: str, entries: str = "models[]") -> tuple[set[str], set[str]]:
+    """(top-level keys, keys of one ``entries`` object) of the jsonc example under ``### `section```."""
+    objects = readme_objects(section)
+    return objects[""][0], objects[entries][0]
 
 
 def names(cls) -> set[str]:
@@ -55,6 +36,13 @@ def test_the_readme_documents_exactly_the_fields_of_the_schema(section, document
     top, models = readme_keys(section)
     assert top == names(document)
     assert models == names(entry)
+
+
+def test_the_readme_documents_exactly_the_keys_of_cv_json():
+    top, fold = readme_keys("cv.json", entries="folds[]")
+    assert top == set(cv.Document.__annotations__)
+    assert fold == set(cv.Split.__annotations__)
+    assert readme_keys("cv.json", entries="data")[1] == set(cv.Data.__annotations__)
 
 
 def test_the_readme_key_reader_sees_a_missing_and_an_extra_key():
