@@ -1,0 +1,159 @@
+"""The README's "What `make demo` shows" section, measured, never hand-copied.
+
+    python benchmarks/demo_figures.py            # run make demo's three commands, record, rewrite the README
+    python benchmarks/demo_figures.py --render   # only rewrite the README from the recorded figures
+
+It runs the commands of the Makefile's ``demo`` target one by one (read from the Makefile, so
+the two cannot drift), times each, reads what they wrote (cv.json, export.json, bench.json),
+records the figures with the machine and its load in ``benchmarks/results/demo_figures.json``
+and replaces the README's text between the two ``demo-figures`` markers with their rendering.
+tests/test_readme.py checks that the README's section is exactly the rendering of the record.
+Accuracies are identical run to run on a CPU (fixed seeds); times depend on the machine and on
+whatever else runs on it, which is why the record keeps the load average beside them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from edgekd.render.numbers import size
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORD = ROOT / "benchmarks" / "results" / "demo_figures.json"
+README = ROOT / "README.md"
+START, END = "<!-- demo-figures:start -->", "<!-- demo-figures:end -->"
+ROLES = ("teacher", "student", "simple")
+
+
+def demo_commands(makefile: Path = ROOT / "Makefile") -> list[list[str]]:
+    """The recipe lines of the Makefile's ``demo`` target, with make's variables filled in."""
+    lines = makefile.read_text().splitlines()
+    variables = {"$(BIN)": ".venv/bin", "$(RUN)": next(line.split(":=")[1].strip() for line in lines
+                                                         if line.startswith("RUN "))}
+    start = lines.index(next(line for line in lines if line.startswith("demo:"))) + 1
+    commands = []
+    for line in lines[start:]:
+        if not line.startswith("\t"):
+            break
+        for name, value in variables.items():
+            line = line.replace(name, value)
+        commands.append(shlex.split(line.strip()))
+    return commands
+
+
+def run_demo() -> dict:
+    """Run the demo's commands from the repository root; the seconds and load around each."""
+    steps = []
+    for command in demo_commands():
+        start, load = time.perf_counter(), os.getloadavg()[0]
+        subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        steps.append({"command": " ".join(command[:2]).replace(".venv/bin/", ""),
+                      "seconds": round(time.perf_counter() - start, 1),
+                      "load_average": round(max(load, os.getloadavg()[0]), 1)})
+    return {"steps": steps, "machine": _machine()}
+
+
+def _machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else ""
+    return {"cpu": model, "cores": os.cpu_count(), "system": platform.system(), "python": platform.python_version()}
+
+
+def collect(run: Path, timing: dict) -> dict:
+    """The figures the section shows, from the documents the demo wrote."""
+    cv = json.loads((run / "cv.json").read_text())
+    export = json.loads((run / "bundle" / "export.json").read_text())
+    bench = json.loads((run / "bundle" / "bench.json").read_text())
+    models = {role: {"arch": cv["models"][role]["arch"], "parameters": cv["models"][role]["parameters"],
+                     "macs": cv["models"][role]["macs"], "cv_mean": cv["cv"][role]["mean"],
+                     "cv_std": cv["cv"][role]["std"], "test": cv["test"][role]} for role in ROLES}
+    folds = [f["student"]["accuracy"] - f["simple"]["accuracy"] for f in cv["folds"]]
+    files = [{"file": m["file"], "precision": m["precision"], "bytes": m["bytes"],
+              "max_abs_diff": m["parity"]["max_abs_diff"], "top1_agreement": m["parity"]["top1_agreement"],
+              "accuracy": m["parity"]["accuracy"], "accuracy_delta": m["parity"]["accuracy_delta"]}
+             for m in export["models"]]
+    p50 = {m["file"]: m["measurements"][0]["latency_ms"]["p50"] for m in bench["models"]
+           if m["measurements"] and "latency_ms" in m["measurements"][0]}
+    return {"data": cv["data"], "config": {k: cv["config"][k] for k in ("temperature", "alpha", "student_fraction")},
+            "models": models, "gain": cv["cv"]["distillation_gain"], "fold_gains": folds, "files": files,
+            "p50_ms": p50, "bench_setting": {k: bench["models"][0]["measurements"][0][k] for k in ("threads", "batch")},
+            **timing}
+
+
+def render(fig: dict) -> str:
+    """The README section, from the record alone."""
+    data, cfg, gain = fig["data"], fig["config"], fig["gain"]
+    lines = [f"Digits ({data['cv_samples'] + data['test_samples']:,} 8×8 images, {data['classes']} classes): "
+             f"{data['cv_samples']:,} for {len(fig['fold_gains'])}-fold cross-validation, {data['test_samples']} "
+             "held out. Same seed, same accuracies on every CPU run:", "",
+             "| role | model | parameters | MACs | CV accuracy (mean ± std) | held-out accuracy |",
+             "|---|---|---:|---:|---:|---:|"]
+    names = {"teacher": "teacher", "student": f"student (distilled, T={cfg['temperature']:g}, alpha={cfg['alpha']:g})",
+             "simple": "simple (same net, labels only)"}
+    for role in ROLES:
+        m = fig["models"][role]
+        lines.append(f"| {names[role]} | `{m['arch']}` | {m['parameters']:,} | {m['macs']:,} | "
+                     f"{100 * m['cv_mean']:.2f} ± {100 * m['cv_std']:.2f} % | {100 * m['test']:.2f} % |")
+    wins = sum(g > 0 for g in fig["fold_gains"])
+    per_fold = ", ".join(f"{100 * g:+.1f}" for g in fig["fold_gains"])
+    held_out = 100 * (fig["models"]["student"]["test"] - fig["models"]["simple"]["test"])
+    lines += ["", f"Distillation gain (student − simple, per fold): **{100 * gain['mean']:+.2f} ± "
+              f"{100 * gain['std']:.2f} points**, the student ahead in {wins} of {len(fig['fold_gains'])} folds "
+              f"({per_fold}); on the single held-out split it is {held_out:+.2f} points. The student and simple "
+              f"model see only {100 * cfg['student_fraction']:.0f} % of each training part, so read the gain with "
+              "its spread.", "", _bundle_table(fig), "", _timing(fig)]
+    return "\n".join(lines)
+
+
+def _bundle_table(fig: dict) -> str:
+    lines = ["The bundle (`edgekd export`), every file checked in its own runtime on the "
+             f"{fig['data']['test_samples']} held-out images:", "",
+             "| file | size | vs PyTorch | accuracy |", "|---|---:|---|---:|"]
+    for f in fig["files"]:
+        check = (f"top-1 agreement {100 * f['top1_agreement']:.1f} %" if f["precision"] == "int8"
+                 else f"max abs Δ {f['max_abs_diff']:.1e}")
+        delta = f" ({100 * f['accuracy_delta']:+.1f} pt)" if f["precision"] == "int8" else ""
+        lines.append(f"| `{f['file']}` ({f['precision']}) | {size(f['bytes'])} | {check} | "
+                     f"{100 * f['accuracy']:.2f} %{delta} |")
+    return "\n".join(lines)
+
+
+def _timing(fig: dict) -> str:
+    setting, machine = fig["bench_setting"], fig["machine"]
+    p50 = ", ".join(f"`{name}` {1000 * ms:.1f} µs" for name, ms in fig["p50_ms"].items())
+    steps = ", ".join(f"`{s['command']}` {s['seconds']:.0f} s (load average {s['load_average']:g})"
+                      for s in fig["steps"])
+    return (f"Measured on {machine['cores']} cores of an {machine['cpu']}; absolute times depend on the machine "
+            f"and on what else runs on it. `edgekd bench` ({setting['threads']} thread, batch {setting['batch']}, "
+            f"p50 per call): {p50}. Wall time of each `make demo` step once installed: {steps}. The first run "
+            "adds a few minutes to create `.venv` and install the pinned wheels.")
+
+
+def rewrite_readme(text: str, section: str) -> str:
+    head, rest = text.split(START, 1)
+    return f"{head}{START}\n{section}\n{END}{rest.split(END, 1)[1]}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--render", action="store_true", help="only re-render the README from the record")
+    args = parser.parse_args(argv)
+    if not args.render:
+        timing = run_demo()
+        RECORD.parent.mkdir(parents=True, exist_ok=True)
+        RECORD.write_text(json.dumps(collect(ROOT / "runs" / "demo", timing), indent=2) + "\n")
+    section = render(json.loads(RECORD.read_text()))
+    README.write_text(rewrite_readme(README.read_text(), section))
+    print(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
