@@ -19,8 +19,9 @@ pytest.importorskip("onnxruntime")
 from conftest import assert_user_error, run_cli, run_cli_here  # noqa: E402
 from edgekd.bundle import read_manifest, verify  # noqa: E402
 from edgekd.errors import ExportError  # noqa: E402
+from edgekd.exporters.formats import FORMATS  # noqa: E402
 
-ALL_FORMATS = "onnx,onnx-int8,tflite,tflite-fp16,tflite-int8"
+ALL_FORMATS = FORMATS.names()           # a new row of the table is exported and checked by these tests
 MODEL_KEYS = {"file", "role", "format", "precision", "runtime", "input", "output", "parameters", "macs",
               "reference_accuracy"}
 MANIFEST_KEYS = {"schema_version", "edgekd_version", "created_utc", "labels", "preprocessing", "eval",
