@@ -215,7 +215,7 @@ def test_opset_is_the_one_written(tmp_path, base_run, opset):
     from edgekd.exporters import export_run
 
     run = shutil.copytree(base_run, tmp_path / "run")
-    report = export_run(run, formats="onnx,onnx-int8", roles="student", opset=opset, calibration_samples=16)
+    report = export_run(run, formats=["onnx", "onnx-int8"], roles=["student"], opset=opset, calibration_samples=16)
     for row in report["models"]:
         opsets = {o.domain: o.version for o in onnx.load(str(run / "bundle" / row["file"])).opset_import}
         assert opsets.get("", opsets.get("ai.onnx")) == opset == row["details"]["opset"], (row["file"], opsets)
@@ -252,7 +252,7 @@ def test_int8_tflite_is_under_030x_fp32_for_a_100k_parameter_model(tmp_path):
     from edgekd.exporters import export_run
 
     run = make_run(tmp_path / "run", "mlp:hidden=64", (3, 32, 32), n_train=96, n_eval=24, n_calibration=32)
-    report = export_run(run, formats="tflite,tflite-int8", roles="student", calibration_samples=16)
+    report = export_run(run, formats=["tflite", "tflite-int8"], roles=["student"], calibration_samples=16)
     rows = {r["format"]: r for r in report["models"]}
     assert rows["tflite"]["parameters"] >= 100_000
     ratio = rows["tflite-int8"]["bytes"] / rows["tflite"]["bytes"]
@@ -338,7 +338,7 @@ def test_bundle_inside_the_run_replaces_only_an_earlier_bundle(tmp_path, base_ru
     (run / "bundle").mkdir()
     (run / "bundle" / "old.txt").write_text("earlier bundle")
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and "bundle" not in p.parts}
-    export_run(run, formats="onnx", roles="student", force=True)
+    export_run(run, formats=["onnx"], roles=["student"], force=True)
     assert sorted(os.listdir(run / "bundle")) == ["eval.npz", "export.json", "manifest.json", "student.onnx"]
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and "bundle" not in p.parts} == before
 
@@ -356,7 +356,7 @@ def test_parity_failure_fails_the_export_and_leaves_nothing(tmp_path, base_run, 
     run = shutil.copytree(base_run, tmp_path / "run")
     before, temps = listing(tmp_path), temp_leftovers()
     with pytest.raises(ExportError, match="differs from PyTorch"):
-        export_run(run, formats="onnx", roles="student")
+        export_run(run, formats=["onnx"], roles=["student"])
     assert listing(tmp_path) == before and temp_leftovers() <= temps
 
 
@@ -366,7 +366,7 @@ def test_int8_check_rejects_a_float_model(tmp_path, base_run):
     from edgekd.exporters.tflite import check_tflite
 
     run = shutil.copytree(base_run, tmp_path / "run")
-    export_run(run, formats="tflite", roles="student")
+    export_run(run, formats=["tflite"], roles=["student"])
     with pytest.raises(ExportError, match="not a int8 TFLite model"):
         check_tflite(run / "bundle" / "student.tflite", "int8", "student")
     with pytest.raises(ExportError, match="not a fp16 TFLite model"):
@@ -421,7 +421,7 @@ def test_brought_onnx_and_pt2_teachers(tmp_path, base_run):
     shutil.rmtree(run / "teacher")
     shutil.copytree(pt2, run / "teacher")
     (run / "teacher" / "model.json").write_text(json.dumps({**spec, "format": "pt2"}))
-    report = export_run(run, formats="onnx,tflite", roles="teacher", out=tmp_path / "b1")
+    report = export_run(run, formats=["onnx", "tflite"], roles=["teacher"], out=tmp_path / "b1")
     assert [r["parity"]["max_abs_diff"] <= 1e-4 for r in report["models"]] == [True, True]
 
     # an ONNX file: copied, simplified, checked against itself in onnxruntime; no TFLite from it

@@ -235,8 +235,10 @@ def test_distill_numbers_out_of_range_are_refused(options, fragment):
     ({"calibration_samples": 0}, "calibration samples must be at least 1 and at most 100000"),
     ({"calibration_samples": 10**12}, "calibration samples must be at least 1 and at most 100000"),
     ({"opset": 18.5}, "ONNX opset 18.5 is not supported"),
+    ({"formats": "onnx,tflite"}, "formats must be a list of names, got 'onnx,tflite'"),     # the CLI's text
+    ({"roles": "student"}, "roles must be a list of names, got 'student'"),
 ])
-def test_export_numbers_out_of_range_are_refused_before_the_run_is_read(tmp_path, options, fragment):
+def test_bad_export_options_are_refused_before_the_run_is_read(tmp_path, options, fragment):
     with pytest.raises(ConfigError) as info:
         export_run(tmp_path / "no-run-needed", **options)
     assert fragment in info.value.message

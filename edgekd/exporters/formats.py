@@ -66,11 +66,20 @@ def get_format(name: str) -> Format:
     return FORMATS.get(name.strip())
 
 
-def parse_formats(value: str | list[str] | tuple[str, ...] | None) -> list[Format] | None:
-    """``"onnx,tflite-int8"`` or a list of names → Format rows (order kept, duplicates dropped)."""
+def list_of_names(value, what: str, example: str) -> list[str]:
+    """The API takes a list of names; only the CLI splits its "a,b" text (a string here is a mistake
+    that would otherwise be read letter by letter or, split here too, in two places)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{what} must be a list of names, got {value!r}",
+                          hint=f"the command line takes 'a,b'; the Python API takes {example}")
+    return list(value)
+
+
+def parse_formats(value: list[str] | tuple[str, ...] | None) -> list[Format] | None:
+    """A list of format names → Format rows (order kept, duplicates dropped)."""
     if value is None:
         return None
-    names = value.split(",") if isinstance(value, str) else list(value)
+    names = list_of_names(value, "formats", "['onnx', 'tflite-int8']")
     names = [n.strip() for n in names if n and n.strip()]
     if not names:
         raise ConfigError("no export format given", hint=f"known: {', '.join(FORMATS.names())}")

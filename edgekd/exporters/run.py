@@ -26,7 +26,7 @@ from ..fsutil import atomic_write_json, refuse_existing, staged_dir
 from ..schema import SCHEMA_VERSION, TRAINED_ROLES
 from ..schema.export import EXPORT_REPORT, ExportedFile, ExportReport
 from ..schema.manifest import EVAL_FILE, MANIFEST, ModelEntry
-from .formats import BYTES_PER_WEIGHT, FORMATS, ONNX_OPSETS, Format, get_format, parse_formats
+from .formats import BYTES_PER_WEIGHT, FORMATS, ONNX_OPSETS, Format, get_format, list_of_names, parse_formats
 
 DEFAULT_ROLES = ("student", "teacher")
 MAX_CALIBRATION_SAMPLES = 100_000     # far above the run's calibration pool: more is a typo
@@ -37,9 +37,9 @@ Progress = Callable[[dict], None]
 class ExportOptions:
     """What to export. ``formats``: None for the default set (``int8``: student ``onnx`` +
     ``tflite-int8``, teacher ``onnx``; else ``onnx`` only), or names exported for every role.
-    Names may also come as one "a,b" string: the CLI passes its options through unparsed."""
-    formats: list[str] | str | None = None
-    roles: list[str] | str = DEFAULT_ROLES
+    Lists of names: only the CLI splits its "a,b" text."""
+    formats: list[str] | None = None
+    roles: list[str] | tuple[str, ...] = DEFAULT_ROLES
     int8: bool = True
     opset: int | None = None
     calibration_samples: int = 256
@@ -78,8 +78,8 @@ def default_plan(roles, int8: bool = True) -> list[tuple[str, Format]]:
 
 
 def parse_roles(roles) -> list[str]:
-    """Role names (a list, or the CLI's "a,b") → known roles, order kept, duplicates dropped."""
-    names = roles.split(",") if isinstance(roles, str) else list(roles or ())
+    """Role names (a list) → known roles, order kept, duplicates dropped."""
+    names = list_of_names(roles, "roles", "['student', 'teacher']")
     names = [r.strip() for r in names if r and r.strip()]
     if not names:
         raise ConfigError("no roles given", hint=f"known: {', '.join(TRAINED_ROLES)}")
@@ -148,8 +148,8 @@ def prepare(run_dir: Path, out, options: ExportOptions, force: bool, progress: P
     from .source import check_bundle_path, check_run_dir, load_calibration, load_eval, load_source
 
     options.check_numbers()
+    roles, plan = options.plan()            # the options alone: a typo fails before the run is read
     check_run_dir(run_dir)
-    roles, plan = options.plan()
     out = Path(out) if out is not None else run_dir / "bundle"
     check_bundle_path(run_dir, out)
     refuse_existing(out, force, "bundle folder")  # before any slow work
