@@ -313,23 +313,3 @@ def _torch_operator(target) -> bool:
         return False
     return isinstance(resolved, (torch._ops.OpOverload, torch._ops.HigherOrderOperator)) or (
         any(resolved is op for op in (operator.getitem, *_SYM_OPS)))
-
-
-def refuse_onnx_external_data(path: Path, what: str) -> None:
-    """A brought ONNX model must be one self-contained file: edgekd copies only that file into a
-    run and reads nothing beside it. (onnx and onnxruntime already refuse external data that
-    leaves the model's folder, by ``..``, an absolute path or a symlink; this refuses it all.)"""
-    import onnx
-    from onnx.external_data_helper import _get_all_tensors, uses_external_data
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError and onnx's own errors for a bad file
-        raise ModelError(f"cannot load {what} '{path}': {str(exc).splitlines()[0][:200]}") from None
-    external = sorted({entry.value for tensor in _get_all_tensors(model) if uses_external_data(tensor)
-                       for entry in tensor.external_data if entry.key == "location"})
-    if external:
-        raise ModelError(f"{what} '{path}' keeps tensors in separate data files ({', '.join(external)[:200]}); "
-                         "edgekd reads only self-contained ONNX files",
-                         hint="save it as one file: torch.onnx.export(..., external_data=False) or "
-                              "onnx.save(model, path, save_as_external_data=False)")

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import SPEC, load_model, load_program, refuse_onnx_external_data
+from ..checkpoint import SPEC, load_model, load_program
+from ..runtimes.onnx_external import refuse_external_data
 from ..errors import ModelError, RuntimeBackendError
 from ..runtimes import open_model
 
@@ -44,7 +45,7 @@ class OnnxLogits(nn.Module):
 
     def __init__(self, path: Path):
         super().__init__()
-        refuse_onnx_external_data(path, "ONNX teacher")
+        refuse_external_data(path, str(path), ModelError, "ONNX teacher")
         try:
             self.runtime = open_model(path, providers=["cpu"], runtime="onnxruntime")
         except RuntimeBackendError as exc:

@@ -12,6 +12,7 @@ from ..bundle import EVAL_FILE
 from ..data import IMAGE_LAYOUT, TABULAR_LAYOUT
 from ..data.split import stratified_indices
 from ..errors import ConfigError, DataError, ModelError
+from ..runtimes.onnx_external import refuse_external_data
 from ..runtimes import open_model
 from ..schema import TRAINED_ROLES
 
@@ -121,7 +122,7 @@ def _check_onnx(path: Path) -> Path:
         onnx.checker.check_model(str(path))
     except Exception as exc:
         raise ModelError(f"'{path}' is not a valid ONNX model: {str(exc).splitlines()[0][:200]}") from None
-    checkpoint.refuse_onnx_external_data(path, "ONNX model")
+    refuse_external_data(path, path.name, ModelError, "ONNX model")
     return path
 
 

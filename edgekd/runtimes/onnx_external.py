@@ -1,6 +1,6 @@
-"""ONNX external data, found without torch or onnx: a bundle's model must be one self-contained
-file, since an external-data file would lie outside the manifest's sha256 check (and the device
-may have no onnx package). Reads the protobuf wire format along the only paths that lead to a
+"""ONNX external data, found without torch or onnx: a bundle's model (or a brought teacher) must be
+one self-contained file, since an external-data file would lie outside the manifest's sha256 check
+(and the device may have no onnx package). Reads the protobuf wire format along the only paths that lead to a
 tensor; every other field is skipped unread."""
 from __future__ import annotations
 
@@ -30,9 +30,10 @@ class _Malformed(Exception):
     pass
 
 
-def refuse_external_data(path: Path, name: str) -> None:
-    """A bundle's ONNX model must be one self-contained file (export writes it with
-    external_data=False): external data would be read from files the manifest need not list.
+def refuse_external_data(path: Path, name: str, error: type = BundleError, what: str = "bundle model") -> None:
+    """An ONNX model edgekd reads must be one self-contained file (export writes it with
+    external_data=False): in a bundle, external data would be read from files the manifest need not
+    list; a brought teacher's would be left behind, since only the .onnx is copied into a run.
 
     Reads the protobuf wire format itself (torch- and onnx-free, like all of bench): any tensor
     whose data_location is EXTERNAL or that carries external_data entries is refused, as is a file
@@ -42,18 +43,19 @@ def refuse_external_data(path: Path, name: str) -> None:
             return                  # nothing to scan; the runtime refuses an empty model
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             try:
-                external = _has_external_data(buf)
+                locations = _external_locations(buf)
             except _Malformed:
-                raise BundleError(f"bundle model '{name}' is not a well-formed ONNX file") from None
-    if external:
-        raise BundleError(f"bundle model '{name}' keeps tensors in external data files; a bundle's "
-                          "ONNX models must be self-contained (only listed, hashed files are read)",
-                          hint="export again (edgekd writes self-contained ONNX), or save the model "
-                               "with onnx.save_model(model, path, save_as_external_data=False)")
+                raise error(f"{what} '{name}' is not a well-formed ONNX file") from None
+    if locations:
+        raise error(f"{what} '{name}' keeps tensors in separate data files ({', '.join(locations)[:200]}); "
+                    "edgekd reads only self-contained ONNX files (a bundle: only its listed, hashed files)",
+                    hint="export again (edgekd writes self-contained ONNX), or save the model with "
+                         "onnx.save_model(model, path, save_as_external_data=False)")
 
 
-def _has_external_data(buf) -> bool:
-    todo = [("model", 0, len(buf), 0)]
+def _external_locations(buf) -> list[str]:
+    """The external-data file names the model's tensors point at ("?" for one that names none)."""
+    found, todo = set(), [("model", 0, len(buf), 0)]
     while todo:
         kind, pos, end, depth = todo.pop()
         if depth > _PROTO_DEPTH:
@@ -62,12 +64,25 @@ def _has_external_data(buf) -> bool:
             number, wire, value, start, pos = _next_field(buf, pos, end)
             if kind == "tensor":
                 # protobuf reads an enum as int32, so only the low 32 bits count
-                if (number == _DATA_LOCATION and wire == 0 and value & 0xFFFFFFFF == _EXTERNAL) \
-                        or (number == _EXTERNAL_DATA and wire == 2):
-                    return True
+                if number == _DATA_LOCATION and wire == 0 and value & 0xFFFFFFFF == _EXTERNAL:
+                    found.add(None)
+                elif number == _EXTERNAL_DATA and wire == 2:
+                    found.add(_location(buf, start, pos))
             elif wire == 2 and number in _ONNX_FIELDS[kind]:
                 todo.append((_ONNX_FIELDS[kind][number], start, pos, depth + 1))
-    return False
+    named = sorted(f for f in found if f)
+    return named or (["?"] if found else [])
+
+
+def _location(buf, pos: int, end: int) -> str | None:
+    """The value of one StringStringEntryProto (key 1, value 2) whose key is "location"."""
+    key = value = None
+    while pos < end:
+        number, wire, _, start, pos = _next_field(buf, pos, end)
+        if wire == 2 and number in (1, 2):
+            text = bytes(buf[start:pos]).decode("utf-8", "replace")
+            key, value = (text, value) if number == 1 else (key, text)
+    return value if key == "location" else None
 
 
 def _next_field(buf, pos: int, end: int) -> tuple[int, int, int | None, int, int]:
