@@ -22,34 +22,13 @@ class EdgeKDError(Exception):
         self.printed_elsewhere = False  # under torchrun: rank 0 prints the errors it shares with the others
 
 
-class DataError(EdgeKDError):
-    """The data: a file, folder or array that cannot be read or does not fit the model."""
-    kind = "data"
-
-
-class ModelError(EdgeKDError):
-    """A model: an unknown architecture or option, a teacher or checkpoint that cannot be loaded."""
-    kind = "model"
-
-
-class ConfigError(EdgeKDError):
-    """An option or a config, budget or baseline file: a value out of range, a name not known."""
-    kind = "config"
-
-
-class ExportError(EdgeKDError):
-    """A conversion: a converter's refusal, or an exported file that fails its checks."""
-    kind = "export"
-
-
-class BundleError(EdgeKDError):
-    """A bundle: a manifest that breaks its rules, or a file that differs from it."""
-    kind = "bundle"
-
-
-class RuntimeBackendError(EdgeKDError):
-    """A runtime: not installed, or refusing a model file or a setting."""
-    kind = "runtime"
+# one class per kind of mistake; ``kind`` is what bench's worker reports back to the parent
+class DataError(EdgeKDError): kind = "data"               # data that cannot be read or does not fit
+class ModelError(EdgeKDError): kind = "model"             # an unknown model or option, an unloadable teacher
+class ConfigError(EdgeKDError): kind = "config"           # an option, config, budget or baseline file
+class ExportError(EdgeKDError): kind = "export"           # a converter's refusal or a failed file check
+class BundleError(EdgeKDError): kind = "bundle"           # a manifest breaking its rules, a changed file
+class RuntimeBackendError(EdgeKDError): kind = "runtime"  # a runtime missing, or refusing a file or setting
 
 
 def closest(name: str, known: Iterable[str]) -> str | None:

@@ -135,6 +135,15 @@ def test_device_side_modules_never_import_torch():
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+def test_the_cli_starts_without_numpy_or_a_runtime():
+    """`edgekd --help` and every usage error stay fast: the CLI loads numpy, runtimes and torch only
+    in the command that needs them (importing the bench package once pulled numpy in via run.py)."""
+    code = ("import sys, edgekd.cli; bad=[m for m in ('numpy', 'edgekd.runtimes', 'torch', 'onnxruntime') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
 def test_single_file_with_data_and_batches(demo_bundle, tmp_path):
     from edgekd.bench import run_bench
     r = run_bench(demo_bundle / "student.onnx", data=demo_bundle / "eval.npz", batch=[1, 4],

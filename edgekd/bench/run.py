@@ -14,7 +14,6 @@ from statistics import median_low
 from typing import Callable
 
 from ..fsutil import check_output_path
-from ..runtimes import runtime_row
 from ..schema import SCHEMA_VERSION
 from ..schema.bench import SCHEMA, BenchDoc
 from .options import DEFAULTS, BenchOptions
@@ -179,6 +178,7 @@ def _fill_model(entry: dict, m: dict, rt: dict) -> None:
     if entry["precision"] is None:
         entry["precision"] = rt["input"]["dtype"] if quantized else "fp32"
     if entry["format"] is None:
+        from ..runtimes import runtime_row
         entry["format"] = runtime_row(m["runtime"]).format_of(quantized)
 
 
