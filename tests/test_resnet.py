@@ -79,11 +79,12 @@ def _stage_channels(model: nn.Module) -> list[int]:
     (1.0, [16, 32, 64]),
     (0.5, [8, 16, 32]),
     (0.25, [8, 8, 16]),          # 4 → at least 8
-    (0.3, [8, 8, 16]),           # 4.8, 9.6, 19.2 → nearest multiple of 8
+    (0.3, [8, 16, 24]),          # 4.8 → 8; 9.6 and 19.2 round to 8 and 16, over 10 % short: + 8
+    (0.75, [16, 24, 48]),        # 12 is half-way: rounded up
     (1.25, [24, 40, 80]),        # 20 is half-way: rounded up, not to the even 16
     (2.0, [32, 64, 128]),
 ])
-def test_width_scales_channels_to_multiples_of_8(width, expected):
+def test_width_scales_channels_to_multiples_of_8_at_most_10_percent_short(width, expected):
     model = on_meta(f"resnet20:width={width}", (3, 32, 32), 10)
     assert _stage_channels(model) == expected and model.conv1.out_channels == expected[0]
     assert model.fc.in_features == expected[-1]
