@@ -19,6 +19,7 @@ import pytest
 from conftest import assert_user_error, run_cli
 from edgekd.bench import gate
 from edgekd.bench.report import load
+from edgekd.errors import ConfigError
 from edgekd.schema import SCHEMA_VERSION
 from edgekd.schema.bench import SCHEMA
 
@@ -116,6 +117,23 @@ def test_init_budget_never_overwrites_without_force(proposed):
     assert_user_error(run_cli("init-budget", proposed.with_name("baseline.json"), "--out", proposed),
                       "already exists")
     assert proposed.read_text() == before
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda d: d.pop("settings"), "the document has no 'settings'"),
+    (lambda d: d["device"].pop("packages"), "device has no 'packages'"),
+    (lambda d: d["models"][0].pop("role"), "models[0] has no 'role'"),
+    (lambda d: d.update(created_utc=3), "created_utc must be a string"),
+])
+def test_init_budget_refuses_a_bench_json_it_cannot_read_and_writes_nothing(baseline, tmp_path, damage, fragment):
+    """A hand-made or truncated bench.json (valid as a baseline) was a KeyError traceback here."""
+    doc = json.loads(baseline.read_text())
+    damage(doc)
+    source, out = tmp_path / "bench.json", tmp_path / "budget.toml"
+    source.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match="cannot seed a budget") as info:
+        gate.init_budget(source, out)
+    assert fragment in info.value.message and not out.exists()
 
 
 def loosened_timing(budget: Path, out: Path) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from ..errors import ConfigError
-from .fields import COUNT, FRACTION, OBJECT, OBJECTS, POSITIVE, POSITIVES, TEXT, Invalid, field
+from .fields import COUNT, FRACTION, LIST, OBJECT, OBJECTS, POSITIVE, POSITIVES, TEXT, Invalid, field
 from .jsonfile import check_version, parse_json, read_json
 
 SCHEMA = "edgekd.bench"
@@ -204,6 +204,27 @@ def from_json(data: bytes | dict, where: str = "the bench.json", what: str = "be
         _check_fields(doc)
     except Invalid as exc:
         raise ConfigError(f"{where} is not a usable {what}: {exc}", hint=HINT) from None
+    return doc
+
+
+def check_for_proposal(doc: BenchDoc, where: str) -> BenchDoc:
+    """The fields init-budget's proposal reads beyond a baseline's (the settings, the device line,
+    each model's role and format): a hand-made or truncated bench.json is one ConfigError."""
+    try:
+        settings = field(doc, "settings", "the document", OBJECT)
+        for key in ("threads", "batch"):
+            field(settings, key, "settings", LIST)
+        field(doc, "created_utc", "the document", TEXT)
+        device = field(doc, "device", "the document", OBJECT)
+        field(device, "packages", "device", OBJECT)
+        field(device, "cores", "device", COUNT)
+        for key in ("os", "python"):
+            field(device, key, "device", TEXT)
+        for i, m in enumerate(doc["models"]):
+            field(m, "role", f"models[{i}]", TEXT)
+            field(m, "format", f"models[{i}]", TEXT)
+    except Invalid as exc:
+        raise ConfigError(f"{where} cannot seed a budget: {exc}", hint=HINT) from None
     return doc
 
 

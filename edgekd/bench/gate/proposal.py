@@ -62,6 +62,7 @@ def _toml_number(v: float, kind: type) -> str:
 
 def init_budget(source, out, force: bool = False, repeat: int | None = None, **bench_options) -> str:
     """Propose a budget from a bench.json file, or from benching a bundle or model file now."""
+    from ...schema.bench import check_for_proposal
     from ..report import load
     from ..run import run_bench
     from .checks import repeat_or_default
@@ -69,7 +70,7 @@ def init_budget(source, out, force: bool = False, repeat: int | None = None, **b
     refuse_existing(out, force, "budget file")
     refuse_overwriting_inputs(source, {"--out": out})
     if source.is_file() and source.suffix == ".json":
-        result = load(source)
+        result = check_for_proposal(load(source), f"'{source}'")
     else:
         result = run_bench(source, out=False, repeat=repeat_or_default(repeat), **bench_options)
     text = propose(result, str(source))
