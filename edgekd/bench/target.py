@@ -15,13 +15,14 @@ def default_out(target: Path, kind: str) -> Path:
 def resolve_target(target: str | os.PathLike, data=None, runtime: str | None = None) -> dict:
     """What to bench: the verified bundle's models (sha256 checked first) or one model file."""
     from .. import bundle as bundle_mod
-    from ..runtimes import canonical_runtime, runtime_for, runtime_row
+    from ..runtimes import SUFFIXES, canonical_runtime, runtime_for, runtime_row
 
     path = Path(target)
     want = canonical_runtime(runtime) if runtime else None
     if not path.exists():
         hint = "create a bundle with: edgekd export RUN_DIR" if not path.suffix else None
-        raise BundleError(f"'{path}' not found (expected a bundle folder or a .onnx/.tflite file)", hint=hint)
+        files = "/".join(SUFFIXES)
+        raise BundleError(f"'{path}' not found (expected a bundle folder or a {files} file)", hint=hint)
     if path.is_dir():
         bundle = bundle_mod.read_manifest(path)
         bundle_mod.verify(bundle)                      # sha256 of every file, before anything runs

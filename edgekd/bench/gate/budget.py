@@ -12,6 +12,7 @@ from ...schema import BENCH_ROLES
 from .keys import BASELINE, BY_NAME, KEYS, Key
 
 MODEL_SUFFIXES = tuple(SUFFIXES)      # a table named like a model file: one per runtime suffix
+FILE_TABLES = " or ".join(f'"FILE{suffix}"' for suffix in MODEL_SUFFIXES)
 
 
 def load_budget(path) -> dict:
@@ -31,7 +32,7 @@ def validate_budget(doc: dict, where: str = "budget") -> dict:
     for section, table in doc.items():
         if not isinstance(table, dict):
             raise ConfigError(f"{where}: '{section}' must be inside a table such as [student]",
-                              hint="tables: [student], [teacher], [\"FILE.tflite\"], [baseline]")
+                              hint=f"tables: [student], [teacher], [{FILE_TABLES}], [baseline]")
         kind = _section_kind(section, where)
         for name, value in table.items():
             if isinstance(value, dict):     # [student.int8.tflite] unquoted is three nested tables
@@ -49,7 +50,7 @@ def _section_kind(section: str, where: str) -> str:
     guess = closest(section, (*BENCH_ROLES, BASELINE))
     raise ConfigError(f"{where}: unknown role [{section}]",
                       hint=(f"did you mean [{guess}]? " if guess else "") + "tables: " + ", ".join(
-                          f"[{r}]" for r in BENCH_ROLES) + ", [\"FILE.onnx\" or \"FILE.tflite\"], [baseline]")
+                          f"[{r}]" for r in BENCH_ROLES) + f", [{FILE_TABLES}], [baseline]")
 
 
 def _key_for(section: str, kind: str, name: str, where: str) -> Key:
