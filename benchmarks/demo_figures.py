@@ -23,20 +23,25 @@ import sys
 import time
 from pathlib import Path
 
+from edgekd.fsutil import atomic_write_text
 from edgekd.render.numbers import size
+from edgekd.schema import TRAINED_ROLES as ROLES
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "benchmarks" / "results" / "demo_figures.json"
 README = ROOT / "README.md"
 START, END = "<!-- demo-figures:start -->", "<!-- demo-figures:end -->"
-ROLES = ("teacher", "student", "simple")
+
+
+def demo_run(makefile: Path = ROOT / "Makefile") -> str:
+    """The Makefile's run folder (``RUN := runs/demo``)."""
+    return next(line.split(":=")[1].strip() for line in makefile.read_text().splitlines() if line.startswith("RUN "))
 
 
 def demo_commands(makefile: Path = ROOT / "Makefile") -> list[list[str]]:
     """The recipe lines of the Makefile's ``demo`` target, with make's variables filled in."""
     lines = makefile.read_text().splitlines()
-    variables = {"$(BIN)": ".venv/bin", "$(RUN)": next(line.split(":=")[1].strip() for line in lines
-                                                         if line.startswith("RUN "))}
+    variables = {"$(BIN)": ".venv/bin", "$(RUN)": demo_run(makefile)}
     start = lines.index(next(line for line in lines if line.startswith("demo:"))) + 1
     commands = []
     for line in lines[start:]:
@@ -130,8 +135,9 @@ def _timing(fig: dict) -> str:
     p50 = ", ".join(f"`{name}` {1000 * ms:.1f} µs" for name, ms in fig["p50_ms"].items())
     steps = ", ".join(f"`{s['command']}` {s['seconds']:.0f} s (load average {s['load_average']:g})"
                       for s in fig["steps"])
-    return (f"Measured on {machine['cores']} cores of an {machine['cpu']}; absolute times depend on the machine "
-            f"and on what else runs on it. `edgekd bench` ({setting['threads']} thread, batch {setting['batch']}, "
+    threads = f"{setting['threads']} thread{'s' if setting['threads'] > 1 else ''}"
+    return (f"Measured on {machine['cores']} cores ({machine['cpu']}); absolute times depend on the machine "
+            f"and on what else runs on it. `edgekd bench` ({threads}, batch {setting['batch']}, "
             f"p50 per call): {p50}. Wall time of each `make demo` step once installed: {steps}. The first run "
             "adds a few minutes to create `.venv` and install the pinned wheels.")
 
@@ -148,9 +154,9 @@ def main(argv=None) -> int:
     if not args.render:
         timing = run_demo()
         RECORD.parent.mkdir(parents=True, exist_ok=True)
-        RECORD.write_text(json.dumps(collect(ROOT / "runs" / "demo", timing), indent=2) + "\n")
+        atomic_write_text(RECORD, json.dumps(collect(ROOT / demo_run(), timing), indent=2) + "\n")
     section = render(json.loads(RECORD.read_text()))
-    README.write_text(rewrite_readme(README.read_text(), section))
+    atomic_write_text(README, rewrite_readme(README.read_text(), section))
     print(section)
     return 0
 
