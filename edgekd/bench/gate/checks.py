@@ -136,7 +136,8 @@ def bench_and_check(target, budget=None, baseline=None, repeat: int | None = Non
     baseline = load_baseline(baseline) if baseline is not None else None
 
     def check_target(resolved: dict) -> None:
-        refuse_overwriting_inputs(target, output_paths(junit, step_summary, save_baseline), bench_options.get("data"))
+        data = bench_options["options"].data if "options" in bench_options else bench_options.get("data")
+        refuse_overwriting_inputs(target, output_paths(junit, step_summary, save_baseline), data)
         if gated:
             require_models(budget, resolved["models"], baseline)
             require_same_target(baseline, resolved["target"], resolved["models"])
