@@ -25,7 +25,12 @@ from pathlib import Path
 
 from edgekd.fsutil import atomic_write_text
 from edgekd.render.numbers import size
+from edgekd.errors import BundleError, ModelError
 from edgekd.schema import TRAINED_ROLES as ROLES
+from edgekd.schema import bench as bench_schema
+from edgekd.schema import cv as cv_schema
+from edgekd.schema.export import EXPORT_REPORT, ExportReport
+from edgekd.schema.jsonfile import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "benchmarks" / "results" / "demo_figures.json"
@@ -73,9 +78,10 @@ def _machine() -> dict:
 
 def collect(run: Path, timing: dict) -> dict:
     """The figures the section shows, from the documents the demo wrote."""
-    cv = json.loads((run / "cv.json").read_text())
-    export = json.loads((run / "bundle" / "export.json").read_text())
-    bench = json.loads((run / "bundle" / "bench.json").read_text())
+    cv = cv_schema.from_json(read_json(run / cv_schema.CV_FILE, "cv.json", ModelError), "cv.json")
+    export = ExportReport.from_json(read_json(run / "bundle" / EXPORT_REPORT, "export report", BundleError),
+                                    "export.json").to_json()
+    bench = bench_schema.read(run / "bundle" / "bench.json")
     models = {role: {"arch": cv["models"][role]["arch"], "parameters": cv["models"][role]["parameters"],
                      "macs": cv["models"][role]["macs"], "cv_mean": cv["cv"][role]["mean"],
                      "cv_std": cv["cv"][role]["std"], "test": cv["test"][role]} for role in ROLES}

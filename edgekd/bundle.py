@@ -100,7 +100,7 @@ def read_manifest(bundle_dir: str | Path) -> Bundle:
     if path.stat().st_size > MAX_MANIFEST_BYTES:
         raise BundleError(f"'{path}' is larger than {MAX_MANIFEST_BYTES // 1024} kB; a manifest is a few kB",
                           hint="export the bundle again")
-    return Bundle(root, Manifest.from_json(read_json(path, "manifest", BundleError), f"'{path}'"))
+    return Bundle(root, Manifest.from_json(read_json(path, "manifest", BundleError, MAX_MANIFEST_BYTES), f"'{path}'"))
 
 
 def verify(bundle: Bundle) -> None:

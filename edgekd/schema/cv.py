@@ -3,7 +3,8 @@ Torch-free and numpy-free.
 
 The TypedDicts below are the document's shape. :func:`to_json` is the writer's (it checks the
 document before it is written, so a written cv.json always passes the reader's check) and
-:func:`from_json` the reader's: the fields the report, the terminal table and the benchmarks read.
+:func:`from_json` the reader's (``benchmarks/demo_figures.py``): the fields the report, the terminal
+table and the benchmarks read.
 """
 from __future__ import annotations
 
