@@ -83,3 +83,4 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 from . import zoo  # noqa: E402,F401  (registers the built-in models)
 from . import resnet  # noqa: E402,F401
+from . import mobilenet, efficientnet_lite  # noqa: E402,F401
