@@ -1,8 +1,8 @@
 """The model zoo: ``@register_model`` builders, made from specs like ``cnn:width=64,depth=3``.
 
-A spec is a zoo name plus ``key=value`` options; ``build`` turns it into a torch module
-for a given input shape (without the batch dimension) and class count, so the same
-spec fits digits (1x8x8), MNIST (1x28x28), CIFAR-like (3x32x32) or tabular (F,) data.
+A spec is a zoo name plus ``key=value`` options, or your own factory (:mod:`.user`); ``build``
+turns it into a torch module for a given input shape (without the batch dimension) and class
+count, so the same spec fits digits (1x8x8), MNIST (1x28x28), CIFAR-like (3x32x32) or tabular (F,) data.
 """
 from __future__ import annotations
 
@@ -41,7 +41,13 @@ MAX_PARAMETERS = 250_000_000
 
 def build(spec: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """The model of ``spec``, after its size is known: it is built once on the meta device
-    (shapes, no memory), since ``cnn:width=1000000000`` would ask the allocator for 36 GB."""
+    (shapes, no memory), since ``cnn:width=1000000000`` would ask the allocator for 36 GB.
+    A ``MODULE:FACTORY`` or ``FILE.py:FACTORY`` spec is the user's own code (:mod:`.user`)."""
+    from .user import build_user, parse_user_spec  # here: user.py reads this package's registry
+
+    user = parse_user_spec(spec)
+    if user is not None:
+        return build_user(user, input_shape, num_classes)
     name, options = parse_spec(spec)
     builder = MODELS.get(name)
     hint = "choose a smaller width, depth or hidden size"
