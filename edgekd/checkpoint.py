@@ -83,10 +83,8 @@ def _positive_int(value) -> bool:
 
 
 def load_model(folder: Path):
-    """Rebuild the module from ``model.json`` and load its safetensors weights (eval mode)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+    """Rebuild the module from ``model.json`` and load its safetensors weights (eval mode). A user
+    model's spec (``FILE.py:FACTORY``) imports its code again: see ``edgekd.models.user``."""
     from .models import build
 
     folder = Path(folder)
@@ -94,20 +92,42 @@ def load_model(folder: Path):
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise ModelError(f"no {WEIGHTS} in '{folder}'")
-    model = build(spec["arch"], tuple(spec["input"]["shape"]), spec["num_classes"])
     try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelError(f"'{weights}' is not a readable safetensors file: {exc}",
-                         hint="the file is corrupt or truncated; train or copy it again") from None
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        detail = first[1].strip() if len(first) > 1 else first[0]
-        raise ModelError(f"'{weights}' does not match the architecture '{spec['arch']}' in {SPEC}: {detail}") from None
+        model = build(spec["arch"], tuple(spec["input"]["shape"]), spec["num_classes"])
+    except ModelError as exc:
+        raise ModelError(f"cannot rebuild the model of '{folder / SPEC}': {exc.message}", hint=exc.hint) from None
+    load_state(model, weights, f"the architecture '{spec['arch']}' in {SPEC}")
     model.eval()
     return model, spec
+
+
+def load_state(model, path: Path, what: str, hint: str | None = None) -> None:
+    """A safetensors state dict (never a pickle) into ``model``; one that does not fit is one
+    ModelError naming the first tensor that differs, in the module's own order."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"'{path}' is not a readable safetensors file: {exc}",
+                         hint="the file is corrupt, truncated or not safetensors (edgekd never unpickles); save "
+                              "one with safetensors.torch.save_file(model.state_dict(), PATH)") from None
+    problem = _state_mismatch(model.state_dict(), state)
+    if problem:
+        raise ModelError(f"'{path}' does not match {what}: {problem}", hint=hint)
+    model.load_state_dict(state, strict=True)
+
+
+def _state_mismatch(expected: dict, given: dict) -> str | None:
+    for name, tensor in expected.items():
+        if name not in given:
+            return f"it has no tensor '{name}'"
+        if tuple(given[name].shape) != tuple(tensor.shape):
+            return (f"tensor '{name}' has shape {list(given[name].shape)} in the file, "
+                    f"{list(tensor.shape)} in the model")
+    extra = next((name for name in given if name not in expected), None)
+    return f"it holds tensor '{extra}', which the model does not have" if extra else None
 
 
 def load_program(path: Path, what: str):

@@ -101,9 +101,16 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file with the same keys (a run's config.toml re-runs it).")
 @click.option("--data", help="digits | npz:PATH | idx:DIR | folder:DIR | csv:PATH  [default: digits]")
 @click.option("--label-column", help="csv: the column holding the class [default: the last].")
-@click.option("--teacher", help="Teacher model spec [default: cnn:width=64,depth=3].")
-@click.option("--student", help="Student model spec [default: cnn:width=8,depth=2].")
+@click.option("--teacher", help="Teacher model spec: a zoo NAME:key=value,… or your own factory, "
+              "MODULE:FACTORY[:key=value,…] or FILE.py:FACTORY[:key=value,…] (a file path holds no ':'). "
+              "Your own factory is YOUR CODE, imported and run here and again by export; it gets "
+              "num_classes, in_chans/in_channels, input_shape by name and returns an nn.Module "
+              "[default: cnn:width=64,depth=3].")
+@click.option("--student", help="Student model spec, as --teacher [default: cnn:width=8,depth=2].")
 @click.option("--teacher-from", help="Bring a teacher: a run folder, a .onnx or a .pt2 file (not retrained).")
+@click.option("--teacher-weights", metavar="FILE.safetensors",
+              help="Trained weights for the --teacher architecture: a safetensors state dict, never a pickle "
+                   "(not retrained, still scored per fold).")
 @click.option("--temperature", type=float, help="Softmax temperature T of the soft targets [default: 4].")
 @click.option("--alpha", type=float, help="Weight of the hard-label loss, in [0, 1] [default: 0.1].")
 @click.option("--student-fraction", type=float, help="Part of each training split the student and simple model see [default: 0.1].")

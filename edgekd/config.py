@@ -26,6 +26,7 @@ class DistillConfig:
     teacher: str = "cnn:width=64,depth=3"
     student: str = "cnn:width=8,depth=2"
     teacher_from: str | None = None
+    teacher_weights: str | None = None   # a safetensors state dict for `teacher` (then not trained)
     temperature: float = 4.0
     alpha: float = 0.1
     student_fraction: float = 0.1
@@ -41,6 +42,13 @@ class DistillConfig:
     device: str = "cpu"
     backend: str = "auto"        # torchrun's process group: auto = nccl on CUDA, gloo on CPU
     out: str = "runs/demo"
+
+    def __post_init__(self) -> None:
+        # a user model's file is recorded absolute (config.toml, model.json): export and a re-run
+        # rebuild the model from it, from whatever folder they run in
+        from .models.user import absolute_spec
+
+        self.teacher, self.student = absolute_spec(self.teacher), absolute_spec(self.student)
 
     def validate(self) -> None:
         """Reject impossible values before anything is loaded or written."""
@@ -58,10 +66,16 @@ class DistillConfig:
             raise ConfigError(f"seed must be in [0, {2**32 - 1}], got {self.seed}")
         for name, (what, above_zero, high) in FLOAT_RANGES.items():
             _check_finite(what, getattr(self, name), above_zero, high)
+        self._check_choices()
+
+    def _check_choices(self) -> None:
         if self.device not in ("cpu", "cuda", "auto"):
             raise unknown_name("device", self.device, ["cpu", "cuda", "auto"], ConfigError)
         if self.backend not in ("auto", "gloo", "nccl"):
             raise unknown_name("backend", self.backend, ["auto", "gloo", "nccl"], ConfigError)
+        if self.teacher_weights is not None and self.teacher_from is not None:
+            raise ConfigError("--teacher-weights and --teacher-from both bring a teacher: give one",
+                              hint="--teacher-weights: a state dict for --teacher; --teacher-from: a whole model")
 
     def to_toml(self) -> str:
         lines = ["# edgekd distill configuration; re-run with: edgekd distill --config config.toml"]

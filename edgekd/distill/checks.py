@@ -14,7 +14,8 @@ from ..data import Dataset
 from ..errors import ConfigError, DataError, ModelError
 from ..fsutil import OutputLock, refuse_existing
 from ..models import build
-from .teachers import BroughtTeacher
+from ..models.user import check_user_model, parse_user_spec
+from .teachers import BroughtTeacher, weights_teacher
 
 
 @dataclass
@@ -72,11 +73,14 @@ def check_data(cfg: DistillConfig, data: Dataset) -> None:
 
 
 def check_models(cfg: DistillConfig, data: Dataset, brought: BroughtTeacher | None) -> None:
-    """Build every model once on the data's shape so a bad spec fails before training."""
+    """Build every model once on the data's shape so a bad spec fails before training; a user's own
+    model is run and traced too, and --teacher-weights loaded."""
     classes = len(data.labels)
-    build(cfg.student, data.input_shape, classes)
+    _check_spec(cfg.student, data.input_shape, classes)
     if brought is None:
-        build(cfg.teacher, data.input_shape, classes)
+        _check_spec(cfg.teacher, data.input_shape, classes)
+        if cfg.teacher_weights:
+            weights_teacher(cfg.teacher, cfg.teacher_weights, data.input_shape, classes)
         return
     if brought.input_shape is not None and tuple(brought.input_shape) != data.input_shape:
         raise ModelError(f"the teacher takes input {tuple(brought.input_shape)}, the data is {data.input_shape}")
@@ -88,6 +92,15 @@ def check_models(cfg: DistillConfig, data: Dataset, brought: BroughtTeacher | No
                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if tuple(out.shape) != (2, classes):
         raise ModelError(f"the teacher gives outputs of shape {tuple(out.shape)[1:]}, the data has {classes} classes")
+
+
+def _check_spec(spec: str, input_shape: tuple[int, ...], classes: int) -> None:
+    """The zoo's models are export-friendly by construction; a user's model is checked here, since
+    distill runs it eagerly and export (torch.export) would be the first to trace it, after training."""
+    model = build(spec, input_shape, classes)
+    user = parse_user_spec(spec)
+    if user is not None:
+        check_user_model(model, user, input_shape, classes)
 
 
 def check_teacher_split(cfg: DistillConfig, brought: BroughtTeacher | None) -> None:

@@ -1,4 +1,5 @@
-"""Bring your own teacher: a run folder's teacher, an ONNX file or a ``torch.export`` .pt2.
+"""Bring your own teacher: a run folder's teacher, an ONNX file or a ``torch.export`` .pt2
+(``--teacher-from``), or trained weights for the ``--teacher`` architecture (``--teacher-weights``).
 
 Each becomes an ``nn.Module`` that maps a batch to logits, so the experiment treats it
 like a teacher trained here — except that it is never retrained. Nothing here executes
@@ -15,9 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import SPEC, load_model, load_program
+from ..checkpoint import SPEC, load_model, load_program, load_state
 from ..runtimes.onnx_external import refuse_external_data
 from ..errors import ModelError, RuntimeBackendError
+from ..models import build
 from ..runtimes import open_model
 
 
@@ -93,3 +95,16 @@ def load_teacher(source: str) -> BroughtTeacher:
         return BroughtTeacher(Pt2Logits(program), "pt2", path, None, None, f"pt2:{path.name}")
     raise ModelError(f"cannot use '{path}' as a teacher",
                      hint="--teacher-from takes a run folder, a .onnx file or a .pt2 file")
+
+
+def weights_teacher(arch: str, weights: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The ``--teacher`` architecture with the state dict of ``--teacher-weights`` (eval mode). It
+    is not trained, like a ``--teacher-from`` teacher, and sees the run's own preprocessing."""
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise ModelError(f"teacher weights '{path}' not found",
+                         hint="--teacher-weights takes a safetensors state dict of the --teacher architecture")
+    teacher = build(arch, input_shape, num_classes)
+    load_state(teacher, path, f"the teacher '{arch}'",
+               hint="the weights must come from the same architecture and options as --teacher")
+    return teacher.eval()

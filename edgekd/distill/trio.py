@@ -29,7 +29,7 @@ from ..models import build
 from ..schema import TRAINED_ROLES
 from .distributed import SINGLE, Ranks
 from .losses import build_loss
-from .teachers import BroughtTeacher
+from .teachers import BroughtTeacher, weights_teacher
 from .train import (EpochCheckpoint, FitSettings, KDTarget, NonFiniteLoss, accuracy, fit, load_weights,
                     read_checkpoint_json, read_checkpoint_weights, teacher_outputs, to_tensors)
 
@@ -144,6 +144,10 @@ class Trio:
     def _teacher(self, split: Split, xt, yt, base: FitSettings):
         if self.brought is not None:
             return self.brought.module.to(self.device), {"trained": False, "source": str(self.brought.path)}
+        if self.cfg.teacher_weights:     # trained elsewhere: the same weights in every split, scored in each
+            teacher = weights_teacher(self.cfg.teacher, self.cfg.teacher_weights, self.data.input_shape,
+                                      len(self.data.labels))
+            return teacher.to(self.device), {"trained": False, "source": self.cfg.teacher_weights}
         seed = self.seed(split.index, "teacher")
         torch.manual_seed(seed)
         teacher = build(self.cfg.teacher, self.data.input_shape, len(self.data.labels)).to(self.device)

@@ -1,0 +1,186 @@
+"""Your own model (``FILE.py:FACTORY``, ``MODULE:FACTORY``) and trained teacher weights in
+(``--teacher-weights``): distill → export → bench end to end, and every bad input as one error."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import edgekd
+from edgekd.bench import run_bench
+from edgekd.checkpoint import load_model
+from edgekd.config import load_config
+from edgekd.distill import Experiment, run_experiment
+from edgekd.errors import ConfigError, ModelError
+from edgekd.models import build
+from edgekd.models.user import parse_user_spec
+
+from conftest import FAST_BENCH, TINY, assert_user_error, run_cli
+
+USER_MODELS = Path(__file__).parent / "user_models"
+SHUFFLE = "shufflenet_tiny.py:shufflenet_tiny:width=12,groups=2,depth=1"   # small: grouped convs are slow on CPU
+# a short run: one fold, few epochs; the models need not learn well, only go through every stage
+SHORT = dict(data="digits", teacher="cnn:width=8,depth=2", student="cnn:width=4,depth=1", folds=1,
+             teacher_epochs=1, student_epochs=2, student_fraction=0.2, batch_size=64, seed=0)
+
+# one user file per way the user's code can fail; each defines ``make``
+BAD_FILES = {
+    "syntax.py": "def make(num_classes)\n    return None\n",
+    "imports.py": "import edgekd_not_installed_anywhere\n\ndef make(num_classes):\n    pass\n",
+    "raises_on_import.py": "raise RuntimeError('no GPU here')\n",
+    "not_a_module.py": "def make(num_classes):\n    return 'a model, promise'\n",
+    "wrong_output.py": "import torch\n\ndef make(num_classes):\n    return torch.nn.Sequential(torch.nn.Flatten(), "
+                       "torch.nn.Linear(64, 3))\n",
+    "untraceable.py": (
+        "import torch\n\nclass Branchy(torch.nn.Module):\n    def __init__(self, num_classes):\n"
+        "        super().__init__()\n        self.head = torch.nn.Linear(64, num_classes)\n"
+        "    def forward(self, x):\n        x = x.flatten(1)\n"
+        "        if x.sum() > 0:          # a branch on the data: torch.export cannot trace it\n"
+        "            x = x * 2\n        return self.head(x)\n\n"
+        "def make(num_classes):\n    return Branchy(num_classes)\n"),
+}
+
+
+def _write_bad_files(folder: Path) -> None:
+    for name, text in BAD_FILES.items():
+        (folder / name).write_text(text)
+
+
+def test_the_syntax_tells_user_code_from_the_zoo():
+    assert parse_user_spec("cnn:width=8,depth=2") is None and parse_user_spec("cnn") is None
+    assert parse_user_spec("cnn:width") is None               # a zoo name stays the zoo's (its error names the option)
+    module = parse_user_spec("my_models.nets:tiny:width=8,depth=2")
+    assert (module.target, module.factory, module.options, module.is_file) == ("my_models.nets", "tiny",
+                                                                               "width=8,depth=2", False)
+    file = parse_user_spec("models/net.py:make")
+    assert (file.target, file.factory, file.options, file.is_file) == ("models/net.py", "make", "", True)
+
+
+def test_a_module_factory_gets_the_facts_it_declares_and_typed_options(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(USER_MODELS))
+    model = build("shufflenet_tiny:shufflenet_tiny:width=12,groups=2", (3, 32, 32), 7)
+    assert model.stem[0].in_channels == 3 and model.head.out_features == 7 and model.head.in_features == 12
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 7)
+    (tmp_path / "timm_like.py").write_text(
+        "import torch\n\ndef make(num_classes, in_chans, input_shape, scale: float = 1.0):\n"
+        "    model = torch.nn.Linear(1, 1)\n    model.facts = (num_classes, in_chans, input_shape, scale)\n"
+        "    return model\n")
+    assert build(f"{tmp_path}/timm_like.py:make:scale=2", (3, 32, 32), 5).facts == (5, 3, (3, 32, 32), 2.0)
+    with pytest.raises(ModelError, match="model option 'width' in .* must be an integer, got '1.5'"):
+        build("shufflenet_tiny:shufflenet_tiny:width=1.5", (1, 8, 8), 10)
+    with pytest.raises(ModelError, match="unknown option of model 'shufflenet_tiny:shufflenet_tiny': 'widht'"):
+        build("shufflenet_tiny:shufflenet_tiny:widht=12", (1, 8, 8), 10)
+    with pytest.raises(ModelError, match="needs image input"):       # in_chans of tabular data
+        build(f"{tmp_path}/timm_like.py:make", (12,), 5)
+
+
+def test_a_student_from_a_user_file_distills_exports_and_benches(tmp_path, monkeypatch):
+    """A relative file path is recorded absolute, so export finds the code from any folder;
+    once the file is gone, export says it needs the same import path."""
+    (tmp_path / "models").mkdir()
+    shutil.copy(USER_MODELS / "shufflenet_tiny.py", tmp_path / "models")
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    summary = run_experiment(load_config(None, **{**SHORT, "student": f"models/{SHUFFLE}"}, out=str(run)))
+    recorded = f"{tmp_path}/models/{SHUFFLE}"
+    assert json.loads((run / "student" / "model.json").read_text())["arch"] == recorded
+    assert summary["models"]["student"]["arch"] == recorded and f'student = "{recorded}"' in \
+        (run / "config.toml").read_text()
+    monkeypatch.chdir(Path(__file__).parent)
+    bundle = tmp_path / "bundle"
+    edgekd.export(run, out=bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert {m["file"] for m in manifest["models"]} >= {"student.onnx", "student.int8.tflite", "teacher.onnx"}
+    report = run_bench(bundle, out=tmp_path / "bench.json", **FAST_BENCH)
+    reference = {m["file"]: m["reference_accuracy"] for m in manifest["models"]}
+    measured = {m["file"]: m["accuracy"] for m in report["models"]}
+    assert measured["student.onnx"] == pytest.approx(reference["student.onnx"], abs=0.01)
+    assert measured["student.int8.tflite"] == pytest.approx(reference["student.int8.tflite"], abs=0.1)
+    (tmp_path / "models" / "shufflenet_tiny.py").unlink()
+    with pytest.raises(ModelError, match="not found .*needs the same import path"):
+        edgekd.export(run, out=tmp_path / "again")
+    assert not (tmp_path / "again").exists()
+
+
+def test_teacher_weights_reach_the_same_held_out_accuracy_without_training(demo_run, tmp_path):
+    """A teacher trained in one run, saved as a plain safetensors state dict, brought into another."""
+    teacher, _ = load_model(demo_run / "teacher")
+    weights = tmp_path / "teacher.safetensors"
+    save_file({k: v.contiguous() for k, v in teacher.state_dict().items()}, str(weights))
+    summary = run_experiment(load_config(None, **{**SHORT, "teacher": TINY["teacher"]}, teacher_weights=str(weights),
+                                         out=str(tmp_path / "run")))
+    splits = [*summary["folds"], summary["final"]]
+    assert all(s["teacher"]["trained"] is False and s["teacher"]["source"] == str(weights) for s in splits)
+    assert all(0 < s["teacher"]["accuracy"] <= 1 for s in splits) and "teacher" not in summary["samples_per_second"]
+    assert summary["test"]["teacher"] == json.loads((demo_run / "cv.json").read_text())["test"]["teacher"]
+    again, _ = load_model(tmp_path / "run" / "teacher")
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in teacher.state_dict().items())
+
+
+def _bad_spec(tmp_path: Path, case: str) -> dict:
+    _write_bad_files(tmp_path)
+    torch.save({"w": torch.zeros(1)}, tmp_path / "pickle.pt")
+    save_file(build("cnn:width=32,depth=2", (1, 8, 8), 10).state_dict(), str(tmp_path / "cnn32.safetensors"))
+    return {
+        "module-missing": {"student": "edgekd_no_such_module.nets:make"},
+        "file-missing": {"student": "nowhere/net.py:make"},
+        "not-a-py-file": {"student": "models/net.txt:make"},
+        "syntax-error": {"student": "syntax.py:make"},
+        "import-fails": {"student": "imports.py:make"},
+        "raises-on-import": {"student": "raises_on_import.py:make"},
+        "factory-missing": {"student": "not_a_module.py:maek"},
+        "factory-raises": {"student": str(USER_MODELS / "shufflenet_tiny.py") + ":shufflenet_tiny:width=25"},
+        "returns-non-module": {"student": "not_a_module.py:make"},
+        "wrong-output": {"teacher": "wrong_output.py:make"},
+        "untraceable": {"student": "untraceable.py:make"},
+        "weights-of-another-arch": {"teacher": "cnn:width=16,depth=2", "teacher_weights": "cnn32.safetensors"},
+        "weights-missing": {"teacher_weights": "none.safetensors"},
+        "weights-a-pickle": {"teacher_weights": "pickle.pt"},
+        "weights-and-teacher-from": {"teacher_weights": "cnn32.safetensors", "teacher_from": "runs/demo"},
+    }[case]
+
+
+@pytest.mark.parametrize("case,error,fragment", [
+    ("module-missing", ModelError, "cannot import module 'edgekd_no_such_module.nets': No module named "
+                                   "'edgekd_no_such_module' (a user model needs the same import path"),
+    ("file-missing", ModelError, "nowhere/net.py' not found (a user model needs the same import path"),
+    ("not-a-py-file", ModelError, "net.txt' is not a .py file"),
+    ("syntax-error", ModelError, "syntax.py' has a syntax error: expected ':'"),
+    ("import-fails", ModelError, "imports.py' fails to import: No module named 'edgekd_not_installed_anywhere'"),
+    ("raises-on-import", ModelError, "raises_on_import.py' fails to import: RuntimeError: no GPU here"),
+    ("factory-missing", ModelError, "unknown factory in model file"),
+    ("factory-raises", ModelError, "factory 'shufflenet_tiny' of model file '"),
+    ("returns-non-module", ModelError, "returned a str, not a torch.nn.Module"),
+    ("wrong-output", ModelError, "returns (2, 3) for a batch of 2, expected logits (2, 10)"),
+    ("untraceable", ModelError, "untraceable.py' cannot be traced by torch.export"),
+    ("weights-of-another-arch", ModelError, "does not match the teacher 'cnn:width=16,depth=2': tensor "
+                                            "'features.0.weight' has shape [32, 1, 3, 3] in the file, [16, 1, 3, 3]"),
+    ("weights-missing", ModelError, "teacher weights 'none.safetensors' not found"),
+    ("weights-a-pickle", ModelError, "pickle.pt' is not a readable safetensors file"),
+    ("weights-and-teacher-from", ConfigError, "--teacher-weights and --teacher-from both bring a teacher"),
+])
+def test_bad_user_models_and_weights_are_one_error_before_anything_is_written(tmp_path, monkeypatch, case, error,
+                                                                              fragment):
+    monkeypatch.chdir(tmp_path)
+    options = _bad_spec(tmp_path, case)
+    with pytest.raises(error) as info:
+        Experiment.prepare(load_config(None, **{**SHORT, **options}, out=str(tmp_path / "run")))
+    assert fragment in info.value.message, info.value.message
+    if case == "factory-missing":
+        assert "did you mean 'make'?" in info.value.hint
+    if case == "factory-raises":
+        assert "raised ValueError: width 25 must be a multiple of 2 x groups (6)" in info.value.message
+    assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".run*"))
+
+
+def test_an_untraceable_user_model_is_one_error_line_from_the_cli(tmp_path):
+    """A real process: torch.export logs to its own streams, which must stay off the terminal."""
+    _write_bad_files(tmp_path)
+    result = run_cli("distill", "--student", "untraceable.py:make", "--folds", "1", "--out", tmp_path / "run",
+                     cwd=tmp_path)
+    assert_user_error(result, "cannot be traced by torch.export (export needs it)")
+    assert "hint: edgekd exports through torch.export" in result.stderr and not (tmp_path / "run").exists()
