@@ -82,13 +82,21 @@ def _positive_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def load_model(folder: Path):
+def load_model(folder: Path, trust_code: bool = False):
     """Rebuild the module from ``model.json`` and load its safetensors weights (eval mode). A user
-    model's spec (``FILE.py:FACTORY``) imports its code again: see ``edgekd.models.user``."""
+    model's spec (``FILE.py:FACTORY``) would import and call its code again, so it is refused unless
+    the caller was told to trust it: a run folder is a file edgekd loads, and a file edgekd loads
+    never runs code on its own (a copied or hostile run could name any importable function)."""
     from .models import build
+    from .models.user import parse_user_spec
 
     folder = Path(folder)
     spec = read_spec(folder)
+    if not trust_code and parse_user_spec(spec["arch"]) is not None:
+        raise ModelError(f"'{folder / SPEC}' names Python code to run ('{spec['arch']}'); edgekd runs code "
+                         "named in a run folder only when told to trust it",
+                         hint="if you made this run: edgekd export RUN --trust-model-code; as a teacher: "
+                              f"--teacher {spec['arch']} --teacher-weights {folder / WEIGHTS}")
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise ModelError(f"no {WEIGHTS} in '{folder}'")

@@ -169,10 +169,14 @@ def distill(config_file, force, resume, quiet, as_json, **options):
               help="ONNX opset, 18-27 (what torch 2.13 and onnxruntime honour)  [default: the exporter's]")
 @click.option("--calibration-samples", type=int, default=256, show_default=True,
               help="Training samples (stratified by class) that calibrate int8 activations.")
+@click.option("--trust-model-code", is_flag=True,
+              help="Rebuild models whose spec names your own code (FILE.py:FACTORY): this imports and runs "
+                   "that code, so pass it only for runs you made.")
 @click.option("--force", is_flag=True, help="Overwrite an existing bundle folder.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON on stdout.")
-def export_command(run_dir, int8, formats, roles, out, opset, calibration_samples, force, quiet, as_json):
+def export_command(run_dir, int8, formats, roles, out, opset, calibration_samples, trust_model_code, force, quiet,
+                   as_json):
     """Export a run's models to ONNX and TFLite, check each against PyTorch, write a bundle.
 
     \b
@@ -188,7 +192,7 @@ def export_command(run_dir, int8, formats, roles, out, opset, calibration_sample
     from .render.export import export_progress, render_export_report
 
     report = export_run(run_dir, out=out, formats=_names(formats), roles=_names(roles), int8=int8, opset=opset,
-                        calibration_samples=calibration_samples, force=force,
+                        calibration_samples=calibration_samples, trust_model_code=trust_model_code, force=force,
                         progress=None if quiet else export_progress(Console(stderr=True)))
     if as_json:
         click.echo(json.dumps(report, indent=2))

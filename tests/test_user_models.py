@@ -92,7 +92,10 @@ def test_a_student_from_a_user_file_distills_exports_and_benches(tmp_path, monke
         (run / "config.toml").read_text()
     monkeypatch.chdir(Path(__file__).parent)
     bundle = tmp_path / "bundle"
-    edgekd.export(run, out=bundle)
+    with pytest.raises(ModelError, match="names Python code to run"):     # not without being told to
+        edgekd.export(run, out=bundle)
+    assert not bundle.exists()
+    edgekd.export(run, out=bundle, trust_model_code=True)
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert {m["file"] for m in manifest["models"]} >= {"student.onnx", "student.int8.tflite", "teacher.onnx"}
     report = run_bench(bundle, out=tmp_path / "bench.json", **FAST_BENCH)
@@ -102,8 +105,28 @@ def test_a_student_from_a_user_file_distills_exports_and_benches(tmp_path, monke
     assert measured["student.int8.tflite"] == pytest.approx(reference["student.int8.tflite"], abs=0.1)
     (tmp_path / "models" / "shufflenet_tiny.py").unlink()
     with pytest.raises(ModelError, match="not found .*needs the same import path"):
-        edgekd.export(run, out=tmp_path / "again")
+        edgekd.export(run, out=tmp_path / "again", trust_model_code=True)
     assert not (tmp_path / "again").exists()
+
+
+def test_a_run_folder_naming_code_runs_nothing_unless_trusted(demo_run, tmp_path):
+    """A copied or hostile run's model.json can name any importable function: export and
+    --teacher-from refuse it before importing anything (the marker is never written)."""
+    from edgekd.distill.teachers import load_teacher
+
+    marker = tmp_path / "ran"
+    (tmp_path / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\ndef factory(num_classes):\n    pass\n")
+    run = shutil.copytree(demo_run, tmp_path / "run")
+    for role in ("student", "teacher"):
+        spec_path = run / role / "model.json"
+        spec_path.write_text(json.dumps({**json.loads(spec_path.read_text()), "arch": f"{tmp_path}/evil.py:factory"}))
+    with pytest.raises(ModelError, match="names Python code to run") as info:
+        edgekd.export(run, out=tmp_path / "bundle")
+    assert "--trust-model-code" in info.value.hint and not (tmp_path / "bundle").exists()
+    with pytest.raises(ModelError, match="names Python code to run") as info:
+        load_teacher(str(run))
+    assert "--teacher-weights" in info.value.hint
+    assert not marker.exists()
 
 
 def test_teacher_weights_reach_the_same_held_out_accuracy_without_training(demo_run, tmp_path):

@@ -43,6 +43,7 @@ class ExportOptions:
     int8: bool = True
     opset: int | None = None
     calibration_samples: int = 256
+    trust_model_code: bool = False        # rebuild a model whose spec names your code (FILE.py:FACTORY)
 
     def check_numbers(self) -> None:
         whole = (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool))
@@ -156,7 +157,7 @@ def prepare(run_dir: Path, out, options: ExportOptions, force: bool, progress: P
     sources = {}
     for role in roles:
         _emit(progress, event="load", role=role)
-        sources[role] = load_source(run_dir, role)
+        sources[role] = load_source(run_dir, role, options.trust_model_code)
     for role, fmt in plan:
         if sources[role].kind == "onnx" and fmt.runtime != "onnxruntime":
             raise ExportError(f"the {role} is a brought ONNX model; it cannot be converted to {fmt.name}",

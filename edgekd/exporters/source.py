@@ -81,7 +81,7 @@ def check_bundle_path(run_dir: Path, out: Path) -> None:
                               hint=f"drop --out (default '{run_dir / 'bundle'}') or name a new folder")
 
 
-def load_source(run_dir: Path, role: str) -> Source:
+def load_source(run_dir: Path, role: str, trust_code: bool = False) -> Source:
     folder = run_dir / role
     if not folder.is_dir():
         present = [r for r in TRAINED_ROLES if (run_dir / r).is_dir()]
@@ -91,7 +91,7 @@ def load_source(run_dir: Path, role: str) -> Source:
     spec = checkpoint.read_spec(folder)
     fmt = spec.get("format", "safetensors")
     if fmt == "safetensors":
-        module, spec = checkpoint.load_model(folder)
+        module, spec = checkpoint.load_model(folder, trust_code)
         src = Source(role, folder, spec, "torch", module=module)
     elif fmt == "pt2":
         program = _load_pt2(folder / "model.pt2")
