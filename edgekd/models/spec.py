@@ -20,7 +20,7 @@ from typing import Annotated, Any, Callable, Literal
 from ..errors import ModelError, closest, unknown_name
 
 #: what a builder may ask for about the data, by parameter name (``in_chans``: image input only)
-FACTS = ("input_shape", "num_classes", "in_chans")
+FACTS = ("input_shape", "num_classes", "in_chans", "in_channels")     # in_chans: timm's name; in_channels: torch's
 REQUIRED = inspect.Parameter.empty
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 EXPECTED = {int: "an integer", float: "a finite number", bool: "true or false (1/0, yes/no)", str: "a string"}
@@ -145,9 +145,10 @@ def image_shape(input_shape: tuple[int, ...], name: str) -> tuple[int, int, int]
 
 def call_factory(fn: Callable, input_shape: tuple[int, ...], num_classes: int, options: dict[str, Any]):
     """``fn(**options)`` plus those of the data's facts that ``fn`` declares by name: ``input_shape``
-    (without the batch dimension), ``num_classes``, and ``in_chans`` (input_shape[0] of an image)."""
+    (without the batch dimension), ``num_classes``, and ``in_chans`` or ``in_channels`` (input_shape[0]
+    of an image)."""
     declared = {p.name for p in _keyword_parameters(fn)}
     facts: dict[str, Any] = {"input_shape": tuple(input_shape), "num_classes": num_classes}
-    if "in_chans" in declared:
-        facts["in_chans"] = image_shape(tuple(input_shape), getattr(fn, "__name__", _label(fn)))[0]
+    for name in {"in_chans", "in_channels"} & declared:
+        facts[name] = image_shape(tuple(input_shape), getattr(fn, "__name__", _label(fn)))[0]
     return fn(**{key: value for key, value in facts.items() if key in declared}, **options)

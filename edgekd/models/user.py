@@ -21,10 +21,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
-import inspect
 import os
 import sys
-import typing
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable
@@ -80,7 +78,7 @@ def absolute_spec(spec: str) -> str:
 def build_user(user: UserSpec, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """The factory's module for the data's facts and the spec's options; each failure one ModelError.
     Built once, for real (not first on the meta device as the zoo is): the user's code may need data."""
-    factory = _in_chans_named(load_factory(user))
+    factory = load_factory(user)
     options = parse_options(factory, f"{user.target}:{user.factory}", user.options, user.text)
     try:
         model = call_factory(factory, tuple(input_shape), num_classes, options)
@@ -153,30 +151,6 @@ def _run_import(user: UserSpec, load: Callable[[], Any]):
         raise ModelError(f"{user.where} has a syntax error: {exc.msg} ('{exc.filename}', line {exc.lineno})") from None
     except Exception as exc:               # the user's module failing as it runs
         raise ModelError(f"{user.where} fails to import: {_first_line(exc)}") from None
-
-
-def _in_chans_named(factory: Callable) -> Callable:
-    """spec.call_factory hands an image's channel count to a parameter named ``in_chans`` (timm's
-    name); a factory that calls it ``in_channels`` (torch's) is called through a function that declares
-    ``in_chans`` instead, with the same options and annotations."""
-    signature = inspect.signature(factory)
-    if "in_channels" not in signature.parameters:
-        return factory
-    try:
-        hints = typing.get_type_hints(factory.__init__ if isinstance(factory, type) else factory,
-                                      include_extras=True)
-    except Exception:    # read_options then names the annotation that does not resolve
-        return factory
-
-    def renamed(**kwargs):
-        return factory(in_channels=kwargs.pop("in_chans"), **kwargs)
-
-    rename = {"in_channels": "in_chans"}
-    renamed.__signature__ = signature.replace(parameters=[p.replace(name=rename.get(p.name, p.name))
-                                                          for p in signature.parameters.values()])
-    renamed.__annotations__ = {rename.get(key, key): value for key, value in hints.items()}
-    renamed.__name__ = renamed.__qualname__ = getattr(factory, "__name__", "factory")
-    return renamed
 
 
 def check_user_model(model: nn.Module, user: UserSpec, input_shape: tuple[int, ...], num_classes: int) -> None:
