@@ -12,7 +12,10 @@ from edgekd.errors import ModelError
 from edgekd.models import MODELS, build, call_factory, count_macs, count_parameters, parse_spec, read_options
 from edgekd.models.spec import parse_options
 
-SHAPES = {"digits": (1, 8, 8), "rgb": (3, 32, 32), "tabular": (12,)}
+# real tensors at digits' size and tabular input; tests/test_zoo.py builds every model at 1×28×28 and 3×32×32
+# on the meta device and exports each kind of graph at 1×28×28 (a real forward of a fresh ResNet-50 at 32×32
+# costs seconds on a 2-core machine: that is suite time, not coverage)
+SHAPES = {"digits": (1, 8, 8), "rgb": (3, 8, 8), "tabular": (12,)}
 
 
 @pytest.mark.parametrize("shape_name", SHAPES)
@@ -36,8 +39,9 @@ def test_every_option_given_as_its_default_text_builds_the_default_model(name):
     defaults = {key: option.default for key, option in read_options(MODELS.get(name)).items()}
     text = ",".join(f"{key}={str(value).lower()}" for key, value in defaults.items())
     assert parse_spec(f"{name}:{text}") == (name, defaults)
-    plain, spelled = build(name, (1, 8, 8), 10), build(f"{name}:{text}", (1, 8, 8), 10)
-    assert list(plain.state_dict()) == list(spelled.state_dict())
+    with torch.device("meta"):          # the layers' names and shapes are the question, not their values
+        plain, spelled = build(name, (1, 8, 8), 10), build(f"{name}:{text}", (1, 8, 8), 10)
+    assert {k: v.shape for k, v in plain.state_dict().items()} == {k: v.shape for k, v in spelled.state_dict().items()}
 
 
 # By hand from the layers (outputs × inputs per output, for each Conv2d and Linear; one sample):
