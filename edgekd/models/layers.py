@@ -9,15 +9,13 @@ module is built). ``act`` names are ``relu``, ``relu6`` and ``hardswish``.
 from __future__ import annotations
 
 import inspect
-from typing import Annotated, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
 
 from . import register_model
-from .spec import Check, Fraction
-
-PositiveFloat = Annotated[float, Check("positive", lambda value: value > 0)]
+from .spec import Fraction
 ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hardswish": nn.Hardswish}
 #: images under this many pixels on their shorter side get a stride-1 stem (see ``stem_stride``)
 SMALL_IMAGE = 64

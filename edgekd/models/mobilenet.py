@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Literal
 
 from . import register_model
-from .layers import InvertedResidualNet, PositiveFloat, Stage, make_divisible, register_variant, stem_stride
+from .layers import InvertedResidualNet, Stage, make_divisible, register_variant, stem_stride
+from .spec import PositiveFloat
 from .spec import Fraction
 
 # MobileNetV2, Table 2: expansion t, channels c, repeats n, stride s (3×3 depthwise, ReLU6, no SE)

@@ -19,30 +19,18 @@ configurable builder ``resnet`` and the named variants ``resnet8`` … ``resnet5
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 import torch
 from torch import nn
 
 from . import register_model
-from .spec import Check, image_shape
+from .layers import SMALL_IMAGE, make_divisible
+from .spec import PositiveFloat, image_shape
 
 Depth = Literal[8, 14, 20, 18, 34, 50]
 Stem = Literal["auto", "cifar", "imagenet"]
-Width = Annotated[float, Check("positive", lambda value: value > 0)]
-
-#: below this many pixels on the smaller side, ``stem=auto`` keeps the full resolution (cifar stem)
-SMALL_INPUT = 64
 CIFAR_WIDTHS, IMAGENET_WIDTHS = (16, 32, 64), (64, 128, 256, 512)
-
-
-def channels(base: int, width: float) -> int:
-    """``base × width`` to the nearest multiple of 8 (halves up), at least 8, and 8 more where that
-    fell over 10 % short: the zoo's one rule (timm's ``make_divisible``), counts that vectorise on
-    CPUs and int8 kernels, and no stage thinner than 8 channels."""
-    value = base * width
-    rounded = max(8, int(value + 4) // 8 * 8)
-    return rounded + 8 if rounded < 0.9 * value else rounded
 
 
 def conv_bn(in_chans: int, out_chans: int, kernel: int, stride: int = 1) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
@@ -109,7 +97,7 @@ class ResNet(nn.Module):
                  stem: Literal["cifar", "imagenet"] = "imagenet", width: float = 1.0):
         super().__init__()
         block, counts, bases = LAYOUTS[depth]
-        planes = [channels(base, width) for base in bases]
+        planes = [make_divisible(base * width) for base in bases]
         kernel, stride = (3, 1) if stem == "cifar" else (7, 2)
         self.conv1, self.bn1 = conv_bn(in_chans, planes[0], kernel, stride)
         self.relu = nn.ReLU()
@@ -144,23 +132,23 @@ class ResNet(nn.Module):
 
 
 def pick_stem(input_shape: tuple[int, ...], stem: str) -> Literal["cifar", "imagenet"]:
-    """``auto``: cifar (full resolution) when the smaller side is under ``SMALL_INPUT`` px."""
+    """``auto``: cifar (full resolution) when the smaller side is under ``SMALL_IMAGE`` px."""
     if stem != "auto":
         return stem  # type: ignore[return-value]
     _, height, width_px = image_shape(tuple(input_shape), "resnet")
-    return "cifar" if min(height, width_px) < SMALL_INPUT else "imagenet"
+    return "cifar" if min(height, width_px) < SMALL_IMAGE else "imagenet"
 
 
 @register_model("resnet")
 def resnet(input_shape: tuple[int, int, int], in_chans: int, num_classes: int, depth: Depth = 18,
-           stem: Stem = "auto", width: Width = 1.0) -> ResNet:
+           stem: Stem = "auto", width: PositiveFloat = 1.0) -> ResNet:
     """``resnet:depth=20,stem=cifar,width=0.5``; the module docstring says what each option does."""
     return ResNet(in_chans, num_classes, depth, pick_stem(input_shape, stem), width)
 
 
 def _variant(depth: int):
     def variant(input_shape: tuple[int, int, int], in_chans: int, num_classes: int, stem: Stem = "auto",
-                width: Width = 1.0) -> ResNet:
+                width: PositiveFloat = 1.0) -> ResNet:
         return resnet(input_shape, in_chans, num_classes, depth, stem, width)
 
     variant.__name__ = variant.__qualname__ = f"resnet{depth}"

@@ -35,6 +35,7 @@ class Check:
 
 
 PositiveInt = Annotated[int, Check("positive", lambda value: value > 0)]
+PositiveFloat = Annotated[float, Check("positive", lambda value: value > 0)]
 Fraction = Annotated[float, Check("in [0, 1)", lambda value: 0 <= value < 1)]
 
 
