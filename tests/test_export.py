@@ -229,7 +229,8 @@ def test_opset_the_exporter_cannot_honour_is_refused(tmp_path, base_run, opset):
 
 def test_a_file_its_runtime_cannot_run_fails_the_export(tmp_path):
     """opset 28's int8 ops made onnxruntime raise its own error: a traceback, not an export error."""
-    from edgekd.exporters import _run_in_runtime, get_format
+    from edgekd.exporters import get_format
+    from edgekd.exporters.run import _run_in_runtime
 
     bad = tmp_path / "student.int8.onnx"
     bad.write_bytes(b"not an onnx model")

@@ -8,7 +8,6 @@ from __future__ import annotations
 from ..schema.export import EXPORT_REPORT
 from .formats import FORMATS, Format, get_format, parse_formats
 from .run import ExportContext, ExportOptions, default_plan, export_run
-from .run import _run_in_runtime  # noqa: F401  (tests check it on a file no runtime can run)
 
 __all__ = ["export_run", "ExportOptions", "ExportContext", "FORMATS", "Format", "get_format", "parse_formats",
            "default_plan", "EXPORT_REPORT"]
