@@ -79,8 +79,10 @@ GROUPS = export_groups()
 
 
 @pytest.mark.parametrize("name", sorted(GROUPS), ids=[f"{n}({len(GROUPS[n])})" for n in sorted(GROUPS)])
-def test_every_kind_of_model_exports_to_onnx_and_tflite_within_1e_4(name):
-    """The project's own exporters (export_onnx, export_tflite), the files run by runtimes.open_model."""
+def test_every_kind_of_model_exports_in_every_format(name):
+    """The project's own exporters, the files run by runtimes.open_model: ONNX and fp32 TFLite within
+    1e-4 of PyTorch; tflite-int8 through the exporter's strict dtype check (int8 input, output and
+    every feature map: it raises otherwise) and onnx-int8 loading and running, both close to fp32."""
     pytest.importorskip("litert_torch")
     pytest.importorskip("onnxruntime")
     from edgekd.exporters.formats import FORMATS
@@ -89,18 +91,26 @@ def test_every_kind_of_model_exports_to_onnx_and_tflite_within_1e_4(name):
     from edgekd.runtimes import open_model
 
     model = _calibrated(name, EXPORT_SHAPE)
-    x = np.random.default_rng(1).normal(0, 1, (8, *EXPORT_SHAPE)).astype(np.float32)
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1, (8, *EXPORT_SHAPE)).astype(np.float32)
     with torch.no_grad():
         reference = model(torch.from_numpy(x)).numpy()
     assert np.abs(reference).max() > 1e-2      # logits a 1e-4 check can tell apart
+    calibration = rng.normal(0, 1, (32, *EXPORT_SHAPE)).astype(np.float32)
     with tempfile.TemporaryDirectory() as work:
         source = Source("student", Path(work), {"input": {"shape": list(EXPORT_SHAPE)}}, "torch", module=model)
-        context = ExportContext(Path(work), None, None)
-        for fmt in (FORMATS.get("onnx"), FORMATS.get("tflite")):
+        context = ExportContext(Path(work), None, calibration)
+        for fmt in (FORMATS.get(n) for n in FORMATS.names() if n != "tflite-fp16"):  # fp16: test_export
             path = Path(work) / fmt.filename("student")
             fmt.exporter_function()(context, source, path)
             logits = open_model(path, threads=1).logits(x)
-            assert np.abs(logits - reference).max() <= 1e-4, (fmt.name, name)
+            if fmt.precision == "fp32":
+                assert np.abs(logits - reference).max() <= 1e-4, (fmt.name, name)
+            else:  # random weights and inputs, deep nets near chaos: int8 noise grows layer by layer
+                # (correlation with fp32 0.70-0.999 measured), so this asks for the same function, not
+                # for accuracy (that is test_zoo_end_to_end's and benchmarks/int8_accuracy.py's, trained)
+                correlation = np.corrcoef(logits.ravel(), reference.ravel())[0, 1]
+                assert correlation >= 0.5, (fmt.name, name, correlation)
 
 
 # --- the papers' figures ---------------------------------------------------------------------------

@@ -55,7 +55,8 @@ for _fmt in (
     Format("tflite", ".tflite", "fp32", "tflite", "tflite:export_tflite", (), False, 1e-4),
     # TFLite with float16 weights (ai-edge-quantizer float casting), float32 compute and I/O
     Format("tflite-fp16", ".fp16.tflite", "fp16", "tflite", "tflite:export_tflite_fp16", (), False, None),
-    # TFLite full-integer int8: int8 weights (symmetric per-channel), activations, input and output (PT2E)
+    # TFLite full-integer int8: int8 weights (symmetric per-channel), activations, input and output
+    # (ai-edge-quantizer's static recipe on the fp32 flatbuffer)
     Format("tflite-int8", ".int8.tflite", "int8", "tflite", "tflite:export_tflite_int8", ("calibration_samples",),
            True, None),
 ):
