@@ -31,11 +31,11 @@ from edgekd.schema import bench as bench_schema
 from edgekd.schema import cv as cv_schema
 from edgekd.schema.export import EXPORT_REPORT, ExportReport
 from edgekd.schema.jsonfile import read_json
+from readme_section import rewrite_readme
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "benchmarks" / "results" / "demo_figures.json"
-README = ROOT / "README.md"
-START, END = "<!-- demo-figures:start -->", "<!-- demo-figures:end -->"
+SECTION = "demo-figures"    # the README markers
 
 
 def demo_run(makefile: Path = ROOT / "Makefile") -> str:
@@ -148,11 +148,6 @@ def _timing(fig: dict) -> str:
             "adds a few minutes to create `.venv` and install the pinned wheels.")
 
 
-def rewrite_readme(text: str, section: str) -> str:
-    head, rest = text.split(START, 1)
-    return f"{head}{START}\n{section}\n{END}{rest.split(END, 1)[1]}"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--render", action="store_true", help="only re-render the README from the record")
@@ -162,7 +157,7 @@ def main(argv=None) -> int:
         RECORD.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(RECORD, json.dumps(collect(ROOT / demo_run(), timing), indent=2) + "\n")
     section = render(json.loads(RECORD.read_text()))
-    atomic_write_text(README, rewrite_readme(README.read_text(), section))
+    rewrite_readme(SECTION, section)
     print(section)
     return 0
 

@@ -1,36 +1,46 @@
-"""The README's demo figures are the recorded output of `make demo`, rendered, not hand-copied."""
+"""The README's figures are the recorded output of `make demo` and of the benchmarks, rendered, not
+hand-copied: each script that owns a README section renders it from its record."""
 from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))     # as when the scripts run: they import readme_section
+
+import readme_section  # noqa: E402
+
+SCRIPTS = ["demo_figures", "int8_accuracy"]      # each has SECTION, RECORD and render(record)
 
 
-def _figures():
-    spec = importlib.util.spec_from_file_location("demo_figures", ROOT / "benchmarks" / "demo_figures.py")
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_readme_demo_section_is_the_rendered_record():
-    figures = _figures()
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split(figures.START, 1)[1].split(figures.END, 1)[0].strip("\n")
-    assert section == figures.render(json.loads(figures.RECORD.read_text())), \
-        "README's demo section differs from the record: run python benchmarks/demo_figures.py --render"
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_each_readme_section_is_its_scripts_rendering_of_the_record(name):
+    script = _script(name)
+    section = readme_section.section((ROOT / "README.md").read_text(), script.SECTION)
+    assert section == script.render(json.loads(script.RECORD.read_text())), \
+        f"README's {script.SECTION} section differs from the record: run python benchmarks/{name}.py --render"
 
 
 def test_the_figures_script_runs_the_makefiles_demo_commands():
-    commands = _figures().demo_commands()
+    commands = _script("demo_figures").demo_commands()
     assert [c[:2] for c in commands] == [[".venv/bin/edgekd", "distill"], [".venv/bin/edgekd", "export"],
                                          [".venv/bin/edgekd", "bench"]]
     assert commands[0][commands[0].index("--out") + 1] == "runs/demo"
 
 
 def test_rewriting_keeps_the_text_around_the_section():
-    figures = _figures()
-    text = f"before\n{figures.START}\nold\n{figures.END}\nafter\n"
-    assert figures.rewrite_readme(text, "new") == f"before\n{figures.START}\nnew\n{figures.END}\nafter\n"
+    start, end = readme_section.markers("x")
+    text = f"before\n{start}\nold\n{end}\nafter\n{start.replace('x', 'y')}\n"
+    assert readme_section.rewrite(text, "x", "new") == f"before\n{start}\nnew\n{end}\nafter\n" \
+        f"{start.replace('x', 'y')}\n"

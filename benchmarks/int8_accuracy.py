@@ -1,0 +1,90 @@
+"""int8 accuracy of trained zoo students: full-integer int8 TFLite against the fp32 TFLite file.
+
+    python benchmarks/int8_accuracy.py                      # ~10 min on 2 cores: trains two students on digits
+    python benchmarks/int8_accuracy.py --work runs/int8acc  # keeps the runs; a second call reuses them
+
+For each student (a MobileNetV3-Small-style and a MobileNetV2, the inverted-residual families whose
+int8 files the issue asks about) one digits run is distilled from a ResNet-8 teacher (`resnet8`) (one split,
+30 student epochs on half the training images), then ``edgekd export --formats tflite,tflite-int8``
+writes the fp32 and the int8 files and checks each in LiteRT on the 360 held-out images. Reported
+per student: each file's accuracy, the int8 file's top-1 agreement with PyTorch (the fp32 file
+equals PyTorch within 1e-4, so this is its agreement with the fp32 file to within ties), and
+whether the issue's targets hold: int8 within 0.5 points of fp32 and ≥ 99 % agreement.
+Writes benchmarks/results/int8_accuracy.json and the README's ``int8-accuracy`` section (rendered
+from the record; ``--render`` re-renders only).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+
+RECORD = Path(__file__).parent / "results" / "int8_accuracy.json"
+SECTION = "int8-accuracy"    # the README markers
+STUDENTS = {"mobilenetv3_small": "mobilenetv3:variant=small,width=0.5", "mobilenetv2": "mobilenetv2:width=0.25"}
+SETTINGS = dict(data="digits", teacher="resnet8", folds=1, teacher_epochs=8, student_epochs=30,
+                student_fraction=0.5, seed=0)
+MAX_DROP, MIN_AGREEMENT = 0.005, 0.99
+
+
+def trained_run(work: Path, name: str, spec: str) -> Path:
+    from edgekd.config import load_config
+    from edgekd.distill import run_experiment
+
+    run = work / name
+    if not (run / "cv.json").is_file():
+        print(f"distilling {spec} into {run} ...", flush=True)
+        run_experiment(load_config(None, **SETTINGS, student=spec, out=str(run)), force=run.exists())
+    return run
+
+
+def int8_against_fp32(run: Path, calibration_samples: int) -> dict:
+    import edgekd
+
+    bundle = run / "int8_accuracy_bundle"
+    edgekd.export(run, out=bundle, formats=["tflite", "tflite-int8"], roles=["student"],
+                  calibration_samples=calibration_samples, force=True)
+    parity = {m["format"]: m["parity"] for m in json.loads((bundle / "export.json").read_text())["models"]}
+    fp32, int8 = parity["tflite"], parity["tflite-int8"]
+    drop = fp32["accuracy"] - int8["accuracy"]
+    return {"fp32_accuracy": fp32["accuracy"], "int8_accuracy": int8["accuracy"], "drop": drop,
+            "int8_top1_agreement": int8["top1_agreement"], "samples": int8["samples"],
+            "within_targets": drop <= MAX_DROP and int8["top1_agreement"] >= MIN_AGREEMENT}
+
+
+def render(record: dict) -> str:
+    lines = ["| student | fp32 TFLite | int8 TFLite | int8 − fp32 (points) | top-1 agreement | targets |",
+             "|---|---:|---:|---:|---:|---|"]
+    for row in record["students"].values():
+        lines.append(f"| `{row['student']}` | {row['fp32_accuracy']:.2%} | {row['int8_accuracy']:.2%} | "
+                     f"{-100 * row['drop']:+.2f} | {row['int8_top1_agreement']:.2%} | "
+                     f"{'met' if row['within_targets'] else 'missed'} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    from readme_section import rewrite_readme
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("runs/int8_accuracy"))
+    parser.add_argument("--calibration-samples", type=int, default=256)
+    parser.add_argument("--render", action="store_true", help="only re-render the README from the record")
+    args = parser.parse_args()
+    if not args.render:
+        rows = {name: {"student": spec, **int8_against_fp32(trained_run(args.work, name, spec),
+                                                             args.calibration_samples)}
+                for name, spec in STUDENTS.items()}
+        record = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "settings": SETTINGS,
+                  "calibration_samples": args.calibration_samples,
+                  "targets": {"max_drop": MAX_DROP, "min_agreement": MIN_AGREEMENT}, "students": rows}
+        RECORD.parent.mkdir(exist_ok=True)
+        RECORD.write_text(json.dumps(record, indent=2) + "\n")
+    rendered = render(json.loads(RECORD.read_text()))
+    rewrite_readme(SECTION, rendered)
+    print(rendered)
+
+
+if __name__ == "__main__":
+    main()
