@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..render.numbers import MIB, fmt, ms, pct, size
+from .report import measured
 
 # -- rows shared by the table and markdown --------------------------------------------------
 
@@ -37,17 +38,74 @@ def rows(result: dict) -> list[tuple[str, dict]]:
                         "peak MiB": fmt(mem["rss_peak_inference"] / MIB, ".1f"),
                         "+model MiB": fmt(mem["model_bytes"] / MIB, ".2f")})
             out.append(("model", row))
-    several = len({c["teacher"] for c in result["comparisons"]}) > 1
-    for c in result["comparisons"]:
+    shown = shown_comparisons(result)
+    several = len({c["teacher"] for c in shown}) > 1
+    for c in shown:
         out.append(("compare", {"model": f"{c['model']} vs {c['teacher'] if several else 'teacher'}", "role": "comparison",
                                 "format": c["teacher"], "threads": str(c["threads"]), "batch": str(c["batch"]),
                                 "size": fmt(c["size_ratio"], ".3f", "×"),
                                 "accuracy": pct(c["accuracy_delta"], "+.2f", " pp"),
                                 "agree": pct(c["agreement_with_teacher"], ".1f"),
-                                "p50 ms": fmt(c["speedup"], ".2f", "× faster"),
+                                "p50 ms": faster(c["speedup"]),
                                 "peak MiB": fmt(c["memory_ratio"], ".2f", "×"),
                                 "+model MiB": fmt(c["model_memory_ratio"], ".2f", "×")}))
     return out
+
+
+def shown_comparisons(result: dict) -> list[dict]:
+    """The comparisons the table shows: each model against the teacher's file of its own format,
+    else against the run's reference teacher. bench.json keeps every pair (N students × M teacher
+    files), which in a bundle of four formats per role would be 16 rows per setting."""
+    fmt_of = {m["file"]: m["format"] for m in result["models"]}
+    by_format = {m["format"]: m["file"] for m in result["models"] if m["role"] == "teacher"}
+    out = []
+    for c in result["comparisons"]:
+        wanted = by_format.get(fmt_of.get(c["model"]), result.get("teacher"))
+        if c["teacher"] == wanted:
+            out.append(c)
+    return out
+
+
+def faster(ratio: float | None) -> str:
+    """A speed ratio (reference p50 / this p50) in words: below 1 is slower, said so."""
+    if ratio is None or ratio <= 0:
+        return "—"
+    return f"{ratio:.2f}× faster" if ratio >= 1 else f"{1 / ratio:.2f}× slower"
+
+
+#: per runtime, the fp32 and the int8 format whose p50s are set side by side
+RUNTIME_PAIRS = (("onnxruntime", "onnx", "onnx-int8"), ("LiteRT", "tflite", "tflite-int8"))
+
+
+def formats_side_by_side(result: dict) -> list[dict]:
+    """Per role, setting and runtime with both an fp32 and an int8 file: their p50s and int8 against
+    fp32, so a user sees whether int8 pays on this device (it does not on every CPU)."""
+    out = []
+    for role in dict.fromkeys(m["role"] for m in result["models"]):
+        files = {m["format"]: m for m in result["models"] if m["role"] == role}
+        for runtime, fp32, int8 in RUNTIME_PAIRS:
+            if fp32 not in files or int8 not in files:
+                continue
+            for x in measured(files[fp32]):
+                a, b = x["latency_ms"]["p50"], _p50(files[int8], x["threads"], x["batch"])
+                out.append({"role": role, "runtime": runtime, "threads": str(x["threads"]),
+                            "batch": str(x["batch"]), "fp32 p50 ms": ms(a), "int8 p50 ms": ms(b),
+                            "int8 vs fp32": faster(a / b if a and b else None)})
+    return out
+
+
+def _p50(m: dict, threads: int, batch: int) -> float | None:
+    return next((x["latency_ms"]["p50"] for x in measured(m) if (x["threads"], x["batch"]) == (threads, batch)), None)
+
+
+def side_by_side_markdown(result: dict) -> list[str]:
+    table = formats_side_by_side(result)
+    if not table:
+        return []
+    columns = list(table[0])
+    lines = ["", "### int8 against fp32, side by side", "", "| " + " | ".join(columns) + " |",
+             "|" + "|".join("---" if c in ("role", "runtime") else "---:" for c in columns) + "|"]
+    return lines + ["| " + " | ".join(row[c] for c in columns) + " |" for row in table]
 
 
 def skipped_notes(result: dict) -> list[str]:
@@ -94,6 +152,7 @@ def to_markdown(result: dict) -> str:
         if kind == "compare":
             vals = [f"**{v}**" if v else v for v in vals]
         lines.append("| " + " | ".join(vals) + " |")
+    lines += side_by_side_markdown(result)
     notes = skipped_notes(result)
     if notes:
         lines += [""] + [f"- skipped {n}" for n in notes]

@@ -1,7 +1,8 @@
 """``edgekd bench`` on the terminal: the progress bar over child processes, the table, the summary."""
 from __future__ import annotations
 
-from ..bench.text import NARROW, SHORT, TERMINAL, device_line, rows, skipped_notes, thermal_line
+from ..bench.text import NARROW, SHORT, TERMINAL, device_line, formats_side_by_side, rows, skipped_notes, \
+    thermal_line
 
 
 def render_table(result: dict, console=None) -> None:
@@ -11,6 +12,9 @@ def render_table(result: dict, console=None) -> None:
     table = _table(result, TERMINAL)
     natural = console.measure(table, options=console.options.update_width(100_000)).maximum
     console.print(table if natural <= console.width else _table(result, NARROW))
+    side = formats_side_by_side(result)
+    if side:
+        console.print(_side_by_side(side))
     for note in skipped_notes(result):
         console.print(f"[dim]skipped {note}[/dim]")
     t = thermal_line(result)
@@ -32,6 +36,17 @@ def _table(result: dict, cols: list[str]):
             section = True
         table.add_row(*[cells.get(h, "") for h in cols],
                       style={"compare": "bold cyan", "skip": "dim"}.get(kind))
+    return table
+
+
+def _side_by_side(side: list[dict]):
+    """Each role's formats at each setting: does int8 pay on this device?"""
+    from rich.table import Table
+    table = Table(title="int8 against fp32, side by side")
+    for c in side[0]:
+        table.add_column(SHORT.get(c, c), justify="left" if c in ("role", "runtime") else "right", no_wrap=True)
+    for row in side:
+        table.add_row(*row.values())
     return table
 
 
