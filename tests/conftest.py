@@ -53,6 +53,33 @@ def demo_bundle(demo_run, tmp_path_factory) -> Path:
     return out
 
 
+#: the zoo through every stage: a ResNet teacher and a MobileNetV3-Small student (hard-swish and
+#: squeeze-excitation: the ops int8 converters leave float most often), short enough to stay ~1 min
+#: on 2 cores, long enough that the student is well above chance
+ZOO_RUN = dict(data="digits", teacher="resnet:depth=8", student="mobilenetv3:variant=small,width=0.25", folds=1,
+               teacher_epochs=2, student_epochs=8, student_fraction=0.5, batch_size=64, seed=0)
+
+
+@pytest.fixture(scope="session")
+def zoo_run(tmp_path_factory) -> tuple[Path, dict]:
+    """(run folder, cv.json) of one ZOO_RUN (session-wide, read-only for tests)."""
+    from edgekd.config import load_config
+    from edgekd.distill import run_experiment
+
+    out = tmp_path_factory.mktemp("zoo") / "run"
+    return out, run_experiment(load_config(None, **ZOO_RUN, out=str(out)))
+
+
+@pytest.fixture(scope="session")
+def zoo_bundle(zoo_run, tmp_path_factory) -> Path:
+    """The default --int8 bundle of ``zoo_run``: its student.int8.tflite is full-integer MobileNetV3."""
+    import edgekd
+
+    out = tmp_path_factory.mktemp("zoo_bundle") / "bundle"
+    edgekd.export(zoo_run[0], out=out)
+    return out
+
+
 #: a short bench: one thread, five timed runs (the numbers are checked for shape, not for speed)
 FAST_BENCH = dict(threads=[1], runs=5, min_seconds=0.0, warmup=2, warmup_seconds=0.0)
 #: the same, as ``edgekd bench`` options
