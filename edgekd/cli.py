@@ -118,6 +118,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--test-fraction", type=float, help="Held-out test split [default: 0.2].")
 @click.option("--teacher-epochs", type=int, help="[default: 15]")
 @click.option("--student-epochs", type=int, help="Epochs of the student and the simple model [default: 150].")
+@click.option("--qat-epochs", type=int, metavar="N", help="Then fine-tune the final student N epochs with int8 "
+              "fake quantization, from the same soft targets (quantization-aware distillation; export still "
+              "calibrates) [default: 0 = none].")
 @click.option("--batch-size", type=int, help="[default: 32]")
 @click.option("--lr", type=float, help="Adam learning rate, cosine-decayed [default: 0.01].")
 @click.option("--augment/--no-augment", default=None, help="Random 1-pixel shifts of images (the teacher then runs every step).")
@@ -169,14 +172,20 @@ def distill(config_file, force, resume, quiet, as_json, **options):
               help="ONNX opset, 18-27 (what torch 2.13 and onnxruntime honour)  [default: the exporter's]")
 @click.option("--calibration-samples", type=int, default=256, show_default=True,
               help="Training samples (stratified by class) that calibrate int8 activations.")
+@click.option("--int8-activations", default=None, metavar="u8|s8|auto",
+              help="onnx-int8's activation type (weights are int8 either way): u8 for x86 (onnxruntime's "
+                   "u8s8 kernels, with or without VNNI), s8 for Arm with dot-product instructions. auto picks "
+                   "by the machine that exports, which may not be the device  [default: auto]")
 @click.option("--trust-model-code", is_flag=True,
               help="Rebuild models whose spec names your own code (FILE.py:FACTORY): this imports and runs "
                    "that code, so pass it only for runs you made.")
 @click.option("--force", is_flag=True, help="Overwrite an existing bundle folder.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON on stdout.")
-def export_command(run_dir, int8, formats, roles, out, opset, calibration_samples, trust_model_code, force, quiet,
-                   as_json):
+@click.option("--explain", is_flag=True,
+              help="List every quantized layer of each int8 file with its int8-vs-fp32 error (SNR dB), "
+                   "not only the worst few.")
+def export_command(run_dir, formats, roles, force, quiet, as_json, explain, **options):
     """Export a run's models to ONNX and TFLite, check each against PyTorch, write a bundle.
 
     \b
@@ -191,13 +200,13 @@ def export_command(run_dir, int8, formats, roles, out, opset, calibration_sample
     from .exporters import export_run
     from .render.export import export_progress, render_export_report
 
-    report = export_run(run_dir, out=out, formats=_names(formats), roles=_names(roles), int8=int8, opset=opset,
-                        calibration_samples=calibration_samples, trust_model_code=trust_model_code, force=force,
-                        progress=None if quiet else export_progress(Console(stderr=True)))
+    # options: out, int8, opset, calibration_samples, int8_activations, trust_model_code (export_run's keywords)
+    report = export_run(run_dir, formats=_names(formats), roles=_names(roles), force=force,
+                        progress=None if quiet else export_progress(Console(stderr=True)), **options)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     elif not quiet:
-        render_export_report(report, report_console())
+        render_export_report(report, report_console(), explain=explain)
 
 
 # --- bench -----------------------------------------------------------------------------

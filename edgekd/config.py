@@ -12,7 +12,7 @@ from .errors import ConfigError, unknown_name
 
 #: the sane range of each whole-number option: beyond it a value is a typo, not a wish
 WHOLE_RANGES = {"folds": (1, 100), "teacher_epochs": (1, 100_000), "student_epochs": (1, 100_000),
-                "batch_size": (1, 65_536)}
+                "batch_size": (1, 65_536), "qat_epochs": (0, 100_000)}
 MAX_TEMPERATURE, MAX_LR, MAX_WEIGHT_DECAY = 1000.0, 10.0, 10.0
 #: the finite-number options: (name in messages, must be > 0 rather than >= 0, the largest sane value)
 FLOAT_RANGES = {"temperature": ("temperature", True, MAX_TEMPERATURE), "lr": ("learning rate", True, MAX_LR),
@@ -34,6 +34,7 @@ class DistillConfig:
     test_fraction: float = 0.2
     teacher_epochs: int = 15
     student_epochs: int = 150
+    qat_epochs: int = 0          # quantization-aware distillation of the final student (distill/qat.py); 0 = none
     batch_size: int = 32
     lr: float = 0.01
     weight_decay: float = 0.0

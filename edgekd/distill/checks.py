@@ -15,7 +15,10 @@ from ..errors import ConfigError, DataError, ModelError
 from ..fsutil import OutputLock, refuse_existing
 from ..models import build
 from ..models.user import check_user_model, parse_user_spec
+from .qat import check_student as check_qat_student
 from .teachers import BroughtTeacher, weights_teacher
+
+MODEL_FILES = (".onnx", ".pt2", ".tflite")     # what --qat-epochs refuses as a student
 
 
 @dataclass
@@ -76,7 +79,11 @@ def check_models(cfg: DistillConfig, data: Dataset, brought: BroughtTeacher | No
     """Build every model once on the data's shape so a bad spec fails before training; a user's own
     model is run and traced too, and --teacher-weights loaded."""
     classes = len(data.labels)
-    _check_spec(cfg.student, data.input_shape, classes)
+    if cfg.qat_epochs:
+        _refuse_file_student(cfg.student)
+    student = _check_spec(cfg.student, data.input_shape, classes)
+    if cfg.qat_epochs:
+        check_qat_student(student, cfg.student, data.input_shape)
     if brought is None:
         _check_spec(cfg.teacher, data.input_shape, classes)
         if cfg.teacher_weights:
@@ -94,13 +101,24 @@ def check_models(cfg: DistillConfig, data: Dataset, brought: BroughtTeacher | No
         raise ModelError(f"the teacher gives outputs of shape {tuple(out.shape)[1:]}, the data has {classes} classes")
 
 
-def _check_spec(spec: str, input_shape: tuple[int, ...], classes: int) -> None:
+def _refuse_file_student(spec: str) -> None:
+    """A model file cannot be a student (students train here, from a spec); with --qat-epochs say
+    why in QAT's words, since a user who brings ONNX models may expect QAT to fine-tune one."""
+    if spec.lower().endswith(MODEL_FILES):
+        raise ConfigError(f"--qat-epochs fine-tunes the student in PyTorch, and '{spec}' is a model file: an "
+                          "ONNX, .pt2 or TFLite student cannot be trained or fine-tuned here",
+                          hint="give --student a model spec (a zoo NAME:key=value,… or your own factory); "
+                               "a model file can be the teacher: --teacher-from FILE.onnx works with --qat-epochs")
+
+
+def _check_spec(spec: str, input_shape: tuple[int, ...], classes: int) -> torch.nn.Module:
     """The zoo's models are export-friendly by construction; a user's model is checked here, since
     distill runs it eagerly and export (torch.export) would be the first to trace it, after training."""
     model = build(spec, input_shape, classes)
     user = parse_user_spec(spec)
     if user is not None:
         check_user_model(model, user, input_shape, classes)
+    return model
 
 
 def check_teacher_split(cfg: DistillConfig, brought: BroughtTeacher | None) -> None:

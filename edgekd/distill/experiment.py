@@ -102,7 +102,7 @@ class Experiment:
         trio = Trio(self.cfg, data, self.inputs.brought, self.device, state, log, ranks)
         folds = [trio.run(Split(f"fold{k + 1}", k, train_x[tr], train_y[tr], train_x[va], train_y[va])).record
                  for k, (tr, va) in enumerate(self.inputs.splits)]
-        final = trio.run(Split("final", len(self.inputs.splits), train_x, train_y, test_x, test_y))
+        final = trio.run(Split("final", len(self.inputs.splits), train_x, train_y, test_x, test_y, final=True))
         for model in final.models.values():
             model.cpu()          # the run folder holds CPU models, whatever they trained on
         summary = summarize(self.cfg, self.inputs, folds, final, {

@@ -29,6 +29,7 @@ from ..models import build
 from ..schema import TRAINED_ROLES
 from .distributed import SINGLE, Ranks
 from .losses import build_loss
+from .qat import qat_log_line, quantization_aware_distill
 from .teachers import BroughtTeacher, weights_teacher
 from .train import (EpochCheckpoint, FitSettings, KDTarget, NonFiniteLoss, accuracy, fit, load_weights,
                     read_checkpoint_json, read_checkpoint_weights, teacher_outputs, to_tensors)
@@ -73,6 +74,7 @@ class Split:
     y_train: np.ndarray
     x_eval: np.ndarray
     y_eval: np.ndarray
+    final: bool = False      # the run's own models: --qat-epochs fine-tunes this split's student only
 
 
 @dataclass
@@ -113,6 +115,10 @@ class Trio:
         fits = {"teacher": teacher_fit,
                 "student": self._stage(split.name, "student", student, (xt[subset], yt[subset]), base, kd),
                 "simple": self._stage(split.name, "simple", simple, (xt[subset], yt[subset]), base, None)}
+        if split.final and cfg.qat_epochs:     # not checkpointed: a resumed run fine-tunes again, seeded alike
+            qat = quantization_aware_distill(student, (xt[subset], yt[subset]), base, kd, cfg.qat_epochs)
+            fits["student"] = {**fits["student"], "qat": qat}
+            self.log.line(qat_log_line(split.name, qat))
         models = {"teacher": teacher, "student": student, "simple": simple}
         record = {"split": split.name, "train_samples": len(split.y_train), "student_samples": len(subset),
                   "eval_samples": len(split.y_eval)}

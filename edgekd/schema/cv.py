@@ -12,7 +12,7 @@ from typing import TypedDict
 
 from ..errors import ModelError
 from . import TRAINED_ROLES
-from .fields import LIST, NUMBER, OBJECT, TEXT, WHOLE, check_fields
+from .fields import COUNT, LIST, NUMBER, OBJECT, TEXT, WHOLE, check_fields
 from .jsonfile import check_version
 
 CV_FILE = "cv.json"
@@ -40,10 +40,29 @@ class Data(TypedDict):
     test_samples: int
 
 
+class Qat(TypedDict):
+    """``final.student.qat``, present when ``--qat-epochs`` fine-tuned the final student with fake
+    quantization (``edgekd.distill.qat``); every accuracy is on the held-out test split."""
+    epochs: int
+    lr: float
+    seconds: float
+    accuracy_before: float          # the distilled student, before QAT
+    accuracy_after: float           # the float student with the QAT-trained weights: the run's student
+    fake_quant_accuracy: float      # the QAT graph itself, fake int8 in place
+    quantizer: str
+    export: str                     # what export does with it (re-calibrates; no QAT ranges carried)
+    history: list[dict]
+
+
+QAT = {"epochs": COUNT, "lr": NUMBER, "seconds": NUMBER, "accuracy_before": NUMBER, "accuracy_after": NUMBER,
+       "fake_quant_accuracy": NUMBER, "quantizer": TEXT, "export": TEXT, "history": LIST}
+
+
 class Split(TypedDict):
     """One split (a fold, or "final": trained on all non-test data, scored on the test split);
     each role's entry holds its ``accuracy`` and its stage info (trained, epochs, seconds,
-    samples_per_second, precision, history; a brought teacher: trained false and its source)."""
+    samples_per_second, precision, history; a brought teacher: trained false and its source; the final
+    student with --qat-epochs: ``qat``, a :class:`Qat`)."""
     split: str
     train_samples: int
     student_samples: int
@@ -93,7 +112,16 @@ def from_json(doc: dict, where: str) -> Document:
         check_fields(split, SPLIT, f"{where}: {name}", ModelError, sep=".")
         for role in TRAINED_ROLES:
             check_fields(split[role], {"accuracy": NUMBER}, f"{where}: {name}.{role}", ModelError, sep=".")
+    _check_qat(doc["final"]["student"], where)
     return doc
+
+
+def _check_qat(student: dict, where: str) -> None:
+    if "qat" not in student:
+        return
+    if not isinstance(student["qat"], dict):
+        raise ModelError(f"{where}: final.student.qat must be an object, got {student['qat']!r}")
+    check_fields(student["qat"], QAT, f"{where}: final.student.qat", ModelError, sep=".")
 
 
 def to_json(doc: Document) -> dict:

@@ -1,0 +1,103 @@
+"""Quantization-aware distillation (``edgekd distill --qat-epochs N``, edgekd/distill/qat.py): real
+training on digits with tiny epochs, the run's student exported as full int8, and the refusals."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import edgekd
+from edgekd.checkpoint import load_model
+from edgekd.config import load_config
+from edgekd.distill import run_experiment
+from edgekd.distill.losses import build_loss
+from edgekd.distill.qat import check_student, copy_back, prepare, quantization_aware_distill
+from edgekd.distill.train import FitSettings, KDTarget, predict_logits
+from edgekd.errors import ModelError
+from edgekd.exporters.tflite import check_tflite
+
+from conftest import TINY, assert_user_error, run_cli_here
+
+
+def _trained(demo_run):
+    """The demo run's student and teacher, and its calibration samples as tensors."""
+    student, _ = load_model(demo_run / "student")
+    teacher, _ = load_model(demo_run / "teacher")
+    with np.load(demo_run / "calibration.npz") as data:
+        x, y = torch.from_numpy(data["x"][:256]), torch.from_numpy(data["y"][:256])
+    return student, teacher, x, y
+
+
+def test_qat_student_of_an_onnx_teacher_exports_full_int8(demo_run, tmp_path):
+    """A brought ONNX teacher gives only logits, which is all QAT needs; the run's student (the
+    QAT-trained one) exports to a tflite-int8 file that passes the strict dtype check."""
+    teacher, _ = load_model(demo_run / "teacher")
+    onnx_teacher = tmp_path / "teacher.onnx"
+    torch.onnx.export(teacher, (torch.zeros(2, 1, 8, 8),), str(onnx_teacher), dynamo=True, external_data=False,
+                      dynamic_shapes=({0: torch.export.Dim("batch")},))
+    run = tmp_path / "run"
+    options = dict(TINY, folds=1, student_epochs=2, teacher_from=str(onnx_teacher), qat_epochs=1, out=str(run))
+    summary = run_experiment(load_config(None, **options))
+    qat = summary["final"]["student"]["qat"]
+    assert qat["epochs"] == 1 and len(qat["history"]) == 1
+    assert summary["test"]["student"] == qat["accuracy_after"]      # the run's student is the QAT one
+    assert "re-calibrates" in qat["export"]
+    assert json.loads((run / "cv.json").read_text())["final"]["student"]["qat"]["accuracy_before"] == \
+        qat["accuracy_before"]
+    assert "quantization-aware distillation, 1 epochs" in (run / "train.log").read_text()
+    bundle = tmp_path / "bundle"
+    edgekd.export(run, out=bundle, formats=["tflite-int8"], roles=["student"])
+    check_tflite(bundle / "student.int8.tflite", "int8", "student")
+
+
+def test_qat_changes_the_weights(demo_run):
+    student, teacher, x, y = _trained(demo_run)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    kd = KDTarget(build_loss("kd"), outputs={"logits": predict_logits(teacher, x)})
+    settings = FitSettings(epochs=1, batch_size=64, lr=0.01, weight_decay=0.0, seed=0, validation=(x, y))
+    record = quantization_aware_distill(student, (x, y), settings, kd, epochs=1)
+    after = student.state_dict()
+    changed = [k for k in before if before[k].is_floating_point() and not torch.equal(before[k], after[k])]
+    assert "features.0.weight" in changed and "classifier.weight" in changed
+    assert "features.1.running_var" in changed          # BatchNorm trained in the QAT graph came back too
+    assert 0.0 <= record["fake_quant_accuracy"] <= 1.0 and record["lr"] == pytest.approx(0.001)
+
+
+def test_float_student_computes_what_the_qat_graph_does_without_fake_quant(demo_run):
+    """The copy back is right for conv+BatchNorm: PT2E simulates their fold, so the float module
+    with the graph's trained tensors equals the graph with its fake quantization turned off."""
+    from torchao.quantization.pt2e import disable_fake_quant
+
+    student, _, x, _ = _trained(demo_run)
+    prepared = prepare(student, x[:2])
+    prepared.train()
+    with torch.no_grad():
+        for name, tensor in prepared.named_parameters():
+            tensor.mul_(1.1)                # trained: other weights than the student's
+        prepared(x)                         # and other BatchNorm statistics
+    copy_back(prepared, student)
+    prepared.apply(disable_fake_quant)
+    prepared.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(prepared(x[:64]), student(x[:64]), rtol=1e-4, atol=1e-4)
+
+
+def test_a_student_pt2e_cannot_prepare_is_refused_before_training():
+    class DataDependent(torch.nn.Module):
+        def forward(self, x):
+            return x.flatten(1) if x.sum() > 0 else -x.flatten(1)
+
+    with pytest.raises(ModelError, match="cannot be prepared for quantization-aware training"):
+        check_student(DataDependent(), "mine.py:net", (1, 8, 8))
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--qat-epochs", "-1"], "qat epochs must be at least 0"),
+    (["--student", "student.onnx", "--qat-epochs", "2"], "'student.onnx' is a model file"),
+], ids=["negative", "onnx-student"])
+def test_impossible_qat_is_one_error_line(tmp_path, args, fragment):
+    result = run_cli_here("distill", *args, "--out", tmp_path / "run")
+    assert_user_error(result, fragment)
+    assert not (tmp_path / "run").exists()
