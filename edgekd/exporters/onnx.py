@@ -132,9 +132,11 @@ def export_onnx_int8(ctx, src, out: Path) -> dict:
         raise converter_error("onnxruntime.quantization", src.role, "onnx-int8", exc, captured.text) from None
     model = onnx.load(str(out))   # the product's graph is checked here; parity runs it (runtimes/)
     check_onnx_int8(model, src.role)
+    from .layer_error import onnx_layer_errors, pick_samples   # each layer's int8 output against fp32's
+    layers = onnx_layer_errors(fp32, out, pick_samples(ctx.calibration), ctx.workdir)
     return {"opset": check_opset(model, ctx.opset, src.role, "onnx-int8"),
             "quant_format": "QDQ", "per_channel": True, "weights": "int8 symmetric", "activations": "int8 static",
-            "io": "float32"}
+            "io": "float32", "layer_error": layers}
 
 
 def check_onnx_int8(model, role: str) -> None:

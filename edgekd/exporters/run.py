@@ -187,6 +187,7 @@ def _export_one(job: Job, ctx: ExportContext, role: str, fmt: Format, stage: Pat
     t0 = time.perf_counter()
     details = fmt.exporter_function()(ctx, src, stage / name) or {}
     seconds = time.perf_counter() - t0
+    layer_error = details.pop("layer_error", None)     # an int8 file's per-layer report: a field of its own
     if role not in job.references:
         job.references[role] = reference_logits(src, x_eval)
     t1 = time.perf_counter()
@@ -201,7 +202,7 @@ def _export_one(job: Job, ctx: ExportContext, role: str, fmt: Format, stage: Pat
         file=name, role=role, format=fmt.name, precision=fmt.precision, runtime=fmt.runtime,
         bytes=(stage / name).stat().st_size, parameters=int(src.parameters), macs=src.macs,
         weight_bytes=int(src.parameters) * BYTES_PER_WEIGHT[fmt.precision],
-        seconds=round(seconds, 3), parity=parity, details=details, input=ins, output=outs)
+        seconds=round(seconds, 3), parity=parity, details=details, input=ins, output=outs, layer_error=layer_error)
     _emit(progress, event="done", role=role, format=fmt.name, file=name, bytes=row.bytes, seconds=row.seconds,
           parity=parity)
     return row, model_entry(name, fmt, src, (ins, outs))

@@ -96,6 +96,8 @@ def export_tflite_int8(ctx, src, out: Path) -> dict:
     from ai_edge_quantizer import recipe
     from ai_edge_quantizer.quantizer import Quantizer
 
+    from .layer_error import pick_samples, tflite_layer_errors
+
     step = "calibration"
     try:
         with quiet() as captured:
@@ -106,13 +108,16 @@ def export_tflite_int8(ctx, src, out: Path) -> dict:
             ranges = quantizer.calibrate(_calibration_feed(content, ctx.calibration), num_threads=os.cpu_count() or 1)
             step = "quantization"
             result = quantizer.quantize(ranges, enable_progress_report=False)
+            step = "validation"   # the per-layer report: each int8 output against fp32's
+            layers = tflite_layer_errors(quantizer, bytes(result.quantized_model),
+                                         _calibration_feed(content, pick_samples(ctx.calibration)), src.module)
     except Exception as exc:
         raise converter_error(f"ai-edge-quantizer ({step})", src.role, "tflite-int8", exc, captured.text) from None
     out.write_bytes(bytes(result.quantized_model))
     check_tflite(out, "int8", src.role)
     return {"converter": "litert-torch + ai-edge-quantizer", "route": ROUTE,
             "weights": "int8 symmetric per-channel", "activations": "int8 static (min/max)", "io": "int8",
-            "layout": src.layout}
+            "layout": src.layout, "layer_error": layers}
 
 
 def _calibration_feed(content: bytes, samples: np.ndarray) -> dict:

@@ -21,8 +21,12 @@ def _parity_cell(row: dict) -> str:
     return f"Δ {parity['max_abs_diff']:.1e}"
 
 
-def render_export_report(report: dict, console) -> None:
-    """The build report: one row per file, sizes beside the teacher's and the weight bytes."""
+WORST_LAYERS = 3     # the terminal's share of each int8 file's per-layer report (--explain: all)
+
+
+def render_export_report(report: dict, console, explain: bool = False) -> None:
+    """The build report: one row per file, sizes beside the teacher's and the weight bytes; then, per
+    int8 file, its layers with the lowest signal-to-quantization-noise ratio (all with ``explain``)."""
     from rich.table import Table
 
     from rich import box
@@ -43,6 +47,9 @@ def render_export_report(report: dict, console) -> None:
                       teacher, f"{row['seconds']:.1f}s", _parity_cell(row),
                       f"{parity['accuracy']:.1%} {delta:+.1f}pt")
     console.print(table)
+    for row in report["models"]:
+        if row.get("layer_error"):
+            render_layer_error(row, console, None if explain else WORST_LAYERS)
     calibration = report.get("calibration")
     notes = [f"eval: {report['eval']['samples']} held-out samples; accuracy delta is against PyTorch on them"]
     if calibration:
@@ -53,4 +60,18 @@ def render_export_report(report: dict, console) -> None:
         console.print(f"[dim]{note}[/dim]")
     console.print(f"bundle: {report['bundle']}  ({report['seconds']:.1f}s)   next: edgekd bench {report['bundle']}")
 
+
+def render_layer_error(row: dict, console, count: int | None) -> None:
+    """One int8 file's layers, worst SNR first: ``count`` of them, or all (None)."""
+    layers = sorted(row["layer_error"]["layers"], key=lambda layer: layer["snr_db"])
+    shown = layers if count is None else layers[:count]
+    what = "every layer" if len(shown) == len(layers) else f"the {len(shown)} worst of {len(layers)} layers"
+    console.print(f"{row['file']}: {what}, int8 output vs fp32 on {row['layer_error']['samples']} calibration "
+                  "samples (SNR dB, higher is better)")
+    for layer in shown:
+        cosine = "" if layer.get("cosine") is None else f"  cos {layer['cosine']:.4f}"
+        console.print(f"  {layer['snr_db']:6.1f} dB  {layer['layer']} [dim]({layer['op']}){cosine}[/dim]",
+                      markup=True, highlight=False)
+    if count is not None and len(layers) > count:
+        console.print("[dim]  all layers: edgekd export --explain, or layer_error in export.json[/dim]")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from ..errors import BundleError
-from .fields import LIST, NULLABLE_OBJECT, NUMBER, OBJECT, TEXT, WHOLE, check_fields, of_type
+from .fields import COUNT, LIST, NULLABLE_OBJECT, NUMBER, OBJECT, OBJECTS, TEXT, WHOLE, check_fields, of_type
 from .jsonfile import check_version
 
 EXPORT_REPORT = "export.json"
@@ -33,6 +33,9 @@ class ExportedFile:
     input: dict                    # name, dtype, scale, zero_point
     output: dict
     vs_teacher: dict | None = None     # None: a teacher file, or no teacher exported
+    # int8 files: each quantized layer's int8 output against fp32's (exporters.layer_error):
+    # {"tool", "samples", "metric", "layers": [{"layer", "op", "snr_db", "cosine" (or null)}, ...]}
+    layer_error: dict | None = None
 
 
 @dataclass
@@ -62,6 +65,7 @@ class ExportReport:
             if not isinstance(row, dict):
                 raise BundleError(f"{where}: models[{i}] must be an object, got {row!r}")
             check_fields(row, FILE_TYPES, f"{where}: models[{i}]", BundleError, sep=".")
+            check_layer_error(row.get("layer_error"), f"{where}: models[{i}].layer_error")
             models.append(ExportedFile(**{f.name: row.get(f.name) for f in fields(ExportedFile)}))
         return cls(**{**{f.name: doc[f.name] for f in fields(cls)}, "models": models})
 
@@ -74,3 +78,17 @@ FILE_TYPES = {"file": TEXT, "role": TEXT, "format": TEXT, "precision": TEXT, "ru
               "macs": of_type((int, type(None)), "a whole number or null"), "weight_bytes": WHOLE,
               "seconds": NUMBER, "parity": OBJECT, "details": OBJECT, "input": OBJECT, "output": OBJECT,
               "vs_teacher": NULLABLE_OBJECT}
+LAYER_ERROR_TYPES = {"tool": TEXT, "samples": COUNT, "metric": TEXT, "layers": OBJECTS}
+LAYER_TYPES = {"layer": TEXT, "op": TEXT, "snr_db": NUMBER,
+               "cosine": (lambda v: v is None or NUMBER[0](v), "a number or null")}
+
+
+def check_layer_error(value, where: str) -> None:
+    """The per-layer report of an int8 file (absent or null for other files, and in older reports)."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise BundleError(f"{where} must be an object or null, got {value!r}")
+    check_fields(value, LAYER_ERROR_TYPES, where, BundleError, sep=".")
+    for i, layer in enumerate(value["layers"]):
+        check_fields(layer, LAYER_TYPES, f"{where}.layers[{i}]", BundleError, sep=".")
