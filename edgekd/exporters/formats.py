@@ -23,6 +23,11 @@ BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "int8": 1}
 # Gemm/ReduceMean); 27 is the newest whose int8 ops (DequantizeLinear) onnxruntime runs.
 ONNX_OPSETS = range(18, 28)
 
+# --int8-activations: the activation type of onnx-int8 (weights are int8 either way). onnxruntime's
+# x86 int8 kernels are built for uint8 activations x int8 weights (u8s8); Arm's dot-product
+# instructions (SDOT) multiply int8 by int8. "auto" decides by the exporting machine (exporters.onnx).
+INT8_ACTIVATIONS = ("auto", "u8", "s8")
+
 
 @dataclass(frozen=True)
 class Format:
@@ -50,7 +55,7 @@ for _fmt in (
     Format("onnx", ".onnx", "fp32", "onnxruntime", "onnx:export_onnx", ("opset",), False, 1e-4),
     # ONNX int8 QDQ, per-channel weights, static activations (onnxruntime.quantization); float input/output
     Format("onnx-int8", ".int8.onnx", "int8", "onnxruntime", "onnx:export_onnx_int8",
-           ("opset", "calibration_samples"), True, None),
+           ("opset", "calibration_samples", "int8_activations"), True, None),
     # TFLite fp32 (litert-torch, no TensorFlow), NCHW input as in PyTorch
     Format("tflite", ".tflite", "fp32", "tflite", "tflite:export_tflite", (), False, 1e-4),
     # TFLite with float16 weights (ai-edge-quantizer float casting), float32 compute and I/O

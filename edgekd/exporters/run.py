@@ -26,7 +26,8 @@ from ..fsutil import atomic_write_json, refuse_existing, staged_dir
 from ..schema import SCHEMA_VERSION, TRAINED_ROLES
 from ..schema.export import EXPORT_REPORT, ExportedFile, ExportReport
 from ..schema.manifest import EVAL_FILE, MANIFEST, ModelEntry
-from .formats import BYTES_PER_WEIGHT, FORMATS, ONNX_OPSETS, Format, get_format, list_of_names, parse_formats
+from .formats import (BYTES_PER_WEIGHT, FORMATS, INT8_ACTIVATIONS, ONNX_OPSETS, Format, get_format, list_of_names,
+                      parse_formats)
 
 DEFAULT_ROLES = ("student", "teacher")
 MAX_CALIBRATION_SAMPLES = 100_000     # far above the run's calibration pool: more is a typo
@@ -44,6 +45,7 @@ class ExportOptions:
     opset: int | None = None
     calibration_samples: int = 256
     trust_model_code: bool = False        # rebuild a model whose spec names your code (FILE.py:FACTORY)
+    int8_activations: str | None = None   # onnx-int8's activation type: auto (None) | u8 | s8
 
     def check_numbers(self) -> None:
         whole = (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool))
@@ -53,19 +55,29 @@ class ExportOptions:
         if not (whole(self.calibration_samples) and 1 <= self.calibration_samples <= MAX_CALIBRATION_SAMPLES):
             raise ConfigError(f"calibration samples must be at least 1 and at most {MAX_CALIBRATION_SAMPLES}, "
                               f"got {self.calibration_samples!r}", hint="a few hundred calibrate int8 well")
+        if self.int8_activations is not None and self.int8_activations not in INT8_ACTIVATIONS:
+            raise unknown_name("int8 activation type", str(self.int8_activations), INT8_ACTIVATIONS, ConfigError)
 
     def plan(self) -> tuple[list[str], list[tuple[str, Format]]]:
         """(roles, the (role, format) pairs to export in order); an option no format honours is refused."""
         roles = parse_roles(self.roles)
         chosen = parse_formats(self.formats)
         plan = default_plan(roles, self.int8) if chosen is None else [(r, f) for r in roles for f in chosen]
-        if self.opset is not None and not any("opset" in fmt.options for _, fmt in plan):
-            names = ", ".join(dict.fromkeys(fmt.name for _, fmt in plan))
-            honour = ", ".join(n for n in FORMATS.names() if "opset" in FORMATS.get(n).options)
-            raise ConfigError(f"an ONNX opset ({self.opset}) was given, but none of the formats exported "
-                              f"({names}) has one: it would be ignored",
-                              hint=f"drop --opset, or add a format that honours it ({honour}) to --formats")
+        _refuse_unhonoured(plan, "opset", self.opset, f"an ONNX opset ({self.opset})")
+        _refuse_unhonoured(plan, "int8_activations", self.int8_activations,
+                           f"an int8 activation type ({self.int8_activations})")
         return roles, plan
+
+
+def _refuse_unhonoured(plan, option: str, value, what: str) -> None:
+    """An option given explicitly that no exported format honours would be silently ignored."""
+    if value is None or any(option in fmt.options for _, fmt in plan):
+        return
+    names = ", ".join(dict.fromkeys(fmt.name for _, fmt in plan))
+    honour = ", ".join(n for n in FORMATS.names() if option in FORMATS.get(n).options)
+    flag = "--" + option.replace("_", "-")
+    raise ConfigError(f"{what} was given, but none of the formats exported ({names}) has one: it would be ignored",
+                      hint=f"drop {flag}, or add a format that honours it ({honour}) to --formats")
 
 
 def default_plan(roles, int8: bool = True) -> list[tuple[str, Format]]:
@@ -96,6 +108,7 @@ class ExportContext:
     workdir: Path
     opset: int | None
     calibration: np.ndarray | None
+    int8_activations: str | None = None   # None: auto
 
 
 @dataclass
@@ -117,7 +130,7 @@ def export_run(run_dir, out=None, options: ExportOptions | None = None, *, force
     """Export the models of a run folder into a bundle folder and return the export report.
 
     What to export is ``options`` (an :class:`ExportOptions`), or its fields given by keyword
-    (``formats=…, roles=…, int8=…, opset=…, calibration_samples=…``). ``out`` defaults to
+    (``formats=…, roles=…, int8=…, opset=…, calibration_samples=…, int8_activations=…``). ``out`` defaults to
     ``RUN/bundle``. ``progress`` receives one dict per step (``{"event": "load"|"start"|"done",
     "role", "format", "file", ...}``).
 
@@ -130,7 +143,7 @@ def export_run(run_dir, out=None, options: ExportOptions | None = None, *, force
     # staged_dir locks the bundle folder (and removes the folders it made above it if this fails)
     with tempfile.TemporaryDirectory(prefix="edgekd-export-") as work, \
             staged_dir(job.out, force, "bundle folder") as stage:
-        ctx = ExportContext(Path(work), job.options.opset, job.calibration[0])
+        ctx = ExportContext(Path(work), job.options.opset, job.calibration[0], job.options.int8_activations)
         created = _utc()
         rows, entries = [], []
         for role, fmt in job.plan:

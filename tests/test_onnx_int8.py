@@ -1,0 +1,138 @@
+"""onnx-int8: the activation type (--int8-activations u8|s8|auto) in the file and in export.json, the ops
+left in float recorded, a float island where onnxruntime has an int8 kernel refused, bad values refused.
+A MobileNetV3-Small (hard-swish, squeeze-excitation, residual adds: the ops quantizers leave float most
+often) exported for real through the exporter (random weights: the graph is what is checked), and one
+small run folder exported by export_run for export.json and the CLI."""
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from conftest import assert_user_error, run_cli  # noqa: E402
+from test_export import make_run  # noqa: E402
+from test_zoo import _calibrated  # noqa: E402
+
+from edgekd.errors import ConfigError, ExportError  # noqa: E402
+from edgekd.exporters import export_run  # noqa: E402
+from edgekd.exporters.onnx import INT8_KERNEL_OPS, check_onnx_int8, export_onnx_int8, int8_activations  # noqa: E402
+from edgekd.exporters.run import ExportContext, ExportOptions  # noqa: E402
+from edgekd.exporters.source import Source  # noqa: E402
+from edgekd.schema.export import EXPORT_REPORT, ExportReport  # noqa: E402
+from edgekd.schema.jsonfile import read_json  # noqa: E402
+
+SHAPE = (1, 8, 8)
+X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+# measured: onnxruntime 1.32's CPU EP has no int8 kernel for these, so they run in float between DQ and Q
+V3_FLOAT_OPS = {"HardSigmoid", "HardSwish", "ReduceMean"}
+
+
+@pytest.fixture(scope="module")
+def v3(tmp_path_factory) -> dict:
+    """"u8"/"s8" -> (file, the exporter's details); "fp32" -> the fp32 ONNX file they were quantized from."""
+    work = tmp_path_factory.mktemp("v3")
+    calibration = np.random.default_rng(1).normal(0, 1, (16, *SHAPE)).astype(np.float32)
+    source = Source("student", work, {"input": {"shape": list(SHAPE)}}, "torch",
+                    module=_calibrated("mobilenetv3:variant=small,width=0.25", SHAPE))
+    files = {}
+    for choice in ("u8", "s8"):       # one fp32 export: the source caches it
+        path = work / f"{choice}.int8.onnx"
+        files[choice] = (path, export_onnx_int8(ExportContext(work, None, calibration, choice), source, path))
+    files["fp32"] = source.cache["onnx"]
+    return files
+
+
+@pytest.fixture(scope="module")
+def cnn_run(tmp_path_factory) -> Path:
+    return make_run(tmp_path_factory.mktemp("onnx_int8") / "run", "cnn:width=4,depth=2", SHAPE, classes=4,
+                    n_train=64, n_eval=24, n_calibration=32)
+
+
+def activation_and_weight_dtypes(path: Path) -> tuple[set, set]:
+    """(dtypes of the activations' QuantizeLinear zero points, dtypes of the weights behind a DequantizeLinear)."""
+    model = onnx.load(str(path))
+    init = {t.name: t.data_type for t in model.graph.initializer}
+    activations = {init[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    weights = {init[n.input[0]] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in init
+               and init[n.input[0]] != onnx.TensorProto.INT32}     # int32: the biases
+    return activations, weights
+
+
+def test_activation_type_in_the_file(v3):
+    for choice, dtype, name in (("u8", onnx.TensorProto.UINT8, "uint8"), ("s8", onnx.TensorProto.INT8, "int8")):
+        path, details = v3[choice]
+        assert activation_and_weight_dtypes(path) == ({dtype}, {onnx.TensorProto.INT8}), choice  # int8 weights
+        assert details["activation_type"] == choice and details["activations"] == f"{name} static"
+        assert details["activation_choice"] == f"--int8-activations {choice}"
+
+
+def test_ops_left_in_float_are_recorded_and_none_has_an_int8_kernel(v3):
+    for choice in ("u8", "s8"):
+        path, details = v3[choice]
+        # at 8x8 the head's mean is a ReduceMean then a Squeeze (float data in, float out: no kernel to miss)
+        assert V3_FLOAT_OPS <= set(details["float_ops"]) <= V3_FLOAT_OPS | {"Squeeze"}, details["float_ops"]
+        assert not set(details["float_ops"]) & INT8_KERNEL_OPS
+        assert check_onnx_int8(onnx.load(str(path)), "student") == details["float_ops"]
+
+
+def test_export_json_records_the_choice_auto_by_default(cnn_run, tmp_path):
+    bundle = tmp_path / "bundle"
+    export_run(cnn_run, out=bundle, formats=["onnx-int8"], roles=["student"], calibration_samples=16)
+    row = ExportReport.from_json(read_json(bundle / EXPORT_REPORT, "export report", ConfigError), "export.json").models[0]
+    assert row.details["activation_type"] == ("u8" if X86 else "s8")
+    assert row.details["activation_choice"].startswith(f"auto: exported on {platform.machine().lower()}")
+    assert row.details["float_ops"] == {"ReduceMean": 1}           # the global mean; MaxPool runs in int8
+    dtype = onnx.TensorProto.UINT8 if X86 else onnx.TensorProto.INT8
+    assert activation_and_weight_dtypes(bundle / row.file) == ({dtype}, {onnx.TensorProto.INT8})
+    assert row.parity["passed"] and row.parity["samples"] == 24     # it loads and runs in onnxruntime
+
+
+def test_a_float_island_where_onnxruntime_has_an_int8_kernel_is_refused(v3, tmp_path):
+    """Quantizing only Conv and Gemm leaves the residual Adds and the SE Muls float: int8 in name only."""
+    from onnxruntime.quantization import QuantType, quantize_static
+
+    x = np.random.default_rng(0).normal(0, 1, (8, 1, 8, 8)).astype(np.float32)
+    batches = iter([{"input": x}])
+
+    class Reader:
+        def get_next(self):
+            return next(batches, None)
+
+    quantize_static(str(v3["fp32"]), str(tmp_path / "partial.onnx"), Reader(),
+                    op_types_to_quantize=["Conv", "Gemm"], per_channel=True, weight_type=QuantType.QInt8)
+    with pytest.raises(ExportError, match="in float that onnxruntime runs in int8: .*(Add|Mul)"):
+        check_onnx_int8(onnx.load(str(tmp_path / "partial.onnx")), "student")
+
+
+def test_auto_follows_the_exporting_machine_and_says_so(monkeypatch):
+    for machine, expected in (("x86_64", "u8"), ("AMD64", "u8"), ("aarch64", "s8"), ("armv7l", "s8")):
+        monkeypatch.setattr(platform, "machine", lambda m=machine: m)
+        chosen, why = int8_activations(None)
+        assert chosen == expected and why.startswith("auto: exported on") and "--int8-activations" in why
+        assert int8_activations("auto")[0] == expected
+    assert int8_activations("s8") == ("s8", "--int8-activations s8")     # asked for beats the machine
+
+
+def test_bad_value_is_refused_with_the_closest_name():
+    with pytest.raises(ConfigError, match="unknown int8 activation type 'u9'") as caught:
+        ExportOptions(int8_activations="u9").check_numbers()
+    assert "did you mean 'u8'" in caught.value.hint
+
+
+@pytest.mark.parametrize("formats", [None, ["onnx", "tflite-int8"]], ids=["default-set", "no-onnx-int8"])
+def test_the_option_is_refused_when_no_onnx_int8_is_exported(cnn_run, tmp_path, formats):
+    with pytest.raises(ConfigError, match="int8 activation type \\(s8\\) was given.*would be ignored") as caught:
+        export_run(cnn_run, out=tmp_path / "bundle", formats=formats, int8_activations="s8")
+    assert "onnx-int8" in caught.value.hint and not (tmp_path / "bundle").exists()
+
+
+def test_cli_bad_value_is_one_error_line(cnn_run, tmp_path):
+    result = run_cli("export", cnn_run, "--out", tmp_path / "b", "--formats", "onnx-int8", "--int8-activations", "s9")
+    assert_user_error(result, "unknown int8 activation type 's9'")
+    assert not (tmp_path / "b").exists()
