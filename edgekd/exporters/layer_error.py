@@ -8,7 +8,9 @@ one). This module picks a bounded sample, names the layers readably and writes o
     {"layer": "blocks.3.block.1", "op": "DEPTHWISE_CONV_2D", "snr_db": 23.1, "cosine": 0.997}
 
 SNR is the signal-to-quantization-noise ratio in dB, 10·log10(mean(fp32²) / mean((int8 - fp32)²)):
-higher is better; every 6 dB is about one bit. Layers are listed in graph order.
+higher is better; every 6 dB is about one bit. Layers are listed in graph order. Both models run end
+to end, so a layer's number includes the error its inputs bring from the layers before it: where int8
+hurts is where the ratio falls, and the lowest numbers may sit just downstream of that layer.
 """
 from __future__ import annotations
 
