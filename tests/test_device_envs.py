@@ -106,25 +106,28 @@ def test_torch_free_install_scores_like_the_main_venv(demo_bundle, demo_bench, w
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root (apt-get of Debian's arm64 Python, a bind mount over "
                     "/proc/cpuinfo); CI runs as root")
-def test_aarch64_under_qemu_matches_x86_exactly(demo_bundle, demo_bench, wheel, tmp_path):
+def test_aarch64_under_qemu_matches_x86_exactly(demo_bundle, demo_bench, zoo_bundle, wheel, tmp_path):
     env = envs.aarch64(tmp_path / "venv", wheel)
     doc = bench(env, demo_bundle, tmp_path)
     assert doc["device"]["machine"] == "aarch64" and demo_bench["device"]["machine"] == "x86_64"
     assert doc["device"]["packages"] == demo_bench["device"]["packages"]      # the same runtime releases
     assert scores(doc) == scores(demo_bench)
-    # beyond the scores, the logits: int8 bit for bit, fp32 to rounding (other SIMD code paths)
-    arm, x86 = tmp_path / "aarch64.npz", tmp_path / "x86_64.npz"
-    res = env.run(LOGITS, demo_bundle, arm)
-    assert res.returncode == 0, res.stderr
-    res = envs.DeviceEnv("main venv", Path(sys.executable), []).run(LOGITS, demo_bundle, x86)
-    assert res.returncode == 0, res.stderr
-    with np.load(arm) as a, np.load(x86) as b:
-        assert sorted(a.files) == sorted(b.files) == sorted(m["file"] for m in doc["models"])
-        for name in a.files:
-            if name.endswith(".tflite"):
-                np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-            else:
-                np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-5, err_msg=name)
+    # beyond the scores, the logits: int8 bit for bit, fp32 to rounding (other SIMD code paths); also
+    # for the zoo's full-int8 MobileNetV3 (hard-swish, squeeze-excitation, residual adds)
+    for bundle in (demo_bundle, zoo_bundle):
+        arm, x86 = tmp_path / f"{bundle.parent.name}.aarch64.npz", tmp_path / f"{bundle.parent.name}.x86_64.npz"
+        res = env.run(LOGITS, bundle, arm)
+        assert res.returncode == 0, res.stderr
+        res = envs.DeviceEnv("main venv", Path(sys.executable), []).run(LOGITS, bundle, x86)
+        assert res.returncode == 0, res.stderr
+        files = [m["file"] for m in json.loads((bundle / "manifest.json").read_text())["models"]]
+        with np.load(arm) as a, np.load(x86) as b:
+            assert sorted(a.files) == sorted(b.files) == sorted(files)
+            for name in a.files:
+                if name.endswith(".tflite"):
+                    np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+                else:
+                    np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-5, err_msg=name)
 
 
 def builtin_kernels(model: Path, eval_npz: Path) -> tuple[float, int]:
