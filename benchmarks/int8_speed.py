@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 RECORD = Path(__file__).parent / "results" / "int8_speed.json"
+SECTION = "int8-speed"    # the README markers
 FILES = {  # column -> (format, --int8-activations)
     "onnx": ("onnx", None), "onnx-int8-u8": ("onnx-int8", "u8"), "onnx-int8-s8": ("onnx-int8", "s8"),
     "tflite": ("tflite", None), "tflite-int8": ("tflite-int8", None)}
@@ -149,31 +151,49 @@ def table(rows: dict) -> str:
     return "\n".join(lines)
 
 
+def render(record: dict) -> str:
+    """The README section: the table, the machine it ran on, and any missed target."""
+    m = record["machine"]
+    load = f", load average {record['load_average']:.1f}" if "load_average" in record else ""
+    lines = [table(record["rows"]), "",
+             f"Measured on {m['cores']} cores ({m['cpu']}, int8 instructions: {', '.join(m['int8_instructions'])}"
+             f"{load}), {record['threads']} thread, batch 1."]
+    lines += [f"- {line}" for line in record["missed"]] or ["- every target at 224 px met"]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default=None, help="a,b (default: every zoo variant)")
     parser.add_argument("--sizes", default="32,224", help="image sizes in px, a,b")
     parser.add_argument("--seconds", type=float, default=3.0, help="timing budget per file and row")
+    parser.add_argument("--render", action="store_true", help="only re-render the README from the record")
     args = parser.parse_args(argv)
+    if not args.render:
+        measure(args)
+    from readme_section import rewrite_readme
+
+    rendered = render(json.loads(RECORD.read_text()))
+    rewrite_readme(SECTION, rendered)
+    print(rendered)
+    return 0
+
+
+def measure(args) -> None:
     names = args.variants.split(",") if args.variants else variants()
     unknown = sorted(set(names) - set(variants()))
     if unknown:
-        parser.error(f"unknown variants {unknown}; known: {', '.join(variants())}")
+        raise SystemExit(f"unknown variants {unknown}; known: {', '.join(variants())}")
     record = json.loads(RECORD.read_text()) if RECORD.is_file() else {"rows": {}}
     for size in (int(s) for s in args.sizes.split(",")):
         for name in names:
             print(f"{name} at {size} px ...", flush=True)
             record["rows"][f"{name}@{size}"] = row_for(name, size, args.seconds)
-    record.update(threads=1, machine=machine(), missed=missed_targets(record["rows"]),
+    record.update(threads=1, machine=machine(), missed=missed_targets(record["rows"]), load_average=os.getloadavg()[0],
                   targets={"onnx_int8_min_speedup": ONNX_MIN_SPEEDUP, "tflite_int8_max_slowdown": TFLITE_MAX_SLOWDOWN,
                            "variants": list(TARGET_VARIANTS), "size": TARGET_SIZE})
     RECORD.parent.mkdir(parents=True, exist_ok=True)
     RECORD.write_text(json.dumps(record, indent=2) + "\n")
-    print(table(record["rows"]))
-    for line in record["missed"]:
-        print(line)
-    print(f"wrote {RECORD}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))     # as when the scripts run: they
 
 import readme_section  # noqa: E402
 
-SCRIPTS = ["demo_figures", "int8_accuracy"]      # each has SECTION, RECORD and render(record)
+SCRIPTS = ["demo_figures", "int8_accuracy", "int8_speed"]      # each has SECTION, RECORD and render(record)
 
 
 def _script(name: str):
