@@ -176,6 +176,9 @@ def distill(config_file, force, resume, quiet, as_json, **options):
               help="onnx-int8's activation type (weights are int8 either way): u8 for x86 (onnxruntime's "
                    "u8s8 kernels, with or without VNNI), s8 for Arm with dot-product instructions. auto picks "
                    "by the machine that exports, which may not be the device  [default: auto]")
+@click.option("--keep-float", default=None, metavar="LAYER,…",
+              help="Leave these layers of the int8 files in float (names from the per-layer report, "
+                   "--explain; a module such as blocks.4 keeps every layer in it): a mixed, not full-integer file.")
 @click.option("--trust-model-code", is_flag=True,
               help="Rebuild models whose spec names your own code (FILE.py:FACTORY): this imports and runs "
                    "that code, so pass it only for runs you made.")
@@ -185,7 +188,7 @@ def distill(config_file, force, resume, quiet, as_json, **options):
 @click.option("--explain", is_flag=True,
               help="List every quantized layer of each int8 file with its int8-vs-fp32 error (SNR dB), "
                    "not only the worst few.")
-def export_command(run_dir, formats, roles, force, quiet, as_json, explain, **options):
+def export_command(run_dir, formats, roles, keep_float, force, quiet, as_json, explain, **options):
     """Export a run's models to ONNX and TFLite, check each against PyTorch, write a bundle.
 
     \b
@@ -201,7 +204,8 @@ def export_command(run_dir, formats, roles, force, quiet, as_json, explain, **op
     from .render.export import export_progress, render_export_report
 
     # options: out, int8, opset, calibration_samples, int8_activations, trust_model_code (export_run's keywords)
-    report = export_run(run_dir, formats=_names(formats), roles=_names(roles), force=force,
+    report = export_run(run_dir, formats=_names(formats), roles=_names(roles), keep_float=_names(keep_float),
+                        force=force,
                         progress=None if quiet else export_progress(Console(stderr=True)), **options)
     if as_json:
         click.echo(json.dumps(report, indent=2))

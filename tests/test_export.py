@@ -23,7 +23,7 @@ from edgekd.exporters.formats import FORMATS  # noqa: E402
 
 ALL_FORMATS = FORMATS.names()           # a new row of the table is exported and checked by these tests
 MODEL_KEYS = {"file", "role", "format", "precision", "runtime", "input", "output", "parameters", "macs",
-              "reference_accuracy"}
+              "reference_accuracy", "full_integer", "kept_float"}
 MANIFEST_KEYS = {"schema_version", "edgekd_version", "created_utc", "labels", "preprocessing", "eval",
                  "calibration", "models", "files"}
 

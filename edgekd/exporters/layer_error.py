@@ -64,6 +64,45 @@ def tflite_layer_errors(quantizer, int8_content: bytes, feed: dict, module=None)
     return _report("ai-edge-quantizer Quantizer.validate", len(next(iter(feed.values()))), layers)
 
 
+def tflite_layer_tensors(content: bytes, module=None) -> dict[str, list[str]]:
+    """Each layer name the report uses (readable_tflite_name of an op's output) → the tensor names
+    of the ops it covers, in graph order; "output" names the model's output tensor as in the report."""
+    from ai_edge_litert.tools import flatbuffer_utils as fb
+
+    graph = fb.read_model_from_bytearray(bytearray(content)).subgraphs[0]
+    outputs = {_text(graph.tensors[i].name) for i in graph.outputs}
+    classes = _module_classes(module)
+    layers: dict[str, list[str]] = {}
+    for name, _ in _produced_tensors(content):
+        layer = "output" if name in outputs else readable_tflite_name(name, classes)
+        layers.setdefault(layer, []).append(name)
+    return layers
+
+
+def kept_tensors(names: list[str], layers: dict[str, list[str]], fmt: str, role: str) -> dict[str, list[str]]:
+    """--keep-float's names → {name: the tensor names it keeps float}. A name is a layer of the report
+    or a module above some (``blocks.4`` keeps every layer inside blocks.4); an unknown name fails with
+    the closest layer names, before the file is written."""
+    import difflib
+
+    from ..errors import ExportError
+
+    kept = {}
+    for name in dict.fromkeys(names):
+        tensors = [t for layer, ts in layers.items() if layer == name or layer.startswith(name + ".") for t in ts]
+        if not tensors:
+            close = difflib.get_close_matches(name, list(layers), n=3, cutoff=0.5)
+            raise ExportError(f"--keep-float: the {role} {fmt} model has no layer '{name}'",
+                              hint=(f"closest: {', '.join(close)}; " if close else "")
+                              + "the names are those of export.json's layer_error (edgekd export --explain)")
+        kept[name] = tensors
+    return kept
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _produced_tensors(content: bytes) -> list[tuple[str, str]]:
     """(tensor name, producing op) for every op output of the flatbuffer, in graph order."""
     from ai_edge_litert.tools import flatbuffer_utils as fb
@@ -74,8 +113,7 @@ def _produced_tensors(content: bytes) -> list[tuple[str, str]]:
     for op in graph.operators:
         kind = fb.opcode_to_name(model, op.opcodeIndex) or "?"
         for index in op.outputs:
-            name = graph.tensors[index].name
-            out.append((name.decode() if isinstance(name, bytes) else str(name), kind))
+            out.append((_text(graph.tensors[index].name), kind))
     return out
 
 
@@ -158,6 +196,31 @@ def onnx_layer_errors(fp32: Path, int8: Path, samples: np.ndarray, workdir: Path
                 totals[name] = totals.get(name, 0.0) + errors["xmodel_err"]
     layers = [_entry(name, ops[name], totals[name] / len(samples), None) for name in ops if name in totals]
     return _report("onnxruntime.quantization.qdq_loss_debug", len(samples), layers)
+
+
+FUSED_ACTIVATIONS = ("Relu", "Clip")    # onnxruntime folds them into the Conv/Gemm before them
+
+
+def onnx_layer_nodes(path: Path) -> dict[str, list[str]]:
+    """Each layer name the ONNX report uses (a node's output tensor) → the names of the nodes it covers:
+    the node itself, and for a Relu/Clip the Conv/Gemm/MatMul it is fused with (the report has no entry
+    for that node's output, which no QuantizeLinear follows)."""
+    import onnx
+
+    nodes = [n for n in onnx.load(str(path)).graph.node if n.name]
+    producers = {out: n for n in nodes for out in n.output}
+    readers: dict[str, int] = {}
+    for node in nodes:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    layers = {}
+    for node in nodes:
+        before = producers.get(node.input[0]) if node.input else None
+        fused = node.op_type in FUSED_ACTIVATIONS and before is not None and \
+            before.op_type in ("Conv", "Gemm", "MatMul") and readers[node.input[0]] == 1
+        for out in node.output:
+            layers[out] = [before.name, node.name] if fused else [node.name]
+    return layers
 
 
 def _all_outputs(path: Path):

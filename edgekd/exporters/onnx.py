@@ -141,10 +141,13 @@ def export_onnx_int8(ctx, src, out: Path) -> dict:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from ..runtimes import open_model
+    from .layer_error import kept_tensors, onnx_layer_errors, onnx_layer_nodes, pick_samples
 
     if "onnx" not in src.cache:
         export_onnx(ctx, src, ctx.workdir / f"{src.role}.onnx.tmp")
     fp32 = src.cache["onnx"]
+    kept = kept_tensors(ctx.keep_float, onnx_layer_nodes(fp32), "onnx-int8", src.role) if ctx.keep_float else {}
+    excluded = [node for nodes in kept.values() for node in nodes]
     fp32_model = open_model(fp32, threads=1, providers=["cpu"])
     name = fp32_model.input.name
     batch = 1 if fp32_model.fixed_batch else 32     # a fixed-batch file (from a .pt2) is calibrated one at a time
@@ -155,24 +158,25 @@ def export_onnx_int8(ctx, src, out: Path) -> dict:
                             quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8 if activations == "u8" else QuantType.QInt8,
                             weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax,
+                            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=excluded,
                             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
     except Exception as exc:
         raise converter_error("onnxruntime.quantization", src.role, "onnx-int8", exc, captured.text) from None
     model = onnx.load(str(out))   # the product's graph is checked here; parity runs it (runtimes/)
-    float_ops = check_onnx_int8(model, src.role)
-    from .layer_error import onnx_layer_errors, pick_samples   # each layer's int8 output against fp32's
-    layers = onnx_layer_errors(fp32, out, pick_samples(ctx.calibration), ctx.workdir)
+    float_ops = check_onnx_int8(model, src.role, set(excluded))
+    layers = onnx_layer_errors(fp32, out, pick_samples(ctx.calibration), ctx.workdir)  # int8 vs fp32 per layer
     return {"opset": check_opset(model, ctx.opset, src.role, "onnx-int8"),
             "quant_format": "QDQ", "per_channel": True, "weights": "int8 symmetric",
             "activations": f"{'uint8' if activations == 'u8' else 'int8'} static", "activation_type": activations,
-            "activation_choice": why, "float_ops": float_ops, "io": "float32", "layer_error": layers}
+            "activation_choice": why, "float_ops": float_ops, "io": "float32",
+            "full_integer": False, "kept_float": list(kept), "layer_error": layers}   # float input and output
 
 
-def check_onnx_int8(model, role: str) -> dict:
+def check_onnx_int8(model, role: str, kept: set[str] = frozenset()) -> dict:
     """Every weight of a Conv/Gemm/MatMul is int8 behind a DequantizeLinear, every op onnxruntime has an
-    int8 kernel for sits between DequantizeLinear and QuantizeLinear (uint8 or int8 activations); returns
-    the ops left in float, by type: those without an int8 kernel, or outside the quantized region."""
+    int8 kernel for sits between DequantizeLinear and QuantizeLinear (uint8 or int8 activations), but
+    the ``kept`` nodes (--keep-float), float by request; returns the ops left in float, by type: those
+    without an int8 kernel, kept, or outside the quantized region."""
     graph = model.graph
     init, producers, consumers = _index(graph)
     float_weights, islands, quantized = [], [], 0
@@ -181,6 +185,9 @@ def check_onnx_int8(model, role: str) -> dict:
         if node.op_type in QDQ_OPS:
             continue
         label = node.name or node.op_type
+        if node.name in kept:
+            float_ops[node.op_type] += 1
+            continue
         if node.op_type in ("Conv", "Gemm", "MatMul"):
             if _int8_weight(node.input[1], init, producers):
                 quantized += 1

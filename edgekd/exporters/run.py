@@ -14,7 +14,7 @@ import numbers
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -46,6 +46,7 @@ class ExportOptions:
     calibration_samples: int = 256
     trust_model_code: bool = False        # rebuild a model whose spec names your code (FILE.py:FACTORY)
     int8_activations: str | None = None   # onnx-int8's activation type: auto (None) | u8 | s8
+    keep_float: list[str] | None = None   # int8 files: layers left in float (names of the layer_error report)
 
     def check_numbers(self) -> None:
         whole = (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool))
@@ -57,6 +58,17 @@ class ExportOptions:
                               f"got {self.calibration_samples!r}", hint="a few hundred calibrate int8 well")
         if self.int8_activations is not None and self.int8_activations not in INT8_ACTIVATIONS:
             raise unknown_name("int8 activation type", str(self.int8_activations), INT8_ACTIVATIONS, ConfigError)
+        self.kept_layers()
+
+    def kept_layers(self) -> list[str] | None:
+        """--keep-float's layer names, stripped, duplicates dropped (None: none given)."""
+        if self.keep_float is None:
+            return None
+        names = [n.strip() for n in list_of_names(self.keep_float, "keep_float", "['stem', 'classifier']")
+                 if n and n.strip()]
+        if not names:
+            raise ConfigError("--keep-float names no layer", hint="name layers from export.json's layer_error")
+        return list(dict.fromkeys(names))
 
     def plan(self) -> tuple[list[str], list[tuple[str, Format]]]:
         """(roles, the (role, format) pairs to export in order); an option no format honours is refused."""
@@ -66,6 +78,7 @@ class ExportOptions:
         _refuse_unhonoured(plan, "opset", self.opset, f"an ONNX opset ({self.opset})")
         _refuse_unhonoured(plan, "int8_activations", self.int8_activations,
                            f"an int8 activation type ({self.int8_activations})")
+        _refuse_unhonoured(plan, "keep_float", self.keep_float, f"layers to keep float ({self.keep_float})")
         return roles, plan
 
 
@@ -109,6 +122,7 @@ class ExportContext:
     opset: int | None
     calibration: np.ndarray | None
     int8_activations: str | None = None   # None: auto
+    keep_float: list[str] | None = None   # layer names left float in int8 files
 
 
 @dataclass
@@ -130,7 +144,8 @@ def export_run(run_dir, out=None, options: ExportOptions | None = None, *, force
     """Export the models of a run folder into a bundle folder and return the export report.
 
     What to export is ``options`` (an :class:`ExportOptions`), or its fields given by keyword
-    (``formats=…, roles=…, int8=…, opset=…, calibration_samples=…, int8_activations=…``). ``out`` defaults to
+    (``formats=…, roles=…, int8=…, opset=…, calibration_samples=…, int8_activations=…,
+    keep_float=…``). ``out`` defaults to
     ``RUN/bundle``. ``progress`` receives one dict per step (``{"event": "load"|"start"|"done",
     "role", "format", "file", ...}``).
 
@@ -143,7 +158,8 @@ def export_run(run_dir, out=None, options: ExportOptions | None = None, *, force
     # staged_dir locks the bundle folder (and removes the folders it made above it if this fails)
     with tempfile.TemporaryDirectory(prefix="edgekd-export-") as work, \
             staged_dir(job.out, force, "bundle folder") as stage:
-        ctx = ExportContext(Path(work), job.options.opset, job.calibration[0], job.options.int8_activations)
+        ctx = ExportContext(Path(work), job.options.opset, job.calibration[0], job.options.int8_activations,
+                            job.options.kept_layers())
         created = _utc()
         rows, entries = [], []
         for role, fmt in job.plan:
@@ -218,7 +234,10 @@ def _export_one(job: Job, ctx: ExportContext, role: str, fmt: Format, stage: Pat
         seconds=round(seconds, 3), parity=parity, details=details, input=ins, output=outs, layer_error=layer_error)
     _emit(progress, event="done", role=role, format=fmt.name, file=name, bytes=row.bytes, seconds=row.seconds,
           parity=parity)
-    return row, model_entry(name, fmt, src, (ins, outs))
+    entry = model_entry(name, fmt, src, (ins, outs))
+    if "full_integer" in details:     # int8 files: the manifest says whether --keep-float left layers float
+        entry = replace(entry, full_integer=details["full_integer"], kept_float=details["kept_float"])
+    return row, entry
 
 
 def _write_documents(job: Job, stage: Path, rows: list[ExportedFile], entries: list[ModelEntry],

@@ -16,6 +16,7 @@ The input keeps PyTorch's layout (NCHW for images): litert-torch inserts the tra
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -96,13 +97,16 @@ def export_tflite_int8(ctx, src, out: Path) -> dict:
     from ai_edge_quantizer import recipe
     from ai_edge_quantizer.quantizer import Quantizer
 
-    from .layer_error import pick_samples, tflite_layer_errors
+    from .layer_error import kept_tensors, pick_samples, tflite_layer_errors, tflite_layer_tensors
 
+    kept = kept_tensors(ctx.keep_float, tflite_layer_tensors(content, src.module), "tflite-int8", src.role) \
+        if ctx.keep_float else {}
     step = "calibration"
     try:
         with quiet() as captured:
             quantizer = Quantizer(bytearray(content))
             quantizer.load_quantization_recipe(recipe.static_wi8_ai8())
+            _keep_float(quantizer, kept)
             # the interpreter keeps one sample's tensors at a time and folds them into each
             # tensor's running min/max: memory does not grow with the number of samples
             ranges = quantizer.calibrate(_calibration_feed(content, ctx.calibration), num_threads=os.cpu_count() or 1)
@@ -114,10 +118,25 @@ def export_tflite_int8(ctx, src, out: Path) -> dict:
     except Exception as exc:
         raise converter_error(f"ai-edge-quantizer ({step})", src.role, "tflite-int8", exc, captured.text) from None
     out.write_bytes(bytes(result.quantized_model))
-    check_tflite(out, "int8", src.role)
+    info = check_tflite(out, "int8", src.role, {t for tensors in kept.values() for t in tensors})
     return {"converter": "litert-torch + ai-edge-quantizer", "route": ROUTE,
-            "weights": "int8 symmetric per-channel", "activations": "int8 static (min/max)", "io": "int8",
-            "layout": src.layout, "layer_error": layers}
+            "weights": "int8 symmetric per-channel", "activations": "int8 static (min/max)",
+            "io": "int8" if {t for _, _, t, _ in info["io"]} == {"int8"} else "int8 and float (--keep-float)",
+            "layout": src.layout, "full_integer": not kept, "kept_float": list(kept), "layer_error": layers}
+
+
+def _keep_float(quantizer, kept: dict[str, list[str]]) -> None:
+    """Leave the ops that write the kept layers' tensors in float: ai-edge-quantizer matches a regex on
+    each op's scope (its output tensor names, each followed by ";") and the last matching config wins,
+    so a NO_QUANTIZE config added after the recipe overrides it there only (QUANTIZE/DEQUANTIZE go around)."""
+    from ai_edge_quantizer import qtyping
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    tensors = [t for names in kept.values() for t in names]
+    if tensors:
+        regex = "(^|;)(" + "|".join(re.escape(t) for t in tensors) + ");"
+        quantizer.update_quantization_recipe(regex=regex, operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                             algorithm_key=AlgorithmName.NO_QUANTIZE)
 
 
 def _calibration_feed(content: bytes, samples: np.ndarray) -> dict:
@@ -150,20 +169,36 @@ def describe_tflite(path: Path) -> dict:
     ops = sorted({fb.opcode_to_name(model, op.opcodeIndex) or "?" for op in graph.operators})
     types = {index: t for index, _, t, _ in consts + acts}
     return {"inputs": [types[i] for i in graph.inputs], "outputs": [types[i] for i in graph.outputs],
-            "constants": consts, "activations": acts, "ops": ops}
+            "io": [(i, kind, types[i], []) for kind, indices in (("input", graph.inputs), ("output", graph.outputs))
+                   for i in indices], "constants": consts, "activations": acts, "ops": ops}
 
 
-def check_tflite(path: Path, precision: str, role: str) -> dict:
-    """Fail unless every tensor's dtype is what the file name promises."""
+def _kept_indices(path: Path, kept: set[str]) -> set[int]:
+    """The tensors of the ops that write a kept tensor: their inputs (float weights, the DEQUANTIZE
+    outputs before them) and outputs (read by the QUANTIZE after them)."""
+    from ai_edge_litert.tools import flatbuffer_utils as fb
+
+    graph = fb.read_model_from_bytearray(bytearray(path.read_bytes())).subgraphs[0]
+    out: set[int] = set()
+    for op in graph.operators:
+        if any(_text(graph.tensors[i].name) in kept for i in op.outputs):
+            out.update(i for i in [*op.inputs, *op.outputs] if i >= 0)
+    return out
+
+
+def check_tflite(path: Path, precision: str, role: str, kept: set[str] = frozenset()) -> dict:
+    """Fail unless every tensor's dtype is what the file name promises; int8 files allow float only
+    in the ops that write the ``kept`` tensors (--keep-float) and the tensors around them."""
     info = describe_tflite(path)
     bad: list[str] = []
+    exempt = _kept_indices(path, set(kept)) if kept else set()
 
     def wrong(kind: str, entries, allowed):
-        for _, name, dtype, _ in entries:
-            if dtype not in allowed:
+        for index, name, dtype, _ in entries:
+            if dtype not in allowed and index not in exempt:
                 bad.append(f"{kind} '{name[-60:]}' is {dtype}")
 
-    io = [(0, "input", t, []) for t in info["inputs"]] + [(0, "output", t, []) for t in info["outputs"]]
+    io = info["io"]   # (index, "input" | "output", dtype, [])
     if precision == "int8":
         wrong("tensor", io, {"int8"})
         # int32 is allowed for biases and shape vectors only; every feature map is int8

@@ -48,6 +48,10 @@ def render_export_report(report: dict, console, explain: bool = False) -> None:
                       f"{parity['accuracy']:.1%} {delta:+.1f}pt")
     console.print(table)
     for row in report["models"]:
+        if row["details"].get("kept_float"):
+            console.print(f"{row['file']}: mixed int8/float (kept float: {', '.join(row['details']['kept_float'])})",
+                          highlight=False)
+    for row in report["models"]:
         if row.get("layer_error"):
             render_layer_error(row, console, None if explain else WORST_LAYERS)
     calibration = report.get("calibration")

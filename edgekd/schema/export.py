@@ -66,6 +66,7 @@ class ExportReport:
                 raise BundleError(f"{where}: models[{i}] must be an object, got {row!r}")
             check_fields(row, FILE_TYPES, f"{where}: models[{i}]", BundleError, sep=".")
             check_layer_error(row.get("layer_error"), f"{where}: models[{i}].layer_error")
+            check_kept_float(row["details"], f"{where}: models[{i}].details")
             models.append(ExportedFile(**{f.name: row.get(f.name) for f in fields(ExportedFile)}))
         return cls(**{**{f.name: doc[f.name] for f in fields(cls)}, "models": models})
 
@@ -81,6 +82,18 @@ FILE_TYPES = {"file": TEXT, "role": TEXT, "format": TEXT, "precision": TEXT, "ru
 LAYER_ERROR_TYPES = {"tool": TEXT, "samples": COUNT, "metric": TEXT, "layers": OBJECTS}
 LAYER_TYPES = {"layer": TEXT, "op": TEXT, "snr_db": NUMBER,
                "cosine": (lambda v: v is None or NUMBER[0](v), "a number or null")}
+
+
+# an int8 file's details: whether it is integer end to end, and the layers --keep-float left in float
+# (absent in float files and older reports)
+MIXED_TYPES = {"full_integer": of_type(bool, "true or false"),
+               "kept_float": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+                              "a list of layer names")}
+
+
+def check_kept_float(details: dict, where: str) -> None:
+    if "full_integer" in details or "kept_float" in details:
+        check_fields(details, MIXED_TYPES, where, BundleError, sep=".")
 
 
 def check_layer_error(value, where: str) -> None:

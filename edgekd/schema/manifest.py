@@ -10,7 +10,8 @@ Torch-free and numpy-free. Schema (version 1)::
                  "input": {"shape": [1, 1, 8, 8], "layout": "NCHW", "dtype": "int8",
                            "scale": 0.05, "zero_point": -3},
                  "output": {"shape": [1, 10], "dtype": "int8", "scale": …, "zero_point": …},
-                 "parameters": 842, "macs": 12345, "reference_accuracy": 0.93}, …],
+                 "parameters": 842, "macs": 12345, "reference_accuracy": 0.93,
+                 "full_integer": true, "kept_float": []}, …],
      "files": {"student.int8.tflite": {"sha256": "…", "bytes": 1234}, …}}
 
 ``Manifest.from_json`` refuses a document that breaks the schema, with one BundleError naming the
@@ -46,6 +47,10 @@ class ModelEntry:
     parameters: int | None = None
     macs: int | None = None
     reference_accuracy: float | None = None      # PyTorch's on the held-out split
+    # int8 files: false where --keep-float left layers (kept_float, as named by export.json's
+    # layer_error) in float or the input/output is float (onnx-int8); null for float files
+    full_integer: bool | None = None
+    kept_float: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,9 @@ ENTRY_TYPES = (("role", str, "a string"), ("format", str, "a string"),
                ("runtime", (str, type(None)), "a string or null"),
                ("precision", (str, type(None)), "a string or null"),
                ("input", (dict, type(None)), "an object or null"),
-               ("output", (dict, type(None)), "an object or null"))
+               ("output", (dict, type(None)), "an object or null"),
+               ("full_integer", (bool, type(None)), "true, false or null"),
+               ("kept_float", (list, type(None)), "a list of layer names or null"))
 ENTRY_FIELDS = tuple(f.name for f in fields(ModelEntry))
 
 
