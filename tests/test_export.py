@@ -407,6 +407,26 @@ def test_converter_failure_names_the_op_and_layer(tmp_path):
     assert not (tmp_path / "x.out").exists()
 
 
+def test_an_op_without_an_int8_kernel_is_named_with_its_layer(tmp_path):
+    """LiteRT has no int8 SIN: the quantizer leaves it float, and the export says which op and where."""
+    from edgekd.exporters import ExportContext
+    from edgekd.exporters.source import Source
+    from edgekd.exporters.tflite import export_tflite_int8
+
+    class Wave(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.head = torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Linear(4 * 64, 10)
+
+        def forward(self, x):
+            return self.head(torch.sin(self.conv(x)).flatten(1))
+
+    src = Source("student", tmp_path, {"input": {"shape": [1, 8, 8]}}, "torch", module=Wave().eval())
+    calibration = np.random.default_rng(0).normal(size=(16, 1, 8, 8)).astype(np.float32)
+    with pytest.raises(ExportError, match=r"not full-integer: ops left in float32: SIN \(writes '.*Wave"):
+        export_tflite_int8(ExportContext(tmp_path, None, calibration), src, tmp_path / "student.int8.tflite")
+
+
 def test_brought_onnx_and_pt2_teachers(tmp_path, base_run):
     from edgekd.checkpoint import load_model
     from edgekd.exporters import export_run

@@ -55,7 +55,7 @@ def test_dtype_check_allows_float_in_kept_layers_only(kept_tflite):
     path = kept_tflite / "student.int8.tflite"
     kept = {name for layer, name in _float_layers(path).items() if layer == KEPT}
     check_tflite(path, "int8", "student", kept)        # float only around the kept layer: accepted
-    with pytest.raises(ExportError, match="is float32"):
+    with pytest.raises(ExportError, match="ops left in float32: CONV_2D"):
         check_tflite(path, "int8", "student")          # the same file with nothing kept: refused
     other = {name for _, name, _, _ in describe_tflite(path)["activations"]
              if readable_tflite_name(name) == "features.0-2"}

@@ -167,10 +167,11 @@ def describe_tflite(path: Path) -> dict:
         entry = (index, name, _TYPE_NAMES.get(tensor.type, str(tensor.type)), list(tensor.shape or []))
         (consts if has_data else acts).append(entry)
     ops = sorted({fb.opcode_to_name(model, op.opcodeIndex) or "?" for op in graph.operators})
+    producers = {i: fb.opcode_to_name(model, op.opcodeIndex) or "?" for op in graph.operators for i in op.outputs}
     types = {index: t for index, _, t, _ in consts + acts}
     return {"inputs": [types[i] for i in graph.inputs], "outputs": [types[i] for i in graph.outputs],
             "io": [(i, kind, types[i], []) for kind, indices in (("input", graph.inputs), ("output", graph.outputs))
-                   for i in indices], "constants": consts, "activations": acts, "ops": ops}
+                   for i in indices], "constants": consts, "activations": acts, "ops": ops, "producers": producers}
 
 
 def _kept_indices(path: Path, kept: set[str]) -> set[int]:
@@ -184,6 +185,26 @@ def _kept_indices(path: Path, kept: set[str]) -> set[int]:
         if any(_text(graph.tensors[i].name) in kept for i in op.outputs):
             out.update(i for i in [*op.inputs, *op.outputs] if i >= 0)
     return out
+
+
+def _refuse_float_ops(path: Path, info: dict, exempt: set[int]) -> None:
+    """An op other than QUANTIZE/DEQUANTIZE that writes a float feature map was left float by the
+    quantizer (which quantizes every op LiteRT has an int8 kernel for) or kept float: name the op and its layer
+    (the tensor's name is litert-torch's module path) rather than only the float tensors around it.
+    Only in a quantized file: a float file given as int8 is the generic dtype error's."""
+    if not any(dtype == "int8" for _, _, dtype, _ in info["activations"]):
+        return
+    left = {}
+    for index, name, dtype, _ in info["activations"]:
+        op = info["producers"].get(index)
+        if dtype == "float32" and index not in exempt and op not in (None, "QUANTIZE", "DEQUANTIZE"):
+            left.setdefault(op, name[-60:])
+    if left:
+        shown = ", ".join(f"{op} (writes '{name}')" for op, name in left.items())
+        raise ExportError(f"'{path.name}' is not full-integer: ops left in float32: {shown}",
+                          hint="ai-edge-quantizer leaves float the ops LiteRT has no int8 kernel for: replace "
+                               "that op in the model, or keep its layer float with --keep-float (a mixed file); "
+                               "nothing was written")
 
 
 def check_tflite(path: Path, precision: str, role: str, kept: set[str] = frozenset()) -> dict:
@@ -200,6 +221,7 @@ def check_tflite(path: Path, precision: str, role: str, kept: set[str] = frozens
 
     io = info["io"]   # (index, "input" | "output", dtype, [])
     if precision == "int8":
+        _refuse_float_ops(path, info, exempt)
         wrong("tensor", io, {"int8"})
         # int32 is allowed for biases and shape vectors only; every feature map is int8
         wrong("activation", [a for a in info["activations"] if len(a[3]) > 1], {"int8"})
