@@ -1,5 +1,6 @@
-"""python logits.py BUNDLE OUT.npz: every model of BUNDLE on its eval set, through edgekd's runtimes,
-one sample at a time on one thread, saved as {model file: float32 logits}. Run in two environments to compare them."""
+"""python logits.py BUNDLE OUT.npz [SUFFIX]: every model of BUNDLE (or those whose file ends in SUFFIX)
+on its eval set, through edgekd's runtimes, one sample at a time on one thread, saved as
+{model file: float32 logits}. Run in two environments to compare them."""
 import json
 import sys
 from pathlib import Path
@@ -8,10 +9,10 @@ import numpy as np
 
 from edgekd.runtimes import open_model
 
-bundle, out = Path(sys.argv[1]), sys.argv[2]
+bundle, out, suffix = Path(sys.argv[1]), sys.argv[2], (sys.argv[3:] or [""])[0]
 with np.load(bundle / "eval.npz") as data:
     x = data["x"].astype(np.float32)
-models = [m["file"] for m in json.loads((bundle / "manifest.json").read_text())["models"]]
+models = [m["file"] for m in json.loads((bundle / "manifest.json").read_text())["models"] if m["file"].endswith(suffix)]
 
 
 def logits(model: Path) -> np.ndarray:
