@@ -126,3 +126,8 @@ def converter_error(tool: str, role: str, fmt: str, exc: BaseException, log: str
     return ExportError(": ".join(parts[:2]) + (", " + ", ".join(parts[2:]) if len(parts) > 2 else ""),
                        hint="replace that layer with a supported one (Conv2d, Linear, ReLU, pooling, mean), "
                             "or export to another format; --debug shows the traceback")
+
+
+def fb_text(value) -> str:
+    """A flatbuffer string (tensor, signature or input name) as text: LiteRT's object API gives bytes."""
+    return value.decode() if isinstance(value, bytes) else str(value)

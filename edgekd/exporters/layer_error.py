@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._util import fb_text
+
 SAMPLES = 32          # a bounded sample of the calibration inputs: seconds, not minutes
 SNR_FLOOR = 1e-12     # a layer whose int8 output is all noise still gets a finite number
 
@@ -55,7 +57,7 @@ def tflite_layer_errors(quantizer, int8_content: bytes, feed: dict, module=None)
     measured = {**signature.intermediate_tensors, **signature.output_tensors}
     classes = _module_classes(module)
     layers = []
-    for name, op in _produced_tensors(int8_content):
+    for name, op in _produced_tensors(int8_content)[0]:
         if name in measured:  # every op output the interpreter kept; the input is not a layer's
             values = measured[name]
             layer = "output" if name in signature.output_tensors else readable_tflite_name(name, classes)
@@ -67,13 +69,10 @@ def tflite_layer_errors(quantizer, int8_content: bytes, feed: dict, module=None)
 def tflite_layer_tensors(content: bytes, module=None) -> dict[str, list[str]]:
     """Each layer name the report uses (readable_tflite_name of an op's output) → the tensor names
     of the ops it covers, in graph order; "output" names the model's output tensor as in the report."""
-    from ai_edge_litert.tools import flatbuffer_utils as fb
-
-    graph = fb.read_model_from_bytearray(bytearray(content)).subgraphs[0]
-    outputs = {_text(graph.tensors[i].name) for i in graph.outputs}
+    produced, outputs = _produced_tensors(content)
     classes = _module_classes(module)
     layers: dict[str, list[str]] = {}
-    for name, _ in _produced_tensors(content):
+    for name, _ in produced:
         layer = "output" if name in outputs else readable_tflite_name(name, classes)
         layers.setdefault(layer, []).append(name)
     return layers
@@ -99,12 +98,9 @@ def kept_tensors(names: list[str], layers: dict[str, list[str]], fmt: str, role:
     return kept
 
 
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _produced_tensors(content: bytes) -> list[tuple[str, str]]:
-    """(tensor name, producing op) for every op output of the flatbuffer, in graph order."""
+def _produced_tensors(content: bytes) -> tuple[list[tuple[str, str]], set[str]]:
+    """(tensor name, producing op) for every op output of the flatbuffer in graph order, and the
+    names of the model's outputs."""
     from ai_edge_litert.tools import flatbuffer_utils as fb
 
     model = fb.read_model_from_bytearray(bytearray(content))
@@ -113,8 +109,8 @@ def _produced_tensors(content: bytes) -> list[tuple[str, str]]:
     for op in graph.operators:
         kind = fb.opcode_to_name(model, op.opcodeIndex) or "?"
         for index in op.outputs:
-            out.append((_text(graph.tensors[index].name), kind))
-    return out
+            out.append((fb_text(graph.tensors[index].name), kind))
+    return out, {fb_text(graph.tensors[i].name) for i in graph.outputs}
 
 
 def _module_classes(module) -> set[str]:

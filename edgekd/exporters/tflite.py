@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ExportError
-from ._util import converter_error, quiet
+from ._util import converter_error, fb_text, quiet
 
 _TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16", 9: "int8",
                10: "float64", 17: "int4", 18: "bfloat16"}
@@ -101,6 +101,7 @@ def export_tflite_int8(ctx, src, out: Path) -> dict:
 
     kept = kept_tensors(ctx.keep_float, tflite_layer_tensors(content, src.module), "tflite-int8", src.role) \
         if ctx.keep_float else {}
+    signature = _signature(content)
     step = "calibration"
     try:
         with quiet() as captured:
@@ -109,12 +110,12 @@ def export_tflite_int8(ctx, src, out: Path) -> dict:
             _keep_float(quantizer, kept)
             # the interpreter keeps one sample's tensors at a time and folds them into each
             # tensor's running min/max: memory does not grow with the number of samples
-            ranges = quantizer.calibrate(_calibration_feed(content, ctx.calibration), num_threads=os.cpu_count() or 1)
+            ranges = quantizer.calibrate(_feed(signature, ctx.calibration), num_threads=os.cpu_count() or 1)
             step = "quantization"
             result = quantizer.quantize(ranges, enable_progress_report=False)
             step = "validation"   # the per-layer report: each int8 output against fp32's
             layers = tflite_layer_errors(quantizer, bytes(result.quantized_model),
-                                         _calibration_feed(content, pick_samples(ctx.calibration)), src.module)
+                                         _feed(signature, pick_samples(ctx.calibration)), src.module)
     except Exception as exc:
         raise converter_error(f"ai-edge-quantizer ({step})", src.role, "tflite-int8", exc, captured.text) from None
     out.write_bytes(bytes(result.quantized_model))
@@ -139,18 +140,19 @@ def _keep_float(quantizer, kept: dict[str, list[str]]) -> None:
                                              algorithm_key=AlgorithmName.NO_QUANTIZE)
 
 
-def _calibration_feed(content: bytes, samples: np.ndarray) -> dict:
-    """ai-edge-quantizer's calibration input: per signature, one {input name: batch-1 array} per sample
-    (the fp32 file is converted at batch 1). The names are read from the flatbuffer, not by running it."""
+def _signature(content: bytes) -> tuple[str, str]:
+    """(signature key, input name) of a flatbuffer, read from it, not by running it."""
     from ai_edge_litert.tools import flatbuffer_utils as fb
 
     signature = fb.read_model_from_bytearray(bytearray(content)).signatureDefs[0]
-    key, name = (_text(signature.signatureKey), _text(signature.inputs[0].name))
+    return fb_text(signature.signatureKey), fb_text(signature.inputs[0].name)
+
+
+def _feed(signature: tuple[str, str], samples: np.ndarray) -> dict:
+    """ai-edge-quantizer's input format: per signature, one {input name: batch-1 array} per sample
+    (the fp32 file is converted at batch 1)."""
+    key, name = signature
     return {key: [{name: np.ascontiguousarray(samples[i:i + 1])} for i in range(len(samples))]}
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def describe_tflite(path: Path) -> dict:
@@ -161,7 +163,7 @@ def describe_tflite(path: Path) -> dict:
     graph = model.subgraphs[0]
     consts, acts = [], []
     for index, tensor in enumerate(graph.tensors):
-        name = _text(tensor.name)
+        name = fb_text(tensor.name)
         buffer = model.buffers[tensor.buffer] if tensor.buffer is not None and tensor.buffer < len(model.buffers) else None
         has_data = buffer is not None and buffer.data is not None and len(buffer.data) > 0
         entry = (index, name, _TYPE_NAMES.get(tensor.type, str(tensor.type)), list(tensor.shape or []))
@@ -182,7 +184,7 @@ def _kept_indices(path: Path, kept: set[str]) -> set[int]:
     graph = fb.read_model_from_bytearray(bytearray(path.read_bytes())).subgraphs[0]
     out: set[int] = set()
     for op in graph.operators:
-        if any(_text(graph.tensors[i].name) in kept for i in op.outputs):
+        if any(fb_text(graph.tensors[i].name) in kept for i in op.outputs):
             out.update(i for i in [*op.inputs, *op.outputs] if i >= 0)
     return out
 
