@@ -43,13 +43,70 @@ def test_qat_student_of_an_onnx_teacher_exports_full_int8(demo_run, tmp_path):
     qat = summary["final"]["student"]["qat"]
     assert qat["epochs"] == 1 and len(qat["history"]) == 1
     assert summary["test"]["student"] == qat["accuracy_after"]      # the run's student is the QAT one
-    assert "re-calibrates" in qat["export"]
+    assert "QAT range" in qat["export"]
     assert json.loads((run / "cv.json").read_text())["final"]["student"]["qat"]["accuracy_before"] == \
         qat["accuracy_before"]
     assert "quantization-aware distillation, 1 epochs" in (run / "train.log").read_text()
     bundle = tmp_path / "bundle"
     edgekd.export(run, out=bundle, formats=["tflite-int8"], roles=["student"])
     check_tflite(bundle / "student.int8.tflite", "int8", "student")
+    _assert_file_has_the_trained_grids(run, bundle)
+
+
+def _assert_file_has_the_trained_grids(run, bundle):
+    """The int8 file computes on the grids QAT trained: each conv block's output tensor has the scale and
+    zero point of its QAT range (export.json counts them), not a calibrated one."""
+    from ai_edge_litert.tools import flatbuffer_utils as fb
+
+    from edgekd.exporters._util import fb_text
+    from edgekd.exporters.layer_error import writer_module
+
+    trained = json.loads((run / "student" / "model.json").read_text())["quantization"]["activations"]
+    by_module = {entry["module"]: entry for entry in trained}
+    assert "features.2" in by_module and by_module["features.2"]["min"] == 0.0   # after the ReLU: as in TFLite
+    details = json.loads((bundle / "export.json").read_text())["models"][0]["details"]
+    assert details["qat_ranges"]["tensors_from_qat"] >= 3 and "QAT-trained ranges" in details["activations"]
+    graph = fb.read_model_from_bytearray(bytearray((bundle / "student.int8.tflite").read_bytes())).subgraphs[0]
+    written = {index for op in graph.operators for index in op.outputs}     # activations, not weights
+    checked = 0
+    for index, tensor in enumerate(graph.tensors):
+        entry = by_module.get(writer_module(fb_text(tensor.name)) or "?")
+        if index not in written or entry is None or tensor.quantization is None:
+            continue
+        scale = (entry["max"] - entry["min"]) / 255
+        assert tensor.quantization.scale[0] == pytest.approx(scale, rel=1e-4)
+        assert tensor.quantization.zeroPoint[0] == round(-128 - entry["min"] / scale)
+        checked += 1
+    assert checked >= 3
+
+
+def test_qat_quantizes_after_relu6_as_tflite_does():
+    """TFLite fuses ReLU6 into the conv before it and keeps int8 only after it: the QAT graph's
+    activation quantizers sit after each ReLU6 (hardtanh), not on the BatchNorm output it reads."""
+    from edgekd.distill.qat import observed_modules
+    from edgekd.models import build
+
+    model = build("mobilenetv2:width=0.25", (1, 8, 8), 10)
+    observed = list(observed_modules(prepare(model, torch.zeros(2, 1, 8, 8))).values())
+    relu6 = [name for name, m in model.named_modules() if isinstance(m, torch.nn.ReLU6)]
+    assert sorted(path for path, op in observed if op == "aten.hardtanh.default") == sorted(relu6)
+    batchnorm_outputs = {path for path, op in observed if op == "aten.batch_norm.default"}
+    assert not {name.rsplit(".", 1)[0] + ".1" for name in relu6} & batchnorm_outputs
+    assert observed[0] == ("(input)", "x")
+
+
+@pytest.mark.parametrize("quantization,fragment", [
+    ("ranges", "must be"),
+    ({"source": "qat", "activations": [{"module": "a", "op": "b", "min": 1.0, "max": 0.5}]}, "min below its max"),
+    ({"source": "qat", "activations": [{"module": "a", "op": "b", "min": 0, "max": float("inf")}]}, "finite"),
+    ({"source": "other", "activations": []}, "must be"),
+], ids=["not-an-object", "empty-range", "infinite", "unknown-source"])
+def test_damaged_qat_ranges_in_model_json_are_refused(quantization, fragment):
+    from edgekd.exporters.qat_ranges import trained_ranges
+
+    with pytest.raises(ModelError, match=fragment):
+        trained_ranges({"quantization": quantization}, "model.json")
+    assert trained_ranges({}, "model.json") is None
 
 
 def test_qat_changes_the_weights(demo_run):

@@ -74,6 +74,8 @@ def write_run(work: Path, cfg: DistillConfig, inputs: Inputs, final: TrioResult,
                 "metrics": {"test_accuracy": summary["test"][role],
                             "cv_accuracy_mean": summary["cv"][role]["mean"],
                             "cv_accuracy_std": summary["cv"][role]["std"]}}
+        if role == "student" and final.quantization is not None:    # --qat-epochs: the trained int8 grids
+            spec["quantization"] = final.quantization
         if role == "teacher" and inputs.brought is not None:
             spec["format"] = inputs.brought.save_into(work / role)
             atomic_write_json(work / role / "model.json", {"schema_version": SCHEMA_VERSION, **spec})

@@ -84,6 +84,7 @@ class TrioResult:
     record: dict
     models: dict[str, torch.nn.Module]
     preprocessing: dict
+    quantization: dict | None = None    # the student's QAT-trained activation ranges (--qat-epochs)
 
 
 class Trio:
@@ -115,9 +116,11 @@ class Trio:
         fits = {"teacher": teacher_fit,
                 "student": self._stage(split.name, "student", student, (xt[subset], yt[subset]), base, kd),
                 "simple": self._stage(split.name, "simple", simple, (xt[subset], yt[subset]), base, None)}
+        quantization = None
         if split.final and cfg.qat_epochs:     # not checkpointed: a resumed run fine-tunes again, seeded alike
-            qat = quantization_aware_distill(student, (xt[subset], yt[subset]), base, kd, cfg.qat_epochs)
+            qat, ranges = quantization_aware_distill(student, (xt[subset], yt[subset]), base, kd, cfg.qat_epochs)
             fits["student"] = {**fits["student"], "qat": qat}
+            quantization = {"source": "qat", "activations": ranges}
             self.log.line(qat_log_line(split.name, qat))
         models = {"teacher": teacher, "student": student, "simple": simple}
         record = {"split": split.name, "train_samples": len(split.y_train), "student_samples": len(subset),
@@ -126,7 +129,7 @@ class Trio:
             record[role] = {"accuracy": accuracy(model, xe, ye, self.ranks), **fits[role]}
         self.log.line(f"{split.name}: " + ", ".join(f"{r} {record[r]['accuracy']:.4f}" for r in TRAINED_ROLES))
         self.log.reporter("split_done", split=split.name, result=record)
-        return TrioResult(record, models, pre)
+        return TrioResult(record, models, pre, quantization)
 
     def _preprocessing(self, x_train: np.ndarray) -> dict:
         """Fitted on this split's training part; a brought teacher's own statistics win."""

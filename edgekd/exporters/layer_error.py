@@ -55,9 +55,9 @@ def tflite_layer_errors(quantizer, int8_content: bytes, feed: dict, module=None)
                                 num_threads=os.cpu_count() or 1)
     signature = result.get_signature_comparison_result(next(iter(feed)))
     measured = {**signature.intermediate_tensors, **signature.output_tensors}
-    classes = _module_classes(module)
+    classes = module_classes(module)
     layers = []
-    for name, op in _produced_tensors(int8_content)[0]:
+    for name, op in produced_tensors(int8_content)[0]:
         if name in measured:  # every op output the interpreter kept; the input is not a layer's
             values = measured[name]
             layer = "output" if name in signature.output_tensors else readable_tflite_name(name, classes)
@@ -69,8 +69,8 @@ def tflite_layer_errors(quantizer, int8_content: bytes, feed: dict, module=None)
 def tflite_layer_tensors(content: bytes, module=None) -> dict[str, list[str]]:
     """Each layer name the report uses (readable_tflite_name of an op's output) → the tensor names
     of the ops it covers, in graph order; "output" names the model's output tensor as in the report."""
-    produced, outputs = _produced_tensors(content)
-    classes = _module_classes(module)
+    produced, outputs = produced_tensors(content)
+    classes = module_classes(module)
     layers: dict[str, list[str]] = {}
     for name, _ in produced:
         layer = "output" if name in outputs else readable_tflite_name(name, classes)
@@ -98,7 +98,7 @@ def kept_tensors(names: list[str], layers: dict[str, list[str]], fmt: str, role:
     return kept
 
 
-def _produced_tensors(content: bytes) -> tuple[list[tuple[str, str]], set[str]]:
+def produced_tensors(content: bytes) -> tuple[list[tuple[str, str]], set[str]]:
     """(tensor name, producing op) for every op output of the flatbuffer in graph order, and the
     names of the model's outputs."""
     from ai_edge_litert.tools import flatbuffer_utils as fb
@@ -113,7 +113,7 @@ def _produced_tensors(content: bytes) -> tuple[list[tuple[str, str]], set[str]]:
     return out, {fb_text(graph.tensors[i].name) for i in graph.outputs}
 
 
-def _module_classes(module) -> set[str]:
+def module_classes(module) -> set[str]:
     """The qualified class names of a torch module's submodules, as litert-torch writes them."""
     if module is None:
         return set()
@@ -146,6 +146,13 @@ def readable_tflite_name(name: str, classes: set[str] = frozenset()) -> str:
             break
         common.append(a)
     return ".".join(common) or "(model)"
+
+
+def writer_module(name: str, classes: set[str] = frozenset()) -> str | None:
+    """The module path of the torch op that produced a litert-torch tensor (the first op its name lists;
+    "" for the root module's own ops), or None for a name that is no module path."""
+    part = name.split(";")[0]
+    return ".".join(_module_path(part, classes)) if "/" in part or part in classes else None
 
 
 def _is_root(part: str, classes: set[str]) -> bool:

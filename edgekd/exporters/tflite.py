@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import ExportError
 from ._util import converter_error, fb_text, quiet
+from .qat_ranges import trained_ranges, with_trained_ranges
 
 _TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16", 9: "int8",
                10: "float64", 17: "int4", 18: "bfloat16"}
@@ -93,16 +94,17 @@ def export_tflite_fp16(ctx, src, out: Path) -> dict:
 
 def export_tflite_int8(ctx, src, out: Path) -> dict:
     _require_torch(src, "tflite-int8")
+    trained = trained_ranges(src.spec, f"the {src.role}'s model.json")    # --qat-epochs: its int8 grids
     content = _fp32_bytes(src)
     from ai_edge_quantizer import recipe
     from ai_edge_quantizer.quantizer import Quantizer
 
-    from .layer_error import kept_tensors, pick_samples, tflite_layer_errors, tflite_layer_tensors
+    from .layer_error import kept_tensors, pick_samples, produced_tensors, tflite_layer_errors, tflite_layer_tensors
 
     kept = kept_tensors(ctx.keep_float, tflite_layer_tensors(content, src.module), "tflite-int8", src.role) \
         if ctx.keep_float else {}
     signature = _signature(content)
-    step = "calibration"
+    step, carried = "calibration", None
     try:
         with quiet() as captured:
             quantizer = Quantizer(bytearray(content))
@@ -111,6 +113,8 @@ def export_tflite_int8(ctx, src, out: Path) -> dict:
             # the interpreter keeps one sample's tensors at a time and folds them into each
             # tensor's running min/max: memory does not grow with the number of samples
             ranges = quantizer.calibrate(_feed(signature, ctx.calibration), num_threads=os.cpu_count() or 1)
+            if trained:
+                ranges, carried = with_trained_ranges(ranges, trained, produced_tensors(content)[0], src.module)
             step = "quantization"
             result = quantizer.quantize(ranges, enable_progress_report=False)
             step = "validation"   # the per-layer report: each int8 output against fp32's
@@ -121,9 +125,16 @@ def export_tflite_int8(ctx, src, out: Path) -> dict:
     out.write_bytes(bytes(result.quantized_model))
     info = check_tflite(out, "int8", src.role, {t for tensors in kept.values() for t in tensors})
     return {"converter": "litert-torch + ai-edge-quantizer", "route": ROUTE,
-            "weights": "int8 symmetric per-channel", "activations": "int8 static (min/max)",
+            "weights": "int8 symmetric per-channel", **_activations(carried),
             "io": "int8" if {t for _, _, t, _ in info["io"]} == {"int8"} else "int8 and float (--keep-float)",
             "layout": src.layout, "full_integer": not kept, "kept_float": list(kept), "layer_error": layers}
+
+
+def _activations(carried: dict | None) -> dict:
+    if carried is None:
+        return {"activations": "int8 static (min/max calibration)"}
+    return {"activations": f"int8 static: QAT-trained ranges for {carried['tensors_from_qat']} tensors, "
+                           f"min/max calibration for {carried['tensors_calibrated']}", "qat_ranges": carried}
 
 
 def _keep_float(quantizer, kept: dict[str, list[str]]) -> None:
