@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 import edgekd
-from edgekd.errors import ConfigError, DataError
+from edgekd.errors import BundleError, ConfigError, DataError
 from edgekd.exporters.keep_auto import EXACT_OPS, MIN_SAMPLES, load_search
 from edgekd.exporters.source import calibration_indices, calibration_pool, load_source, reference_logits
 from edgekd.render.export import render_export_report
@@ -63,6 +63,10 @@ def test_a_file_within_the_target_stays_full_integer(demo_run, tmp_path):
         drop, samples = _drop(demo_run, tmp_path / "b" / name, 256)
         assert auto["samples"] == samples and math.isclose(auto["drop_points"], drop, abs_tol=1e-6)
     assert _documents(tmp_path / "b", 0)[1].full_integer is True      # the TFLite file: int8 in and out
+    damaged = json.loads((tmp_path / "b" / "export.json").read_text())
+    damaged["models"][0]["details"]["keep_float_auto"]["met"] = "yes"
+    with pytest.raises(BundleError, match="keep_float_auto.met"):
+        ExportReport.from_json(damaged, "export.json")
 
 
 def test_layers_are_kept_float_worst_first_until_the_target_holds(demo_run, tmp_path):
