@@ -178,7 +178,11 @@ def distill(config_file, force, resume, quiet, as_json, **options):
                    "by the machine that exports, which may not be the device  [default: auto]")
 @click.option("--keep-float", default=None, metavar="LAYER,…",
               help="Leave these layers of the int8 files in float (names from the per-layer report, "
-                   "--explain; a module such as blocks.4 keeps every layer in it): a mixed, not full-integer file.")
+                   "--explain; a module such as blocks.4 keeps every layer in it): a mixed, not full-integer file. "
+                   "auto: the report's worst layers, one more at a time, until --max-int8-drop holds.")
+@click.option("--max-int8-drop", type=float, default=None, metavar="POINTS",
+              help="With --keep-float auto: the accuracy points the int8 file may lose against fp32, measured "
+                   "on labelled training samples that did not calibrate (never the eval split)  [default: 0.5]")
 @click.option("--trust-model-code", is_flag=True,
               help="Rebuild models whose spec names your own code (FILE.py:FACTORY): this imports and runs "
                    "that code, so pass it only for runs you made.")
@@ -203,7 +207,8 @@ def export_command(run_dir, formats, roles, keep_float, force, quiet, as_json, e
     from .exporters import export_run
     from .render.export import export_progress, render_export_report
 
-    # options: out, int8, opset, calibration_samples, int8_activations, trust_model_code (export_run's keywords)
+    # options: out, int8, opset, calibration_samples, int8_activations, max_int8_drop, trust_model_code
+    # (export_run's keywords)
     report = export_run(run_dir, formats=_names(formats), roles=_names(roles), keep_float=_names(keep_float),
                         force=force,
                         progress=None if quiet else export_progress(Console(stderr=True)), **options)

@@ -46,7 +46,9 @@ class ExportOptions:
     calibration_samples: int = 256
     trust_model_code: bool = False        # rebuild a model whose spec names your code (FILE.py:FACTORY)
     int8_activations: str | None = None   # onnx-int8's activation type: auto (None) | u8 | s8
-    keep_float: list[str] | None = None   # int8 files: layers left in float (names of the layer_error report)
+    keep_float: list[str] | None = None   # int8 files: layers left in float (names of the layer_error report),
+    #                                       or ["auto"]: the report's worst until max_int8_drop holds (keep_auto)
+    max_int8_drop: float | None = None    # --keep-float auto's target: accuracy points lost at most (default 0.5)
 
     def check_numbers(self) -> None:
         whole = (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool))
@@ -60,9 +62,15 @@ class ExportOptions:
             raise unknown_name("int8 activation type", str(self.int8_activations), INT8_ACTIVATIONS, ConfigError)
         self.kept_layers()
 
+    def auto_target(self) -> float | None:
+        """--keep-float auto's accuracy-drop target in points (None: the layers are named, or none)."""
+        from .keep_auto import auto_target
+
+        return auto_target(self.keep_float, self.max_int8_drop)
+
     def kept_layers(self) -> list[str] | None:
-        """--keep-float's layer names, stripped, duplicates dropped (None: none given)."""
-        if self.keep_float is None:
+        """--keep-float's layer names, stripped, duplicates dropped (None: none given, or auto)."""
+        if self.keep_float is None or self.auto_target() is not None:
             return None
         names = [n.strip() for n in list_of_names(self.keep_float, "keep_float", "['stem', 'classifier']")
                  if n and n.strip()]
@@ -137,6 +145,7 @@ class Job:
     labels: list[str] | None
     calibration: tuple[np.ndarray | None, dict | None] = (None, None)
     references: dict = field(default_factory=dict)     # role -> PyTorch's logits on the eval set
+    search: object = None           # --keep-float auto: its exporters.keep_auto.Search
 
 
 def export_run(run_dir, out=None, options: ExportOptions | None = None, *, force: bool = False,
@@ -145,7 +154,7 @@ def export_run(run_dir, out=None, options: ExportOptions | None = None, *, force
 
     What to export is ``options`` (an :class:`ExportOptions`), or its fields given by keyword
     (``formats=…, roles=…, int8=…, opset=…, calibration_samples=…, int8_activations=…,
-    keep_float=…``). ``out`` defaults to
+    keep_float=…, max_int8_drop=…``). ``out`` defaults to
     ``RUN/bundle``. ``progress`` receives one dict per step (``{"event": "load"|"start"|"done",
     "role", "format", "file", ...}``).
 
@@ -200,6 +209,11 @@ def prepare(run_dir: Path, out, options: ExportOptions, force: bool, progress: P
     job = Job(run_dir, out, options, plan, sources, (x_eval, y_eval), main.spec.get("labels") or labels)
     if any(fmt.calibrated for _, fmt in plan):
         job.calibration = load_calibration(run_dir, main.input_shape, int(options.calibration_samples))
+    target = options.auto_target()
+    if target is not None:
+        from .keep_auto import load_search
+
+        job.search = load_search(run_dir, main.input_shape, int(options.calibration_samples), target)
     return job
 
 
@@ -214,7 +228,12 @@ def _export_one(job: Job, ctx: ExportContext, role: str, fmt: Format, stage: Pat
     x_eval, y_eval = job.eval
     _emit(progress, event="start", role=role, format=fmt.name, file=name)
     t0 = time.perf_counter()
-    details = fmt.exporter_function()(ctx, src, stage / name) or {}
+    if job.search is not None and "keep_float" in fmt.options:
+        from .keep_auto import export_auto
+
+        details = export_auto(fmt.exporter_function(), ctx, src, stage / name, job.search)
+    else:
+        details = fmt.exporter_function()(ctx, src, stage / name) or {}
     seconds = time.perf_counter() - t0
     layer_error = details.pop("layer_error", None)     # an int8 file's per-layer report: a field of its own
     if role not in job.references:

@@ -204,23 +204,35 @@ def load_eval(run_dir: Path, input_shape: tuple[int, ...]) -> tuple[np.ndarray, 
 def load_calibration(run_dir: Path, input_shape: tuple[int, ...], samples: int, seed: int = 0
                      ) -> tuple[np.ndarray, dict]:
     """A class-stratified sample of the run's calibration split (training data, never eval)."""
-    path = run_dir / CALIBRATION_FILE
-    if not path.is_file():
-        raise DataError(f"run '{run_dir}' has no {CALIBRATION_FILE} (training samples for int8 calibration)",
-                        hint="int8 formats need it; re-run edgekd distill, or export without int8: --formats onnx")
     if samples < 1:
         raise DataError(f"calibration samples must be at least 1, got {samples}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            x = data["x"].astype(np.float32)
-            y = data["y"].astype(np.int64) if "y" in data else np.zeros(len(x), np.int64)
-    except (OSError, ValueError, EOFError, KeyError) as exc:
-        raise DataError(f"cannot read '{path}': {exc}") from None
-    if tuple(x.shape[1:]) != tuple(input_shape):
-        raise DataError(f"'{path}' holds samples of shape {list(x.shape[1:])}, the model expects {list(input_shape)}")
-    index = stratified_indices(y, samples, seed)
+    x, y = calibration_pool(run_dir, input_shape)
+    y = y if y is not None else np.zeros(len(x), np.int64)
+    index = calibration_indices(y, samples, seed)
     chosen = y[index]
     info = {"samples": len(index), "source": f"{CALIBRATION_FILE} (training split)", "stratified": True,
             "seed": seed, "available": len(x),
             "per_class": {str(int(c)): int((chosen == c).sum()) for c in np.unique(chosen)}}
     return x[index], info
+
+
+def calibration_indices(y: np.ndarray, samples: int, seed: int = 0) -> np.ndarray:
+    """Which samples of the pool calibrate (--keep-float auto measures on the others)."""
+    return stratified_indices(y, samples, seed)
+
+
+def calibration_pool(run_dir: Path, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
+    """(x, y) of the run's calibration.npz, a pool of training samples; y is None in a file without labels."""
+    path = run_dir / CALIBRATION_FILE
+    if not path.is_file():
+        raise DataError(f"run '{run_dir}' has no {CALIBRATION_FILE} (training samples for int8 calibration)",
+                        hint="int8 formats need it; re-run edgekd distill, or export without int8: --formats onnx")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            x = data["x"].astype(np.float32)
+            y = data["y"].astype(np.int64) if "y" in data else None
+    except (OSError, ValueError, EOFError, KeyError) as exc:
+        raise DataError(f"cannot read '{path}': {exc}") from None
+    if tuple(x.shape[1:]) != tuple(input_shape):
+        raise DataError(f"'{path}' holds samples of shape {list(x.shape[1:])}, the model expects {list(input_shape)}")
+    return x, y

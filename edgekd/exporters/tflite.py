@@ -112,7 +112,10 @@ def export_tflite_int8(ctx, src, out: Path) -> dict:
             _keep_float(quantizer, kept)
             # the interpreter keeps one sample's tensors at a time and folds them into each
             # tensor's running min/max: memory does not grow with the number of samples
-            ranges = quantizer.calibrate(_feed(signature, ctx.calibration), num_threads=os.cpu_count() or 1)
+            ranges = src.cache.get("tflite_int8_ranges") or \
+                quantizer.calibrate(_feed(signature, ctx.calibration), num_threads=os.cpu_count() or 1)
+            if not kept:   # the float model's ranges of every tensor: any mixed file quantizes with them
+                src.cache["tflite_int8_ranges"] = ranges   # (--keep-float auto re-quantizes, not recalibrates)
             if trained:
                 ranges, carried = with_trained_ranges(ranges, trained, produced_tensors(content)[0], src.module)
             step = "quantization"

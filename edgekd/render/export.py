@@ -48,9 +48,7 @@ def render_export_report(report: dict, console, explain: bool = False) -> None:
                       f"{parity['accuracy']:.1%} {delta:+.1f}pt")
     console.print(table)
     for row in report["models"]:
-        if row["details"].get("kept_float"):
-            console.print(f"{row['file']}: mixed int8/float (kept float: {', '.join(row['details']['kept_float'])})",
-                          highlight=False)
+        render_kept_float(row, console)
     for row in report["models"]:
         if row.get("layer_error"):
             render_layer_error(row, console, None if explain else WORST_LAYERS)
@@ -79,3 +77,23 @@ def render_layer_error(row: dict, console, count: int | None) -> None:
     if count is not None and len(layers) > count:
         console.print("[dim]  all layers: edgekd export --explain, or layer_error in export.json[/dim]")
 
+
+
+def render_kept_float(row: dict, console) -> None:
+    """One line for a file with layers kept float, and for --keep-float auto's choice (full-integer, the
+    layers kept float, or the target missed)."""
+    auto = row["details"].get("keep_float_auto")
+    if not auto:
+        if row["details"].get("kept_float"):
+            console.print(f"{row['file']}: mixed int8/float (kept float: {', '.join(row['details']['kept_float'])})",
+                          highlight=False)
+        return
+    drop, target = f"drop {auto['drop_points']:.2f} pt", f"{auto['target_drop_points']:g}"
+    kept = ", ".join(auto["kept_float"])
+    if auto["met"]:
+        text = f"{'kept float ' + kept if kept else 'full-integer'}: {drop} ≤ {target}"
+    else:
+        text = (f"[red]missed --max-int8-drop {target}[/red] after {len(auto['steps']) - 1} layer(s) kept float: "
+                f"written the smallest, {drop}{', kept float ' + kept if kept else ', full-integer'}")
+    console.print(f"{row['file']}: --keep-float auto: {text} ({auto['samples']} labelled training samples)",
+                  highlight=False)

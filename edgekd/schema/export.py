@@ -91,9 +91,17 @@ MIXED_TYPES = {"full_integer": of_type(bool, "true or false"),
                               "a list of layer names")}
 
 
+# --keep-float auto's record (exporters.keep_auto): the fields its terminal line reads
+AUTO_TYPES = {"target_drop_points": NUMBER, "met": of_type(bool, "true or false"), "kept_float": MIXED_TYPES["kept_float"],
+              "drop_points": NUMBER, "top1_agreement": NUMBER, "samples": COUNT, "steps": OBJECTS}
+
+
 def check_kept_float(details: dict, where: str) -> None:
     if "full_integer" in details or "kept_float" in details:
         check_fields(details, MIXED_TYPES, where, BundleError, sep=".")
+    if "keep_float_auto" in details:
+        check_fields(details, {"keep_float_auto": OBJECT}, where, BundleError, sep=".")
+        check_fields(details["keep_float_auto"], AUTO_TYPES, f"{where}.keep_float_auto", BundleError, sep=".")
 
 
 def check_layer_error(value, where: str) -> None:
