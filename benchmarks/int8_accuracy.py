@@ -67,7 +67,7 @@ def render(record: dict) -> str:
     for row in record["students"].values():
         made = f"QAT, {row['qat_epochs']} epochs" if row.get("qat_epochs") else "calibration (PTQ)"
         lines.append(f"| `{row['student']}` | {made} | {row['fp32_accuracy']:.2%} | {row['int8_accuracy']:.2%} | "
-                     f"{-100 * row['drop']:+.2f} | {row['int8_top1_agreement']:.2%} | "
+                     f"{-100 * row['drop'] + 0.0:+.2f} | {row['int8_top1_agreement']:.2%} | "
                      f"{'met' if row['within_targets'] else 'missed'} |")
     return "\n".join(lines)
 

@@ -65,7 +65,7 @@ def _assert_file_has_the_trained_grids(run, bundle):
     by_module = {entry["module"]: entry for entry in trained}
     assert "features.2" in by_module and by_module["features.2"]["min"] == 0.0   # after the ReLU: as in TFLite
     details = json.loads((bundle / "export.json").read_text())["models"][0]["details"]
-    assert details["qat_ranges"]["tensors_from_qat"] >= 3 and "QAT-trained ranges" in details["activations"]
+    assert details["qat_ranges"]["tensors_from_qat"] >= 2 and "QAT-trained ranges" in details["activations"]
     graph = fb.read_model_from_bytearray(bytearray((bundle / "student.int8.tflite").read_bytes())).subgraphs[0]
     written = {index for op in graph.operators for index in op.outputs}     # activations, not weights
     checked = 0
@@ -77,7 +77,7 @@ def _assert_file_has_the_trained_grids(run, bundle):
         assert tensor.quantization.scale[0] == pytest.approx(scale, rel=1e-4)
         assert tensor.quantization.zeroPoint[0] == round(-128 - entry["min"] / scale)
         checked += 1
-    assert checked >= 3
+    assert checked >= 2
 
 
 def test_qat_quantizes_after_relu6_as_tflite_does():

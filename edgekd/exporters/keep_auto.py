@@ -33,6 +33,8 @@ MIN_SAMPLES = 50           # fewer cannot tell half a point from one sample
 # one float cannot lower the error, so the search passes over them
 EXACT_OPS = frozenset({"RESHAPE", "TRANSPOSE", "SQUEEZE", "MAX_POOL_2D",
                        "Reshape", "Transpose", "Flatten", "Squeeze", "MaxPool"})
+
+
 def auto_target(keep_float, max_drop) -> float | None:
     """The accuracy-drop target in points when ``keep_float`` is ``["auto"]`` (None: not auto);
     --max-int8-drop without auto, auto beside layer names, or a drop outside 0..100 is refused."""
