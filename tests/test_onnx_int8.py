@@ -38,13 +38,19 @@ V3_FLOAT_OPS = {"HardSigmoid", "HardSwish"}
 CORRELATION_SLACK = 0.02  # int8 with pools against fp32, next to int8 with float means
 
 
+def v3_source(work: Path, shape: tuple[int, ...]) -> tuple[Source, np.ndarray]:
+    """A MobileNetV3-Small source for the exporter (random weights: the graph is what is checked) and
+    16 calibration samples."""
+    calibration = np.random.default_rng(1).normal(0, 1, (16, *shape)).astype(np.float32)
+    return Source("student", work, {"input": {"shape": list(shape)}}, "torch",
+                  module=_calibrated("mobilenetv3:variant=small,width=0.25", shape)), calibration
+
+
 @pytest.fixture(scope="module")
 def v3(tmp_path_factory) -> dict:
     """"u8"/"s8" -> (file, the exporter's details); "fp32" -> the fp32 ONNX file they were quantized from."""
     work = tmp_path_factory.mktemp("v3")
-    calibration = np.random.default_rng(1).normal(0, 1, (16, *SHAPE)).astype(np.float32)
-    source = Source("student", work, {"input": {"shape": list(SHAPE)}}, "torch",
-                    module=_calibrated("mobilenetv3:variant=small,width=0.25", SHAPE))
+    source, calibration = v3_source(work, SHAPE)
     files = {}
     for choice in ("u8", "s8"):       # one fp32 export: the source caches it
         path = work / f"{choice}.int8.onnx"
@@ -128,9 +134,7 @@ POOLED_SHAPE = (3, 32, 32)     # nine squeeze-excitation means (8x8 down to 1x1)
 def pooled(tmp_path_factory) -> dict:
     """MobileNetV3-Small at 3x32x32 exported for real: its fp32 file, its onnx-int8 file and details."""
     work = tmp_path_factory.mktemp("pooled")
-    calibration = np.random.default_rng(1).normal(0, 1, (16, *POOLED_SHAPE)).astype(np.float32)
-    source = Source("student", work, {"input": {"shape": list(POOLED_SHAPE)}}, "torch",
-                    module=_calibrated("mobilenetv3:variant=small,width=0.25", POOLED_SHAPE))
+    source, calibration = v3_source(work, POOLED_SHAPE)
     path = work / "student.int8.onnx"
     details = export_onnx_int8(ExportContext(work, None, calibration, "u8"), source, path)
     return {"fp32": source.cache["onnx"], "int8": path, "details": details, "x": calibration}
