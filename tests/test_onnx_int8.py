@@ -185,28 +185,33 @@ def test_int8_with_pools_agrees_with_fp32_as_with_float_means(pooled, tmp_path):
     assert pools >= 0.5 and pools >= floats - CORRELATION_SLACK, (pools, floats)
 
 
-def test_the_rewrite_keeps_the_numbers_and_other_means(tmp_path):
+@pytest.mark.parametrize("opset", [13, 20], ids=["axes-attribute", "axes-input"])
+def test_the_rewrite_keeps_the_numbers_and_other_means(tmp_path, opset):
     """Both forms (keepdims 1 and 0, axes written negative) become pools, a mean over channels stays,
     the rewritten file gives the same numbers in onnxruntime and the original file is untouched."""
     from onnx import TensorProto, helper, numpy_helper
 
     from edgekd.exporters.parity import run_file
 
-    axes = {name: numpy_helper.from_array(np.array(v, np.int64), name) for name, v in
-            (("hw", [2, 3]), ("neg_hw", [-1, -2]), ("c", [1]))}
-    nodes = [helper.make_node("ReduceMean", ["input", "hw"], ["se"], name="se", keepdims=1),
-             helper.make_node("Mul", ["input", "se"], ["gated"], name="gate"),
-             helper.make_node("ReduceMean", ["gated", "neg_hw"], ["pooled"], name="head", keepdims=0),
-             helper.make_node("ReduceMean", ["pooled", "c"], ["logits"], name="channels", keepdims=1)]
+    axes = {"se": [2, 3], "pooled": [-1, -2], "logits": [1]}     # by output
+
+    def mean(source: str, out: str, keepdims: int):
+        if opset < 18:      # the axes were an attribute before opset 18
+            return helper.make_node("ReduceMean", [source], [out], name=out, keepdims=keepdims, axes=axes[out])
+        return helper.make_node("ReduceMean", [source, f"{out}_axes"], [out], name=out, keepdims=keepdims)
+
+    nodes = [mean("input", "se", 1), helper.make_node("Mul", ["input", "se"], ["gated"], name="gate"),
+             mean("gated", "pooled", 0), mean("pooled", "logits", 1)]
+    init = [numpy_helper.from_array(np.array(v, np.int64), f"{k}_axes") for k, v in axes.items()] if opset >= 18 else []
     graph = helper.make_graph(nodes, "means", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, 5, 7])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 1])], list(axes.values()))
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 1])], init)
     original = tmp_path / "means.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10), str(original))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10), str(original))
     x = np.random.default_rng(0).normal(1, 1, (8, 3, 5, 7)).astype(np.float32)
     rewritten, count = pooling_rewritten(original, x, "student")
     assert count == 2 and rewritten != original and _op_counts(original) == Counter(ReduceMean=3, Mul=1)
     assert _op_counts(rewritten) == Counter(GlobalAveragePool=2, Flatten=1, Mul=1, ReduceMean=1)
-    assert {t.name for t in onnx.load(str(rewritten)).graph.initializer} == {"c"}
+    assert {t.name for t in onnx.load(str(rewritten)).graph.initializer} == ({"logits_axes"} if init else set())
     np.testing.assert_allclose(run_file(rewritten, x)[0], run_file(original, x)[0], rtol=1e-5)
     assert pooling_rewritten(rewritten, x, "student") == (rewritten, 0)      # nothing left to rewrite
 
