@@ -1,6 +1,6 @@
 """--keep-float: the named layers of an int8 file stay float, everything else stays int8, and the bundle
 says the file is not full-integer. The demo student is the toy CNN (features.0-2: depthwise conv block;
-features.4-6: conv block; output: the classifier), its ONNX file's report names relu, relu_1, logits."""
+features.4-6: conv block; output: the classifier); both formats' reports name layers so."""
 from __future__ import annotations
 
 import json
@@ -69,16 +69,36 @@ def test_kept_onnx_layer_is_float(demo_run, tmp_path):
 
     from edgekd.exporters.onnx import check_onnx_int8
 
-    edgekd.export(demo_run, out=tmp_path / "b", formats=["onnx-int8"], roles=["student"], keep_float=["relu_1"])
+    edgekd.export(demo_run, out=tmp_path / "b", formats=["onnx-int8"], roles=["student"], keep_float=[KEPT])
     model = onnx.load(str(tmp_path / "b" / "student.int8.onnx"))
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
-    assert [c.input[1] in dequantized for c in convs] == [True, False]   # the second conv (relu_1's) is float
+    assert [c.input[1] in dequantized for c in convs] == [True, False]   # the second conv (features.4's) is float
     with pytest.raises(ExportError, match="not int8"):
         check_onnx_int8(model, "student")
     row, entry = _documents(tmp_path / "b")
-    assert row.details["kept_float"] == ["relu_1"] and entry.kept_float == ["relu_1"]
+    assert row.details["kept_float"] == [KEPT] and entry.kept_float == [KEPT]
     assert entry.full_integer is False
+
+
+def test_an_onnx_file_without_module_paths_is_named_by_tensor(demo_run, tmp_path):
+    """A brought ONNX file has no exporter's name scopes: its layers keep their tensor names, and the
+    tensor name covers what the module path does in edgekd's own export."""
+    import onnx
+
+    from edgekd.exporters.layer_error import kept_tensors, onnx_layer_nodes
+
+    edgekd.export(demo_run, out=tmp_path / "b", formats=["onnx"], roles=["student"])
+    named = onnx_layer_nodes(tmp_path / "b" / "student.onnx")
+    model = onnx.load(str(tmp_path / "b" / "student.onnx"))
+    for node in model.graph.node:
+        del node.metadata_props[:]
+    onnx.save(model, str(tmp_path / "brought.onnx"))
+    bare = onnx_layer_nodes(tmp_path / "brought.onnx")
+    assert {"features.0-2", "features.4-6", "output"} <= set(named) and "relu_1" not in named
+    assert {"relu", "relu_1", "logits"} <= set(bare) and not {KEPT, "output"} & set(bare)
+    assert kept_tensors(["relu_1"], bare, "onnx-int8", "student")["relu_1"] == \
+        kept_tensors([KEPT], named, "onnx-int8", "student")[KEPT]      # the conv and its ReLU, by either name
 
 
 def test_unknown_layer_names_the_closest_and_writes_nothing(demo_run, tmp_path):

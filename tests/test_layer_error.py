@@ -53,6 +53,18 @@ def _module_names() -> set[str]:
     return {name for name, _ in build("cnn:width=8,depth=2", (1, 8, 8), 10).named_modules()}
 
 
+def assert_module_paths(names: list[str]) -> None:
+    """Each name is a module of the demo student, a range of sibling modules, (model) or output."""
+    modules = _module_names()
+    for name in names:
+        if "-" in name:  # a range of siblings: features.4-6 is features.4, features.5, features.6
+            parent, _, span = name.rpartition(".")
+            first, last = map(int, span.split("-"))
+            assert {f"{parent}.{i}" for i in range(first, last + 1)} <= modules, name
+        else:
+            assert name in modules | {"(model)", "output"}, name
+
+
 def test_one_entry_per_quantized_layer_with_readable_names(damaged):
     import onnx
 
@@ -63,16 +75,9 @@ def test_one_entry_per_quantized_layer_with_readable_names(damaged):
     info = describe_tflite(bundle / tflite["file"])
     # every tensor an op writes (all but the input among the non-constant tensors) is an int8 layer output
     assert len(tflite["layer_error"]["layers"]) == len(info["activations"]) - len(info["inputs"])
-    modules = _module_names()
     for layer in tflite["layer_error"]["layers"]:
-        name = layer["layer"]
         assert math.isfinite(layer["snr_db"]) and -1 <= layer["cosine"] <= 1, layer
-        if "-" in name:  # a range of siblings: features.4-6 is features.4, features.5, features.6
-            parent, _, span = name.rpartition(".")
-            first, last = map(int, span.split("-"))
-            assert {f"{parent}.{i}" for i in range(first, last + 1)} <= modules, name
-        else:
-            assert name in modules | {"(model)", "output"}, name
+    assert_module_paths([layer["layer"] for layer in tflite["layer_error"]["layers"]])
     assert tflite["layer_error"]["samples"] == 32
 
     # ONNX: one entry per activation the QDQ file quantizes (a QuantizeLinear on a computed tensor; the
@@ -83,8 +88,11 @@ def test_one_entry_per_quantized_layer_with_readable_names(damaged):
     quantized = {n.input[0].removesuffix("_QuantizeLinear_Input") for n in model.graph.node
                  if n.op_type == "QuantizeLinear" and n.input[0] in computed}
     names = [layer["layer"] for layer in onnx_row["layer_error"]["layers"]]
-    assert sorted(names) == sorted(quantized)
+    assert len(names) == len(quantized) and names[-1] == "output"
     assert all(math.isfinite(layer["snr_db"]) for layer in onnx_row["layer_error"]["layers"])
+    # named by module path as the TFLite report is (the exporter's name scopes, kept across onnxsim)
+    assert_module_paths(names)
+    assert {"features.0-2", "features.4-6"} <= set(names) <= {layer["layer"] for layer in tflite["layer_error"]["layers"]}
 
 
 def test_the_damaged_layer_ranks_worst(damaged):
@@ -97,7 +105,7 @@ def test_the_damaged_layer_ranks_worst(damaged):
     assert before and min(layer["snr_db"] for layer in before) > damaged_db + 20, layers
     # ONNX: the activation of features.6 (the second ReLU) is the worst
     relus = [layer for layer in onnx_row["layer_error"]["layers"] if layer["op"] == "Relu"]
-    assert worst(onnx_row["layer_error"], 1)[0]["layer"] == relus[-1]["layer"]
+    assert worst(onnx_row["layer_error"], 1)[0]["layer"] == relus[-1]["layer"] == "features.4-6"
     assert relus[0]["snr_db"] > relus[-1]["snr_db"] + 20
 
 

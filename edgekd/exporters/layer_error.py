@@ -137,7 +137,12 @@ def readable_tflite_name(name: str, classes: set[str] = frozenset()) -> str:
     parts = [p for p in name.split(";") if "/" in p or "." in p]
     if not parts or (not any("/" in p for p in parts) and not _is_root(parts[0], classes)):
         return name
-    end, start = _module_path(parts[0], classes), _module_path(parts[-1], classes)
+    return _span(_module_path(parts[-1], classes), _module_path(parts[0], classes))
+
+
+def _span(start: list[str], end: list[str]) -> str:
+    """The layer name of ops from module path ``start`` to ``end``: a range of siblings
+    (``features.4-6``), else the deepest module holding both, ``(model)`` for the root."""
     if len(end) == len(start) and end[:-1] == start[:-1] and end != start:
         return ".".join([*end[:-1], f"{start[-1]}-{end[-1]}"])
     common = []
@@ -187,7 +192,9 @@ def onnx_layer_errors(fp32: Path, int8: Path, samples: np.ndarray, workdir: Path
     for kind, path in (("float", fp32), ("qdq", int8)):
         augmented[kind] = workdir / f"{path.stem}.{kind}.outputs.onnx"
         debug.modify_model_output_intermediate_tensors(str(path), str(augmented[kind]))
-    ops = {out: node.op_type for node in onnx.load(str(fp32)).graph.node for out in node.output}
+    model = onnx.load(str(fp32))
+    ops = {out: node.op_type for node in model.graph.node for out in node.output}
+    names = {tensor: layer for tensor, (layer, _) in _onnx_layers(model).items()}
     totals: dict[str, float] = {}
     runs = {kind: _all_outputs(path) for kind, path in augmented.items()}
     for i in range(len(samples)):
@@ -197,21 +204,36 @@ def onnx_layer_errors(fp32: Path, int8: Path, samples: np.ndarray, workdir: Path
         for name, errors in debug.compute_activation_error(matched).items():
             if "xmodel_err" in errors and name in ops:
                 totals[name] = totals.get(name, 0.0) + errors["xmodel_err"]
-    layers = [_entry(name, ops[name], totals[name] / len(samples), None) for name in ops if name in totals]
+    layers = [_entry(names.get(name, name), ops[name], totals[name] / len(samples), None)
+              for name in ops if name in totals]
     return _report("onnxruntime.quantization.qdq_loss_debug", len(samples), layers)
 
 
 FUSED_ACTIVATIONS = ("Relu", "Clip")    # onnxruntime folds them into the Conv/Gemm before them
+WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+SCOPES = "pkg.torch.onnx.name_scopes"   # torch.onnx (dynamo): each node's module path, kept across onnxsim
 
 
 def onnx_layer_nodes(path: Path) -> dict[str, list[str]]:
-    """Each layer name the ONNX report uses (a node's output tensor) → the names of the nodes it covers:
-    the node itself, and for a Relu/Clip the Conv/Gemm/MatMul it is fused with (the report has no entry
-    for that node's output, which no QuantizeLinear follows)."""
+    """Each layer name the ONNX report uses → the names of the nodes it covers: a node, and for a
+    Relu/Clip the Conv/Gemm/MatMul it is fused with (the report has no entry for that node's output,
+    which no QuantizeLinear follows)."""
     import onnx
 
-    nodes = [n for n in onnx.load(str(path)).graph.node if n.name]
+    layers: dict[str, list[str]] = {}
+    for layer, nodes in _onnx_layers(onnx.load(str(path))).values():
+        layers[layer] = list(dict.fromkeys([*layers.get(layer, []), *nodes]))
+    return layers
+
+
+def _onnx_layers(model) -> dict[str, tuple[str, list[str]]]:
+    """Each node output tensor → (its layer name, the names of the nodes that layer covers). The name
+    is the torch module path where the exporter recorded it (as readable_tflite_name: ``features.4-6``
+    for a Conv, BatchNorm, ReLU block, ``output`` for the model's output), else the tensor's name (a
+    brought ONNX file)."""
+    nodes = [n for n in model.graph.node if n.name]
     producers = {out: n for n in nodes for out in n.output}
+    outputs = {o.name for o in model.graph.output}
     readers: dict[str, int] = {}
     for node in nodes:
         for name in node.input:
@@ -220,10 +242,40 @@ def onnx_layer_nodes(path: Path) -> dict[str, list[str]]:
     for node in nodes:
         before = producers.get(node.input[0]) if node.input else None
         fused = node.op_type in FUSED_ACTIVATIONS and before is not None and \
-            before.op_type in ("Conv", "Gemm", "MatMul") and readers[node.input[0]] == 1
+            before.op_type in WEIGHTED and readers[node.input[0]] == 1
+        covered = [before, node] if fused else [node]
         for out in node.output:
-            layers[out] = [before.name, node.name] if fused else [node.name]
+            layers[out] = (_onnx_layer_name(out, covered, outputs), [n.name for n in covered])
     return layers
+
+
+def _onnx_layer_name(tensor: str, covered: list, outputs: set[str]) -> str:
+    end = _scope(covered[-1])
+    if end is None:
+        return tensor
+    if tensor in outputs:
+        return "output"
+    return _span(_weight_module(covered[0]) or _scope(covered[0]) or end, end)
+
+
+def _scope(node) -> list[str] | None:
+    """The module path the exporter recorded for the node (its name_scopes: the enclosing modules'
+    paths, then the op's own name), as segments; [] for the root module, None where none was recorded."""
+    import ast
+
+    value = next((p.value for p in node.metadata_props if p.key == SCOPES), None)
+    scopes = ast.literal_eval(value) if value else []
+    return None if len(scopes) < 2 else [s for s in scopes[-2].split(".") if s]
+
+
+def _weight_module(node) -> list[str] | None:
+    """The module a weighted node's weight belongs to. The exporter folds a BatchNorm into the Conv
+    before it and records the BatchNorm's module on the fused node; the conv's own module survives in
+    its weight's name (``features.4.weight``)."""
+    if node.op_type not in WEIGHTED or len(node.input) < 2 or not node.input[1].endswith(".weight") \
+            or _scope(node) is None:
+        return None
+    return node.input[1][:-len(".weight")].split(".")
 
 
 def _all_outputs(path: Path):

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import ExportError
 from ._util import converter_error, quiet
+from .layer_error import SCOPES
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -18,10 +19,15 @@ OUTPUT_NAME = "logits"
 # Ops onnxruntime's CPU EP runs in int8 when a DequantizeLinear feeds them and a QuantizeLinear takes
 # their output (its QDQ fusions: QLinearConv, QGemm, QLinearMatMul, QLinearAdd/Mul, QLinearSigmoid,
 # QLinearGlobalAveragePool, ...; Relu and Clip fold into the QuantizeLinear before them). Measured on
-# the zoo with onnxruntime 1.32 (its optimized graph): every Conv, Gemm, Add and Mul fused; ReduceMean,
-# HardSwish and HardSigmoid have no int8 kernel there and run in float between DQ and Q.
+# the zoo with onnxruntime 1.32 (its optimized graph): every Conv, Gemm, Add, Mul and GlobalAveragePool
+# fused; HardSwish and HardSigmoid have no int8 kernel there and run in float between DQ and Q, and so
+# does ReduceMean, which is why onnx-int8 quantizes a copy with each spatial mean as a GlobalAveragePool.
 INT8_KERNEL_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Sigmoid", "LeakyRelu",
                              "GlobalAveragePool", "AveragePool", "MaxPool", "Softmax", "Concat", "Relu", "Clip"})
+# Ops that only move values: onnxruntime drops the DQ/Q pair around them and moves the int8 values (the
+# Flatten after a head's pooling); float only where the value they move is float.
+INT8_MOVE_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"})
+POOL_TOLERANCE = 1e-4                   # |Δ logits| / max |logits| of the pooling rewrite: summation order only
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 X86 = ("x86_64", "amd64", "i386", "i686", "x86")
 
@@ -103,7 +109,21 @@ def _simplify(model, info: dict):
         raise ExportError("onnxsim could not validate the simplified model against the original")
     info["nodes_before_simplify"] = len(model.graph.node)
     info["nodes"] = len(simplified.graph.node)
+    _carry_scopes(model, simplified)
     return simplified
+
+
+def _carry_scopes(before, after) -> None:
+    """onnxsim rebuilds the nodes without their metadata; put the exporter's module paths back, matched
+    by output tensor name (onnxsim keeps those), so the layer report and --keep-float name layers by
+    torch module as for TFLite. Only the module path: the stack traces would ship the exporting
+    machine's file paths in the model."""
+    scopes = {out: prop.value for node in before.graph.node for prop in node.metadata_props
+              if prop.key == SCOPES for out in node.output}
+    for node in after.graph.node:
+        value = next((scopes[out] for out in node.output if out in scopes), None)
+        if value is not None and not any(prop.key == SCOPES for prop in node.metadata_props):
+            node.metadata_props.add(key=SCOPES, value=value)
 
 
 class _Reader:
@@ -136,6 +156,84 @@ def int8_activations(choice: str | None) -> tuple[str, str]:
                   "(Arm SDOT) are the fast ones; for an x86 device export with --int8-activations u8")
 
 
+def pooling_rewritten(fp32: Path, samples: np.ndarray, role: str) -> tuple[Path, int]:
+    """The fp32 file onnx-int8 quantizes, and how many means became pools: ``fp32`` itself, or beside it
+    a copy with every spatial ReduceMean as a GlobalAveragePool, which onnxruntime runs in int8
+    (QLinearGlobalAveragePool) where a ReduceMean runs in float. The exported fp32 file keeps its graph.
+    The copy must give the same logits on ``samples`` in onnxruntime, or the export stops."""
+    import onnx
+
+    from .parity import run_file
+
+    model = onnx.load(str(fp32))
+    count = rewrite_spatial_means(model)
+    if not count:
+        return fp32, 0
+    path = fp32.with_name(f"{fp32.stem}.pooled.onnx")
+    onnx.save_model(model, str(path), save_as_external_data=False)
+    before, after = (run_file(p, samples)[0] for p in (fp32, path))
+    drift = float(np.abs(after - before).max()) / max(float(np.abs(before).max()), 1e-6)
+    if not drift <= POOL_TOLERANCE:
+        raise ExportError(f"the {role} onnx-int8 model: rewriting {count} ReduceMean as GlobalAveragePool "
+                          f"changed the fp32 logits by {drift:.2g} of their size (> {POOL_TOLERANCE:g})",
+                          hint="a bug in edgekd's rewrite; --debug and report it")
+    return path, count
+
+
+def rewrite_spatial_means(model) -> int:
+    """Every ReduceMean over the spatial axes of an NCHW tensor becomes a GlobalAveragePool (same node
+    name, output and module path), followed by a Flatten where the mean dropped the axes; returns how
+    many. A mean over other axes stays."""
+    from onnx import helper
+
+    graph = model.graph
+    init, ranks = {t.name: t for t in graph.initializer}, _ranks(model)
+    nodes, means = [], []
+    for node in graph.node:
+        if not _spatial_mean(node, init, ranks):
+            nodes.append(node)
+            continue
+        means.append(node)
+        keep = next((a.i for a in node.attribute if a.name == "keepdims"), 1)
+        pooled = node.output[0] if keep else f"{node.output[0]}_pooled"
+        made = [helper.make_node("GlobalAveragePool", [node.input[0]], [pooled], name=node.name)]
+        if not keep:    # (N, C, 1, 1) -> (N, C): the shape ReduceMean(keepdims=0) gave
+            made.append(helper.make_node("Flatten", [pooled], [node.output[0]], name=f"{node.name}_flatten", axis=1))
+        for new in made:
+            new.metadata_props.extend(node.metadata_props)
+        nodes.extend(made)
+    if means:
+        del graph.node[:]
+        graph.node.extend(nodes)
+        used = {name for node in nodes for name in node.input}
+        axes = {name for node in means for name in node.input[1:]}
+        for tensor in [t for t in graph.initializer if t.name in axes and t.name not in used]:
+            graph.initializer.remove(tensor)     # the means' axes, read by nothing now
+    return len(means)
+
+
+def _ranks(model) -> dict[str, int]:
+    """The rank of each tensor whose shape onnx's shape inference knows."""
+    import onnx
+
+    graph = onnx.shape_inference.infer_shapes(model).graph
+    return {v.name: len(v.type.tensor_type.shape.dim) for v in (*graph.input, *graph.value_info, *graph.output)
+            if v.type.tensor_type.HasField("shape")}
+
+
+def _spatial_mean(node, init: dict, ranks: dict) -> bool:
+    """A ReduceMean over axes 2 and 3 (H, W) of a 4-D tensor: a GlobalAveragePool."""
+    from onnx import numpy_helper
+
+    if node.op_type != "ReduceMean" or ranks.get(node.input[0]) != 4:
+        return False
+    if len(node.input) > 1 and node.input[1]:      # opset 18+: the axes are an input
+        axes = numpy_helper.to_array(init[node.input[1]]).tolist() if node.input[1] in init else None
+    else:                                           # before: an attribute; none means every axis
+        axes = next((list(a.ints) for a in node.attribute if a.name == "axes"), None)
+    return axes is not None and sorted(int(a) % 4 for a in axes) == [2, 3]
+
+
 def export_onnx_int8(ctx, src, out: Path) -> dict:
     """int8 QDQ ONNX: per-channel symmetric int8 weights, uint8 or int8 activations (u8 on x86, see
     int8_activations) calibrated on training samples; input and output stay float (QuantizeLinear/
@@ -148,7 +246,7 @@ def export_onnx_int8(ctx, src, out: Path) -> dict:
 
     if "onnx" not in src.cache:
         export_onnx(ctx, src, ctx.workdir / f"{src.role}.onnx.tmp")
-    fp32 = src.cache["onnx"]
+    fp32, pools = pooling_rewritten(src.cache["onnx"], pick_samples(ctx.calibration), src.role)
     kept = kept_tensors(ctx.keep_float, onnx_layer_nodes(fp32), "onnx-int8", src.role) if ctx.keep_float else {}
     excluded = [node for nodes in kept.values() for node in nodes]
     fp32_model = open_model(fp32, threads=1, providers=["cpu"])
@@ -172,16 +270,19 @@ def export_onnx_int8(ctx, src, out: Path) -> dict:
             "quant_format": "QDQ", "per_channel": True, "weights": "int8 symmetric",
             "activations": f"{'uint8' if activations == 'u8' else 'int8'} static", "activation_type": activations,
             "activation_choice": why, "float_ops": float_ops, "io": "float32",
-            "full_integer": False, "kept_float": list(kept), "layer_error": layers}   # float input and output
+            "full_integer": False, "kept_float": list(kept), "layer_error": layers,   # float input and output
+            "pools_rewritten": pools}
 
 
 def check_onnx_int8(model, role: str, kept: set[str] = frozenset()) -> dict:
     """Every weight of a Conv/Gemm/MatMul is int8 behind a DequantizeLinear, every op onnxruntime has an
     int8 kernel for sits between DequantizeLinear and QuantizeLinear (uint8 or int8 activations), but
-    the ``kept`` nodes (--keep-float), float by request; returns the ops left in float, by type: those
-    without an int8 kernel, kept, or outside the quantized region."""
+    the ``kept`` nodes (--keep-float), float by request; a spatial ReduceMean counts as the
+    GlobalAveragePool it is. Returns the ops left in float, by type: those without an int8 kernel, kept,
+    or outside the quantized region (a Flatten or Reshape between DQ and Q moves int8 values)."""
     graph = model.graph
     init, producers, consumers = _index(graph)
+    ranks = _ranks(model)
     float_weights, islands, quantized = [], [], 0
     float_ops: Counter = Counter()
     for node in graph.node:
@@ -196,10 +297,10 @@ def check_onnx_int8(model, role: str, kept: set[str] = frozenset()) -> dict:
                 quantized += 1
             else:
                 float_weights.append(f"{label} ({node.input[1]})")
-        wrapped = _between_qdq(node, init, producers, consumers)
-        if node.op_type in INT8_KERNEL_OPS and not wrapped:
+        kind = _float_kind(node, init, producers, consumers, ranks)
+        if kind == "island":
             islands.append((node.op_type, label))
-        elif node.op_type not in INT8_KERNEL_OPS:      # no int8 kernel: float between DQ and Q
+        elif kind == "float":
             float_ops[node.op_type] += 1
     if float_weights or not quantized:
         raise ExportError(f"the {role} onnx-int8 model is not int8: float weights in "
@@ -210,6 +311,17 @@ def check_onnx_int8(model, role: str, kept: set[str] = frozenset()) -> dict:
                           f"({', '.join(label for _, label in islands[:3])}, ...)",
                           hint="the quantizer skipped them; --debug and report it")
     return dict(sorted(float_ops.items()))
+
+
+def _float_kind(node, init: dict, producers: dict, consumers: dict, ranks: dict) -> str | None:
+    """"island": float where onnxruntime has an int8 kernel (a spatial ReduceMean is a GlobalAveragePool);
+    "float": no int8 kernel, float between DQ and Q; None: int8."""
+    wrapped = _between_qdq(node, init, producers, consumers)
+    if _spatial_mean(node, init, ranks) or (node.op_type in INT8_KERNEL_OPS and not wrapped):
+        return "island"
+    if node.op_type in INT8_KERNEL_OPS or (node.op_type in INT8_MOVE_OPS and wrapped):
+        return None
+    return "float"
 
 
 def _index(graph) -> tuple[dict, dict, dict]:
