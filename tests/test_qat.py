@@ -114,12 +114,13 @@ def test_qat_changes_the_weights(demo_run):
     before = {k: v.clone() for k, v in student.state_dict().items()}
     kd = KDTarget(build_loss("kd"), outputs={"logits": predict_logits(teacher, x)})
     settings = FitSettings(epochs=1, batch_size=64, lr=0.01, weight_decay=0.0, seed=0, validation=(x, y))
-    record = quantization_aware_distill(student, (x, y), settings, kd, epochs=1)
+    record, ranges = quantization_aware_distill(student, (x, y), settings, kd, epochs=1)
     after = student.state_dict()
     changed = [k for k in before if before[k].is_floating_point() and not torch.equal(before[k], after[k])]
     assert "features.0.weight" in changed and "classifier.weight" in changed
     assert "features.1.running_var" in changed          # BatchNorm trained in the QAT graph came back too
     assert 0.0 <= record["fake_quant_accuracy"] <= 1.0 and record["lr"] == pytest.approx(0.001)
+    assert {entry["module"] for entry in ranges} >= {"(input)", "features.2", "features.6"}
 
 
 def test_float_student_computes_what_the_qat_graph_does_without_fake_quant(demo_run):
