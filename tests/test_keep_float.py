@@ -81,6 +81,14 @@ def test_kept_onnx_layer_is_float(demo_run, tmp_path):
     assert entry.full_integer is False
 
 
+def test_the_pooling_after_a_kept_onnx_layer_stays_float_with_it(demo_run, tmp_path):
+    """Keeping the first conv block float leaves the MaxPool reading it float too (onnxruntime gives a
+    pooling its input's grid, and a float layer has none): part of the kept region, not a refused island."""
+    edgekd.export(demo_run, out=tmp_path / "b", formats=["onnx-int8"], roles=["student"], keep_float=["features.0-2"])
+    row, entry = _documents(tmp_path / "b")
+    assert row.details["float_ops"].get("MaxPool") == 1 and entry.kept_float == ["features.0-2"]
+
+
 def test_an_onnx_file_without_module_paths_is_named_by_tensor(demo_run, tmp_path):
     """A brought ONNX file has no exporter's name scopes: its layers keep their tensor names, and the
     tensor name covers what the module path does in edgekd's own export."""

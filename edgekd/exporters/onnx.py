@@ -289,7 +289,7 @@ def check_onnx_int8(model, role: str, kept: set[str] = frozenset()) -> dict:
         if node.op_type in QDQ_OPS:
             continue
         label = node.name or node.op_type
-        if node.name in kept:
+        if node.name in kept or _moves_kept_values(node, kept, producers):
             float_ops[node.op_type] += 1
             continue
         if node.op_type in ("Conv", "Gemm", "MatMul"):
@@ -311,6 +311,13 @@ def check_onnx_int8(model, role: str, kept: set[str] = frozenset()) -> dict:
                           f"({', '.join(label for _, label in islands[:3])}, ...)",
                           hint="the quantizer skipped them; --debug and report it")
     return dict(sorted(float_ops.items()))
+
+
+def _moves_kept_values(node, kept: set[str], producers: dict) -> bool:
+    """A pooling or reshape reading a kept (float) node's output directly: onnxruntime's quantizer gives such
+    an op its input's grid, and a kept node's output has none, so it stays float with the kept layer."""
+    return node.op_type in ("MaxPool", *INT8_MOVE_OPS) and any(
+        getattr(producers.get(name), "name", None) in kept for name in node.input)
 
 
 def _float_kind(node, init: dict, producers: dict, consumers: dict, ranks: dict) -> str | None:
