@@ -104,8 +104,8 @@ def export_auto(exporter, ctx, src, out: Path, search: Search) -> dict:
         try:
             details = _step(exporter, replace(ctx, keep_float=[*kept, name]), src, out, search, reference)
         except ExportError as exc:
-            # the format cannot keep this layer float (onnx-int8 then leaves a MaxPool after it float;
-            # the last weighted layer kept float leaves no int8 weights): pass over it, say why
+            # the format cannot keep this layer float (e.g. the last weighted layer kept float leaves
+            # no int8 weights): pass over it, say why
             skipped.append({"layer": name, "reason": exc.message})
             continue
         kept.append(name)
