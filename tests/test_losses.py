@@ -152,6 +152,26 @@ def test_kd_is_the_first_entry_and_the_golden_function():
     assert loss(LossInputs(s, {"logits": t}, y)).item() == kd_loss(s, t, y, 2.0, 0.3).item()
 
 
+def test_the_hard_term_smooths_and_mixes_labels_as_numpy_does(logits):
+    """Label smoothing ε: target 1 − ε + ε/K on the class, ε/K elsewhere; a mixed batch (mixup,
+    CutMix) weighs the two labels' CE like the inputs. Against float64 numpy."""
+    s, _, y = logits
+    partner, weight, eps = np.array([1, 0, 3, 2, 2]), 0.7, 0.1
+    log_p = np.log(softmax(s))
+
+    def smoothed_ce(labels):
+        target = np.full(s.shape, eps / s.shape[1])
+        target[np.arange(len(labels)), labels] += 1 - eps
+        return -np.mean(np.sum(target * log_p, axis=1))
+
+    batch = LossInputs(torch.tensor(s), {}, torch.tensor(y), (torch.tensor(partner), weight), eps)
+    expected = weight * smoothed_ce(y) + (1 - weight) * smoothed_ce(partner)
+    assert batch.cross_entropy().item() == pytest.approx(expected, rel=1e-9)
+    loss = build_loss("kd", temperature=2.0, alpha=1.0)
+    assert loss(LossInputs(torch.tensor(s), {"logits": torch.tensor(s)}, torch.tensor(y), None, eps)).item() \
+        == pytest.approx(smoothed_ce(y), rel=1e-9)
+
+
 def test_unknown_loss_name_suggests_the_closest():
     with pytest.raises(ConfigError) as info:
         build_loss("kdd")

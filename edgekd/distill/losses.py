@@ -26,10 +26,25 @@ TEACHER_OUTPUTS = ("logits",)
 
 @dataclass
 class LossInputs:
-    """One batch as a loss sees it."""
+    """One batch as a loss sees it. Every loss reads its hard-label term through
+    ``cross_entropy``, so label smoothing and mixed batches apply to all of them alike."""
     student_logits: torch.Tensor
     teacher: dict[str, torch.Tensor]     # the kinds the loss ``needs``, one row per sample of the batch
-    targets: torch.Tensor
+    targets: torch.Tensor                # class indices
+    # mixup/cutmix: (the labels of the samples each one was mixed with, the weight of ``targets``)
+    mixed: tuple[torch.Tensor, float] | None = None
+    label_smoothing: float = 0.0
+
+    def cross_entropy(self) -> torch.Tensor:
+        """CE of the student against the labels: smoothed (Szegedy et al. 2016, arXiv:1512.00567,
+        section 7) and, for a mixed batch, the same mix of the two labels' CE as of the inputs
+        (mixup: Zhang et al. 2018, arXiv:1710.09412; CutMix: Yun et al. 2019, arXiv:1905.04899)."""
+        ce = F.cross_entropy(self.student_logits, self.targets, label_smoothing=self.label_smoothing)
+        if self.mixed is None:
+            return ce
+        partner, weight = self.mixed
+        return weight * ce + (1.0 - weight) * F.cross_entropy(self.student_logits, partner,
+                                                               label_smoothing=self.label_smoothing)
 
 
 class DistillationLoss(nn.Module):
@@ -72,15 +87,24 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets:
     of Keras' ``Distiller`` example and torchdistill's ``KDLoss``. The T² factor keeps the
     soft-target gradients the same size as T changes (Hinton et al., section 2).
     """
+    check_kd_options(temperature, alpha)
+    hard = F.cross_entropy(student_logits, targets)
+    return alpha * hard + (1.0 - alpha) * soft_target_loss(student_logits, teacher_logits, temperature)
+
+
+def check_kd_options(temperature: float, alpha: float) -> None:
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    hard = F.cross_entropy(student_logits, targets)
+
+
+def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``T² · KL(softmax(t/T) ‖ softmax(s/T))``, batch-mean: the soft half of ``kd_loss``."""
     soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=1),
                     F.log_softmax(teacher_logits / temperature, dim=1),
                     reduction="batchmean", log_target=True)
-    return alpha * hard + (1.0 - alpha) * temperature ** 2 * soft
+    return temperature ** 2 * soft
 
 
 @register_loss("kd")
@@ -94,7 +118,9 @@ class KD(DistillationLoss):
 
     def __init__(self, temperature: float = DistillConfig.temperature, alpha: float = DistillConfig.alpha):
         super().__init__()
+        check_kd_options(temperature, alpha)
         self.temperature, self.alpha = temperature, alpha
 
     def forward(self, batch: LossInputs) -> torch.Tensor:
-        return kd_loss(batch.student_logits, batch.teacher["logits"], batch.targets, self.temperature, self.alpha)
+        soft = soft_target_loss(batch.student_logits, batch.teacher["logits"], self.temperature)
+        return self.alpha * batch.cross_entropy() + (1.0 - self.alpha) * soft

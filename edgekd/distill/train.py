@@ -23,7 +23,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
@@ -123,7 +122,7 @@ class HardLabels(nn.Module):
     needs: tuple[str, ...] = ()
 
     def forward(self, batch: LossInputs) -> torch.Tensor:
-        return F.cross_entropy(batch.student_logits, batch.targets)
+        return batch.cross_entropy()
 
 
 class Trainee(nn.Module):
@@ -131,14 +130,14 @@ class Trainee(nn.Module):
     DDP (which all-reduces the gradients of every parameter of the module it wraps) carry a
     loss's own parameters (a feature adapter) together with the model's."""
 
-    def __init__(self, model: nn.Module, loss: nn.Module):
+    def __init__(self, model: nn.Module, loss: nn.Module, label_smoothing: float = 0.0):
         super().__init__()
-        self.model, self.loss = model, loss
+        self.model, self.loss, self.label_smoothing = model, loss, label_smoothing
 
-    def forward(self, x: torch.Tensor, teacher: dict[str, torch.Tensor],
-                targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, teacher: dict[str, torch.Tensor], targets: torch.Tensor,
+                mixed: tuple[torch.Tensor, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.model(x)
-        return logits, self.loss(LossInputs(logits, teacher, targets))
+        return logits, self.loss(LossInputs(logits, teacher, targets, mixed, self.label_smoothing))
 
     def parts(self) -> dict[str, nn.Module]:
         """What an epoch checkpoint keeps, by key prefix: the model, and a loss that has state."""
