@@ -51,6 +51,10 @@ class DistillationLoss(nn.Module):
     """A loss of the student against the teacher; ``forward(LossInputs)`` returns a scalar."""
     needs: tuple[str, ...] = ("logits",)
 
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Called by the fit loop before epoch ``epoch`` (0-based) of ``epochs``: for a loss whose
+        weight follows the schedule (a warm-up); a pure function of the epoch, so resuming is exact."""
+
 
 class LossRegistry(Registry[type[DistillationLoss]]):
     def unregister(self, name: str) -> None:

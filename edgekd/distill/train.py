@@ -247,6 +247,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: FitSetting
     for epoch in range(start_epoch, settings.epochs):
         for group in optimizer.param_groups:
             group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * epoch / settings.epochs))
+        if kd:
+            kd.loss.start_epoch(epoch, settings.epochs)
         generator = torch.Generator().manual_seed(settings.seed * 100_003 + epoch)
         order = torch.randperm(len(x), generator=generator).to(x.device, non_blocking=True)
         # the epoch's offsets, drawn whole on every rank and moved to the device once, not per step
