@@ -29,10 +29,11 @@ from pathlib import Path
 import torch
 
 from edgekd.data import load_dataset
-from edgekd.data.preprocess import fit_standardize, standardize
+from edgekd.data.preprocess import fit_standardize
 from edgekd.data.split import holdout, stratified_subset
 from edgekd.distill.losses import build_loss
-from edgekd.distill.train import FitSettings, KDTarget, fit, predict_logits, to_tensors
+from edgekd.distill.samples import Samples
+from edgekd.distill.train import FitSettings, KDTarget, fit, predict_logits
 from edgekd.models import build
 
 RESULTS = Path(__file__).parent / "results"
@@ -69,7 +70,7 @@ def main() -> None:
     data = load_dataset(args.data)
     train_x, train_y, _, _ = holdout(data, 0.2, 0)
     subset = stratified_subset(train_y, args.student_fraction, 0)
-    x, y = to_tensors(standardize(fit_standardize(train_x), train_x[subset]), train_y[subset], "cpu")
+    x, y = Samples(train_x[subset], fit_standardize(train_x), "cpu")[:], torch.from_numpy(train_y[subset])
     torch.manual_seed(0)
     teacher = build(args.teacher, data.input_shape, len(data.labels)).eval()   # speed does not depend on its weights
     settings = FitSettings(args.epochs, args.batch_size, 0.01, 0.0, seed=0)

@@ -122,8 +122,15 @@ def cli(ctx: click.Context, debug: bool) -> None:
               "fake quantization, from the same soft targets (quantization-aware distillation; export still "
               "calibrates) [default: 0 = none].")
 @click.option("--batch-size", type=int, help="[default: 32]")
-@click.option("--lr", type=float, help="Adam learning rate, cosine-decayed [default: 0.01].")
-@click.option("--augment/--no-augment", default=None, help="Random 1-pixel shifts of images (the teacher then runs every step).")
+@click.option("--lr", type=float, help="Peak learning rate, cosine-decayed after the warm-up [default: 0.01].")
+@click.option("--optimizer", help="adam | adamw | sgd (Nesterov momentum 0.9) [default: adam].")
+@click.option("--weight-decay", type=float, help="On conv and linear weights only, never biases or norms [default: 0].")
+@click.option("--warmup-epochs", type=int, metavar="N", help="Linear learning-rate warm-up over N epochs [default: 0].")
+@click.option("--label-smoothing", type=float, metavar="EPS", help="Smoothing of the hard labels [default: 0].")
+@click.option("--augment", metavar="LIST", is_flag=False, flag_value="shift",
+              help="Image augmentations per batch, comma-separated: crop (pad-and-crop by 1/8; random-resized-crop "
+                   "from 64 px), shift (1 pixel), flip (horizontal), mixup, cutmix; the teacher sees the same "
+                   "augmented batch, run every step. --augment alone = shift; none = off [default: none].")
 @click.option("--seed", type=int, help="[default: 0]")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), help="cuda: mixed precision on the GPU; auto: cuda when present [default: cpu]")
 @click.option("--backend", type=click.Choice(["auto", "gloo", "nccl"]), help="Process group under torchrun: auto = nccl on CUDA, gloo on CPU [default: auto]")

@@ -12,7 +12,7 @@ from .errors import ConfigError, unknown_name
 
 #: the sane range of each whole-number option: beyond it a value is a typo, not a wish
 WHOLE_RANGES = {"folds": (1, 100), "teacher_epochs": (1, 100_000), "student_epochs": (1, 100_000),
-                "batch_size": (1, 65_536), "qat_epochs": (0, 100_000)}
+                "batch_size": (1, 65_536), "qat_epochs": (0, 100_000), "warmup_epochs": (0, 100_000)}
 MAX_TEMPERATURE, MAX_LR, MAX_WEIGHT_DECAY = 1000.0, 10.0, 10.0
 #: the finite-number options: (name in messages, must be > 0 rather than >= 0, the largest sane value)
 FLOAT_RANGES = {"temperature": ("temperature", True, MAX_TEMPERATURE), "lr": ("learning rate", True, MAX_LR),
@@ -37,8 +37,11 @@ class DistillConfig:
     qat_epochs: int = 0          # quantization-aware distillation of the final student (distill/qat.py); 0 = none
     batch_size: int = 32
     lr: float = 0.01
-    weight_decay: float = 0.0
-    augment: bool = False
+    weight_decay: float = 0.0    # on weights of 2+ dimensions only (distill/optim.py)
+    optimizer: str = "adam"      # adam | adamw | sgd (Nesterov, momentum 0.9)
+    warmup_epochs: int = 0       # linear warm-up of the learning rate, then cosine decay
+    label_smoothing: float = 0.0
+    augment: str = ""            # comma-separated: crop, shift, flip, mixup, cutmix (distill/augment.py)
     seed: int = 0
     device: str = "cpu"
     backend: str = "auto"        # torchrun's process group: auto = nccl on CUDA, gloo on CPU
@@ -67,9 +70,27 @@ class DistillConfig:
             raise ConfigError(f"seed must be in [0, {2**32 - 1}], got {self.seed}")
         for name, (what, above_zero, high) in FLOAT_RANGES.items():
             _check_finite(what, getattr(self, name), above_zero, high)
+        if not (math.isfinite(self.label_smoothing) and 0.0 <= self.label_smoothing < 1.0):
+            raise ConfigError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
+        self._check_warmup()
         self._check_choices()
 
+    def _check_warmup(self) -> None:
+        trained = [("student", self.student_epochs)]
+        if self.teacher_from is None and self.teacher_weights is None:
+            trained.insert(0, ("teacher", self.teacher_epochs))
+        for role, epochs in trained:
+            if self.warmup_epochs >= epochs:
+                raise ConfigError(f"a warm-up of {self.warmup_epochs} epochs leaves no epoch at the full learning "
+                                  f"rate for the {role}'s {epochs}",
+                                  hint=f"use --warmup-epochs {epochs - 1} or fewer")
+
     def _check_choices(self) -> None:
+        from .distill.augment import parse_augment     # torch: only a distill run validates its config
+        from .distill.optim import OPTIMIZERS
+
+        parse_augment(self.augment)
+        OPTIMIZERS.get(self.optimizer)
         if self.device not in ("cpu", "cuda", "auto"):
             raise unknown_name("device", self.device, ["cpu", "cuda", "auto"], ConfigError)
         if self.backend not in ("auto", "gloo", "nccl"):
@@ -117,6 +138,8 @@ def load_config(path: str | Path | None = None, **overrides) -> DistillConfig:
     for key, value in values.items():
         _check_key(key, value, known, path)
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(values.get("augment"), bool):     # a run of an earlier edgekd: augment was on/off (shifts)
+        values["augment"] = "shift" if values["augment"] else ""
     for key, value in values.items():
         values[key] = _coerce(key, value, known[key].type, path)
     config = DistillConfig(**values)

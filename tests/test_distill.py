@@ -106,7 +106,8 @@ def test_same_seed_same_numbers_and_resume_is_exact(tmp_path):
 
 
 def test_augment_runs_the_teacher_on_every_student_step(tmp_path):
-    """--augment shifts each batch, so cached logits would be wrong: the teacher runs every step."""
+    """--augment shifts each batch, so cached logits would be wrong: the teacher runs every step.
+    (``augment=True``, a config of an earlier edgekd, still means shifts.)"""
     import math
 
     from edgekd.models.zoo import MLP
@@ -127,8 +128,8 @@ def test_augment_runs_the_teacher_on_every_student_step(tmp_path):
     student_steps = sum(math.ceil(s["student_samples"] / FAST["batch_size"]) for s in splits) * FAST["student_epochs"]
     assert teacher_calls >= student_steps
     assert "teacher logits of" not in (tmp_path / "run" / "train.log").read_text()     # nothing cached
-    assert tomllib.loads((tmp_path / "run" / "config.toml").read_text())["augment"] is True
-    assert summary["config"]["augment"] is True                                        # cv.json too
+    assert tomllib.loads((tmp_path / "run" / "config.toml").read_text())["augment"] == "shift"
+    assert summary["config"]["augment"] == "shift"                                        # cv.json too
     assert summary["test"]["student"] > 0.3            # it still learns (10 classes: chance is 0.1)
 
 
@@ -229,7 +230,7 @@ def _made_files(tmp_path, args: list[str]) -> list[str]:
     (["--batch-size", "0"], "batch size must be at least 1"),
     (["--seed", "-1"], "seed must be in [0, 4294967295]"),
     (["--data", "ONE-CLASS"], "a classifier needs at least 2"),
-    (["--data", "TABULAR", "--augment"], "--augment shifts images"),
+    (["--data", "TABULAR", "--augment"], "--augment shift augments images"),
     (["--alpha", "1.5"], "alpha must be in [0, 1]"),
     (["--student-fraction", "0"], "student fraction must be in (0, 1]"),
     (["--student-fraction", "1.2"], "student fraction must be in (0, 1]"),

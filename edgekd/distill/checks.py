@@ -15,6 +15,7 @@ from ..errors import ConfigError, DataError, ModelError
 from ..fsutil import OutputLock, refuse_existing
 from ..models import build
 from ..models.user import check_user_model, parse_user_spec
+from .augment import parse_augment
 from .qat import check_student as check_qat_student
 from .teachers import BroughtTeacher, weights_teacher
 
@@ -70,9 +71,10 @@ def check_data(cfg: DistillConfig, data: Dataset) -> None:
     if len(data.labels) < 2:        # one class trains to a meaningless 100 %
         raise DataError(f"data '{cfg.data}' has {len(data.labels)} class ({', '.join(map(str, data.labels))}): "
                         "a classifier needs at least 2")
-    if cfg.augment and not data.is_image:   # shifts are for images: tabular data would be run unaugmented
-        raise ConfigError(f"--augment shifts images, but data '{cfg.data}' is tabular",
-                          hint="drop --augment (augment = false in a config file)")
+    augment = parse_augment(cfg.augment)
+    if augment and not data.is_image:   # every augmentation is geometric or mixes images: tables would go unaugmented
+        raise ConfigError(f"--augment {','.join(augment)} augments images, but data '{cfg.data}' is tabular",
+                          hint="drop --augment (augment = \"\" in a config file)")
 
 
 def check_models(cfg: DistillConfig, data: Dataset, brought: BroughtTeacher | None) -> None:

@@ -22,17 +22,19 @@ import torch
 from ..checkpoint import save_weights
 from ..config import DistillConfig
 from ..data import Dataset
-from ..data.preprocess import fit_standardize, standardize, zero_point
+from ..data.preprocess import fit_standardize, zero_point
 from ..data.split import stratified_subset
 from ..fsutil import atomic_write_json
 from ..models import build
 from ..schema import TRAINED_ROLES
+from .augment import parse_augment
+from .checkpoints import EpochCheckpoint, load_weights, read_checkpoint_json, read_checkpoint_weights
 from .distributed import SINGLE, Ranks
 from .losses import build_loss
 from .qat import qat_log_line, quantization_aware_distill
+from .samples import Samples
 from .teachers import BroughtTeacher, weights_teacher
-from .train import (EpochCheckpoint, FitSettings, KDTarget, NonFiniteLoss, accuracy, fit, load_weights,
-                    read_checkpoint_json, read_checkpoint_weights, teacher_outputs, to_tensors)
+from .train import FitSettings, KDTarget, NonFiniteLoss, accuracy, fit, teacher_outputs
 
 STAGE_INFO = ("trained", "epochs", "seconds", "samples_per_second", "precision", "history")   # a stage's done.json
 # a finished stage's weights: a state dict only, with no model.json beside it, because the stage
@@ -101,24 +103,26 @@ class Trio:
     def run(self, split: Split) -> TrioResult:
         cfg = self.cfg
         pre = self._preprocessing(split.x_train)
-        xt, yt = to_tensors(standardize(pre, split.x_train), split.y_train, self.device)
-        xe, ye = to_tensors(standardize(pre, split.x_eval), split.y_eval, self.device)
-        pad = torch.from_numpy(zero_point(pre)).to(self.device) if self.data.is_image else None
+        xt, yt = Samples(split.x_train, pre, self.device), torch.from_numpy(split.y_train).to(self.device)
+        xe, ye = Samples(split.x_eval, pre, self.device), torch.from_numpy(split.y_eval).to(self.device)
+        fill = torch.from_numpy(zero_point(pre)).to(self.device) if self.data.is_image else None
         seed = self.seed(split.index, "student")
-        subset = torch.from_numpy(stratified_subset(split.y_train, cfg.student_fraction, seed))
-        base = FitSettings(cfg.student_epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, seed, cfg.augment,
-                           self.device, pad, (xe, ye))
+        chosen = stratified_subset(split.y_train, cfg.student_fraction, seed)
+        subset, x_student = torch.from_numpy(chosen).to(self.device), xt.subset(chosen)
+        base = FitSettings(cfg.student_epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, seed,
+                           parse_augment(cfg.augment), self.device, fill, (xe, ye), cfg.optimizer,
+                           cfg.warmup_epochs, cfg.label_smoothing)
         teacher, teacher_fit = self._teacher(split, xt, yt, base)
         torch.manual_seed(seed)
         student = build(cfg.student, self.data.input_shape, len(self.data.labels)).to(self.device)
         simple = copy.deepcopy(student)      # the same initial weights: the only difference is the teacher
-        kd = self._kd_target(split.name, teacher, xt[subset], pad)
+        kd = self._kd_target(split.name, teacher, x_student)
         fits = {"teacher": teacher_fit,
-                "student": self._stage(split.name, "student", student, (xt[subset], yt[subset]), base, kd),
-                "simple": self._stage(split.name, "simple", simple, (xt[subset], yt[subset]), base, None)}
+                "student": self._stage(split.name, "student", student, (x_student, yt[subset]), base, kd),
+                "simple": self._stage(split.name, "simple", simple, (x_student, yt[subset]), base, None)}
         quantization = None
         if split.final and cfg.qat_epochs:     # not checkpointed: a resumed run fine-tunes again, seeded alike
-            qat, ranges = quantization_aware_distill(student, (xt[subset], yt[subset]), base, kd, cfg.qat_epochs)
+            qat, ranges = quantization_aware_distill(student, (x_student, yt[subset]), base, kd, cfg.qat_epochs)
             fits["student"] = {**fits["student"], "qat": qat}
             quantization = {"source": "qat", "activations": ranges}
             self.log.line(qat_log_line(split.name, qat))
@@ -137,12 +141,12 @@ class Trio:
             return self.brought.preprocessing
         return fit_standardize(x_train)
 
-    def _kd_target(self, name: str, teacher, x_student: torch.Tensor, pad) -> KDTarget:
+    def _kd_target(self, name: str, teacher, x_student: Samples) -> KDTarget:
         """The student's loss and the teacher's outputs: cached once per split, or the live
         teacher when augmentation changes the inputs every step."""
         kd = KDTarget(build_loss("kd", temperature=self.cfg.temperature, alpha=self.cfg.alpha))
-        if self.cfg.augment:
-            kd.teacher, kd.teacher_x, kd.teacher_pad = teacher, x_student, pad
+        if parse_augment(self.cfg.augment):
+            kd.teacher = teacher
             return kd
         cached = time.perf_counter()
         kd.outputs = teacher_outputs(teacher, x_student, kd.loss.needs, self.ranks)
@@ -190,7 +194,8 @@ class Trio:
             save_weights(folder / STAGE_WEIGHTS, model)
             atomic_write_json(folder / "done.json", info)
         self.log.line(f"{split}/{role}: {settings.epochs} epochs in {result.seconds:.1f} s "
-                      f"({result.samples_per_second:.0f} samples/s, {result.precision})")
+                      f"({result.samples_per_second:.0f} samples/s, {result.precision}, "
+                      f"{result.data_wait:.0%} of it making batches)")
         return info
 
 

@@ -1,0 +1,205 @@
+"""Training recipes: batch augmentation (against independent per-image computations), the
+optimizers and schedule, raw samples standardised per batch, and the consistent teacher."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from edgekd.config import load_config
+from edgekd.data.preprocess import fit_standardize, standardize
+from edgekd.distill.augment import Augmenter, cutmix, mixup, parse_augment, resized_crop
+from edgekd.distill.checkpoints import EpochCheckpoint
+from edgekd.distill.losses import build_loss
+from edgekd.distill.optim import build_optimizer, learning_rate
+from edgekd.distill.samples import Samples
+from edgekd.distill.train import FitSettings, KDTarget, fit
+from edgekd.errors import ConfigError
+
+
+def images(n=6, c=2, h=8, w=8, seed=0):
+    return torch.from_numpy(np.random.default_rng(seed).normal(size=(n, c, h, w)).astype(np.float32))
+
+
+def test_augment_lists_parse_and_bad_ones_name_the_closest():
+    assert parse_augment("crop, flip,mixup") == ("crop", "flip", "mixup")
+    assert parse_augment("") == () and parse_augment("none") == ()
+    with pytest.raises(ConfigError) as info:
+        parse_augment("crop,flipp")
+    assert "unknown augmentation 'flipp'" in info.value.message and "did you mean 'flip'?" in info.value.hint
+    for bad, fragment in (("flip,flip", "names flip twice"), ("crop,shift", "both translate")):
+        with pytest.raises(ConfigError, match=fragment):
+            parse_augment(bad)
+
+
+def test_crop_is_a_translation_by_up_to_an_eighth_filled_with_the_empty_pixel():
+    """28-px images: each output is its own image moved by (dy, dx) in [-4, 4]², the uncovered
+    border the fill (a raw 0 after standardisation), found by brute force per image."""
+    x, fill = images(h=28, w=28), torch.tensor([-1.5, 2.5])
+    out, mixed = Augmenter(("crop",), fill)(x, torch.zeros(6, dtype=torch.long), torch.Generator().manual_seed(3))
+    assert mixed is None and out.shape == x.shape
+    moves = set()
+    for image, moved in zip(x.numpy(), out.numpy()):
+        found = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5)
+                 if np.array_equal(moved, translated(image, dy, dx, fill.numpy()))]
+        assert len(found) == 1
+        moves.add(found[0])
+    assert len(moves) > 1          # not one offset for the batch
+
+
+def translated(image, dy, dx, fill):
+    """``image`` (C×H×W) moved by (dy, dx), the rest ``fill`` per channel: the numpy reference."""
+    c, h, w = image.shape
+    out = np.broadcast_to(fill[:, None, None], image.shape).copy()
+    out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        image[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+def test_flip_mirrors_about_half_of_the_images_and_keeps_the_rest():
+    x = images(n=200)
+    out, _ = Augmenter(("flip",), torch.zeros(2))(x, torch.zeros(200, dtype=torch.long), torch.Generator().manual_seed(0))
+    mirrored = [bool(torch.equal(o, i.flip(2))) for o, i in zip(out, x)]
+    kept = [bool(torch.equal(o, i)) for o, i in zip(out, x)]
+    assert all(m != k for m, k in zip(mirrored, kept))
+    assert 70 < sum(mirrored) < 130
+
+
+def test_mixup_mixes_inputs_and_labels_with_one_weight():
+    x, y = images(), torch.arange(6)
+    out, (partner, weight) = mixup(x, y, np.random.default_rng(0))
+    assert 0.0 <= weight <= 1.0
+    assert torch.allclose(out, weight * x + (1 - weight) * x.flip(0))
+    assert torch.equal(partner, y.flip(0))
+
+
+def test_cutmix_pastes_one_box_of_the_partner_and_weighs_by_the_area_left():
+    x, y = images(h=16, w=16), torch.arange(6)
+    for seed in range(20):
+        out, (partner, weight) = cutmix(x, y, np.random.default_rng(seed))
+        from_partner = (out == x.flip(0)) & (out != x)
+        pasted = from_partner.all(dim=(0, 1))            # pixels taken from the partner in every image and channel
+        rows, cols = torch.nonzero(pasted, as_tuple=True)
+        if len(rows):                                    # a rectangle, and the weight is the area outside it
+            box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+            assert box == len(rows)
+            assert weight == pytest.approx(1 - len(rows) / 256)
+        assert torch.equal(out[:, :, ~pasted], x[:, :, ~pasted])
+        assert torch.equal(partner, y.flip(0))
+
+
+def test_resized_crop_keeps_the_size_and_the_range_of_values():
+    ramp = torch.linspace(0, 1, 64).expand(4, 1, 64, 64).contiguous()     # brighter to the right
+    out = resized_crop(ramp, torch.Generator().manual_seed(0))
+    assert out.shape == ramp.shape and out.min() >= 0 and out.max() <= 1
+    assert (out.diff(dim=3) >= -1e-6).all()            # a crop of a ramp is a ramp: no flip, no rotation
+    assert not torch.allclose(out, ramp)               # zoomed: steeper than the original
+    assert Augmenter(("crop",), torch.zeros(1))(ramp, torch.zeros(4, dtype=torch.long),
+                                                torch.Generator().manual_seed(0))[0].shape == ramp.shape
+
+
+def test_learning_rate_warms_up_linearly_then_decays_as_a_cosine():
+    assert [learning_rate(1.0, e, 10, 0) for e in range(10)] == [0.5 * (1 + math.cos(math.pi * e / 10))
+                                                                 for e in range(10)]
+    warm = [learning_rate(0.3, e, 10, 3) for e in range(10)]
+    assert warm[:3] == pytest.approx([0.075, 0.15, 0.225]) and warm[3] == pytest.approx(0.3)
+    assert all(a > b for a, b in zip(warm[3:], warm[4:]))
+
+
+def test_weight_decay_skips_biases_and_norms_and_sgd_is_nesterov():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                                torch.nn.Linear(4, 2))
+    optimizer = build_optimizer("sgd", model, 0.1, 5e-4)
+    decayed, kept = optimizer.param_groups
+    assert {p.ndim for p in decayed["params"]} == {2, 4} and decayed["weight_decay"] == 5e-4
+    assert {p.ndim for p in kept["params"]} == {1} and kept["weight_decay"] == 0.0 and len(kept["params"]) == 4
+    assert optimizer.defaults["nesterov"] and optimizer.defaults["momentum"] == 0.9
+    assert type(build_optimizer("adamw", model, 0.1, 0.0)).__name__ == "AdamW"
+    with pytest.raises(ConfigError) as info:
+        build_optimizer("adamv", model, 0.1, 0.0)
+    assert "did you mean 'adam" in info.value.hint
+
+
+def test_uint8_samples_stay_uint8_and_standardise_per_batch_as_the_whole_array_would():
+    x = np.random.default_rng(0).integers(0, 256, (50, 3, 6, 6), dtype=np.uint8)
+    pre = fit_standardize(x)
+    samples = Samples(x, pre, "cpu")
+    assert samples.raw.dtype == torch.uint8 and len(samples) == 50
+    index = torch.tensor([7, 3, 49, 0])
+    assert torch.allclose(samples[index], torch.from_numpy(standardize(pre, x[index.numpy()])), atol=1e-5)
+    part = samples.subset(np.array([1, 4, 9]))
+    assert part.raw.dtype == torch.uint8 and torch.allclose(part[:], samples[torch.tensor([1, 4, 9])])
+    assert samples.subset(np.arange(50)) is samples
+
+
+def toy_images(seed=0):
+    """96 4×6×6 uint8 images, 3 classes told apart by the brightness of a channel."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(96) % 3
+    x = rng.integers(0, 120, (96, 4, 6, 6), dtype=np.uint8)
+    x[np.arange(96), y] += 100
+    pre = fit_standardize(x)
+    return Samples(x, pre, "cpu"), torch.from_numpy(y), pre
+
+
+def convnet(seed):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 3))
+
+
+RECIPE = dict(epochs=4, batch_size=16, lr=0.05, weight_decay=1e-3, seed=2, augment=("crop", "flip", "mixup", "cutmix"),
+              optimizer="sgd", warmup_epochs=1, label_smoothing=0.1)
+
+
+def test_the_teacher_sees_exactly_the_students_augmented_batch():
+    x, y, pre = toy_images()
+    seen = {"student": [], "teacher": []}
+    student, teacher = convnet(0), convnet(1).eval()
+    hooks = [m.register_forward_hook(lambda _m, inputs, _o, role=role: seen[role].append(inputs[0].clone()))
+             for m, role in ((student[0], "student"), (teacher[0], "teacher"))]
+    fill = torch.from_numpy(-np.asarray(pre["mean"], np.float32) / np.asarray(pre["std"], np.float32))
+    fit(student, x, y, FitSettings(**RECIPE, fill=fill), kd=KDTarget(build_loss("kd"), teacher=teacher))
+    for hook in hooks:
+        hook.remove()
+    assert len(seen["student"]) == len(seen["teacher"]) == 4 * 6
+    assert all(torch.equal(s, t) for s, t in zip(seen["student"], seen["teacher"]))
+    assert not any(torch.equal(s, x[:16]) for s in seen["student"])
+
+
+def test_a_run_with_the_whole_recipe_resumes_bit_identically(tmp_path):
+    """SGD momentum, warm-up, smoothing and all four augmentations are functions of (seed, epoch):
+    stopped after epoch 2 and resumed, the model ends exactly as an unstopped one."""
+    x, y, _ = toy_images()
+    settings = FitSettings(**RECIPE)
+    unstopped = convnet(0)
+    fit(unstopped, x, y, settings)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(record):
+        if record["epoch"] == 2:
+            raise Stop
+
+    stopped = convnet(0)
+    with pytest.raises(Stop):
+        fit(stopped, x, y, settings, checkpoint=EpochCheckpoint(tmp_path), on_epoch=stop_after_two)
+    resumed = convnet(0)
+    result = fit(resumed, x, y, settings, checkpoint=EpochCheckpoint(tmp_path))
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4] and 0 <= result.data_wait < 1
+    for (name, a), b in zip(unstopped.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("options,fragment", [
+    ({"augment": "flipp"}, "did you mean 'flip'"),
+    ({"optimizer": "sdg"}, "did you mean 'sgd'"),
+    ({"warmup_epochs": 15}, "leaves no epoch at the full learning rate for the teacher's 15"),
+    ({"warmup_epochs": 20, "teacher_epochs": 30}, "for the student's 20"),
+    ({"label_smoothing": 1.0}, "label smoothing must be in [0, 1)"),
+])
+def test_bad_recipe_options_are_config_errors(options, fragment):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, student_epochs=20, **options)
+    assert fragment in f"{info.value.message} {info.value.hint}"
