@@ -179,7 +179,7 @@ class Trio:
             return info
         if folder:
             folder.mkdir(parents=True, exist_ok=True)
-        self.log.reporter("stage_start", split=split, role=role, epochs=settings.epochs)
+        self.log.reporter("stage_start", split=split, role=role, epochs=settings.epochs, samples=len(xy[0]))
         try:
             result = fit(model, *xy, settings, kd=kd, checkpoint=EpochCheckpoint(folder) if folder else None,
                          ranks=self.ranks,

@@ -1,8 +1,11 @@
 """``edgekd distill`` on the terminal (rich): progress over splits and epochs, the summary table."""
 from __future__ import annotations
 
+import time
+
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ..console import report_console
@@ -13,18 +16,21 @@ console = Console(stderr=True)
 
 
 class DistillProgress:
-    """One bar over splits (folds + final), one over the epochs of the model in training."""
+    """One bar over splits (folds + final), one over the epochs of the model in training, with its
+    training speed (samples/s over the last epoch) and the time its remaining epochs will take."""
 
     def __init__(self, enabled: bool, folds: int):
         self.enabled, self.splits = enabled, folds + 1
         self.progress = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console, disable=not enabled)
+                                 TextColumn("{task.fields[speed]:>14}"), TimeElapsedColumn(),
+                                 TextColumn("eta"), TimeRemainingColumn(), console=console, disable=not enabled)
         self.overall = self.epochs = None
+        self.samples, self.epoch_started = 0, 0.0
 
     def __enter__(self):
         self.progress.__enter__()
-        self.overall = self.progress.add_task("splits", total=self.splits)
-        self.epochs = self.progress.add_task("", total=1, visible=False)
+        self.overall = self.progress.add_task("splits", total=self.splits, speed="")
+        self.epochs = self.progress.add_task("", total=1, visible=False, speed="")
         return self
 
     def __exit__(self, *exc):
@@ -34,10 +40,14 @@ class DistillProgress:
 
     def report(self, event: str, **info) -> None:
         if event == "stage_start":
-            self.progress.reset(self.epochs, total=info["epochs"], visible=True,
+            self.progress.reset(self.epochs, total=info["epochs"], visible=True, speed="",
                                 description=f"{info['split']} {info['role']}")
+            self.samples, self.epoch_started = info["samples"], time.perf_counter()
         elif event == "epoch":
-            self.progress.advance(self.epochs)
+            now = time.perf_counter()
+            speed = self.samples / max(now - self.epoch_started, 1e-9)
+            self.progress.update(self.epochs, advance=1, speed=f"{speed:,.0f} samples/s")
+            self.epoch_started = now
         elif event == "note" and self.enabled:
             self.progress.console.print(f"note: {info['text']}")
         elif event == "split_done":
