@@ -131,6 +131,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="Image augmentations per batch, comma-separated: crop (pad-and-crop by 1/8; random-resized-crop "
                    "from 64 px), shift (1 pixel), flip (horizontal), mixup, cutmix; the teacher sees the same "
                    "augmented batch, run every step. --augment alone = shift; none = off [default: none].")
+@click.option("--teacher-views", type=int, metavar="K", help="With --augment (no mixup/cutmix): cache the teacher's "
+              "logits for K augmented views of each student sample once, epoch e training on view e mod K, "
+              "instead of running the teacher every step [default: 0 = live teacher].")
 @click.option("--seed", type=int, help="[default: 0]")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), help="cuda: mixed precision on the GPU; auto: cuda when present [default: cpu]")
 @click.option("--backend", type=click.Choice(["auto", "gloo", "nccl"]), help="Process group under torchrun: auto = nccl on CUDA, gloo on CPU [default: auto]")

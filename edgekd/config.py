@@ -12,7 +12,8 @@ from .errors import ConfigError, unknown_name
 
 #: the sane range of each whole-number option: beyond it a value is a typo, not a wish
 WHOLE_RANGES = {"folds": (1, 100), "teacher_epochs": (1, 100_000), "student_epochs": (1, 100_000),
-                "batch_size": (1, 65_536), "qat_epochs": (0, 100_000), "warmup_epochs": (0, 100_000)}
+                "batch_size": (1, 65_536), "qat_epochs": (0, 100_000), "warmup_epochs": (0, 100_000),
+                "teacher_views": (0, 1000)}
 MAX_TEMPERATURE, MAX_LR, MAX_WEIGHT_DECAY = 1000.0, 10.0, 10.0
 #: the finite-number options: (name in messages, must be > 0 rather than >= 0, the largest sane value)
 FLOAT_RANGES = {"temperature": ("temperature", True, MAX_TEMPERATURE), "lr": ("learning rate", True, MAX_LR),
@@ -42,6 +43,7 @@ class DistillConfig:
     warmup_epochs: int = 0       # linear warm-up of the learning rate, then cosine decay
     label_smoothing: float = 0.0
     augment: str = ""            # comma-separated: crop, shift, flip, mixup, cutmix (distill/augment.py)
+    teacher_views: int = 0       # > 0: the teacher's logits cached for this many augmented views (else live)
     seed: int = 0
     device: str = "cpu"
     backend: str = "auto"        # torchrun's process group: auto = nccl on CUDA, gloo on CPU
@@ -89,8 +91,15 @@ class DistillConfig:
         from .distill.augment import parse_augment     # torch: only a distill run validates its config
         from .distill.optim import OPTIMIZERS
 
-        parse_augment(self.augment)
+        augment = parse_augment(self.augment)
         OPTIMIZERS.get(self.optimizer)
+        mixing = [name for name in augment if name in ("mixup", "cutmix")]
+        if self.teacher_views and (mixing or not augment):
+            raise ConfigError(f"--teacher-views caches views of each sample, which {', '.join(mixing)} mixes "
+                              "with another one of its batch" if mixing else
+                              "--teacher-views caches augmented views, but --augment is off",
+                              hint="drop --teacher-views (the teacher then runs every step), or "
+                                   + ("drop mixup/cutmix" if mixing else "give --augment crop,flip or the like"))
         if self.device not in ("cpu", "cuda", "auto"):
             raise unknown_name("device", self.device, ["cpu", "cuda", "auto"], ConfigError)
         if self.backend not in ("auto", "gloo", "nccl"):

@@ -8,12 +8,12 @@ import torch
 
 from edgekd.config import load_config
 from edgekd.data.preprocess import fit_standardize, standardize
-from edgekd.distill.augment import Augmenter, cutmix, mixup, parse_augment, resized_crop
+from edgekd.distill.augment import Augmenter, cutmix, mixup, parse_augment, random_boxes, resized_crop
 from edgekd.distill.checkpoints import EpochCheckpoint
-from edgekd.distill.losses import build_loss
+from edgekd.distill.losses import KD, build_loss
 from edgekd.distill.optim import build_optimizer, learning_rate
 from edgekd.distill.samples import Samples
-from edgekd.distill.train import FitSettings, KDTarget, fit
+from edgekd.distill.train import FitSettings, KDTarget, cached_views, fit, predict_logits
 from edgekd.errors import ConfigError
 
 
@@ -90,7 +90,7 @@ def test_cutmix_pastes_one_box_of_the_partner_and_weighs_by_the_area_left():
 
 def test_resized_crop_keeps_the_size_and_the_range_of_values():
     ramp = torch.linspace(0, 1, 64).expand(4, 1, 64, 64).contiguous()     # brighter to the right
-    out = resized_crop(ramp, torch.Generator().manual_seed(0))
+    out = resized_crop(ramp, random_boxes(4, torch.Generator().manual_seed(0)))
     assert out.shape == ramp.shape and out.min() >= 0 and out.max() <= 1
     assert (out.diff(dim=3) >= -1e-6).all()            # a crop of a ramp is a ramp: no flip, no rotation
     assert not torch.allclose(out, ramp)               # zoomed: steeper than the original
@@ -167,6 +167,39 @@ def test_the_teacher_sees_exactly_the_students_augmented_batch():
     assert not any(torch.equal(s, x[:16]) for s in seen["student"])
 
 
+class RecordingKD(KD):
+    """Hinton et al.'s KD (arXiv:1503.02531) that keeps the teacher logits of every step."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, batch):
+        self.seen.append(batch.teacher["logits"].clone())
+        return super().forward(batch)
+
+
+def test_teacher_views_give_each_step_the_teachers_logits_of_the_very_images_the_student_sees():
+    """--teacher-views 2: cached, and consistent: the logits a step learns from are the teacher's
+    on that step's augmented batch; epochs 0 and 2 train on the same view, epoch 1 on the other."""
+    x, y, pre = toy_images()
+    teacher, student = convnet(1).eval(), convnet(0)
+    augmenter = Augmenter(("crop", "flip"), torch.zeros(4))
+    views, outputs = cached_views(teacher, x, augmenter, 2, torch.Generator().manual_seed(5), ("logits",))
+    assert outputs["logits"].shape == (2, 96, 3) and not torch.equal(outputs["logits"][0], outputs["logits"][1])
+    inputs = []
+    hook = student[0].register_forward_hook(lambda _m, args, _o: inputs.append(args[0].clone()))
+    loss = RecordingKD()
+    settings = FitSettings(epochs=3, batch_size=32, lr=0.05, weight_decay=0.0, seed=0, augment=("crop", "flip"))
+    fit(student, x, y, settings, kd=KDTarget(loss, outputs, views=views))
+    hook.remove()
+    assert len(loss.seen) == len(inputs) == 9
+    for images, logits in zip(inputs, loss.seen):
+        assert torch.allclose(predict_logits(teacher, images), logits, atol=1e-5)
+    epoch = [sorted(map(tuple, torch.cat(inputs[3 * e:3 * e + 3]).flatten(1).tolist())) for e in range(3)]
+    assert epoch[0] == epoch[2] and epoch[0] != epoch[1]
+
+
 def test_a_run_with_the_whole_recipe_resumes_bit_identically(tmp_path):
     """SGD momentum, warm-up, smoothing and all four augmentations are functions of (seed, epoch):
     stopped after epoch 2 and resumed, the model ends exactly as an unstopped one."""
@@ -198,8 +231,27 @@ def test_a_run_with_the_whole_recipe_resumes_bit_identically(tmp_path):
     ({"warmup_epochs": 15}, "leaves no epoch at the full learning rate for the teacher's 15"),
     ({"warmup_epochs": 20, "teacher_epochs": 30}, "for the student's 20"),
     ({"label_smoothing": 1.0}, "label smoothing must be in [0, 1)"),
+    ({"teacher_views": 4, "augment": "crop,mixup"}, "which mixup mixes with another one of its batch"),
+    ({"teacher_views": 4}, "but --augment is off"),
 ])
 def test_bad_recipe_options_are_config_errors(options, fragment):
     with pytest.raises(ConfigError) as info:
         load_config(None, student_epochs=20, **options)
     assert fragment in f"{info.value.message} {info.value.hint}"
+
+
+def test_a_distill_run_with_teacher_views_caches_them_and_records_the_recipe(tmp_path):
+    from conftest import TINY
+
+    from edgekd.distill import run_experiment
+
+    cfg = load_config(None, **{**TINY, "teacher_epochs": 2, "student_epochs": 4}, augment="crop,flip", teacher_views=3,
+                      optimizer="adamw", warmup_epochs=1, label_smoothing=0.1, out=str(tmp_path / "run"))
+    summary = run_experiment(cfg)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert log.count("student samples in 3 augmented views cached") == 3          # 2 folds + final
+    assert "of it making batches" in log
+    assert {key: summary["config"][key] for key in ("augment", "teacher_views", "optimizer", "warmup_epochs",
+                                                    "label_smoothing")} == \
+        {"augment": "crop,flip", "teacher_views": 3, "optimizer": "adamw", "warmup_epochs": 1, "label_smoothing": 0.1}
+    assert summary["test"]["teacher"] > 0.5

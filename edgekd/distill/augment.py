@@ -56,14 +56,36 @@ class Augmenter:
     def __call__(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
                  ) -> tuple[torch.Tensor, tuple[torch.Tensor, float] | None]:
         """(augmented batch, (partner labels, weight of ``y``) when the batch was mixed)."""
-        if "crop" in self.names:
-            x = resized_crop(x, generator) if min(x.shape[2:]) >= RESIZED_CROP_FROM else \
-                shift_images(x, random_shifts(len(x), generator, pad_of(x)), self.fill, pad_of(x))
+        x = self.geometric(x, self.draw(len(x), tuple(x.shape[1:]), generator))
+        return self.mix(x, y, generator)
+
+    def draw(self, n: int, shape: tuple[int, ...], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """The per-sample draws of the geometric augmentations for ``n`` images of ``shape`` (C, H, W),
+        one row per image: drawn for a batch, or once for a whole data set (``--teacher-views``)."""
+        draws, small = {}, min(shape[1:]) < RESIZED_CROP_FROM
+        if "crop" in self.names and small:
+            draws["crop_offsets"] = random_shifts(n, generator, pad_of(shape))
+        elif "crop" in self.names:
+            draws["crop_box"] = random_boxes(n, generator)
         if "shift" in self.names:
-            x = shift_images(x, random_shifts(len(x), generator), self.fill)
+            draws["shift_offsets"] = random_shifts(n, generator)
         if "flip" in self.names:
-            flip = (torch.rand(len(x), generator=generator) < 0.5).to(x.device)
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+            draws["flip"] = torch.rand(n, generator=generator) < 0.5
+        return draws
+
+    def geometric(self, x: torch.Tensor, draws: dict[str, torch.Tensor]) -> torch.Tensor:
+        if "crop_offsets" in draws:
+            x = shift_images(x, draws["crop_offsets"], self.fill, pad_of(tuple(x.shape[1:])))
+        if "crop_box" in draws:
+            x = resized_crop(x, draws["crop_box"])
+        if "shift_offsets" in draws:
+            x = shift_images(x, draws["shift_offsets"], self.fill)
+        if "flip" in draws:
+            x = torch.where(draws["flip"].to(x.device)[:, None, None, None], x.flip(3), x)
+        return x
+
+    def mix(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+            ) -> tuple[torch.Tensor, tuple[torch.Tensor, float] | None]:
         mixing = [name for name in MIXING if name in self.names]
         if not mixing or len(x) < 2:
             return x, None
@@ -73,8 +95,9 @@ class Augmenter:
         return (mixup if chosen == "mixup" else cutmix)(x, y, rng)
 
 
-def pad_of(x: torch.Tensor) -> int:
-    return max(1, round(min(x.shape[2:]) / 8))
+def pad_of(shape: tuple[int, ...]) -> int:
+    """Pad-and-crop's margin for images of ``shape`` (C, H, W): 1/8 of the side (4 px at 32, CIFAR's)."""
+    return max(1, round(min(shape[1:]) / 8))
 
 
 def random_shifts(n: int, generator: torch.Generator, max_shift: int = 1) -> torch.Tensor:
@@ -94,19 +117,24 @@ def shift_images(x: torch.Tensor, offsets: torch.Tensor, fill: torch.Tensor, max
     return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
-def resized_crop(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random-resized-crop (the Inception crop, Szegedy et al. 2015, arXiv:1409.4842) of each image
-    back to its size: a random part of 25–100 % of the area, aspect 3/4–4/3, bilinear, as one
-    ``grid_sample`` of the batch."""
-    n = len(x)
+def random_boxes(n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` crop boxes (width, height, centre x, centre y in ``affine_grid``'s [-1, 1] frame) of
+    25–100 % of the area and aspect 3/4–4/3, inside the image: the Inception crop's (Szegedy et al.
+    2015, arXiv:1409.4842) draws."""
     area = torch.empty(n).uniform_(*CROP_AREA, generator=generator)
     log_ratio = torch.empty(n).uniform_(math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]), generator=generator)
     width = torch.sqrt(area * log_ratio.exp()).clamp(max=1.0)     # fractions of the image's width, height
     height = torch.sqrt(area / log_ratio.exp()).clamp(max=1.0)
     cx = (torch.rand(n, generator=generator) * 2 - 1) * (1 - width)      # centres that keep the crop inside
     cy = (torch.rand(n, generator=generator) * 2 - 1) * (1 - height)
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = width, cx, height, cy
+    return torch.stack([width, height, cx, cy], dim=1)
+
+
+def resized_crop(x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Each image's box (``random_boxes``) resized back to the image's size, bilinear, as one
+    ``grid_sample`` of the batch."""
+    theta = torch.zeros(len(x), 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = boxes.unbind(1)
     grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
@@ -128,3 +156,17 @@ def cutmix(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator):
     mixed = x.clone()
     mixed[:, :, top:bottom, left:right] = x.flip(0)[:, :, top:bottom, left:right]
     return mixed, (y.flip(0), 1.0 - (bottom - top) * (right - left) / (h * w))
+
+
+class AugmentedView:
+    """One fixed augmented view of a data set, made batch by batch when sliced (the teacher's
+    logits for ``--teacher-views`` are computed from it without an augmented copy of the data)."""
+
+    def __init__(self, samples, augmenter: Augmenter, draws: dict[str, torch.Tensor]):
+        self.samples, self.augmenter, self.draws = samples, augmenter, draws
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, rows) -> torch.Tensor:
+        return self.augmenter.geometric(self.samples[rows], {k: v[rows] for k, v in self.draws.items()})

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .augment import Augmenter
+from .augment import AugmentedView, Augmenter
 from .checkpoints import EpochCheckpoint, resume
 from .distributed import SINGLE, Ranks
 from .losses import DistillationLoss, LossInputs
@@ -40,6 +40,9 @@ class KDTarget:
     loss: DistillationLoss
     outputs: dict[str, torch.Tensor] | None = None   # cached: kind → one row per training sample
     teacher: nn.Module | None = None             # run every step (augmentation on)
+    # --teacher-views: the geometric draws of each cached view (one row per sample); ``outputs``
+    # then hold one block of rows per view, and epoch e trains on view e mod K
+    views: list[dict[str, torch.Tensor]] | None = None
 
 
 @dataclass
@@ -97,6 +100,18 @@ def teacher_outputs(teacher: nn.Module, x: torch.Tensor, needs: tuple[str, ...],
     (``losses.TEACHER_OUTPUTS``: logits today; a feature loss adds its kind here)."""
     computes = {"logits": lambda: predict_logits(teacher, x, ranks)}
     return {kind: computes[kind]() for kind in needs}
+
+
+def cached_views(teacher: nn.Module, x, augmenter: Augmenter, count: int, generator: torch.Generator,
+                 needs: tuple[str, ...], ranks: Ranks = SINGLE) -> tuple[list[dict], dict[str, torch.Tensor]]:
+    """``count`` augmented views of every row of ``x`` (the augmenter's geometric draws, one row per
+    sample, on ``x``'s device) and the teacher's outputs for each, stacked view by view
+    (``KDTarget.views`` and ``outputs``)."""
+    device = x[:1].device
+    views = [{name: draws.to(device) for name, draws in augmenter.draw(len(x), tuple(x.shape[1:]), generator).items()}
+             for _ in range(count)]
+    per_view = [teacher_outputs(teacher, AugmentedView(x, augmenter, view), needs, ranks) for view in views]
+    return views, {kind: torch.stack([outputs[kind] for outputs in per_view]) for kind in needs}
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ranks: Ranks = SINGLE) -> float:
@@ -192,11 +207,14 @@ class EpochLoop:
             part, real, weight = ranks.split_batch(len(batch))
             index = batch[part]
             xb, yb, mixed = x[index], y[index], None
-            if self.augment is not None:
+            view = self._view(epoch)
+            if view is not None:
+                xb = self.augment.geometric(xb, {name: draws[index] for name, draws in self.kd.views[view].items()})
+            elif self.augment is not None:
                 xb, mixed = self.augment(xb, yb, generator)
             waited += time.perf_counter() - made
             with autocast:
-                logits, loss = self.net(xb, self._teacher_batch(index, xb), yb, mixed)
+                logits, loss = self.net(xb, self._teacher_batch(index, xb, view), yb, mixed)
             self.optimizer.zero_grad(set_to_none=True)
             _step(loss * weight if ranks.distributed else loss, self.optimizer, self.scaler)
             # summed as tensors (float64: the same numbers as Python floats), read once per epoch
@@ -205,11 +223,18 @@ class EpochLoop:
         total_loss, correct = ranks.sum([float(total_loss), int(correct)], settings.device)
         return total_loss, correct, waited
 
-    def _teacher_batch(self, index: torch.Tensor, xb: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Rows of the cache, or the live teacher on the very batch the student sees."""
+    def _view(self, epoch: int) -> int | None:
+        """Which cached augmented view (``--teacher-views``) this epoch trains on, if any."""
+        views = self.kd.views if self.kd is not None else None
+        return epoch % len(views) if views else None
+
+    def _teacher_batch(self, index: torch.Tensor, xb: torch.Tensor, view: int | None) -> dict[str, torch.Tensor]:
+        """Rows of the cache (of this epoch's view), or the live teacher on the very batch the student sees."""
         kd = self.kd
         if kd is None:
             return {}
+        if view is not None:
+            return {kind: rows[view][index] for kind, rows in kd.outputs.items()}
         if kd.teacher is None:
             return {kind: rows[index] for kind, rows in kd.outputs.items()}
         return teacher_outputs(kd.teacher, xb, kd.loss.needs)

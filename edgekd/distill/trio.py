@@ -27,14 +27,14 @@ from ..data.split import stratified_subset
 from ..fsutil import atomic_write_json
 from ..models import build
 from ..schema import TRAINED_ROLES
-from .augment import parse_augment
+from .augment import Augmenter, parse_augment
 from .checkpoints import EpochCheckpoint, load_weights, read_checkpoint_json, read_checkpoint_weights
 from .distributed import SINGLE, Ranks
 from .losses import build_loss
 from .qat import qat_log_line, quantization_aware_distill
 from .samples import Samples
 from .teachers import BroughtTeacher, weights_teacher
-from .train import FitSettings, KDTarget, NonFiniteLoss, accuracy, fit, teacher_outputs
+from .train import FitSettings, KDTarget, NonFiniteLoss, accuracy, cached_views, fit, teacher_outputs
 
 STAGE_INFO = ("trained", "epochs", "seconds", "samples_per_second", "precision", "history")   # a stage's done.json
 # a finished stage's weights: a state dict only, with no model.json beside it, because the stage
@@ -116,7 +116,7 @@ class Trio:
         torch.manual_seed(seed)
         student = build(cfg.student, self.data.input_shape, len(self.data.labels)).to(self.device)
         simple = copy.deepcopy(student)      # the same initial weights: the only difference is the teacher
-        kd = self._kd_target(split.name, teacher, x_student)
+        kd = self._kd_target(split, teacher, x_student, fill)
         fits = {"teacher": teacher_fit,
                 "student": self._stage(split.name, "student", student, (x_student, yt[subset]), base, kd),
                 "simple": self._stage(split.name, "simple", simple, (x_student, yt[subset]), base, None)}
@@ -141,16 +141,25 @@ class Trio:
             return self.brought.preprocessing
         return fit_standardize(x_train)
 
-    def _kd_target(self, name: str, teacher, x_student: Samples) -> KDTarget:
-        """The student's loss and the teacher's outputs: cached once per split, or the live
-        teacher when augmentation changes the inputs every step."""
+    def _kd_target(self, split: Split, teacher, x_student: Samples, fill: torch.Tensor | None) -> KDTarget:
+        """The student's loss and the teacher's outputs: cached once per split; when augmenting,
+        the live teacher every step, or (``--teacher-views K``) cached for K augmented views of
+        every sample, drawn once, the student seeing view ``epoch mod K``."""
         kd = KDTarget(build_loss("kd", temperature=self.cfg.temperature, alpha=self.cfg.alpha))
-        if parse_augment(self.cfg.augment):
+        augment = parse_augment(self.cfg.augment)
+        if augment and not self.cfg.teacher_views:
             kd.teacher = teacher
             return kd
         cached = time.perf_counter()
-        kd.outputs = teacher_outputs(teacher, x_student, kd.loss.needs, self.ranks)
-        self.log.line(f"{name}: teacher logits of {len(x_student)} student samples cached in "
+        if augment:
+            augmenter = Augmenter(augment, fill if fill is not None else torch.zeros(1))
+            generator = torch.Generator().manual_seed(self.seed(split.index, "student") * 7_919 + 1)
+            kd.views, kd.outputs = cached_views(teacher, x_student, augmenter, self.cfg.teacher_views, generator,
+                                                kd.loss.needs, self.ranks)
+        else:
+            kd.outputs = teacher_outputs(teacher, x_student, kd.loss.needs, self.ranks)
+        views = f" in {self.cfg.teacher_views} augmented views" if augment else ""
+        self.log.line(f"{split.name}: teacher logits of {len(x_student)} student samples{views} cached in "
                       f"{time.perf_counter() - cached:.2f} s")
         return kd
 
