@@ -135,6 +135,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
               "logits for K augmented views of each student sample once, epoch e training on view e mod K, "
               "instead of running the teacher every step [default: 0 = live teacher].")
 @click.option("--seed", type=int, help="[default: 0]")
+@click.option("--compile/--no-compile", "compile", default=None, help="torch.compile the training step: a one-time "
+              "compilation per model, then faster steps where the compiler helps (benchmarks/distill_overhead.py "
+              "measures it) [default: off].")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), help="cuda: mixed precision on the GPU; auto: cuda when present [default: cpu]")
 @click.option("--backend", type=click.Choice(["auto", "gloo", "nccl"]), help="Process group under torchrun: auto = nccl on CUDA, gloo on CPU [default: auto]")
 @click.option("--out", help="Run folder to write [default: runs/demo].")

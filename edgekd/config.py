@@ -46,6 +46,7 @@ class DistillConfig:
     teacher_views: int = 0       # > 0: the teacher's logits cached for this many augmented views (else live)
     seed: int = 0
     device: str = "cpu"
+    compile: bool = False        # torch.compile of the training step (benchmarks/distill_overhead.py measures it)
     backend: str = "auto"        # torchrun's process group: auto = nccl on CUDA, gloo on CPU
     out: str = "runs/demo"
 

@@ -255,3 +255,19 @@ def test_a_distill_run_with_teacher_views_caches_them_and_records_the_recipe(tmp
                                                     "label_smoothing")} == \
         {"augment": "crop,flip", "teacher_views": 3, "optimizer": "adamw", "warmup_epochs": 1, "label_smoothing": 0.1}
     assert summary["test"]["teacher"] > 0.5
+
+
+def test_a_compiled_training_step_trains_as_the_eager_one():
+    """--compile: torch.compile of model + loss; the same losses as eager (up to float reordering)
+    and the weights stay in the module the checkpoint saves."""
+    x, y, _ = toy_images()
+    runs = []
+    for compiled in (False, True):
+        model = convnet(0)
+        result = fit(model, x, y, FitSettings(epochs=2, batch_size=32, lr=0.05, weight_decay=0.0, seed=0,
+                                              optimizer="sgd", compile=compiled))
+        runs.append((model, [h["loss"] for h in result.history]))
+    assert runs[1][1] == pytest.approx(runs[0][1], rel=1e-4)
+    # SGD: Adam would scale the rounding noise of near-zero gradients (the bias before BatchNorm) up to full steps
+    eager, compiled = (predict_logits(model, x[:]) for model, _ in runs)
+    assert torch.allclose(eager, compiled, atol=1e-3)

@@ -172,7 +172,8 @@ def quantization_aware_distill(model: nn.Module, xy: tuple[torch.Tensor, torch.T
     before = accuracy(model, *validation)
     prepared = prepare(model, x[:2])
     observed = observed_modules(prepared)
-    result = fit(prepared, x, y, replace(settings, epochs=epochs, lr=settings.lr * LR_FACTOR, warmup_epochs=0), kd=kd)
+    result = fit(prepared, x, y, replace(settings, epochs=epochs, lr=settings.lr * LR_FACTOR, warmup_epochs=0,
+                                         compile=False), kd=kd)     # a fine-tune: no warm-up; an fx graph: eager
     prepared.apply(disable_observer)      # the trained ranges stay as trained: scoring must not move them
     simulated = accuracy(prepared, *validation)
     copy_back(prepared, model)

@@ -62,6 +62,7 @@ class FitSettings:
     optimizer: str = "adam"         # optim.OPTIMIZERS
     warmup_epochs: int = 0
     label_smoothing: float = 0.0
+    compile: bool = False           # torch.compile the training step (model + loss)
 
 
 @dataclass
@@ -189,7 +190,9 @@ class EpochLoop:
 
     def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, settings: FitSettings,
                  kd: KDTarget | None, ranks: Ranks):
-        self.net, self.optimizer, self.settings, self.kd, self.ranks = net, optimizer, settings, kd, ranks
+        # compiled: the module (its parameters) stays the one the optimizer and checkpoint hold
+        self.net = torch.compile(net) if settings.compile else net
+        self.optimizer, self.settings, self.kd, self.ranks = optimizer, settings, kd, ranks
         self.amp_dtype, self.scaler = mixed_precision(settings.device)
         fill = settings.fill if settings.fill is not None else torch.zeros(1)
         self.augment = Augmenter(settings.augment, fill.to(settings.device)) if settings.augment else None

@@ -111,7 +111,7 @@ class Trio:
         subset, x_student = torch.from_numpy(chosen).to(self.device), xt.subset(chosen)
         base = FitSettings(cfg.student_epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, seed,
                            parse_augment(cfg.augment), self.device, fill, (xe, ye), cfg.optimizer,
-                           cfg.warmup_epochs, cfg.label_smoothing)
+                           cfg.warmup_epochs, cfg.label_smoothing, cfg.compile)
         teacher, teacher_fit = self._teacher(split, xt, yt, base)
         torch.manual_seed(seed)
         student = build(cfg.student, self.data.input_shape, len(self.data.labels)).to(self.device)
