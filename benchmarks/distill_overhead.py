@@ -1,20 +1,25 @@
-"""What does distillation cost per epoch, compared with training the simple model?
+"""What does distillation cost per epoch, compared with training the student on labels alone?
 
-Three ways to train the same student on the same data, epochs and batch size:
-  simple   labels only (cross-entropy)
-  cached   edgekd's distillation: the teacher's logits computed once, sliced per batch
-  naive    distillation that runs the teacher forward on every batch
+The same student on the same data, epochs and batch size, five ways:
+  simple        labels only (cross-entropy), no augmentation
+  cached        edgekd's distillation without augmentation: the teacher's logits computed once
+  simple+aug    labels only, with ``--augment`` (default crop; flip for non-digit images)
+  online+aug    distillation with augmentation, the teacher run on every augmented batch
+                (consistent teaching; edgekd distill's path for --augment)
+  views+aug     distillation with augmentation from ``--teacher-views K`` cached views
 The student trains, as in ``edgekd distill``, on a stratified ``--student-fraction`` of the
-training part, and the cache is computed for that subset inside the timed region. The
-variants are timed in turns (simple, cached, naive, simple, ...) so that a burst of load
-from elsewhere hits all of them alike; each variant's median counts.
-Prints seconds per epoch, samples/s and the ratios; target: cached / simple samples/s >= 1/1.10
-(at most 1.10x the time).
-Writes benchmarks/results/distill_overhead[_<source>].json.
+training part; each cache is computed inside the timed region. The variants are timed in turns
+(simple, cached, ..., simple, ...) so that a burst of load from elsewhere hits all of them
+alike; each variant's median counts. ``--compile`` times every variant again with the training
+step compiled (``edgekd distill --compile``): its first epoch (the compilation) apart, its
+steady epochs against eager's.
+Targets: cached ≤ 1.10× the time of simple; views+aug against simple+aug is reported beside
+online+aug against simple+aug. Writes benchmarks/results/distill_overhead[_<source>].json.
 
     python benchmarks/distill_overhead.py --epochs 20 --repeats 5     # digits (README's run)
     python benchmarks/distill_overhead.py --data idx:/usr/share/datasets/fashion-mnist \
-        --teacher cnn:width=16,depth=3 --student-fraction 0.1 --batch-size 64 --epochs 20
+        --teacher resnet:depth=8 --student mobilenetv3:variant=small,width=0.25 --batch-size 128 \
+        --student-fraction 0.1 --epochs 3 --repeats 3
 """
 from __future__ import annotations
 
@@ -33,26 +38,43 @@ from edgekd.data.preprocess import fit_standardize
 from edgekd.data.split import holdout, stratified_subset
 from edgekd.distill.losses import build_loss
 from edgekd.distill.samples import Samples
-from edgekd.distill.train import FitSettings, KDTarget, fit, predict_logits
+from edgekd.distill.augment import Augmenter, parse_augment
+from edgekd.distill.train import FitSettings, KDTarget, cached_views, fit, predict_logits
 from edgekd.models import build
 
 RESULTS = Path(__file__).parent / "results"
 
 
-class LiveTeacherLogits:
-    """Looks like the cached logits tensor, but runs the teacher for every batch it is indexed by."""
-
-    def __init__(self, teacher, x):
-        self.teacher, self.x = teacher, x
-
-    def __getitem__(self, index):
-        with torch.no_grad():
-            return self.teacher(self.x[index])
+def _kd(logits=None, teacher=None, views=None) -> KDTarget:
+    """Hinton's KD at the demo's T=4, alpha=0.1."""
+    outputs = {"logits": logits} if logits is not None else None
+    return KDTarget(build_loss("kd", temperature=4.0, alpha=0.1), outputs=outputs, teacher=teacher, views=views)
 
 
-def _kd(logits) -> KDTarget:
-    """Hinton's KD at the demo's T=4, alpha=0.1, learning from ``logits``."""
-    return KDTarget(build_loss("kd", temperature=4.0, alpha=0.1), outputs={"logits": logits})
+def variants(teacher, x, augment: tuple[str, ...], views: int) -> dict:
+    """name → (augmentation, a function making the KD target inside the timed region)."""
+    def cached_views_target():
+        made, outputs = cached_views(teacher, x, Augmenter(augment, torch.zeros(1)), views,
+                                     torch.Generator().manual_seed(0), ("logits",))
+        return _kd(outputs["logits"], views=made)
+
+    return {"simple": ((), lambda: None), "cached": ((), lambda: _kd(predict_logits(teacher, x))),
+            "simple+aug": (augment, lambda: None), "online+aug": (augment, lambda: _kd(teacher=teacher)),
+            "views+aug": (augment, cached_views_target)}
+
+
+def timed(args, data, x, y, augment, make_kd, compiled: bool) -> dict:
+    """One training of the student: seconds per epoch (cache included), and the epochs' own times."""
+    torch.manual_seed(1)
+    student = build(args.student, data.input_shape, len(data.labels))
+    stamps = [time.perf_counter()]
+    kd = make_kd()
+    settings = FitSettings(args.epochs, args.batch_size, 0.01, 0.0, seed=0, augment=augment, compile=compiled)
+    fit(student, x, y, settings, kd=kd, on_epoch=lambda _record: stamps.append(time.perf_counter()))
+    later = [b - a for a, b in zip(stamps[1:], stamps[2:])]      # epochs 2..E: no cache, no compilation
+    first = stamps[1] - stamps[0]                                # the cache (or compilation) and epoch 1
+    return {"per_epoch": (stamps[-1] - stamps[0]) / args.epochs, "first_epoch": first,
+            "steady_epoch": statistics.median(later) if later else first}
 
 
 def main() -> None:
@@ -64,64 +86,73 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--student-fraction", type=float, default=1.0,
                         help="part of the training data the student sees (edgekd distill's default is 0.1)")
+    parser.add_argument("--augment", default=None, help="the +aug variants' list [default: crop; crop,flip off digits]")
+    parser.add_argument("--views", type=int, default=4, help="K of the views+aug variant")
+    parser.add_argument("--compile", action="store_true", help="also time every variant with the step compiled")
     parser.add_argument("--repeats", type=int, default=3, help="each variant is timed this many times; the median counts")
     args = parser.parse_args()
 
     data = load_dataset(args.data)
     train_x, train_y, _, _ = holdout(data, 0.2, 0)
     subset = stratified_subset(train_y, args.student_fraction, 0)
-    x, y = Samples(train_x[subset], fit_standardize(train_x), "cpu")[:], torch.from_numpy(train_y[subset])
+    x, y = Samples(train_x[subset], fit_standardize(train_x), "cpu"), torch.from_numpy(train_y[subset])
     torch.manual_seed(0)
     teacher = build(args.teacher, data.input_shape, len(data.labels)).eval()   # speed does not depend on its weights
-    settings = FitSettings(args.epochs, args.batch_size, 0.01, 0.0, seed=0)
-
-    def timed(kd_factory) -> float:
-        torch.manual_seed(1)
-        student = build(args.student, data.input_shape, len(data.labels))
-        started = time.perf_counter()
-        kd = kd_factory()
-        fit(student, x, y, settings, kd=kd)
-        return (time.perf_counter() - started) / args.epochs
-
-    variants = {
-        "simple": lambda: None,
-        "cached": lambda: _kd(predict_logits(teacher, x)),   # the cache is timed too
-        "naive": lambda: _kd(LiveTeacherLogits(teacher, x)),
-    }
+    augment = parse_augment(args.augment or ("crop" if args.data == "digits" else "crop,flip"))
+    table = variants(teacher, x, augment, args.views)
+    modes = [False, True] if args.compile else [False]
     warm = x[:4 * args.batch_size], y[:4 * args.batch_size]     # first calls pay one-time kernel set-up
     fit(build(args.student, data.input_shape, len(data.labels)), *warm, FitSettings(1, args.batch_size, 0.01, 0.0, 0),
         kd=_kd(predict_logits(teacher, warm[0])))
     load_start = os.getloadavg()
-    times: dict[str, list[float]] = {name: [] for name in variants}
+    runs: dict[str, list[dict]] = {_key(name, c): [] for c in modes for name in table}
     for _ in range(args.repeats):
-        for name, make in variants.items():
-            times[name].append(timed(make))
-    seconds = {name: statistics.median(values) for name, values in times.items()}
-    speed = {name: len(y) / value for name, value in seconds.items()}
-    result = {
-        "data": args.data, "samples": len(y), "student_fraction": args.student_fraction,
-        "teacher": args.teacher, "student": args.student,
-        "epochs": args.epochs, "batch_size": args.batch_size, "repeats": args.repeats,
-        "seconds_per_epoch": seconds, "seconds_per_epoch_every_repeat": times,
-        "samples_per_second": speed,
-        "cached_over_simple_samples_per_second": speed["cached"] / speed["simple"],
-        "naive_over_simple_samples_per_second": speed["naive"] / speed["simple"],
-        "target_cached_over_simple_samples_per_second": round(1 / 1.10, 4),
-        "machine": {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
-                    "torch": torch.__version__, "platform": platform.platform(),
-                    "load_start": [round(v, 2) for v in load_start],
-                    "load_end": [round(v, 2) for v in os.getloadavg()]},
-    }
-    for name, value in seconds.items():
-        print(f"{name:>7}: {1000 * value:8.1f} ms/epoch  {speed[name]:9.0f} samples/s")
-    print(f"cached / simple samples/s = {result['cached_over_simple_samples_per_second']:.3f}  "
-          f"(target >= {1 / 1.10:.3f}: at most 1.10x the time)")
-    print(f"naive  / simple samples/s = {result['naive_over_simple_samples_per_second']:.3f}")
+        for compiled in modes:
+            for name, (aug, make_kd) in table.items():
+                runs[_key(name, compiled)].append(timed(args, data, x, y, aug, make_kd, compiled))
+    result = summarize(args, augment, runs, len(y), load_start)
+    _print(result)
     RESULTS.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.data == "digits" else "_" + _source_name(args.data)
     path = RESULTS / f"distill_overhead{suffix}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
+
+
+def _key(name: str, compiled: bool) -> str:
+    return f"{name} compiled" if compiled else name
+
+
+def summarize(args, augment, runs: dict[str, list[dict]], samples: int, load_start) -> dict:
+    median = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
+    speed = {name: samples / m["per_epoch"] for name, m in median.items()}
+    ratio = {"cached / simple": speed["cached"] / speed["simple"],
+             "online+aug / simple+aug": speed["online+aug"] / speed["simple+aug"],
+             "views+aug / simple+aug": speed["views+aug"] / speed["simple+aug"]}
+    compiled = {name: median[name]["steady_epoch"] / median[_key(name, True)]["steady_epoch"]
+                for name in median if not name.endswith("compiled") and _key(name, True) in median}
+    return {"data": args.data, "samples": samples, "student_fraction": args.student_fraction,
+            "teacher": args.teacher, "student": args.student, "augment": list(augment), "views": args.views,
+            "epochs": args.epochs, "batch_size": args.batch_size, "repeats": args.repeats,
+            "seconds_per_epoch": {name: m["per_epoch"] for name, m in median.items()},
+            "first_and_steady_epoch_seconds": median, "every_repeat": runs, "samples_per_second": speed,
+            "samples_per_second_ratios": ratio, "target_cached_over_simple_samples_per_second": round(1 / 1.10, 4),
+            "compiled_speedup_of_steady_epochs": compiled,
+            "machine": {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
+                        "torch": torch.__version__, "platform": platform.platform(),
+                        "load_start": [round(v, 2) for v in load_start],
+                        "load_end": [round(v, 2) for v in os.getloadavg()]}}
+
+
+def _print(result: dict) -> None:
+    for name, seconds in result["seconds_per_epoch"].items():
+        print(f"{name:>20}: {1000 * seconds:9.1f} ms/epoch  {result['samples_per_second'][name]:9.0f} samples/s")
+    for name, value in result["samples_per_second_ratios"].items():
+        print(f"{name:>24} samples/s = {value:.3f}")
+    print(f"target: cached / simple >= {1 / 1.10:.3f} (at most 1.10x the time)")
+    for name, value in result["compiled_speedup_of_steady_epochs"].items():
+        print(f"--compile, {name}: steady epochs {value:.2f}x as fast "
+              f"(first epoch {result['first_and_steady_epoch_seconds'][_key(name, True)]['first_epoch']:.1f} s)")
 
 
 def _source_name(spec: str) -> str:
