@@ -59,6 +59,32 @@ class DistillProgress:
                                                          for r in TRAINED_ROLES))
 
 
+class CachingProgress:
+    """A bar while images are decoded into the cache (shown only when that happens), and the cache's notes."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.progress = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console, disable=not enabled, transient=True)
+        self.task = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def report(self, done: int, total: int) -> None:
+        if self.task is None:
+            self.task = self.progress.add_task("decoding images", total=total)
+        self.progress.update(self.task, completed=done)
+
+    def note(self, text: str) -> None:
+        if self.enabled:
+            self.progress.console.print(f"note: {text}")
+
+
 def print_distill_summary(summary: dict, out: str) -> None:
     table = Table(title=f"edgekd distill — {summary['data']['source']} ({len(summary['folds'])} folds)")
     for header, justify in (("role", "left"), ("model", "left"), ("params", "right"), ("MACs", "right"),
