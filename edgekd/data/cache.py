@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import DataError
 
 FORMAT = 1
-CHUNK = 16 << 20        # bytes read at a time for the CRC: the page cache, not the process, holds the file
+CHUNK = 1 << 20         # bytes read at a time for the CRC: the page cache, not the process, holds the file
 
 Progress = Callable[[int, int], None]
 
@@ -52,10 +52,11 @@ def stat_digest(files: list[Path], root: Path) -> str:
 
 
 def _file_crc(path: Path) -> int:
-    crc = 0
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            crc = zlib.crc32(block, crc)
+    crc, buffer = 0, bytearray(CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as f:
+        while read := f.readinto(buffer):
+            crc = zlib.crc32(view[:read], crc)
     return crc
 
 
@@ -156,13 +157,25 @@ def _open(entry: Path, record: dict) -> tuple[np.ndarray | None, str]:
         if "shape" in record and (meta.get("shape"), meta.get("dtype")) != (record["shape"], record["dtype"]):
             return None, "has another shape than was written"
         path = entry / "x.npy"
-        x = np.lib.format.open_memmap(path, mode="r")
-        if list(x.shape) != meta["shape"] or x.dtype.str != meta["dtype"]:
+        shape, dtype, offset = _header(path)
+        if list(shape) != meta["shape"] or dtype.str != meta["dtype"]:
             return None, "has a header that does not match its record"
-        if path.stat().st_size != x.offset + x.nbytes:
-            return None, "has another size than its header says"
+        if path.stat().st_size != offset + int(np.prod(shape)) * dtype.itemsize:
+            return None, "has another size than its header says (cut short, or grown)"
         if _file_crc(path) != meta["crc32"]:
             return None, "does not match its recorded digest"
-        return x, ""
+        return np.memmap(path, dtype, mode="r", offset=offset, shape=tuple(shape)), ""
     except (OSError, ValueError, KeyError, TypeError, SyntaxError) as exc:    # json's errors are ValueErrors
         return None, f"cannot be read ({type(exc).__name__}: {exc})"
+
+
+def _header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, data offset) of the .npy file at ``path``, read without mapping it."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version != (1, 0):          # what open_memmap writes for a small header
+            raise ValueError(f".npy format version {version}, not 1.0")
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        if fortran or dtype.hasobject:
+            raise ValueError("not a C-ordered numeric array")
+        return shape, dtype, f.tell()

@@ -41,8 +41,8 @@ def imagenet_statistics(input_shape: tuple[int, ...]) -> dict:
         kind = f"{input_shape[0]}-channel images" if len(input_shape) == 3 else "tabular data"
         raise DataError(f"--normalize imagenet needs RGB images (3 channels), but the data is {kind}",
                         hint="add --channels 3 to convert grayscale images to RGB, or use --normalize data")
-    return {"type": "standardize", "axis": "channel", "mean": [255 * m for m in IMAGENET_MEAN],
-            "std": [255 * s for s in IMAGENET_STD], "statistics": "imagenet"}
+    return {"type": "standardize", "axis": "channel", "mean": [round(255 * m, 6) for m in IMAGENET_MEAN],
+            "std": [round(255 * s, 6) for s in IMAGENET_STD], "statistics": "imagenet"}
 
 
 def preprocessing(normalize: str, x_train: np.ndarray, image: dict | None, brought: dict | None = None) -> dict:
