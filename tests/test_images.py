@@ -195,9 +195,11 @@ def test_bad_image_options_are_config_errors(options, fragment):
     assert fragment in f"{info.value.message} {info.value.hint}" and info.value.hint
 
 
-def test_image_sizes_parse():
+def test_image_sizes_parse(tmp_path):
     assert load_config(None, image_size="96").image_options() == ImageOptions((96, 96))
     assert load_config(None, image_size=" 96, 128", channels=3).image_options() == ImageOptions((96, 128), 3)
+    (tmp_path / "c.toml").write_text("image_size = 64\nchannels = 1\n")      # a number in a config file too
+    assert load_config(tmp_path / "c.toml").image_options() == ImageOptions((64, 64), 1)
 
 
 def test_image_options_on_tabular_data_are_refused(tmp_path):
