@@ -195,6 +195,12 @@ def test_bad_image_options_are_config_errors(options, fragment):
     assert fragment in f"{info.value.message} {info.value.hint}" and info.value.hint
 
 
+def test_image_options_of_the_python_api_are_checked_too():
+    for bad in (dict(size=(0, 8)), dict(size=(8, 5000)), dict(channels=2)):
+        with pytest.raises(ConfigError):
+            ImageOptions(**bad)
+
+
 def test_image_sizes_parse(tmp_path):
     assert load_config(None, image_size="96").image_options() == ImageOptions((96, 96))
     assert load_config(None, image_size=" 96, 128", channels=3).image_options() == ImageOptions((96, 128), 3)

@@ -23,6 +23,7 @@ from ..errors import ConfigError, DataError
 
 MAX_SIDE = 4096          # a larger side is a typo (4096×4096 RGB is 48 MB per image), not a wish
 CHANNELS = (1, 3)
+SIZE_HINT = "give N (a square, e.g. --image-size 96) or H,W (e.g. --image-size 96,128)"
 MODES = {1: "L", 3: "RGB"}
 #: Pillow's fixed-point luma (its RGB → L conversion): the array path gives the same bytes as a folder
 LUMA = (19595, 38470, 7471)
@@ -34,12 +35,17 @@ class ImageOptions:
     size: tuple[int, int] | None = None
     channels: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.channels is not None and self.channels not in CHANNELS:
+            raise ConfigError(f"--channels must be 1 (grayscale) or 3 (RGB), got {self.channels}",
+                              hint="leave it out to keep the channels the data has")
+        if self.size is not None and not (len(self.size) == 2 and all(1 <= s <= MAX_SIDE for s in self.size)):
+            raise ConfigError(f"--image-size sides must be between 1 and {MAX_SIDE} pixels, got {self.size}",
+                              hint=SIZE_HINT)
+
     @classmethod
     def parse(cls, image_size: str | None, channels: int | None) -> "ImageOptions":
         """From the option strings ``--image-size N|H,W`` and ``--channels 1|3``; ConfigError if bad."""
-        if channels is not None and channels not in CHANNELS:
-            raise ConfigError(f"--channels must be 1 (grayscale) or 3 (RGB), got {channels}",
-                              hint="leave it out to keep the channels the data has")
         return cls(parse_image_size(image_size) if image_size is not None else None, channels)
 
     @property
@@ -50,12 +56,12 @@ class ImageOptions:
 def parse_image_size(text: str) -> tuple[int, int]:
     """``"96"`` → (96, 96); ``"96,128"`` → (96, 128) as height, width; each side 1..MAX_SIDE."""
     parts = [p.strip() for p in str(text).split(",")]
-    hint = "give N (a square, e.g. --image-size 96) or H,W (e.g. --image-size 96,128)"
     if len(parts) not in (1, 2) or not all(p.lstrip("-").isdigit() for p in parts):
-        raise ConfigError(f"--image-size must be N or H,W in whole pixels, got '{text}'", hint=hint)
+        raise ConfigError(f"--image-size must be N or H,W in whole pixels, got '{text}'", hint=SIZE_HINT)
     sides = [int(p) for p in parts]
     if not all(1 <= s <= MAX_SIDE for s in sides):
-        raise ConfigError(f"--image-size sides must be between 1 and {MAX_SIDE} pixels, got '{text}'", hint=hint)
+        raise ConfigError(f"--image-size sides must be between 1 and {MAX_SIDE} pixels, got '{text}'",
+                          hint=SIZE_HINT)
     return (sides[0], sides[-1])
 
 
