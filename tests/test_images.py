@@ -104,6 +104,21 @@ def test_a_second_load_maps_the_cache_and_opens_no_image(tmp_path, monkeypatch):
     assert not list((tmp_path / "cache").glob(".*partial"))      # no staging folder left
 
 
+def test_the_cache_needs_no_torch(tmp_path):
+    """data/ is device-side code: it decodes and maps images with torch unimportable."""
+    import subprocess
+    import sys
+
+    root = rgb_folder(tmp_path / "img")
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from edgekd.data import DataCache, ImageOptions, load_dataset\n"
+            f"d = load_dataset('folder:{root}', images=ImageOptions((8, 8), 1), cache=DataCache({str(tmp_path)!r}))\n"
+            "print(d.x.shape)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0 and result.stdout.strip() == "(12, 1, 8, 8)", result.stderr
+
+
 def _entry(cache_root: Path) -> Path:
     (entry,) = [p for p in cache_root.iterdir() if not p.name.startswith(".")]
     return entry

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import time
 
+import os
+
 from rich.console import Console
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -60,12 +62,13 @@ class DistillProgress:
 
 
 class CachingProgress:
-    """A bar while images are decoded into the cache (shown only when that happens), and the cache's notes."""
+    """A bar while images are decoded into the cache (shown only when that happens), and the cache's notes.
+    Under torchrun every rank loads the data before the ranks are joined: rank 0 alone (its RANK) speaks."""
 
     def __init__(self, enabled: bool):
-        self.enabled = enabled
+        self.enabled = enabled and os.environ.get("RANK", "0") == "0"
         self.progress = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console, disable=not enabled, transient=True)
+                                 TimeElapsedColumn(), console=console, disable=not self.enabled, transient=True)
         self.task = None
 
     def __enter__(self):
