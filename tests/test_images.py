@@ -104,6 +104,18 @@ def test_a_second_load_maps_the_cache_and_opens_no_image(tmp_path, monkeypatch):
     assert not list((tmp_path / "cache").glob(".*partial"))      # no staging folder left
 
 
+def test_an_interrupted_builds_staging_folder_goes_at_the_next_build(tmp_path):
+    root = rgb_folder(tmp_path / "img")
+    cache = DataCache(tmp_path / "cache")
+    entry = cache.entry({"source": f"folder:{root.resolve()}", "size": [8, 8], "channels": None})
+    left, recent = tmp_path / "cache" / f".{entry.name}.old.partial", tmp_path / "cache" / f".{entry.name}.new.partial"
+    for folder in (left, recent):
+        folder.mkdir(parents=True)
+    os.utime(left, (0, 0))
+    load_dataset(f"folder:{root}", images=ImageOptions((8, 8)), cache=cache)
+    assert not left.exists() and recent.exists()          # a recent one may be another run's build
+
+
 def test_the_cache_needs_no_torch(tmp_path):
     """data/ is device-side code: it decodes and maps images with torch unimportable."""
     import subprocess

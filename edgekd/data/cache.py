@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import zlib
 from pathlib import Path
 from typing import Callable
@@ -26,6 +27,8 @@ from ..errors import DataError
 
 FORMAT = 1
 CHUNK = 1 << 20         # bytes read at a time for the CRC: the page cache, not the process, holds the file
+
+STALE_SECONDS = 24 * 3600     # a staging folder this old is no build in progress: an interrupted one
 
 Progress = Callable[[int, int], None]
 
@@ -120,8 +123,12 @@ class DataCache:
         return x
 
     def _stage(self, entry: Path) -> Path:
+        """A new staging folder for ``entry``; those an interrupted build left (a day old) go first."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+            for left in self.folder.glob(f".{entry.name}.*.partial"):
+                if time.time() - left.stat().st_mtime > STALE_SECONDS:
+                    shutil.rmtree(left, ignore_errors=True)
             return Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".partial", dir=self.folder))
         except OSError as exc:
             raise _unwritable(self.folder, exc) from None
