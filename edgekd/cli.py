@@ -134,6 +134,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--teacher-views", type=int, metavar="K", help="With --augment (no mixup/cutmix): cache the teacher's "
               "logits for K augmented views of each student sample once, epoch e training on view e mod K, "
               "instead of running the teacher every step [default: 0 = live teacher].")
+@click.option("--image-size", metavar="N|H,W", help="Images: resize (shorter side, bilinear) and center-crop to N×N "
+              "or H×W; recorded in model.json and the bundle's manifest [default: as stored].")
+@click.option("--channels", type=int, metavar="1|3", help="Images: convert to grayscale (1) or RGB (3) "
+              "[default: as the data is; folder: the first image's].")
+@click.option("--normalize", metavar="data|imagenet", help="Standardisation: data = statistics of the training "
+              "split; imagenet = ImageNet's mean and std (RGB only), for teachers trained with them [default: data].")
+@click.option("--cache-dir", metavar="DIR", help="Where images are decoded once (uint8, memory-mapped; safe to "
+              "delete) [default: $XDG_CACHE_HOME/edgekd or ~/.cache/edgekd].")
 @click.option("--seed", type=int, help="[default: 0]")
 @click.option("--compile/--no-compile", "compile", default=None, help="torch.compile the training step: a one-time "
               "compilation per model, then faster steps where the compiler helps (benchmarks/distill_overhead.py "
@@ -148,12 +156,13 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def distill(config_file, force, resume, quiet, as_json, **options):
     """Train teacher, student (distilled) and simple model with k-fold CV; write a run folder."""
     from .config import load_config
-    from .render.distill import DistillProgress, print_distill_summary
+    from .render.distill import CachingProgress, DistillProgress, print_distill_summary
 
     from .distill import Experiment
 
     cfg = load_config(config_file, **options)
-    experiment = Experiment.prepare(cfg, resume=resume, force=force)
+    with CachingProgress(enabled=not (quiet or as_json)) as caching:
+        experiment = Experiment.prepare(cfg, resume=resume, force=force, progress=caching.report, note=caching.note)
     main = experiment.ranks.is_main          # under torchrun only rank 0 speaks
     with DistillProgress(enabled=main and not (quiet or as_json), folds=cfg.folds) as progress:
         summary = experiment.run(progress.report)

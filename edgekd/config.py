@@ -7,6 +7,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .compat import tomllib
+from .data.images import ImageOptions
+from .data.preprocess import NORMALIZATIONS
 from .errors import ConfigError, unknown_name
 
 
@@ -44,6 +46,10 @@ class DistillConfig:
     label_smoothing: float = 0.0
     augment: str = ""            # comma-separated: crop, shift, flip, mixup, cutmix (distill/augment.py)
     teacher_views: int = 0       # > 0: the teacher's logits cached for this many augmented views (else live)
+    image_size: str | None = None    # "N" or "H,W": images resized (shorter side) and center-cropped to it
+    channels: int | None = None      # 1 or 3: images converted to grayscale or RGB; None: as the data is
+    normalize: str = "data"          # data: statistics of the training split; imagenet: ImageNet's
+    cache_dir: str | None = None     # the decoded-image cache; None: $XDG_CACHE_HOME/edgekd or ~/.cache/edgekd
     seed: int = 0
     device: str = "cpu"
     compile: bool = False        # torch.compile of the training step (benchmarks/distill_overhead.py measures it)
@@ -105,9 +111,16 @@ class DistillConfig:
             raise unknown_name("device", self.device, ["cpu", "cuda", "auto"], ConfigError)
         if self.backend not in ("auto", "gloo", "nccl"):
             raise unknown_name("backend", self.backend, ["auto", "gloo", "nccl"], ConfigError)
+        if self.normalize not in NORMALIZATIONS:
+            raise unknown_name("--normalize", self.normalize, NORMALIZATIONS, ConfigError)
+        self.image_options()
         if self.teacher_weights is not None and self.teacher_from is not None:
             raise ConfigError("--teacher-weights and --teacher-from both bring a teacher: give one",
                               hint="--teacher-weights: a state dict for --teacher; --teacher-from: a whole model")
+
+    def image_options(self) -> ImageOptions:
+        """``--image-size`` and ``--channels`` parsed (a ConfigError when bad)."""
+        return ImageOptions.parse(self.image_size, self.channels)
 
     def to_toml(self) -> str:
         lines = ["# edgekd distill configuration; re-run with: edgekd distill --config config.toml"]
@@ -170,6 +183,8 @@ def _check_key(key: str, value, known: dict, path: Path) -> None:
 
 def _coerce(key: str, value, annotation: str, path):
     kind = annotation.split("|")[0].strip()
+    if key == "image_size" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)            # image_size = 96 in a config file means "96"
     caster = {"int": int, "float": float, "bool": bool, "str": str}[kind]
     if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

@@ -22,6 +22,19 @@ CONVERGING = dict(data="digits", teacher="cnn:width=32,depth=2", student="cnn:wi
                   teacher_epochs=10, student_epochs=40, student_fraction=0.5, batch_size=128, seed=0)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def image_cache(tmp_path_factory):
+    """The decoded-image cache of every test (folder: sources, --image-size) in a folder of the
+    session's, not the user's ~/.cache; subprocesses inherit it."""
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME")
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved
+
+
 @pytest.fixture(scope="session")
 def converged_cpu_run(tmp_path_factory) -> dict:
     """The cv.json document of one CONVERGING run in this process, on the CPU."""

@@ -155,6 +155,11 @@ for _id, _options, _fragment in [
     ("config-missing", ["--config", "missing.toml"], "not found"),
     ("config-is-folder", ["--config", "."], "directory"),
     ("teacher-from-missing", ["--teacher-from", "missing.onnx"], "not found"),
+    ("image-size-zero", ["--image-size", "0"], "--image-size"),
+    ("image-size-not-a-number", ["--image-size", "3,x"], "N or H,W"),
+    ("channels-two", ["--channels", "2"], "--channels"),
+    ("normalize-unknown", ["--normalize", "imagnet"], "did you mean 'imagenet'"),
+    ("normalize-imagenet-gray", ["--normalize", "imagenet"], "RGB"),
 ]:
     CASES.append(Case(f"distill-{_id}", _distill(*_options), _fragment))
 
@@ -271,6 +276,19 @@ def _(ws):
             ws.write(f"img/{label}/{i}.png", _png(8, 8))
     ws.write("img/a/bomb.png", _png(20000, 20000))
     return ["distill", "--data", "folder:img", "--out", "out"]
+
+
+@case("distill-folder-cache-unwritable", "--cache-dir")
+def _(ws):
+    for label in ("a", "b"):
+        for i in range(3):
+            ws.write(f"img/{label}/{i}.png", _png(8, 8))
+    return ["distill", "--data", "folder:img", "--cache-dir", "/proc/edgekd-cache", "--out", "out"]
+
+
+@case("distill-csv-image-size", "tabular")
+def _(ws):
+    return [*_csv(ws, "a,b,label\n" + "".join(f"{i},{i},{i % 2}\n" for i in range(40))), "--image-size", "8"]
 
 
 @case("distill-folder-one-class", "two class")

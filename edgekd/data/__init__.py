@@ -33,6 +33,7 @@ class Dataset:
     labels: list[str]                  # class names, index → name
     name: str
     test: tuple[np.ndarray, np.ndarray] | None = None   # the source's own test split
+    image: dict | None = None          # the image transform the samples went through (images.describe)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -51,22 +52,30 @@ SOURCES: Registry[Callable[..., Dataset]] = Registry("data source", DataError)
 register_source = SOURCES.register
 
 
-def load_dataset(spec: str, label_column: str | None = None) -> Dataset:
+def load_dataset(spec: str, label_column: str | None = None, images: ImageOptions | None = None,
+                 cache: DataCache | None = None) -> Dataset:
     """Load ``spec`` (e.g. ``digits``, ``npz:data.npz``) through the source registry.
-    ``label_column`` goes only to a source that takes it: elsewhere it is a mistake, not ignored."""
+    ``label_column`` goes only to a source that takes it: elsewhere it is a mistake, not ignored.
+    ``images`` (size, channels) decodes ``folder:`` at that size and transforms the images of the
+    other sources alike, once, into ``cache`` (default: ``DataCache()``, the user's cache folder)."""
     name, _, arg = spec.partition(":")
     loader = SOURCES.get(name)
-    if label_column is None:
-        return loader(arg or None)
-    if not _takes_label_column(loader):
-        takers = [n for n in SOURCES if _takes_label_column(SOURCES.get(n))]
-        raise DataError(f"--label-column does not apply to data source '{name}'",
-                        hint=f"only {', '.join(takers)} data has a label column; drop --label-column")
-    return loader(arg or None, label_column=label_column)
+    images = images or ImageOptions()
+    options: dict = {}
+    if label_column is not None:
+        if not _takes(loader, "label_column"):
+            takers = [n for n in SOURCES if _takes(SOURCES.get(n), "label_column")]
+            raise DataError(f"--label-column does not apply to data source '{name}'",
+                            hint=f"only {', '.join(takers)} data has a label column; drop --label-column")
+        options["label_column"] = label_column
+    if _takes(loader, "images"):        # it decodes files: at the size asked, into the cache
+        return loader(arg or None, images=images, cache=cache, **options)
+    data = loader(arg or None, **options)
+    return transform_dataset(data, spec, images, cache) if images.given else data
 
 
-def _takes_label_column(loader: Callable[..., Dataset]) -> bool:
-    return "label_column" in inspect.signature(loader).parameters
+def _takes(loader: Callable[..., Dataset], option: str) -> bool:
+    return option in inspect.signature(loader).parameters
 
 
 def encode_labels(raw: np.ndarray, where: str, names: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
@@ -127,4 +136,7 @@ def check_pair(x: np.ndarray, y: np.ndarray, where: str) -> None:
         raise DataError(f"{where} holds no samples")
 
 
-from . import sources  # noqa: E402,F401  (registers the built-in sources)
+from . import folder, sources  # noqa: E402,F401  (registers the built-in sources)
+from .cache import DataCache  # noqa: E402
+from .folder import transform_dataset  # noqa: E402
+from .images import ImageOptions  # noqa: E402

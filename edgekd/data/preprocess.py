@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, unknown_name
 
 
 CHUNK_ELEMENTS = 1 << 19      # float64 temporaries of 4 MB, however large the data set
+NORMALIZATIONS = ("data", "imagenet")
+#: ImageNet's per-channel statistics (RGB, of pixels in 0..1), as torchvision's pretrained models use them
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def _rows_per_chunk(x: np.ndarray) -> int:
@@ -29,6 +32,32 @@ def fit_standardize(x: np.ndarray) -> dict:
     std[std < 1e-8] = 1.0        # a constant channel or feature: leave its scale alone
     return {"type": "standardize", "axis": "channel" if x.ndim == 4 else "feature",
             "mean": mean.tolist(), "std": std.tolist()}
+
+
+def imagenet_statistics(input_shape: tuple[int, ...]) -> dict:
+    """ImageNet's mean and std, scaled to pixels of 0..255, in ``fit_standardize``'s format; for RGB
+    images only (a DataError otherwise: there is no ImageNet statistic of a gray channel or a feature)."""
+    if len(input_shape) != 3 or input_shape[0] != 3:
+        kind = f"{input_shape[0]}-channel images" if len(input_shape) == 3 else "tabular data"
+        raise DataError(f"--normalize imagenet needs RGB images (3 channels), but the data is {kind}",
+                        hint="add --channels 3 to convert grayscale images to RGB, or use --normalize data")
+    return {"type": "standardize", "axis": "channel", "mean": [round(255 * m, 6) for m in IMAGENET_MEAN],
+            "std": [round(255 * s, 6) for s in IMAGENET_STD], "statistics": "imagenet"}
+
+
+def preprocessing(normalize: str, x_train: np.ndarray, image: dict | None, brought: dict | None = None) -> dict:
+    """model.json's ``preprocessing``: the statistics (a brought teacher's own win, then ``normalize``:
+    ``data`` fits them on ``x_train``, ``imagenet`` takes ImageNet's), and under ``image`` the image
+    transform the samples went through (:func:`edgekd.data.images.describe`), when there was one."""
+    if brought is not None:
+        pre = {k: v for k, v in brought.items() if k != "image"}    # the transform is this run's data's
+    elif normalize == "imagenet":
+        pre = imagenet_statistics(x_train.shape[1:])
+    elif normalize == "data":
+        pre = fit_standardize(x_train)
+    else:
+        raise unknown_name("normalization", normalize, NORMALIZATIONS, DataError)
+    return {**pre, "image": image} if image is not None else pre
 
 
 def standardize(pre: dict, x: np.ndarray) -> np.ndarray:

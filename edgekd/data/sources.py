@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import gzip
 import struct
-import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -163,45 +162,6 @@ def load_idx(arg: str | None) -> Dataset:
         check_pair(x_test, y_test, f"{folder} (t10k)")
         test = (x_test, _index_like(y_test.astype(np.int64), y_raw, str(folder)))
     return Dataset(x, y, names, f"idx:{folder}", test)
-
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
-
-
-@register_source("folder")
-def load_folder(arg: str | None) -> Dataset:
-    """One sub-folder per class; every image is converted to the first image's mode and size."""
-    from PIL import Image, UnidentifiedImageError
-
-    root = _existing(arg, "folder", "folder")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-    if len(classes) < 2:
-        raise DataError(f"'{root}' needs at least two class sub-folders, found {len(classes)}")
-    images, targets, mode, size = [], [], None, None
-    for index, name in enumerate(classes):
-        for path in sorted((root / name).iterdir()):
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                with warnings.catch_warnings():
-                    # PIL only warns between its pixel limit and twice it, then decodes it all
-                    warnings.simplefilter("error", Image.DecompressionBombWarning)
-                    with Image.open(path) as img:
-                        mode = mode or ("L" if img.mode in ("1", "L", "P", "I", "I;16") else "RGB")
-                        img = img.convert(mode)
-                        size = size or img.size
-                        images.append(np.asarray(img.resize(size), dtype=np.float32))
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-                raise DataError(f"image '{path}' is too large to load: {exc}",
-                                hint=f"images over {Image.MAX_IMAGE_PIXELS:,} pixels are refused as possible "
-                                     "decompression bombs: resize or remove it") from None
-            except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-                raise DataError(f"cannot read image '{path}': {exc}", hint="remove or replace the file") from None
-            targets.append(index)
-    if not images:
-        raise DataError(f"no images found under '{root}'", hint=f"supported: {', '.join(sorted(IMAGE_SUFFIXES))}")
-    x = as_images_or_table(np.stack(images), str(root))
-    return Dataset(x, np.asarray(targets, np.int64), classes, f"folder:{root}")
 
 
 @register_source("csv")

@@ -5,12 +5,15 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from ..config import DistillConfig, load_config
-from ..data import Dataset
+from ..data import DataCache, Dataset, load_dataset
+from ..data.cache import Progress
+from ..data.preprocess import imagenet_statistics
 from ..errors import ConfigError, DataError, ModelError
 from ..fsutil import OutputLock, refuse_existing
 from ..models import build
@@ -67,6 +70,12 @@ def _check_staging(out: Path, resume: bool, force: bool, cfg: DistillConfig) -> 
     return stage
 
 
+def load_data(cfg: DistillConfig, progress: Progress | None = None, note: Callable[[str], None] | None = None) -> Dataset:
+    """``cfg.data`` at ``--image-size``/``--channels``, decoded into the cache at ``cfg.cache_dir``;
+    ``progress(done, total)`` hears how far decoding is, ``note(text)`` why a cache entry was rebuilt."""
+    return load_dataset(cfg.data, cfg.label_column, cfg.image_options(), DataCache(cfg.cache_dir, progress, note))
+
+
 def check_data(cfg: DistillConfig, data: Dataset) -> None:
     if len(data.labels) < 2:        # one class trains to a meaningless 100 %
         raise DataError(f"data '{cfg.data}' has {len(data.labels)} class ({', '.join(map(str, data.labels))}): "
@@ -75,6 +84,8 @@ def check_data(cfg: DistillConfig, data: Dataset) -> None:
     if augment and not data.is_image:   # every augmentation is geometric or mixes images: tables would go unaugmented
         raise ConfigError(f"--augment {','.join(augment)} augments images, but data '{cfg.data}' is tabular",
                           hint="drop --augment (augment = \"\" in a config file)")
+    if cfg.normalize == "imagenet":
+        imagenet_statistics(data.input_shape)       # RGB images only: refused here, before training
 
 
 def check_models(cfg: DistillConfig, data: Dataset, brought: BroughtTeacher | None) -> None:

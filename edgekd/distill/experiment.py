@@ -16,13 +16,15 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..config import DistillConfig
-from ..data import load_dataset
+from ..data.cache import Progress
 from ..data.split import folds as make_folds, holdout
 from ..fsutil import OutputLock, atomic_write_text, staged_dir
 from ..schema.cv import Document
-from .checks import Inputs, check_data, check_models, check_teacher_split, device as pick_device, staging_folder
+from .checks import (Inputs, check_data, check_models, check_teacher_split, device as pick_device, load_data,
+                     staging_folder)
 from .distributed import Ranks, join
 from .report import write_reports
 from .runfolder import summarize, write_run
@@ -54,10 +56,12 @@ class Experiment:
         self.cfg, self.inputs, self.device, self.ranks, self.output = cfg, inputs, device, ranks, output
 
     @classmethod
-    def prepare(cls, cfg: DistillConfig, resume: bool = False, force: bool = False) -> "Experiment":
+    def prepare(cls, cfg: DistillConfig, resume: bool = False, force: bool = False,
+                progress: Progress | None = None, note: Callable[[str], None] | None = None) -> "Experiment":
+        """``progress``/``note``: what decoding images into the cache reports (``checks.load_data``)."""
         cfg.validate()
         brought = load_teacher(cfg.teacher_from) if cfg.teacher_from else None
-        data = load_dataset(cfg.data, cfg.label_column)
+        data = load_data(cfg, progress, note)
         check_data(cfg, data)
         arrays = holdout(data, cfg.test_fraction, cfg.seed)
         splits = make_folds(arrays[1], cfg.folds, cfg.test_fraction, cfg.seed, data.labels)

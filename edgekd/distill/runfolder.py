@@ -33,7 +33,7 @@ def summarize(cfg: DistillConfig, inputs: Inputs, folds: list[dict], final: Trio
     return to_json({
         "schema_version": SCHEMA_VERSION, "config": asdict(cfg),
         "data": {"source": data.name, "classes": len(data.labels), "labels": data.labels,
-                 "input_shape": list(data.input_shape),
+                 "input_shape": list(data.input_shape), "image": data.image,
                  "cv_samples": folds[0]["train_samples"] + folds[0]["eval_samples"],
                  "test_samples": len(inputs.arrays[3])},
         "models": _model_info(cfg, inputs, final), "folds": folds, "cv": summary,

@@ -22,7 +22,7 @@ import torch
 from ..checkpoint import save_weights
 from ..config import DistillConfig
 from ..data import Dataset
-from ..data.preprocess import fit_standardize, zero_point
+from ..data.preprocess import preprocessing, zero_point
 from ..data.split import stratified_subset
 from ..fsutil import atomic_write_json
 from ..models import build
@@ -136,10 +136,10 @@ class Trio:
         return TrioResult(record, models, pre, quantization)
 
     def _preprocessing(self, x_train: np.ndarray) -> dict:
-        """Fitted on this split's training part; a brought teacher's own statistics win."""
-        if self.brought is not None and self.brought.preprocessing is not None:
-            return self.brought.preprocessing
-        return fit_standardize(x_train)
+        """Fitted on this split's training part (or ImageNet's, --normalize imagenet); a brought
+        teacher's own statistics win. The data's image transform is recorded with them."""
+        brought = self.brought.preprocessing if self.brought is not None else None
+        return preprocessing(self.cfg.normalize, x_train, self.data.image, brought)
 
     def _kd_target(self, split: Split, teacher, x_student: Samples, fill: torch.Tensor | None) -> KDTarget:
         """The student's loss and the teacher's outputs: cached once per split; when augmenting,

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import time
 
+import os
+
 from rich.console import Console
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -57,6 +59,33 @@ class DistillProgress:
                 self.progress.console.print(
                     f"{result['split']:>6}: " + "  ".join(f"{r} {100 * result[r]['accuracy']:.2f}%"
                                                          for r in TRAINED_ROLES))
+
+
+class CachingProgress:
+    """A bar while images are decoded into the cache (shown only when that happens), and the cache's notes.
+    Under torchrun every rank loads the data before the ranks are joined: rank 0 alone (its RANK) speaks."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and os.environ.get("RANK", "0") == "0"
+        self.progress = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console, disable=not self.enabled, transient=True)
+        self.task = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def report(self, done: int, total: int) -> None:
+        if self.task is None:
+            self.task = self.progress.add_task("decoding images", total=total)
+        self.progress.update(self.task, completed=done)
+
+    def note(self, text: str) -> None:
+        if self.enabled:
+            self.progress.console.print(f"note: {text}")
 
 
 def print_distill_summary(summary: dict, out: str) -> None:

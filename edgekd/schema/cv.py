@@ -36,6 +36,7 @@ class Data(TypedDict):
     classes: int
     labels: list[str]
     input_shape: list[int]
+    image: dict | None      # the image transform (edgekd.data.images.describe); None: none was applied
     cv_samples: int
     test_samples: int
 

@@ -1,0 +1,130 @@
+"""The ``folder:DIR`` source (one sub-folder of images per class) and the image transform of the
+array sources, both decoded once into the uint8 cache (:mod:`.cache`) and memory-mapped from it."""
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from . import Dataset, register_source
+from .cache import DataCache, path_digest, stat_digest
+from .images import MODES, ImageOptions, describe, fit, output_dtype, transform_arrays, transformed_shape
+from .sources import _existing
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+GRAY_MODES = ("1", "L", "P", "I", "I;16")       # decoded as grayscale (L); every other mode as RGB
+PROGRESS_STEPS = 200
+
+
+@register_source("folder")
+def load_folder(arg: str | None, images: ImageOptions = ImageOptions(), cache: DataCache | None = None) -> Dataset:
+    """One sub-folder per class. Every image is converted to ``images.channels`` (default: the
+    first image's kind, gray or RGB) and fitted to ``images.size`` (default: the first image's
+    size) by :func:`.images.fit`; decoded once into the cache, then memory-mapped from it."""
+    root = _existing(arg, "folder", "folder")
+    classes, paths, targets = _listing(root)
+    cache = cache or DataCache()
+    key = {"source": f"folder:{root.resolve()}", "size": images.size, "channels": images.channels}
+    x = cache.load(key, stat_digest(paths, root), lambda: _plan(paths, images),
+                   lambda out, progress: _decode(paths, out, progress))
+    return Dataset(x, np.asarray(targets, np.int64), classes, f"folder:{root}",
+                   image=describe(x.shape[2:], x.shape[1], x.dtype))
+
+
+def _listing(root: Path) -> tuple[list[str], list[Path], list[int]]:
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if len(classes) < 2:
+        raise DataError(f"'{root}' needs at least two class sub-folders, found {len(classes)}")
+    paths, targets = [], []
+    for index, name in enumerate(classes):
+        found = [p for p in sorted((root / name).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        paths += found
+        targets += [index] * len(found)
+    if not paths:
+        raise DataError(f"no images found under '{root}'", hint=f"supported: {', '.join(sorted(IMAGE_SUFFIXES))}")
+    return classes, paths, targets
+
+
+def _plan(paths: list[Path], images: ImageOptions) -> tuple[tuple[int, ...], np.dtype]:
+    """The cache array's shape: the first image's channels and size unless ``images`` says otherwise."""
+    with _opened(paths[0]) as img:
+        channels = images.channels or (1 if img.mode in GRAY_MODES else 3)
+        size = images.size or (img.height, img.width)
+    return (len(paths), channels, *size), np.dtype(np.uint8)
+
+
+def _decode(paths: list[Path], out: np.ndarray, progress) -> None:
+    """Each image straight into its row of ``out`` (the memory-mapped cache): no list of arrays."""
+    mode, size = MODES[out.shape[1]], out.shape[2:]
+    step = max(1, len(paths) // PROGRESS_STEPS)
+    for i, path in enumerate(paths):
+        with _opened(path) as img:
+            pixels = np.asarray(fit(img.convert(mode), size))
+        out[i] = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+        if (i + 1) % step == 0 or i + 1 == len(paths):
+            progress(i + 1, len(paths))
+
+
+class _opened:
+    """``Image.open`` with its errors as DataErrors; a possible decompression bomb is refused
+    (PIL only warns between its pixel limit and twice it, then decodes it all)."""
+
+    def __init__(self, path: Path):
+        self.path, self.img = path, None
+
+    def __enter__(self):
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                self.img = Image.open(self.path)
+                self.img.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise DataError(f"image '{self.path}' is too large to load: {exc}",
+                            hint=f"images over {Image.MAX_IMAGE_PIXELS:,} pixels are refused as possible "
+                                 "decompression bombs: resize or remove it") from None
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            raise DataError(f"cannot read image '{self.path}': {exc}", hint="remove or replace the file") from None
+        return self.img
+
+    def __exit__(self, *exc):
+        if self.img is not None:
+            self.img.close()
+
+
+def transform_dataset(data: Dataset, spec: str, images: ImageOptions, cache: DataCache | None = None) -> Dataset:
+    """An array source's images (and its own test split) converted and resized by ``images``, once,
+    into the cache; tabular data is refused."""
+    if not data.is_image:
+        raise DataError(f"--image-size and --channels are for images, but data '{spec}' is tabular "
+                        f"(samples of shape {data.input_shape})", hint="drop --image-size and --channels")
+    name, _, arg = spec.partition(":")
+    cache = cache or DataCache()
+    where = Path(arg).expanduser().resolve() if arg else None
+    key = {"source": f"{name}:{where}" if where else name, "size": images.size, "channels": images.channels}
+    parts = [data.x] + ([data.test[0]] if data.test is not None else [])
+    shape = (sum(len(p) for p in parts), *transformed_shape(data.input_shape, images))
+
+    def fill(out: np.ndarray, progress) -> None:
+        start = 0
+        for part in parts:
+            transform_arrays(part, images, out, progress, start)
+            start += len(part)
+
+    digest = path_digest(where) if where else _content_digest(data)
+    x = cache.load(key, digest, lambda: (shape, output_dtype(data.x.dtype)), fill)
+    test = (x[len(data.x):], data.test[1]) if data.test is not None else None
+    return Dataset(x[:len(data.x)], data.y, data.labels, data.name, test,
+                   image=describe(x.shape[2:], x.shape[1], x.dtype))
+
+
+def _content_digest(data: Dataset) -> str:
+    """A source without a path (digits) is small enough to be its own digest."""
+    digest = hashlib.sha256()
+    for part in [data.x, data.y] + (list(data.test) if data.test is not None else []):
+        digest.update(np.ascontiguousarray(part).tobytes())
+    return digest.hexdigest()
