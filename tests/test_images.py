@@ -62,6 +62,24 @@ def test_the_first_images_size_and_kind_without_options(tmp_path):
     np.testing.assert_array_equal(data.x[1], expected(root / "cat" / "1.png", (20, 30), "RGB"))
 
 
+def test_train_and_test_folders_are_the_sources_own_split(tmp_path):
+    """``train/`` + ``test/`` (ImageNet's layout): the test folder is the held-out split, at the
+    training images' size, its classes indexed as the training split's (a subset is fine)."""
+    rgb_folder(tmp_path / "img" / "train", sizes=((12, 12),))
+    (tmp_path / "img" / "test" / "dog").mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(RNG.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(tmp_path / "img" / "test" / "dog" / f"{i}.png")
+    data = load_dataset(f"folder:{tmp_path / 'img'}", cache=DataCache(tmp_path / "cache"))
+    assert data.labels == ["cat", "dog"] and data.x.shape == (12, 3, 12, 12)
+    x_test, y_test = data.test
+    assert x_test.shape == (3, 3, 12, 12) and y_test.tolist() == [1, 1, 1]
+    np.testing.assert_array_equal(x_test[0], expected(tmp_path / "img" / "test" / "dog" / "0.png", (12, 12), "RGB"))
+    (tmp_path / "img" / "test" / "bird").mkdir()
+    Image.fromarray(RNG.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(tmp_path / "img" / "test" / "bird" / "0.png")
+    with pytest.raises(DataError, match="has classes that .* lacks: bird"):
+        load_dataset(f"folder:{tmp_path / 'img'}", cache=DataCache(tmp_path / "cache"))
+
+
 def test_arrays_are_transformed_as_a_folder_of_the_same_images(tmp_path):
     """npz (N×H×W×3 uint8, with its own test split) and the same pictures as PNG files: the same bytes."""
     x = RNG.integers(0, 256, (10, 14, 22, 3), dtype=np.uint8)

@@ -21,23 +21,49 @@ PROGRESS_STEPS = 200
 
 @register_source("folder")
 def load_folder(arg: str | None, images: ImageOptions = ImageOptions(), cache: DataCache | None = None) -> Dataset:
-    """One sub-folder per class. Every image is converted to ``images.channels`` (default: the
-    first image's kind, gray or RGB) and fitted to ``images.size`` (default: the first image's
-    size) by :func:`.images.fit`; decoded once into the cache, then memory-mapped from it."""
+    """One sub-folder per class; or ``train/`` and ``test/`` each with one sub-folder per class, the
+    second the source's own test split (ImageNet's layout). Every image is converted to
+    ``images.channels`` (default: the first image's kind, gray or RGB) and fitted to ``images.size``
+    (default: the first image's size) by :func:`.images.fit`; decoded once into the cache, then
+    memory-mapped from it."""
     root = _existing(arg, "folder", "folder")
-    classes, paths, targets = _listing(root)
     cache = cache or DataCache()
-    key = {"source": f"folder:{root.resolve()}", "size": images.size, "channels": images.channels}
-    x = cache.load(key, stat_digest(paths, root), lambda: _plan(paths, images),
-                   lambda out, progress: _decode(paths, out, progress))
-    return Dataset(x, np.asarray(targets, np.int64), classes, f"folder:{root}",
+    if not _has_test_folder(root):
+        classes, x, y = _load_classes(root, images, cache)
+        return Dataset(x, y, classes, f"folder:{root}", image=describe(x.shape[2:], x.shape[1], x.dtype))
+    classes, x, y = _load_classes(root / "train", images, cache)
+    # the test images as the training images are, whatever the first test image's size or mode
+    test_classes, x_test, y_test = _load_classes(root / "test", ImageOptions(tuple(x.shape[2:]), x.shape[1]), cache, 1)
+    unknown = sorted(set(test_classes) - set(classes))
+    if unknown:
+        raise DataError(f"'{root / 'test'}' has classes that '{root / 'train'}' lacks: {', '.join(unknown[:5])}",
+                        hint="the test split's class folders must be among the training split's")
+    as_train = np.asarray([classes.index(name) for name in test_classes], np.int64)
+    return Dataset(x, y, classes, f"folder:{root}", (x_test, as_train[y_test]),
                    image=describe(x.shape[2:], x.shape[1], x.dtype))
 
 
-def _listing(root: Path) -> tuple[list[str], list[Path], list[int]]:
+def _has_test_folder(root: Path) -> bool:
+    """``root`` holds exactly the folders ``train`` and ``test`` (and no class named so beside others)."""
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) == ["test", "train"]
+
+
+def _load_classes(root: Path, images: ImageOptions, cache: DataCache,
+                  least: int = 2) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(class names, the uint8 cache's images, int64 class indices) of one folder of class folders."""
+    classes, paths, targets = _listing(root, least)
+    key = {"source": f"folder:{root.resolve()}", "size": images.size, "channels": images.channels}
+    x = cache.load(key, stat_digest(paths, root), lambda: _plan(paths, images),
+                   lambda out, progress: _decode(paths, out, progress))
+    return classes, x, np.asarray(targets, np.int64)
+
+
+def _listing(root: Path, least: int = 2) -> tuple[list[str], list[Path], list[int]]:
+    """Class names, image paths and class indices; ``least`` classes needed (a test split may hold one)."""
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-    if len(classes) < 2:
-        raise DataError(f"'{root}' needs at least two class sub-folders, found {len(classes)}")
+    if len(classes) < least:
+        raise DataError(f"'{root}' needs at least {'two class sub-folders' if least == 2 else 'one class sub-folder'}, "
+                        f"found {len(classes)}")
     paths, targets = [], []
     for index, name in enumerate(classes):
         found = [p for p in sorted((root / name).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
