@@ -123,6 +123,7 @@ def main() -> None:
         teacher_epochs=args.epochs, student_epochs=args.epochs, warmup_epochs=min(SETTINGS["warmup_epochs"], args.epochs - 1))
 
     import edgekd
+    import edgekd.distill  # noqa: F401  (torch and the models loaded: the baseline the data adds to)
     from edgekd.bench import run_bench
 
     data = f"idx:{IDX}" if args.source == "idx" else f"folder:{write_png_folder(Path(args.png_folder))}"
