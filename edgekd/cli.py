@@ -113,6 +113,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
                    "(not retrained, still scored per fold).")
 @click.option("--temperature", type=float, help="Softmax temperature T of the soft targets [default: 4].")
 @click.option("--alpha", type=float, help="Weight of the hard-label loss, in [0, 1] [default: 0.1].")
+@click.option("--loss", metavar="NAME[,key=value]", help="Distillation loss: kd (Hinton et al.), dkd (Decoupled KD: "
+              "alpha, beta, temperature, warmup, ce_weight), fitnet (feature hints through a learned adapter: "
+              "feat_weight, ce_weight) [default: kd with --temperature and --alpha].")
 @click.option("--student-fraction", type=float, help="Part of each training split the student and simple model see [default: 0.1].")
 @click.option("--folds", type=int, help="Cross-validation folds; 1 = a single split [default: 5].")
 @click.option("--test-fraction", type=float, help="Held-out test split [default: 0.2].")

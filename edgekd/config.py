@@ -32,6 +32,7 @@ class DistillConfig:
     teacher_weights: str | None = None   # a safetensors state dict for `teacher` (then not trained)
     temperature: float = 4.0
     alpha: float = 0.1
+    loss: str = "kd"             # NAME[,key=value,…]: kd | dkd | fitnet (distill/losses.py)
     student_fraction: float = 0.1
     folds: int = 5
     test_fraction: float = 0.2
@@ -96,10 +97,16 @@ class DistillConfig:
 
     def _check_choices(self) -> None:
         from .distill.augment import parse_augment     # torch: only a distill run validates its config
+        from .distill.losses import LOSSES, parse_loss
         from .distill.optim import OPTIMIZERS
 
         augment = parse_augment(self.augment)
         OPTIMIZERS.get(self.optimizer)
+        loss = LOSSES.get(parse_loss(self.loss)[0])
+        if self.qat_epochs and "features" in loss.needs:
+            raise ConfigError(f"--qat-epochs fine-tunes an exported graph of the student, which has no "
+                              f"forward_features for the feature loss '{self.loss}'",
+                              hint="use --loss kd or dkd with --qat-epochs, or drop --qat-epochs")
         mixing = [name for name in augment if name in ("mixup", "cutmix")]
         if self.teacher_views and (mixing or not augment):
             raise ConfigError(f"--teacher-views caches views of each sample, which {', '.join(mixing)} mixes "

@@ -160,6 +160,12 @@ for _id, _options, _fragment in [
     ("channels-two", ["--channels", "2"], "--channels"),
     ("normalize-unknown", ["--normalize", "imagnet"], "did you mean 'imagenet'"),
     ("normalize-imagenet-gray", ["--normalize", "imagenet"], "RGB"),
+    ("unknown-loss", ["--loss", "dkdd"], "did you mean 'dkd'"),
+    ("unknown-loss-option", ["--loss", "dkd,betta=2"], "did you mean 'beta'"),
+    ("loss-option-negative", ["--loss", "dkd,beta=-1"], "must be >= 0"),
+    ("loss-option-not-key-value", ["--loss", "fitnet,100"], "dkd,beta=8"),
+    ("unknown-optimizer", ["--optimizer", "adamm"], "did you mean 'adam"),
+    ("feature-loss-with-qat", ["--loss", "fitnet", "--qat-epochs", "1"], "forward_features"),
 ]:
     CASES.append(Case(f"distill-{_id}", _distill(*_options), _fragment))
 
@@ -186,6 +192,16 @@ def _(ws):
 def _(ws):
     ws.write("c.toml", 'folds = "three"\n')
     return ["distill", "--config", "c.toml", "--out", "out"]
+
+
+@case("distill-feature-loss-with-onnx-teacher", "gives its logits only")
+def _(ws):
+    return ["distill", "--teacher-from", ws.bundle() / "teacher.onnx", "--loss", "fitnet", "--out", "out"]
+
+
+@case("distill-augment-on-tabular-data", "tabular")
+def _(ws):
+    return _csv(ws, "a,b,label\n" + "".join(f"{i},{i % 3},{'xyz'[i % 3]}\n" for i in range(60))) + ["--augment", "flip"]
 
 
 @case("distill-teacher-from-garbage-onnx", "onnx")

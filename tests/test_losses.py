@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from edgekd.distill.distributed import join
 from edgekd.distill.losses import (LOSSES, TEACHER_OUTPUTS, DistillationLoss, LossInputs, build_loss, kd_loss,
                                    register_loss)
-from edgekd.distill.train import EpochCheckpoint, FitSettings, KDTarget, fit, teacher_outputs
+from edgekd.distill.train import EpochCheckpoint, FitSettings, KDTarget, Trainee, fit, teacher_outputs
 from edgekd.errors import ConfigError
 
 
@@ -130,19 +130,40 @@ def toy_problem(seed: int = 0):
     return x, x[:, :3].argmax(1), torch.nn.Linear(6, 3), torch.nn.Linear(6, 3)
 
 
+class Toy(torch.nn.Module):
+    """A two-layer net with timm's forward_features/forward_head, for the feature losses."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.body, self.head = torch.nn.Sequential(torch.nn.Linear(6, hidden), torch.nn.ReLU()), torch.nn.Linear(hidden, 3)
+
+    def forward_features(self, x):
+        return self.body(x)
+
+    def forward_head(self, x):
+        return self.head(x)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+
 SETTINGS = FitSettings(epochs=4, batch_size=16, lr=0.05, weight_decay=0.0, seed=0)
 
 
 @pytest.mark.parametrize("name", LOSSES.names())
 def test_every_registered_loss_gives_a_finite_scalar_with_gradients(name):
+    """Through the fit loop's own Trainee, with a teacher and student that have features."""
     loss = build_loss(name)
     assert set(loss.needs) <= set(TEACHER_OUTPUTS)
     assert re.search(r"arXiv:\d{4}\.\d{4,5}", type(loss).__doc__ or ""), "the docstring cites the paper"
-    x, y, teacher, student = toy_problem()
-    value = loss(LossInputs(student(x), teacher_outputs(teacher, x, loss.needs), y))
+    x, y, _, _ = toy_problem()
+    teacher, student = Toy(8), Toy(4)
+    loss.fit_to(student, teacher, x[:2])
+    loss.start_epoch(0, 4)
+    _, value = Trainee(student, loss)(x, teacher_outputs(teacher, x, loss.needs), y)
     assert value.dim() == 0 and torch.isfinite(value)
     value.backward()
-    assert student.weight.grad is not None and student.weight.grad.abs().sum() > 0
+    assert student.body[0].weight.grad is not None and student.body[0].weight.grad.abs().sum() > 0
 
 
 def test_kd_is_the_first_entry_and_the_golden_function():

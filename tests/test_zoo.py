@@ -197,3 +197,12 @@ def test_forward_is_forward_head_of_forward_features_with_no_adaptive_pooling():
         assert torch.equal(model(x), model.forward_head(features))
         assert model.forward_head(features, pre_logits=True).shape == (2, model.num_features)
         assert not any(isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) for m in model.modules())
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_model_is_forward_head_of_forward_features(name):
+    """What a feature loss (--loss fitnet) reads of every zoo family: the same logits, split in two."""
+    model = build(name, (3, 32, 32), 10).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), model.forward_head(model.forward_features(x)))

@@ -19,6 +19,7 @@ from ..fsutil import OutputLock, refuse_existing
 from ..models import build
 from ..models.user import check_user_model, parse_user_spec
 from .augment import parse_augment
+from .losses import loss_from_config
 from .qat import check_student as check_qat_student
 from .teachers import BroughtTeacher, weights_teacher
 
@@ -98,9 +99,10 @@ def check_models(cfg: DistillConfig, data: Dataset, brought: BroughtTeacher | No
     if cfg.qat_epochs:
         check_qat_student(student, cfg.student, data.input_shape)
     if brought is None:
-        _check_spec(cfg.teacher, data.input_shape, classes)
+        teacher = _check_spec(cfg.teacher, data.input_shape, classes)
         if cfg.teacher_weights:
             weights_teacher(cfg.teacher, cfg.teacher_weights, data.input_shape, classes)
+        _check_loss(cfg, student, teacher, None, data.input_shape)
         return
     if brought.input_shape is not None and tuple(brought.input_shape) != data.input_shape:
         raise ModelError(f"the teacher takes input {tuple(brought.input_shape)}, the data is {data.input_shape}")
@@ -112,6 +114,20 @@ def check_models(cfg: DistillConfig, data: Dataset, brought: BroughtTeacher | No
                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if tuple(out.shape) != (2, classes):
         raise ModelError(f"the teacher gives outputs of shape {tuple(out.shape)[1:]}, the data has {classes} classes")
+    _check_loss(cfg, student, brought.module, brought, data.input_shape)
+
+
+def _check_loss(cfg: DistillConfig, student: torch.nn.Module, teacher: torch.nn.Module,
+                brought: BroughtTeacher | None, input_shape: tuple[int, ...]) -> None:
+    """A feature loss needs ``forward_features`` of both models: built once on them here, before training."""
+    loss = loss_from_config(cfg)
+    if "features" not in loss.needs:
+        return
+    if brought is not None and brought.kind != "run":
+        raise ConfigError(f"--loss {cfg.loss} needs the teacher's intermediate features, and a brought "
+                          f"{brought.kind.upper()} teacher ('{brought.path}') gives its logits only",
+                          hint="use --loss kd or dkd with a model file as teacher, or bring a run folder's teacher")
+    loss.fit_to(student, teacher, torch.zeros(2, *input_shape))
 
 
 def _refuse_file_student(spec: str) -> None:

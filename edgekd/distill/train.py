@@ -84,23 +84,24 @@ def mixed_precision(device: str) -> tuple[torch.dtype | None, torch.amp.GradScal
     return torch.float16, torch.amp.GradScaler("cuda")
 
 
-def predict_logits(model: nn.Module, x: torch.Tensor, ranks: Ranks = SINGLE) -> torch.Tensor:
-    """Logits of every row of ``x``; under torchrun each rank computes a block and all gather."""
+def predict_logits(model: nn.Module, x: torch.Tensor, ranks: Ranks = SINGLE,
+                   output: str = "logits") -> torch.Tensor:
+    """Logits (or, ``output="features"``, the ``forward_features`` maps) of every row of ``x``, in
+    eval mode; under torchrun each rank computes a block and all gather."""
     model.eval()
+    call = model.forward_features if output == "features" else model
 
     def rows(part: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return torch.cat([model(part[i:i + EVAL_BATCH]) for i in range(0, len(part), EVAL_BATCH)])
+            return torch.cat([call(part[i:i + EVAL_BATCH]) for i in range(0, len(part), EVAL_BATCH)])
 
     return ranks.map_rows(rows, x)
 
 
 def teacher_outputs(teacher: nn.Module, x: torch.Tensor, needs: tuple[str, ...],
                     ranks: Ranks = SINGLE) -> dict[str, torch.Tensor]:
-    """The teacher's outputs a loss ``needs`` for every row of ``x``, by kind
-    (``losses.TEACHER_OUTPUTS``: logits today; a feature loss adds its kind here)."""
-    computes = {"logits": lambda: predict_logits(teacher, x, ranks)}
-    return {kind: computes[kind]() for kind in needs}
+    """The teacher's outputs a loss ``needs`` for every row of ``x``, by kind (``losses.TEACHER_OUTPUTS``)."""
+    return {kind: predict_logits(teacher, x, ranks, kind) for kind in needs}
 
 
 def cached_views(teacher: nn.Module, x, augmenter: Augmenter, count: int, generator: torch.Generator,
@@ -138,8 +139,13 @@ class Trainee(nn.Module):
 
     def forward(self, x: torch.Tensor, teacher: dict[str, torch.Tensor], targets: torch.Tensor,
                 mixed: tuple[torch.Tensor, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.model(x)
-        return logits, self.loss(LossInputs(logits, teacher, targets, mixed, self.label_smoothing))
+        features = None
+        if "features" in self.loss.needs:     # a feature loss sees the student's features too
+            features = self.model.forward_features(x)
+            logits = self.model.forward_head(features)
+        else:
+            logits = self.model(x)
+        return logits, self.loss(LossInputs(logits, teacher, targets, mixed, self.label_smoothing, features))
 
     def parts(self) -> dict[str, nn.Module]:
         """What an epoch checkpoint keeps, by key prefix: the model, and a loss that has state."""

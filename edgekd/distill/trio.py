@@ -30,7 +30,7 @@ from ..schema import TRAINED_ROLES
 from .augment import Augmenter, parse_augment
 from .checkpoints import EpochCheckpoint, load_weights, read_checkpoint_json, read_checkpoint_weights
 from .distributed import SINGLE, Ranks
-from .losses import build_loss
+from .losses import loss_from_config
 from .qat import qat_log_line, quantization_aware_distill
 from .samples import Samples
 from .teachers import BroughtTeacher, weights_teacher
@@ -117,6 +117,7 @@ class Trio:
         student = build(cfg.student, self.data.input_shape, len(self.data.labels)).to(self.device)
         simple = copy.deepcopy(student)      # the same initial weights: the only difference is the teacher
         kd = self._kd_target(split, teacher, x_student, fill)
+        kd.loss.fit_to(student, teacher, x_student[:2])     # a feature adapter, seeded with the student
         fits = {"teacher": teacher_fit,
                 "student": self._stage(split.name, "student", student, (x_student, yt[subset]), base, kd),
                 "simple": self._stage(split.name, "simple", simple, (x_student, yt[subset]), base, None)}
@@ -145,7 +146,7 @@ class Trio:
         """The student's loss and the teacher's outputs: cached once per split; when augmenting,
         the live teacher every step, or (``--teacher-views K``) cached for K augmented views of
         every sample, drawn once, the student seeing view ``epoch mod K``."""
-        kd = KDTarget(build_loss("kd", temperature=self.cfg.temperature, alpha=self.cfg.alpha))
+        kd = KDTarget(loss_from_config(self.cfg))
         augment = parse_augment(self.cfg.augment)
         if augment and not self.cfg.teacher_views:
             kd.teacher = teacher
@@ -159,7 +160,7 @@ class Trio:
         else:
             kd.outputs = teacher_outputs(teacher, x_student, kd.loss.needs, self.ranks)
         views = f" in {self.cfg.teacher_views} augmented views" if augment else ""
-        self.log.line(f"{split.name}: teacher logits of {len(x_student)} student samples{views} cached in "
+        self.log.line(f"{split.name}: teacher {' and '.join(kd.loss.needs)} of {len(x_student)} student samples{views} cached in "
                       f"{time.perf_counter() - cached:.2f} s")
         return kd
 

@@ -100,38 +100,43 @@ def _as_kind(option: Option, text: str) -> Any:
     return REQUIRED if option.kind is float and not math.isfinite(result) else result
 
 
-def convert(option: Option, value: str, spec: str) -> Any:
+def convert(option: Option, value: str, spec: str, what: str = "model") -> Any:
     """``value`` as ``option``'s type, or one ModelError naming the option, the type and the value."""
     result = _as_kind(option, value.strip())
     if result is REQUIRED:
         choices = [str(choice) for choice in option.kind] if isinstance(option.kind, tuple) else []
         guess = closest(value.strip(), choices)
-        raise ModelError(f"model option '{option.name}' in '{spec}' must be {option.expected}, got '{value}'",
+        raise ModelError(f"{what} option '{option.name}' in '{spec}' must be {option.expected}, got '{value}'",
                          hint=f"did you mean '{guess}'?" if guess else None)
     for check in option.checks:
         if not check.test(result):
-            raise ModelError(f"model option '{option.name}' in '{spec}' must be {check.rule}, got '{value}'")
+            raise ModelError(f"{what} option '{option.name}' in '{spec}' must be {check.rule}, got '{value}'")
     return result
 
 
-def parse_options(fn: Callable, name: str, text: str, spec: str) -> dict[str, Any]:
-    """The options after ``name:`` in ``spec`` (``text``), converted by ``fn``'s annotations."""
+#: a spec of each kind, for the hint of an option that is not key=value
+EXAMPLES = {"model": "cnn:width=64,depth=3", "loss": "dkd,beta=8"}
+
+
+def parse_options(fn: Callable, name: str, text: str, spec: str, what: str = "model") -> dict[str, Any]:
+    """The options after ``name:`` in ``spec`` (``text``), converted by ``fn``'s annotations; ``what``
+    the spec names (a model, or a distillation loss: ``distill.losses.parse_loss``)."""
     known = read_options(fn)
     options: dict[str, Any] = {}
     for item in filter(None, text.split(",")):
         key, eq, value = item.partition("=")
         key = key.strip()
         if not eq:
-            raise ModelError(f"model option '{item}' in '{spec}' is not key=value",
-                             hint="example: cnn:width=64,depth=3")
+            raise ModelError(f"{what} option '{item}' in '{spec}' is not key=value",
+                             hint=f"example: {EXAMPLES[what]}")
         if key not in known:
-            raise unknown_name(f"option of model '{name}':", key, known, ModelError)
+            raise unknown_name(f"option of {what} '{name}':", key, known, ModelError)
         if key in options:       # the last one would win silently
-            raise ModelError(f"model option '{key}' is given twice in '{spec}'", hint="give each option once")
-        options[key] = convert(known[key], value, spec)
+            raise ModelError(f"{what} option '{key}' is given twice in '{spec}'", hint="give each option once")
+        options[key] = convert(known[key], value, spec, what)
     missing = [key for key, option in known.items() if option.default is REQUIRED and key not in options]
     if missing:
-        raise ModelError(f"model '{name}' needs option '{missing[0]}' in '{spec}'",
+        raise ModelError(f"{what} '{name}' needs option '{missing[0]}' in '{spec}'",
                          hint=f"example: {name}:{missing[0]}=…")
     return options
 

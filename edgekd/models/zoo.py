@@ -29,8 +29,15 @@ class MLP(nn.Module):
         layers.append(nn.Linear(features, num_classes))
         self.net = nn.Sequential(*layers)
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's activations (N, hidden): all layers but the classifier."""
+        return self.net[:-1](x)
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net[-1](x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.forward_head(self.forward_features(x))
 
 
 @register_model("mlp")
@@ -57,9 +64,16 @@ class CNN(nn.Module):
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(channels, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last block's feature map (N, width, H', W')."""
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         # mean over H and W (not AdaptiveAvgPool2d) keeps the graph simple for every converter
-        return self.classifier(self.features(x).mean(dim=(2, 3)))
+        return self.classifier(x.mean(dim=(2, 3)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
 
 
 @register_model("cnn")
