@@ -175,3 +175,17 @@ def test_loss_options_and_the_runs_temperature_and_alpha():
     dkd = loss_from_config(load_config(None, loss="dkd,alpha=0.5", temperature=2.0, alpha=0.9))
     assert (dkd.alpha, dkd.beta, dkd.temperature) == (0.5, 8.0, 2.0)      # dkd's alpha is its own (TCKD's weight)
     assert loss_from_config(load_config(None, loss="kd,temperature=6", temperature=2.0)).temperature == 6.0
+
+
+@pytest.mark.parametrize("loss", ["dkd,warmup=1", "fitnet"])
+def test_each_loss_runs_a_whole_experiment(tmp_path, loss):
+    """prepare → every split's trio (the adapter fitted to its student and teacher) → the run folder."""
+    from edgekd.distill import run_experiment
+
+    cfg = load_config(None, loss=loss, teacher="cnn:width=8", student="cnn:width=4", folds=2, teacher_epochs=1,
+                      student_epochs=2, out=str(tmp_path / "run"))
+    doc = run_experiment(cfg)
+    assert doc["config"]["loss"] == loss and 0.0 <= doc["test"]["student"] <= 1.0
+    kind = "features" if loss == "fitnet" else "logits"
+    assert f"teacher {kind} of" in (tmp_path / "run" / "train.log").read_text()
+    assert f"loss {loss}" in (tmp_path / "run" / "report.md").read_text()

@@ -44,7 +44,8 @@ def render_markdown(summary: dict) -> str:
              f"{summary['data']['cv_samples']} samples for cross-validation ({cfg['folds']} folds), "
              f"{summary['data']['test_samples']} held out; {summary['data']['classes']} classes, "
              f"input {tuple(summary['data']['input_shape'])}. Student and simple model train on "
-             f"{pct(cfg['student_fraction'])}% of each training part; T = {cfg['temperature']}, alpha = {cfg['alpha']}.",
+             f"{pct(cfg['student_fraction'])}% of each training part; loss {cfg.get('loss', 'kd')}, "
+             f"T = {cfg['temperature']}, alpha = {cfg['alpha']}.",
              "", "| role | model | parameters | MACs | CV accuracy % (mean ± std) | held-out accuracy % |",
              "|---|---|---:|---:|---:|---:|"]
     lines += ["| " + " | ".join(row) + " |" for row in summary_rows(summary)]
