@@ -43,6 +43,10 @@ from edgekd.distill.train import FitSettings, KDTarget, cached_views, fit, predi
 from edgekd.models import build
 
 RESULTS = Path(__file__).parent / "results"
+SECTIONS = {"distill-overhead": RESULTS / "distill_overhead.json",      # the README markers → their records
+            "distill-overhead-fashion-mnist": RESULTS / "distill_overhead_fashion_mnist.json"}
+TWINS = {"simple": "simple", "cached": "simple", "simple+aug": "simple+aug", "online+aug": "simple+aug",
+         "views+aug": "simple+aug"}    # each variant's plain-training twin: same augmentation, no teacher
 
 
 def _kd(logits=None, teacher=None, views=None) -> KDTarget:
@@ -90,7 +94,17 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=4, help="K of the views+aug variant")
     parser.add_argument("--compile", action="store_true", help="also time every variant with the step compiled")
     parser.add_argument("--repeats", type=int, default=3, help="each variant is timed this many times; the median counts")
+    parser.add_argument("--render", action="store_true", help="only re-render the README's sections from the records")
     args = parser.parse_args()
+    if not args.render:
+        measure(args)
+    from readme_section import render_records
+
+    render_records(SECTIONS, render)
+
+
+def measure(args) -> None:
+    """Time every variant in turns; print and write the results file."""
 
     data = load_dataset(args.data)
     train_x, train_y, _, _ = holdout(data, 0.2, 0)
@@ -117,6 +131,33 @@ def main() -> None:
     path = RESULTS / f"distill_overhead{suffix}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
+
+
+def render(record: dict) -> str:
+    """The README's table of one results file: each variant's time against its plain twin's, eager and compiled."""
+    seconds = record["seconds_per_epoch"]
+    steady = {name: times["steady_epoch"] for name, times in record["first_and_steady_epoch_seconds"].items()}
+    compiled = "simple compiled" in seconds
+    header = "| variant | s/epoch, cache included | time vs plain training | steady epochs (2nd on) vs plain |"
+    lines = [header + (" compiled s/epoch | compiled, vs plain compiled | compiled steady epochs vs eager |"
+                       if compiled else ""),
+             "|---|---:|---:|---:|" + ("---:|---:|---:|" if compiled else "")]
+    for name, twin in TWINS.items():
+        row = f"| {name} | {seconds[name]:.3f} | {seconds[name] / seconds[twin]:.2f}× | {steady[name] / steady[twin]:.2f}× |"
+        if compiled:
+            row += (f" {seconds[_key(name, True)]:.3f} | {seconds[_key(name, True)] / seconds[_key(twin, True)]:.2f}× | "
+                    f"{record['compiled'][name]['steady_speedup']:.2f}× as fast |")
+        lines.append(row)
+    cached = seconds["cached"] / seconds["simple"]
+    machine = record["machine"]
+    lines += ["", f"{record['data']}: {record['samples']:,} student samples, `{record['student']}` student, "
+              f"`{record['teacher']}` teacher, {record['epochs']} epochs of batch {record['batch_size']}, median of "
+              f"{record['repeats']} runs timed in turns; augmentation `{','.join(record['augment'])}`, "
+              f"{record['views']} cached views. Target cached ≤ 1.10× plain: {cached:.2f}× "
+              f"({'met' if cached <= 1.10 else '**missed**'}). {machine['cpu_threads']} threads, torch "
+              f"{machine['torch']}, load average {machine['load_start'][0]} at the start and {machine['load_end'][0]} "
+              "at the end."]
+    return "\n".join(lines)
 
 
 def _key(name: str, compiled: bool) -> str:

@@ -34,6 +34,7 @@ import numpy as np
 
 IDX = Path("/usr/share/datasets/fashion-mnist")
 RESULTS = Path(__file__).parent / "results"
+SECTIONS = {"fashion-mnist": RESULTS / "fashion_mnist.json", "fashion-mnist-folder": RESULTS / "fashion_mnist_folder.json"}
 CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"]
 SETTINGS = dict(teacher="resnet:depth=8", student="mobilenetv3:variant=small,width=0.25", student_fraction=1.0,
                 batch_size=128, lr=0.05, optimizer="sgd", weight_decay=5e-4, warmup_epochs=1, label_smoothing=0.1,
@@ -118,7 +119,17 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--epochs", type=int, help="a shorter check of the pipeline: N epochs per model, its own "
                                                    "results file (…_epochsN.json)")
+    parser.add_argument("--render", action="store_true", help="only re-render the README's sections from the records")
     args = parser.parse_args()
+    if not args.render:
+        measure(args)
+    from readme_section import render_records
+
+    render_records(SECTIONS, render)
+
+
+def measure(args) -> None:
+    """Distill, export and bench; print the verdicts and write the results file."""
     schedule = SCHEDULES[args.device] if not args.epochs else dict(
         teacher_epochs=args.epochs, student_epochs=args.epochs, warmup_epochs=min(SETTINGS["warmup_epochs"], args.epochs - 1))
 
@@ -155,12 +166,42 @@ def main() -> None:
     path = RESULTS / ("fashion_mnist" + ("_folder" if args.source == "folder" else "")
                       + (f"_epochs{args.epochs}" if args.epochs else "") + ".json")
     path.write_text(json.dumps(result, indent=2) + "\n")
-    for name, verdict in result["targets"].items():
-        print(f"{name:>24}: {verdict['value']:+.4f} (target {verdict['target']}) {'MET' if verdict['met'] else 'MISSED'}")
-    print(f"student MACs / teacher MACs = {result['macs']['student_over_teacher']:.3f} (target <= 0.1)")
-    print(f"peak RSS {peak:.0f} MB ({baseline:.0f} MB before the data; data as uint8 {uint8_mb:.0f} MB); "
-          f"total {result['seconds']['total'] / 60:.1f} min")
+    print(render(result))
     print(f"wrote {path}")
+
+
+def render(record: dict) -> str:
+    """The README's section of one run: the three models, the exported files, the targets, time and memory."""
+    distilled, test, cv = record["distill"], record["distill"]["test"], record["distill"]["cv"]
+    lines = ["| role | model | parameters | MACs | held-out accuracy | CV-fold accuracy | training samples/s |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for role, model in distilled["models"].items():
+        lines.append(f"| {role} | `{model['arch']}` | {model['parameters']:,} | {model['macs'] / 1e6:.2f}M | "
+                     f"{test[role]:.2%} | {cv[role]['mean']:.2%} | {distilled['samples_per_second'][role]:,.0f} |")
+    lines += ["", "| file | format | size | held-out accuracy |", "|---|---|---:|---:|"]
+    lines += [f"| `{m['file']}` | {m['format']} {m['precision']} | {m['bytes'] / 1e3:,.0f} kB | {m['accuracy']:.2%} |"
+              for m in record["bench"]]
+    lines += ["", "| target | measured | limit | |", "|---|---:|---:|---|"]
+    lines += [_target_row(name, verdict) for name, verdict in record["targets"].items()]
+    macs, memory, seconds, machine = record["macs"], record["memory_mb"], record["seconds"], record["machine"]
+    lines += [f"| student MACs / teacher MACs | {macs['student_over_teacher']:.3f} | ≤ 0.1 | "
+              f"{'met' if macs['met'] else '**missed**'} |", "",
+              f"{record['data']}, {record['device']}: total {seconds['total'] / 60:.1f} min (distill "
+              f"{seconds['distill']:.0f} s, export {seconds['export']:.0f} s, bench {seconds['bench']:.0f} s) on "
+              f"{machine['cpus']} cores of an {machine['processor']}, load average {machine['load_start'][0]} at the "
+              f"start and {machine['load_end'][0]} at the end. Peak RSS {memory['peak_rss']:.0f} MB, "
+              f"{memory['rss_before_data']:.0f} MB of it before the data (torch and the models); the data set as "
+              f"uint8 is {memory['data_uint8']:.0f} MB."]
+    return "\n".join(lines)
+
+
+def _target_row(name: str, verdict: dict) -> str:
+    sign = "≥" if name in ("teacher_accuracy", "distillation_gain") else "≤"
+    if name == "teacher_accuracy":
+        measured, limit = f"{verdict['value']:.2%}", f"{verdict['target']:.1%}"
+    else:
+        measured, limit = f"{100 * verdict['value']:+.2f} points", f"{100 * verdict['target']:.1f} points"
+    return f"| {name.replace('_', ' ')} | {measured} | {sign} {limit} | {'met' if verdict['met'] else '**missed**'} |"
 
 
 def _cpu_name() -> str:

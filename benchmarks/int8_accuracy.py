@@ -74,7 +74,7 @@ def render(record: dict) -> str:
 
 
 def main() -> None:
-    from readme_section import rewrite_readme
+    from readme_section import render_records, write_record
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("runs/int8_accuracy"))
@@ -94,11 +94,9 @@ def main() -> None:
                   "calibration_samples": args.calibration_samples,
                   "targets": {"max_drop": MAX_DROP, "min_agreement": MIN_AGREEMENT},
                   "students": {name: {**old, **rows}[name] for name in STUDENTS if name in {**old, **rows}}}
-        RECORD.parent.mkdir(exist_ok=True)
-        RECORD.write_text(json.dumps(record, indent=2) + "\n")
-    rendered = render(json.loads(RECORD.read_text()))
-    rewrite_readme(SECTION, rendered)
-    print(rendered)
+        write_record(RECORD, record, SECTION, render)
+    else:
+        render_records({SECTION: RECORD}, render)
 
 
 if __name__ == "__main__":
