@@ -97,12 +97,12 @@ class DistillConfig:
 
     def _check_choices(self) -> None:
         from .distill.augment import parse_augment     # torch: only a distill run validates its config
-        from .distill.losses import LOSSES, parse_loss
+        from .distill.losses import parse_loss
         from .distill.optim import OPTIMIZERS
 
         augment = parse_augment(self.augment)
         OPTIMIZERS.get(self.optimizer)
-        loss = LOSSES.get(parse_loss(self.loss)[0])
+        loss = parse_loss(self.loss)[0]
         if self.qat_epochs and "features" in loss.needs:
             raise ConfigError(f"--qat-epochs fine-tunes an exported graph of the student, which has no "
                               f"forward_features for the feature loss '{self.loss}'",

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from edgekd.config import load_config
-from edgekd.distill.losses import FitNet, LossInputs, build_loss, decoupled_parts, kd_loss, loss_from_config, parse_loss
+from edgekd.distill.losses import DKD, FitNet, LossInputs, build_loss, decoupled_parts, kd_loss, loss_from_config, parse_loss
 from edgekd.distill.train import FitSettings, KDTarget, fit, teacher_outputs
 from edgekd.errors import ConfigError, EdgeKDError
 from edgekd.models import build
@@ -169,7 +169,7 @@ def test_bad_loss_specs_name_the_problem(spec, fragment):
 
 
 def test_loss_options_and_the_runs_temperature_and_alpha():
-    assert parse_loss("dkd, beta=2,warmup=5") == ("dkd", {"beta": 2.0, "warmup": 5})
+    assert parse_loss("dkd, beta=2,warmup=5") == (DKD, {"beta": 2.0, "warmup": 5})
     kd = loss_from_config(load_config(None, temperature=3.0, alpha=0.4))
     assert (kd.temperature, kd.alpha) == (3.0, 0.4)
     dkd = loss_from_config(load_config(None, loss="dkd,alpha=0.5", temperature=2.0, alpha=0.9))

@@ -93,19 +93,18 @@ def build_loss(name: str, **options) -> DistillationLoss:
     return LOSSES.get(name)(**options)
 
 
-def parse_loss(spec: str) -> tuple[str, dict]:
-    """``NAME[,key=value,…]`` (``--loss``) as (name, options typed by the class's annotations);
+def parse_loss(spec: str) -> tuple[type[DistillationLoss], dict]:
+    """``NAME[,key=value,…]`` (``--loss``) as (the registered class, options typed by its annotations);
     an unknown name or option is one error naming the closest."""
     name, _, text = spec.partition(",")
-    name = name.strip()
-    return name, parse_options(LOSSES.get(name), name, text, spec, what="loss")
+    cls = LOSSES.get(name.strip())
+    return cls, parse_options(cls, name.strip(), text, spec, what="loss")
 
 
 def loss_from_config(cfg: DistillConfig) -> DistillationLoss:
     """The run's loss: ``cfg.loss``'s options, and for those it leaves out that the class takes from
     the run's configuration (``config_defaults``), the run's values."""
-    name, options = parse_loss(cfg.loss)
-    cls = LOSSES.get(name)
+    cls, options = parse_loss(cfg.loss)
     defaults = {key: getattr(cfg, key) for key in cls.config_defaults if key not in options}
     return cls(**defaults, **options)
 
