@@ -335,7 +335,7 @@ def test_slowdown_beyond_tolerance_and_spread_fails():
 def test_slowdown_within_this_runs_spread_passes():
     c = latency_check(synthetic([0.9, 1.30, 1.5]), synthetic([1.0, 1.0, 1.0]))
     assert c.passed and c.measured == pytest.approx(30.0)      # spread 0.6 ms = 60% of the baseline
-    assert c.verdict() == "+30.00% > 10% but within this run's spread of 60%"
+    assert c.verdict() == "+30.00% > 10% but within this run's spread of 60%; smallest detectable slow-down 60.0%"
 
 
 def test_slowdown_within_tolerance_passes_without_spread():

@@ -16,16 +16,18 @@ from typing import Callable
 from ..fsutil import check_output_path
 from ..schema import SCHEMA_VERSION
 from ..schema.bench import SCHEMA, BenchDoc
+from .measure import spawn_worker
 from .options import DEFAULTS, BenchOptions
 from .target import default_out, resolve_target
 
 Progress = Callable[[int, int, str], None]
 ISOLATION = "one fresh child process per (model, threads, batch)"
+ORDER = "each repetition's two children back to back, who goes first alternating"
 
 
 def run_bench(target, options: BenchOptions | None = None, *, out=None, markdown=None, plot=None,
               progress: Progress | None = None, check_target: Callable[[dict], None] | None = None,
-              **fields) -> BenchDoc:
+              remote=None, **fields) -> BenchDoc:
     """Benchmark a bundle folder or a single .onnx/.tflite file; returns the bench.json document.
 
     ``options`` (or its ``fields`` as keywords, over it): :class:`BenchOptions`.
@@ -35,30 +37,62 @@ def run_bench(target, options: BenchOptions | None = None, *, out=None, markdown
     ``progress(done, total, label)`` is called before each child process and once at the end.
     ``check_target(resolved)`` sees the verified target (``resolve_target``'s answer: its models
     and facts) before anything is measured (the CI gate refuses a budget, a foreign baseline or an
-    output into the bundle there).
+    output into the bundle there). ``remote``: measure on a board over SSH (:func:`run_sides`).
     """
+    return run_sides([target], options, out=out, markdown=markdown, plot=plot, progress=progress,
+                     check_target=check_target, remote=remote, **fields)[0]
+
+
+def run_sides(targets: list, options: BenchOptions | None = None, *, out=None, markdown=None, plot=None,
+              progress: Progress | None = None, check_target: Callable[..., None] | None = None,
+              remote=None, **fields) -> list[BenchDoc]:
+    """``run_bench`` of several targets in one run, their child processes interleaved: for each
+    repetition and setting, one child per target back to back, the order alternating from one
+    (repetition, setting) to the next, so that drift of the machine hits every target alike and
+    repetition i of each target forms a pair (the A/B gate, ``bench --against``). The outputs
+    (``out``, ``markdown``, ``plot``) are the first target's; ``check_target`` sees every resolved
+    target. ``remote``: a :class:`~edgekd.bench.remote.Remote`: the targets are checked here and
+    measured by the board's edgekd over SSH (:mod:`.remote`). Returns one bench.json document per
+    target."""
     from dataclasses import replace
 
-    from . import device
     from .report import write_outputs
 
     options = replace(options, **fields) if options else BenchOptions(**fields)
     if plot:
         from .plots import require_matplotlib
         require_matplotlib()
-    resolved = resolve_target(target, data=options.data, runtime=options.runtime)
-    out = default_out(Path(target), resolved["target"]["kind"]) if out is None else out
+    sides = [resolve_target(t, data=options.data, runtime=options.runtime) for t in targets]
+    out = default_out(Path(targets[0]), sides[0]["target"]["kind"]) if out is None else out
     paths = {"--out": out, "--markdown": markdown, "--plot": plot}
-    _check_outputs(target, paths, options.data)
+    for t in targets:
+        _check_outputs(t, paths, options.data)
     if check_target:
-        check_target(resolved)
+        check_target(*sides)
+    if remote is not None:
+        from .remote import bench_remote
+        docs = bench_remote(remote, targets, options, progress)
+        docs[0]["outputs"] = _outputs(paths)
+    else:
+        docs = _bench_here(sides, options, paths, progress)
+    if len(docs) == 2 and remote is None:
+        docs[0]["against"] = {"path": str(targets[1]), "pairs": options.repeat, "order": ORDER, "bench": docs[1]}
+    write_outputs(docs[0], out=out, markdown=markdown, plot=plot)
+    return docs
+
+
+def _bench_here(sides: list[dict], options: BenchOptions, paths: dict, progress: Progress | None) -> list[BenchDoc]:
+    from . import device
+
     facts = {**device.collect(), "thermal_before": device.thermal()}
-    models, predictions = _measure(resolved, options, progress)
+    measured = _measure(sides, options, progress)
     facts["thermal_after"] = device.thermal()
-    teacher = _agreement(models, predictions)
-    result = _document(resolved, _settings(options, resolved["eval_path"]), facts, teacher, models, paths)
-    write_outputs(result, out=out, markdown=markdown, plot=plot)
-    return result
+    settings = _settings(options, sides[0]["eval_path"])
+    return [_document(s, settings, facts, _agreement(*m), m[0], paths if i == 0 else _NO_OUTPUTS)
+            for i, (s, m) in enumerate(zip(sides, measured))]
+
+
+_NO_OUTPUTS = {"--out": None, "--markdown": None, "--plot": None}
 
 
 def _check_outputs(target, paths: dict, data) -> None:
@@ -71,37 +105,43 @@ def _check_outputs(target, paths: dict, data) -> None:
     refuse_overwriting_inputs(target, paths, data)
 
 
-def _measure(resolved: dict, options: BenchOptions, progress: Progress | None) -> tuple[list[dict], dict]:
-    """Every (model, threads, batch) setting, ``repeat`` times, interleaved over the models so that a
-    burst of load elsewhere hits every model alike: the models' entries, and each one's predictions
-    on the eval data (evaluated once, in its first child)."""
-    from .measure import spawn_worker
-
-    configs = [(m, t, b) for m in resolved["models"] for t in options.threads for b in options.batch]
-    total = len(configs) * options.repeat
-    entries = {m["file"]: _entry(m) for m in resolved["models"]}
-    predictions: dict[str, list] = {}
-    answers: dict[tuple, list] = {(m["file"], t, b): [] for m, t, b in configs}
-    for done, (rep, (m, t, b)) in enumerate(itertools.product(range(options.repeat), configs)):
+def _measure(sides: list[dict], options: BenchOptions, progress: Progress | None) -> list[tuple[list, dict]]:
+    """Every (model, threads, batch) setting of every side, ``repeat`` times, interleaved over the
+    models (and the sides, in alternating order) so that a burst of load elsewhere hits every model
+    alike: per side, the models' entries and each one's predictions on the eval data (evaluated
+    once, in its first child)."""
+    settings = list(dict.fromkeys((m["file"], t, b) for s in sides for m in s["models"]
+                                  for t in options.threads for b in options.batch))
+    by_file = [{m["file"]: m for m in s["models"]} for s in sides]
+    jobs = []
+    for rep, (k, (file, t, b)) in itertools.product(range(options.repeat), enumerate(settings)):
+        order = range(len(sides)) if (rep + k) % 2 == 0 else reversed(range(len(sides)))
+        jobs += [(i, rep, by_file[i][file], t, b) for i in order if file in by_file[i]]
+    entries = [{m["file"]: _entry(m) for m in s["models"]} for s in sides]
+    predictions: list[dict[str, list]] = [{} for _ in sides]
+    answers: dict[tuple, list] = {}
+    for done, (i, rep, m, t, b) in enumerate(jobs):
         if progress:
-            progress(done, total, _label(m, t, b, rep, options.repeat))
-        evaluate = resolved["eval_path"] is not None and m["file"] not in predictions
+            progress(done, len(jobs), _label(m, t, b, rep, options.repeat, sides, i))
+        eval_path = sides[i]["eval_path"]
+        evaluate = eval_path is not None and m["file"] not in predictions[i]
         request = {"path": m["path"], "runtime": m["runtime"], "threads": t, "batch": b, **options.worker_fields(),
-                   "data": resolved["eval_path"], "evaluate": evaluate}
+                   "data": eval_path, "evaluate": evaluate}
         resp, _ = spawn_worker(request, timeout=options.timeout)
         if "eval" in resp:
-            predictions[m["file"]] = _record_eval(entries[m["file"]], resp["eval"])
-        answers[(m["file"], t, b)].append(resp)
-    for m, t, b in configs:
-        entry = entries[m["file"]]
-        entry["measurements"].append(_measurement(entry, m, t, b, answers[(m["file"], t, b)]))
+            predictions[i][m["file"]] = _record_eval(entries[i][m["file"]], resp["eval"])
+        answers.setdefault((i, m["file"], t, b), []).append(resp)
+    for (i, file, t, b), responses in answers.items():
+        entry = entries[i][file]
+        entry["measurements"].append(_measurement(entry, by_file[i][file], t, b, responses))
     if progress:
-        progress(total, total, "done")
-    return list(entries.values()), predictions
+        progress(len(jobs), len(jobs), "done")
+    return [(list(e.values()), p) for e, p in zip(entries, predictions)]
 
 
-def _label(m: dict, threads: int, batch: int, rep: int, repeat: int) -> str:
-    return (f"{m['file']} · {threads} thread{'s' if threads > 1 else ''} · batch {batch}"
+def _label(m: dict, threads: int, batch: int, rep: int, repeat: int, sides: list[dict], i: int) -> str:
+    side = f" ({'new' if i == 0 else 'against'})" if len(sides) > 1 else ""
+    return (f"{m['file']}{side} · {threads} thread{'s' if threads > 1 else ''} · batch {batch}"
             + (f" · repetition {rep + 1}/{repeat}" if repeat > 1 else ""))
 
 
@@ -134,9 +174,12 @@ def _document(resolved: dict, settings: dict, device: dict, teacher: dict | None
                     created_utc=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                     target=resolved["target"], settings=settings, device=device,
                     teacher=teacher["file"] if teacher else None, models=models,
-                    comparisons=build_comparisons(models),
-                    outputs={key: str(paths[flag]) if paths[flag] else None
-                             for key, flag in (("json", "--out"), ("markdown", "--markdown"), ("plot", "--plot"))})
+                    comparisons=build_comparisons(models), outputs=_outputs(paths))
+
+
+def _outputs(paths: dict) -> dict:
+    return {key: str(paths[flag]) if paths[flag] else None
+            for key, flag in (("json", "--out"), ("markdown", "--markdown"), ("plot", "--plot"))}
 
 
 def _agreement(models: list[dict], predictions: dict) -> dict | None:

@@ -170,6 +170,20 @@ class Outputs(TypedDict):
     plot: str | None
 
 
+class Against(TypedDict):
+    path: str                     # the old bundle (or model file) of ``bench --against``
+    pairs: int                    # repetitions of each side, measured back to back
+    order: str
+    bench: dict                   # its own bench.json document, measured in this same run
+
+
+class RemoteRun(TypedDict):
+    host: str                     # [user@]host of ``bench --remote``
+    path: str                     # where the copied bundle stays on the board
+    copy: str                     # "rsync" or "scp"
+    kept: str | None              # the run's folder on the board, with --remote-keep
+
+
 class BenchDoc(TypedDict, total=False):
     schema: str
     schema_version: int
@@ -182,6 +196,8 @@ class BenchDoc(TypedDict, total=False):
     models: list[Model]
     comparisons: list[Comparison]
     outputs: Outputs
+    against: Against              # only with --against
+    remote: RemoteRun             # only with --remote: the board's device facts are above
 
 
 

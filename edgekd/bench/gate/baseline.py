@@ -24,12 +24,16 @@ def as_baseline(baseline: dict | str | os.PathLike | None) -> dict | None:
     return None if baseline is None else validate_baseline(baseline)
 
 
-def require_same_target(baseline: dict | None, target: dict, models: list[dict]) -> None:
+def require_same_target(baseline: dict | None, target: dict, models: list[dict], what: str = "") -> None:
     """A bench of another bundle is no baseline: compared file by file, the difference between two
-    bundles (other eval data, labels or models under the same names) would read as a regression."""
+    bundles (other eval data, labels or models under the same names) would read as a regression.
+    ``what``: the old bundle of ``--against`` (a resolved target: its models and facts) instead."""
     if baseline is None:
         return
     problem = _foreign(baseline.get("target") or {}, target, baseline["models"], models)
+    if problem and what:
+        raise ConfigError(f"{what} is not an earlier version of this bundle: {problem}",
+                          hint="--against takes the previous bundle of the same run, labels and eval data")
     if problem:
         raise ConfigError(f"the baseline is a bench of another bundle: {problem}",
                           hint="pass a bench of this bundle; after an intended change, store a new baseline "

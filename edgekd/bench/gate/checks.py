@@ -6,13 +6,19 @@ import os
 from dataclasses import dataclass, field
 
 from ...bundle import refuse_overwriting_inputs
+from ...errors import ConfigError
 from .baseline import as_baseline, baseline_notes, load_baseline, require_same_target
 from .budget import limits_for, load_budget, require_models
 from .outputs import output_paths
 from .keys import BASELINE, KEYS, Context, Key, Reading, shown
+from .paired import MIN_PAIRS, PAIRS
 
 #: repetitions per setting when a gate is asked for and --repeat is not given
 REPEAT = 3
+LATENCY_CHANGE = "max_latency_increase_percent"
+AGAINST_AND_BASELINE = "--against and --baseline both say what to compare with; pass one"
+AGAINST_HINT = ("--against OLD_BUNDLE measures the old models in this same run (the sharper latency check); "
+                "--baseline bench.json is for when no old bundle is kept")
 
 
 @dataclass
@@ -27,6 +33,7 @@ class Check:
     passed: bool
     detail: str = ""
     spread: float = 0.0           # this run's noise in the measured value's unit (0: none allowed for)
+    lower: float | None = None    # A/B latency: the lower end of the change's confidence interval
 
     @property
     def name(self) -> str:
@@ -40,8 +47,18 @@ class Check:
         sign = ("≤" if within else ">") if self.direction == "max" else ("≥" if within else "<")
         text = f"{shown(self.measured, self.unit, self.key)} {sign} {shown(self.limit, self.unit)}"
         if self.passed and not within:      # only the noise rule lets it pass: say so
-            text += f" but within this run's spread of {shown(self.spread, self.unit)}"
+            text += (f" but its interval reaches down to {shown(self.lower, self.unit, self.key)}"
+                     if self.lower is not None else f" but within this run's spread of {shown(self.spread, self.unit)}")
+        if self.key == LATENCY_CHANGE and self.measured is not None:
+            text += f"; smallest detectable slow-down {self.detectable:.1f}%"
         return text
+
+    @property
+    def detectable(self) -> float:
+        """The smallest slow-down (%) this run's latency rule could have failed: against a baseline
+        bench.json the tolerance or the run's spread, whichever is larger; A/B the tolerance plus the
+        interval's reach below its estimate."""
+        return self.limit + self.spread if self.lower is not None else max(self.limit, self.spread)
 
     def line(self) -> str:
         return (f"{'PASS' if self.passed else 'FAIL'}  {self.name}  {self.verdict()}"
@@ -72,6 +89,8 @@ def _evaluate(key: Key, limit: float, reading: Reading) -> bool:
     tolerance and the spread), against an absolute limit the distance beyond the limit."""
     if reading.value is None:
         return False
+    if reading.lower is not None:           # A/B: fails when the whole interval is above the limit
+        return reading.lower <= limit
     if (reading.value <= limit) if key.direction == "max" else (reading.value >= limit):
         return True
     if key.section == BASELINE:
@@ -83,9 +102,14 @@ def _evaluate(key: Key, limit: float, reading: Reading) -> bool:
 
 def check(result: dict, budget: dict | str | os.PathLike | None = None,
           baseline: dict | str | os.PathLike | None = None) -> GateReport:
-    """Check a bench result (bench.json document) against a budget and/or a baseline bench.json."""
+    """Check a bench result (bench.json document) against a budget and/or a baseline bench.json;
+    a result of ``bench --against`` is checked against its own old side (no other baseline)."""
     if isinstance(budget, (str, os.PathLike)):
         budget = load_budget(budget)
+    if result.get("against"):
+        if baseline is not None:
+            raise ConfigError(AGAINST_AND_BASELINE, hint=AGAINST_HINT)
+        baseline = result["against"]["bench"]
     baseline = as_baseline(baseline)
     budget = budget or {}
     require_models(budget, result["models"], baseline)
@@ -112,7 +136,8 @@ def _check(result: dict, budget: dict, baseline: dict | None) -> GateReport:
                 continue
             for r in key.measure(ctx, m):
                 report.checks.append(Check(m["file"], key.name, r.setting, r.value, limits[key.name], key.unit,
-                                           key.direction, _evaluate(key, limits[key.name], r), r.detail, r.spread))
+                                           key.direction, _evaluate(key, limits[key.name], r), r.detail, r.spread,
+                                           r.lower))
     if not report.checks:
         report.notes.append("no checks: the budget sets no limit for any model of this bench")
     return report
@@ -126,28 +151,43 @@ def _tolerances(given: dict) -> dict:
 
 
 def bench_and_check(target, budget=None, baseline=None, repeat: int | None = None, junit=None,
-                    step_summary=None, save_baseline=None, **bench_options) -> tuple[dict, GateReport]:
-    """``edgekd bench --budget/--baseline``: every input is checked before anything is measured:
-    the budget, the baseline (of this bundle?) and where ``write_outputs`` will write
-    (``junit``, ``step_summary``, ``save_baseline``: not into the bundle)."""
-    from ..run import run_bench
-    gated = budget is not None or baseline is not None
+                    step_summary=None, save_baseline=None, against=None, **bench_options) -> tuple[dict, GateReport]:
+    """``edgekd bench --budget/--baseline/--against``: every input is checked before anything is
+    measured: the budget, the baseline (of this bundle?) or the ``against`` bundle (same labels and
+    eval data?) and where ``write_outputs`` will write (``junit``, ``step_summary``,
+    ``save_baseline``: not into the bundle). With ``against`` the old bundle is measured in the
+    same run, pair by pair, and is the baseline (:mod:`.paired`'s latency rule)."""
+    from ..run import run_sides
+    if against is not None and baseline is not None:
+        raise ConfigError(AGAINST_AND_BASELINE, hint=AGAINST_HINT)
+    gated = budget is not None or baseline is not None or against is not None
     budget = load_budget(budget) if budget is not None else {}
     baseline = load_baseline(baseline) if baseline is not None else None
+    repeat = repeat_or_default(repeat, against is not None)
 
-    def check_target(resolved: dict) -> None:
+    def check_target(resolved: dict, old: dict | None = None) -> None:
         data = bench_options["options"].data if "options" in bench_options else bench_options.get("data")
         refuse_overwriting_inputs(target, output_paths(junit, step_summary, save_baseline), data)
+        if old is not None:
+            require_same_target(old, resolved["target"], resolved["models"], "the --against bundle")
         if gated:
-            require_models(budget, resolved["models"], baseline)
+            require_models(budget, resolved["models"], baseline or old)
             require_same_target(baseline, resolved["target"], resolved["models"])
 
-    result = run_bench(target, repeat=repeat_or_default(repeat), check_target=check_target, **bench_options)
-    return result, _check(result, budget, baseline) if gated else GateReport()
+    targets = [target] if against is None else [target, against]
+    docs = run_sides(targets, repeat=repeat, check_target=check_target, **bench_options)
+    baseline = docs[1] if against is not None else baseline
+    return docs[0], _check(docs[0], budget, baseline) if gated else GateReport()
 
 
-def repeat_or_default(repeat: int | None) -> int:
-    """A gate's repetitions: REPEAT unless asked for."""
-    return REPEAT if repeat is None else repeat
+def repeat_or_default(repeat: int | None, paired: bool = False) -> int:
+    """A gate's repetitions: REPEAT (PAIRS with --against) unless asked for; --against needs
+    MIN_PAIRS for an interval."""
+    if paired and repeat is not None and repeat < MIN_PAIRS:
+        raise ConfigError(f"--against needs at least {MIN_PAIRS} repetitions (pairs) for its interval, got --repeat "
+                          f"{repeat}", hint=f"leave --repeat out ({PAIRS} pairs) or pass --repeat {MIN_PAIRS} or more")
+    if repeat is None:
+        return PAIRS if paired else REPEAT
+    return repeat
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from statistics import median_low
+from statistics import median, median_low
 from typing import Callable
 
 from ...render.numbers import MIB, ms3, size
@@ -22,12 +22,18 @@ class Reading:
     value: float | None           # None: could not be measured (the check fails)
     detail: str = ""
     spread: float = 0.0           # this run's noise in the value's unit (latency readings only)
+    lower: float | None = None    # A/B: the lower end of the change's confidence interval
 
 
 @dataclass
 class Context:
     result: dict
     baseline: dict | None
+
+    @property
+    def paired(self) -> bool:
+        """The baseline is the --against bundle, measured in this same run, pair by pair."""
+        return bool(self.result.get("against"))
 
     def teacher(self) -> dict | None:
         return next((m for m in self.result["models"] if m["file"] == self.result.get("teacher")), None)
@@ -136,6 +142,8 @@ def _accuracy_drop(ctx, m):
 
 
 def _latency_increase(ctx, m):
+    if ctx.paired:
+        return [_paired_reading(x, bx) for x, bx in _base_pairs(ctx, m)]
     out = []
     for x, bx in _base_pairs(ctx, m):
         now, base = _latency(x, "p50"), _latency(bx, "p50")
@@ -145,6 +153,16 @@ def _latency_increase(ctx, m):
                            f"({spread / base * 100:.1f}%) over {n} repetition{'s' if n > 1 else ''}",
                            spread=spread / base * 100))
     return out
+
+
+def _paired_reading(x: dict, bx: dict) -> Reading:
+    from .paired import CONFIDENCE, paired_change
+
+    new, old = x["repeats"]["p50"], bx["repeats"]["p50"]
+    change, low, high = paired_change(new, old)
+    return Reading(_setting(x), change, f"median p50 {ms3(median(new))} ms vs {ms3(median(old))} ms, "
+                   f"{len(new)} pairs in this run; {CONFIDENCE:.0%} interval {low:+.1f}% to {high:+.1f}%",
+                   spread=change - low, lower=low)
 
 
 def _memory_increase(ctx, m):
