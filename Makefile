@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.edgekd-installed
 RUN    := runs/demo
 
-.PHONY: demo test install clean
+.PHONY: demo test install ssh-server clean
 
 install: $(STAMP)
 
@@ -21,7 +21,17 @@ demo: $(STAMP)
 	$(BIN)/edgekd export $(RUN) --int8 --force
 	$(BIN)/edgekd bench $(RUN)/bundle --markdown $(RUN)/bench.md
 
-test: $(STAMP)
+# tests/test_remote.py benches over a real OpenSSH server on 127.0.0.1: as root, install Debian's
+# openssh-server (and rsync) when missing; otherwise those tests skip, saying why
+ssh-server:
+	@if { [ ! -x /usr/sbin/sshd ] || ! command -v rsync >/dev/null; } && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing openssh-server rsync for the SSH tests"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q --no-install-recommends openssh-server rsync >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends openssh-server rsync >/dev/null; }; \
+	fi
+
+test: $(STAMP) ssh-server
 	$(BIN)/ruff check edgekd tests benchmarks
 	$(BIN)/python -m pytest tests -q -ra
 

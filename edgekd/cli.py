@@ -315,18 +315,34 @@ def _bench_options(threads, batch, providers, **given) -> dict:
               "(edgekd init-budget proposes one); exit 1 when a check fails.")
 @click.option("--baseline", type=click.Path(dir_okay=False), help="CI gate: check against a previous "
               "bench.json (size, accuracy, latency, memory; tolerances in the budget's [baseline]).")
+@click.option("--against", type=click.Path(), metavar="OLD_BUNDLE", help="CI gate: measure this older bundle "
+              "(or model file) in the same run, pair by pair in alternating order, and check against it (latency: "
+              "a paired bootstrap interval, README 'The A/B latency rule'; size, accuracy, memory as --baseline).")
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write the gate's checks as JUnit XML.")
 @click.option("--save-baseline", type=click.Path(dir_okay=False), help="Store this run as the next --baseline.")
+@click.option("--remote", metavar="[USER@]HOST[:DIR]", help="Bench on a board over SSH: copy the target to DIR "
+              "there (rsync, else scp; default ~/edgekd-bench), run the board's edgekd bench, bring bench.json "
+              "back; keys, ports and host checking from your OpenSSH config.")
+@click.option("--remote-edgekd", default="edgekd", show_default=True, metavar="PATH",
+              help="The board's edgekd command.")
+@click.option("--remote-copy", type=click.Choice(["auto", "rsync", "scp"]), default="auto", show_default=True,
+              help="How the target gets to the board (auto: rsync when both ends have it).")
+@click.option("--remote-keep", is_flag=True, help="Keep the run's folder on the board (its bench.json); "
+              "the copied bundle is kept either way.")
+@click.option("--ssh-config", type=click.Path(dir_okay=False), help="An ssh_config file instead of ~/.ssh/config.")
 @click.option("--quiet", is_flag=True, help="No progress and no table; only the files (and the gate's lines).")
 @click.option("--json", "as_json", is_flag=True, help="Print bench.json to stdout instead of the table "
               "(the gate's lines go to stderr).")
-def bench_command(target, quiet, as_json, budget, baseline, junit, save_baseline, **options):
+def bench_command(target, quiet, as_json, budget, baseline, against, junit, save_baseline, remote, remote_edgekd,
+                  remote_copy, remote_keep, ssh_config, **options):
     """Accuracy, latency and memory of a bundle's models (or one .onnx/.tflite file) on this device.
 
     \b
     CI gate (exit 1 when a check fails, 2 on a bad budget file):
       edgekd bench runs/demo/bundle --budget edgekd-budget.toml --baseline previous-bench.json \\
           --junit gate.xml --save-baseline next-bench.json
+      edgekd bench runs/demo/bundle --budget edgekd-budget.toml --against previous-bundle
+      edgekd bench runs/demo/bundle --remote pi@raspberrypi.local --budget edgekd-budget.toml
     """
     import os
 
@@ -335,13 +351,17 @@ def bench_command(target, quiet, as_json, budget, baseline, junit, save_baseline
     from .schema.bench import to_json
 
     options = _bench_options(**options)
-    gated = bool(budget or baseline)
+    if remote is not None:
+        from .bench.remote import Remote
+        options["remote"] = Remote.parse(remote, edgekd=remote_edgekd, copy=remote_copy, keep=remote_keep,
+                                         ssh_config=ssh_config)
+    gated = bool(budget or baseline or against)
     if junit and not gated:
-        raise EdgeKDError("--junit writes the gate's checks, so it needs --budget or --baseline")
+        raise EdgeKDError("--junit writes the gate's checks, so it needs --budget, --baseline or --against")
     with BenchProgress(enabled=not (quiet or as_json)) as progress:
         if gated or save_baseline:
             result, report = gate.bench_and_check(
-                target, budget, baseline, progress=progress.update, junit=junit if gated else None,
+                target, budget, baseline, against=against, progress=progress.update, junit=junit if gated else None,
                 save_baseline=save_baseline, step_summary=os.environ.get("GITHUB_STEP_SUMMARY") if gated else None,
                 **options)
         else:

@@ -116,7 +116,9 @@ def skipped_notes(result: dict) -> list[str]:
 def device_line(result: dict) -> str:
     d = result["device"]
     rts = ", ".join(f"{k} {v}" for k, v in d["packages"].items() if k != "numpy" and k != "psutil")
-    return (f"{d.get('board') or 'unknown board'} · {d.get('cpu') or 'unknown CPU'} · {d['cores']} cores · "
+    remote = result.get("remote")
+    return ((f"on {remote['host']} (over SSH, bundle at {remote['path']}): " if remote else "")
+            + f"{d.get('board') or 'unknown board'} · {d.get('cpu') or 'unknown CPU'} · {d['cores']} cores · "
             f"{d['os']} · Python {d['python'].split()[-1]} · {rts}")
 
 

@@ -1,0 +1,201 @@
+"""``edgekd bench TARGET --remote [user@]host[:DIR]``: the board's own edgekd measures, over SSH. Torch-free.
+
+The target is checked here first (sha256 of every file, the eval data), then copied into
+``DIR/NAME`` on the board (rsync when both ends have it, else scp), benched there by the board's
+``edgekd bench`` with the same measurement options, and its bench.json brought back over the same
+SSH connection settings; the caller renders and gates it as a local run's. Everything else made on
+the board (its bench.json, the copied ``--data``, an ``--against`` bundle, the bench's temporary
+files) lives in one ``DIR/.edgekd-run.XXXXXX`` folder that is removed afterwards unless ``keep``.
+
+Keys, users, ports, jump hosts and host-key checking are the user's OpenSSH configuration
+(``~/.ssh/config``, or ``ssh_config``): edgekd runs ssh with ``BatchMode=yes``, so it never asks
+for or handles a password, and never turns host checking off.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError, RuntimeBackendError
+
+#: the board's folder when --remote names none: relative, so under the remote user's home
+DEFAULT_FOLDER = "edgekd-bench"
+#: the README's one-line install on a board ("On the device")
+INSTALL = 'pip install "edgekd[device]"'
+COPIES = ("auto", "rsync", "scp")
+_TARGET = re.compile(r"(?:(?P<user>[A-Za-z0-9_][A-Za-z0-9._-]*)@)?"
+                     r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9._-]*)(?::(?P<folder>.*))?")
+_HINT = ("e.g. --remote pi@raspberrypi.local or pi@10.0.0.5:/home/pi/edgekd; the port, key and jump host "
+         "come from your ~/.ssh/config")
+#: the probe's exit statuses (ssh itself exits 255 when it cannot connect)
+_NO_EDGEKD, _NO_FOLDER = 3, 4
+
+
+@dataclass(frozen=True)
+class Remote:
+    """Where and how to bench over SSH. ``host``: ``[user@]host`` as ssh takes it (an alias of
+    your ssh config too); ``folder``: the board's folder for the bundle (relative: under the home);
+    ``edgekd``: the board's command; ``copy``: auto | rsync | scp; ``keep``: leave the run's
+    folder (its bench.json) on the board."""
+    host: str
+    folder: str = DEFAULT_FOLDER
+    edgekd: str = "edgekd"
+    ssh_config: str | None = None
+    copy: str = "auto"
+    keep: bool = False
+
+    @classmethod
+    def parse(cls, text: str, **fields) -> "Remote":
+        """``[user@]host[:DIR]``; anything else (a space, a leading '-', an empty host) is refused."""
+        match = _TARGET.fullmatch(text or "")
+        folder = match and match["folder"]
+        if not match or (folder and any(c in folder for c in "\n\r\0")):
+            raise ConfigError(f"--remote '{text}' is not [user@]host[:DIR]", hint=_HINT)
+        host = f"{match['user']}@{match['host']}" if match["user"] else match["host"]
+        folder = (folder or DEFAULT_FOLDER).removeprefix("~/")
+        remote = cls(host, folder.rstrip("/") or "/", **fields)
+        if remote.copy not in COPIES:
+            raise ConfigError(f"unknown copy method '{remote.copy}'", hint=f"one of: {', '.join(COPIES)}")
+        return remote
+
+    def ssh(self) -> list[str]:
+        return ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20",
+                *(["-F", self.ssh_config] if self.ssh_config else [])]
+
+    def run(self, script: str, what: str, check: bool = True) -> subprocess.CompletedProcess:
+        """``script`` run by the board's shell; a connection failure is one error."""
+        done = subprocess.run([*self.ssh(), self.host, script], capture_output=True, stdin=subprocess.DEVNULL)
+        if done.returncode == 255:
+            said = _last_line(done.stderr) or "ssh exited with status 255"
+            raise RuntimeBackendError(f"cannot reach '{self.host}' over SSH ({what}): {said}",
+                                      hint=f"check that 'ssh {self.host} true' works without a password prompt "
+                                           "(edgekd runs ssh in BatchMode: keys and host checking from your "
+                                           "~/.ssh/config)")
+        if check and done.returncode != 0:
+            raise RuntimeBackendError(f"on '{self.host}', {what} failed: {_last_line(done.stderr) or done.returncode}")
+        return done
+
+
+def _last_line(data: bytes) -> str:
+    lines = [line.strip() for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+@dataclass
+class Session:
+    """One bench on the board: its folders there and how files get there."""
+    remote: Remote
+    folder: str          # the board's folder, absolute
+    run_folder: str      # DIR/.edgekd-run.XXXXXX, removed at the end unless kept
+    copy: str            # "rsync" or "scp"
+
+    @classmethod
+    def open(cls, remote: Remote) -> "Session":
+        """One SSH call: the board's edgekd is there, the folder can be written, a run folder made."""
+        q = shlex.quote
+        script = (f"command -v {q(remote.edgekd)} >/dev/null 2>&1 || exit {_NO_EDGEKD}; "
+                  f"mkdir -p -- {q(remote.folder)} && [ -w {q(remote.folder)} ] || exit {_NO_FOLDER}; "
+                  f"cd -- {q(remote.folder)} && pwd && mktemp -d \"$PWD/.edgekd-run.XXXXXX\" || exit {_NO_FOLDER}; "
+                  "command -v rsync >/dev/null 2>&1 && echo rsync || echo scp")
+        done = remote.run(script, "the first connection", check=False)
+        if done.returncode == _NO_EDGEKD:
+            raise RuntimeBackendError(f"'{remote.edgekd}' is not a command on '{remote.host}'",
+                                      hint=f"install edgekd there ({INSTALL}, README 'On the device') or pass "
+                                           "--remote-edgekd PATH")
+        if done.returncode == _NO_FOLDER:
+            raise ConfigError(f"cannot write the folder '{remote.folder}' on '{remote.host}': "
+                              f"{_last_line(done.stderr) or 'not writable'}",
+                              hint="pass a folder the remote user may write: --remote HOST:DIR (a relative DIR "
+                                   "is under its home)")
+        if done.returncode != 0:
+            raise RuntimeBackendError(f"on '{remote.host}', the first command failed: {_last_line(done.stderr)}")
+        folder, run_folder, board_copy = done.stdout.decode().strip().splitlines()[-3:]    # after any login noise
+        return cls(remote, folder, run_folder, _copy_method(remote.copy, board_copy))
+
+    def put(self, local: Path, remote_path: str) -> None:
+        """``local`` (a folder or a file) to ``remote_path`` on the board, replacing what is there."""
+        r = self.remote
+        if self.copy == "rsync":
+            source = f"{local}/" if local.is_dir() else str(local)
+            cmd = ["rsync", "-a", "--delete", "-e", shlex.join(r.ssh()), source, f"{r.host}:{remote_path}"]
+        else:
+            r.run(f"rm -rf -- {shlex.quote(remote_path)}", "removing an older copy")
+            cmd = ["scp", "-q", "-r", "-B", *(["-F", r.ssh_config] if r.ssh_config else []), str(local),
+                   f"{r.host}:{remote_path}"]
+        done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            raise RuntimeBackendError(f"copying '{local}' to '{r.host}:{remote_path}' with {self.copy} failed: "
+                                      f"{_last_line(done.stderr)}")
+
+    def bench(self, target: str, args: list[str], fails_gate: bool) -> bytes:
+        """The board's ``edgekd bench TARGET ARGS``; returns its bench.json. ``fails_gate``: exit 1
+        (a failed --against gate there) still wrote bench.json, which is what is wanted here."""
+        q = shlex.quote
+        out = f"{self.run_folder}/bench.json"
+        script = (f"TMPDIR={q(self.run_folder)} {q(self.remote.edgekd)} bench {q(target)} --out {q(out)} "
+                  f"--quiet {shlex.join(args)} >/dev/null")
+        done = self.remote.run(script, "the bench", check=False)
+        if done.returncode not in ((0, 1) if fails_gate else (0,)):
+            lines = done.stderr.decode("utf-8", "replace").splitlines()
+            error = next((x[len("error: "):] for x in lines if x.startswith("error: ")), _last_line(done.stderr))
+            hint = next((x[len("hint: "):] for x in lines if x.startswith("hint: ")), None)
+            raise RuntimeBackendError(f"on '{self.remote.host}': {error}", hint=hint)
+        return self.remote.run(f"cat -- {q(out)}", "fetching bench.json").stdout
+
+    def close(self) -> None:
+        if not self.remote.keep:
+            self.remote.run(f"rm -rf -- {shlex.quote(self.run_folder)}", "removing the run's folder", check=False)
+
+
+def _copy_method(asked: str, board: str) -> str:
+    if asked == "rsync" and (board != "rsync" or not shutil.which("rsync")):
+        raise ConfigError("--remote-copy rsync needs rsync here and on the board", hint="use --remote-copy scp")
+    if asked == "auto":
+        return "rsync" if board == "rsync" and shutil.which("rsync") else "scp"
+    return asked
+
+
+def bench_remote(remote: Remote, targets: list, options, progress=None) -> list[dict]:
+    """``targets`` (the one to bench, and an ``--against`` one) benched on the board with
+    ``options`` (:class:`~edgekd.bench.options.BenchOptions`); returns their bench.json documents,
+    the first with a ``remote`` section saying where the bundle is on the board."""
+    from ..schema.bench import from_json
+
+    step = progress or (lambda done, total, label: None)
+    step(0, 3, f"{remote.host}: connecting")
+    session = Session.open(remote)
+    try:
+        step(1, 3, f"{remote.host}: copying with {session.copy}")
+        bundle = f"{session.folder}/{Path(targets[0]).name}"
+        session.put(Path(targets[0]), bundle)
+        args = bench_args(options)
+        for flag, local in (("--against", targets[1] if len(targets) > 1 else None), ("--data", options.data)):
+            if local is not None:
+                there = f"{session.run_folder}/{Path(local).name}"
+                session.put(Path(local), there)
+                args += [flag, there]
+        step(2, 3, f"{remote.host}: {remote.edgekd} bench")
+        doc = from_json(session.bench(bundle, args, len(targets) > 1), f"the bench.json from '{remote.host}'")
+    finally:
+        session.close()
+    step(3, 3, "done")
+    doc["remote"] = {"host": remote.host, "path": bundle, "copy": session.copy,
+                     "kept": session.run_folder if remote.keep else None}
+    return [doc, doc["against"]["bench"]] if len(targets) > 1 else [doc]
+
+
+def bench_args(options) -> list[str]:
+    """The board's bench options, as its command line takes them."""
+    args = ["--threads", ",".join(map(str, options.threads)), "--batch", ",".join(map(str, options.batch)),
+            "--repeat", str(options.repeat)]
+    for name in ("warmup", "warmup_seconds", "runs", "min_seconds", "max_runs"):
+        args += [f"--{name.replace('_', '-')}", str(getattr(options, name))]
+    if options.runtime:
+        args += ["--runtime", options.runtime]
+    if options.providers:
+        args += ["--providers", ",".join(options.providers)]
+    return args

@@ -1,0 +1,146 @@
+"""``edgekd bench --remote``: a real OpenSSH server (tests/ssh_board.py, in a network namespace of its
+own where root allows) whose "board" is the torch-free device environment of the device tests."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import ssh_board
+from conftest import FAST_BENCH, FAST_BENCH_ARGS, assert_user_error, run_cli
+from device_envs import envs
+
+from edgekd.bench import run_bench
+from edgekd.bench.gate import bench_and_check
+from edgekd.bench.remote import DEFAULT_FOLDER, INSTALL, Remote
+from edgekd.errors import ConfigError, RuntimeBackendError
+
+pytestmark = pytest.mark.skipif(ssh_board.missing() is not None, reason=str(ssh_board.missing()))
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    server = ssh_board.start(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def board_env(tmp_path_factory) -> envs.DeviceEnv:
+    wheel = envs.build_wheel(tmp_path_factory.mktemp("wheel"))
+    return envs.torch_free(tmp_path_factory.mktemp("board") / "venv", wheel)
+
+
+def remote(board, env, folder, **fields) -> Remote:
+    return Remote.parse(f"{board.host}:{folder}", edgekd=str(env.python.parent / "edgekd"),
+                        ssh_config=str(board.ssh_config), **fields)
+
+
+def scores(doc: dict) -> dict:
+    return {m["file"]: (m["accuracy"], m["agreement_with_teacher"]) for m in doc["models"]}
+
+
+def board_python(env) -> str:
+    return subprocess.run([env.python, "-c", "import platform; print(platform.python_version())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.mark.parametrize("copy", ["rsync", "scp"])
+def test_a_bench_on_the_board_scores_as_here_and_leaves_only_the_bundle(board, board_env, demo_bundle, demo_bench,
+                                                                        tmp_path, copy):
+    folder = tmp_path / "on the board"          # a space: every path is quoted on the way
+    doc = run_bench(demo_bundle, out=tmp_path / "bench.json", remote=remote(board, board_env, folder, copy=copy),
+                    **FAST_BENCH)
+    assert scores(doc) == scores(demo_bench)
+    assert doc["device"]["python"].split()[-1] == board_python(board_env)    # the board's edgekd measured
+    assert doc["remote"] == {"host": board.host, "path": str(folder / demo_bundle.name), "copy": copy, "kept": None}
+    assert [p.name for p in folder.iterdir()] == [demo_bundle.name]
+    assert sorted(p.name for p in (folder / demo_bundle.name).iterdir()) == sorted(p.name for p in demo_bundle.iterdir())
+    assert json.loads((tmp_path / "bench.json").read_text())["remote"]["host"] == board.host
+    assert doc["outputs"]["json"] == str(tmp_path / "bench.json")
+
+
+def test_remote_keep_leaves_the_boards_bench_json(board, board_env, demo_bundle, tmp_path):
+    doc = run_bench(demo_bundle, out=False, remote=remote(board, board_env, tmp_path, keep=True), **FAST_BENCH)
+    kept = tmp_path / doc["remote"]["kept"]
+    assert kept.parent == tmp_path and (kept / "bench.json").is_file()
+    assert json.loads((kept / "bench.json").read_text())["models"] == doc["models"]
+
+
+def test_the_gate_judges_a_board_bench_like_a_local_one(board, board_env, demo_bundle, demo_bench, tmp_path):
+    """Budget, baseline, --save-baseline and --junit through --remote, by the command line. (The
+    baseline was measured in the main venv, the board is another Python: memory may differ.)"""
+    (tmp_path / "base.json").write_text(json.dumps(demo_bench))
+    (tmp_path / "budget.toml").write_text("[student]\nmin_accuracy_percent = 99.5\n"
+                                          "[teacher]\nmin_accuracy_percent = 50\n"
+                                          "[baseline]\nmax_memory_increase_percent = 100\n")
+    res = run_cli("bench", demo_bundle, *FAST_BENCH_ARGS, "--repeat", "2", "--quiet",
+                  "--remote", f"{board.host}:{tmp_path / 'board'}", "--ssh-config", board.ssh_config,
+                  "--remote-edgekd", board_env.python.parent / "edgekd", "--budget", tmp_path / "budget.toml",
+                  "--baseline", tmp_path / "base.json", "--save-baseline", tmp_path / "next.json",
+                  "--junit", tmp_path / "gate.xml", "--out", tmp_path / "bench.json")
+    assert res.returncode == 1, res.stderr
+    failed = [line for line in res.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(failed) == 2 and all("student" in f and "min_accuracy_percent" in f for f in failed), res.stdout
+    assert "PASS  teacher.onnx max_accuracy_drop_points" in res.stdout
+    assert json.loads((tmp_path / "next.json").read_text())["remote"]["host"] == board.host
+    assert "<failure" in (tmp_path / "gate.xml").read_text()
+
+
+def test_an_ab_gate_on_the_board_pairs_the_two_bundles_there(board, board_env, demo_bundle, tmp_path):
+    result, report = bench_and_check(demo_bundle, against=demo_bundle, repeat=3, out=False,
+                                     remote=remote(board, board_env, tmp_path), **FAST_BENCH)
+    latency = [c for c in report.checks if c.key == "max_latency_increase_percent"]
+    assert len(latency) == len(result["models"]) and all(c.lower is not None for c in latency)
+    assert scores(result["against"]["bench"]) == scores(result)
+    assert [p.name for p in tmp_path.iterdir()] == [demo_bundle.name]    # the old bundle went with the run
+
+
+def test_a_board_without_edgekd_is_one_error_with_the_install_line(board, board_env, demo_bundle, tmp_path):
+    with pytest.raises(RuntimeBackendError) as info:
+        run_bench(demo_bundle, out=False, remote=Remote.parse(
+            f"{board.host}:{tmp_path}", edgekd="edgekd-not-installed", ssh_config=str(board.ssh_config)),
+            **FAST_BENCH)
+    assert "'edgekd-not-installed' is not a command" in info.value.message and INSTALL in info.value.hint
+
+
+@pytest.mark.parametrize("host, folder, board_edgekd, fragment", [
+    ("edgekd-test-nowhere", "x", True, "cannot reach 'edgekd-test-nowhere' over SSH"),
+    (ssh_board.ALIAS, "/proc/edgekd-bench", True, "cannot write the folder '/proc/edgekd-bench'"),
+    (ssh_board.ALIAS, "x", False, "'edgekd' is not a command on"),        # none on the board's PATH
+])
+def test_an_unreachable_board_an_unwritable_folder_or_no_edgekd_is_one_error_line(
+        board, board_env, demo_bundle, tmp_path, host, folder, board_edgekd, fragment):
+    edgekd = ["--remote-edgekd", board_env.python.parent / "edgekd"] if board_edgekd else []
+    res = run_cli("bench", demo_bundle, *FAST_BENCH_ARGS, "--remote", f"{host}:{folder}", *edgekd,
+                  "--ssh-config", board.ssh_config, "--out", tmp_path / "bench.json")
+    assert_user_error(res, fragment)
+    assert not (tmp_path / "bench.json").exists()
+
+
+def test_the_server_is_walled_off_where_root_allows(board):
+    """In its own network namespace only loopback exists: nothing else here can reach the server."""
+    if not board.isolated:
+        pytest.skip("not root here: the test sshd listens on this machine's 127.0.0.1")
+    links = board.ssh("ip -o link show").stdout.splitlines()
+    assert len(links) == 1 and ": lo:" in links[0], links
+
+
+@pytest.mark.parametrize("text", ["", "-oProxyCommand=touch /tmp/x", "user@", "@host", "two words", "host:a\nb",
+                                  "pi@rasp berry", "[::1"])
+def test_a_malformed_remote_is_refused_before_any_ssh(text):
+    with pytest.raises(ConfigError, match=r"is not \[user@\]host\[:DIR\]"):
+        Remote.parse(text)
+
+
+@pytest.mark.parametrize("text, host, folder", [
+    ("board", "board", DEFAULT_FOLDER), ("pi@raspberrypi.local:/home/pi/x", "pi@raspberrypi.local", "/home/pi/x"),
+    ("pi@[::1]:~/bench/", "pi@[::1]", "bench"), ("jetson:", "jetson", DEFAULT_FOLDER)])
+def test_a_remote_names_user_host_and_folder(text, host, folder):
+    r = Remote.parse(text)
+    assert (r.host, r.folder) == (host, folder)
+
+
+def test_make_test_installs_the_ssh_server_first():
+    make = subprocess.run(["make", "-n", "test"], capture_output=True, text=True, cwd=envs.REPO)
+    assert "apt-get install" in make.stdout and "openssh-server rsync" in make.stdout, make.stdout
