@@ -315,20 +315,16 @@ def _bench_options(threads, batch, providers, **given) -> dict:
               "(edgekd init-budget proposes one); exit 1 when a check fails.")
 @click.option("--baseline", type=click.Path(dir_okay=False), help="CI gate: check against a previous "
               "bench.json (size, accuracy, latency, memory; tolerances in the budget's [baseline]).")
-@click.option("--against", type=click.Path(), metavar="OLD_BUNDLE", help="CI gate: measure this older bundle "
-              "(or model file) in the same run, pair by pair in alternating order, and check against it (latency: "
-              "a paired bootstrap interval, README 'The A/B latency rule'; size, accuracy, memory as --baseline).")
+@click.option("--against", type=click.Path(), metavar="OLD_BUNDLE", help="CI gate: measure this older bundle in the "
+              "same run, pair by pair, and check against it (README 'The A/B latency rule').")
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write the gate's checks as JUnit XML.")
 @click.option("--save-baseline", type=click.Path(dir_okay=False), help="Store this run as the next --baseline.")
-@click.option("--remote", metavar="[USER@]HOST[:DIR]", help="Bench on a board over SSH: copy the target to DIR "
-              "there (rsync, else scp; default ~/edgekd-bench), run the board's edgekd bench, bring bench.json "
-              "back; keys, ports and host checking from your OpenSSH config.")
-@click.option("--remote-edgekd", default="edgekd", show_default=True, metavar="PATH",
-              help="The board's edgekd command.")
+@click.option("--remote", metavar="[USER@]HOST[:DIR]", help="Bench on a board over SSH, with its own edgekd, in DIR "
+              "there [default: ~/edgekd-bench]; keys, ports and host checking from your OpenSSH config.")
+@click.option("--remote-edgekd", default="edgekd", show_default=True, metavar="PATH", help="The board's edgekd.")
 @click.option("--remote-copy", type=click.Choice(["auto", "rsync", "scp"]), default="auto", show_default=True,
               help="How the target gets to the board (auto: rsync when both ends have it).")
-@click.option("--remote-keep", is_flag=True, help="Keep the run's folder on the board (its bench.json); "
-              "the copied bundle is kept either way.")
+@click.option("--remote-keep", is_flag=True, help="Keep the run's folder (its bench.json) on the board too.")
 @click.option("--ssh-config", type=click.Path(dir_okay=False), help="An ssh_config file instead of ~/.ssh/config.")
 @click.option("--quiet", is_flag=True, help="No progress and no table; only the files (and the gate's lines).")
 @click.option("--json", "as_json", is_flag=True, help="Print bench.json to stdout instead of the table "
@@ -353,8 +349,7 @@ def bench_command(target, quiet, as_json, budget, baseline, against, junit, save
     options = _bench_options(**options)
     if remote is not None:
         from .bench.remote import Remote
-        options["remote"] = Remote.parse(remote, edgekd=remote_edgekd, copy=remote_copy, keep=remote_keep,
-                                         ssh_config=ssh_config)
+        options["remote"] = Remote.parse(remote, edgekd=remote_edgekd, copy=remote_copy, keep=remote_keep, ssh_config=ssh_config)
     gated = bool(budget or baseline or against)
     if junit and not gated:
         raise EdgeKDError("--junit writes the gate's checks, so it needs --budget, --baseline or --against")

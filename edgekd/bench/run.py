@@ -73,10 +73,10 @@ def run_sides(targets: list, options: BenchOptions | None = None, *, out=None, m
         from .remote import bench_remote
         docs = bench_remote(remote, targets, options, progress)
         docs[0]["outputs"] = _outputs(paths)
-    else:
+    else:       # the board's bench wrote its own against section
         docs = _bench_here(sides, options, paths, progress)
-    if len(docs) == 2 and remote is None:
-        docs[0]["against"] = {"path": str(targets[1]), "pairs": options.repeat, "order": ORDER, "bench": docs[1]}
+        if len(docs) == 2:
+            docs[0]["against"] = {"path": str(targets[1]), "pairs": options.repeat, "order": ORDER, "bench": docs[1]}
     write_outputs(docs[0], out=out, markdown=markdown, plot=plot)
     return docs
 
