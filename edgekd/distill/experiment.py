@@ -29,7 +29,7 @@ from .distributed import Ranks, join
 from .report import write_reports
 from .runfolder import summarize, write_run
 from .teachers import load_teacher
-from .trio import Reporter, RunLog, Split, Trio, TrioResult
+from .trio import Reporter, RunLog, Split, TeacherShare, Trio, TrioResult
 
 
 def run_experiment(cfg: DistillConfig, reporter: Reporter | None = None, resume: bool = False,
@@ -52,13 +52,17 @@ class Experiment:
     """``prepare`` checks everything that can be wrong (options, data, models, the output
     folder) before anything is written or trained; ``run`` trains and writes."""
 
-    def __init__(self, cfg: DistillConfig, inputs: Inputs, device: str, ranks: Ranks, output: Output):
+    def __init__(self, cfg: DistillConfig, inputs: Inputs, device: str, ranks: Ranks, output: Output,
+                 share: TeacherShare | None = None):
         self.cfg, self.inputs, self.device, self.ranks, self.output = cfg, inputs, device, ranks, output
+        self.share = share
 
     @classmethod
     def prepare(cls, cfg: DistillConfig, resume: bool = False, force: bool = False,
-                progress: Progress | None = None, note: Callable[[str], None] | None = None) -> "Experiment":
-        """``progress``/``note``: what decoding images into the cache reports (``checks.load_data``)."""
+                progress: Progress | None = None, note: Callable[[str], None] | None = None,
+                share: TeacherShare | None = None) -> "Experiment":
+        """``progress``/``note``: what decoding images into the cache reports (``checks.load_data``);
+        ``share``: the teacher of a sweep, trained once for all its students."""
         cfg.validate()
         brought = load_teacher(cfg.teacher_from) if cfg.teacher_from else None
         data = load_data(cfg, progress, note)
@@ -72,7 +76,7 @@ class Experiment:
         locks: list[OutputLock] = []       # rank 0's lock stays here: on_main sends the others the stage only
         stage = ranks.on_main(lambda: staging_folder(Path(cfg.out), resume, force, cfg, locks))
         output = Output(stage, resume, force, locks[0] if locks else None)
-        return cls(cfg, Inputs(data, brought, arrays, splits), device, ranks, output)
+        return cls(cfg, Inputs(data, brought, arrays, splits), device, ranks, output, share)
 
     def run(self, reporter: Reporter | None = None) -> Document:
         if not self.ranks.is_main:
@@ -103,7 +107,7 @@ class Experiment:
                  f"{len(data.labels)} classes, input {data.input_shape}")
         if ranks.distributed:
             log.line(f"torchrun: {ranks.world_size} ranks, {ranks.backend} backend, device {self.device}")
-        trio = Trio(self.cfg, data, self.inputs.brought, self.device, state, log, ranks)
+        trio = Trio(self.cfg, data, self.inputs.brought, self.device, state, log, ranks, self.share)
         folds = [trio.run(Split(f"fold{k + 1}", k, train_x[tr], train_y[tr], train_x[va], train_y[va])).record
                  for k, (tr, va) in enumerate(self.inputs.splits)]
         final = trio.run(Split("final", len(self.inputs.splits), train_x, train_y, test_x, test_y, final=True))

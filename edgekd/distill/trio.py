@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -42,6 +42,17 @@ STAGE_INFO = ("trained", "epochs", "seconds", "samples_per_second", "precision",
 STAGE_WEIGHTS = "model.safetensors"
 
 Reporter = Callable[..., None]
+
+
+@dataclass
+class TeacherShare:
+    """One teacher for several students (``edgekd sweep``): each split's teacher is trained by the
+    first experiment into ``folder/SPLIT/`` and loaded from there by the others (and by a resumed
+    sweep); its outputs on the student samples, the same for every student of a split (same data,
+    seed and subset), are computed once per split and kept here. ``folder`` is None on the ranks
+    other than 0 under torchrun: rank 0 reads the folder and hands them the weights."""
+    folder: Path | None
+    outputs: dict = field(default_factory=dict)      # (split, needs, views) → (views, outputs)
 
 
 class RunLog:
@@ -93,9 +104,9 @@ class Trio:
     """Trains and scores teacher, student and simple model on one split."""
 
     def __init__(self, cfg: DistillConfig, data: Dataset, brought: BroughtTeacher | None,
-                 device: str, state: Path | None, log: RunLog, ranks: Ranks = SINGLE):
+                 device: str, state: Path | None, log: RunLog, ranks: Ranks = SINGLE, share: TeacherShare | None = None):
         self.cfg, self.data, self.brought, self.device, self.state, self.log = cfg, data, brought, device, state, log
-        self.ranks = ranks
+        self.ranks, self.share = ranks, share
 
     def seed(self, split_index: int, role: str) -> int:
         return self.cfg.seed * 1000 + split_index * 10 + TRAINED_ROLES.index(role)
@@ -151,6 +162,11 @@ class Trio:
         if augment and not self.cfg.teacher_views:
             kd.teacher = teacher
             return kd
+        key = (split.name, kd.loss.needs, self.cfg.teacher_views if augment else 0)
+        if self.share is not None and key in self.share.outputs:
+            kd.views, kd.outputs = self.share.outputs[key]
+            self.log.line(f"{split.name}: teacher outputs of the student samples from the sweep's cache")
+            return kd
         cached = time.perf_counter()
         if augment:
             augmenter = Augmenter(augment, fill if fill is not None else torch.zeros(1))
@@ -159,6 +175,8 @@ class Trio:
                                                 kd.loss.needs, self.ranks)
         else:
             kd.outputs = teacher_outputs(teacher, x_student, kd.loss.needs, self.ranks)
+        if self.share is not None:
+            self.share.outputs[key] = (kd.views, kd.outputs)
         views = f" in {self.cfg.teacher_views} augmented views" if augment else ""
         self.log.line(f"{split.name}: teacher {' and '.join(kd.loss.needs)} of {len(x_student)} student samples{views} cached in "
                       f"{time.perf_counter() - cached:.2f} s")
@@ -175,11 +193,15 @@ class Trio:
         torch.manual_seed(seed)
         teacher = build(self.cfg.teacher, self.data.input_shape, len(self.data.labels)).to(self.device)
         settings = replace(base, epochs=self.cfg.teacher_epochs, seed=seed)
-        return teacher, self._stage(split.name, "teacher", teacher, (xt, yt), settings, None)
+        shared = self.share.folder / split.name if self.share and self.share.folder else None
+        return teacher, self._stage(split.name, "teacher", teacher, (xt, yt), settings, None, shared)
 
-    def _stage(self, split: str, role: str, model, xy: tuple, settings: FitSettings, kd: KDTarget | None) -> dict:
-        """Train one model, or load it when a previous (interrupted) run finished this stage."""
-        folder = self.state / split / role if self.state else None
+    def _stage(self, split: str, role: str, model, xy: tuple, settings: FitSettings, kd: KDTarget | None,
+               folder: Path | None = None) -> dict:
+        """Train one model, or load it when a previous (interrupted) run finished this stage; its
+        folder is ``state/SPLIT/ROLE`` unless given (a sweep's shared teacher)."""
+        if folder is None:
+            folder = self.state / split / role if self.state else None
         finished = self.ranks.on_main(lambda: _finished_stage(folder, model))
         if finished:
             info, weights = finished

@@ -42,11 +42,11 @@ class Context:
         return next((b for b in self.baseline["models"] if b["file"] == m["file"]), None)
 
 
-def _setting(x: dict) -> str:
+def setting_name(x: dict) -> str:
     return f"{x['threads']} thread{'s' if x['threads'] > 1 else ''}, batch {x['batch']}"
 
 
-def _latency(x: dict, stat: str) -> float:
+def latency_stat(x: dict, stat: str) -> float:
     """The median over repetitions (median_low: always a measured value), or the one measurement."""
     reps = x.get("repeats")
     return median_low(reps[stat]) if reps else x["latency_ms"][stat]
@@ -73,18 +73,18 @@ def _latency_of(stat: str):
         out = []
         for x in measured(m):
             n, spread = _repetitions(x, stat)
-            out.append(Reading(_setting(x), _latency(x, stat), f"median of {n}, spread {ms3(spread)} ms",
+            out.append(Reading(setting_name(x), latency_stat(x, stat), f"median of {n}, spread {ms3(spread)} ms",
                                spread=spread))
         return out
     return measure
 
 
-def _peak_mib(x: dict) -> float:
+def peak_mib(x: dict) -> float:
     return x["memory"]["rss_peak_inference"] / MIB
 
 
 def _memory(ctx, m):
-    return [Reading(_setting(x), _peak_mib(x)) for x in measured(m)]
+    return [Reading(setting_name(x), peak_mib(x)) for x in measured(m)]
 
 
 def _accuracy(ctx, m):
@@ -109,7 +109,7 @@ def _speedup(ctx, m):
         xt = next(x for x in measured(t) if (x["threads"], x["batch"]) == (c["threads"], c["batch"]))
         # relative spreads add up in a ratio of two noisy medians
         rel = sum(_repetitions(x)[1] / x["latency_ms"]["p50"] for x in (xs, xt))
-        out.append(Reading(_setting(xs), c["speedup"], f"teacher p50 / model p50, same run, vs {t['file']}; "
+        out.append(Reading(setting_name(xs), c["speedup"], f"teacher p50 / model p50, same run, vs {t['file']}; "
                            f"spread ±{c['speedup'] * rel:.2f}×", spread=c["speedup"] * rel))
     return out
 
@@ -146,9 +146,9 @@ def _latency_increase(ctx, m):
         return [_paired_reading(x, bx) for x, bx in _base_pairs(ctx, m)]
     out = []
     for x, bx in _base_pairs(ctx, m):
-        now, base = _latency(x, "p50"), _latency(bx, "p50")
+        now, base = latency_stat(x, "p50"), latency_stat(bx, "p50")
         n, spread = _repetitions(x)
-        out.append(Reading(_setting(x), (now / base - 1) * 100,
+        out.append(Reading(setting_name(x), (now / base - 1) * 100,
                            f"p50 {ms3(now)} ms vs {ms3(base)} ms baseline; spread {ms3(spread)} ms "
                            f"({spread / base * 100:.1f}%) over {n} repetition{'s' if n > 1 else ''}",
                            spread=spread / base * 100))
@@ -160,14 +160,14 @@ def _paired_reading(x: dict, bx: dict) -> Reading:
 
     new, old = x["repeats"]["p50"], bx["repeats"]["p50"]
     change, low, high = paired_change(new, old)
-    return Reading(_setting(x), change, f"median p50 {ms3(median(new))} ms vs {ms3(median(old))} ms, "
+    return Reading(setting_name(x), change, f"median p50 {ms3(median(new))} ms vs {ms3(median(old))} ms, "
                    f"{len(new)} pairs in this run; {CONFIDENCE:.0%} interval {low:+.1f}% to {high:+.1f}%",
                    spread=change - low, lower=low)
 
 
 def _memory_increase(ctx, m):
-    return [Reading(_setting(x), (_peak_mib(x) / _peak_mib(bx) - 1) * 100,
-                    f"peak {_peak_mib(x):.1f} MiB vs {_peak_mib(bx):.1f} MiB baseline")
+    return [Reading(setting_name(x), (peak_mib(x) / peak_mib(bx) - 1) * 100,
+                    f"peak {peak_mib(x):.1f} MiB vs {peak_mib(bx):.1f} MiB baseline")
             for x, bx in _base_pairs(ctx, m)]
 
 

@@ -1,0 +1,65 @@
+"""sweep.json: the document ``edgekd sweep`` writes (README: "edgekd sweep"). Torch-free.
+
+Only edgekd writes it and nothing of edgekd reads it back (a resumed sweep re-reads each student's
+own files), so its shape is documented here and left unchecked.
+"""
+from __future__ import annotations
+
+from typing import TypedDict
+
+SCHEMA = "edgekd.sweep"
+
+
+class Student(TypedDict):
+    name: str                 # its folder under students/: N-SPEC
+    spec: str
+    run: str                  # the run folder, relative to the sweep folder
+    bundle: str
+    parameters: int
+    macs: int | None
+    cv: dict                  # cv.json's "cv": teacher/student/simple/distillation_gain mean, std, min, max
+    test: dict                # cv.json's "test": each role's accuracy on the held-out split (PyTorch)
+    seconds: dict             # distill/export/bench → seconds (a step an earlier, resumed run did: its time then)
+
+
+class Candidate(TypedDict):
+    student: str
+    spec: str
+    file: str                 # student.onnx, student.int8.tflite
+    format: str | None
+    precision: str | None
+    accuracy: float | None    # of the file, on the bundle's held-out split, as benched
+    setting: str              # the first measured setting ("1 thread, batch 1"): the p50 and memory below
+    p50_ms: float             # median over repetitions, as the gate reads it
+    bytes: int
+    peak_memory_mib: float
+    speedup_vs_teacher: float | None
+    parameters: int | None
+    meets_budget: bool | None     # None: no --budget
+    failed: list[str] | None      # the gate's lines of its failed checks
+
+
+class Pick(TypedDict):
+    by: str                   # fastest | smallest
+    candidate: int | None     # index into candidates; None: no budget, or none meets it
+    student: str | None
+    file: str | None
+
+
+class SweepDoc(TypedDict, total=False):
+    schema: str
+    schema_version: int
+    edgekd_version: str
+    created_utc: str
+    teacher: str              # the spec trained once, or the brought teacher
+    data: str
+    device: str               # the device line of the first bench (the board's with --remote)
+    remote: str | None
+    bench_settings: dict      # BenchOptions' fields
+    students: list[Student]
+    candidates: list[Candidate]
+    fronts: dict              # latency/size/memory → indices of the candidates on that Pareto front
+    budget: bool
+    pick: Pick
+    seconds: float            # this invocation (a resumed sweep: since the resume)
+    outputs: dict             # json, markdown, plot (None without matplotlib)

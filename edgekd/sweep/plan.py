@@ -1,0 +1,78 @@
+"""What a sweep runs: its students (checked, named) and the record that a resumed sweep must match."""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, replace
+
+from ..config import DistillConfig
+from ..errors import ConfigError
+
+PICKS = ("fastest", "smallest")
+
+
+def parse_students(students: str | list[str]) -> list[str]:
+    """``"cnn:width=8;mlp:hidden=32"`` (or a list) → the specs, each built-in spec checked against
+    the zoo; none, or one given twice (also with its options in another order or a default spelled
+    out), is a ConfigError."""
+    specs = students.split(";") if isinstance(students, str) else list(students)
+    specs = [spec.strip() for spec in specs if spec.strip()]
+    if not specs:
+        raise ConfigError("a sweep needs at least one student, and --students names none",
+                          hint="e.g. --students 'cnn:width=8,depth=2;cnn:width=16,depth=2;mlp:hidden=32'")
+    seen: dict[str, str] = {}
+    for spec in specs:
+        key = canonical(spec)
+        if key in seen:
+            same = "" if seen[key] == spec else f" (as '{seen[key]}')"
+            raise ConfigError(f"student '{spec}' is given twice{same}: the sweep would train it twice",
+                              hint="give each student once")
+        seen[key] = spec
+    return specs
+
+
+def canonical(spec: str) -> str:
+    """One spelling per model: a zoo spec with every option, defaults included, in name order; your
+    own factory (``MODULE:FACTORY``) as written, its file made absolute."""
+    from ..models import MODELS, parse_spec, read_options
+    from ..models.user import absolute_spec, parse_user_spec
+
+    if parse_user_spec(spec) is not None:
+        return absolute_spec(spec)
+    name, given = parse_spec(spec)
+    options = {key: option.default for key, option in read_options(MODELS.get(name)).items()}
+    options.update(given)
+    return f"{name}:" + ",".join(f"{key}={options[key]}" for key in sorted(options))
+
+
+def folder_name(index: int, spec: str) -> str:
+    """``2-cnn-width-16-depth-2``: the student's folder under ``students/`` (its number keeps two
+    specs that differ only in punctuation apart, and the order of --students)."""
+    tail = spec.rsplit("/", 1)[-1]            # FILE.py:FACTORY: no folders in the name
+    return f"{index + 1}-" + (re.sub(r"[^A-Za-z0-9.]+", "-", tail).strip("-.")[:60] or "student")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything that decides the sweep's numbers; a resumed sweep must have the same (sweep.toml
+    in its staging folder). The budget and the pick are not in it: they are applied at the end, so
+    a resumed (or re-judged) sweep may change them."""
+    students: tuple[str, ...]
+    config: DistillConfig           # the students' common distill configuration (``student``, ``out`` unused)
+    bench: dict                     # BenchOptions' fields
+    remote: str | None              # [user@]host:DIR of --remote
+
+    def record(self) -> str:
+        cfg = replace(self.config, student="", out="")
+        bench = ", ".join(f"{key} = {value!r}" for key, value in sorted(self.bench.items()))
+        return (f"students = {list(self.students)!r}\nremote = {self.remote!r}\nbench = {{{bench}}}\n"
+                + cfg.to_toml())
+
+    def student_config(self, spec: str, out: str) -> DistillConfig:
+        return replace(self.config, student=spec, out=out)
+
+
+def bench_fields(options) -> dict:
+    """A BenchOptions as plain values (``data`` as text)."""
+    fields = asdict(options)
+    fields["data"] = None if fields["data"] is None else str(fields["data"])
+    return fields
