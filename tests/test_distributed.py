@@ -150,3 +150,17 @@ def test_torchrun_resumes_a_run_interrupted_in_one_process(tmp_path):
     cv = json.loads((tmp_path / "run" / "cv.json").read_text())
     assert cv["world_size"] == 2
     assert [r["epoch"] for r in cv["folds"][1]["student"]["history"]] == [1, 2, 3]   # epochs 1-2 from the checkpoint
+
+
+def test_a_sweep_under_torchrun_trains_on_both_ranks_and_rank_0_alone_writes(tmp_path):
+    result = torchrun(tmp_path, "sweep", "--students", "mlp:hidden=8;mlp:hidden=16", "--folds", "1",
+                      "--teacher-epochs", "2", "--student-epochs", "3", "--threads", "1", "--min-seconds", "0",
+                      "--out", tmp_path / "sw", "--json")
+    assert result.returncode == 0, (result.stderr[-3000:], *(rank_output(tmp_path, r)[-2000:] for r in (0, 1)))
+    doc = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    assert [s["spec"] for s in doc["students"]] == ["mlp:hidden=8", "mlp:hidden=16"]
+    logs = [(tmp_path / "sw" / s["run"] / "train.log").read_text() for s in doc["students"]]
+    assert all("torchrun: 2 ranks, gloo backend" in log for log in logs)
+    assert logs[1].count("/teacher: resumed from a finished stage") == 2      # trained once, by the first
+    assert json.loads(rank_output(tmp_path, 0)[rank_output(tmp_path, 0).index("{"):])["pick"]["by"] == "fastest"
+    assert "{" not in rank_output(tmp_path, 1)        # rank 1 printed nothing

@@ -15,7 +15,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))     # as when the scripts run: they
 import readme_section  # noqa: E402
 
 # each has render(record) and SECTION and RECORD, or SECTIONS (README marker → record) for several
-SCRIPTS = ["demo_figures", "int8_accuracy", "int8_speed", "losses", "distill_overhead", "fashion_mnist"]
+SCRIPTS = ["demo_figures", "int8_accuracy", "int8_speed", "losses", "distill_overhead", "fashion_mnist", "gate_noise",
+           "sweep_digits"]
 
 
 def _script(name: str):

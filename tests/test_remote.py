@@ -144,3 +144,27 @@ def test_a_remote_names_user_host_and_folder(text, host, folder):
 def test_make_test_installs_the_ssh_server_first():
     make = subprocess.run(["make", "-n", "test"], capture_output=True, text=True, cwd=envs.REPO)
     assert "apt-get install" in make.stdout and "openssh-server rsync" in make.stdout, make.stdout
+
+
+def test_a_sweep_benches_each_student_on_the_board_in_a_folder_of_its_own(board, board_env, tmp_path):
+    from edgekd.bench.options import BenchOptions
+    from edgekd.config import load_config
+    from edgekd.sweep import run_sweep
+
+    students = ["mlp:hidden=8", "mlp:hidden=16"]
+    doc = run_sweep(load_config(None, folds=1, teacher_epochs=2, student_epochs=3), students, tmp_path / "sw",
+                    bench=BenchOptions(**FAST_BENCH), remote=remote(board, board_env, tmp_path / "board"))
+    assert doc["remote"] == f"{board.host}:{tmp_path / 'board'}" and "over SSH" in doc["device"]
+    names = [s["name"] for s in doc["students"]]
+    assert sorted(p.name for p in (tmp_path / "board").iterdir()) == sorted(names)
+    for name in names:
+        bench = json.loads((tmp_path / "sw" / "students" / name / "bundle" / "bench.json").read_text())
+        assert bench["remote"]["path"] == str(tmp_path / "board" / name / "bundle")
+        assert bench["device"]["python"].split()[-1] == board_python(board_env)
+
+
+def test_a_sweep_checks_the_board_before_it_trains(board, tmp_path):
+    result = run_cli("sweep", "--students", "mlp:hidden=8", "--remote", f"{board.host}:{tmp_path / 'board'}",
+                     "--ssh-config", board.ssh_config, "--remote-edgekd", "/nowhere/edgekd", "--out", tmp_path / "sw")
+    assert_user_error(result, "'/nowhere/edgekd' is not a command on")
+    assert not (tmp_path / "sw").exists() and not (tmp_path / ".sw.partial").exists()

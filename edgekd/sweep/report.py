@@ -8,7 +8,7 @@ from pathlib import Path
 from .. import __version__
 from ..bench.text import device_line
 from ..fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
-from ..render.numbers import size
+from ..render.numbers import ms3, size
 from ..schema import SCHEMA_VERSION
 from ..schema.sweep import SCHEMA
 from .front import AXES, candidates, fronts, judge, pick as choose
@@ -43,7 +43,7 @@ def table_rows(doc: dict) -> list[list[str]]:
         marks = "".join(axis[0].upper() for axis in AXES if i in doc["fronts"][axis]) or "·"
         verdict = "" if c["meets_budget"] is None else ("meets" if c["meets_budget"] else "fails")
         rows.append([c["student"], c["file"], "–" if c["accuracy"] is None else f"{100 * c['accuracy']:.2f}%",
-                     f"{c['p50_ms']:.4f}", size(c["bytes"]), f"{c['peak_memory_mib']:.1f}",
+                     ms3(c["p50_ms"]), size(c["bytes"]), f"{c['peak_memory_mib']:.1f}",
                      "–" if c["speedup_vs_teacher"] is None else f"{c['speedup_vs_teacher']:.1f}×", marks,
                      verdict + ("  ← pick" if i == doc["pick"]["candidate"] else "")])
     return rows
@@ -57,7 +57,7 @@ def pick_line(doc: dict) -> str:
         return "no candidate meets the budget (the failed checks are in sweep.json under candidates)"
     c = doc["candidates"][p["candidate"]]
     return (f"pick ({p['by']} that meets the budget): {c['student']}/{c['file']}, {100 * c['accuracy']:.2f}%, "
-            f"p50 {c['p50_ms']:.4f} ms, {size(c['bytes'])}")
+            f"p50 {ms3(c['p50_ms'])} ms, {size(c['bytes'])}")
 
 
 def to_markdown(doc: dict) -> str:

@@ -19,8 +19,10 @@ alone exports, benches and writes.
 """
 from __future__ import annotations
 
+import posixpath
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -73,6 +75,9 @@ class Sweep:
         _check_students(cfg, specs)
         plan = Plan(tuple(specs), cfg, bench_fields(bench or BenchOptions()), f"{remote.host}:{remote.folder}" if remote else None)
         ranks, _ = join(pick_device(cfg.device), cfg.backend)
+        if remote is not None:      # the board answers, has edgekd and a folder to write: before any training
+            from ..bench.remote import Session
+            ranks.on_main(lambda: Session.open(remote).close())
         locks: list = []
         out = Path(out)
         stage = ranks.on_main(lambda: staging_folder(out, resume, force, cfg, locks, (PLAN_FILE, plan.record()),
@@ -118,7 +123,7 @@ class Sweep:
                 ("export", lambda: (bundle / "manifest.json").is_file(),
                  lambda: export_run(run_dir, out=bundle, trust_model_code=True)),
                 ("bench", lambda: (bundle / "bench.json").is_file(),
-                 lambda: run_bench(bundle, BenchOptions(**self.plan.bench), remote=self.remote))):
+                 lambda: run_bench(bundle, BenchOptions(**self.plan.bench), remote=self._board(name)))):
             if done():
                 report("step", name=name, step=step, seconds=None)
                 continue
@@ -133,6 +138,12 @@ class Sweep:
                "cv": {role: cv["cv"][role] for role in ("teacher", "student", "simple", "distillation_gain")},
                "test": cv["test"], "seconds": steps}
         return row, read_bench(bundle / "bench.json")
+
+    def _board(self, name: str):
+        """The board's folder for this student: DIR/N-SPEC (its bundle in DIR/N-SPEC/bundle)."""
+        if self.remote is None:
+            return None
+        return replace(self.remote, folder=posixpath.join(self.remote.folder, name))
 
     def _distill(self, run_dir: Path, spec: str, report: Reporter) -> None:
         """The student's distill run, its teacher shared; a finished run is kept (every rank agrees)."""
@@ -160,8 +171,6 @@ def _checked_budget(budget) -> dict | None:
 
 def _check_students(cfg: DistillConfig, specs: list[str]) -> None:
     """Every student built for the data's shape now, not after the students before it have trained."""
-    from dataclasses import replace
-
     from ..distill.checks import check_models, load_data
     from ..distill.teachers import load_teacher
 
