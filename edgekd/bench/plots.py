@@ -18,7 +18,6 @@ def require_matplotlib():
 
 def plot_png(result: dict) -> bytes:
     """Latency distribution (CDF) per model and setting, and accuracy against p50 latency."""
-    import io
     plt = require_matplotlib()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     for m in result["models"]:
@@ -41,7 +40,14 @@ def plot_png(result: dict) -> bytes:
     ax2.set_ylabel("accuracy on eval set (%)")
     ax2.set_title("accuracy vs latency" + ("" if any(m["accuracy"] is not None for m in result["models"])
                                            else " (no eval data)"))
-    fig.suptitle(f"edgekd bench · {device_line(result)}", fontsize=8)
+    return png(plt, fig, f"edgekd bench · {device_line(result)}")
+
+
+def png(plt, fig, title: str) -> bytes:
+    """The figure with its title, as PNG bytes (and closed)."""
+    import io
+
+    fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)

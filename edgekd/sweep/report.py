@@ -71,9 +71,7 @@ def to_markdown(doc: dict) -> str:
 
 def plot_png(doc: dict) -> bytes:
     """Accuracy against p50 latency, file size and peak memory, one panel each, the front joined."""
-    import io
-
-    from ..bench.plots import require_matplotlib
+    from ..bench.plots import png, require_matplotlib
     plt = require_matplotlib()
     fig, axes = plt.subplots(1, len(AXES), figsize=(5 * len(AXES), 4.5))
     cands, chosen = doc["candidates"], doc["pick"]["candidate"]
@@ -92,12 +90,7 @@ def plot_png(doc: dict) -> bytes:
         ax.set_xlabel(label + " (log)")
         ax.set_ylabel("accuracy on the held-out split (%)")
         ax.legend(fontsize=7)
-    fig.suptitle(f"edgekd sweep · {doc['device']}", fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return png(plt, fig, f"edgekd sweep · {doc['device']}")
 
 
 def write_sweep(folder: Path, doc: dict) -> None:
