@@ -38,9 +38,10 @@ def command(out: Path) -> list[str]:
 
 
 def render(record: dict) -> str:
-    doc = record["sweep"]
+    doc, bench = record["sweep"], record["sweep"]["bench_settings"]
     out = [f"`edgekd sweep --students '{STUDENTS}' --budget {BUDGET}` (distill's defaults: 5 folds, "
-           f"150 student epochs; bench: threads 1 and 2, the fronts at 1 thread) took "
+           f"150 student epochs; bench: threads {' and '.join(map(str, bench['threads']))}, {bench['repeat']} "
+           f"repetitions each, the fronts at {bench['threads'][0]} thread) took "
            f"**{record['minutes']:.1f} min** on {doc['device']} (target: {TARGET_MINUTES} min; load average "
            f"{record['load'][0]:.2f} at the start). The teacher trained once: "
            f"{record['teacher_seconds']:.0f} s of the {record['distill_seconds']:.0f} s of distilling.", "",

@@ -161,6 +161,6 @@ def test_a_sweep_under_torchrun_trains_on_both_ranks_and_rank_0_alone_writes(tmp
     assert [s["spec"] for s in doc["students"]] == ["mlp:hidden=8", "mlp:hidden=16"]
     logs = [(tmp_path / "sw" / s["run"] / "train.log").read_text() for s in doc["students"]]
     assert all("torchrun: 2 ranks, gloo backend" in log for log in logs)
-    assert logs[1].count("/teacher: resumed from a finished stage") == 2      # trained once, by the first
+    assert logs[1].count("/teacher: the sweep's shared teacher, trained once") == 2
     assert json.loads(rank_output(tmp_path, 0)[rank_output(tmp_path, 0).index("{"):])["pick"]["by"] == "fastest"
     assert "{" not in rank_output(tmp_path, 1)        # rank 1 printed nothing

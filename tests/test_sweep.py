@@ -85,7 +85,7 @@ def test_the_teacher_is_trained_once_and_its_outputs_computed_once_per_split(swe
     logs = [(folder / s["run"] / "train.log").read_text() for s in doc["students"]]
     assert logs[0].count("/teacher: 5 epochs") == SHORT["folds"] + 1
     for log in logs[1:]:
-        assert "/teacher: 5 epochs" not in log and log.count("/teacher: resumed from a finished stage") == 3
+        assert "/teacher: 5 epochs" not in log and log.count("/teacher: the sweep's shared teacher, trained once") == 3
         assert log.count("teacher outputs of the student samples from the sweep's cache") == 3
     weights = {hashlib.sha256((folder / s["run"] / "teacher" / "model.safetensors").read_bytes()).hexdigest()
                for s in doc["students"]}
@@ -103,30 +103,44 @@ def test_a_student_of_the_sweep_is_the_student_a_plain_distill_trains(sweep, tmp
     assert alone["cv"]["student"] == last["cv"]["student"]
 
 
-def test_an_interrupted_sweep_resumes_without_retraining(tmp_path):
+def test_an_interrupted_sweep_resumes_without_retraining_and_a_finished_one_is_judged_again(tmp_path):
     cfg = load_config(None, folds=1, teacher_epochs=2, student_epochs=3)
     students, events = STUDENTS[:2], []
 
-    def stop_at_second_export(event, **info):
+    def stop_after_the_first_bench(event, **info):
         events.append((event, info))
-        if event == "step" and info["step"] == "distill" and info["name"].startswith("2-"):
+        if event == "step" and info["step"] == "bench":
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(cfg, students, tmp_path / "sw", bench=BenchOptions(**FAST_BENCH), reporter=stop_at_second_export)
-    assert not (tmp_path / "sw").exists() and (tmp_path / ".sw.partial").is_dir()
+        run_sweep(cfg, students, tmp_path / "sw", bench=BenchOptions(**FAST_BENCH), reporter=stop_after_the_first_bench)
+    assert (tmp_path / "sw" / "plan.txt").is_file() and not (tmp_path / "sw" / "sweep.json").exists()
     with pytest.raises(ConfigError, match="an interrupted sweep exists"):
         run_sweep(cfg, students, tmp_path / "sw", bench=BenchOptions(**FAST_BENCH))
     with pytest.raises(ConfigError, match="used a different configuration"):
         run_sweep(cfg, students[::-1], tmp_path / "sw", bench=BenchOptions(**FAST_BENCH), resume=True)
-    events.clear()
-    doc = run_sweep(cfg, students, tmp_path / "sw", bench=BenchOptions(**FAST_BENCH), resume=True,
-                    reporter=lambda event, **info: events.append((event, info)))
-    steps = [(info["name"][:1], info["step"], info["seconds"] is None) for event, info in events if event == "step"]
-    assert steps == [("1", "distill", True), ("1", "export", True), ("1", "bench", True),
-                     ("2", "distill", True), ("2", "export", False), ("2", "bench", False)]
-    assert [s["spec"] for s in doc["students"]] == students and not (tmp_path / ".sw.partial").exists()
+
+    def steps(**options) -> tuple[dict, list]:
+        events.clear()
+        doc = run_sweep(cfg, students, tmp_path / "sw", bench=BenchOptions(**FAST_BENCH), resume=True,
+                        reporter=lambda event, **info: events.append((event, info)), **options)
+        return doc, [(info["name"][:1], info["step"], info["seconds"] is None) for event, info in events
+                     if event == "step"]
+
+    doc, done = steps()
+    assert done == [("1", "distill", True), ("2", "distill", True), ("1", "export", True), ("1", "bench", True),
+                    ("2", "export", False), ("2", "bench", False)]
+    assert [s["spec"] for s in doc["students"]] == students and set(doc["students"][0]["seconds"]) == {
+        "distill", "export", "bench"}
     assert doc["pick"]["candidate"] is None and doc["budget"] is False       # no budget: nothing picked
+    assert not (tmp_path / "sw" / "teacher").exists()
+    (tmp_path / "budget.toml").write_text("[student]\nmin_accuracy_percent = 1\n")
+    with pytest.raises(ConfigError, match="'bench.repeat = 1' then, 'bench.repeat = 3' now"):
+        steps(budget=tmp_path / "budget.toml")         # a budget's default is 3 repetitions
+    doc, done = steps(budget=tmp_path / "budget.toml", pick="smallest", repeat=1)   # judged again: nothing re-run
+    assert all(seconds_none for _, _, seconds_none in done) and doc["pick"]["by"] == "smallest"
+    smallest = min(doc["candidates"], key=lambda c: c["bytes"])
+    assert doc["candidates"][doc["pick"]["candidate"]] == smallest
 
 
 def test_fronts_and_pick_golden():
@@ -151,6 +165,11 @@ def test_students_are_checked_before_anything_trains(tmp_path):
     (tmp_path / "b.toml").write_text('["student.tflite"]\nmax_bytes = 10\n')
     with pytest.raises(ConfigError, match='no such model'):
         run_sweep(cfg, ["cnn:width=4"], tmp_path / "x", budget=tmp_path / "b.toml")
+    for budget, error in (("[teacher]\nmin_accuracy_percent = 50\n", "sets no limit for a student file"),
+                          ("[student]\nmax_bytes = 1\n[baseline]\nmax_size_increase_percent = 1\n", r"\[baseline\]")):
+        (tmp_path / "t.toml").write_text(budget)
+        with pytest.raises(ConfigError, match=error):
+            run_sweep(cfg, ["cnn:width=4"], tmp_path / "x", budget=tmp_path / "t.toml")
     assert not list(tmp_path.glob("*x*"))
 
 
@@ -158,7 +177,7 @@ def test_students_are_checked_before_anything_trains(tmp_path):
     (["--students", ";"], "a sweep needs at least one student"),
     (["--students", "mlp:hidden=16;mlp:hidden=16,depth=1"], "is given twice"),
     (["--students", "cnnn:width=4"], "did you mean 'cnn'"),
-    (["--students", "cnn:width=4", "--pick", "cheapest"], "--pick"),
+    (["--students", "cnn:width=4", "--pick", "cheapest"], "unknown pick 'cheapest'"),
     (["--students", "cnn:width=4", "--remote", "-oProxyCommand=x"], "is not [user@]host[:DIR]"),
 ])
 def test_bad_sweeps_are_one_line_errors(args, fragment, tmp_path):
@@ -178,3 +197,4 @@ def test_the_command_prints_the_table_and_json(tmp_path):
     assert_user_error(again, "sweep folder")
     table = run_cli(*base, "--force")
     assert table.returncode == 0 and "2-mlp-hidden-32" in table.stdout and "no budget" in table.stdout
+    assert "[2/2] mlp:hidden=32: export and bench" in table.stderr

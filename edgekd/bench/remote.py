@@ -68,7 +68,7 @@ class Remote:
 
     def run(self, script: str, what: str, check: bool = True) -> subprocess.CompletedProcess:
         """``script`` run by the board's shell; a connection failure is one error."""
-        done = subprocess.run([*self.ssh(), self.host, script], capture_output=True, stdin=subprocess.DEVNULL)
+        done = _call([*self.ssh(), self.host, script])
         if done.returncode == 255:
             said = _last_line(done.stderr) or "ssh exited with status 255"
             raise RuntimeBackendError(f"cannot reach '{self.host}' over SSH ({what}): {said}",
@@ -126,7 +126,7 @@ class Session:
             r.run(f"rm -rf -- {shlex.quote(remote_path)}", "removing an older copy")
             cmd = ["scp", "-q", "-r", "-B", *(["-F", r.ssh_config] if r.ssh_config else []), str(local),
                    f"{r.host}:{remote_path}"]
-        done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
+        done = _call(cmd)
         if done.returncode != 0:
             raise RuntimeBackendError(f"copying '{local}' to '{r.host}:{remote_path}' with {self.copy} failed: "
                                       f"{_last_line(done.stderr)}")
@@ -149,6 +149,15 @@ class Session:
     def close(self) -> None:
         if not self.remote.keep:
             self.remote.run(f"rm -rf -- {shlex.quote(self.run_folder)}", "removing the run's folder", check=False)
+
+
+def _call(cmd: list[str]) -> subprocess.CompletedProcess:
+    """ssh, scp or rsync: a client that is not installed here is a user error, not a traceback."""
+    try:
+        return subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise RuntimeBackendError(f"'{cmd[0]}' is not installed here: --remote needs the OpenSSH client",
+                                  hint="install it (Debian/Ubuntu: apt-get install openssh-client)") from None
 
 
 def _copy_method(asked: str, board: str) -> str:

@@ -112,7 +112,3 @@ _add_commands()
 
 def main() -> None:
     cli(prog_name="edgekd")
-
-
-if __name__ == "__main__":
-    main()

@@ -14,11 +14,12 @@ from .distill import training_options
               "or your own factories, as --student.")
 @functools.partial(training_options, student=False)
 @click.option("--threads", help="bench: thread counts, comma-separated; the first is the fronts' [default: 1,<cores>]")
-@click.option("--repeat", type=int, help="bench: fresh measurements per setting; the median counts [default: 1]")
+@click.option("--repeat", type=int, help="bench: fresh measurements per setting; the median counts "
+              "[default: 3 with --budget, as bench --budget; else 1]")
 @click.option("--min-seconds", type=float, help="bench: timed time per measurement (at least) [default: 2].")
 @click.option("--budget", type=click.Path(dir_okay=False), help="A budget TOML (the gate's keys): pick the "
               "fastest (--pick) student file that passes all its checks.")
-@click.option("--pick", type=click.Choice(["fastest", "smallest"]), default="fastest", show_default=True,
+@click.option("--pick", default="fastest", show_default=True, metavar="fastest|smallest",
               help="Which file meeting the budget to pick: the lowest p50, or the smallest file.")
 @remote_options
 @click.option("--out", default="runs/sweep", show_default=True, help="Sweep folder to write.")
@@ -40,9 +41,9 @@ def sweep_command(students, config_file, threads, repeat, min_seconds, budget, p
     from ..sweep import Sweep
 
     cfg = load_config(config_file, **options)
-    bench = BenchOptions(**parse_bench_options(threads, None, None, repeat=repeat, min_seconds=min_seconds))
+    bench = BenchOptions(**parse_bench_options(threads, None, None, min_seconds=min_seconds))
     where = remote_from(remote, remote_edgekd, remote_copy, remote_keep, ssh_config)
-    sweep = Sweep.prepare(cfg, students, out, bench, budget, pick, where, resume, force)
+    sweep = Sweep.prepare(cfg, students, out, bench, repeat, budget, pick, where, resume, force)
     with SweepProgress(enabled=sweep.ranks.is_main and not (quiet or as_json), folds=cfg.folds) as progress:
         doc = sweep.run(progress.report)
     if not sweep.ranks.is_main:

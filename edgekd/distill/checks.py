@@ -44,33 +44,29 @@ def device(name: str) -> str:
     return name
 
 
-def staging_folder(out: Path, resume: bool, force: bool, cfg: DistillConfig, locks: list,
-                   record: tuple[str, str] | None = None, what: str = "run") -> Path:
+def staging_folder(out: Path, resume: bool, force: bool, cfg: DistillConfig, locks: list) -> Path:
     """``.NAME.partial`` beside the run folder: kept after an interruption, for --resume.
-    Locked first (the lock goes into ``locks``): a live run owns its staging folder. ``record``
-    (file name, text): what a resumed run must match [default: config.toml]; ``what``: "run" or
-    "sweep", in the messages."""
-    refuse_existing(out, force, f"{what} folder")         # first: it refuses an --out without a name
-    locks.append(OutputLock(out, f"{what} folder"))
+    Locked first (the lock goes into ``locks``): a live run owns its staging folder."""
+    refuse_existing(out, force, "run folder")         # first: it refuses an --out without a name
+    locks.append(OutputLock(out, "run folder"))
     try:
-        return _check_staging(out, resume, force, record or ("config.toml", cfg.to_toml()), what)
+        return _check_staging(out, resume, force, cfg)
     except BaseException:
         locks.pop().release()
         raise
 
 
-def _check_staging(out: Path, resume: bool, force: bool, record: tuple[str, str], what: str) -> Path:
+def _check_staging(out: Path, resume: bool, force: bool, cfg: DistillConfig) -> Path:
     stage = out.with_name(f".{out.name}.partial")
     if not resume:
         if stage.exists() and not force:
-            raise ConfigError(f"an interrupted {what} exists at '{stage}'",
+            raise ConfigError(f"an interrupted run exists at '{stage}'",
                               hint="pass --resume to continue it, or --force to start over")
         shutil.rmtree(stage, ignore_errors=True)
     elif stage.exists():
-        name, text = record
-        saved = (stage / name).read_text() if (stage / name).is_file() else None
-        if saved is not None and saved != text:
-            raise ConfigError(f"the interrupted {what} at '{stage}' used a different configuration",
+        saved = (stage / "config.toml").read_text() if (stage / "config.toml").is_file() else None
+        if saved is not None and saved != cfg.to_toml():
+            raise ConfigError(f"the interrupted run at '{stage}' used a different configuration",
                               hint="resume with the same options, or pass --force to start over")
     return stage
 

@@ -164,7 +164,7 @@ class Trio:
             return kd
         key = (split.name, kd.loss.needs, self.cfg.teacher_views if augment else 0)
         if self.share is not None and key in self.share.outputs:
-            kd.views, kd.outputs = self.share.outputs[key]
+            kd.views, kd.outputs = _moved(self.share.outputs[key], self.device)
             self.log.line(f"{split.name}: teacher outputs of the student samples from the sweep's cache")
             return kd
         cached = time.perf_counter()
@@ -175,8 +175,8 @@ class Trio:
                                                 kd.loss.needs, self.ranks)
         else:
             kd.outputs = teacher_outputs(teacher, x_student, kd.loss.needs, self.ranks)
-        if self.share is not None:
-            self.share.outputs[key] = (kd.views, kd.outputs)
+        if self.share is not None:       # kept on the CPU: a GPU's memory is the students' to train with
+            self.share.outputs[key] = _moved((kd.views, kd.outputs), "cpu")
         views = f" in {self.cfg.teacher_views} augmented views" if augment else ""
         self.log.line(f"{split.name}: teacher {' and '.join(kd.loss.needs)} of {len(x_student)} student samples{views} cached in "
                       f"{time.perf_counter() - cached:.2f} s")
@@ -200,14 +200,15 @@ class Trio:
                folder: Path | None = None) -> dict:
         """Train one model, or load it when a previous (interrupted) run finished this stage; its
         folder is ``state/SPLIT/ROLE`` unless given (a sweep's shared teacher)."""
-        if folder is None:
-            folder = self.state / split / role if self.state else None
+        default = self.state / split / role if self.state else None
+        folder = folder or default
         finished = self.ranks.on_main(lambda: _finished_stage(folder, model))
         if finished:
             info, weights = finished
             model.load_state_dict(weights)
             model.eval()
-            self.log.line(f"{split}/{role}: resumed from a finished stage")
+            self.log.line(f"{split}/{role}: " + ("the sweep's shared teacher, trained once" if folder != default
+                                                 else "resumed from a finished stage"))
             return info
         if folder:
             folder.mkdir(parents=True, exist_ok=True)
@@ -240,3 +241,14 @@ def _finished_stage(folder: Path | None, model: torch.nn.Module) -> tuple[dict, 
     weights = read_checkpoint_weights(folder / STAGE_WEIGHTS)
     load_weights(model, weights, folder / STAGE_WEIGHTS)
     return info, weights
+
+
+def _moved(outputs, device: str):
+    """Teacher outputs (tensors in dicts, lists and tuples; None stays None) on ``device``."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs.to(device)
+    if isinstance(outputs, dict):
+        return {key: _moved(value, device) for key, value in outputs.items()}
+    if isinstance(outputs, (list, tuple)):
+        return type(outputs)(_moved(value, device) for value in outputs)
+    return outputs

@@ -29,7 +29,7 @@ class SweepProgress:
         if not self.enabled:
             return
         if event == "student":
-            console.print(f"[{info['index'] + 1}/{info['total']}] student {info['spec']}", highlight=False)
+            console.print(f"[{info['index'] + 1}/{info['total']}] {info['spec']}: {info['phase']}", highlight=False)
         elif event == "step":
             self._end_distill()
             seconds = info["seconds"]
@@ -49,7 +49,8 @@ def print_sweep_summary(doc: dict, out: str) -> None:
         table.add_row(*row)
     screen = report_console()
     screen.print(table)
-    screen.print(f"p50 and memory at {doc['candidates'][0]['setting']} · {doc['device']}", highlight=False)
+    setting = f"p50 and memory at {doc['candidates'][0]['setting']} · " if doc["candidates"] else ""
+    screen.print(setting + doc["device"], highlight=False)
     screen.print("front: L latency, S size, M memory (no other file is as accurate and cheaper)", highlight=False)
     screen.print(pick_line(doc), highlight=False)
     screen.print(f"sweep folder: {out}  ({doc['seconds']:.1f} s; sweep.json, sweep.md"

@@ -5,9 +5,9 @@ import re
 from dataclasses import asdict, dataclass, replace
 
 from ..config import DistillConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, unknown_name
+from .front import PICK_AXIS
 
-PICKS = ("fastest", "smallest")
 
 
 def parse_students(students: str | list[str]) -> list[str]:
@@ -53,8 +53,8 @@ def folder_name(index: int, spec: str) -> str:
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything that decides the sweep's numbers; a resumed sweep must have the same (sweep.toml
-    in its staging folder). The budget and the pick are not in it: they are applied at the end, so
+    """Everything that decides the sweep's numbers; a resumed sweep must have the same (plan.txt
+    in the sweep folder). The budget and the pick are not in it: they are applied at the end, so
     a resumed (or re-judged) sweep may change them."""
     students: tuple[str, ...]
     config: DistillConfig           # the students' common distill configuration (``student``, ``out`` unused)
@@ -63,9 +63,8 @@ class Plan:
 
     def record(self) -> str:
         cfg = replace(self.config, student="", out="")
-        bench = ", ".join(f"{key} = {value!r}" for key, value in sorted(self.bench.items()))
-        return (f"students = {list(self.students)!r}\nremote = {self.remote!r}\nbench = {{{bench}}}\n"
-                + cfg.to_toml())
+        bench = "".join(f"bench.{key} = {value!r}\n" for key, value in sorted(self.bench.items()))
+        return f"students = {list(self.students)!r}\nremote = {self.remote!r}\n{bench}" + cfg.to_toml()
 
     def student_config(self, spec: str, out: str) -> DistillConfig:
         return replace(self.config, student=spec, out=out)
@@ -76,3 +75,41 @@ def bench_fields(options) -> dict:
     fields = asdict(options)
     fields["data"] = None if fields["data"] is None else str(fields["data"])
     return fields
+
+
+def check_pick(pick: str) -> str:
+    if pick not in PICK_AXIS:
+        raise unknown_name("pick", pick, PICK_AXIS, ConfigError)
+    return pick
+
+
+def checked_budget(budget) -> dict | None:
+    """The budget (a path, or loaded), checked against the files every bundle of the sweep will have:
+    it must set a limit for a student file, or nothing could be picked."""
+    from ..bench.gate import BASELINE, load_budget, require_models
+    from ..bench.gate.budget import limits_for
+    from ..exporters.run import ExportOptions
+
+    if budget is None:
+        return None
+    budget = load_budget(budget) if not isinstance(budget, dict) else budget
+    if BASELINE in budget:
+        raise ConfigError("the budget has a [baseline] table, and a sweep compares its students with no baseline",
+                          hint="leave [baseline] out of the sweep's budget (it is for bench --baseline)")
+    files = [{"file": fmt.filename(role), "role": role} for role, fmt in ExportOptions().plan()[1]]
+    require_models(budget, files)
+    if not any(limits_for(budget, m) for m in files if m["role"] == "student"):
+        raise ConfigError("the budget sets no limit for a student file: the sweep could pick none",
+                          hint="add limits in [student] or [\"student.int8.tflite\"] (README 'The budget file')")
+    return budget
+
+
+def check_students(cfg: DistillConfig, specs: list[str]) -> None:
+    """Every student built for the data's shape now, not after the students before it have trained."""
+    from ..distill.checks import check_models, load_data
+    from ..distill.teachers import load_teacher
+
+    brought = load_teacher(cfg.teacher_from) if cfg.teacher_from else None
+    data = load_data(cfg)
+    for spec in specs:
+        check_models(replace(cfg, student=spec), data, brought)
