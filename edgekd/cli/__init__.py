@@ -93,6 +93,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
       edgekd distill --out runs/demo          teacher → student (+ simple baseline), k-fold CV
       edgekd export runs/demo                 student.onnx, student.int8.tflite, teacher.onnx
       edgekd bench runs/demo/bundle           accuracy, latency, memory on this device
+      edgekd sweep --students 'A;B;C'         several students: fronts, and the one that meets a budget
     """
     ctx.obj = {"debug": debug}
 
