@@ -18,7 +18,7 @@ from edgekd.errors import ConfigError
 from edgekd.sweep import canonical, pareto_front, parse_students, pick, run_sweep
 
 STUDENTS = ["cnn:width=4,depth=1", "cnn:width=8,depth=2", "mlp:hidden=16", "mlp:hidden=64"]
-SHORT = dict(folds=2, teacher_epochs=5, student_epochs=30, student_fraction=0.3)
+SHORT = dict(folds=1, teacher_epochs=5, student_epochs=30, student_fraction=0.3)
 BUDGET = "[student]\nmin_accuracy_percent = 60.0\n"
 
 
@@ -27,7 +27,8 @@ def sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
     (root / "budget.toml").write_text(BUDGET)
     events = []
-    doc = run_sweep(load_config(None, **SHORT), STUDENTS, root / "sweep", bench=BenchOptions(**FAST_BENCH),
+    # one repetition (a budget's default is 3: the resume test shows it) keeps the suite short
+    doc = run_sweep(load_config(None, **SHORT), STUDENTS, root / "sweep", bench=BenchOptions(**FAST_BENCH), repeat=1,
                     budget=root / "budget.toml", reporter=lambda event, **info: events.append((event, info)))
     return root / "sweep", doc, events
 
@@ -85,8 +86,8 @@ def test_the_teacher_is_trained_once_and_its_outputs_computed_once_per_split(swe
     logs = [(folder / s["run"] / "train.log").read_text() for s in doc["students"]]
     assert logs[0].count("/teacher: 5 epochs") == SHORT["folds"] + 1
     for log in logs[1:]:
-        assert "/teacher: 5 epochs" not in log and log.count("/teacher: the sweep's shared teacher, trained once") == 3
-        assert log.count("teacher outputs of the student samples from the sweep's cache") == 3
+        assert "/teacher: 5 epochs" not in log and log.count("/teacher: the sweep's shared teacher, trained once") == SHORT["folds"] + 1
+        assert log.count("teacher outputs of the student samples from the sweep's cache") == SHORT["folds"] + 1
     weights = {hashlib.sha256((folder / s["run"] / "teacher" / "model.safetensors").read_bytes()).hexdigest()
                for s in doc["students"]}
     assert len(weights) == 1
@@ -186,15 +187,13 @@ def test_bad_sweeps_are_one_line_errors(args, fragment, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_the_command_prints_the_table_and_json(tmp_path):
+def test_the_command_prints_the_table_and_refuses_to_overwrite(tmp_path):
     base = ["sweep", "--students", "mlp:hidden=8;mlp:hidden=32", "--folds", "1", "--teacher-epochs", "2",
             "--student-epochs", "3", "--threads", "1", "--min-seconds", "0", "--out", tmp_path / "sw"]
-    result = run_cli(*base, "--json", "--quiet")
-    assert result.returncode == 0, result.stderr
-    doc = json.loads(result.stdout)
-    assert doc["schema"] == "edgekd.sweep" and len(doc["candidates"]) == 4
-    again = run_cli(*base)
-    assert_user_error(again, "sweep folder")
-    table = run_cli(*base, "--force")
-    assert table.returncode == 0 and "2-mlp-hidden-32" in table.stdout and "no budget" in table.stdout
+    table = run_cli(*base)
+    assert table.returncode == 0, table.stderr
+    assert "2-mlp-hidden-32" in table.stdout and "no budget" in table.stdout
     assert "[2/2] mlp:hidden=32: export and bench" in table.stderr
+    doc = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    assert doc["schema"] == "edgekd.sweep" and len(doc["candidates"]) == 4
+    assert_user_error(run_cli_here(*base), "sweep folder")
