@@ -9,7 +9,6 @@ from ..errors import ConfigError, unknown_name
 from .front import PICK_AXIS
 
 
-
 def parse_students(students: str | list[str]) -> list[str]:
     """``"cnn:width=8;mlp:hidden=32"`` (or a list) → the specs, each built-in spec checked against
     the zoo; none, or one given twice (also with its options in another order or a default spelled
