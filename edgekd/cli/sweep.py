@@ -32,8 +32,8 @@ def sweep_command(students, config_file, threads, repeat, min_seconds, budget, p
     """Distill, export and bench several students against one teacher; Pareto fronts and a pick.
 
     \b
-      edgekd sweep --students 'cnn:width=8,depth=2;cnn:width=16,depth=2;mlp:hidden=32;mlp:hidden=128' \\
-          --budget examples/edgekd-budget.toml
+      edgekd sweep --students 'cnn:width=8,depth=2;cnn:width=16,depth=2;mlp:hidden=16;mlp:hidden=64' \\
+          --budget examples/sweep-budget.toml
     """
     from ..bench.options import BenchOptions
     from ..config import load_config
