@@ -56,8 +56,13 @@ def staging_folder(out: Path, resume: bool, force: bool, cfg: DistillConfig, loc
         raise
 
 
+def staging_path(out: Path) -> Path:
+    """Where a run folder is written until it is complete (and an interrupted one stays)."""
+    return out.with_name(f".{out.name}.partial")
+
+
 def _check_staging(out: Path, resume: bool, force: bool, cfg: DistillConfig) -> Path:
-    stage = out.with_name(f".{out.name}.partial")
+    stage = staging_path(out)
     if not resume:
         if stage.exists() and not force:
             raise ConfigError(f"an interrupted run exists at '{stage}'",

@@ -10,7 +10,7 @@ from ..bench.text import device_line
 from ..fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..render.numbers import ms3, size
 from ..schema import SCHEMA_VERSION
-from ..schema.sweep import SCHEMA
+from ..schema.sweep import SCHEMA, SweepDoc
 from .front import AXES, candidates, fronts, judge, pick as choose
 from .plan import Plan
 
@@ -18,7 +18,10 @@ COLUMNS = ("student", "file", "accuracy", "p50 ms", "size", "peak MiB", "× teac
 
 
 def sweep_document(plan: Plan, rows: list[dict], benches: dict[str, dict], budget: dict | None, by: str,
-                   seconds: float) -> dict:
+                   seconds: float) -> SweepDoc:
+    import importlib.util
+
+    plot = importlib.util.find_spec("matplotlib") is not None      # sweep.png only where it can be drawn
     cands = [c for row in rows for c in candidates(row["name"], row["spec"], benches[row["name"]])]
     judge(cands, benches, budget)
     chosen = choose(cands, by)
@@ -32,7 +35,8 @@ def sweep_document(plan: Plan, rows: list[dict], benches: dict[str, dict], budge
             "pick": {"by": by, "candidate": chosen,
                      "student": None if chosen is None else cands[chosen]["student"],
                      "file": None if chosen is None else cands[chosen]["file"]},
-            "seconds": round(seconds, 1)}
+            "seconds": round(seconds, 1),
+            "outputs": {"json": "sweep.json", "markdown": "sweep.md", "plot": "sweep.png" if plot else None}}
 
 
 def table_rows(doc: dict) -> list[list[str]]:
@@ -93,13 +97,9 @@ def plot_png(doc: dict) -> bytes:
     return png(plt, fig, f"edgekd sweep · {doc['device']}")
 
 
-def write_sweep(folder: Path, doc: dict) -> None:
-    """sweep.md, sweep.png where matplotlib is installed (``outputs`` says), then sweep.json."""
-    import importlib.util
-
-    plot = importlib.util.find_spec("matplotlib") is not None
-    doc["outputs"] = {"json": "sweep.json", "markdown": "sweep.md", "plot": "sweep.png" if plot else None}
+def write_sweep(folder: Path, doc: SweepDoc) -> None:
+    """sweep.md, sweep.png (when ``outputs`` names it), then sweep.json."""
     atomic_write_text(folder / "sweep.md", to_markdown(doc))
-    if plot:
+    if doc["outputs"]["plot"]:
         atomic_write_bytes(folder / "sweep.png", plot_png(doc))
     atomic_write_json(folder / "sweep.json", doc)

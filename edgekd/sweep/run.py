@@ -113,6 +113,7 @@ class Sweep:
     def _distill(self, name: str, spec: str, report: Reporter) -> None:
         """The student's distill run, its teacher shared; a finished run is kept (rank 0 decides, for all)."""
         from ..distill import Experiment
+        from ..distill.checks import staging_path
 
         run_dir = self.out / "students" / name
         if self.ranks.on_main(lambda: (run_dir / "cv.json").is_file()):
@@ -120,9 +121,8 @@ class Sweep:
                 self._step(name, "distill", None, report)
             return
         started = time.perf_counter()
-        partial = run_dir.with_name(f".{run_dir.name}.partial")
         cfg = self.plan.student_config(spec, str(run_dir))
-        Experiment.prepare(cfg, resume=partial.exists(), share=self.share).run(report)
+        Experiment.prepare(cfg, resume=staging_path(run_dir).exists(), share=self.share).run(report)
         if self.ranks.is_main:
             self._step(name, "distill", time.perf_counter() - started, report)
 
