@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BundleError, ConfigError
+from .npzfile import check_npz
 from .schema.jsonfile import read_json
 from .schema.manifest import EVAL_FILE, MANIFEST, Manifest  # noqa: F401  (EVAL_FILE: bundle.EVAL_FILE for its readers)
 

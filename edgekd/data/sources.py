@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..npzfile import check_npz
 from . import Dataset, as_images_or_table, check_pair, encode_labels, register_source
 
 
@@ -54,6 +55,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     (np.load raises EOFError on an empty file, which click would turn into "Aborted!")."""
     if path.stat().st_size == 0:
         raise DataError(f"'{path}' is empty (0 bytes), not an npz archive", hint="save it again with np.savez")
+    check_npz(path, DataError)
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in ("x", "y") if k not in data.files]

@@ -12,6 +12,7 @@ from ..bundle import EVAL_FILE
 from ..data import IMAGE_LAYOUT, TABULAR_LAYOUT
 from ..data.split import stratified_indices
 from ..errors import ConfigError, DataError, ModelError
+from ..npzfile import check_npz
 from ..runtimes.onnx_external import refuse_external_data
 from ..runtimes import open_model
 from ..schema import TRAINED_ROLES
@@ -186,6 +187,7 @@ def load_eval(run_dir: Path, input_shape: tuple[int, ...]) -> tuple[np.ndarray, 
     if not path.is_file():
         raise DataError(f"run '{run_dir}' has no {EVAL_FILE} (the held-out split)",
                         hint="is it a complete edgekd distill run?")
+    check_npz(path, DataError)
     try:
         with np.load(path, allow_pickle=False) as data:
             if "x" not in data or "y" not in data:
@@ -227,6 +229,7 @@ def calibration_pool(run_dir: Path, input_shape: tuple[int, ...]) -> tuple[np.nd
     if not path.is_file():
         raise DataError(f"run '{run_dir}' has no {CALIBRATION_FILE} (training samples for int8 calibration)",
                         hint="int8 formats need it; re-run edgekd distill, or export without int8: --formats onnx")
+    check_npz(path, DataError)
     try:
         with np.load(path, allow_pickle=False) as data:
             x = data["x"].astype(np.float32)
