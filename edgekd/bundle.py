@@ -65,6 +65,7 @@ class Bundle:
 
 def load_eval_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(x float32, y int64) from an eval.npz; never unpickles."""
+    check_npz(path, BundleError)
     try:
         data = np.load(path, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
@@ -73,7 +74,8 @@ def load_eval_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
             if "x" not in data or "y" not in data:
                 raise BundleError(f"'{path}' has no arrays 'x' and 'y'",
                                   hint=f"it holds: {', '.join(data.files) or 'nothing'}")
-            return data["x"].astype(np.float32), _class_indices(data["y"], path)
+            with np.errstate(over="ignore"):     # beyond float32 becomes inf: check_eval's one error, no warning
+                return data["x"].astype(np.float32), _class_indices(data["y"], path)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise BundleError(f"cannot read '{path}': {exc}") from None
 

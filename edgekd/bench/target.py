@@ -80,7 +80,7 @@ def check_eval(x, y, where: Path, inputs: dict, classes: int | None = None) -> N
     bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))      # one pass over the eval data
     if bad:
         raise DataError(f"'{where}': x holds {bad} values that are not "
-                        "finite (NaN or infinity)", hint="eval data must be preprocessed, finite numbers")
+                        "finite (NaN, infinity, or beyond float32's range)", hint="eval data must be preprocessed, finite numbers")
     check_classes(y, classes, where)
     from ..runtimes.base import check_sample_shape
 

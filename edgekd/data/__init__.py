@@ -117,7 +117,8 @@ def as_images_or_table(x: np.ndarray, where: str) -> np.ndarray:
     if x.dtype.kind not in "fiub":
         raise DataError(f"features in {where} must be numeric, got dtype {x.dtype}")
     if x.dtype not in SMALL_INTEGERS:
-        x = x.astype(np.float32, copy=False)
+        with np.errstate(over="ignore"):      # beyond float32 becomes inf: one error below, not numpy's warning
+            x = x.astype(np.float32, copy=False)
     if x.ndim == 3:
         x = x[:, None]
     elif x.ndim == 4 and x.shape[-1] <= 4 and x.shape[1] > 4:
@@ -125,7 +126,8 @@ def as_images_or_table(x: np.ndarray, where: str) -> np.ndarray:
     elif x.ndim not in (2, 4):
         raise DataError(f"features in {where} must be N×F, N×H×W or N×C×H×W, got shape {x.shape}")
     if x.dtype.kind == "f" and not np.isfinite(x.sum(dtype=np.float64)):     # a sum, not an N-sized mask
-        raise DataError(f"features in {where} contain NaN or infinite values")
+        raise DataError(f"features in {where} contain NaN or infinite values, or values beyond float32's range",
+                        hint="training runs in float32 (|x| < 3.4e38); drop or rescale those features")
     return np.ascontiguousarray(x)
 
 
