@@ -6,10 +6,10 @@ import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from .compat import tomllib
 from .data.images import ImageOptions
 from .data.preprocess import NORMALIZATIONS
 from .errors import ConfigError, unknown_name
+from .schema.tomlfile import parse_toml
 
 
 #: the sane range of each whole-number option: beyond it a value is a typo, not a wish
@@ -161,8 +161,8 @@ def load_config(path: str | Path | None = None, **overrides) -> DistillConfig:
         if not path.is_file():
             raise ConfigError(f"config file '{path}' not found")
         try:
-            values = tomllib.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            values = parse_toml(path.read_text(encoding="utf-8"), f"'{path}'", "distill config", ConfigError)
+        except UnicodeDecodeError as exc:
             raise ConfigError(f"'{path}' is not valid TOML: {exc}") from None
     known = {f.name: f for f in fields(DistillConfig)}
     for key, value in values.items():

@@ -268,9 +268,12 @@ def _check_fields(doc: dict) -> None:
             field(doc, key, "the document", OBJECT)
     if (doc.get("target") or {}).get("eval") is not None:
         field(doc["target"], "eval", "target", OBJECT)
+    first_of: dict[str, int] = {}       # a file twice: a budget or a baseline would match two models
     for i, m in enumerate(field(doc, "models", "the document", OBJECTS)):
         at = f"models[{i}]"
-        field(m, "file", at, TEXT)
+        name = field(m, "file", at, TEXT)
+        if first_of.setdefault(name, i) != i:
+            raise Invalid(f"{at} repeats the file '{name}' of models[{first_of[name]}]; a bench measures each file once")
         field(m, "bytes", at, COUNT)
         field(m, "accuracy", at, FRACTION)
         for j, x in enumerate(field(m, "measurements", at, OBJECTS)):

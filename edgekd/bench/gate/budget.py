@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ...compat import tomllib
 from ...errors import ConfigError, closest
 from ...runtimes import SUFFIXES
 from ...schema import BENCH_ROLES
+from ...schema.tomlfile import parse_toml
 from .keys import BASELINE, BY_NAME, KEYS, Key
 
 MODEL_SUFFIXES = tuple(SUFFIXES)      # a table named like a model file: one per runtime suffix
@@ -19,12 +19,12 @@ def load_budget(path) -> dict:
     """Read and validate a budget file; every mistake is one ConfigError naming the file."""
     path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        doc = parse_toml(path.read_text(encoding="utf-8"), f"'{path}'", "budget", ConfigError)
     except FileNotFoundError:
         raise ConfigError(f"budget file '{path}' not found",
                           hint="propose one with: edgekd init-budget BUNDLE") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"'{path}' is not valid TOML: {exc}") from None
     return validate_budget(doc, str(path))
 
 

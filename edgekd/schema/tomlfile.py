@@ -1,0 +1,18 @@
+"""TOML for the files a user hands edgekd (a distill or sweep config, a budget). Torch-free.
+
+tomllib recurses once per nested array or inline table: a file of a few thousand ``[`` ended in a
+RecursionError with a 3,000-line traceback. Every such file is parsed here, into one error.
+"""
+from __future__ import annotations
+
+from ..compat import tomllib
+
+
+def parse_toml(text: str, where: str, what: str, error: type) -> dict:
+    """The document in ``text``; invalid or too deeply nested TOML is one ``error`` naming ``where``."""
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise error(f"{where} is nested too deeply to be a {what}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{where} is not valid TOML: {exc}") from None
