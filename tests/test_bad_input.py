@@ -9,12 +9,15 @@ user starts it.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
 import os
 import shutil
 import struct
+import sys
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,10 @@ class Workspace:
 
     def __init__(self, root: Path, demo_run: Path, demo_bundle: Path):
         self.root, self._run, self._bundle = root, demo_run, demo_bundle
+        #: a file outside the working folder that no case may open (a link out of a folder points here)
+        self.private = root.parent / "private" / "secret.png"
+        self.private.parent.mkdir(exist_ok=True)
+        self.private.write_bytes(_png(8, 8))
 
     def bundle(self) -> Path:
         shutil.copytree(self._bundle, self.root / "bundle")
@@ -114,6 +121,31 @@ def _png(width: int, height: int) -> bytes:
             + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
 
 
+@functools.lru_cache(maxsize=1)
+def _inflating_npz() -> bytes:
+    """An npz of 11 MB whose x inflates to 2.5 GB of zeros (once per session: about 3 s)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("x.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, {"descr": "<f4", "fortran_order": False,
+                                                          "shape": (9_765_625, 1, 8, 8)})
+            for _ in range(40):
+                member.write(bytes(62_500_000))
+        archive.writestr("y.npy", _npy(np.zeros(1, np.int64)))
+    return buf.getvalue()
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def _bench_json_with_a_model_twice() -> str:
+    model = {"file": "student.onnx", "bytes": 1000, "accuracy": 0.9, "measurements": []}
+    return json.dumps({"schema": "edgekd.bench", "schema_version": 1, "models": [model, model]})
+
+
 def _digits_npz(ws: Workspace, name: str = "d.npz", **extra) -> Path:
     rng = np.random.default_rng(0)
     return ws.npz(name, x=rng.random((60, 4, 4), dtype=np.float32), y=np.arange(60) % 3, **extra)
@@ -179,6 +211,12 @@ def _(ws):
 @case("distill-config-table", "table")
 def _(ws):
     ws.write("c.toml", "[train]\nfolds = 3\n")
+    return ["distill", "--config", "c.toml", "--out", "out"]
+
+
+@case("distill-config-deeply-nested", "nested too deeply")
+def _(ws):
+    ws.write("c.toml", "a = " + _nested(5000) + "\n")
     return ["distill", "--config", "c.toml", "--out", "out"]
 
 
@@ -257,6 +295,18 @@ def _(ws):
 @case("distill-npz-one-class", "class")
 def _(ws):
     ws.npz("d.npz", x=np.zeros((60, 4, 4), np.float32), y=np.zeros(60, np.int64))
+    return ["distill", "--data", "npz:d.npz", "--out", "out"]
+
+
+@case("distill-npz-beyond-float32", "float32")
+def _(ws):
+    ws.npz("d.npz", x=np.full((60, 4, 4), 1e300), y=np.arange(60) % 3)     # float64: numpy warned twice on the cast
+    return ["distill", "--data", "npz:d.npz", "--out", "out"]
+
+
+@case("distill-npz-compressed-bomb", "inflate")
+def _(ws):
+    ws.write("d.npz", _inflating_npz())
     return ["distill", "--data", "npz:d.npz", "--out", "out"]
 
 
@@ -483,6 +533,30 @@ def _(ws):
     return ["bench", ws.root / "bundle", "--data", "one.npy"]
 
 
+@case("bench-data-compressed-bomb", "inflate")
+def _(ws):
+    ws.bundle()
+    ws.write("bomb.npz", _inflating_npz())
+    return ["bench", ws.root / "bundle", "--data", "bomb.npz"]
+
+
+@case("bench-data-header-lies", "declares")
+def _(ws):
+    ws.bundle()
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**9, 1, 8, 8)})
+    with zipfile.ZipFile(ws.root / "lies.npz", "w") as archive:
+        archive.writestr("x.npy", header.getvalue() + bytes(256))        # one sample's bytes, 256 GB declared
+        archive.writestr("y.npy", header.getvalue())
+    return ["bench", ws.root / "bundle", "--data", "lies.npz"]
+
+
+@case("bench-data-beyond-float32", "float32")
+def _(ws):
+    ws.eval_npz(x=lambda x: np.full(x.shape, 1e300))
+    return ["bench", ws.root / "bundle", "--data", "other-eval.npz"]
+
+
 @case("bench-target-missing", "not found")
 def _(ws):
     return ["bench", "missing-bundle"]
@@ -547,6 +621,18 @@ def _(ws):
     return ["bench", bundle, "--baseline", "base.json"]
 
 
+@case("bench-baseline-model-twice", "repeats")
+def _(ws):
+    ws.write("base.json", _bench_json_with_a_model_twice())
+    return ["bench", ws.bundle(), "--baseline", "base.json"]
+
+
+@case("bench-budget-deeply-nested", "nested too deeply")
+def _(ws):
+    ws.write("b.toml", "[student]\nmax_bytes = " + _nested(5000) + "\n")
+    return ["bench", ws.bundle(), "--budget", "b.toml"]
+
+
 @case("bench-eval-class-out-of-range", "class")
 def _(ws):
     ws.eval_npz(y=lambda y: y + 100)
@@ -585,6 +671,12 @@ def _(ws):
     return ["init-budget", "bench.json"]
 
 
+@case("init-budget-source-model-twice", "repeats")
+def _(ws):
+    ws.write("bench.json", _bench_json_with_a_model_twice())      # the proposal's TOML had one table twice
+    return ["init-budget", "bench.json"]
+
+
 @case("init-budget-out-exists", "already exists")
 def _(ws):
     bundle = ws.bundle()
@@ -605,15 +697,60 @@ def test_enough_cases():
     assert set(IN_A_SUBPROCESS) <= {c.id for c in CASES}          # each one still names a case
 
 
+class Audit:
+    """What a case run in this process opens and changes on disk, seen by an audit hook (not by
+    reading the code): nothing may be written outside the case's own folder, and the private file
+    beside it (``Workspace.private``) is never opened. A hook cannot be removed, so one hook serves
+    every case and records only while ``events`` is a list."""
+
+    CHANGES = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "shutil.rmtree", "os.truncate",
+               "os.symlink", "os.link", "os.chmod", "shutil.copyfile", "shutil.move"}
+    WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+    events: list | None = None
+
+    @classmethod
+    def hook(cls, event: str, event_args: tuple) -> None:
+        if cls.events is None or not (event == "open" or event in cls.CHANGES):
+            return
+        paths = [a for a in event_args[:2] if isinstance(a, (str, bytes, os.PathLike))]
+        writes = event != "open" or bool(event_args[2] & cls.WRITE_FLAGS)
+        cls.events += [(event, os.path.abspath(os.fsdecode(p)), writes) for p in paths[: 1 if event == "open" else 2]]
+
+
+sys.addaudithook(Audit.hook)
+
+
+def _audited(runner, *command, **options):
+    Audit.events = [] if runner is run_cli_here else None
+    try:
+        return runner(*command, **options), Audit.events or []
+    finally:
+        Audit.events = None
+
+
+def _where_pointed(path: str, given: str) -> bool:
+    """``path`` is at or under a path the command was given, beside it (an output is staged next to
+    where it lands), one of its folders (``mkdir -p`` touches each), or the null device."""
+    return (path == os.devnull or os.path.dirname(path) == os.path.dirname(given)
+            or os.path.commonpath([path, given]) in (path, given))
+
+
 def _one_line_and_nothing_written(bad: Case, tmp_path: Path, demo_run: Path, demo_bundle: Path, runner):
     root = tmp_path / "work"
     root.mkdir()
-    command = [str(a) for a in bad.setup(Workspace(root, demo_run, demo_bundle))]
-    before = listing(root)
-    result = runner(*command, cwd=root, env={"TMPDIR": str(tmp_path)})
+    ws = Workspace(root, demo_run, demo_bundle)
+    command = [str(a) for a in bad.setup(ws)]
+    before, private = listing(root), ws.private.read_bytes()
+    env = {"TMPDIR": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")}     # the image cache: the case's own
+    result, events = _audited(runner, *command, cwd=root, env=env)
     assert_user_error(result, bad.fragment)
-    assert listing(root) == before
+    assert listing(root) == before and ws.private.read_bytes() == private
     assert not any(tmp_path.glob("edgekd-*")), "a temporary folder was left behind"
+    real = [(event, os.path.realpath(path), writes) for event, path, writes in events]   # through links
+    pointed = [str(tmp_path.resolve())] + [a for a in command if os.path.isabs(a)]
+    outside = [e for e in real if e[2] and not any(_where_pointed(e[1], p) for p in pointed)]
+    assert not outside, f"written outside the case's folder: {outside}"
+    assert not [e for e in real if e[1] == str(ws.private.resolve())], "the private file beside the case was opened"
 
 
 @pytest.mark.parametrize("bad", CASES, ids=lambda c: c.id)
