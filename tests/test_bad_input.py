@@ -313,6 +313,39 @@ def _(ws):
     return ["distill", "--data", "folder:img", "--out", "out"]
 
 
+def _folder_8x8(ws: Workspace) -> list:
+    for label in ("a", "b"):
+        for i in range(3):
+            ws.write(f"img/{label}/{i}.png", _png(8, 8))
+    return ["distill", "--data", "folder:img", "--out", "out"]
+
+
+@case("distill-folder-symlink-out", "img/a/link.png' is a link to")
+def _(ws):
+    outside = ws.root.parent / "private.png"          # beside the working folder, not in it
+    outside.write_bytes(_png(8, 8))
+    command = _folder_8x8(ws)
+    os.symlink(outside, ws.root / "img" / "a" / "link.png")
+    return command
+
+
+@case("distill-folder-class-symlink-out", "img/c' is a link to")
+def _(ws):
+    (ws.root.parent / "private").mkdir()
+    for i in range(3):
+        (ws.root.parent / "private" / f"{i}.png").write_bytes(_png(8, 8))
+    command = _folder_8x8(ws)
+    os.symlink(ws.root.parent / "private", ws.root / "img" / "c")
+    return command
+
+
+@case("distill-folder-link-to-etc-passwd", "outside the folder")
+def _(ws):
+    command = _folder_8x8(ws)
+    os.symlink("/etc/passwd", ws.root / "img" / "b" / "x.png")
+    return command
+
+
 @case("distill-idx-empty-folder", "idx")
 def _(ws):
     (ws.root / "idx").mkdir()

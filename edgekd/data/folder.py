@@ -3,6 +3,7 @@ array sources, both decoded once into the uint8 cache (:mod:`.cache`) and memory
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from pathlib import Path
 
@@ -25,15 +26,17 @@ def load_folder(arg: str | None, images: ImageOptions = ImageOptions(), cache: D
     second the source's own test split (ImageNet's layout). Every image is converted to
     ``images.channels`` (default: the first image's kind, gray or RGB) and fitted to ``images.size``
     (default: the first image's size) by :func:`.images.fit`; decoded once into the cache, then
-    memory-mapped from it."""
+    memory-mapped from it. A link that leads out of ``arg`` is refused, one that stays inside followed."""
     root = _existing(arg, "folder", "folder")
+    top = root.resolve()
     cache = cache or DataCache()
     if not _has_test_folder(root):
-        classes, x, y = _load_classes(root, images, cache)
+        classes, x, y = _load_classes(root, top, images, cache)
         return Dataset(x, y, classes, f"folder:{root}", image=describe(x.shape[2:], x.shape[1], x.dtype))
-    classes, x, y = _load_classes(root / "train", images, cache)
+    classes, x, y = _load_classes(root / "train", top, images, cache)
     # the test images as the training images are, whatever the first test image's size or mode
-    test_classes, x_test, y_test = _load_classes(root / "test", ImageOptions(tuple(x.shape[2:]), x.shape[1]), cache, 1)
+    test_options = ImageOptions(tuple(x.shape[2:]), x.shape[1])
+    test_classes, x_test, y_test = _load_classes(root / "test", top, test_options, cache, 1)
     unknown = sorted(set(test_classes) - set(classes))
     if unknown:
         raise DataError(f"'{root / 'test'}' has classes that '{root / 'train'}' lacks: {', '.join(unknown[:5])}",
@@ -48,30 +51,46 @@ def _has_test_folder(root: Path) -> bool:
     return sorted(p.name for p in root.iterdir() if p.is_dir()) == ["test", "train"]
 
 
-def _load_classes(root: Path, images: ImageOptions, cache: DataCache,
+def _load_classes(root: Path, top: Path, images: ImageOptions, cache: DataCache,
                   least: int = 2) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(class names, the uint8 cache's images, int64 class indices) of one folder of class folders."""
-    classes, paths, targets = _listing(root, least)
+    """(class names, the uint8 cache's images, int64 class indices) of one folder of class folders
+    inside ``top``, the resolved folder the user gave."""
+    classes, paths, targets = _listing(root, top, least)
     key = {"source": f"folder:{root.resolve()}", "size": images.size, "channels": images.channels}
     x = cache.load(key, stat_digest(paths, root), lambda: _plan(paths, images),
                    lambda out, progress: _decode(paths, out, progress))
     return classes, x, np.asarray(targets, np.int64)
 
 
-def _listing(root: Path, least: int = 2) -> tuple[list[str], list[Path], list[int]]:
-    """Class names, image paths and class indices; ``least`` classes needed (a test split may hold one)."""
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+def _listing(root: Path, top: Path, least: int = 2) -> tuple[list[str], list[Path], list[int]]:
+    """Class names, image paths and class indices; ``least`` classes needed (a test split may hold one).
+    Every folder and image it names is inside ``top``: only a link can lead out, and each is checked."""
+    _inside(root, top)
+    classes = sorted(_inside(p, top).name for p in root.iterdir() if p.is_dir())
     if len(classes) < least:
         raise DataError(f"'{root}' needs at least {'two class sub-folders' if least == 2 else 'one class sub-folder'}, "
                         f"found {len(classes)}")
     paths, targets = [], []
     for index, name in enumerate(classes):
-        found = [p for p in sorted((root / name).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        named = [_inside(p, top) for p in sorted((root / name).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        found = [p for p in named if p.is_file()]
         paths += found
         targets += [index] * len(found)
     if not paths:
         raise DataError(f"no images found under '{root}'", hint=f"supported: {', '.join(sorted(IMAGE_SUFFIXES))}")
     return classes, paths, targets
+
+
+def _inside(path: Path, top: Path) -> Path:
+    """``path``, unless it is a link that leads out of ``top``: then refused before it is opened
+    (a ``.png`` link to a private file would land in the run's eval data and its bundle)."""
+    if path.is_symlink():
+        target = Path(os.path.realpath(path))        # not Path.resolve: it raises on a link loop
+        if not target.is_relative_to(top):
+            raise DataError(f"'{path}' is a link to '{target}', outside the folder '{top}'",
+                            hint="folder: reads only files inside the folder it is given: "
+                                 "copy the file into the folder, or remove the link")
+    return path
 
 
 def _plan(paths: list[Path], images: ImageOptions) -> tuple[tuple[int, ...], np.dtype]:
