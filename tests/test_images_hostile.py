@@ -1,9 +1,14 @@
-"""A hostile ``folder:`` source: links out of the folder. Each is one DataError, refused before the
-file is opened, with nothing left in the image cache. Torch-free: the data tier alone."""
+"""A hostile ``folder:`` source: links out of the folder, and image bombs PIL's pixel limit lets
+through. Each is one DataError, refused before the file (links) or its pixels (bombs) are read,
+with nothing left in the image cache. Torch-free: the data tier alone."""
 from __future__ import annotations
 
+import json
 import os
+import struct
+import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +17,8 @@ from PIL import Image
 
 from edgekd.data import DataCache, ImageOptions, load_dataset
 from edgekd.errors import DataError
+
+REPO = Path(__file__).resolve().parents[1]
 
 #: the paths ``open`` was called with while a test records (an audit hook cannot be removed: it
 #: stays for the session, idle while this is None)
@@ -24,6 +31,16 @@ def _record_opens(event: str, args: tuple) -> None:
 
 
 sys.addaudithook(_record_opens)
+
+
+def png(width: int, height: int) -> bytes:
+    """A valid grayscale PNG of one colour: a few kB on disk, ``width × height`` pixels decoded."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    packer = zlib.compressobj(9)
+    rows = b"".join(packer.compress(b"\0" * (width + 1)) for _ in range(height)) + packer.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
 
 
 def folder(root: Path, side: int = 8) -> Path:
@@ -99,3 +116,60 @@ def test_links_that_stay_inside_the_folder_are_followed(tmp_path):
     data = load_dataset(f"folder:{root}", cache=DataCache(tmp_path / "cache"))
     assert data.labels == ["a", "b", "c"] and data.x.shape == (11, 1, 8, 8)
     assert np.array_equal(data.x[3], data.x[4])           # a/dup.png is b/0.png
+
+
+#: decoded by a fresh interpreter, one folder after the other: how each ended, what it left in the
+#: cache, and the process's peak resident memory (Linux's /proc)
+PROBE = """
+import json, sys
+from pathlib import Path
+from edgekd.data import DataCache, ImageOptions, load_dataset
+from edgekd.errors import DataError
+results = []
+for spec, size, cache in json.loads(sys.argv[1]):
+    try:
+        load_dataset(spec, images=ImageOptions(size and tuple(size)), cache=DataCache(cache))
+        outcome = "loaded"
+    except DataError as exc:
+        outcome = f"{exc.message}\\nhint: {exc.hint}"
+    except BaseException as exc:
+        outcome = f"{type(exc).__name__}: {exc}"
+    left = sorted(p.name for p in Path(cache).iterdir()) if Path(cache).exists() else []
+    results.append([outcome, left])
+# VmHWM, not getrusage's ru_maxrss: that one keeps the high-water mark of the (forked) parent across exec
+peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"results": results, "peak_mb": peak_kb / 1024}))
+"""
+
+
+def test_image_bombs_are_refused_from_the_header(tmp_path):
+    """A 19 kB 20,000,000×1 PNG (a MemoryError), a 2 kB 2,000,000×1 one resized to 8×8 (+400 MB), a
+    9000×9000 first image that set the size of the folder (gigabytes of cache) and a folder of them:
+    each one DataError, the peak memory that of the interpreter, and no staging folder left."""
+    wide, long, huge, big = (folder(tmp_path / name) for name in ("wide", "long", "huge", "big"))
+    (wide / "a" / "wide.png").write_bytes(png(20_000_000, 1))
+    (long / "b" / "long.png").write_bytes(png(2_000_000, 1))
+    (huge / "a" / "0.png").write_bytes(png(9000, 9000))
+    for path in big.rglob("*.png"):
+        path.write_bytes((huge / "a" / "0.png").read_bytes())
+    cases = [(f"folder:{wide}", None), (f"folder:{long}", [8, 8]), (f"folder:{huge}", None), (f"folder:{big}", None)]
+    jobs = [[spec, size, str(tmp_path / f"cache{i}")] for i, (spec, size) in enumerate(cases)]
+    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(jobs)], capture_output=True, text=True,
+                          timeout=300, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    (wide_error, wide_left), (long_error, long_left), (huge_error, huge_left), (big_error, big_left) = report["results"]
+    assert "wide.png' is 20,000,000×1 pixels" in wide_error and "16:1" in wide_error
+    assert "long.png' is 2,000,000×1 pixels" in long_error
+    assert "the images differ in size" in huge_error and "9000×9000" in huge_error and "--image-size" in huge_error
+    assert "at most 4096" in big_error and "--image-size" in big_error
+    assert wide_left == long_left == huge_left == big_left == [], report
+    assert report["peak_mb"] < 250, report          # the interpreter, numpy and PIL: about 35 MB
+
+
+def test_a_photo_larger_than_the_model_input_is_still_read(tmp_path):
+    """The caps are on bombs, not on photos: a 12-megapixel-class image resized to 16×16 loads."""
+    root = folder(tmp_path / "img")
+    Image.fromarray(np.full((3000, 4000), 7, np.uint8)).save(root / "b" / "photo.png")
+    data = load_dataset(f"folder:{root}", images=ImageOptions((16, 16)), cache=DataCache(tmp_path / "cache"))
+    assert data.x.shape == (7, 1, 16, 16) and int(data.x[-1].max()) == 7

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +13,19 @@ import numpy as np
 from ..errors import DataError
 from . import Dataset, register_source
 from .cache import DataCache, path_digest, stat_digest
-from .images import MODES, ImageOptions, describe, fit, output_dtype, transform_arrays, transformed_shape
+from .images import MAX_SIDE, MODES, ImageOptions, describe, fit, output_dtype, transform_arrays, transformed_shape
 from .sources import _existing
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 GRAY_MODES = ("1", "L", "P", "I", "I;16")       # decoded as grayscale (L); every other mode as RGB
 PROGRESS_STEPS = 200
+#: An image file is read only within these, checked on its header before a pixel is decoded (PIL's
+#: own limit of about 89 M pixels comes on top). The largest camera sensors (61 MP, 9504×6336) fit;
+#: a longer side is a scan, a stitched panorama or a bomb. A strip longer than 16:1 is no picture of
+#: one thing, and resizing it to cover the model's input grows it by that factor (a 2 kB
+#: 2,000,000×1 PNG resized to cover 8×8 is 16,000,000×8 pixels).
+MAX_FILE_SIDE = 12_000
+MAX_ASPECT = 16
 
 
 @register_source("folder")
@@ -25,8 +33,9 @@ def load_folder(arg: str | None, images: ImageOptions = ImageOptions(), cache: D
     """One sub-folder per class; or ``train/`` and ``test/`` each with one sub-folder per class, the
     second the source's own test split (ImageNet's layout). Every image is converted to
     ``images.channels`` (default: the first image's kind, gray or RGB) and fitted to ``images.size``
-    (default: the first image's size) by :func:`.images.fit`; decoded once into the cache, then
-    memory-mapped from it. A link that leads out of ``arg`` is refused, one that stays inside followed."""
+    (default: their one size; images of several sizes need ``images.size``) by :func:`.images.fit`;
+    decoded once into the cache, then memory-mapped from it. A link that leads out of ``arg`` is
+    refused, one that stays inside followed."""
     root = _existing(arg, "folder", "folder")
     top = root.resolve()
     cache = cache or DataCache()
@@ -94,11 +103,31 @@ def _inside(path: Path, top: Path) -> Path:
 
 
 def _plan(paths: list[Path], images: ImageOptions) -> tuple[tuple[int, ...], np.dtype]:
-    """The cache array's shape: the first image's channels and size unless ``images`` says otherwise."""
-    with _opened(paths[0]) as img:
+    """The cache array's shape: the first image's channels and the images' one size unless
+    ``images`` says otherwise. Read from the headers: nothing is decoded yet."""
+    with _opened(paths[0], decode=False) as img:
         channels = images.channels or (1 if img.mode in GRAY_MODES else 3)
-        size = images.size or (img.height, img.width)
-    return (len(paths), channels, *size), np.dtype(np.uint8)
+    return (len(paths), channels, *(images.size or _one_size(paths))), np.dtype(np.uint8)
+
+
+def _one_size(paths: list[Path]) -> tuple[int, int]:
+    """The (height, width) every image has: without ``--image-size`` it is the model's input, so the
+    images must agree on it (the first image's size silently won) and it may be no larger than
+    ``--image-size`` may (a 9000×9000 first image made a gigabytes-large cache of a folder)."""
+    with _opened(paths[0], decode=False) as img:
+        width, height = first = img.size
+    for path in paths[1:]:
+        with _opened(path, decode=False) as img:
+            if img.size != first:
+                raise DataError(f"the images differ in size: '{paths[0]}' is {width}×{height} and '{path}' is "
+                                f"{img.width}×{img.height} pixels (width×height)",
+                                hint=f"pass --image-size H,W (e.g. --image-size {height},{width}) to resize every "
+                                     "image to one size (image_size in a config file)")
+    if max(first) > MAX_SIDE:
+        raise DataError(f"the images are {width}×{height} pixels (width×height): without --image-size that is "
+                        f"the model's input, and its sides may be at most {MAX_SIDE}",
+                        hint="pass --image-size H,W (e.g. --image-size 224) to resize every image to that size")
+    return height, width
 
 
 def _decode(paths: list[Path], out: np.ndarray, progress) -> None:
@@ -113,32 +142,46 @@ def _decode(paths: list[Path], out: np.ndarray, progress) -> None:
             progress(i + 1, len(paths))
 
 
-class _opened:
-    """``Image.open`` with its errors as DataErrors; a possible decompression bomb is refused
-    (PIL only warns between its pixel limit and twice it, then decodes it all)."""
+@contextmanager
+def _opened(path: Path, decode: bool = True):
+    """The image at ``path`` (its pixels decoded unless ``decode`` is False), its errors as
+    DataErrors. Its size is checked from the header first (``Image.open`` reads no pixels):
+    against MAX_FILE_SIDE and MAX_ASPECT, and PIL's decompression bomb limit, refused from the
+    limit on (PIL only warns between its pixel limit and twice it, then decodes it all)."""
+    from PIL import Image
 
-    def __init__(self, path: Path):
-        self.path, self.img = path, None
+    with _read_errors(path), warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        img = Image.open(path)
+    with img:
+        _check_size(path, *img.size)
+        if decode:
+            with _read_errors(path):
+                img.load()
+        yield img
 
-    def __enter__(self):
-        from PIL import Image, UnidentifiedImageError
 
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                self.img = Image.open(self.path)
-                self.img.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise DataError(f"image '{self.path}' is too large to load: {exc}",
-                            hint=f"images over {Image.MAX_IMAGE_PIXELS:,} pixels are refused as possible "
-                                 "decompression bombs: resize or remove it") from None
-        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-            raise DataError(f"cannot read image '{self.path}': {exc}", hint="remove or replace the file") from None
-        return self.img
+@contextmanager
+def _read_errors(path: Path):
+    """PIL's errors for ``path`` as one DataError each."""
+    from PIL import Image, UnidentifiedImageError
 
-    def __exit__(self, *exc):
-        if self.img is not None:
-            self.img.close()
+    try:
+        yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"image '{path}' is too large to load: {exc}",
+                        hint=f"images over {Image.MAX_IMAGE_PIXELS:,} pixels are refused as possible "
+                             "decompression bombs: resize or remove it") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DataError(f"cannot read image '{path}': {exc}", hint="remove or replace the file") from None
+
+
+def _check_size(path: Path, width: int, height: int) -> None:
+    if max(width, height) > MAX_FILE_SIDE or max(width, height) > MAX_ASPECT * min(width, height):
+        raise DataError(f"image '{path}' is {width:,}×{height:,} pixels (width×height): edgekd reads images of "
+                        f"at most {MAX_FILE_SIDE:,} pixels a side and {MAX_ASPECT}:1 in shape",
+                        hint="a larger or longer one is a scan, a panorama or a decompression bomb, "
+                             "not a training image: resize or crop it, or remove it")
 
 
 def transform_dataset(data: Dataset, spec: str, images: ImageOptions, cache: DataCache | None = None) -> Dataset:
