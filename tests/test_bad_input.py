@@ -363,6 +363,74 @@ def _(ws):
     return ["distill", "--data", "folder:img", "--out", "out"]
 
 
+def _folder_8x8(ws: Workspace) -> list:
+    for label in ("a", "b"):
+        for i in range(3):
+            ws.write(f"img/{label}/{i}.png", _png(8, 8))
+    return ["distill", "--data", "folder:img", "--out", "out"]
+
+
+@case("distill-folder-symlink-out", "img/a/link.png' is a link to")
+def _(ws):
+    outside = ws.root.parent / "private.png"          # beside the working folder, not in it
+    outside.write_bytes(_png(8, 8))
+    command = _folder_8x8(ws)
+    os.symlink(outside, ws.root / "img" / "a" / "link.png")
+    return command
+
+
+@case("distill-folder-class-symlink-out", "img/c' is a link to")
+def _(ws):
+    (ws.root.parent / "private").mkdir()
+    for i in range(3):
+        (ws.root.parent / "private" / f"{i}.png").write_bytes(_png(8, 8))
+    command = _folder_8x8(ws)
+    os.symlink(ws.root.parent / "private", ws.root / "img" / "c")
+    return command
+
+
+@case("distill-folder-link-to-etc-passwd", "outside the folder")
+def _(ws):
+    command = _folder_8x8(ws)
+    os.symlink("/etc/passwd", ws.root / "img" / "b" / "x.png")
+    return command
+
+
+@case("distill-folder-wide-png", "16:1")
+def _(ws):
+    ws.write("img/a/wide.png", _png(20_000_000, 1))          # 19 kB; a MemoryError traceback
+    return _folder_8x8(ws)
+
+
+@case("distill-folder-long-png-image-size", "2,000,000×1 pixels")
+def _(ws):
+    ws.write("img/b/long.png", _png(2_000_000, 1))           # 2 kB; +400 MB resized to cover 8×8
+    return [*_folder_8x8(ws), "--image-size", "8"]
+
+
+@case("distill-folder-huge-first-image", "--image-size")
+def _(ws):
+    command = _folder_8x8(ws)
+    ws.write("img/a/0.png", _png(9000, 9000))                # it set the size of every image
+    return command
+
+
+@case("distill-folder-huge-images", "at most 4096")
+def _(ws):
+    huge = _png(9000, 9000)
+    for label in ("a", "b"):
+        ws.write(f"img/{label}/0.png", huge)
+    return ["distill", "--data", "folder:img", "--out", "out"]
+
+
+@case("distill-folder-mixed-sizes", "--image-size 60,90")
+def _(ws):
+    ws.write("img/a/0.png", _png(90, 60))
+    for label, i in (("a", 1), ("b", 0), ("b", 1)):
+        ws.write(f"img/{label}/{i}.png", _png(40, 36))
+    return ["distill", "--data", "folder:img", "--out", "out"]
+
+
 @case("distill-idx-empty-folder", "idx")
 def _(ws):
     (ws.root / "idx").mkdir()

@@ -55,11 +55,27 @@ def test_folder_is_resized_shorter_side_then_center_cropped(tmp_path, channels, 
                           "resampler": "Pillow"}
 
 
-def test_the_first_images_size_and_kind_without_options(tmp_path):
-    root = rgb_folder(tmp_path / "img", sizes=((20, 30), (10, 10)))
+def test_the_images_one_size_and_the_first_ones_kind_without_options(tmp_path):
+    root = rgb_folder(tmp_path / "img", sizes=((20, 30),))
+    Image.fromarray(RNG.integers(0, 256, (20, 30), dtype=np.uint8)).save(root / "dog" / "gray.png")
     data = load_dataset(f"folder:{root}", cache=DataCache(tmp_path / "cache"))
-    assert data.x.shape == (12, 3, 20, 30)
-    np.testing.assert_array_equal(data.x[1], expected(root / "cat" / "1.png", (20, 30), "RGB"))
+    assert data.x.shape == (13, 3, 20, 30)
+    np.testing.assert_array_equal(data.x[-1], expected(root / "dog" / "gray.png", (20, 30), "RGB"))
+
+
+def test_images_of_several_sizes_need_an_image_size(tmp_path):
+    """The first image's size won silently: photos of 36 to 90 pixels all became 60×90."""
+    root = rgb_folder(tmp_path / "img", sizes=((60, 90), (36, 40)))
+    cache = DataCache(tmp_path / "cache")
+    with pytest.raises(DataError) as info:
+        load_dataset(f"folder:{root}", cache=cache)
+    assert info.value.message == (f"the images differ in size: '{root / 'cat' / '0.png'}' is 90×60 and "
+                                  f"'{root / 'cat' / '1.png'}' is 40×36 pixels (width×height)")
+    assert "--image-size 60,90" in info.value.hint
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())     # no staging left
+    data = load_dataset(f"folder:{root}", images=ImageOptions((60, 90)), cache=cache)
+    assert data.x.shape == (12, 3, 60, 90)
+    np.testing.assert_array_equal(data.x[1], expected(root / "cat" / "1.png", (60, 90), "RGB"))
 
 
 def test_train_and_test_folders_are_the_sources_own_split(tmp_path):
@@ -225,7 +241,7 @@ def test_a_read_only_cache_folder_is_one_data_error(tmp_path):
     root, cache = rgb_folder(tmp_path / "img"), tmp_path / "cache"
     cache.mkdir(mode=0o555)
     with pytest.raises(DataError, match="cannot write the image cache"):
-        load_dataset(f"folder:{root}", cache=DataCache(cache))
+        load_dataset(f"folder:{root}", images=ImageOptions((8, 8)), cache=DataCache(cache))
 
 
 @pytest.mark.parametrize("options,fragment", [
