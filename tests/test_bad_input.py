@@ -372,20 +372,15 @@ def _folder_8x8(ws: Workspace) -> list:
 
 @case("distill-folder-symlink-out", "img/a/link.png' is a link to")
 def _(ws):
-    outside = ws.root.parent / "private.png"          # beside the working folder, not in it
-    outside.write_bytes(_png(8, 8))
     command = _folder_8x8(ws)
-    os.symlink(outside, ws.root / "img" / "a" / "link.png")
+    os.symlink(ws.private, ws.root / "img" / "a" / "link.png")      # beside the working folder, not in it
     return command
 
 
 @case("distill-folder-class-symlink-out", "img/c' is a link to")
 def _(ws):
-    (ws.root.parent / "private").mkdir()
-    for i in range(3):
-        (ws.root.parent / "private" / f"{i}.png").write_bytes(_png(8, 8))
     command = _folder_8x8(ws)
-    os.symlink(ws.root.parent / "private", ws.root / "img" / "c")
+    os.symlink(ws.private.parent, ws.root / "img" / "c")
     return command
 
 
@@ -794,6 +789,20 @@ def _audited(runner, *command, **options):
         return runner(*command, **options), Audit.events or []
     finally:
         Audit.events = None
+
+
+def test_the_audit_sees_what_a_case_opens_and_changes(tmp_path):
+    """The audit of the table's harness can fail: it records reads, writes and renames."""
+    Audit.events = []
+    try:
+        (tmp_path / "a").write_text("x")
+        os.replace(tmp_path / "a", tmp_path / "b")
+        (tmp_path / "b").read_text()
+    finally:
+        events, Audit.events = Audit.events, None
+    for event in [("open", str(tmp_path / "a"), True), ("os.rename", str(tmp_path / "b"), True),
+                  ("open", str(tmp_path / "b"), False)]:
+        assert event in events
 
 
 def _where_pointed(path: str, given: str) -> bool:
