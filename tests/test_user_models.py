@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -112,6 +113,7 @@ def test_a_student_from_a_user_file_distills_exports_and_benches(tmp_path, monke
 def test_a_run_folder_naming_code_runs_nothing_unless_trusted(demo_run, tmp_path):
     """A copied or hostile run's model.json can name any importable function: export and
     --teacher-from refuse it before importing anything (the marker is never written)."""
+    from edgekd.distill.checks import check_teacher_split
     from edgekd.distill.teachers import load_teacher
 
     marker = tmp_path / "ran"
@@ -135,7 +137,13 @@ def test_a_run_folder_naming_code_runs_nothing_unless_trusted(demo_run, tmp_path
                                       f"    return build({arch!r}, input_shape, num_classes)\n")
     spec_path = run / "teacher" / "model.json"
     spec_path.write_text(json.dumps({**json.loads(spec_path.read_text()), "arch": f"{tmp_path}/mine.py:make"}))
-    assert load_teacher(str(run), trust_code=True).arch == f"{tmp_path}/mine.py:make"
+    brought = load_teacher(str(run), trust_code=True)
+    assert brought.arch == f"{tmp_path}/mine.py:make"
+    # its config.toml naming code is read for its split only (no refusal, nothing run)
+    config = run / "config.toml"
+    config.write_text(re.sub(r'(?m)^student = .*$', f'student = "{tmp_path}/evil.py:factory"', config.read_text()))
+    check_teacher_split(load_config(None), brought)          # same data, seed and held-out split
+    assert not marker.exists()
 
 
 def test_teacher_weights_reach_the_same_held_out_accuracy_without_training(demo_run, tmp_path):
