@@ -93,10 +93,12 @@ def load_model(folder: Path, trust_code: bool = False):
     folder = Path(folder)
     spec = read_spec(folder)
     if not trust_code and parse_user_spec(spec["arch"]) is not None:
-        raise ModelError(f"'{folder / SPEC}' names Python code to run ('{spec['arch']}'); edgekd runs code "
+        # the hint names no command that runs the spec: the folder may be someone else's
+        raise ModelError(f"'{folder / SPEC}' names Python code to run ({spec['arch']!r}); edgekd runs code "
                          "named in a run folder only when told to trust it",
-                         hint="if you made this run: edgekd export RUN --trust-model-code; as a teacher: "
-                              f"--teacher {spec['arch']} --teacher-weights {folder / WEIGHTS}")
+                         hint="read the code it names first; if you made this run, pass --trust-model-code "
+                              f"(export, or distill and sweep with --teacher-from); its weights alone are "
+                              f"'{folder / WEIGHTS}' (--teacher-weights, with a --teacher of your own)")
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise ModelError(f"no {WEIGHTS} in '{folder}'")

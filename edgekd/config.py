@@ -153,8 +153,10 @@ def _toml_value(value) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def load_config(path: str | Path | None = None, **overrides) -> DistillConfig:
-    """Defaults ← TOML file ← CLI overrides (``None`` means "not given")."""
+def load_config(path: str | Path | None = None, trust_model_code: bool = False, **overrides) -> DistillConfig:
+    """Defaults ← TOML file ← CLI overrides (``None`` means "not given"). A model of the file that
+    names code (``MODULE:FACTORY``, ``FILE.py:FACTORY``) is refused unless ``trust_model_code``:
+    the same spec given as an override is the caller's own."""
     values: dict = {}
     if path is not None:
         path = Path(path)
@@ -167,6 +169,8 @@ def load_config(path: str | Path | None = None, **overrides) -> DistillConfig:
     known = {f.name: f for f in fields(DistillConfig)}
     for key, value in values.items():
         _check_key(key, value, known, path)
+    if not trust_model_code:
+        _refuse_code(values, overrides, path)
     values.update({k: v for k, v in overrides.items() if v is not None})
     if isinstance(values.get("augment"), bool):     # a run of an earlier edgekd: augment was on/off (shifts)
         values["augment"] = "shift" if values["augment"] else ""
@@ -186,6 +190,20 @@ def _check_key(key: str, value, known: dict, path: Path) -> None:
     if key not in known:
         error = unknown_name("key", key, known, ConfigError)
         raise ConfigError(f"{error.message} in '{path}'", hint=error.hint)
+
+
+def _refuse_code(values: dict, overrides: dict, path: Path) -> None:
+    """A config file is a file edgekd is given, and one someone sent (a run's config.toml, which the
+    README says re-runs it) must not run code by being used: its user models only when trusted."""
+    from .models.user import parse_user_spec       # the zoo's names tell a zoo spec from code
+
+    for key in ("teacher", "student"):
+        spec = values.get(key)
+        if overrides.get(key) is None and isinstance(spec, str) and parse_user_spec(spec) is not None:
+            raise ConfigError(f"'{path}' names Python code to run as the {key} ({spec!r}); edgekd runs code "
+                              "named in a file only when told to trust it",
+                              hint=f"read the file first; if you wrote it (or it is a run you made), pass "
+                                   f"--trust-model-code, or give --{key} on the command line")
 
 
 def _coerce(key: str, value, annotation: str, path):

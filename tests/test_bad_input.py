@@ -232,6 +232,51 @@ def _(ws):
     return ["distill", "--config", "c.toml", "--out", "out"]
 
 
+@case("distill-config-names-rmtree", "names python code to run as the student")
+def _(ws):
+    ws.write("victim/keep.txt", "mine\n")             # the listing shows it deleted, were rmtree called
+    ws.write("c.toml", f'student = "shutil:rmtree:path={ws.root / "victim"}"\n')
+    return ["distill", "--config", "c.toml", "--out", "out"]
+
+
+@case("distill-config-names-file-factory", "names python code to run as the teacher")
+def _(ws):
+    ws.write("evil.py", "open('ran', 'w').close()\n\ndef make(num_classes):\n    pass\n")   # its import: a marker
+    ws.write("c.toml", 'teacher = "evil.py:make"\n')
+    return ["distill", "--config", "c.toml", "--out", "out"]
+
+
+@case("distill-factory-reexports-rmtree", "(it comes from 'shutil')")
+def _(ws):
+    ws.write("victim/keep.txt", "mine\n")
+    ws.write("net.py", "from shutil import rmtree as make  # noqa\n")
+    return ["distill", "--student", f"net.py:make:path={ws.root / 'victim'}", "--out", "out"]
+
+
+@case("distill-factory-sys-exit", "exit0.py' raised systemexit: 0")
+def _(ws):
+    ws.write("exit0.py", "import sys\n\ndef make(num_classes):\n    sys.exit(0)\n")
+    return ["distill", "--student", "exit0.py:make", "--out", "out"]
+
+
+@case("distill-factory-sys-exit-3", "exit3.py' raised systemexit: 3")
+def _(ws):
+    ws.write("exit3.py", "import sys\n\ndef make(num_classes):\n    sys.exit(3)\n")
+    return ["distill", "--teacher", "exit3.py:make", "--out", "out"]
+
+
+@case("distill-factory-keyboard-interrupt", "interrupt.py' raised keyboardinterrupt")
+def _(ws):
+    ws.write("interrupt.py", "def make(num_classes):\n    raise KeyboardInterrupt\n")
+    return ["distill", "--student", "interrupt.py:make", "--out", "out"]
+
+
+@case("distill-model-file-exits-on-import", "exits.py' fails to import: systemexit: 0")
+def _(ws):
+    ws.write("exits.py", "import sys\nsys.exit(0)\n")
+    return ["distill", "--student", "exits.py:make", "--out", "out"]
+
+
 @case("distill-feature-loss-with-onnx-teacher", "gives its logits only")
 def _(ws):
     return ["distill", "--teacher-from", ws.bundle() / "teacher.onnx", "--loss", "fitnet", "--out", "out"]

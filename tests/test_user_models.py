@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from edgekd.errors import ConfigError, ModelError
 from edgekd.models import build
 from edgekd.models.user import parse_user_spec
 
-from conftest import FAST_BENCH, TINY, assert_user_error, run_cli
+from conftest import FAST_BENCH, TINY, assert_user_error, run_cli, run_cli_here
 
 USER_MODELS = Path(__file__).parent / "user_models"
 SHUFFLE = "shufflenet_tiny.py:shufflenet_tiny:width=12,groups=2,depth=1"   # small: grouped convs are slow on CPU
@@ -112,6 +113,7 @@ def test_a_student_from_a_user_file_distills_exports_and_benches(tmp_path, monke
 def test_a_run_folder_naming_code_runs_nothing_unless_trusted(demo_run, tmp_path):
     """A copied or hostile run's model.json can name any importable function: export and
     --teacher-from refuse it before importing anything (the marker is never written)."""
+    from edgekd.distill.checks import check_teacher_split
     from edgekd.distill.teachers import load_teacher
 
     marker = tmp_path / "ran"
@@ -125,7 +127,22 @@ def test_a_run_folder_naming_code_runs_nothing_unless_trusted(demo_run, tmp_path
     assert "--trust-model-code" in info.value.hint and not (tmp_path / "bundle").exists()
     with pytest.raises(ModelError, match="names Python code to run") as info:
         load_teacher(str(run))
-    assert "--teacher-weights" in info.value.hint
+    # the hint proposes no command that would run the folder's spec, only the flag and the weights
+    assert "--trust-model-code" in info.value.hint and "evil.py" not in info.value.hint
+    assert str(run / "teacher" / "model.safetensors") in info.value.hint
+    assert not marker.exists()
+    # trusted (distill --teacher-from RUN --trust-model-code): a factory of the user's rebuilds it
+    arch = json.loads((demo_run / "teacher" / "model.json").read_text())["arch"]
+    (tmp_path / "mine.py").write_text("from edgekd.models import build\n\ndef make(num_classes, input_shape):\n"
+                                      f"    return build({arch!r}, input_shape, num_classes)\n")
+    spec_path = run / "teacher" / "model.json"
+    spec_path.write_text(json.dumps({**json.loads(spec_path.read_text()), "arch": f"{tmp_path}/mine.py:make"}))
+    brought = load_teacher(str(run), trust_code=True)
+    assert brought.arch == f"{tmp_path}/mine.py:make"
+    # its config.toml naming code is read for its split only (no refusal, nothing run)
+    config = run / "config.toml"
+    config.write_text(re.sub(r'(?m)^student = .*$', f'student = "{tmp_path}/evil.py:factory"', config.read_text()))
+    check_teacher_split(load_config(None), brought)          # same data, seed and held-out split
     assert not marker.exists()
 
 
@@ -207,3 +224,138 @@ def test_an_untraceable_user_model_is_one_error_line_from_the_cli(tmp_path):
                      cwd=tmp_path)
     assert_user_error(result, "cannot be traced by torch.export (export needs it)")
     assert "hint: edgekd exports through torch.export" in result.stderr and not (tmp_path / "run").exists()
+
+
+# -- code named in a file runs only when trusted; a factory is a model factory; user code never exits edgekd --------
+
+def _victim(tmp_path: Path) -> Path:
+    """A folder a hostile spec would delete: it must still hold its file afterwards."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("mine\n")
+    return victim
+
+
+def _marker_file(tmp_path: Path, name: str = "evil.py") -> tuple[Path, Path]:
+    """A model file whose import writes a marker: the marker proves its code ran."""
+    marker = tmp_path / "ran"
+    path = tmp_path / name
+    path.write_text(f"open({str(marker)!r}, 'w').close()\nimport torch\n\n"
+                    "def make(num_classes):\n    return torch.nn.Sequential(torch.nn.Flatten(), "
+                    "torch.nn.Linear(64, num_classes))\n")
+    return path, marker
+
+
+def test_a_config_file_naming_code_is_refused_unless_trusted(tmp_path, monkeypatch):
+    """A config.toml someone sent (a run's, which re-runs it) names code: refused before any import,
+    its hint proposes no command that runs it; a model given by the caller overrides the file's."""
+    victim = _victim(tmp_path)
+    evil, marker = _marker_file(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for key, spec in (("student", f"shutil:rmtree:path={victim}"), ("teacher", f"{evil}:make")):
+        config = tmp_path / "c.toml"
+        config.write_text(f'{key} = "{spec}"\nfolds = 1\n')
+        with pytest.raises(ConfigError, match=f"'{config}' names Python code to run as the {key}") as info:
+            Experiment.prepare(load_config(config, out=str(tmp_path / "run")))
+        assert "--trust-model-code" in info.value.hint and spec not in info.value.hint
+        assert load_config(config, **{key: "cnn:width=4,depth=1"}).__dict__[key] == "cnn:width=4,depth=1"
+        assert load_config(config, trust_model_code=True).__dict__[key] == spec        # loading runs nothing
+    assert (victim / "keep.txt").is_file() and not marker.exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ("shutil:rmtree:path={victim}", "module 'shutil' is part of Python's standard library"),
+    ("os:remove:path={victim}/keep.txt", "module 'os' is part of Python's standard library"),
+    ("subprocess:run:args=rm", "module 'subprocess' is part of Python's standard library"),
+    ("numpy:save:file={victim}/keep.txt,arr=1", "('numpy')"),
+    ("torch.hub:load:repo_or_dir={victim}", "('torch')"),
+    ("{stdlib}/shutil.py:rmtree:path={victim}", "a folder of Python's standard library"),
+    ("{tmp}/reexport.py:make:path={victim}", "is not a function defined there nor an nn.Module class (it comes from "
+                                             "'shutil')"),
+    ("edgekd_test_reexport:remove:path={victim}/keep.txt", "is not a function defined there"),
+])
+def test_a_factory_is_a_function_of_the_named_code_or_a_module_class(tmp_path, monkeypatch, spec, fragment):
+    """Even when trusted or given on the command line: nothing that acts on its options (the standard
+    library, edgekd's dependencies, a re-exported function) is imported or called as a factory."""
+    import sysconfig
+
+    victim = _victim(tmp_path)
+    (tmp_path / "reexport.py").write_text("from shutil import rmtree as make  # noqa\n")
+    (tmp_path / "edgekd_test_reexport.py").write_text("from os import remove  # noqa\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = spec.format(victim=victim, tmp=tmp_path, stdlib=sysconfig.get_paths()["stdlib"])
+    with pytest.raises(ModelError) as info:
+        build(spec, (1, 8, 8), 10)
+    assert fragment in info.value.message, info.value.message
+    assert (victim / "keep.txt").read_text() == "mine\n"
+
+
+EXITS = {
+    "exit0.py": "import sys\n\ndef make(num_classes):\n    sys.exit(0)\n",
+    "exit3.py": "import sys\n\ndef make(num_classes):\n    sys.exit(3)\n",
+    "interrupt.py": "def make(num_classes):\n    raise KeyboardInterrupt\n",
+    "exit_on_import.py": "raise SystemExit(0)\n\ndef make(num_classes):\n    pass\n",
+    "exit_in_forward.py": ("import sys, torch\n\nclass Net(torch.nn.Module):\n    def forward(self, x):\n"
+                           "        sys.exit(0)\n\ndef make(num_classes):\n    return Net()\n"),
+}
+
+
+@pytest.mark.parametrize("name, fragment", [
+    ("exit0.py", "exit0.py' raised SystemExit: 0"),
+    ("exit3.py", "exit3.py' raised SystemExit: 3"),
+    ("interrupt.py", "interrupt.py' raised KeyboardInterrupt"),
+    ("exit_on_import.py", "exit_on_import.py' fails to import: SystemExit: 0"),
+    ("exit_in_forward.py", "exit_in_forward.py' fails on a batch of input (1, 8, 8): SystemExit: 0"),
+])
+def test_user_code_that_exits_is_one_model_error_naming_its_file(tmp_path, monkeypatch, name, fragment):
+    """sys.exit() in a factory would end distill with exit 0 and no run (a CI step passing)."""
+    (tmp_path / name).write_text(EXITS[name])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BaseException) as info:       # not SystemExit or KeyboardInterrupt: those end pytest
+        Experiment.prepare(load_config(None, **{**SHORT, "student": f"{name}:make"}, out=str(tmp_path / "run")))
+    assert isinstance(info.value, ModelError) and fragment in info.value.message, repr(info.value)
+    assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".run*"))
+
+
+def test_a_factory_that_exits_0_fails_the_real_command(tmp_path):
+    (tmp_path / "exit0.py").write_text(EXITS["exit0.py"])
+    result = run_cli("distill", "--student", "exit0.py:make", "--folds", "1", "--out", tmp_path / "run", cwd=tmp_path)
+    assert_user_error(result, f"model file '{tmp_path}/exit0.py' raised SystemExit: 0")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_sweep_config_naming_code_runs_nothing_unless_trusted(tmp_path):
+    victim = _victim(tmp_path)
+    evil, marker = _marker_file(tmp_path)
+    base = ["sweep", "--students", "cnn:width=4,depth=1", "--folds", "1", "--out", tmp_path / "sw"]
+    for spec in (f"shutil:rmtree:path={victim}", f"{evil}:make"):
+        (tmp_path / "c.toml").write_text(f'teacher = "{spec}"\n')
+        result = run_cli_here(*base, "--config", tmp_path / "c.toml")
+        assert_user_error(result, "c.toml' names Python code to run as the teacher")
+        assert spec not in result.stderr.split("hint:")[-1]
+    assert not marker.exists()
+    (tmp_path / "c.toml").write_text(f'teacher = "shutil:rmtree:path={victim}"\n')
+    trusted = run_cli_here(*base, "--config", tmp_path / "c.toml", "--trust-model-code")
+    assert_user_error(trusted, "module 'shutil' is part of Python's standard library")   # trusted, still no rmtree
+    assert (victim / "keep.txt").is_file() and not (tmp_path / "sw").exists()
+
+
+def test_a_resumed_sweep_folder_naming_other_code_runs_nothing(tmp_path):
+    """A sweep folder's students are exported from their model.json: one changed since (a folder
+    someone sent, resumed) names code the sweep was not given, which runs only when trusted."""
+    from edgekd.sweep import run_sweep
+
+    evil, marker = _marker_file(tmp_path)
+    cfg = load_config(None, **{**SHORT, "student_epochs": 1})
+
+    def stop_after_distill(event, **info):
+        if event == "step" and info["step"] == "distill":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(cfg, ["cnn:width=4,depth=1"], tmp_path / "sw", reporter=stop_after_distill)
+    spec_path = next((tmp_path / "sw" / "students").iterdir()) / "student" / "model.json"
+    spec_path.write_text(json.dumps({**json.loads(spec_path.read_text()), "arch": f"{evil}:make"}))
+    with pytest.raises(ModelError, match="names Python code to run") as info:
+        run_sweep(cfg, ["cnn:width=4,depth=1"], tmp_path / "sw", resume=True)
+    assert str(evil) not in info.value.hint and not marker.exists()

@@ -60,6 +60,12 @@ TRAINING_OPTIONS = [
     click.option("--backend", type=click.Choice(["auto", "gloo", "nccl"]), help="Process group under torchrun: auto = nccl on CUDA, gloo on CPU [default: auto]"),
 ]
 STUDENT_OPTION = click.option("--student", help="Student model spec, as --teacher [default: cnn:width=8,depth=2].")
+#: distill, sweep and export: code named in a file (a --config TOML, a run's model.json) runs only with it
+TRUST_CODE_OPTION = click.option(
+    "--trust-model-code", is_flag=True,
+    help="Run your own model code (MODULE:FACTORY, FILE.py:FACTORY) that a FILE names: a --config TOML, or a run's "
+         "model.json (--teacher-from, export). It imports and runs that code, so pass it only for files you wrote "
+         "and runs you made; a factory given on the command line needs no flag.")
 
 
 def training_options(command, student: bool = True):
@@ -78,16 +84,18 @@ def training_options(command, student: bool = True):
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last epoch checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress, only the final table.")
 @click.option("--json", "as_json", is_flag=True, help="Print cv.json's content instead of the table.")
-def distill(config_file, force, resume, quiet, as_json, **options):
+@TRUST_CODE_OPTION
+def distill(config_file, force, resume, quiet, as_json, trust_model_code, **options):
     """Train teacher, student (distilled) and simple model with k-fold CV; write a run folder."""
     from ..config import load_config
     from ..render.distill import CachingProgress, DistillProgress, print_distill_summary
 
     from ..distill import Experiment
 
-    cfg = load_config(config_file, **options)
+    cfg = load_config(config_file, trust_model_code, **options)
     with CachingProgress(enabled=not (quiet or as_json)) as caching:
-        experiment = Experiment.prepare(cfg, resume=resume, force=force, progress=caching.report, note=caching.note)
+        experiment = Experiment.prepare(cfg, resume=resume, force=force, progress=caching.report, note=caching.note,
+                                        trust_model_code=trust_model_code)
     main = experiment.ranks.is_main          # under torchrun only rank 0 speaks
     with DistillProgress(enabled=main and not (quiet or as_json), folds=cfg.folds) as progress:
         summary = experiment.run(progress.report)

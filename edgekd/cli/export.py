@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from .bench import names
+from .distill import TRUST_CODE_OPTION
 
 # --- export ----------------------------------------------------------------------------
 
@@ -35,9 +36,7 @@ from .bench import names
 @click.option("--max-int8-drop", type=float, default=None, metavar="POINTS",
               help="With --keep-float auto: the accuracy points the int8 file may lose against fp32, measured "
                    "on labelled training samples that did not calibrate (never the eval split)  [default: 0.5]")
-@click.option("--trust-model-code", is_flag=True,
-              help="Rebuild models whose spec names your own code (FILE.py:FACTORY): this imports and runs "
-                   "that code, so pass it only for runs you made.")
+@TRUST_CODE_OPTION
 @click.option("--force", is_flag=True, help="Overwrite an existing bundle folder.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON on stdout.")

@@ -6,7 +6,7 @@ import functools
 import click
 
 from .bench import parse_bench_options, remote_from, remote_options
-from .distill import training_options
+from .distill import TRUST_CODE_OPTION, training_options
 
 
 @click.command("sweep")
@@ -27,8 +27,10 @@ from .distill import training_options
 @click.option("--resume", is_flag=True, help="Continue an interrupted sweep, skipping every finished step.")
 @click.option("--quiet", is_flag=True, help="No progress, only the final table.")
 @click.option("--json", "as_json", is_flag=True, help="Print sweep.json instead of the table.")
+@TRUST_CODE_OPTION
 def sweep_command(students, config_file, threads, repeat, min_seconds, budget, pick, remote, remote_edgekd,
-                  remote_copy, remote_keep, ssh_config, out, force, resume, quiet, as_json, **options):
+                  remote_copy, remote_keep, ssh_config, out, force, resume, quiet, as_json, trust_model_code,
+                  **options):
     """Distill, export and bench several students against one teacher; Pareto fronts and a pick.
 
     \b
@@ -40,10 +42,10 @@ def sweep_command(students, config_file, threads, repeat, min_seconds, budget, p
     from ..render.sweep import SweepProgress, print_sweep_summary
     from ..sweep import Sweep
 
-    cfg = load_config(config_file, **options)
+    cfg = load_config(config_file, trust_model_code, **options)
     bench = BenchOptions(**parse_bench_options(threads, None, None, min_seconds=min_seconds))
     where = remote_from(remote, remote_edgekd, remote_copy, remote_keep, ssh_config)
-    sweep = Sweep.prepare(cfg, students, out, bench, repeat, budget, pick, where, resume, force)
+    sweep = Sweep.prepare(cfg, students, out, bench, repeat, budget, pick, where, resume, force, trust_model_code)
     with SweepProgress(enabled=sweep.ranks.is_main and not (quiet or as_json), folds=cfg.folds) as progress:
         doc = sweep.run(progress.report)
     if not sweep.ranks.is_main:

@@ -164,7 +164,7 @@ def check_teacher_split(cfg: DistillConfig, brought: BroughtTeacher | None) -> N
     source = brought.path.parent / "config.toml" if brought and brought.kind == "run" else None
     if source is None or not source.is_file():
         return
-    theirs = load_config(source)
+    theirs = load_config(source, trust_model_code=True)    # only its split is read: none of its models is built
     if (theirs.data, theirs.label_column) != (cfg.data, cfg.label_column):
         return
     differ = [key for key in ("seed", "test_fraction") if getattr(theirs, key) != getattr(cfg, key)]

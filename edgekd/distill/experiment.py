@@ -33,9 +33,9 @@ from .trio import Reporter, RunLog, Split, TeacherShare, Trio, TrioResult
 
 
 def run_experiment(cfg: DistillConfig, reporter: Reporter | None = None, resume: bool = False,
-                   force: bool = False) -> Document:
+                   force: bool = False, trust_model_code: bool = False) -> Document:
     """Run the whole experiment and write the run folder ``cfg.out``; returns ``cv.json``'s content."""
-    return Experiment.prepare(cfg, resume, force).run(reporter)
+    return Experiment.prepare(cfg, resume, force, trust_model_code=trust_model_code).run(reporter)
 
 
 @dataclass
@@ -60,11 +60,12 @@ class Experiment:
     @classmethod
     def prepare(cls, cfg: DistillConfig, resume: bool = False, force: bool = False,
                 progress: Progress | None = None, note: Callable[[str], None] | None = None,
-                share: TeacherShare | None = None) -> "Experiment":
+                share: TeacherShare | None = None, trust_model_code: bool = False) -> "Experiment":
         """``progress``/``note``: what decoding images into the cache reports (``checks.load_data``);
-        ``share``: the teacher of a sweep, trained once for all its students."""
+        ``share``: the teacher of a sweep, trained once for all its students; ``trust_model_code``:
+        a ``--teacher-from`` run whose model.json names code may run it (``checkpoint.load_model``)."""
         cfg.validate()
-        brought = load_teacher(cfg.teacher_from) if cfg.teacher_from else None
+        brought = load_teacher(cfg.teacher_from, trust_model_code) if cfg.teacher_from else None
         data = load_data(cfg, progress, note)
         check_data(cfg, data)
         arrays = holdout(data, cfg.test_fraction, cfg.seed)

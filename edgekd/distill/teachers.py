@@ -75,14 +75,15 @@ class Pt2Logits(nn.Module):
         return self.program[0](x.cpu()).to(x.device)
 
 
-def load_teacher(source: str) -> BroughtTeacher:
+def load_teacher(source: str, trust_code: bool = False) -> BroughtTeacher:
+    """``--teacher-from``; ``trust_code``: rebuild a run's model whose spec names code (``load_model``)."""
     path = Path(source).expanduser()
     if not path.exists():
         raise ModelError(f"teacher '{path}' not found",
                          hint="--teacher-from takes a run folder, a .onnx file or a .pt2 file")
     if path.is_dir():
         folder = path / "teacher" if (path / "teacher" / SPEC).is_file() else path
-        module, spec = load_model(folder)
+        module, spec = load_model(folder, trust_code)
         return BroughtTeacher(module, "run", folder, tuple(spec["input"]["shape"]),
                               spec.get("preprocessing"), spec["arch"])
     if path.suffix == ".onnx":

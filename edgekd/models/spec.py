@@ -24,6 +24,10 @@ FACTS = ("input_shape", "num_classes", "in_chans", "in_channels")     # in_chans
 REQUIRED = inspect.Parameter.empty
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 EXPECTED = {int: "an integer", float: "a finite number", bool: "true or false (1/0, yes/no)", str: "a string"}
+#: what a user's factory, module or annotation may raise and edgekd reports as its failure: any
+#: error, and ``sys.exit()`` or a KeyboardInterrupt of its own, which would end edgekd as if it had
+#: finished (exit 0, no run) or been interrupted (SIGTERM's exception is edgekd's, and stays one)
+USER_CODE_ESCAPES = (Exception, SystemExit, KeyboardInterrupt)
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ def read_options(fn: Callable) -> dict[str, Option]:
     """The options ``fn`` takes: its keyword parameters other than ``FACTS``, typed by its annotations."""
     try:  # a class is typed by its __init__; "from __future__ import annotations" leaves strings to resolve
         hints = typing.get_type_hints(fn.__init__ if isinstance(fn, type) else fn, include_extras=True)
-    except Exception as exc:  # NameError, TypeError: an annotation that does not resolve
+    except USER_CODE_ESCAPES as exc:  # NameError, TypeError: an annotation that does not resolve
         raise ModelError(f"cannot read the option types of '{_label(fn)}': {exc}") from None
     return {p.name: _option(fn, p, hints.get(p.name))
             for p in _keyword_parameters(fn) if p.name not in FACTS}

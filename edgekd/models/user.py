@@ -13,16 +13,27 @@ One syntax, split at its first two colons::
 
 The factory gets the data's facts it declares by name (``num_classes``, ``input_shape``,
 ``in_chans`` or ``in_channels``) and must return an ``nn.Module``. This runs the user's code: they
-named it on the command line. A run folder records the spec, never the code, so ``export``
-imports the same file or module again (the same import path on the machine that exports).
+named it on the command line (a spec read from a file, a ``--config`` TOML or a run's model.json, is
+refused before this unless they pass ``--trust-model-code``: ``config.py``, ``checkpoint.py``). A run
+folder records the spec, never the code, so ``export`` imports the same file or module again (the
+same import path on the machine that exports).
+
+Whoever names it, a spec cannot reach code that acts on options rather than builds a model: the
+standard library and edgekd's own packages are refused before anything is imported, and FACTORY
+must be an ``nn.Module`` class or a function defined in TARGET itself (``shutil.rmtree`` re-exported
+by a file is refused before it is called). And whatever the user's code raises on the way, ``sys.exit()``
+and a KeyboardInterrupt of its own included, is one ModelError naming it: edgekd does not exit 0
+with no run written.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
+import sysconfig
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable
@@ -32,12 +43,16 @@ from torch import nn
 
 from ..errors import ModelError, unknown_name
 from . import MAX_PARAMETERS, MODELS, count_parameters
-from .spec import call_factory, parse_options
+from .spec import USER_CODE_ESCAPES, call_factory, parse_options
 
 SYNTAX = "your own model: MODULE:FACTORY[:key=value,…] or FILE.py:FACTORY[:key=value,…]"
 SAME_PATH = "a user model needs the same import path wherever it is built (distill, and export from model.json)"
 TRACE_HINT = ("edgekd exports through torch.export: keep forward free of Python branches on tensor values, "
               ".item(), .tolist() and numpy calls")
+#: packages whose functions write, delete, download or run things when called with options
+#: (``numpy:save``, ``torch.hub:load``, edgekd's own file helpers), not model code; with the
+#: standard library (``shutil``, ``os``, ``subprocess``), never a TARGET
+NOT_MODEL_CODE = frozenset({"edgekd", "torch", "numpy", "__main__"})
 
 
 @dataclass(frozen=True)
@@ -84,7 +99,7 @@ def build_user(user: UserSpec, input_shape: tuple[int, ...], num_classes: int) -
         model = call_factory(factory, tuple(input_shape), num_classes, options)
     except ModelError:
         raise                    # the data does not fit what the factory declares (in_chans of tabular data)
-    except Exception as exc:     # the user's code: whatever it raises is their model failing
+    except USER_CODE_ESCAPES as exc:     # the user's code: whatever it raises is their model failing
         raise ModelError(f"factory '{user.factory}' of {user.where} raised {_first_line(exc)}") from None
     if not isinstance(model, nn.Module):
         raise ModelError(f"factory '{user.factory}' of {user.where} returned a {type(model).__name__}, "
@@ -96,6 +111,7 @@ def build_user(user: UserSpec, input_shape: tuple[int, ...], num_classes: int) -
 
 
 def load_factory(user: UserSpec) -> Callable[..., Any]:
+    _refuse_library(user)
     module = _import_file(user) if user.is_file else _import_module(user)
     factory = getattr(module, user.factory, None)
     if factory is None:
@@ -105,7 +121,40 @@ def load_factory(user: UserSpec) -> Callable[..., Any]:
     if not callable(factory):
         raise ModelError(f"'{user.factory}' of {user.where} is a {type(factory).__name__}, not a factory",
                          hint="name a function or class that returns an nn.Module")
+    _check_defined_here(user, factory, module)
     return factory
+
+
+def _refuse_library(user: UserSpec) -> None:
+    """Before anything is imported: a TARGET in the standard library, among the installed packages
+    or in edgekd itself is not a model of the user's (its import alone may act)."""
+    if user.is_file:
+        path = os.path.realpath(os.path.expanduser(user.target))
+        folders = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+        folders.add(os.path.dirname(os.path.dirname(__file__)))          # edgekd itself
+        inside = next((f for f in sorted(folders) if path.startswith(os.path.realpath(f) + os.sep)), None)
+        where = f"in '{inside}', a folder of Python's standard library, its installed packages or edgekd"
+    else:
+        top = user.target.split(".")[0]
+        inside = top if top in sys.stdlib_module_names or top in NOT_MODEL_CODE else None
+        where = f"part of Python's standard library or of edgekd and its dependencies ('{top}')"
+    if inside:
+        raise ModelError(f"{user.where} is {where}: not model code, and edgekd does not call it",
+                         hint="name a factory in your own file or module (MODULE:FACTORY or FILE.py:FACTORY)")
+
+
+def _check_defined_here(user: UserSpec, factory: Any, module: ModuleType) -> None:
+    """Before it is called: an nn.Module class, or a function the named file or module defines. An
+    imported one (``from shutil import rmtree as make``, a package's re-export) may act on its options."""
+    if inspect.isclass(factory) and issubclass(factory, nn.Module):
+        return
+    if inspect.isfunction(factory) and factory.__module__ == module.__name__:
+        return
+    origin = getattr(factory, "__module__", None)
+    source = f" (it comes from '{origin}')" if isinstance(origin, str) and origin != module.__name__ else ""
+    raise ModelError(f"'{user.factory}' of {user.where} is not a function defined there nor an nn.Module "
+                     f"class{source}: edgekd calls only those as a model factory",
+                     hint="define the factory in the file or module you name; an imported function is not called")
 
 
 def _import_file(user: UserSpec) -> ModuleType:
@@ -149,7 +198,7 @@ def _run_import(user: UserSpec, load: Callable[[], Any]):
         raise ModelError(f"{user.where} fails to import: {exc} ({SAME_PATH})") from None
     except SyntaxError as exc:
         raise ModelError(f"{user.where} has a syntax error: {exc.msg} ('{exc.filename}', line {exc.lineno})") from None
-    except Exception as exc:               # the user's module failing as it runs
+    except USER_CODE_ESCAPES as exc:       # the user's module failing (or exiting) as it runs
         raise ModelError(f"{user.where} fails to import: {_first_line(exc)}") from None
 
 
@@ -162,7 +211,7 @@ def check_user_model(model: nn.Module, user: UserSpec, input_shape: tuple[int, .
     try:
         with torch.no_grad():
             out = model(example)
-    except Exception as exc:
+    except USER_CODE_ESCAPES as exc:
         raise ModelError(f"the model of {user.where} fails on a batch of input {tuple(input_shape)}: "
                          f"{_first_line(exc)}") from None
     finally:
@@ -177,7 +226,7 @@ def check_user_model(model: nn.Module, user: UserSpec, input_shape: tuple[int, .
         batch = torch.export.Dim("batch", min=1, max=1 << 16)
         with quiet():
             torch.export.export(model.eval(), (example,), dynamic_shapes=({0: batch},), strict=False)
-    except Exception as exc:
+    except USER_CODE_ESCAPES as exc:
         raise ModelError(f"the model of {user.where} cannot be traced by torch.export (export needs it): "
                          f"{_first_line(exc)}", hint=TRACE_HINT) from None
     finally:

@@ -103,12 +103,12 @@ def checked_budget(budget) -> dict | None:
     return budget
 
 
-def check_students(cfg: DistillConfig, specs: list[str]) -> None:
+def check_students(cfg: DistillConfig, specs: list[str], trust_model_code: bool = False) -> None:
     """Every student built for the data's shape now, not after the students before it have trained."""
     from ..distill.checks import check_models, load_data
     from ..distill.teachers import load_teacher
 
-    brought = load_teacher(cfg.teacher_from) if cfg.teacher_from else None
+    brought = load_teacher(cfg.teacher_from, trust_model_code) if cfg.teacher_from else None
     data = load_data(cfg)
     for spec in specs:
         check_models(replace(cfg, student=spec), data, brought)

@@ -40,31 +40,34 @@ Reporter = Callable[..., None]
 
 def run_sweep(cfg: DistillConfig, students, out, *, bench: BenchOptions | None = None, repeat: int | None = None,
               budget=None, pick: str = "fastest", remote=None, resume: bool = False, force: bool = False,
-              reporter: Reporter | None = None) -> dict:
+              reporter: Reporter | None = None, trust_model_code: bool = False) -> dict:
     """Distill, export and bench every student of ``students`` (specs, or one text split at ';')
     with ``cfg``'s teacher, data and settings; returns (and writes to ``out``) the sweep.json
     document. ``bench``: how to measure; ``repeat``: over its own, and by default 3 with a budget
     (as ``bench --budget``). ``budget``: a budget TOML (path or loaded) whose checks each candidate
     file must pass to be picked; ``pick``: fastest or smallest; ``remote``: a
     :class:`~edgekd.bench.remote.Remote` to bench on. ``reporter(event, **info)`` hears distill's
-    events and the sweep's own (``student``, ``step``)."""
-    return Sweep.prepare(cfg, students, out, bench, repeat, budget, pick, remote, resume, force).run(reporter)
+    events and the sweep's own (``student``, ``step``). ``trust_model_code``: a ``--teacher-from``
+    run whose model.json names code may run it (``checkpoint.load_model``)."""
+    return Sweep.prepare(cfg, students, out, bench, repeat, budget, pick, remote, resume, force,
+                         trust_model_code).run(reporter)
 
 
 class Sweep:
     """``prepare`` checks every input (students, budget, data, models, the board, the output folder)
     before anything trains; ``run`` does the work."""
 
-    def __init__(self, plan: Plan, out: Path, budget: dict | None, pick: str, remote, ranks, lock):
+    def __init__(self, plan: Plan, out: Path, budget: dict | None, pick: str, remote, ranks, lock, trust: bool):
         from ..distill.trio import TeacherShare
 
         self.plan, self.out, self.budget, self.pick, self.remote = plan, out, budget, pick, remote
-        self.ranks, self.lock = ranks, lock
+        self.ranks, self.lock, self.trust = ranks, lock, trust
         self.share = TeacherShare(out / "teacher" if ranks.is_main else None)
 
     @classmethod
     def prepare(cls, cfg: DistillConfig, students, out, bench: BenchOptions | None = None, repeat: int | None = None,
-                budget=None, pick: str = "fastest", remote=None, resume: bool = False, force: bool = False) -> "Sweep":
+                budget=None, pick: str = "fastest", remote=None, resume: bool = False, force: bool = False,
+                trust_model_code: bool = False) -> "Sweep":
         from ..bench.gate.checks import repeat_or_default
         from ..distill.checks import device as pick_device
         from ..distill.distributed import join
@@ -75,7 +78,7 @@ class Sweep:
         budget = checked_budget(budget)
         bench = bench or BenchOptions()
         bench = replace(bench, repeat=repeat_or_default(repeat) if budget else repeat or bench.repeat)
-        check_students(cfg, specs)
+        check_students(cfg, specs, trust_model_code)
         plan = Plan(tuple(specs), cfg, bench_fields(bench), f"{remote.host}:{remote.folder}" if remote else None)
         ranks, _ = join(pick_device(cfg.device), cfg.backend)
         if remote is not None:      # the board answers, has edgekd and a folder to write: before any training
@@ -83,7 +86,7 @@ class Sweep:
             ranks.on_main(lambda: Session.open(remote).close())
         out, locks = Path(out).absolute(), []
         ranks.on_main(lambda: open_folder(out, resume, force, plan.record(), locks))
-        return cls(plan, out, budget, pick, remote, ranks, locks[0] if locks else None)
+        return cls(plan, out, budget, pick, remote, ranks, locks[0] if locks else None, trust_model_code)
 
     def run(self, reporter: Reporter | None = None) -> dict:
         from .report import sweep_document, write_sweep
@@ -122,7 +125,8 @@ class Sweep:
             return
         started = time.perf_counter()
         cfg = self.plan.student_config(spec, str(run_dir))
-        Experiment.prepare(cfg, resume=staging_path(run_dir).exists(), share=self.share).run(report)
+        Experiment.prepare(cfg, resume=staging_path(run_dir).exists(), share=self.share,
+                           trust_model_code=self.trust).run(report)
         if self.ranks.is_main:
             self._step(name, "distill", time.perf_counter() - started, report)
 
@@ -142,9 +146,9 @@ class Sweep:
 
         run_dir = self.out / "students" / name
         bundle = run_dir / "bundle"
+        trusted = self._trusted(run_dir)
         for step, file, action in (
-                # the spec is the user's own, given to this command: no --trust-model-code to ask for
-                ("export", bundle / "manifest.json", lambda: export_run(run_dir, out=bundle, trust_model_code=True)),
+                ("export", bundle / "manifest.json", lambda: export_run(run_dir, out=bundle, trust_model_code=trusted)),
                 ("bench", bundle / "bench.json",
                  lambda: run_bench(bundle, BenchOptions(**self.plan.bench), remote=self._board(name)))):
             if file.is_file():
@@ -154,6 +158,18 @@ class Sweep:
             action()
             self._step(name, step, time.perf_counter() - started, report)
         return _row(name, spec, run_dir), read_bench(bundle / "bench.json")
+
+    def _trusted(self, run_dir: Path) -> bool:
+        """Whether export may rebuild the run's models from code their model.json names: the specs
+        this sweep was given are the user's own, but a resumed sweep folder (one someone sent) may
+        name others since; those run only with --trust-model-code."""
+        from ..checkpoint import SPEC, read_spec
+        from ..models.user import absolute_spec, parse_user_spec
+
+        given = {absolute_spec(spec) for spec in (*self.plan.students, self.plan.config.teacher)}
+        archs = [read_spec(run_dir / role)["arch"] for role in ("student", "teacher")
+                 if (run_dir / role / SPEC).is_file()]
+        return self.trust or all(arch in given for arch in archs if parse_user_spec(arch) is not None)
 
     def _board(self, name: str):
         """The board's folder for this student: DIR/N-SPEC (its bundle in DIR/N-SPEC/bundle)."""
