@@ -3,7 +3,9 @@ own where root allows) whose "board" is the torch-free device environment of the
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import ssh_board
@@ -12,7 +14,7 @@ from device_envs import envs
 
 from edgekd.bench import run_bench
 from edgekd.bench.gate import bench_and_check
-from edgekd.bench.remote import DEFAULT_FOLDER, INSTALL, Remote
+from edgekd.bench.remote import DEFAULT_FOLDER, INSTALL, Remote, Session
 from edgekd.errors import ConfigError, RuntimeBackendError
 
 pytestmark = pytest.mark.skipif(ssh_board.missing() is not None, reason=str(ssh_board.missing()))
@@ -171,3 +173,62 @@ def test_a_sweep_checks_the_board_before_it_trains(board, tmp_path):
                      "--ssh-config", board.ssh_config, "--remote-edgekd", "/nowhere/edgekd", "--out", tmp_path / "sw")
     assert_user_error(result, "'/nowhere/edgekd' is not a command on")
     assert not (tmp_path / "sw").exists() and not (tmp_path / ".sw.partial").exists()
+
+
+# -- what reaches the board's shell, and what edgekd may delete there ------------------------------
+
+#: each runs {run} if the board's shell reads it as code; the last is an option where a path is expected
+PAYLOADS = {"backtick": "b`{run}`", "dollar": "b$({run})", "semicolon": "b;{run}", "newline": "b\n{run}",
+            "dash": "-oProxyCommand={run}"}
+
+
+def marking_script(folder: Path) -> tuple[Path, Path]:
+    """An executable with no arguments (rsync 3.2.7 escapes spaces, not backticks or newlines) that
+    makes a marker file: the marker's existence proves the script ran."""
+    script, ran = folder / "payload.sh", folder / "ran"
+    script.write_text(f"#!/bin/sh\ntouch {ran}\n")
+    script.chmod(0o755)
+    return script, ran
+
+
+@pytest.mark.parametrize("copy", ["rsync", "scp"])
+@pytest.mark.parametrize("place", ["host", "folder", "bundle", "data"])
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_shell_characters_in_the_host_folder_or_a_name_are_refused_before_any_connection(
+        board, board_env, demo_bundle, tmp_path, copy, place, payload):
+    """rsync 3.2.7 leaves backticks and newlines to the board's shell: a folder ran the marking script
+    there, a bundle or --data file named b`hostname` arrived renamed. Each is one error line now,
+    before the first connection (which would make DIR: nothing reaches the board)."""
+    script, ran = marking_script(tmp_path)
+    # a name holds no '/': there the payload is a command on the board's PATH
+    text = PAYLOADS[payload].format(run=script if place in ("host", "folder") else "hostname")
+    host, folder, name = board.host, tmp_path / "board", "bundle"
+    if place == "host":
+        host = text
+    elif place == "folder":
+        folder = folder / text
+    elif place == "bundle":
+        name = text
+    bundle = shutil.copytree(demo_bundle, tmp_path / name)
+    data = shutil.copy(demo_bundle / "eval.npz", tmp_path / (text if place == "data" else "data.npz"))
+    with pytest.raises(ConfigError) as info:
+        run_bench(bundle, out=False, data=data, **FAST_BENCH, remote=Remote.parse(
+            f"{host}:{folder}", edgekd=str(board_env.python.parent / "edgekd"), ssh_config=str(board.ssh_config),
+            copy=copy))
+    assert "\n" not in info.value.message + (info.value.hint or ""), info.value.message
+    assert not (tmp_path / "board").exists() and not ran.exists()
+
+
+def test_rsync_sends_board_paths_in_its_protocol_not_through_the_boards_shell(board, board_env, tmp_path):
+    """Under the allow-list, rsync's -s: a path that got past it would still reach no shell."""
+    script, ran = marking_script(tmp_path)
+    into = Path(f"{tmp_path}/b`{script}`")        # folders b`, tmp, ..., payload.sh`
+    into.mkdir(parents=True)
+    (tmp_path / "file.txt").write_text("sent")
+    session = Session.open(remote(board, board_env, tmp_path / "board", copy="rsync"))
+    try:
+        session.put(tmp_path / "file.txt", str(into))
+    finally:
+        session.close()
+    assert (into / "file.txt").read_text() == "sent"
+    assert not ran.exists()

@@ -7,6 +7,9 @@ SSH connection settings; the caller renders and gates it as a local run's. Every
 the board (its bench.json, the copied ``--data``, an ``--against`` bundle, the bench's temporary
 files) lives in one ``DIR/.edgekd-run.XXXXXX`` folder that is removed afterwards unless ``keep``.
 
+Every path and name sent to the board passes :data:`SAFE` first, and rsync gets them in its
+protocol (``-s``), not through the board's shell.
+
 Keys, users, ports, jump hosts and host-key checking are the user's OpenSSH configuration
 (``~/.ssh/config``, or ``ssh_config``): edgekd runs ssh with ``BatchMode=yes``, so it never asks
 for or handles a password, and never turns host checking off.
@@ -29,10 +32,24 @@ INSTALL = 'pip install "edgekd[device]"'
 COPIES = ("auto", "rsync", "scp")
 _TARGET = re.compile(r"(?:(?P<user>[A-Za-z0-9_][A-Za-z0-9._-]*)@)?"
                      r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9._-]*)(?::(?P<folder>.*))?")
+#: what a path or name on the board may hold, declared once: letters, digits, space and ``._/@:+,=-``,
+#: no name starting with '-'. Some routes hand the path to the board's shell (rsync 3.2.7 leaves
+#: backticks unescaped; scp before OpenSSH 9 passes it unquoted, where a space only splits it into
+#: scp's "ambiguous target" error), so nothing that shell reads as code may be in it.
+SAFE = re.compile(r"[A-Za-z0-9._/@:+,= -]+")
+_SAFE_SAID = "letters, digits, spaces and . _ / @ : + , = - (no name starting with '-')"
 _HINT = ("e.g. --remote pi@raspberrypi.local or pi@10.0.0.5:/home/pi/edgekd; the port, key and jump host "
          "come from your ~/.ssh/config")
 #: the probe's exit statuses (ssh itself exits 255 when it cannot connect)
 _NO_EDGEKD, _NO_FOLDER = 3, 4
+
+
+def board_path(text: str, what: str) -> str:
+    """``text`` when it may name a path on the board (:data:`SAFE`); else one ConfigError, before any connection."""
+    if not SAFE.fullmatch(text) or any(part.startswith("-") for part in text.split("/")):
+        raise ConfigError(f"{what} {text!r} cannot go to a board: a path there may hold only {_SAFE_SAID}",
+                          hint="rename it (edgekd sends no shell characters to the board's shell)")
+    return text
 
 
 @dataclass(frozen=True)
@@ -50,13 +67,14 @@ class Remote:
 
     @classmethod
     def parse(cls, text: str, **fields) -> "Remote":
-        """``[user@]host[:DIR]``; anything else (a space, a leading '-', an empty host) is refused."""
+        """``[user@]host[:DIR]``; anything else (a space, a leading '-', an empty host, a DIR that
+        :data:`SAFE` refuses) is refused."""
         match = _TARGET.fullmatch(text or "")
-        folder = match and match["folder"]
-        if not match or (folder and any(c in folder for c in "\n\r\0")):
-            raise ConfigError(f"--remote '{text}' is not [user@]host[:DIR]", hint=_HINT)
+        if not match:
+            raise ConfigError(f"--remote {text!r} is not [user@]host[:DIR]", hint=_HINT)
         host = f"{match['user']}@{match['host']}" if match["user"] else match["host"]
-        folder = (folder or DEFAULT_FOLDER).removeprefix("~/")
+        home = re.sub(r"^~(/|$)", "", match["folder"] or DEFAULT_FOLDER) or "."     # relative: under the home
+        folder = board_path(home, "the --remote folder")
         remote = cls(host, folder.rstrip("/") or "/", **fields)
         if remote.copy not in COPIES:
             raise ConfigError(f"unknown copy method '{remote.copy}'", hint=f"one of: {', '.join(COPIES)}")
@@ -117,11 +135,12 @@ class Session:
         return cls(remote, folder, run_folder, _copy_method(remote.copy, board_copy))
 
     def put(self, local: Path, remote_path: str) -> None:
-        """``local`` (a folder or a file) to ``remote_path`` on the board, replacing what is there."""
+        """``local`` (a folder or a file) to ``remote_path`` on the board, replacing what is there.
+        rsync's ``-s`` sends the paths in its protocol, never to the board's shell."""
         r = self.remote
         if self.copy == "rsync":
             source = f"{local}/" if local.is_dir() else str(local)
-            cmd = ["rsync", "-a", "--delete", "-e", shlex.join(r.ssh()), source, f"{r.host}:{remote_path}"]
+            cmd = ["rsync", "-a", "-s", "--delete", "-e", shlex.join(r.ssh()), source, f"{r.host}:{remote_path}"]
         else:
             r.run(f"rm -rf -- {shlex.quote(remote_path)}", "removing an older copy")
             cmd = ["scp", "-q", "-r", "-B", *(["-F", r.ssh_config] if r.ssh_config else []), str(local),
@@ -175,6 +194,10 @@ def bench_remote(remote: Remote, targets: list, options, progress=None) -> list[
     from ..schema.bench import from_json
 
     step = progress or (lambda done, total, label: None)
+    for t, what in zip(targets, ("the target's name", "the --against bundle's name")):
+        board_path(Path(t).name, what)
+    if options.data is not None:
+        board_path(Path(options.data).name, "the --data file's name")
     step(0, 3, f"{remote.host}: connecting")
     session = Session.open(remote)
     try:
