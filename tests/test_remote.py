@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import ssh_board
-from conftest import FAST_BENCH, FAST_BENCH_ARGS, assert_user_error, run_cli
+from conftest import FAST_BENCH, FAST_BENCH_ARGS, assert_user_error, run_cli, run_cli_here
 from device_envs import envs
 
 from edgekd.bench import run_bench
 from edgekd.bench.gate import bench_and_check
-from edgekd.bench.remote import DEFAULT_FOLDER, INSTALL, Remote, Session
+from edgekd.bench.remote import DEFAULT_FOLDER, INSTALL, MARKER, Remote, Session
 from edgekd.errors import ConfigError, RuntimeBackendError
 
 pytestmark = pytest.mark.skipif(ssh_board.missing() is not None, reason=str(ssh_board.missing()))
@@ -57,7 +57,8 @@ def test_a_bench_on_the_board_scores_as_here_and_leaves_only_the_bundle(board, b
     assert doc["device"]["python"].split()[-1] == board_python(board_env)    # the board's edgekd measured
     assert doc["remote"] == {"host": board.host, "path": str(folder / demo_bundle.name), "copy": copy, "kept": None}
     assert [p.name for p in folder.iterdir()] == [demo_bundle.name]
-    assert sorted(p.name for p in (folder / demo_bundle.name).iterdir()) == sorted(p.name for p in demo_bundle.iterdir())
+    assert sorted(p.name for p in (folder / demo_bundle.name).iterdir()) == sorted(
+        [MARKER, *(p.name for p in demo_bundle.iterdir())])
     assert json.loads((tmp_path / "bench.json").read_text())["remote"]["host"] == board.host
     assert doc["outputs"]["json"] == str(tmp_path / "bench.json")
 
@@ -232,3 +233,54 @@ def test_rsync_sends_board_paths_in_its_protocol_not_through_the_boards_shell(bo
         session.close()
     assert (into / "file.txt").read_text() == "sent"
     assert not ran.exists()
+
+
+@pytest.mark.parametrize("copy", ["rsync", "scp"])
+def test_bench_dot_and_dotdot_write_only_their_own_folder_on_the_board(
+        board, board_env, demo_bundle, tmp_path, monkeypatch, copy):
+    """`bench . --remote board:DIR` once deleted everything else in DIR (rsync --delete into DIR/,
+    scp's rm -rf DIR/), and `bench ..` DIR's parent: the bundle goes to DIR/<its real name> now."""
+    folder = tmp_path / "parent" / "board"
+    folder.mkdir(parents=True)
+    (folder / "mine.txt").write_text("the user's")
+    (folder.parent / "theirs.txt").write_text("the user's too")
+    bundle = shutil.copytree(demo_bundle, tmp_path / "work" / "my-bundle")
+    (bundle / "sub").mkdir()
+    for cwd, target in ((bundle, "."), (bundle / "sub", "..")):
+        monkeypatch.chdir(cwd)
+        doc = run_bench(target, out=False, remote=remote(board, board_env, folder, copy=copy), **FAST_BENCH)
+        assert doc["remote"]["path"] == str(folder / "my-bundle")
+    assert (folder / "mine.txt").read_text() == "the user's"
+    assert (folder.parent / "theirs.txt").read_text() == "the user's too"
+    assert sorted(p.name for p in folder.iterdir()) == ["mine.txt", "my-bundle"]
+    assert (folder / "my-bundle" / MARKER).is_file() and (folder / "my-bundle" / "sub").is_dir()
+
+
+@pytest.mark.parametrize("copy", ["rsync", "scp"])
+def test_a_bench_replaces_only_a_folder_edgekd_marked_on_the_board(board, board_env, demo_bundle, tmp_path, copy):
+    folder = tmp_path / "board"
+    run_bench(demo_bundle, out=False, remote=remote(board, board_env, folder, copy=copy), **FAST_BENCH)
+    (folder / demo_bundle.name / "stale.onnx").write_text("from an older bundle")
+    run_bench(demo_bundle, out=False, remote=remote(board, board_env, folder, copy=copy), **FAST_BENCH)
+    assert sorted(p.name for p in (folder / demo_bundle.name).iterdir()) == sorted(
+        [MARKER, *(p.name for p in demo_bundle.iterdir())])
+    theirs = folder / "other"             # the user's own folder of the bundle's name
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("the user's")
+    other = shutil.copytree(demo_bundle, tmp_path / "other")
+    res = run_cli_here("bench", other, *FAST_BENCH_ARGS, "--remote", f"{board.host}:{folder}", "--remote-copy", copy,
+                       "--ssh-config", board.ssh_config, "--remote-edgekd", board_env.python.parent / "edgekd",
+                       "--out", tmp_path / "bench.json")
+    assert_user_error(res, f"'{theirs}' on '{board.host}' is not a folder edgekd made")
+    assert [p.name for p in theirs.iterdir()] == ["notes.txt"] and (theirs / "notes.txt").read_text() == "the user's"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([demo_bundle.name, "other"])    # no run folder left
+    assert not (tmp_path / "bench.json").exists()
+
+
+def test_a_single_model_goes_to_a_marked_folder_of_its_name_on_the_board(board, board_env, demo_bundle, tmp_path):
+    model = demo_bundle / json.loads((demo_bundle / "manifest.json").read_text())["models"][0]["file"]
+    folder = tmp_path / "board"
+    for _ in range(2):          # the second bench replaces the first one's folder
+        doc = run_bench(model, out=False, remote=remote(board, board_env, folder, copy="rsync"), **FAST_BENCH)
+    assert doc["remote"]["path"] == str(folder / model.name / model.name)
+    assert sorted(p.name for p in (folder / model.name).iterdir()) == sorted([MARKER, model.name])
