@@ -766,6 +766,32 @@ def _(ws):
     return ["bench", ws.root / "bundle", "--data", "other-eval.npz"]
 
 
+# bench --remote: a host, folder or name the board's shell could read as code, or as an option, is refused
+# before any connection (rsync 3.2.7 leaves backticks to that shell); "board" is no host: nothing is reached
+for _id, _remote, _fragment in [
+    ("backtick-folder", "board:bench/b`hostname`", "cannot go to a board"),
+    ("dollar-folder", "board:bench/$(hostname)", "cannot go to a board"),
+    ("semicolon-folder", "board:bench;hostname", "cannot go to a board"),
+    ("newline-folder", "board:bench\nhostname", "is not [user@]host[:DIR]"),
+    ("dash-folder", "board:bench/-rf", "cannot go to a board"),
+    ("tilde-user-folder", "board:~root/bench", "cannot go to a board"),
+    ("dash-host", "-oProxyCommand=hostname", "is not [user@]host[:DIR]"),
+]:
+    CASES.append(Case(f"bench-remote-{_id}", lambda ws, r=_remote: ["bench", ws.bundle(), "--remote", r], _fragment))
+
+
+@case("bench-remote-backtick-bundle", "the target's name 'b`hostname`' cannot go to a board")
+def _(ws):
+    return ["bench", ws.bundle().rename(ws.root / "b`hostname`"), "--remote", "board:bench"]
+
+
+@case("bench-remote-newline-data", "the --data file's name 'd\\nhostname.npz' cannot go to a board")
+def _(ws):
+    bundle = ws.bundle()
+    shutil.copy(bundle / "eval.npz", ws.root / "d\nhostname.npz")
+    return ["bench", bundle, "--data", ws.root / "d\nhostname.npz", "--remote", "board:bench"]
+
+
 # -- init-budget -------------------------------------------------------------------------------
 
 @case("init-budget-source-missing", "not found")

@@ -3,16 +3,18 @@ own where root allows) whose "board" is the torch-free device environment of the
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import ssh_board
-from conftest import FAST_BENCH, FAST_BENCH_ARGS, assert_user_error, run_cli
+from conftest import FAST_BENCH, FAST_BENCH_ARGS, assert_user_error, run_cli, run_cli_here
 from device_envs import envs
 
 from edgekd.bench import run_bench
 from edgekd.bench.gate import bench_and_check
-from edgekd.bench.remote import DEFAULT_FOLDER, INSTALL, Remote
+from edgekd.bench.remote import DEFAULT_FOLDER, INSTALL, MARKER, Remote, Session
 from edgekd.errors import ConfigError, RuntimeBackendError
 
 pytestmark = pytest.mark.skipif(ssh_board.missing() is not None, reason=str(ssh_board.missing()))
@@ -55,7 +57,8 @@ def test_a_bench_on_the_board_scores_as_here_and_leaves_only_the_bundle(board, b
     assert doc["device"]["python"].split()[-1] == board_python(board_env)    # the board's edgekd measured
     assert doc["remote"] == {"host": board.host, "path": str(folder / demo_bundle.name), "copy": copy, "kept": None}
     assert [p.name for p in folder.iterdir()] == [demo_bundle.name]
-    assert sorted(p.name for p in (folder / demo_bundle.name).iterdir()) == sorted(p.name for p in demo_bundle.iterdir())
+    assert sorted(p.name for p in (folder / demo_bundle.name).iterdir()) == sorted(
+        [MARKER, *(p.name for p in demo_bundle.iterdir())])
     assert json.loads((tmp_path / "bench.json").read_text())["remote"]["host"] == board.host
     assert doc["outputs"]["json"] == str(tmp_path / "bench.json")
 
@@ -171,3 +174,113 @@ def test_a_sweep_checks_the_board_before_it_trains(board, tmp_path):
                      "--ssh-config", board.ssh_config, "--remote-edgekd", "/nowhere/edgekd", "--out", tmp_path / "sw")
     assert_user_error(result, "'/nowhere/edgekd' is not a command on")
     assert not (tmp_path / "sw").exists() and not (tmp_path / ".sw.partial").exists()
+
+
+# -- what reaches the board's shell, and what edgekd may delete there ------------------------------
+
+#: each runs {run} if the board's shell reads it as code; the last is an option where a path is expected
+PAYLOADS = {"backtick": "b`{run}`", "dollar": "b$({run})", "semicolon": "b;{run}", "newline": "b\n{run}",
+            "dash": "-oProxyCommand={run}"}
+
+
+def marking_script(folder: Path) -> tuple[Path, Path]:
+    """An executable with no arguments (rsync 3.2.7 escapes spaces, not backticks or newlines) that
+    makes a marker file: the marker's existence proves the script ran."""
+    script, ran = folder / "payload.sh", folder / "ran"
+    script.write_text(f"#!/bin/sh\ntouch {ran}\n")
+    script.chmod(0o755)
+    return script, ran
+
+
+@pytest.mark.parametrize("copy", ["rsync", "scp"])
+@pytest.mark.parametrize("place", ["host", "folder", "bundle", "data"])
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_shell_characters_in_the_host_folder_or_a_name_are_refused_before_any_connection(
+        board, board_env, demo_bundle, tmp_path, copy, place, payload):
+    """rsync 3.2.7 leaves backticks and newlines to the board's shell: a folder ran the marking script
+    there, a bundle or --data file named b`hostname` arrived renamed. Each is one error line now,
+    before the first connection (which would make DIR: nothing reaches the board)."""
+    script, ran = marking_script(tmp_path)
+    # a name holds no '/': there the payload is a command on the board's PATH
+    text = PAYLOADS[payload].format(run=script if place in ("host", "folder") else "hostname")
+    host, folder, name = board.host, tmp_path / "board", "bundle"
+    if place == "host":
+        host = text
+    elif place == "folder":
+        folder = folder / text
+    elif place == "bundle":
+        name = text
+    bundle = shutil.copytree(demo_bundle, tmp_path / name)
+    data = shutil.copy(demo_bundle / "eval.npz", tmp_path / (text if place == "data" else "data.npz"))
+    with pytest.raises(ConfigError) as info:
+        run_bench(bundle, out=False, data=data, **FAST_BENCH, remote=Remote.parse(
+            f"{host}:{folder}", edgekd=str(board_env.python.parent / "edgekd"), ssh_config=str(board.ssh_config),
+            copy=copy))
+    assert "\n" not in info.value.message + (info.value.hint or ""), info.value.message
+    assert not (tmp_path / "board").exists() and not ran.exists()
+
+
+def test_rsync_sends_board_paths_in_its_protocol_not_through_the_boards_shell(board, board_env, tmp_path):
+    """Under the allow-list, rsync's -s: a path that got past it would still reach no shell."""
+    script, ran = marking_script(tmp_path)
+    into = Path(f"{tmp_path}/b`{script}`")        # folders b`, tmp, ..., payload.sh`
+    into.mkdir(parents=True)
+    (tmp_path / "file.txt").write_text("sent")
+    session = Session.open(remote(board, board_env, tmp_path / "board", copy="rsync"))
+    try:
+        session.put(tmp_path / "file.txt", str(into))
+    finally:
+        session.close()
+    assert (into / "file.txt").read_text() == "sent"
+    assert not ran.exists()
+
+
+@pytest.mark.parametrize("copy", ["rsync", "scp"])
+def test_bench_dot_and_dotdot_write_only_their_own_folder_on_the_board(
+        board, board_env, demo_bundle, tmp_path, monkeypatch, copy):
+    """`bench . --remote board:DIR` once deleted everything else in DIR (rsync --delete into DIR/,
+    scp's rm -rf DIR/), and `bench ..` DIR's parent: the bundle goes to DIR/<its real name> now."""
+    folder = tmp_path / "parent" / "board"
+    folder.mkdir(parents=True)
+    (folder / "mine.txt").write_text("the user's")
+    (folder.parent / "theirs.txt").write_text("the user's too")
+    bundle = shutil.copytree(demo_bundle, tmp_path / "work" / "my-bundle")
+    (bundle / "sub").mkdir()
+    for cwd, target in ((bundle, "."), (bundle / "sub", "..")):
+        monkeypatch.chdir(cwd)
+        doc = run_bench(target, out=False, remote=remote(board, board_env, folder, copy=copy), **FAST_BENCH)
+        assert doc["remote"]["path"] == str(folder / "my-bundle")
+    assert (folder / "mine.txt").read_text() == "the user's"
+    assert (folder.parent / "theirs.txt").read_text() == "the user's too"
+    assert sorted(p.name for p in folder.iterdir()) == ["mine.txt", "my-bundle"]
+    assert (folder / "my-bundle" / MARKER).is_file() and (folder / "my-bundle" / "sub").is_dir()
+
+
+@pytest.mark.parametrize("copy", ["rsync", "scp"])
+def test_a_bench_replaces_only_a_folder_edgekd_marked_on_the_board(board, board_env, demo_bundle, tmp_path, copy):
+    folder = tmp_path / "board"
+    run_bench(demo_bundle, out=False, remote=remote(board, board_env, folder, copy=copy), **FAST_BENCH)
+    (folder / demo_bundle.name / "stale.onnx").write_text("from an older bundle")
+    run_bench(demo_bundle, out=False, remote=remote(board, board_env, folder, copy=copy), **FAST_BENCH)
+    assert sorted(p.name for p in (folder / demo_bundle.name).iterdir()) == sorted(
+        [MARKER, *(p.name for p in demo_bundle.iterdir())])
+    theirs = folder / "other"             # the user's own folder of the bundle's name
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("the user's")
+    other = shutil.copytree(demo_bundle, tmp_path / "other")
+    res = run_cli_here("bench", other, *FAST_BENCH_ARGS, "--remote", f"{board.host}:{folder}", "--remote-copy", copy,
+                       "--ssh-config", board.ssh_config, "--remote-edgekd", board_env.python.parent / "edgekd",
+                       "--out", tmp_path / "bench.json")
+    assert_user_error(res, f"'{theirs}' on '{board.host}' is not a folder edgekd made")
+    assert [p.name for p in theirs.iterdir()] == ["notes.txt"] and (theirs / "notes.txt").read_text() == "the user's"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([demo_bundle.name, "other"])    # no run folder left
+    assert not (tmp_path / "bench.json").exists()
+
+
+def test_a_single_model_goes_to_a_marked_folder_of_its_name_on_the_board(board, board_env, demo_bundle, tmp_path):
+    model = demo_bundle / json.loads((demo_bundle / "manifest.json").read_text())["models"][0]["file"]
+    folder = tmp_path / "board"
+    for _ in range(2):          # the second bench replaces the first one's folder
+        doc = run_bench(model, out=False, remote=remote(board, board_env, folder, copy="rsync"), **FAST_BENCH)
+    assert doc["remote"]["path"] == str(folder / model.name / model.name)
+    assert sorted(p.name for p in (folder / model.name).iterdir()) == sorted([MARKER, model.name])

@@ -1,11 +1,17 @@
 """``edgekd bench TARGET --remote [user@]host[:DIR]``: the board's own edgekd measures, over SSH. Torch-free.
 
 The target is checked here first (sha256 of every file, the eval data), then copied into
-``DIR/NAME`` on the board (rsync when both ends have it, else scp), benched there by the board's
+``DIR/NAME`` on the board (rsync when both ends have it, else scp; NAME is the target's resolved
+folder or file name), benched there by the board's
 ``edgekd bench`` with the same measurement options, and its bench.json brought back over the same
 SSH connection settings; the caller renders and gates it as a local run's. Everything else made on
 the board (its bench.json, the copied ``--data``, an ``--against`` bundle, the bench's temporary
 files) lives in one ``DIR/.edgekd-run.XXXXXX`` folder that is removed afterwards unless ``keep``.
+
+edgekd writes and deletes on the board only in folders it made: ``DIR/NAME`` holds its marker file
+(:data:`MARKER`), and a ``DIR/NAME`` without one is the user's, never replaced; the rest of DIR is
+left alone. Every path and name sent to the board passes :data:`SAFE` first, and rsync gets them
+in its protocol (``-s``), not through the board's shell.
 
 Keys, users, ports, jump hosts and host-key checking are the user's OpenSSH configuration
 (``~/.ssh/config``, or ``ssh_config``): edgekd runs ssh with ``BatchMode=yes``, so it never asks
@@ -29,10 +35,27 @@ INSTALL = 'pip install "edgekd[device]"'
 COPIES = ("auto", "rsync", "scp")
 _TARGET = re.compile(r"(?:(?P<user>[A-Za-z0-9_][A-Za-z0-9._-]*)@)?"
                      r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9._-]*)(?::(?P<folder>.*))?")
+#: what a path or name on the board may hold, declared once: letters, digits, space and ``._/@:+,=-``,
+#: no name starting with '-'. Some routes hand the path to the board's shell (rsync 3.2.7 leaves
+#: backticks unescaped; scp before OpenSSH 9 passes it unquoted, where a space only splits it into
+#: scp's "ambiguous target" error), so nothing that shell reads as code may be in it.
+SAFE = re.compile(r"[A-Za-z0-9._/@:+,= -]+")
+_SAFE_SAID = "letters, digits, spaces and . _ / @ : + , = - (no name starting with '-')"
+#: the file that makes ``DIR/NAME`` on the board edgekd's own, so that a later bench may replace it
+MARKER = ".edgekd-bundle"
+_MARKER_TEXT = "edgekd bench --remote made this folder and replaces it on the next bench of this bundle"
 _HINT = ("e.g. --remote pi@raspberrypi.local or pi@10.0.0.5:/home/pi/edgekd; the port, key and jump host "
          "come from your ~/.ssh/config")
 #: the probe's exit statuses (ssh itself exits 255 when it cannot connect)
-_NO_EDGEKD, _NO_FOLDER = 3, 4
+_NO_EDGEKD, _NO_FOLDER, _NOT_OURS = 3, 4, 5
+
+
+def board_path(text: str, what: str) -> str:
+    """``text`` when it may name a path on the board (:data:`SAFE`); else one ConfigError, before any connection."""
+    if not SAFE.fullmatch(text) or any(part.startswith("-") for part in text.split("/")):
+        raise ConfigError(f"{what} {text!r} cannot go to a board: a path there may hold only {_SAFE_SAID}",
+                          hint="rename it (edgekd sends no shell characters to the board's shell)")
+    return text
 
 
 @dataclass(frozen=True)
@@ -50,13 +73,14 @@ class Remote:
 
     @classmethod
     def parse(cls, text: str, **fields) -> "Remote":
-        """``[user@]host[:DIR]``; anything else (a space, a leading '-', an empty host) is refused."""
+        """``[user@]host[:DIR]``; anything else (a space, a leading '-', an empty host, a DIR that
+        :data:`SAFE` refuses) is refused."""
         match = _TARGET.fullmatch(text or "")
-        folder = match and match["folder"]
-        if not match or (folder and any(c in folder for c in "\n\r\0")):
-            raise ConfigError(f"--remote '{text}' is not [user@]host[:DIR]", hint=_HINT)
+        if not match:
+            raise ConfigError(f"--remote {text!r} is not [user@]host[:DIR]", hint=_HINT)
         host = f"{match['user']}@{match['host']}" if match["user"] else match["host"]
-        folder = (folder or DEFAULT_FOLDER).removeprefix("~/")
+        home = re.sub(r"^~(/|$)", "", match["folder"] or DEFAULT_FOLDER) or "."     # relative: under the home
+        folder = board_path(home, "the --remote folder")
         remote = cls(host, folder.rstrip("/") or "/", **fields)
         if remote.copy not in COPIES:
             raise ConfigError(f"unknown copy method '{remote.copy}'", hint=f"one of: {', '.join(COPIES)}")
@@ -116,19 +140,48 @@ class Session:
         folder, run_folder, board_copy = done.stdout.decode().strip().splitlines()[-3:]    # after any login noise
         return cls(remote, folder, run_folder, _copy_method(remote.copy, board_copy))
 
-    def put(self, local: Path, remote_path: str) -> None:
-        """``local`` (a folder or a file) to ``remote_path`` on the board, replacing what is there."""
+    def put_bundle(self, local: Path) -> str:
+        """``local`` (resolved: a bundle folder or a model file) into ``DIR/NAME``, edgekd's own folder on
+        the board (:meth:`claim`); returns the path the board's bench takes."""
+        fresh = self.copy == "scp" or not local.is_dir()      # rsync updates a folder in place
+        folder = self.claim(local.name, fresh)
+        self.put(local, folder, contents=local.is_dir())
+        return folder if local.is_dir() else f"{folder}/{local.name}"
+
+    def claim(self, name: str, fresh: bool) -> str:
+        """``DIR/NAME`` made with edgekd's :data:`MARKER`, or kept (emptied when ``fresh``) when it has
+        one; a ``DIR/NAME`` without it is not edgekd's to replace: refused, left as it is."""
+        q = shlex.quote
+        folder = f"{self.folder}/{name}"
+        here, marker = q(folder), q(f"{folder}/{MARKER}")
+        script = (f"if [ -e {here} ] || [ -L {here} ]; then "
+                  f"[ -d {here} ] && [ ! -L {here} ] && [ -f {marker} ] && [ ! -L {marker} ] || exit {_NOT_OURS}; fi; "
+                  + (f"rm -rf -- {here} && " if fresh else "")
+                  + f"mkdir -p -- {here} && {{ [ -f {marker} ] || printf '%s\\n' {q(_MARKER_TEXT)} > {marker}; }}")
+        done = self.remote.run(script, f"making '{folder}'", check=False)
+        if done.returncode == _NOT_OURS:
+            raise ConfigError(f"'{folder}' on '{self.remote.host}' is not a folder edgekd made (it has no {MARKER}): "
+                              "edgekd does not replace it",
+                              hint="move it away on the board, or bench into another folder: --remote HOST:OTHER_DIR")
+        if done.returncode != 0:
+            raise RuntimeBackendError(f"on '{self.remote.host}', making '{folder}' failed: {_last_line(done.stderr)}")
+        return folder
+
+    def put(self, local: Path, into: str, contents: bool = False) -> None:
+        """``local`` (resolved: a file or folder, under its own name) copied into the board's folder
+        ``into``; with ``contents``, a folder's entries instead, rsync deleting whatever else ``into``
+        holds but the marker. rsync's ``-s`` sends the paths in its protocol, never to the board's shell."""
         r = self.remote
         if self.copy == "rsync":
-            source = f"{local}/" if local.is_dir() else str(local)
-            cmd = ["rsync", "-a", "--delete", "-e", shlex.join(r.ssh()), source, f"{r.host}:{remote_path}"]
+            source, delete = ([f"{local}/"], ["--delete", f"--exclude=/{MARKER}"]) if contents else ([str(local)], [])
+            cmd = ["rsync", "-a", "-s", *delete, "-e", shlex.join(r.ssh()), *source, f"{r.host}:{into}/"]
         else:
-            r.run(f"rm -rf -- {shlex.quote(remote_path)}", "removing an older copy")
-            cmd = ["scp", "-q", "-r", "-B", *(["-F", r.ssh_config] if r.ssh_config else []), str(local),
-                   f"{r.host}:{remote_path}"]
+            sources = sorted(map(str, local.iterdir())) if contents else [str(local)]
+            cmd = ["scp", "-q", "-r", "-B", *(["-F", r.ssh_config] if r.ssh_config else []), *sources,
+                   f"{r.host}:{into}/"]
         done = _call(cmd)
         if done.returncode != 0:
-            raise RuntimeBackendError(f"copying '{local}' to '{r.host}:{remote_path}' with {self.copy} failed: "
+            raise RuntimeBackendError(f"copying '{local}' to '{r.host}:{into}' with {self.copy} failed: "
                                       f"{_last_line(done.stderr)}")
 
     def bench(self, target: str, args: list[str], fails_gate: bool) -> bytes:
@@ -175,18 +228,18 @@ def bench_remote(remote: Remote, targets: list, options, progress=None) -> list[
     from ..schema.bench import from_json
 
     step = progress or (lambda done, total, label: None)
+    sides = [_board_named(t, what) for t, what in zip(targets, ("the target's name", "the --against bundle's name"))]
+    data = None if options.data is None else _board_named(options.data, "the --data file's name")
     step(0, 3, f"{remote.host}: connecting")
     session = Session.open(remote)
     try:
         step(1, 3, f"{remote.host}: copying with {session.copy}")
-        bundle = f"{session.folder}/{Path(targets[0]).name}"
-        session.put(Path(targets[0]), bundle)
+        bundle = session.put_bundle(sides[0])
         args = bench_args(options)
-        for flag, local in (("--against", targets[1] if len(targets) > 1 else None), ("--data", options.data)):
-            if local is not None:
-                there = f"{session.run_folder}/{Path(local).name}"
-                session.put(Path(local), there)
-                args += [flag, there]
+        for flag, local in (("--against", sides[1] if len(sides) > 1 else None), ("--data", data)):
+            if local is not None:       # into the run's own folder, which goes at the end
+                session.put(local, session.run_folder)
+                args += [flag, f"{session.run_folder}/{local.name}"]
         step(2, 3, f"{remote.host}: {remote.edgekd} bench")
         doc = from_json(session.bench(bundle, args, len(targets) > 1), f"the bench.json from '{remote.host}'")
     finally:
@@ -195,6 +248,14 @@ def bench_remote(remote: Remote, targets: list, options, progress=None) -> list[
     doc["remote"] = {"host": remote.host, "path": bundle, "copy": session.copy,
                      "kept": session.run_folder if remote.keep else None}
     return [doc, doc["against"]["bench"]] if len(targets) > 1 else [doc]
+
+
+def _board_named(local, what: str) -> Path:
+    """``local`` resolved, so that '.' and '..' go to the board under their real names, which
+    :func:`board_path` checks before any connection."""
+    path = Path(local).resolve()
+    board_path(path.name, what)
+    return path
 
 
 def bench_args(options) -> list[str]:

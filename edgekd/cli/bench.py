@@ -69,8 +69,9 @@ def parse_bench_options(threads, batch, providers, **given) -> dict:
 def remote_options(command):
     """``--remote`` and its companions, of ``bench`` and ``sweep``; :func:`remote_from` reads them."""
     options = [
-        click.option("--remote", metavar="[USER@]HOST[:DIR]", help="Bench on a board over SSH, with its own edgekd, in DIR "
-                     "there [default: ~/edgekd-bench]; keys, ports and host checking from your OpenSSH config."),
+        click.option("--remote", metavar="[USER@]HOST[:DIR]", help="Bench on a board over SSH, with its own edgekd: the "
+                     "target goes to DIR/NAME there, a folder edgekd marks as its own (.edgekd-bundle) and replaces "
+                     "only then [default DIR: ~/edgekd-bench]; keys, ports and host checking from your OpenSSH config."),
         click.option("--remote-edgekd", default="edgekd", show_default=True, metavar="PATH", help="The board's edgekd."),
         click.option("--remote-copy", type=click.Choice(["auto", "rsync", "scp"]), default="auto", show_default=True,
                      help="How the target gets to the board (auto: rsync when both ends have it)."),
