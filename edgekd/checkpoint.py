@@ -22,11 +22,15 @@ from pathlib import Path
 
 from .errors import ModelError
 from .fsutil import atomic_write_bytes, atomic_write_json
+from .pt2_graph import graph_problem
 from .schema import SCHEMA_VERSION
 
 WEIGHTS = "model.safetensors"
 SPEC = "model.json"
 PT2_HINT = "the file is corrupt or not a torch.export program (torch.export.save)"
+PT2_PURE_HINT = ("a .pt2 teacher may only compute with pure tensor operators (no files, storage, random numbers, "
+                 "printing or writes to its inputs and weights); export the teacher to ONNX "
+                 "(torch.onnx.export) and bring the .onnx file")
 
 
 def save_weights(path: Path, model) -> None:
@@ -246,11 +250,14 @@ def _checked_entry(path: Path, name: str, data: bytes) -> bytes:
         problem = _payload_problem(document, name.split("/")[1])
     else:
         problem = _program_problem(document)
-        if not problem:
-            document["guards_code"] = []
     if problem:
         raise ModelError(f"'{path}' holds {problem}; {NEVER}",
                          hint="bring the teacher as a plain torch.export.save of an nn.Module, or as ONNX")
+    if PT2_PROGRAM.fullmatch(name):
+        problem = graph_problem(document)
+        if problem:
+            raise ModelError(f"'{path}' {problem}", hint=PT2_PURE_HINT)
+        document["guards_code"] = []
     return json.dumps(document).encode()
 
 
@@ -268,8 +275,8 @@ def _payload_problem(config, folder: str) -> str | None:
 
 
 def _program_problem(program) -> str | None:
-    """A serialized program: shape expressions sympy can evaluate harmlessly, integer ranges,
-    and only PyTorch operators as call targets."""
+    """A serialized program: shape expressions sympy can evaluate harmlessly and integer ranges
+    (what it may call: ``pt2_graph.graph_problem``)."""
     if not isinstance(program, dict):
         return "a program that is not a JSON object"
     ranges = program.get("range_constraints") or {}
@@ -285,9 +292,6 @@ def _program_problem(program) -> str | None:
             for key, value in item.items():
                 if key == "expr_str" and not _harmless_expression(value):
                     return f"a shape expression that sympy would evaluate as code ({str(value)[:80]!r})"
-                is_target = key == "as_operator" or (key == "target" and "inputs" in item)
-                if is_target and not _torch_operator(value):
-                    return f"a call of '{str(value)[:80]}', which is not a PyTorch operator"
                 stack.append(value)
     return None
 
@@ -321,25 +325,3 @@ def _harmless_expression(text) -> bool:
         if not ok:
             return False
     return True
-
-
-def _torch_operator(target) -> bool:
-    """What torch's deserializer would resolve ``target`` to is an ATen/custom op, a higher-order
-    op, or one of the few Python builtins torch itself allows in an exported graph."""
-    import math
-    import operator
-
-    import torch
-    from torch._export.serde.serialize import _SYM_OPS
-
-    if not isinstance(target, str):
-        return False
-    first, *rest = target.split(".")
-    resolved = {"_operator": operator, "torch": torch, "math": math}.get(first)
-    try:
-        for part in rest:
-            resolved = getattr(resolved, part, None)
-    except Exception:      # torch.classes.* raises RuntimeError from getattr: not an operator
-        return False
-    return isinstance(resolved, (torch._ops.OpOverload, torch._ops.HigherOrderOperator)) or (
-        any(resolved is op for op in (operator.getitem, *_SYM_OPS)))

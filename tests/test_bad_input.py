@@ -293,6 +293,24 @@ def _(ws):
     return ["distill", "--teacher-from", "t.onnx", "--out", "out"]
 
 
+@case("distill-teacher-from-pt2-from-file", "uses operator aten.from_file.default")
+def _(ws):
+    """A .pt2 whose graph overwrites a file through a shared mapping (the harness sees it changed)."""
+    from test_pt2_safety import _program, _reproduction
+
+    ws.write("outside/notes.txt", b"the user's own notes, not edgekd's to touch\n")
+    _program(ws.root / "evil.pt2", _reproduction("write", ws.root / "outside"))
+    return ["distill", "--teacher-from", "evil.pt2", "--out", "out"]
+
+
+@case("distill-teacher-from-pt2-input-write", "to write in place to a graph input")
+def _(ws):
+    from test_pt2_safety import T, _node, _program
+
+    _program(ws.root / "evil.pt2", [_node("aten.relu_.default", "evil", self=T("x"))])
+    return ["distill", "--teacher-from", "evil.pt2", "--out", "out"]
+
+
 # -- distill: data files -----------------------------------------------------------------------
 
 @case("distill-npz-missing", "not found")
