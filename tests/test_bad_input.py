@@ -341,6 +341,13 @@ def _(ws):
     return ["distill", "--out", "out", "--force"]
 
 
+@case("distill-force-onto-user-folder", "is not an edgekd run folder")
+def _(ws):
+    ws.write("out/thesis.tex", "years of work")
+    ws.write("out/config.toml", "# my own tool's settings\n")     # one of a run's documents is not enough
+    return ["distill", "--out", "out", "--force"]
+
+
 # -- export ------------------------------------------------------------------------------------
 
 for _id, _options, _fragment in [
@@ -394,6 +401,14 @@ def _(ws):
     run = ws.run()
     (run / "bundle").mkdir()
     return ["export", run]
+
+
+@case("export-force-onto-user-folder", "is not an edgekd bundle folder")
+def _(ws):
+    run = ws.run()
+    ws.write("site/manifest.json", '{"name": "my web app"}')         # a web app has a manifest.json too
+    ws.write("site/index.html", "<h1>mine</h1>")
+    return ["export", run, "--out", "site", "--force"]
 
 
 # -- bench: the bundle -------------------------------------------------------------------------

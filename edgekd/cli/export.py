@@ -38,7 +38,7 @@ from .bench import names
 @click.option("--trust-model-code", is_flag=True,
               help="Rebuild models whose spec names your own code (FILE.py:FACTORY): this imports and runs "
                    "that code, so pass it only for runs you made.")
-@click.option("--force", is_flag=True, help="Overwrite an existing bundle folder.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle folder (one edgekd wrote, or an empty folder).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON on stdout.")
 @click.option("--explain", is_flag=True,
