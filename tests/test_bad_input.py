@@ -587,6 +587,25 @@ def _(ws):
     return ["bench", ws.root / "bundle", "--data", "other-eval.npz"]
 
 
+def _output_into(option: str, side: str, name: str) -> Callable[[Workspace], list]:
+    """``bench NEW --against OLD`` (copies of the shared bundle) with ``option`` writing ``name`` in
+    OLD (``side`` "against-bundle") or in NEW."""
+    def setup(ws):
+        new = ws.bundle()
+        old = shutil.copytree(new, ws.root / "old")
+        return ["bench", new, "--against", old, option, (old if side == "against-bundle" else new) / name]
+    return setup
+
+
+# no output of bench lands in either bundle: not on the other bundle's files (the issue's two),
+# not as a new file in it, and in the one measured nothing but its own bench.json
+for _option, _old, _new in [("--out", "bench.json", "b.json"), ("--markdown", "bench.md", "bench.md"),
+                            ("--plot", "bench.png", "bench.png"), ("--junit", "manifest.json", "gate.xml"),
+                            ("--save-baseline", "teacher.onnx", "next-bench.json")]:
+    for _side, _name in [("against-bundle", _old), ("bundle-new-file", _new)]:
+        CASES.append(Case(f"bench-{_option[2:]}-into-{_side}", _output_into(_option, _side, _name), "in the bundle"))
+
+
 # -- init-budget -------------------------------------------------------------------------------
 
 @case("init-budget-source-missing", "not found")
