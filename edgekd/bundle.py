@@ -130,27 +130,47 @@ def verify(bundle: Bundle) -> None:
 
 # -- outputs -----------------------------------------------------------------------------------
 
-def refuse_overwriting_inputs(target: str | os.PathLike, outputs: dict, data=None) -> None:
-    """No output may be a file bench reads: the bundle folder, its manifest and listed files (or
-    the single model file), and the eval data. Compared by file identity, so a symlink or a hard
-    link to one of them is refused too. ``outputs``: option name → path (None: not written)."""
-    if not any(outputs.values()):
+#: the one file bench may write into the bundle it measures: its report, the default of its --out
+BENCH_REPORT = "bench.json"
+
+
+def refuse_overwriting_inputs(targets: list, outputs: dict, data=None, report: str | None = None) -> None:
+    """No output may land in a bundle bench reads: ``targets[0]``, the one measured, or another (the
+    old bundle of ``--against``), anywhere in its folder (paths resolved, so neither ``..`` nor a
+    symlinked folder leads in). The one exception is the measured bundle's own ``bench.json`` as the
+    option ``report`` (bench's --out, whose default it is). Nor may an output be a file bench reads:
+    a listed file, a single model file or the eval data, compared by file identity, so a symlink or
+    a hard link to one is refused too. ``outputs``: option name → path (None: not written)."""
+    written = {option: Path(out) for option, out in outputs.items() if out}
+    if not written:
         return
-    target = Path(target)
-    inputs = [target]
-    if target.is_dir():
-        bundle = read_manifest(target)
-        inputs += [target / MANIFEST, *(target / name for name in bundle.document.files)]
-    if data is not None:
-        inputs.append(Path(data))
+    targets = [Path(t) for t in targets]
+    own_report = os.path.realpath(targets[0] / BENCH_REPORT)
+    for option, out in written.items():
+        where = os.path.realpath(out)
+        for target in targets:
+            folder = os.path.realpath(target)
+            inside = target.is_dir() and os.path.commonpath([where, folder]) == folder
+            if inside and not (target == targets[0] and option == report and where == own_report):
+                raise _refusal(option, out, f"in the bundle '{target}'")
+    inputs = [path for target in targets for path in _read_files(target)] + ([Path(data)] if data else [])
     ids = {_identity(p): p for p in inputs if p.exists()}
-    for option, out in outputs.items():
-        if out and Path(out).exists() and _identity(Path(out)) in ids:
-            hit = ids[_identity(Path(out))]
-            what = "the bundle folder" if hit == target and target.is_dir() else f"'{hit}'"
-            raise ConfigError(f"{option} '{out}' is {what}, which this bench reads: an output may never "
-                              "replace a file of the bundle (or the model or eval data) it measures",
-                              hint="write it outside the bundle, e.g. --out bench.json")
+    for option, out in written.items():
+        if out.exists() and _identity(out) in ids:
+            raise _refusal(option, out, f"'{ids[_identity(out)]}'")
+
+
+def _read_files(target: Path) -> list[Path]:
+    """What bench reads of a target: the single model file, or the bundle's manifest and listed files."""
+    if not target.is_dir():
+        return [target]
+    return [target / MANIFEST, *(target / name for name in read_manifest(target).document.files)]
+
+
+def _refusal(option: str, out: Path, where: str) -> ConfigError:
+    return ConfigError(f"{option} '{out}' is {where}, which this bench reads: an output may never land in "
+                       "a bundle (or on the model or eval data) it measures",
+                       hint=f"write it outside the bundle, e.g. {option} {out.name or 'bench.json'}")
 
 
 def _identity(path: Path) -> tuple[int, int]:

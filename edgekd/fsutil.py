@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import EdgeKDError
+from .schema.cv import CV_FILE
+from .schema.export import EXPORT_REPORT
+from .schema.manifest import MANIFEST
 
 
 def _read_umask() -> int:
@@ -50,12 +53,58 @@ def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+#: What makes an existing folder one of edgekd's own, per kind of folder output: the documents its
+#: command always writes (name -> the bytes the file starts with). Documents, not a marker file, so
+#: that a folder written by an earlier version counts too. --force replaces such a folder or an
+#: empty one, never a folder of the user's that happens to be where the output goes.
+OWN_FOLDERS: dict[str, dict[str, bytes]] = {
+    "run folder": {"config.toml": b"", CV_FILE: b"{"},
+    "bundle folder": {MANIFEST: b"{", EXPORT_REPORT: b"{"},
+    "sweep folder": {"plan.txt": b"students = "},     # a plan.txt alone is too common a name
+}
+
+
 def refuse_existing(path: Path, force: bool, what: str) -> None:
-    """An existing output is never overwritten without --force; a path that cannot be an
-    output is refused here too, since every command asks this before writing."""
+    """An existing output is never overwritten without --force, and a folder output (``what`` in
+    OWN_FOLDERS) even with it only when it is edgekd's; a path that cannot be an output is refused
+    here too, since every command asks this before writing."""
     check_output_path(Path(path), what)
-    if path.exists() and not force:
+    if not path.exists():
+        return
+    if not force:
         raise EdgeKDError(f"{what} '{path}' already exists", hint="pass --force to overwrite it")
+    if what in OWN_FOLDERS:
+        refuse_foreign_folder(path, what)
+
+
+def refuse_foreign_folder(path: Path, what: str) -> None:
+    """What --force may replace: an edgekd ``what`` (its OWN_FOLDERS documents) or an empty folder;
+    never a file, a link, or a folder holding someone else's files."""
+    if path.is_symlink() or not path.is_dir():
+        kind = "a link" if path.is_symlink() else "a file"
+        raise EdgeKDError(f"{what} '{path}' is {kind}, not a folder",
+                          hint=f"--force replaces a folder, never {kind}: choose another path")
+    documents = OWN_FOLDERS[what]
+    try:
+        with os.scandir(path) as entries:
+            if next(entries, None) is None:
+                return
+        if all(_starts_with(path / name, head) for name, head in documents.items()):
+            return
+    except OSError as exc:
+        raise EdgeKDError(f"cannot look into {what} '{path}': {exc.strerror}") from None
+    raise EdgeKDError(f"'{path}' is not an edgekd {what} (it has no {' and '.join(documents)}): "
+                      "--force will not replace it",
+                      hint=f"--force replaces only a {what} edgekd wrote, or an empty folder: choose another "
+                           f"path, or move '{path}' away yourself")
+
+
+def _starts_with(path: Path, head: bytes) -> bool:
+    """A plain file (not a link, not a FIFO that would block the open) that starts with ``head``."""
+    if not path.is_file() or path.is_symlink():
+        return False
+    with open(path, "rb") as f:
+        return f.read(len(head)) == head
 
 
 #: bytes a staging or lock name adds to an output's name (".NAME.tmp-PID", ".NAME.XXXXXXXX.tmp")
@@ -178,16 +227,15 @@ def staged_dir(final: str | os.PathLike, force: bool, what: str, keep_on_error: 
     ``keep_on_error`` keeps the staging folder for ``--resume`` (distill's epoch
     checkpoints live there); otherwise it is removed on any error. The output is locked
     from here to the final rename (``lock``: one the caller took earlier; released here).
+    ``what``: a kind of OWN_FOLDERS, which says what --force may replace.
     """
+    assert what in OWN_FOLDERS, what
     final = Path(final)
     if lock is None:
         check_output_path(final, what)      # before the lock file is made beside it
         lock = OutputLock(final, what)
     try:
         refuse_existing(final, force, what)     # under the lock: another process may have just finished it
-        if final.exists() and not final.is_dir():     # --force replaces a folder of ours, never a file
-            raise EdgeKDError(f"{what} '{final}' is a file, not a folder",
-                              hint="--force replaces a folder, never a file: choose another path")
         stage = Path(staging) if staging else final.with_name(f".{final.name}.tmp-{os.getpid()}")
         stage.mkdir(parents=True, exist_ok=True)
         try:

@@ -517,6 +517,13 @@ def _(ws):
     return ["distill", "--out", "out", "--force"]
 
 
+@case("distill-force-onto-user-folder", "is not an edgekd run folder")
+def _(ws):
+    ws.write("out/thesis.tex", "years of work")
+    ws.write("out/config.toml", "# my own tool's settings\n")     # one of a run's documents is not enough
+    return ["distill", "--out", "out", "--force"]
+
+
 # -- export ------------------------------------------------------------------------------------
 
 for _id, _options, _fragment in [
@@ -570,6 +577,14 @@ def _(ws):
     run = ws.run()
     (run / "bundle").mkdir()
     return ["export", run]
+
+
+@case("export-force-onto-user-folder", "is not an edgekd bundle folder")
+def _(ws):
+    run = ws.run()
+    ws.write("site/manifest.json", '{"name": "my web app"}')         # a web app has a manifest.json too
+    ws.write("site/index.html", "<h1>mine</h1>")
+    return ["export", run, "--out", "site", "--force"]
 
 
 # -- bench: the bundle -------------------------------------------------------------------------
@@ -808,6 +823,25 @@ def _(ws):
     bundle = ws.bundle()
     shutil.copy(bundle / "eval.npz", ws.root / "d\nhostname.npz")
     return ["bench", bundle, "--data", ws.root / "d\nhostname.npz", "--remote", "board:bench"]
+
+
+def _output_into(option: str, side: str, name: str) -> Callable[[Workspace], list]:
+    """``bench NEW --against OLD`` (copies of the shared bundle) with ``option`` writing ``name`` in
+    OLD (``side`` "against-bundle") or in NEW."""
+    def setup(ws):
+        new = ws.bundle()
+        old = shutil.copytree(new, ws.root / "old")
+        return ["bench", new, "--against", old, option, (old if side == "against-bundle" else new) / name]
+    return setup
+
+
+# no output of bench lands in either bundle: not on the other bundle's files (the issue's two),
+# not as a new file in it, and in the one measured nothing but its own bench.json
+for _option, _old, _new in [("--out", "bench.json", "b.json"), ("--markdown", "bench.md", "bench.md"),
+                            ("--plot", "bench.png", "bench.png"), ("--junit", "manifest.json", "gate.xml"),
+                            ("--save-baseline", "teacher.onnx", "next-bench.json")]:
+    for _side, _name in [("against-bundle", _old), ("bundle-new-file", _new)]:
+        CASES.append(Case(f"bench-{_option[2:]}-into-{_side}", _output_into(_option, _side, _name), "in the bundle"))
 
 
 # -- init-budget -------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The distill experiment end to end: run folder, protocol, determinism, resume, brought teachers, bad inputs."""
 import json
+import shutil
 import tomllib
 
 import numpy as np
@@ -145,13 +146,16 @@ def test_cli_prints_the_table(tmp_path):
     assert "note: --resume: no interrupted run at" in result.stderr
 
 
-def test_force_replaces_the_whole_run_and_json_prints_cv_json(tmp_path):
+def test_force_replaces_the_whole_run_and_json_prints_cv_json(tmp_path, demo_run):
+    """... but only a run folder: --force once replaced whatever folder --out named (issue 25 item 6)."""
     args = [f"--{k.replace('_', '-')}={v}" for k, v in FAST.items()]
     run = tmp_path / "run"
     run.mkdir()
     (run / "stray.txt").write_text("from before")
     assert_user_error(run_cli_here("distill", *args, "--out", run), "already exists")
+    assert_user_error(run_cli_here("distill", *args, "--out", run, "--force"), "is not an edgekd run folder")
     assert sorted(p.name for p in run.iterdir()) == ["stray.txt"]
+    shutil.copytree(demo_run, run, dirs_exist_ok=True)      # an earlier run, the stray file in it
     result = run_cli_here("distill", *args, "--out", run, "--force", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == json.loads((run / "cv.json").read_text())

@@ -333,12 +333,20 @@ def test_bundle_cannot_replace_the_run_or_its_models(tmp_path, base_run, out):
 
 
 def test_bundle_inside_the_run_replaces_only_an_earlier_bundle(tmp_path, base_run):
+    """... or an empty folder, never a folder of the user's (issue 25 item 6: --force replaced any)."""
+    from edgekd.errors import EdgeKDError
     from edgekd.exporters import export_run
 
     run = shutil.copytree(base_run, tmp_path / "run")
     (run / "bundle").mkdir()
-    (run / "bundle" / "old.txt").write_text("earlier bundle")
+    (run / "bundle" / "old.txt").write_text("mine")
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and "bundle" not in p.parts}
+    with pytest.raises(EdgeKDError, match="is not an edgekd bundle folder"):
+        export_run(run, formats=["onnx"], roles=["student"], force=True)
+    assert os.listdir(run / "bundle") == ["old.txt"] and (run / "bundle" / "old.txt").read_text() == "mine"
+    (run / "bundle" / "old.txt").unlink()
+    export_run(run, formats=["onnx"], roles=["student"], force=True)        # an empty folder
+    (run / "bundle" / "old.txt").write_text("put into the earlier bundle by hand")
     export_run(run, formats=["onnx"], roles=["student"], force=True)
     assert sorted(os.listdir(run / "bundle")) == ["eval.npz", "export.json", "manifest.json", "student.onnx"]
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and "bundle" not in p.parts} == before

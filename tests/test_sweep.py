@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import replace
 from statistics import median_low
 
@@ -197,3 +198,29 @@ def test_the_command_prints_the_table_and_refuses_to_overwrite(tmp_path):
     doc = json.loads((tmp_path / "sw" / "sweep.json").read_text())
     assert doc["schema"] == "edgekd.sweep" and len(doc["candidates"]) == 4
     assert_user_error(run_cli_here(*base), "sweep folder")
+
+
+def test_force_starts_over_only_a_sweep_folder_or_an_empty_one(tmp_path):
+    """--force once deleted whatever folder --out named (issue 25 item 6)."""
+    from edgekd.sweep.folder import open_folder
+    from edgekd.sweep.plan import Plan
+
+    mine = tmp_path / "mine"
+    (mine / "photos").mkdir(parents=True)
+    (mine / "photos" / "a.png").write_bytes(b"not really a png")
+    (mine / "plan.txt").write_text("my plan for the week\n")         # a sweep's file name, not its plan
+    before = sorted(mine.rglob("*"))
+    result = run_cli_here("sweep", "--students", "mlp:hidden=8", "--folds", "1", "--out", mine, "--force")
+    assert_user_error(result, f"'{mine}' is not an edgekd sweep folder")
+    assert sorted(mine.rglob("*")) == before and (mine / "photos" / "a.png").read_bytes() == b"not really a png"
+    record = Plan(("mlp:hidden=8",), load_config(None), {}, None).record()
+    earlier, empty, locks = tmp_path / "earlier", tmp_path / "empty", []
+    open_folder(earlier, False, False, record, locks)       # an (interrupted) earlier sweep, as a sweep starts one
+    locks.pop().release()
+    (earlier / "students").mkdir()
+    empty.mkdir()
+    for folder in (earlier, empty):
+        open_folder(folder, False, True, record, locks)
+        locks.pop().release()
+        assert os.listdir(folder) == ["plan.txt"]
+

@@ -33,11 +33,12 @@ def run_bench(target, options: BenchOptions | None = None, *, out=None, markdown
     ``options`` (or its ``fields`` as keywords, over it): :class:`BenchOptions`.
     ``out``: where bench.json goes (default: BUNDLE/bench.json, or MODEL.bench.json beside a
     single file; ``False`` writes nothing); ``markdown``/``plot``: optional extra outputs. No output
-    may be a file bench reads (:func:`edgekd.bundle.refuse_overwriting_inputs`).
+    may land in the bundle, but for its own bench.json, or on a file bench reads
+    (:func:`edgekd.bundle.refuse_overwriting_inputs`).
     ``progress(done, total, label)`` is called before each child process and once at the end.
     ``check_target(resolved)`` sees the verified target (``resolve_target``'s answer: its models
-    and facts) before anything is measured (the CI gate refuses a budget, a foreign baseline or an
-    output into the bundle there). ``remote``: measure on a board over SSH (:func:`run_sides`).
+    and facts) before anything is measured (the CI gate refuses a budget or a foreign baseline
+    there). ``remote``: measure on a board over SSH (:func:`run_sides`).
     """
     return run_sides([target], options, out=out, markdown=markdown, plot=plot, progress=progress,
                      check_target=check_target, remote=remote, **fields)[0]
@@ -45,15 +46,16 @@ def run_bench(target, options: BenchOptions | None = None, *, out=None, markdown
 
 def run_sides(targets: list, options: BenchOptions | None = None, *, out=None, markdown=None, plot=None,
               progress: Progress | None = None, check_target: Callable[..., None] | None = None,
-              remote=None, **fields) -> list[BenchDoc]:
+              remote=None, also_written: dict | None = None, **fields) -> list[BenchDoc]:
     """``run_bench`` of several targets in one run, their child processes interleaved: for each
     repetition and setting, one child per target back to back, the order alternating from one
     (repetition, setting) to the next, so that drift of the machine hits every target alike and
     repetition i of each target forms a pair (the A/B gate, ``bench --against``). The outputs
     (``out``, ``markdown``, ``plot``) are the first target's; ``check_target`` sees every resolved
     target. ``remote``: a :class:`~edgekd.bench.remote.Remote`: the targets are checked here and
-    measured by the board's edgekd over SSH (:mod:`.remote`). Returns one bench.json document per
-    target."""
+    measured by the board's edgekd over SSH (:mod:`.remote`). ``also_written``: the caller's own
+    outputs (option → path: the gate's), checked with bench's before anything is measured. Returns
+    one bench.json document per target."""
     from dataclasses import replace
 
     from .report import write_outputs
@@ -65,8 +67,7 @@ def run_sides(targets: list, options: BenchOptions | None = None, *, out=None, m
     sides = [resolve_target(t, data=options.data, runtime=options.runtime) for t in targets]
     out = default_out(Path(targets[0]), sides[0]["target"]["kind"]) if out is None else out
     paths = {"--out": out, "--markdown": markdown, "--plot": plot}
-    for t in targets:
-        _check_outputs(t, paths, options.data)
+    _check_outputs(targets, {**paths, **(also_written or {})}, options.data)
     if check_target:
         check_target(*sides)
     if remote is not None:
@@ -95,14 +96,15 @@ def _bench_here(sides: list[dict], options: BenchOptions, paths: dict, progress:
 _NO_OUTPUTS = {"--out": None, "--markdown": None, "--plot": None}
 
 
-def _check_outputs(target, paths: dict, data) -> None:
-    """Before measuring, not after: each path must be one we can write, and none a file bench reads."""
+def _check_outputs(targets: list, paths: dict, data) -> None:
+    """Before measuring, not after: each path must be one we can write, and none land in a bundle
+    measured (but for the first one's own bench.json, as --out) or on a file bench reads."""
     from ..bundle import refuse_overwriting_inputs
 
     for flag, path in paths.items():
         if path:
             check_output_path(Path(path), f"{flag} file")
-    refuse_overwriting_inputs(target, paths, data)
+    refuse_overwriting_inputs(targets, paths, data, report="--out")
 
 
 def _measure(sides: list[dict], options: BenchOptions, progress: Progress | None) -> list[tuple[list, dict]]:

@@ -9,7 +9,9 @@ from ..errors import BundleError, ConfigError, DataError
 
 
 def default_out(target: Path, kind: str) -> Path:
-    return target / "bench.json" if kind == "bundle" else target.with_name(target.name + ".bench.json")
+    from ..bundle import BENCH_REPORT
+
+    return target / BENCH_REPORT if kind == "bundle" else target.with_name(target.name + ".bench.json")
 
 
 def resolve_target(target: str | os.PathLike, data=None, runtime: str | None = None) -> dict:

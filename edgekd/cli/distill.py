@@ -80,7 +80,7 @@ def training_options(command, student: bool = True):
 @click.command()
 @training_options
 @click.option("--out", help="Run folder to write [default: runs/demo].")
-@click.option("--force", is_flag=True, help="Overwrite an existing run folder.")
+@click.option("--force", is_flag=True, help="Replace an existing run folder (one edgekd wrote, or an empty folder).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last epoch checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress, only the final table.")
 @click.option("--json", "as_json", is_flag=True, help="Print cv.json's content instead of the table.")

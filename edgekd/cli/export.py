@@ -37,7 +37,7 @@ from .distill import TRUST_CODE_OPTION
               help="With --keep-float auto: the accuracy points the int8 file may lose against fp32, measured "
                    "on labelled training samples that did not calibrate (never the eval split)  [default: 0.5]")
 @TRUST_CODE_OPTION
-@click.option("--force", is_flag=True, help="Overwrite an existing bundle folder.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle folder (one edgekd wrote, or an empty folder).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON on stdout.")
 @click.option("--explain", is_flag=True,

@@ -23,7 +23,7 @@ from .distill import TRUST_CODE_OPTION, training_options
               help="Which file meeting the budget to pick: the lowest p50, or the smallest file.")
 @remote_options
 @click.option("--out", default="runs/sweep", show_default=True, help="Sweep folder to write.")
-@click.option("--force", is_flag=True, help="Overwrite an existing sweep folder.")
+@click.option("--force", is_flag=True, help="Replace an existing sweep folder (one edgekd wrote, or an empty folder).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted sweep, skipping every finished step.")
 @click.option("--quiet", is_flag=True, help="No progress, only the final table.")
 @click.option("--json", "as_json", is_flag=True, help="Print sweep.json instead of the table.")

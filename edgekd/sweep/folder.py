@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..fsutil import OutputLock, atomic_write_text, check_output_path
+from ..fsutil import OutputLock, atomic_write_text, check_output_path, refuse_foreign_folder
 
 PLAN_FILE = "plan.txt"
 DONE_FILE = "sweep.json"
@@ -50,4 +50,5 @@ def _refuse_or_clear(out: Path, resume: bool, force: bool, record: str) -> None:
                               + (", or --resume to judge it again (another --budget or --pick)" if saved else ""))
         raise ConfigError(f"an interrupted sweep exists at '{out}' (it has no {DONE_FILE})",
                           hint="pass --resume to continue it, or --force to start over")
+    refuse_foreign_folder(out, "sweep folder")
     shutil.rmtree(out)

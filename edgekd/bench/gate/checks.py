@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from ...bundle import refuse_overwriting_inputs
 from ...errors import ConfigError
 from .baseline import as_baseline, baseline_notes, load_baseline, require_same_target
 from .budget import limits_for, load_budget, require_models
@@ -155,7 +154,7 @@ def bench_and_check(target, budget=None, baseline=None, repeat: int | None = Non
     """``edgekd bench --budget/--baseline/--against``: every input is checked before anything is
     measured: the budget, the baseline (of this bundle?) or the ``against`` bundle (same labels and
     eval data?) and where ``write_outputs`` will write (``junit``, ``step_summary``,
-    ``save_baseline``: not into the bundle). With ``against`` the old bundle is measured in the
+    ``save_baseline``: into neither bundle, checked with bench's own outputs). With ``against`` the old bundle is measured in the
     same run, pair by pair, and is the baseline (:mod:`.paired`'s latency rule)."""
     from ..run import run_sides
     if against is not None and baseline is not None:
@@ -166,8 +165,6 @@ def bench_and_check(target, budget=None, baseline=None, repeat: int | None = Non
     repeat = repeat_or_default(repeat, against is not None)
 
     def check_target(resolved: dict, old: dict | None = None) -> None:
-        data = bench_options["options"].data if "options" in bench_options else bench_options.get("data")
-        refuse_overwriting_inputs(target, output_paths(junit, step_summary, save_baseline), data)
         if old is not None:
             require_same_target(old, resolved["target"], resolved["models"], "the --against bundle")
         if gated:
@@ -175,7 +172,8 @@ def bench_and_check(target, budget=None, baseline=None, repeat: int | None = Non
             require_same_target(baseline, resolved["target"], resolved["models"])
 
     targets = [target] if against is None else [target, against]
-    docs = run_sides(targets, repeat=repeat, check_target=check_target, **bench_options)
+    docs = run_sides(targets, repeat=repeat, check_target=check_target,
+                     also_written=output_paths(junit, step_summary, save_baseline), **bench_options)
     baseline = docs[1] if against is not None else baseline
     return docs[0], _check(docs[0], budget, baseline) if gated else GateReport()
 

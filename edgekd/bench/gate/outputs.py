@@ -63,9 +63,11 @@ def output_paths(junit=None, step_summary=None, save_baseline=None) -> dict:
 
 def write_outputs(report: GateReport, result: dict, junit=None, step_summary=None, save_baseline=None) -> None:
     """JUnit XML and the next baseline atomically; the GitHub step summary is appended to. None of
-    them may be a file the bench read (``bench_and_check`` refuses that before measuring)."""
+    them may land in a bundle the bench read, the measured one or the --against one
+    (``bench_and_check`` refuses that before measuring)."""
     target = result["target"]
-    refuse_overwriting_inputs(target["path"], output_paths(junit, step_summary, save_baseline),
+    bundles = [target["path"]] + ([result["against"]["path"]] if result.get("against") else [])
+    refuse_overwriting_inputs(bundles, output_paths(junit, step_summary, save_baseline),
                               (target.get("eval") or {}).get("file"))
     try:
         if junit:

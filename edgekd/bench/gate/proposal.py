@@ -68,7 +68,7 @@ def init_budget(source, out, force: bool = False, repeat: int | None = None, **b
     from .checks import repeat_or_default
     out, source = Path(out), Path(source)
     refuse_existing(out, force, "budget file")
-    refuse_overwriting_inputs(source, {"--out": out})
+    refuse_overwriting_inputs([source], {"--out": out})
     if source.is_file() and source.suffix == ".json":
         result = check_for_proposal(load(source), f"'{source}'")
     else:
