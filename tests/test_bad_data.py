@@ -61,7 +61,7 @@ def _bomb_folder(root: Path) -> str:
 
 
 BAD_DATA = {
-    "object-y": (lambda p: _npz(p / "d.npz", y=np.array([0, 1] * 20, dtype=object)), "Object arrays"),
+    "object-y": (lambda p: _npz(p / "d.npz", y=np.array([0, 1] * 20, dtype=object)), "holds Python objects"),
     "truncated-npz": (lambda p: _truncated_npz(p / "d.npz"), "cannot read"),
     "empty-npz": (lambda p: (p / "d.npz").write_bytes(b"") or f"npz:{p}/d.npz", "is empty"),
     "x-test-shape": (lambda p: _npz(p / "d.npz", x_test=np.zeros((6, 3)), y_test=np.arange(6) % 2),
