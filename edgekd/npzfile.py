@@ -22,41 +22,58 @@ from .errors import EdgeKDError
 #: float32); stored members (``np.savez``) are not bounded by this: they are as large as the file.
 MAX_INFLATED_BYTES = 2 * 1024**3
 
-_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+#: how numpy reads each ``.npy`` header version, without reading the data
+HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
 def check_npz(path: Path, error: type[EdgeKDError]) -> None:
-    """Refuse the archive at ``path`` with ``error`` unless every member declares a plain array no
-    larger than its zip entry, and the compressed ones inflate to ``MAX_INFLATED_BYTES`` at most.
-    Not a zip (an ``.npy``, a damaged file): left to ``np.load``'s own error."""
-    if not zipfile.is_zipfile(path):
-        return
+    """Refuse the file at ``path`` with ``error`` unless what ``np.load`` will read from it is bounded:
+    as an archive, every member declares a plain array no larger than its entry, a stored entry is
+    as large as the bytes it occupies, and the compressed ones inflate to ``MAX_INFLATED_BYTES`` at
+    most; as a single ``.npy``, its array fits in the file. Decided by the first bytes, as np.load
+    decides (a ``.npy`` with a zip directory appended is read as the ``.npy`` it starts with)."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-            inflated = sum(m.file_size for m in members if m.compress_type != zipfile.ZIP_STORED)
-            if inflated > MAX_INFLATED_BYTES:
-                raise error(f"'{path}' would inflate to {inflated / 1024**3:.1f} GiB, more than edgekd reads "
-                            f"from a compressed npz ({MAX_INFLATED_BYTES // 1024**3} GiB)",
-                            hint="save the arrays uncompressed with np.savez (edgekd maps those, not inflates)")
-            for member in members:
-                _check_member(archive, member, path, error)
+        with open(path, "rb") as f:
+            start = f.read(len(np.lib.format.MAGIC_PREFIX))
+            if start == np.lib.format.MAGIC_PREFIX:
+                f.seek(0)
+                _check_array(f, path.stat().st_size, "the array", path, error)
+            elif start.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+                _check_archive(path, error)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise error(f"cannot read '{path}' as npz: {exc}",
                     hint="write it with np.savez(path, x=..., y=...) from numeric arrays") from None
 
 
-def _check_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path, error) -> None:
-    """One member's ``.npy`` header against its zip entry, read without inflating its data."""
-    with archive.open(member) as f:
-        version = np.lib.format.read_magic(f)
-        if version not in _HEADER_READERS:
-            raise ValueError(f".npy format version {version} of '{member.filename}' is not supported")
-        shape, _, dtype = _HEADER_READERS[version](f)
+def _check_archive(path: Path, error) -> None:
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+        inflated = sum(m.file_size for m in members if m.compress_type != zipfile.ZIP_STORED)
+        if inflated > MAX_INFLATED_BYTES:
+            raise error(f"'{path}' would inflate to {inflated / 1024**3:.1f} GiB, more than edgekd reads "
+                        f"from a compressed npz ({MAX_INFLATED_BYTES // 1024**3} GiB)",
+                        hint="save the arrays uncompressed with np.savez (edgekd maps those, not inflates)")
+        on_disk = path.stat().st_size
+        for member in members:
+            stored = member.compress_type == zipfile.ZIP_STORED
+            if stored and (member.file_size != member.compress_size
+                           or member.header_offset + member.compress_size > on_disk):
+                raise error(f"'{path}': entry '{member.filename}' claims {member.file_size:,} bytes the file "
+                            "does not hold", hint="the file is damaged or crafted; save it again with np.savez")
+            with archive.open(member) as f:
+                _check_array(f, member.file_size, f"array '{member.filename}'", path, error)
+
+
+def _check_array(f, size: int, what: str, path: Path, error) -> None:
+    """The ``.npy`` header at ``f`` (read without the data behind it) against the ``size`` bytes it has."""
+    version = np.lib.format.read_magic(f)
+    if version not in HEADER_READERS:
+        raise ValueError(f".npy format version {version} of {what} is not supported")
+    shape, _, dtype = HEADER_READERS[version](f)
     if dtype.hasobject:
-        raise error(f"'{path}': array '{member.filename}' holds Python objects, which edgekd does not unpickle",
+        raise error(f"'{path}': {what} holds Python objects, which edgekd does not unpickle",
                     hint="save numeric arrays only")
     declared = math.prod(shape) * dtype.itemsize
-    if declared > member.file_size:
-        raise error(f"'{path}': array '{member.filename}' declares {declared:,} bytes but its entry holds "
-                    f"{member.file_size:,}", hint="the file is damaged or crafted; save it again with np.savez")
+    if declared > size:
+        raise error(f"'{path}': {what} declares {declared:,} bytes but holds {size:,}",
+                    hint="the file is damaged or crafted; save it again with np.savez")

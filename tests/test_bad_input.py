@@ -367,6 +367,12 @@ def _(ws):
     return ["distill", "--data", "npz:d.npz", "--out", "out"]
 
 
+@case("distill-npz-both-sides-beyond-float32", "float32")
+def _(ws):
+    ws.npz("d.npz", x=np.tile([1e300, -1e300], 480).reshape(60, 4, 4), y=np.arange(60) % 3)   # inf − inf: NaN
+    return ["distill", "--data", "npz:d.npz", "--out", "out"]
+
+
 @case("distill-npz-compressed-bomb", "inflate")
 def _(ws):
     ws.write("d.npz", _inflating_npz())
@@ -690,6 +696,35 @@ def _(ws):
         archive.writestr("x.npy", header.getvalue() + bytes(256))        # one sample's bytes, 256 GB declared
         archive.writestr("y.npy", header.getvalue())
     return ["bench", ws.root / "bundle", "--data", "lies.npz"]
+
+
+@case("bench-data-npy-declares-more", "declares")
+def _(ws):
+    ws.bundle()
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**14,)})
+    ws.write("eval.npz", header.getvalue() + bytes(64) + _npy(np.zeros(1)))    # an .npy, however named
+    return ["bench", ws.root / "bundle", "--data", "eval.npz"]
+
+
+@case("bench-data-npy-with-zip-appended", "declares")
+def _(ws):
+    ws.bundle()
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**14,)})
+    small = io.BytesIO()
+    np.savez(small, x=np.zeros((1, 1, 8, 8), np.float32), y=np.zeros(1))    # a zip directory np.load ignores
+    ws.write("eval.npz", header.getvalue() + small.getvalue())
+    return ["bench", ws.root / "bundle", "--data", "eval.npz"]
+
+
+@case("bench-data-stored-entry-too-large", "does not hold")
+def _(ws):
+    data = bytearray(ws.eval_npz().read_bytes())
+    entry = data.index(b"PK\x01\x02")                       # x.npy's central directory entry
+    data[entry + 20:entry + 28] = struct.pack("<II", 0x7FFF0000, 0x7FFF0000)   # 2 GB stored, says the zip
+    ws.write("other-eval.npz", bytes(data))
+    return ["bench", ws.root / "bundle", "--data", "other-eval.npz"]
 
 
 @case("bench-data-beyond-float32", "float32")

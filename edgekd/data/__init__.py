@@ -125,7 +125,9 @@ def as_images_or_table(x: np.ndarray, where: str) -> np.ndarray:
         x = x.transpose(0, 3, 1, 2)
     elif x.ndim not in (2, 4):
         raise DataError(f"features in {where} must be N×F, N×H×W or N×C×H×W, got shape {x.shape}")
-    if x.dtype.kind == "f" and not np.isfinite(x.sum(dtype=np.float64)):     # a sum, not an N-sized mask
+    with np.errstate(invalid="ignore", over="ignore"):                  # inf − inf: NaN, refused just below
+        finite = x.dtype.kind != "f" or bool(np.isfinite(x.sum(dtype=np.float64)))     # a sum, not an N-sized mask
+    if not finite:
         raise DataError(f"features in {where} contain NaN or infinite values, or values beyond float32's range",
                         hint="training runs in float32 (|x| < 3.4e38); drop or rescale those features")
     return np.ascontiguousarray(x)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ..npzfile import check_npz
+from ..npzfile import HEADER_READERS, check_npz
 from . import Dataset, as_images_or_table, check_pair, encode_labels, register_source
 
 
@@ -97,8 +97,7 @@ def _mapped_member(data, path: Path, name: str) -> np.ndarray:
             local = f.read(30)           # the member's local header: its name and extra field precede the data
             f.seek(info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little"))
             version = np.lib.format.read_magic(f)
-            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            read_header = HEADER_READERS.get(version)
             if read_header is None:
                 raise ValueError(f".npy format version {version} is not supported")
             shape, fortran, dtype = read_header(f)
