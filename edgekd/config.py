@@ -9,6 +9,7 @@ from pathlib import Path
 from .data.images import ImageOptions
 from .data.preprocess import NORMALIZATIONS
 from .errors import ConfigError, unknown_name
+from .schema.cv import CONFIG_FILE, CONFIG_HEADER
 from .schema.tomlfile import parse_toml
 
 
@@ -130,7 +131,7 @@ class DistillConfig:
         return ImageOptions.parse(self.image_size, self.channels)
 
     def to_toml(self) -> str:
-        lines = ["# edgekd distill configuration; re-run with: edgekd distill --config config.toml"]
+        lines = [f"{CONFIG_HEADER}; re-run with: edgekd distill --config {CONFIG_FILE}"]
         for f in fields(self):
             value = getattr(self, f.name)
             if value is not None:

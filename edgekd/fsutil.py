@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import EdgeKDError
-from .schema.cv import CV_FILE
+from .schema.cv import CONFIG_FILE, CONFIG_HEADER, CV_FILE
 from .schema.export import EXPORT_REPORT
 from .schema.manifest import MANIFEST
+from .schema.sweep import PLAN_FILE, PLAN_HEAD
 
 
 def _read_umask() -> int:
@@ -58,9 +59,10 @@ def atomic_write_json(path: str | os.PathLike, obj) -> None:
 #: that a folder written by an earlier version counts too. --force replaces such a folder or an
 #: empty one, never a folder of the user's that happens to be where the output goes.
 OWN_FOLDERS: dict[str, dict[str, bytes]] = {
-    "run folder": {"config.toml": b"", CV_FILE: b"{"},
+    "run folder": {CONFIG_FILE: CONFIG_HEADER.encode(), CV_FILE: b"{"},
+    "interrupted run": {CONFIG_FILE: CONFIG_HEADER.encode()},    # a run's .NAME.partial: its config first
     "bundle folder": {MANIFEST: b"{", EXPORT_REPORT: b"{"},
-    "sweep folder": {"plan.txt": b"students = "},     # a plan.txt alone is too common a name
+    "sweep folder": {PLAN_FILE: PLAN_HEAD.encode()},     # a plan.txt alone is too common a name
 }
 
 

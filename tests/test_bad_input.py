@@ -530,6 +530,18 @@ def _(ws):
     return ["distill", "--out", "out", "--force"]
 
 
+@case("distill-force-onto-user-staging-folder", "is not an edgekd interrupted run")
+def _(ws):
+    ws.write(".out.partial/notes.txt", "mine")           # where a run is staged: --force cleared it unchecked
+    return ["distill", "--out", "out", "--force"]
+
+
+@case("distill-force-staging-folder-is-a-link", "is a link")
+def _(ws):
+    os.symlink(ws.private.parent, ws.root / ".out.partial")    # rmtree(ignore_errors) left it, mkdir wrote through
+    return ["distill", "--out", "out", "--force"]
+
+
 # -- export ------------------------------------------------------------------------------------
 
 for _id, _options, _fragment in [

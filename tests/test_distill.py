@@ -330,6 +330,25 @@ def test_interrupted_run_needs_resume_or_force(tmp_path):
     assert_user_error(run_cli_here("distill", "--out", tmp_path / "run"), "--resume")
 
 
+def test_force_starts_over_only_an_interrupted_run_of_edgekd(tmp_path):
+    """--force clears ``.NAME.partial`` when a run of edgekd left it (its config.toml first), and
+    refuses a folder of the user's under that name, or a link there, leaving it whole."""
+    from edgekd.distill.checks import staging_folder
+    from edgekd.errors import EdgeKDError
+
+    cfg, out = load_config(None), tmp_path / "run"
+    stage = tmp_path / ".run.partial"
+    stage.mkdir()
+    (stage / "notes.txt").write_text("mine")
+    with pytest.raises(EdgeKDError, match="not an edgekd interrupted run"):
+        staging_folder(out, False, True, cfg, [])
+    assert (stage / "notes.txt").read_text() == "mine"
+    (stage / "config.toml").write_text(cfg.to_toml())          # what an interrupted run holds first
+    locks: list = []
+    assert staging_folder(out, False, True, cfg, locks) == stage and not stage.exists()
+    locks.pop().release()
+
+
 def test_device_auto_picks_cuda_when_present(tmp_path):
     summary = run_experiment(load_config(None, **FAST, device="auto", out=str(tmp_path / "run")))
     if torch.cuda.is_available():

@@ -185,7 +185,7 @@ def test_what_makes_a_folder_ours_is_what_each_command_writes(demo_run, demo_bun
     """OWN_FOLDERS names documents that distill, export and sweep really write, as they write them;
     so `make demo`'s distill --force and export --force find their earlier run and bundle ours."""
     from edgekd.config import load_config
-    from edgekd.sweep.folder import PLAN_FILE
+    from edgekd.schema.sweep import PLAN_FILE
     from edgekd.sweep.plan import Plan
 
     for what, folder in (("run folder", demo_run), ("bundle folder", demo_bundle)):

@@ -15,9 +15,10 @@ from ..data import DataCache, Dataset, load_dataset
 from ..data.cache import Progress
 from ..data.preprocess import imagenet_statistics
 from ..errors import ConfigError, DataError, ModelError
-from ..fsutil import OutputLock, refuse_existing
+from ..fsutil import OutputLock, refuse_existing, refuse_foreign_folder
 from ..models import build
 from ..models.user import check_user_model, parse_user_spec
+from ..schema.cv import CONFIG_FILE
 from .augment import parse_augment
 from .losses import loss_from_config
 from .qat import check_student as check_qat_student
@@ -67,9 +68,11 @@ def _check_staging(out: Path, resume: bool, force: bool, cfg: DistillConfig) -> 
         if stage.exists() and not force:
             raise ConfigError(f"an interrupted run exists at '{stage}'",
                               hint="pass --resume to continue it, or --force to start over")
-        shutil.rmtree(stage, ignore_errors=True)
+        if stage.exists() or stage.is_symlink():
+            refuse_foreign_folder(stage, "interrupted run")      # --force replaces only a run's own stage
+            shutil.rmtree(stage)
     elif stage.exists():
-        saved = (stage / "config.toml").read_text() if (stage / "config.toml").is_file() else None
+        saved = (stage / CONFIG_FILE).read_text() if (stage / CONFIG_FILE).is_file() else None
         if saved is not None and saved != cfg.to_toml():
             raise ConfigError(f"the interrupted run at '{stage}' used a different configuration",
                               hint="resume with the same options, or pass --force to start over")
@@ -161,7 +164,7 @@ def check_teacher_split(cfg: DistillConfig, brought: BroughtTeacher | None) -> N
     Its training part is everything but its own held-out split: trained on another split, it
     has seen some of this run's test samples, which would inflate its score and reach the
     student through the soft targets. (An .onnx or .pt2 teacher carries no such record.)"""
-    source = brought.path.parent / "config.toml" if brought and brought.kind == "run" else None
+    source = brought.path.parent / CONFIG_FILE if brought and brought.kind == "run" else None
     if source is None or not source.is_file():
         return
     theirs = load_config(source, trust_model_code=True)    # only its split is read: none of its models is built

@@ -22,7 +22,7 @@ from ..config import DistillConfig
 from ..data.cache import Progress
 from ..data.split import folds as make_folds, holdout
 from ..fsutil import OutputLock, atomic_write_text, staged_dir
-from ..schema.cv import Document
+from ..schema.cv import CONFIG_FILE, Document
 from .checks import (Inputs, check_data, check_models, check_teacher_split, device as pick_device, load_data,
                      staging_folder)
 from .distributed import Ranks, join
@@ -87,7 +87,7 @@ class Experiment:
         nothing_to_resume = output.resume and not output.stage.exists()
         with staged_dir(cfg.out, output.force, "run folder", keep_on_error=True,
                         staging=output.stage, lock=output.lock) as work:
-            atomic_write_text(work / "config.toml", cfg.to_toml())
+            atomic_write_text(work / CONFIG_FILE, cfg.to_toml())
             log = RunLog(work / "train.log", reporter)
             if nothing_to_resume:       # not an error: a script may always pass --resume
                 log.note(f"--resume: no interrupted run at '{output.stage}', starting from the beginning")

@@ -16,6 +16,9 @@ from .fields import COUNT, LIST, NUMBER, OBJECT, TEXT, WHOLE, check_fields
 from .jsonfile import check_version
 
 CV_FILE = "cv.json"
+#: a run folder's resolved configuration (``DistillConfig.to_toml``), and the line it starts with
+CONFIG_FILE = "config.toml"
+CONFIG_HEADER = "# edgekd distill configuration"
 
 
 class Stats(TypedDict):

@@ -8,6 +8,9 @@ from __future__ import annotations
 from typing import TypedDict
 
 SCHEMA = "edgekd.sweep"
+#: the sweep folder's plan (``Plan.record``): what a resumed sweep must match, and how it starts
+PLAN_FILE = "plan.txt"
+PLAN_HEAD = "students = "
 
 
 class Student(TypedDict):

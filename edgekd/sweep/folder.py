@@ -13,8 +13,8 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..fsutil import OutputLock, atomic_write_text, check_output_path, refuse_foreign_folder
+from ..schema.sweep import PLAN_FILE
 
-PLAN_FILE = "plan.txt"
 DONE_FILE = "sweep.json"
 
 

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, replace
 
 from ..config import DistillConfig
 from ..errors import ConfigError, unknown_name
+from ..schema.sweep import PLAN_HEAD
 from .front import PICK_AXIS
 
 
@@ -63,7 +64,7 @@ class Plan:
     def record(self) -> str:
         cfg = replace(self.config, student="", out="")
         bench = "".join(f"bench.{key} = {value!r}\n" for key, value in sorted(self.bench.items()))
-        return f"students = {list(self.students)!r}\nremote = {self.remote!r}\n{bench}" + cfg.to_toml()
+        return f"{PLAN_HEAD}{list(self.students)!r}\nremote = {self.remote!r}\n{bench}" + cfg.to_toml()
 
     def student_config(self, spec: str, out: str) -> DistillConfig:
         return replace(self.config, student=spec, out=out)
