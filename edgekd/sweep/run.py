@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..bench.options import BenchOptions
+from ..bundle import BENCH_REPORT
 from ..config import DistillConfig
 from ..errors import ConfigError
 from ..fsutil import atomic_write_json
@@ -149,7 +150,7 @@ class Sweep:
         trusted = self._trusted(run_dir)
         for step, file, action in (
                 ("export", bundle / "manifest.json", lambda: export_run(run_dir, out=bundle, trust_model_code=trusted)),
-                ("bench", bundle / "bench.json",
+                ("bench", bundle / BENCH_REPORT,
                  lambda: run_bench(bundle, BenchOptions(**self.plan.bench), remote=self._board(name)))):
             if file.is_file():
                 self._step(name, step, None, report)
@@ -157,7 +158,7 @@ class Sweep:
             started = time.perf_counter()
             action()
             self._step(name, step, time.perf_counter() - started, report)
-        return _row(name, spec, run_dir), read_bench(bundle / "bench.json")
+        return _row(name, spec, run_dir), read_bench(bundle / BENCH_REPORT)
 
     def _trusted(self, run_dir: Path) -> bool:
         """Whether export may rebuild the run's models from code their model.json names: the specs
