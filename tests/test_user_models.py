@@ -267,8 +267,14 @@ def test_a_config_file_naming_code_is_refused_unless_trusted(tmp_path, monkeypat
     ("shutil:rmtree:path={victim}", "module 'shutil' is part of Python's standard library"),
     ("os:remove:path={victim}/keep.txt", "module 'os' is part of Python's standard library"),
     ("subprocess:run:args=rm", "module 'subprocess' is part of Python's standard library"),
-    ("numpy:save:file={victim}/keep.txt,arr=1", "('numpy')"),
-    ("torch.hub:load:repo_or_dir={victim}", "('torch')"),
+    ("numpy:save:file={victim}/keep.txt,arr=1", "its installed packages or edgekd: not model code"),
+    ("torch.hub:load:repo_or_dir={victim}", "its installed packages or edgekd: not model code"),
+    # an installed package's own function, defined where it is named (a decorator keeps its __module__):
+    # refused by where it lies, as a file there is
+    ("sklearn.datasets._base:clear_data_home:data_home={victim}", "module 'sklearn.datasets._base' is in '"),
+    ("setuptools._distutils.dir_util:remove_tree:directory={victim}", "its installed packages or edgekd: not model"),
+    ("edgekd.models:build:spec=cnn", "its installed packages or edgekd: not model code"),
+    ("__main__:main", "module '__main__' is part of Python's standard library or the program running edgekd"),
     ("{stdlib}/shutil.py:rmtree:path={victim}", "a folder of Python's standard library"),
     ("{tmp}/reexport.py:make:path={victim}", "is not a function defined there nor an nn.Module class (it comes from "
                                              "'shutil')"),
