@@ -24,9 +24,9 @@ anything is imported, a TARGET whose code lies in the standard library, the inst
 (site-packages) or edgekd itself is refused, by one rule for a file and a module: where it lies (so an
 installed model package is named through a file of the user's that imports it). And FACTORY must be
 an ``nn.Module`` class or a function defined in TARGET itself (``shutil.rmtree`` re-exported by a file
-is refused before it is called). And whatever the user's code raises on the way, ``sys.exit()``
-and a KeyboardInterrupt of its own included, is one ModelError naming it: edgekd does not exit 0
-with no run written.
+is refused before it is called). Whatever the user's code raises on the way, ``sys.exit()`` included,
+is one ModelError naming it: edgekd does not exit 0 with no run written. A KeyboardInterrupt is not
+the code's failure but an interrupt (Ctrl-C while torch.export traces): ``error: interrupted``, exit 130.
 """
 from __future__ import annotations
 
