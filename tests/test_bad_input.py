@@ -265,12 +265,6 @@ def _(ws):
     return ["distill", "--teacher", "exit3.py:make", "--out", "out"]
 
 
-@case("distill-factory-keyboard-interrupt", "interrupt.py' raised keyboardinterrupt")
-def _(ws):
-    ws.write("interrupt.py", "def make(num_classes):\n    raise KeyboardInterrupt\n")
-    return ["distill", "--student", "interrupt.py:make", "--out", "out"]
-
-
 @case("distill-model-file-exits-on-import", "exits.py' fails to import: systemexit: 0")
 def _(ws):
     ws.write("exits.py", "import sys\nsys.exit(0)\n")

@@ -267,8 +267,14 @@ def test_a_config_file_naming_code_is_refused_unless_trusted(tmp_path, monkeypat
     ("shutil:rmtree:path={victim}", "module 'shutil' is part of Python's standard library"),
     ("os:remove:path={victim}/keep.txt", "module 'os' is part of Python's standard library"),
     ("subprocess:run:args=rm", "module 'subprocess' is part of Python's standard library"),
-    ("numpy:save:file={victim}/keep.txt,arr=1", "('numpy')"),
-    ("torch.hub:load:repo_or_dir={victim}", "('torch')"),
+    ("numpy:save:file={victim}/keep.txt,arr=1", "its installed packages or edgekd: not model code"),
+    ("torch.hub:load:repo_or_dir={victim}", "its installed packages or edgekd: not model code"),
+    # an installed package's own function, defined where it is named (a decorator keeps its __module__):
+    # refused by where it lies, as a file there is
+    ("sklearn.datasets._base:clear_data_home:data_home={victim}", "module 'sklearn.datasets._base' is in '"),
+    ("setuptools._distutils.dir_util:remove_tree:directory={victim}", "its installed packages or edgekd: not model"),
+    ("edgekd.models:build:spec=cnn", "its installed packages or edgekd: not model code"),
+    ("__main__:main", "module '__main__' is part of Python's standard library or the program running edgekd"),
     ("{stdlib}/shutil.py:rmtree:path={victim}", "a folder of Python's standard library"),
     ("{tmp}/reexport.py:make:path={victim}", "is not a function defined there nor an nn.Module class (it comes from "
                                              "'shutil')"),
@@ -293,7 +299,6 @@ def test_a_factory_is_a_function_of_the_named_code_or_a_module_class(tmp_path, m
 EXITS = {
     "exit0.py": "import sys\n\ndef make(num_classes):\n    sys.exit(0)\n",
     "exit3.py": "import sys\n\ndef make(num_classes):\n    sys.exit(3)\n",
-    "interrupt.py": "def make(num_classes):\n    raise KeyboardInterrupt\n",
     "exit_on_import.py": "raise SystemExit(0)\n\ndef make(num_classes):\n    pass\n",
     "exit_in_forward.py": ("import sys, torch\n\nclass Net(torch.nn.Module):\n    def forward(self, x):\n"
                            "        sys.exit(0)\n\ndef make(num_classes):\n    return Net()\n"),
@@ -303,7 +308,6 @@ EXITS = {
 @pytest.mark.parametrize("name, fragment", [
     ("exit0.py", "exit0.py' raised SystemExit: 0"),
     ("exit3.py", "exit3.py' raised SystemExit: 3"),
-    ("interrupt.py", "interrupt.py' raised KeyboardInterrupt"),
     ("exit_on_import.py", "exit_on_import.py' fails to import: SystemExit: 0"),
     ("exit_in_forward.py", "exit_in_forward.py' fails on a batch of input (1, 8, 8): SystemExit: 0"),
 ])
@@ -311,7 +315,7 @@ def test_user_code_that_exits_is_one_model_error_naming_its_file(tmp_path, monke
     """sys.exit() in a factory would end distill with exit 0 and no run (a CI step passing)."""
     (tmp_path / name).write_text(EXITS[name])
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(BaseException) as info:       # not SystemExit or KeyboardInterrupt: those end pytest
+    with pytest.raises(BaseException) as info:       # not SystemExit: that ends pytest
         Experiment.prepare(load_config(None, **{**SHORT, "student": f"{name}:make"}, out=str(tmp_path / "run")))
     assert isinstance(info.value, ModelError) and fragment in info.value.message, repr(info.value)
     assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".run*"))
@@ -322,6 +326,27 @@ def test_a_factory_that_exits_0_fails_the_real_command(tmp_path):
     result = run_cli("distill", "--student", "exit0.py:make", "--folds", "1", "--out", tmp_path / "run", cwd=tmp_path)
     assert_user_error(result, f"model file '{tmp_path}/exit0.py' raised SystemExit: 0")
     assert not (tmp_path / "run").exists()
+
+
+INTERRUPTS = {
+    "factory": "def make(num_classes):\n    raise KeyboardInterrupt\n",
+    # the first forward (eager) passes; the second is torch.export's trace, where Ctrl-C lands most often
+    "trace": ("import torch\n\nclass Net(torch.nn.Module):\n    calls = 0\n\n    def __init__(self, n):\n"
+              "        super().__init__()\n        self.head = torch.nn.Linear(64, n)\n\n    def forward(self, x):\n"
+              "        Net.calls += 1\n        if Net.calls > 1:\n            raise KeyboardInterrupt\n"
+              "        return self.head(x.flatten(1))\n\ndef make(num_classes):\n    return Net(num_classes)\n"),
+}
+
+
+@pytest.mark.parametrize("where", INTERRUPTS)
+def test_ctrl_c_in_user_code_is_an_interrupt_not_a_model_error(tmp_path, where):
+    """Ctrl-C while edgekd traces the user's model is the user stopping edgekd: 'error: interrupted',
+    exit 130, as anywhere else, and no run folder nor a staged one left (not "cannot be traced")."""
+    (tmp_path / "interrupt.py").write_text(INTERRUPTS[where])
+    result = run_cli_here("distill", "--student", "interrupt.py:make", "--folds", "1", "--out", tmp_path / "run",
+                          cwd=tmp_path)
+    assert result.returncode == 130 and result.stderr.strip() == "error: interrupted", result
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["interrupt.py"]
 
 
 def test_a_sweep_config_naming_code_runs_nothing_unless_trusted(tmp_path):

@@ -25,9 +25,9 @@ REQUIRED = inspect.Parameter.empty
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 EXPECTED = {int: "an integer", float: "a finite number", bool: "true or false (1/0, yes/no)", str: "a string"}
 #: what a user's factory, module or annotation may raise and edgekd reports as its failure: any
-#: error, and ``sys.exit()`` or a KeyboardInterrupt of its own, which would end edgekd as if it had
-#: finished (exit 0, no run) or been interrupted (SIGTERM's exception is edgekd's, and stays one)
-USER_CODE_ESCAPES = (Exception, SystemExit, KeyboardInterrupt)
+#: error, and ``sys.exit()``, which would end edgekd as if it had finished (exit 0, no run). Not a
+#: KeyboardInterrupt: Ctrl-C during the slow trace is the user's, and interrupts (exit 130), as SIGTERM does
+USER_CODE_ESCAPES = (Exception, SystemExit)
 
 
 @dataclass(frozen=True)

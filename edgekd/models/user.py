@@ -6,7 +6,8 @@ One syntax, split at its first two colons::
                                          models/shufflenet.py:shufflenet:groups=2
 
 * TARGET is a FILE when it ends in ``.py`` or holds a ``/`` (so a file path may not contain a
-  ``:``), else a dotted MODULE path that Python can import (installed, or on ``PYTHONPATH``).
+  ``:``), else a dotted MODULE path that Python can import (on ``PYTHONPATH``; not an installed
+  package's, below).
 * FACTORY is a Python identifier: a function or class of TARGET. A spec whose second part is not
   an identifier (``cnn:width=8``), or whose TARGET is a zoo name, is a zoo spec.
 * The options are the zoo's: ``key=value`` typed by the factory's own annotations (``spec.py``).
@@ -18,12 +19,14 @@ refused before this unless they pass ``--trust-model-code``: ``config.py``, ``ch
 folder records the spec, never the code, so ``export`` imports the same file or module again (the
 same import path on the machine that exports).
 
-Whoever names it, a spec cannot reach code that acts on options rather than builds a model: the
-standard library and edgekd's own packages are refused before anything is imported, and FACTORY
-must be an ``nn.Module`` class or a function defined in TARGET itself (``shutil.rmtree`` re-exported
-by a file is refused before it is called). And whatever the user's code raises on the way, ``sys.exit()``
-and a KeyboardInterrupt of its own included, is one ModelError naming it: edgekd does not exit 0
-with no run written.
+Whoever names it, a spec cannot reach code that acts on options rather than builds a model. Before
+anything is imported, a TARGET whose code lies in the standard library, the installed packages
+(site-packages) or edgekd itself is refused, by one rule for a file and a module: where it lies (so an
+installed model package is named through a file of the user's that imports it). And FACTORY must be
+an ``nn.Module`` class or a function defined in TARGET itself (``shutil.rmtree`` re-exported by a file
+is refused before it is called). Whatever the user's code raises on the way, ``sys.exit()`` included,
+is one ModelError naming it: edgekd does not exit 0 with no run written. A KeyboardInterrupt is not
+the code's failure but an interrupt (Ctrl-C while torch.export traces): ``error: interrupted``, exit 130.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ import importlib
 import importlib.util
 import inspect
 import os
+import site
 import sys
 import sysconfig
 from dataclasses import dataclass
@@ -47,12 +51,9 @@ from .spec import USER_CODE_ESCAPES, call_factory, parse_options
 
 SYNTAX = "your own model: MODULE:FACTORY[:key=value,…] or FILE.py:FACTORY[:key=value,…]"
 SAME_PATH = "a user model needs the same import path wherever it is built (distill, and export from model.json)"
+OWN_CODE = "name a factory in your own file or module (MODULE:FACTORY or FILE.py:FACTORY)"
 TRACE_HINT = ("edgekd exports through torch.export: keep forward free of Python branches on tensor values, "
               ".item(), .tolist() and numpy calls")
-#: packages whose functions write, delete, download or run things when called with options
-#: (``numpy:save``, ``torch.hub:load``, edgekd's own file helpers), not model code; with the
-#: standard library (``shutil``, ``os``, ``subprocess``), never a TARGET
-NOT_MODEL_CODE = frozenset({"edgekd", "torch", "numpy", "__main__"})
 
 
 @dataclass(frozen=True)
@@ -126,21 +127,48 @@ def load_factory(user: UserSpec) -> Callable[..., Any]:
 
 
 def _refuse_library(user: UserSpec) -> None:
-    """Before anything is imported: a TARGET in the standard library, among the installed packages
-    or in edgekd itself is not a model of the user's (its import alone may act)."""
+    """Before anything is imported: a TARGET whose code lies in the standard library, the installed
+    packages or edgekd itself is not a model of the user's (its import alone may act, and its functions
+    write, delete or download when called with options: ``numpy:save``, ``sklearn...:clear_data_home``).
+    One rule for a file and a module: where the code lies, not what it is called."""
     if user.is_file:
-        path = os.path.realpath(os.path.expanduser(user.target))
-        folders = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
-        folders.add(os.path.dirname(os.path.dirname(__file__)))          # edgekd itself
-        inside = next((f for f in sorted(folders) if path.startswith(os.path.realpath(f) + os.sep)), None)
-        where = f"in '{inside}', a folder of Python's standard library, its installed packages or edgekd"
+        places = [os.path.expanduser(user.target)]
     else:
         top = user.target.split(".")[0]
-        inside = top if top in sys.stdlib_module_names or top in NOT_MODEL_CODE else None
-        where = f"part of Python's standard library or of edgekd and its dependencies ('{top}')"
+        if top in sys.stdlib_module_names or top == "__main__":   # built-in, frozen or zipped; the running program
+            raise ModelError(f"{user.where} is part of Python's standard library or the program running edgekd: "
+                             "not model code, and edgekd does not call it", hint=OWN_CODE)
+        places = _module_places(top)
+    folders = _library_folders()
+    inside = next((folder for place in places for folder in folders
+                   if os.path.realpath(place).startswith(folder + os.sep)), None)
     if inside:
-        raise ModelError(f"{user.where} is {where}: not model code, and edgekd does not call it",
-                         hint="name a factory in your own file or module (MODULE:FACTORY or FILE.py:FACTORY)")
+        raise ModelError(f"{user.where} is in '{inside}', a folder of Python's standard library, its installed "
+                         "packages or edgekd: not model code, and edgekd does not call it", hint=OWN_CODE)
+
+
+def _library_folders() -> list[str]:
+    """Where code is Python's or an installed package's (the interpreter's and the user's
+    site-packages, a Debian dist-packages) or edgekd's own, never a user's model."""
+    paths = sysconfig.get_paths()
+    folders = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    folders.update(site.getsitepackages(), [site.getusersitepackages()])
+    folders.add(os.path.dirname(os.path.dirname(__file__)))          # edgekd itself
+    return sorted(os.path.realpath(folder) for folder in folders)
+
+
+def _module_places(top: str) -> list[str]:
+    """Where the top-level module ``top`` lies, found without running it (``find_spec`` of a top-level
+    name executes no package); none when it is not found or is no identifier: its import reports that."""
+    if not top.isidentifier():
+        return []
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):         # already imported without a spec: none of a user's files
+        raise ModelError(f"module '{top}' cannot be located ({SAME_PATH})", hint=OWN_CODE) from None
+    if spec is None:
+        return []
+    return [*([spec.origin] if spec.has_location else []), *(spec.submodule_search_locations or [])]
 
 
 def _check_defined_here(user: UserSpec, factory: Any, module: ModuleType) -> None:
