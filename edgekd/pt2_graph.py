@@ -3,8 +3,9 @@
 A ``.pt2`` is a program: its nodes call ATen operators, and some of those reach outside the
 tensors (``aten.from_file`` memory-maps any file, and an in-place ``fill_`` on the result writes
 through to it; ``_print``, ``_local_scalar_dense``, random and storage operators ...). So a node
-may call only an operator on the allow-list below — pure tensor arithmetic and views — never an
-out= overload, and the schema torch has for it must agree (no random or data-dependent tag). An in-place operator may write only to a tensor an allocating operator of the
+may call only an operator on the allow-list below — pure tensor arithmetic, views, and checks that
+only raise — never an out= overload, and the schema torch has for it must agree (no random or
+data-dependent tag). An in-place operator may write only to a tensor an allocating operator of the
 graph made, never to a graph input, weight or constant or to anything that may share memory with
 one (a view, or a cast that hands back its input). torch also writes the program's
 names (inputs, weights, arguments) into the Python source it generates and ``exec``s for
@@ -42,7 +43,10 @@ SHARING_ATEN = frozenset("""
     relu_ add_ sub_ mul_ div_ clamp_ clamp_min_ hardtanh_ hardswish_ hardsigmoid_ sigmoid_ tanh_ silu_
     leaky_relu_ elu_ gelu_ detach_
 """.split())
-ALLOWED_ATEN = FRESH_ATEN | SHARING_ATEN
+# a check that returns nothing and only raises: torch.export writes it before each .to()/.float()
+# of a forward
+CHECK_ATEN = frozenset({"_assert_tensor_metadata"})
+ALLOWED_ATEN = FRESH_ATEN | SHARING_ATEN | CHECK_ATEN
 # pure only in evaluation mode (the argument must be the literal false, as torch.export writes after
 # .eval()); torch tags both "maybe aliasing or mutating" for their training mode
 EVAL_ONLY = {"batch_norm": "training", "dropout": "train"}

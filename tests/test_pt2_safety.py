@@ -585,6 +585,27 @@ def test_real_teachers_still_load(tmp_path):
             assert torch.allclose(loaded.module()(x), module(x), atol=1e-5)
 
 
+class Casts(nn.Module):
+    """A forward that casts its input: torch.export checks each cast's input with _assert_tensor_metadata."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.linear(x.float().flatten(1)) + self.linear(x.to(torch.float32).flatten(1))
+
+
+def test_a_teacher_that_casts_its_input_loads(tmp_path):
+    x, module = torch.randn(4, 1, 8, 8), Casts().eval()
+    program = torch.export.export(module, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    for version in (program, program.run_decompositions()):
+        assert "aten._assert_tensor_metadata.default" in {str(node.target) for node in version.graph.nodes}
+        torch.export.save(version, str(tmp_path / "teacher.pt2"))
+        loaded = load_program(tmp_path / "teacher.pt2", ".pt2 teacher")
+        assert torch.allclose(loaded.module()(x), module(x))
+
+
 def test_distill_teacher_from_a_pt2_that_writes_outside(tmp_path, outside):
     path = _program(tmp_path / "evil.pt2", _reproduction("write", outside))
     before, listed = _files(outside), sorted(os.listdir(tmp_path))
