@@ -3,9 +3,11 @@
 A ``.pt2`` is a program: its nodes call ATen operators, and some of those reach outside the
 tensors (``aten.from_file`` memory-maps any file, and an in-place ``fill_`` on the result writes
 through to it; ``_print``, ``_local_scalar_dense``, random and storage operators ...). So a node
-may call only an operator on the allow-list below — pure tensor arithmetic that allocates its own
-results — and the schema torch has for it must agree (no write to an argument that is a graph
-input, weight or constant, no random or data-dependent tag). torch also writes the program's
+may call only an operator on the allow-list below — pure tensor arithmetic, views, and checks that
+only raise — never an out= overload, and the schema torch has for it must agree (no random or
+data-dependent tag). An in-place operator may write only to a tensor an allocating operator of the
+graph made, never to a graph input, weight or constant or to anything that may share memory with
+one (a view, or a cast that hands back its input). torch also writes the program's
 names (inputs, weights, arguments) into the Python source it generates and ``exec``s for
 ``module()``: every name must be a plain Python name.
 """
@@ -14,31 +16,40 @@ from __future__ import annotations
 import json
 import re
 
-# ATen operator packets (every overload) that only compute tensors from tensors and numbers
-PURE_ATEN = frozenset("""
-    abs acos add addcdiv addcmul addmm alias amax amin any all arange argmax argmin asin atan atan2 avg_pool1d
+# ATen operator packets (every overload but out=) that only compute tensors from tensors and numbers
+# and return new tensors, never one of their arguments nor a view of one (batch_norm: in evaluation)
+FRESH_ATEN = frozenset("""
+    abs acos add addcdiv addcmul addmm amax amin any all arange argmax argmin asin atan atan2 avg_pool1d
     avg_pool2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d _adaptive_avg_pool2d
-    adaptive_max_pool2d baddbmm batch_norm bmm cat ceil celu chunk clamp clamp_max clamp_min clip clone concat
-    constant_pad_nd contiguous conv1d conv2d conv3d conv_transpose1d conv_transpose2d convolution copy cos cosh
-    cumsum detach div dropout elu embedding eq erf exp expand expand_as expm1 fill flatten flip floor fmod frac
-    full full_like gather ge gelu glu group_norm gt hardsigmoid hardswish hardtanh index_select
-    layer_norm le leaky_relu lerp lift_fresh_copy linear log log10 log1p log2 log_softmax _log_softmax
-    logical_and logical_not logical_or logsumexp lt masked_fill matmul max max_pool1d max_pool2d
-    max_pool2d_with_indices max_pool3d maximum mean min minimum mish mm movedim mul narrow native_group_norm
-    native_layer_norm _native_batch_norm_legit_no_training ne neg new_full new_ones new_zeros ones ones_like
-    pad permute pixel_shuffle pixel_unshuffle pow prelu _prelu_kernel prod reciprocal relu relu6 remainder
-    repeat reshape reshape_as roll round rsqrt rsub scalar_tensor select selu sigmoid sign silu sin sinh slice
-    softmax _softmax softplus split split_with_sizes sqrt square squeeze stack std sub sum sym_numel sym_size
-    t tanh tile _to_copy to transpose trunc type_as unbind unflatten _unsafe_view unsqueeze
-    upsample_bilinear2d upsample_nearest2d var var_mean view view_as where zeros zeros_like
+    adaptive_max_pool2d baddbmm batch_norm bmm cat ceil celu clamp clamp_max clamp_min clip clone concat
+    constant_pad_nd conv1d conv2d conv3d conv_transpose1d conv_transpose2d convolution copy cos cosh cumsum div
+    elu embedding eq erf exp expm1 fill flip floor fmod frac full full_like gather ge gelu glu group_norm gt
+    hardsigmoid hardswish hardtanh index_select layer_norm le leaky_relu lerp lift_fresh_copy linear log log10
+    log1p log2 log_softmax _log_softmax logical_and logical_not logical_or logsumexp lt masked_fill matmul max
+    max_pool1d max_pool2d max_pool2d_with_indices max_pool3d maximum mean min minimum mish mm mul
+    native_group_norm native_layer_norm _native_batch_norm_legit_no_training ne neg new_full new_ones new_zeros
+    ones ones_like pad pow prelu _prelu_kernel prod reciprocal relu relu6 remainder repeat roll round rsqrt rsub
+    scalar_tensor selu sigmoid sign silu sin sinh softmax _softmax softplus sqrt square stack std sub sum tanh
+    tile _to_copy trunc upsample_bilinear2d upsample_nearest2d var var_mean where zeros zeros_like
+""".split())
+# pure as well, but their result may be an argument itself or share its memory: views and reshapes
+# (_unsafe_view declares no alias, yet is one), casts that hand back their input when it already has
+# the type (to, type_as), contiguous, dropout in evaluation, pixel_shuffle (a reshape where torch has
+# no kernel of its own), the in-place variants, and sizes
+SHARING_ATEN = frozenset("""
+    alias chunk contiguous detach dropout expand expand_as flatten movedim narrow permute pixel_shuffle
+    pixel_unshuffle reshape reshape_as select slice split split_with_sizes squeeze sym_numel sym_size t to
+    transpose type_as unbind unflatten _unsafe_view unsqueeze view view_as
     relu_ add_ sub_ mul_ div_ clamp_ clamp_min_ hardtanh_ hardswish_ hardsigmoid_ sigmoid_ tanh_ silu_
     leaky_relu_ elu_ gelu_ detach_
 """.split())
+# a check that returns nothing and only raises: torch.export writes it before each .to()/.float()
+# of a forward
+CHECK_ATEN = frozenset({"_assert_tensor_metadata"})
+ALLOWED_ATEN = FRESH_ATEN | SHARING_ATEN | CHECK_ATEN
 # pure only in evaluation mode (the argument must be the literal false, as torch.export writes after
-# .eval()); torch tags both "maybe aliasing or mutating" for their training mode, yet in evaluation
-# batch_norm computes a new tensor, while dropout hands back its input itself
+# .eval()); torch tags both "maybe aliasing or mutating" for their training mode
 EVAL_ONLY = {"batch_norm": "training", "dropout": "train"}
-FRESH_IN_EVAL = frozenset({"batch_norm"})
 # what a node may call besides ATen: tuple indexing and integer arithmetic on symbolic sizes
 SYMBOLIC = frozenset({"_operator.getitem", "_operator.add", "_operator.sub", "_operator.mul", "_operator.floordiv",
                       "_operator.mod", "_operator.truediv", "_operator.neg", "_operator.pos", "_operator.eq",
@@ -120,6 +131,9 @@ def _operator_problem(target, inputs) -> str | None:
     op = resolve(target)
     if op is None:
         return None if target in SYMBOLIC else f"uses operator {_short(target)}, which edgekd does not run"
+    if any(name != "self" or not op.overloadpacket.__name__.endswith("_") for name in _writes(op)):
+        # an out= overload writes its result into a tensor it is given; torch.export never writes one
+        return f"uses operator {_short(target)}, which writes into an out= argument and edgekd does not run"
     tags = _tags(op)
     condition = EVAL_ONLY.get(op.overloadpacket.__name__)
     if condition:
@@ -133,9 +147,9 @@ def _operator_problem(target, inputs) -> str | None:
 
 def _write_problem(graph: dict) -> str | None:
     """An operator may write in place only to a tensor this graph made: never to one of its inputs
-    (the batch edgekd passes, a weight, a buffer, a constant) nor to a view of one. A result that
-    may share memory with an argument (``Tensor(a)`` in the schema, or torch's
-    ``maybe_aliasing_or_mutating`` tag) counts as that argument when any argument is an input."""
+    (the batch edgekd passes, a weight, a buffer, a constant) nor to anything that may share memory
+    with one. Only an operator known to allocate its result (FRESH_ATEN) makes a fresh tensor; the
+    result of any other node counts as its arguments, whatever its schema declares."""
     outside = _names(graph.get("inputs"))
     defined = set(outside)
     for node in graph.get("nodes") if isinstance(graph.get("nodes"), list) else []:
@@ -147,9 +161,8 @@ def _write_problem(graph: dict) -> str | None:
         if op is not None and any(_names(arguments.get(name)) & outside for name in _writes(op)):
             return (f"uses operator {_short(node['target'])} to write in place to a graph input, weight or "
                     "constant, which edgekd does not run")
-        aliases = op is None or any(r.alias_info is not None for r in op._schema.returns) or (
-            "maybe_aliasing_or_mutating" in _tags(op) and op.overloadpacket.__name__ not in FRESH_IN_EVAL)
-        if aliases and _names(list(arguments.values())) & outside:
+        fresh = op is not None and op.overloadpacket.__name__ in FRESH_ATEN
+        if not fresh and _names(list(arguments.values())) & outside:
             outside |= results
     return None
 
@@ -180,7 +193,7 @@ def resolve(target):
     import torch
 
     match = ATEN.fullmatch(target) if isinstance(target, str) else None
-    if not match or match[1] not in PURE_ATEN:
+    if not match or match[1] not in ALLOWED_ATEN:
         return None
     try:
         op = getattr(getattr(torch.ops.aten, match[1]), match[2])

@@ -413,7 +413,28 @@ def _family(name: str, outside: Path) -> list[dict]:
         "write-weight": [_node("aten.add_.Tensor", "evil", self=T("p_linear_weight"), other=logits)],
         "write-buffer-view": [_node("aten.view.default", "seen", self=T("b_payload"), size=[10]),
                               _node("aten.mul_.Tensor", "evil", self=T("seen"), other=T("seen"))],
+        **WRITES_THROUGH_AN_ALIAS,
     }[name]
+
+
+def _added_into(name: str) -> dict:
+    """``aten.add.out(x, x, out=name)``: the sum written into the tensor ``name``."""
+    node = _node("aten.add.out", "doubled", self=T("x"), other=T("x"))
+    node["inputs"].append({"name": "out", "arg": {"as_tensor": {"name": name}}, "kind": 2})
+    return node
+
+
+# writes to the batch or a weight through a result whose schema declares no alias (type_as hands back
+# its input when the type matches; _unsafe_view is a view), or through an out= argument; each one's
+# result stays unused, so the logits are the Linear's
+WRITES_THROUGH_AN_ALIAS = {
+    "write-input-type-as": [_node("aten.type_as.default", "same", self=T("x"), other=T("x")),
+                            _node("aten.relu_.default", "zeroed", self=T("same"))],
+    "write-weight-unsafe-view": [_node("aten._unsafe_view.default", "flat", self=T("p_linear_weight"), size=[640]),
+                                 _node("aten.add_.Tensor", "doubled", self=T("flat"), other=T("flat"))],
+    "write-input-out": [_added_into("x")],
+    "write-out-fresh": [_node("aten.clone.default", "copy", self=T("x")), _added_into("copy")],
+}
 
 
 @pytest.mark.parametrize("name,fragment", [
@@ -432,6 +453,10 @@ def _family(name: str, outside: Path) -> list[dict]:
     ("write-input", "uses operator aten.relu_.default to write in place to a graph input"),
     ("write-weight", "uses operator aten.add_.Tensor to write in place to a graph input"),
     ("write-buffer-view", "uses operator aten.mul_.Tensor to write in place to a graph input"),
+    ("write-input-type-as", "uses operator aten.relu_.default to write in place to a graph input"),
+    ("write-weight-unsafe-view", "uses operator aten.add_.Tensor to write in place to a graph input"),
+    ("write-input-out", "uses operator aten.add.out, which writes into an out= argument"),
+    ("write-out-fresh", "uses operator aten.add.out, which writes into an out= argument"),
 ])
 def test_each_family_of_operators_that_reaches_outside_is_refused(tmp_path, outside, name, fragment):
     path = _program(tmp_path / "evil.pt2", _family(name, outside))
@@ -440,6 +465,19 @@ def test_each_family_of_operators_that_reaches_outside_is_refused(tmp_path, outs
         load_program(path, ".pt2 teacher")
     assert fragment in info.value.message and "edgekd does not run" in info.value.message
     assert _files(outside) == before
+
+
+@pytest.mark.parametrize("name,changed", [("write-input-type-as", "input"), ("write-weight-unsafe-view", "weight"),
+                                          ("write-input-out", "input")])
+def test_plain_torch_lets_the_graph_overwrite_its_input_or_weights(tmp_path, outside, name, changed):
+    """Sanity: these graphs are real attacks. A call changes the batch it is given (edgekd passes
+    views of a whole split) or the weights of the loaded module."""
+    module = torch.export.load(str(_program(tmp_path / "evil.pt2", _family(name, outside)))).module()
+    x, weight = torch.randn(3, 1, 8, 8), module.linear.weight.detach().clone()
+    before = x.clone()
+    module(x)
+    assert torch.equal(x, before) == (changed != "input")
+    assert torch.equal(module.linear.weight, weight) == (changed != "weight")
 
 
 class Counts(nn.Module):
@@ -545,6 +583,27 @@ def test_real_teachers_still_load(tmp_path):
             torch.export.save(version, str(tmp_path / "teacher.pt2"))
             loaded = load_program(tmp_path / "teacher.pt2", ".pt2 teacher")
             assert torch.allclose(loaded.module()(x), module(x), atol=1e-5)
+
+
+class Casts(nn.Module):
+    """A forward that casts its input: torch.export checks each cast's input with _assert_tensor_metadata."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.linear(x.float().flatten(1)) + self.linear(x.to(torch.float32).flatten(1))
+
+
+def test_a_teacher_that_casts_its_input_loads(tmp_path):
+    x, module = torch.randn(4, 1, 8, 8), Casts().eval()
+    program = torch.export.export(module, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    for version in (program, program.run_decompositions()):
+        assert "aten._assert_tensor_metadata.default" in {str(node.target) for node in version.graph.nodes}
+        torch.export.save(version, str(tmp_path / "teacher.pt2"))
+        loaded = load_program(tmp_path / "teacher.pt2", ".pt2 teacher")
+        assert torch.allclose(loaded.module()(x), module(x))
 
 
 def test_distill_teacher_from_a_pt2_that_writes_outside(tmp_path, outside):
