@@ -153,14 +153,14 @@ def refuse_overwriting_inputs(targets: list, outputs: dict, data=None, report: s
             inside = target.is_dir() and os.path.commonpath([where, folder]) == folder
             if inside and not (target == targets[0] and option == report and where == own_report):
                 raise _refusal(option, out, f"in the bundle '{target}'")
-    inputs = [path for target in targets for path in _read_files(target)] + ([Path(data)] if data else [])
+    inputs = [path for target in targets for path in read_files(target)] + ([Path(data)] if data else [])
     ids = {_identity(p): p for p in inputs if p.exists()}
     for option, out in written.items():
         if out.exists() and _identity(out) in ids:
             raise _refusal(option, out, f"'{ids[_identity(out)]}'")
 
 
-def _read_files(target: Path) -> list[Path]:
+def read_files(target: Path) -> list[Path]:
     """What bench reads of a target: the single model file, or the bundle's manifest and listed files."""
     if not target.is_dir():
         return [target]

@@ -848,6 +848,7 @@ for _id, _remote, _fragment in [
     ("semicolon-folder", "board:bench;hostname", "cannot go to a board"),
     ("newline-folder", "board:bench\nhostname", "is not [user@]host[:DIR]"),
     ("dash-folder", "board:bench/-rf", "cannot go to a board"),
+    ("space-folder", "board:bench/b -f x", "cannot go to a board"),       # legacy scp: an option on the board
     ("tilde-user-folder", "board:~root/bench", "cannot go to a board"),
     ("dash-host", "-oProxyCommand=hostname", "is not [user@]host[:DIR]"),
 ]:

@@ -50,7 +50,7 @@ def board_python(env) -> str:
 @pytest.mark.parametrize("copy", ["rsync", "scp"])
 def test_a_bench_on_the_board_scores_as_here_and_leaves_only_the_bundle(board, board_env, demo_bundle, demo_bench,
                                                                         tmp_path, copy):
-    folder = tmp_path / "on the board"          # a space: every path is quoted on the way
+    folder = tmp_path / "on_the+board,1=x@y:z"      # every character a board path may hold but '/' '.' '-' 
     doc = run_bench(demo_bundle, out=tmp_path / "bench.json", remote=remote(board, board_env, folder, copy=copy),
                     **FAST_BENCH)
     assert scores(doc) == scores(demo_bench)
@@ -180,7 +180,9 @@ def test_a_sweep_checks_the_board_before_it_trains(board, tmp_path):
 
 #: each runs {run} if the board's shell reads it as code; the last is an option where a path is expected
 PAYLOADS = {"backtick": "b`{run}`", "dollar": "b$({run})", "semicolon": "b;{run}", "newline": "b\n{run}",
-            "dash": "-oProxyCommand={run}"}
+            "dash": "-oProxyCommand={run}",
+            # legacy scp (OpenSSH < 9, or -O) hands 'scp -t DIR/b -f x/' to the board's shell: an option
+            "space": "b -f {run}"}
 
 
 def marking_script(folder: Path) -> tuple[Path, Path]:
@@ -253,7 +255,8 @@ def test_bench_dot_and_dotdot_write_only_their_own_folder_on_the_board(
     assert (folder / "mine.txt").read_text() == "the user's"
     assert (folder.parent / "theirs.txt").read_text() == "the user's too"
     assert sorted(p.name for p in folder.iterdir()) == ["mine.txt", "my-bundle"]
-    assert (folder / "my-bundle" / MARKER).is_file() and (folder / "my-bundle" / "sub").is_dir()
+    assert sorted(p.name for p in (folder / "my-bundle").iterdir()) == sorted(      # the bundle's files, not sub/
+        [MARKER, *(p.name for p in demo_bundle.iterdir())])
 
 
 @pytest.mark.parametrize("copy", ["rsync", "scp"])
@@ -284,3 +287,68 @@ def test_a_single_model_goes_to_a_marked_folder_of_its_name_on_the_board(board, 
         doc = run_bench(model, out=False, remote=remote(board, board_env, folder, copy="rsync"), **FAST_BENCH)
     assert doc["remote"]["path"] == str(folder / model.name / model.name)
     assert sorted(p.name for p in (folder / model.name).iterdir()) == sorted([MARKER, model.name])
+
+
+def bundle_copy(demo_bundle: Path, where: Path) -> Path:
+    """A copy of the bundle with what its manifest does not list: a link to a secret, a plain file."""
+    bundle = shutil.copytree(demo_bundle, where)
+    (where.parent / "id_ed25519").write_text("SECRET KEY")
+    (bundle / "notes").symlink_to(where.parent / "id_ed25519")
+    (bundle / "extra.txt").write_text("not in the manifest")
+    return bundle
+
+
+@pytest.mark.parametrize("copy", ["rsync", "scp"])
+def test_only_the_manifest_and_the_files_it_lists_go_to_the_board(board, board_env, demo_bundle, tmp_path, copy):
+    """scp -r followed an unlisted link in the bundle (notes -> ~/.ssh/id_ed25519) and sent the key;
+    rsync sent the link and any unlisted file. The --against bundle goes the same way."""
+    listed = sorted(["manifest.json", *json.loads((demo_bundle / "manifest.json").read_text())["files"]])
+    new, old = bundle_copy(demo_bundle, tmp_path / "new" / "bundle"), bundle_copy(demo_bundle, tmp_path / "old" / "b2")
+    folder = tmp_path / "board"
+    result, _ = bench_and_check(new, against=old, repeat=3, out=False,
+                                remote=remote(board, board_env, folder, copy=copy, keep=True), **FAST_BENCH)
+    assert sorted(p.name for p in (folder / "bundle").iterdir()) == sorted([MARKER, *listed])
+    kept = Path(result["remote"]["kept"])
+    assert sorted(p.name for p in (kept / "b2").iterdir()) == listed
+    assert not [p for p in folder.rglob("*") if p.is_symlink() or p.is_file() and p.read_bytes() == b"SECRET KEY"]
+
+
+def test_a_bundle_file_name_the_board_cannot_take_is_refused_before_any_connection(board, board_env, demo_bundle,
+                                                                                  tmp_path):
+    bundle = shutil.copytree(demo_bundle, tmp_path / "bundle")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    (bundle / "eval.npz").rename(bundle / "e -f x.npz")
+    manifest["files"]["e -f x.npz"] = manifest["files"].pop("eval.npz")
+    manifest["eval"]["file"] = "e -f x.npz"
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match=r"the file of 'bundle' 'e -f x.npz' cannot go to a board"):
+        run_bench(bundle, out=False, remote=remote(board, board_env, tmp_path / "board", copy="scp"), **FAST_BENCH)
+    assert not (tmp_path / "board").exists()
+
+
+@pytest.mark.parametrize("copy", ["rsync", "scp"])
+def test_a_bundle_copied_before_the_marker_is_replaced_and_marked(board, board_env, demo_bundle, tmp_path, copy):
+    """A board benched before the marker existed holds DIR/NAME as a plain copy of the bundle: it is
+    edgekd's (its manifest.json opens as edgekd writes it), replaced and marked, so a sweep resumes."""
+    folder = tmp_path / "board"
+    legacy = shutil.copytree(demo_bundle, folder / demo_bundle.name)
+    (legacy / "stale.onnx").write_text("from an older bundle")
+    doc = run_bench(demo_bundle, out=False, remote=remote(board, board_env, folder, copy=copy), **FAST_BENCH)
+    assert doc["remote"]["path"] == str(legacy)
+    assert sorted(p.name for p in legacy.iterdir()) == sorted([MARKER, *(p.name for p in demo_bundle.iterdir())])
+
+
+@pytest.mark.parametrize("manifest", ["foreign", "link"])
+def test_a_folder_with_a_manifest_edgekd_did_not_write_is_still_refused(board, board_env, demo_bundle, tmp_path,
+                                                                       manifest):
+    theirs = tmp_path / "board" / demo_bundle.name
+    theirs.mkdir(parents=True)
+    if manifest == "foreign":       # a manifest.json of the user's own
+        (theirs / "manifest.json").write_text('{"name": "my app", "schema_version": 2, "files": {}}\n')
+    else:                           # a link to an edgekd manifest is no copy edgekd made
+        (theirs / "manifest.json").symlink_to(demo_bundle / "manifest.json")
+    before = sorted((p.name, p.is_symlink()) for p in theirs.iterdir())
+    with pytest.raises(ConfigError, match="is not a folder edgekd made"):
+        run_bench(demo_bundle, out=False, remote=remote(board, board_env, tmp_path / "board"), **FAST_BENCH)
+    assert sorted((p.name, p.is_symlink()) for p in theirs.iterdir()) == before
+    assert [p.name for p in (tmp_path / "board").iterdir()] == [demo_bundle.name]       # no run folder left

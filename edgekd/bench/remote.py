@@ -8,10 +8,14 @@ SSH connection settings; the caller renders and gates it as a local run's. Every
 the board (its bench.json, the copied ``--data``, an ``--against`` bundle, the bench's temporary
 files) lives in one ``DIR/.edgekd-run.XXXXXX`` folder that is removed afterwards unless ``keep``.
 
+Of a bundle only its manifest.json and the files it lists (their sha256 checked here) leave this
+machine: nothing else in the folder, such as a link to a key, is sent.
+
 edgekd writes and deletes on the board only in folders it made: ``DIR/NAME`` holds its marker file
-(:data:`MARKER`), and a ``DIR/NAME`` without one is the user's, never replaced; the rest of DIR is
-left alone. Every path and name sent to the board passes :data:`SAFE` first, and rsync gets them
-in its protocol (``-s``), not through the board's shell.
+(:data:`MARKER`), or is a bundle copy an edgekd before the marker left there (:data:`_LEGACY`), which
+gets the marker; any other ``DIR/NAME`` is the user's, never replaced; the rest of DIR is left
+alone. Every path and name sent to the board (the bundle's file names too) passes :data:`SAFE`
+first, and rsync gets them in its protocol (``-s``), not through the board's shell.
 
 Keys, users, ports, jump hosts and host-key checking are the user's OpenSSH configuration
 (``~/.ssh/config``, or ``ssh_config``): edgekd runs ssh with ``BatchMode=yes``, so it never asks
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, RuntimeBackendError
+from ..schema.manifest import MANIFEST
 
 #: the board's folder when --remote names none: relative, so under the remote user's home
 DEFAULT_FOLDER = "edgekd-bench"
@@ -35,15 +40,22 @@ INSTALL = 'pip install "edgekd[device]"'
 COPIES = ("auto", "rsync", "scp")
 _TARGET = re.compile(r"(?:(?P<user>[A-Za-z0-9_][A-Za-z0-9._-]*)@)?"
                      r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9._-]*)(?::(?P<folder>.*))?")
-#: what a path or name on the board may hold, declared once: letters, digits, space and ``._/@:+,=-``,
-#: no name starting with '-'. Some routes hand the path to the board's shell (rsync 3.2.7 leaves
-#: backticks unescaped; scp before OpenSSH 9 passes it unquoted, where a space only splits it into
-#: scp's "ambiguous target" error), so nothing that shell reads as code may be in it.
-SAFE = re.compile(r"[A-Za-z0-9._/@:+,= -]+")
-_SAFE_SAID = "letters, digits, spaces and . _ / @ : + , = - (no name starting with '-')"
+#: what a path or name on the board may hold, declared once: letters, digits and ``._/@:+,=-``, no
+#: name starting with '-'. Some routes hand the path to the board's shell (rsync 3.2.7 leaves
+#: backticks unescaped; scp before OpenSSH 9, or with -O, passes it unquoted), so nothing that shell
+#: reads as code may be in it, nor a space, which splits it into words there: a bundle 'b -f x'
+#: became 'scp -t DIR/b -f x/', an option of the board's scp. No wildcard either, so a name is
+#: also a literal rsync filter.
+SAFE = re.compile(r"[A-Za-z0-9._/@:+,=-]+")
+_SAFE_SAID = "letters, digits and . _ / @ : + , = - (no space, no name starting with '-')"
 #: the file that makes ``DIR/NAME`` on the board edgekd's own, so that a later bench may replace it
 MARKER = ".edgekd-bundle"
 _MARKER_TEXT = "edgekd bench --remote made this folder and replaces it on the next bench of this bundle"
+#: the board's test for a ``DIR/NAME`` copied before the marker existed: a plain manifest.json that
+#: opens, blanks aside, as edgekd writes every manifest (``{"schema_version": N, "edgekd_version":``).
+#: The shell's own tools on its first 4 kB, nothing from the bundle runs; ``{m}``: the quoted path.
+_LEGACY = ("[ -f {m} ] && [ ! -L {m} ] && head -c 4096 -- {m} | tr -d ' \\t\\r\\n' "
+           "| grep -q '^{{\"schema_version\":[0-9][0-9]*,\"edgekd_version\":'")
 _HINT = ("e.g. --remote pi@raspberrypi.local or pi@10.0.0.5:/home/pi/edgekd; the port, key and jump host "
          "come from your ~/.ssh/config")
 #: the probe's exit statuses (ssh itself exits 255 when it cannot connect)
@@ -140,49 +152,62 @@ class Session:
         folder, run_folder, board_copy = done.stdout.decode().strip().splitlines()[-3:]    # after any login noise
         return cls(remote, folder, run_folder, _copy_method(remote.copy, board_copy))
 
-    def put_bundle(self, local: Path) -> str:
+    def put_bundle(self, local: Path, into: str | None = None) -> str:
         """``local`` (resolved: a bundle folder or a model file) into ``DIR/NAME``, edgekd's own folder on
-        the board (:meth:`claim`); returns the path the board's bench takes."""
-        fresh = self.copy == "scp" or not local.is_dir()      # rsync updates a folder in place
-        folder = self.claim(local.name, fresh)
-        self.put(local, folder, contents=local.is_dir())
-        return folder if local.is_dir() else f"{folder}/{local.name}"
+        the board (:meth:`claim`), or with ``into`` (the run's folder) into ``into/NAME``; returns the
+        path the board's bench takes. Of a bundle only :func:`bundle_files` go."""
+        names = bundle_files(local) if local.is_dir() else None
+        if into is None:
+            folder = self.claim(local.name, self.copy == "scp" or names is None, names or [])
+        else:
+            folder = f"{into}/{local.name}"
+            self.remote.run(_make_folders(folder, names or []), f"making '{folder}'")
+        self.put(local, folder, names)
+        return folder if names is not None else f"{folder}/{local.name}"
 
-    def claim(self, name: str, fresh: bool) -> str:
-        """``DIR/NAME`` made with edgekd's :data:`MARKER`, or kept (emptied when ``fresh``) when it has
-        one; a ``DIR/NAME`` without it is not edgekd's to replace: refused, left as it is."""
+    def claim(self, name: str, fresh: bool, names: list[str]) -> str:
+        """``DIR/NAME`` (and the folders of ``names`` in it) made with edgekd's :data:`MARKER`, or kept
+        (emptied when ``fresh``) when it has one or is a :data:`_LEGACY` copy, which gets one; any other
+        ``DIR/NAME`` is not edgekd's to replace: refused, left as it is."""
         q = shlex.quote
         folder = f"{self.folder}/{name}"
         here, marker = q(folder), q(f"{folder}/{MARKER}")
+        ours = f"[ -f {marker} ] && [ ! -L {marker} ] || {{ {_LEGACY.format(m=q(f'{folder}/{MANIFEST}'))}; }}"
         script = (f"if [ -e {here} ] || [ -L {here} ]; then "
-                  f"[ -d {here} ] && [ ! -L {here} ] && [ -f {marker} ] && [ ! -L {marker} ] || exit {_NOT_OURS}; fi; "
+                  f"[ -d {here} ] && [ ! -L {here} ] && {{ {ours}; }} || exit {_NOT_OURS}; fi; "
                   + (f"rm -rf -- {here} && " if fresh else "")
-                  + f"mkdir -p -- {here} && {{ [ -f {marker} ] || printf '%s\\n' {q(_MARKER_TEXT)} > {marker}; }}")
+                  + f"{_make_folders(folder, names)} && {{ [ -f {marker} ] || printf '%s\\n' {q(_MARKER_TEXT)} > {marker}; }}")
         done = self.remote.run(script, f"making '{folder}'", check=False)
         if done.returncode == _NOT_OURS:
-            raise ConfigError(f"'{folder}' on '{self.remote.host}' is not a folder edgekd made (it has no {MARKER}): "
-                              "edgekd does not replace it",
+            raise ConfigError(f"'{folder}' on '{self.remote.host}' is not a folder edgekd made (it has no {MARKER} "
+                              f"and no {MANIFEST} of an edgekd bundle): edgekd does not replace it",
                               hint="move it away on the board, or bench into another folder: --remote HOST:OTHER_DIR")
         if done.returncode != 0:
             raise RuntimeBackendError(f"on '{self.remote.host}', making '{folder}' failed: {_last_line(done.stderr)}")
         return folder
 
-    def put(self, local: Path, into: str, contents: bool = False) -> None:
-        """``local`` (resolved: a file or folder, under its own name) copied into the board's folder
-        ``into``; with ``contents``, a folder's entries instead, rsync deleting whatever else ``into``
-        holds but the marker. rsync's ``-s`` sends the paths in its protocol, never to the board's shell."""
+    def put(self, local: Path, into: str, names: list[str] | None = None) -> None:
+        """The file ``local`` copied into the board's folder ``into``; with ``names``, the files of the
+        bundle folder ``local`` so named (paths in it, their folders made in ``into`` already), rsync
+        deleting whatever else ``into`` holds but the marker. rsync's ``-s`` sends the paths in its
+        protocol, never to the board's shell; scp copies each named file, never a folder (its -r
+        would follow a link in it)."""
         r = self.remote
         if self.copy == "rsync":
-            source, delete = ([f"{local}/"], ["--delete", f"--exclude=/{MARKER}"]) if contents else ([str(local)], [])
-            cmd = ["rsync", "-a", "-s", *delete, "-e", shlex.join(r.ssh()), *source, f"{r.host}:{into}/"]
+            source, only = (str(local), []) if names is None else (f"{local}/", _rsync_only(names))
+            cmds = [["rsync", "-a", "-s", *only, "-e", shlex.join(r.ssh()), source, f"{r.host}:{into}/"]]
         else:
-            sources = sorted(map(str, local.iterdir())) if contents else [str(local)]
-            cmd = ["scp", "-q", "-r", "-B", *(["-F", r.ssh_config] if r.ssh_config else []), *sources,
-                   f"{r.host}:{into}/"]
-        done = _call(cmd)
-        if done.returncode != 0:
-            raise RuntimeBackendError(f"copying '{local}' to '{r.host}:{into}' with {self.copy} failed: "
-                                      f"{_last_line(done.stderr)}")
+            groups: dict[str, list[str]] = {}       # the board's folder -> the files scp copies into it
+            for name in names if names is not None else [local.name]:
+                there = "/".join([into, *name.split("/")[:-1]])
+                groups.setdefault(there, []).append(str(local / name if names is not None else local))
+            cmds = [["scp", "-q", "-B", *(["-F", r.ssh_config] if r.ssh_config else []), *files, f"{r.host}:{there}/"]
+                    for there, files in groups.items()]
+        for cmd in cmds:
+            done = _call(cmd)
+            if done.returncode != 0:
+                raise RuntimeBackendError(f"copying '{local}' to '{r.host}:{into}' with {self.copy} failed: "
+                                          f"{_last_line(done.stderr)}")
 
     def bench(self, target: str, args: list[str], fails_gate: bool) -> bytes:
         """The board's ``edgekd bench TARGET ARGS``; returns its bench.json. ``fails_gate``: exit 1
@@ -202,6 +227,27 @@ class Session:
     def close(self) -> None:
         if not self.remote.keep:
             self.remote.run(f"rm -rf -- {shlex.quote(self.run_folder)}", "removing the run's folder", check=False)
+
+
+def bundle_files(bundle: Path) -> list[str]:
+    """What of a bundle folder goes to the board: manifest.json and the files it lists, as paths in it."""
+    from ..bundle import read_files
+
+    return [path.relative_to(bundle).as_posix() for path in read_files(bundle)]
+
+
+def _make_folders(folder: str, names: list[str]) -> str:
+    """The board's command making ``folder`` and the folders of ``names`` (paths in it)."""
+    inner = {"/".join([folder, *name.split("/")[:-1]]) for name in names}
+    return f"mkdir -p -- {shlex.join(sorted(inner | {folder}))}"
+
+
+def _rsync_only(names: list[str]) -> list[str]:
+    """rsync's rules sending exactly ``names`` (and their folders) and deleting all else on the board
+    but the marker. Names passed :data:`SAFE`: no wildcard, each include is literal."""
+    folders = {"/".join(parts[:i]) for parts in (name.split("/") for name in names) for i in range(1, len(parts))}
+    return ["--delete", "--delete-excluded", f"--filter=P /{MARKER}", *(f"--include=/{d}/" for d in sorted(folders)),
+            *(f"--include=/{name}" for name in names), "--exclude=*"]
 
 
 def _call(cmd: list[str]) -> subprocess.CompletedProcess:
@@ -236,10 +282,11 @@ def bench_remote(remote: Remote, targets: list, options, progress=None) -> list[
         step(1, 3, f"{remote.host}: copying with {session.copy}")
         bundle = session.put_bundle(sides[0])
         args = bench_args(options)
-        for flag, local in (("--against", sides[1] if len(sides) > 1 else None), ("--data", data)):
-            if local is not None:       # into the run's own folder, which goes at the end
-                session.put(local, session.run_folder)
-                args += [flag, f"{session.run_folder}/{local.name}"]
+        if len(sides) > 1:              # into the run's own folder, which goes at the end
+            args += ["--against", session.put_bundle(sides[1], into=session.run_folder)]
+        if data is not None:
+            session.put(data, session.run_folder)
+            args += ["--data", f"{session.run_folder}/{data.name}"]
         step(2, 3, f"{remote.host}: {remote.edgekd} bench")
         doc = from_json(session.bench(bundle, args, len(targets) > 1), f"the bench.json from '{remote.host}'")
     finally:
@@ -252,9 +299,11 @@ def bench_remote(remote: Remote, targets: list, options, progress=None) -> list[
 
 def _board_named(local, what: str) -> Path:
     """``local`` resolved, so that '.' and '..' go to the board under their real names, which
-    :func:`board_path` checks before any connection."""
+    :func:`board_path` checks before any connection, as it does the names of a bundle's files."""
     path = Path(local).resolve()
     board_path(path.name, what)
+    for name in bundle_files(path) if path.is_dir() else []:
+        board_path(name, f"the file of '{path.name}'")
     return path
 
 
