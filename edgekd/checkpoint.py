@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .errors import ModelError
 from .fsutil import atomic_write_bytes, atomic_write_json
-from .pt2_graph import graph_problem
+from .pt2_graph import graph_problem, json_entries
 from .schema import SCHEMA_VERSION
 
 WEIGHTS = "model.safetensors"
@@ -283,16 +283,9 @@ def _program_problem(program) -> str | None:
     if not isinstance(ranges, dict) or not all(
             isinstance(r, dict) and all(_int_or_none(r.get(k)) for k in ("min_val", "max_val")) for r in ranges.values()):
         return "range constraints that are not integers"
-    stack = [program]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            for key, value in item.items():
-                if key == "expr_str" and not _harmless_expression(value):
-                    return f"a shape expression that sympy would evaluate as code ({str(value)[:80]!r})"
-                stack.append(value)
+    for _, key, value in json_entries(program):
+        if key == "expr_str" and not _harmless_expression(value):
+            return f"a shape expression that sympy would evaluate as code ({str(value)[:80]!r})"
     return None
 
 

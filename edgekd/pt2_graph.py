@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any, Iterator
 
 # ATen operator packets (every overload but out=) that only compute tensors from tensors and numbers
 # and return new tensors, never one of their arguments nor a view of one (batch_norm: in evaluation)
@@ -100,30 +101,35 @@ def _signature_problem(signature, call_graph) -> str | None:
     return None if takes_one_tensor else "does not take one tensor (edgekd calls a teacher with one batch)"
 
 
-def _walk_problem(program: dict) -> str | None:
-    """Every operator named anywhere (nodes of nested graphs too) and every name torch writes into code."""
-    stack = [program]
+def json_entries(tree) -> Iterator[tuple[dict, str, Any]]:
+    """Every (object, key, value) of a JSON tree at any depth, in the document's order (so the first
+    bad node is the one named); a loop, not recursion, however deep the file nests."""
+    stack = [tree]
     while stack:
         item = stack.pop()
         if isinstance(item, list):
-            stack.extend(reversed(item))   # in the document's order: the first bad node is named
-            continue
-        if not isinstance(item, dict):
-            continue
-        stack.extend(reversed(item.values()))
-        for key, value in item.items():
-            if key == "as_graph":
-                return "holds a nested graph (torch.cond, torch.map or another higher-order operator), which edgekd does not run"
-            if key in ("target", "as_operator"):
-                problem = _operator_problem(value, item.get("inputs"))
-                if problem:
-                    return problem
-            names = list(value) if key in VALUE_TABLES and isinstance(value, dict) else []
-            names += value if key == "forward_arg_names" and isinstance(value, list) else []
-            names += [value] if key in NAME_KEYS else []
-            odd = next((n for n in names if not isinstance(n, str) or not NAME.fullmatch(n)), None)
-            if odd is not None:
-                return f"names a value {str(odd)[:80]!r}, which is not a plain Python name (torch writes names into code)"
+            stack.extend(reversed(item))
+        elif isinstance(item, dict):
+            stack.extend(reversed(item.values()))
+            for key, value in item.items():
+                yield item, key, value
+
+
+def _walk_problem(program: dict) -> str | None:
+    """Every operator named anywhere (nodes of nested graphs too) and every name torch writes into code."""
+    for item, key, value in json_entries(program):
+        if key == "as_graph":
+            return "holds a nested graph (torch.cond, torch.map or another higher-order operator), which edgekd does not run"
+        if key in ("target", "as_operator"):
+            problem = _operator_problem(value, item.get("inputs"))
+            if problem:
+                return problem
+        names = list(value) if key in VALUE_TABLES and isinstance(value, dict) else []
+        names += value if key == "forward_arg_names" and isinstance(value, list) else []
+        names += [value] if key in NAME_KEYS else []
+        odd = next((n for n in names if not isinstance(n, str) or not NAME.fullmatch(n)), None)
+        if odd is not None:
+            return f"names a value {str(odd)[:80]!r}, which is not a plain Python name (torch writes names into code)"
     return None
 
 
@@ -174,18 +180,7 @@ def _arguments(inputs) -> dict:
 
 def _names(value) -> set:
     """Every value name in an argument tree (tensors, symbolic sizes), at any depth: more, never fewer."""
-    found, stack = set(), [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            for key, inner in item.items():
-                if key in ("name", "as_name") and isinstance(inner, str):
-                    found.add(inner)
-                else:
-                    stack.append(inner)
-    return found
+    return {inner for _, key, inner in json_entries(value) if key in ("name", "as_name") and isinstance(inner, str)}
 
 
 def resolve(target):
