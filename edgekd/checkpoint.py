@@ -147,8 +147,10 @@ def _state_mismatch(expected: dict, given: dict) -> str | None:
 def load_program(path: Path, what: str):
     """A ``torch.export`` .pt2 program. torch.export.load unpickles (weights or constants marked
     ``use_pickle``, custom objects, sample inputs), loads compiled AOTInductor code, and hands
-    the program's shape expressions to ``sympy.sympify`` (an ``eval``): so torch only ever sees
-    an archive rebuilt in memory from entries checked here (``_checked_archive``). A bad archive is a
+    the program's shape expressions to ``sympy.sympify`` (an ``eval``), and the program runs any
+    operator its graph names: so torch only ever sees an archive rebuilt in memory from entries
+    checked here (``_checked_archive``: no pickles, plain shape expressions, and only the pure
+    operators of ``pt2_graph``). A bad archive is a
     ModelError; torch also logs the failure as a warning with a traceback, which is kept off the
     terminal so the user reads edgekd's one line."""
     import logging
