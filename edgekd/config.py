@@ -163,10 +163,7 @@ def load_config(path: str | Path | None = None, trust_model_code: bool = False, 
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file '{path}' not found")
-        try:
-            values = parse_toml(path.read_text(encoding="utf-8"), f"'{path}'", "distill config", ConfigError)
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"'{path}' is not valid TOML: {exc}") from None
+        values = parse_toml(path.read_bytes(), f"'{path}'", "distill config", ConfigError)
     known = {f.name: f for f in fields(DistillConfig)}
     for key, value in values.items():
         _check_key(key, value, known, path)

@@ -8,11 +8,12 @@ from __future__ import annotations
 from ..compat import tomllib
 
 
-def parse_toml(text: str, where: str, what: str, error: type) -> dict:
-    """The document in ``text``; invalid or too deeply nested TOML is one ``error`` naming ``where``."""
+def parse_toml(data: bytes, where: str, what: str, error: type) -> dict:
+    """The document in ``data``; text that is not UTF-8, invalid or too deeply nested TOML is one
+    ``error`` naming ``where``."""
     try:
-        return tomllib.loads(text)
+        return tomllib.loads(data.decode("utf-8"))
     except RecursionError:
         raise error(f"{where} is nested too deeply to be a {what}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise error(f"{where} is not valid TOML: {exc}") from None

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..bench.options import BenchOptions
-from ..bundle import BENCH_REPORT
+from ..bundle import BENCH_REPORT, MANIFEST
 from ..config import DistillConfig
 from ..errors import ConfigError
 from ..fsutil import atomic_write_json
@@ -149,7 +149,7 @@ class Sweep:
         bundle = run_dir / "bundle"
         trusted = self._trusted(run_dir)
         for step, file, action in (
-                ("export", bundle / "manifest.json", lambda: export_run(run_dir, out=bundle, trust_model_code=trusted)),
+                ("export", bundle / MANIFEST, lambda: export_run(run_dir, out=bundle, trust_model_code=trusted)),
                 ("bench", bundle / BENCH_REPORT,
                  lambda: run_bench(bundle, BenchOptions(**self.plan.bench), remote=self._board(name)))):
             if file.is_file():

@@ -19,12 +19,10 @@ def load_budget(path) -> dict:
     """Read and validate a budget file; every mistake is one ConfigError naming the file."""
     path = Path(path)
     try:
-        doc = parse_toml(path.read_text(encoding="utf-8"), f"'{path}'", "budget", ConfigError)
+        doc = parse_toml(path.read_bytes(), f"'{path}'", "budget", ConfigError)
     except FileNotFoundError:
         raise ConfigError(f"budget file '{path}' not found",
                           hint="propose one with: edgekd init-budget BUNDLE") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"'{path}' is not valid TOML: {exc}") from None
     return validate_budget(doc, str(path))
 
 
