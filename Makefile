@@ -33,6 +33,7 @@ ssh-server:
 
 test: $(STAMP) ssh-server
 	$(BIN)/ruff check edgekd tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest tests -q -ra
 
 clean:

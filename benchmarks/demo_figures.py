@@ -23,14 +23,14 @@ import sys
 import time
 from pathlib import Path
 
-from edgekd.fsutil import atomic_write_text
-from edgekd.render.numbers import size
-from edgekd.errors import BundleError, ModelError
-from edgekd.schema import TRAINED_ROLES as ROLES
-from edgekd.schema import bench as bench_schema
-from edgekd.schema import cv as cv_schema
-from edgekd.schema.export import EXPORT_REPORT, ExportReport
-from edgekd.schema.jsonfile import read_json
+from edgekd.core.fsutil import atomic_write_text
+from edgekd.core.numbers import size
+from edgekd.core.errors import BundleError, ModelError
+from edgekd.core.schema import TRAINED_ROLES as ROLES
+from edgekd.core.schema import bench as bench_schema
+from edgekd.core.schema import cv as cv_schema
+from edgekd.core.schema.export import EXPORT_REPORT, ExportReport
+from edgekd.core.schema.jsonfile import read_json
 from readme_section import rewrite_readme
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,14 +33,14 @@ from pathlib import Path
 
 import torch
 
-from edgekd.data import load_dataset
-from edgekd.data.preprocess import fit_standardize
-from edgekd.data.split import holdout, stratified_subset
-from edgekd.distill.losses import build_loss
-from edgekd.distill.samples import Samples
-from edgekd.distill.augment import Augmenter, parse_augment
-from edgekd.distill.train import FitSettings, KDTarget, cached_views, fit, predict_logits
-from edgekd.models import build
+from edgekd.train.data import load_dataset
+from edgekd.train.data.preprocess import fit_standardize
+from edgekd.train.data.split import holdout, stratified_subset
+from edgekd.train.distill.losses import build_loss
+from edgekd.train.distill.samples import Samples
+from edgekd.train.distill.augment import Augmenter, parse_augment
+from edgekd.train.distill.train import FitSettings, KDTarget, cached_views, fit, predict_logits
+from edgekd.train.models import build
 
 RESULTS = Path(__file__).parent / "results"
 SECTIONS = {"distill-overhead": RESULTS / "distill_overhead.json",      # the README markers → their records

@@ -80,8 +80,8 @@ def rss_mb() -> float:
 
 
 def distill(data: str, out: Path, schedule: dict, device: str) -> dict:
-    from edgekd.config import load_config
-    from edgekd.distill import run_experiment
+    from edgekd.train.config import load_config
+    from edgekd.train.distill import run_experiment
 
     def progress(event, **info):
         if event == "log":
@@ -134,8 +134,8 @@ def measure(args) -> None:
         teacher_epochs=args.epochs, student_epochs=args.epochs, warmup_epochs=min(SETTINGS["warmup_epochs"], args.epochs - 1))
 
     import edgekd
-    import edgekd.distill  # noqa: F401  (torch and the models loaded: the baseline the data adds to)
-    from edgekd.bench import run_bench
+    import edgekd.train.distill  # noqa: F401  (torch and the models loaded: the baseline the data adds to)
+    from edgekd.device.bench import run_bench
 
     data = f"idx:{IDX}" if args.source == "idx" else f"folder:{write_png_folder(Path(args.png_folder))}"
     load_start, baseline = os.getloadavg(), rss_mb()

@@ -5,7 +5,7 @@
    budget against);
 2. SELF rounds: `bench BUNDLE --against BUNDLE`, the unchanged bundle against itself in one run
    (pairs of fresh child processes, alternating order). Its latency checks are judged twice, from
-   the same measurements: by the A/B rule (edgekd.bench.gate.paired) and, the new side alone, by the
+   the same measurements: by the A/B rule (edgekd.device.bench.gate.paired) and, the new side alone, by the
    baseline rule against the bench.json of step 1. Every latency FAIL is a false alarm;
 3. BUSY rounds: the SELF comparison again while two busy loops compete for the 2 cores (the shared
    CI runner: the baseline of step 1 was measured on a quiet machine, this run is not);
@@ -33,12 +33,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgekd.bench import run_bench  # noqa: E402
-from edgekd.bench.gate import check, load_budget  # noqa: E402
-from edgekd.bench.gate.paired import PAIRS  # noqa: E402
-from edgekd.bench.run import run_sides  # noqa: E402
-from edgekd.bench.text import device_line  # noqa: E402
-from edgekd.fsutil import atomic_write_json  # noqa: E402
+from edgekd.device.bench import run_bench  # noqa: E402
+from edgekd.device.bench.gate import check, load_budget  # noqa: E402
+from edgekd.device.bench.gate.paired import PAIRS  # noqa: E402
+from edgekd.device.bench.run import run_sides  # noqa: E402
+from edgekd.device.bench.text import device_line  # noqa: E402
+from edgekd.core.fsutil import atomic_write_json  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 RECORD = RESULTS / "gate_noise.json"

@@ -1,6 +1,6 @@
 """How much does edgekd's harness add? Latency and memory, measured against plain references.
 
-1. Latency: edgekd's p50 (a fresh child process, `edgekd.bench.worker`) for the demo's int8
+1. Latency: edgekd's p50 (a fresh child process, `edgekd.device.bench.worker`) for the demo's int8
    TFLite student and ONNX teacher, against a bare loop of the very same runtime call
    (`interpreter.invoke()` / `session.run(...)` on a preallocated input) written inline in
    this process. Several interleaved rounds; the ratio of medians must be <= 1.05.
@@ -32,9 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgekd.bench.measure import spawn_worker  # noqa: E402
-from edgekd.bundle import load_eval_npz, read_manifest, verify  # noqa: E402
-from edgekd.fsutil import atomic_write_json  # noqa: E402
+from edgekd.device.bench.measure import spawn_worker  # noqa: E402
+from edgekd.core.bundle import load_eval_npz, read_manifest, verify  # noqa: E402
+from edgekd.core.fsutil import atomic_write_json  # noqa: E402
 
 TIME = "/usr/bin/time"
 

@@ -37,8 +37,8 @@ MAX_DROP, MIN_AGREEMENT = 0.005, 0.99
 
 
 def trained_run(work: Path, name: str, spec: str, qat_epochs: int) -> Path:
-    from edgekd.config import load_config
-    from edgekd.distill import run_experiment
+    from edgekd.train.config import load_config
+    from edgekd.train.distill import run_experiment
 
     run = work / name
     if not (run / "cv.json").is_file():

@@ -6,7 +6,7 @@
 For each (variant, size): the model with random weights and the BatchNorm statistics of one random
 batch (latency does not depend on training), exported by edgekd's own exporters (the FORMATS table)
 to fp32 ONNX, onnx-int8 with uint8 and with int8 activations (``--int8-activations u8|s8``), fp32
-TFLite and full-integer tflite-int8, each opened by ``edgekd.runtimes.open_model`` at 1 thread.
+TFLite and full-integer tflite-int8, each opened by ``edgekd.device.runtimes.open_model`` at 1 thread.
 The files of one row are timed side by side in the same process: rounds that call each file in turn,
 so the shared machine's noise falls on all of them alike. Rows are merged into
 benchmarks/results/int8_speed.json (a subset run replaces only its own rows). The issue's targets at
@@ -36,7 +36,7 @@ ROUNDS, CALIBRATION = 7, 16
 
 
 def variants() -> list[str]:
-    from edgekd.models import MODELS
+    from edgekd.train.models import MODELS
 
     return [n for n in MODELS.names() if n not in FAMILIES]
 
@@ -46,7 +46,7 @@ def random_model(name: str, shape: tuple[int, ...]):
     import torch
     from torch import nn
 
-    from edgekd.models import build
+    from edgekd.train.models import build
 
     torch.manual_seed(0)
     model = build(name, shape, 1000 if shape[-1] >= 224 else 10)
@@ -80,7 +80,7 @@ def export_files(name: str, shape: tuple[int, ...], work: Path) -> dict[str, Pat
 
 def p50_side_by_side(paths: dict[str, Path], shape: tuple[int, ...], budget_s: float) -> dict[str, float]:
     """p50 ms of one call per file, from ROUNDS rounds that time each file in turn."""
-    from edgekd.runtimes import open_model
+    from edgekd.device.runtimes import open_model
 
     x = np.random.default_rng(2).normal(0, 1, (1, *shape)).astype(np.float32)
     calls, times = {}, {column: [] for column in paths}
@@ -131,7 +131,7 @@ def missed_targets(rows: dict) -> list[str]:
 
 
 def machine() -> dict:
-    from edgekd.bench import device
+    from edgekd.device.bench import device
 
     facts = device.collect()
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""

@@ -25,8 +25,8 @@ LOSSES = ("kd", "dkd", "fitnet")
 
 def run_loss(work: Path, loss: str) -> dict:
     """One distill run with ``loss`` (the demo's settings otherwise): its cv.json figures and time."""
-    from edgekd.config import load_config
-    from edgekd.distill import run_experiment
+    from edgekd.train.config import load_config
+    from edgekd.train.distill import run_experiment
 
     started = time.perf_counter()
     doc = run_experiment(load_config(None, loss=loss, out=str(work / loss.split(",")[0])), force=True)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from edgekd.fsutil import atomic_write_text
+from edgekd.core.fsutil import atomic_write_text
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgekd.sweep.report import COLUMNS, pick_line, table_rows
+from edgekd.app.sweep.report import COLUMNS, pick_line, table_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

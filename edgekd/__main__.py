@@ -1,3 +1,3 @@
-from .cli import main
+from edgekd.app.cli import main
 
 main()

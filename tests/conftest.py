@@ -38,8 +38,8 @@ def image_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def converged_cpu_run(tmp_path_factory) -> dict:
     """The cv.json document of one CONVERGING run in this process, on the CPU."""
-    from edgekd.config import load_config
-    from edgekd.distill import run_experiment
+    from edgekd.train.config import load_config
+    from edgekd.train.distill import run_experiment
 
     return run_experiment(load_config(None, **CONVERGING, device="cpu",
                                       out=str(tmp_path_factory.mktemp("converged") / "run")))
@@ -48,8 +48,8 @@ def converged_cpu_run(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> Path:
     """A real run folder from ``run_experiment`` on digits (session-wide, read-only for tests)."""
-    from edgekd.config import load_config
-    from edgekd.distill import run_experiment
+    from edgekd.train.config import load_config
+    from edgekd.train.distill import run_experiment
 
     out = tmp_path_factory.mktemp("demo") / "run"
     run_experiment(load_config(None, **TINY, out=str(out)))
@@ -76,8 +76,8 @@ ZOO_RUN = dict(data="digits", teacher="resnet:depth=8", student="mobilenetv3:var
 @pytest.fixture(scope="session")
 def zoo_run(tmp_path_factory) -> tuple[Path, dict]:
     """(run folder, cv.json) of one ZOO_RUN (session-wide, read-only for tests)."""
-    from edgekd.config import load_config
-    from edgekd.distill import run_experiment
+    from edgekd.train.config import load_config
+    from edgekd.train.distill import run_experiment
 
     out = tmp_path_factory.mktemp("zoo") / "run"
     return out, run_experiment(load_config(None, **ZOO_RUN, out=str(out)))
@@ -103,7 +103,7 @@ FAST_BENCH_ARGS = [text for key, value in FAST_BENCH.items() for text in
 @pytest.fixture(scope="session")
 def demo_bench(demo_bundle, tmp_path_factory) -> dict:
     """The bench.json document of one ``FAST_BENCH`` bench of ``demo_bundle`` (written beside it, not in it)."""
-    from edgekd.bench import run_bench
+    from edgekd.device.bench import run_bench
 
     return run_bench(demo_bundle, out=tmp_path_factory.mktemp("bench") / "bench.json", **FAST_BENCH)
 
@@ -126,7 +126,7 @@ def assert_user_error(result: subprocess.CompletedProcess, fragment: str) -> Non
 
 
 def run_cli_here(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """``edgekd ARGS`` in this process, through the console script's own entry point (``edgekd.cli.main``:
+    """``edgekd ARGS`` in this process, through the console script's own entry point (``edgekd.app.cli.main``:
     EdgeKDGroup's error printing and exit codes), for the many cases of the one-line contract that need
     no process of their own: a subprocess re-imports torch (2-3 s) for each.
 
@@ -140,7 +140,7 @@ def run_cli_here(*args: str, env: dict | None = None, cwd: Path | None = None) -
     import traceback
     import warnings
 
-    from edgekd.cli import main
+    from edgekd.app.cli import main
 
     stdout, stderr = io.StringIO(), io.StringIO()
     saved = sys.argv, dict(os.environ), tempfile.tempdir, os.getcwd()

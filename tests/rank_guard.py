@@ -36,7 +36,7 @@ def main() -> None:
     if os.environ.get("RANK", "0") != "0":
         sys.addaudithook(hook)
     sys.argv = ["edgekd", *sys.argv[2:]]
-    from edgekd.cli import main as edgekd_main
+    from edgekd.app.cli import main as edgekd_main
     try:
         edgekd_main()
     finally:

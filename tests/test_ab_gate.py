@@ -1,5 +1,5 @@
 """``edgekd bench NEW --against OLD``: both measured in one run, pair by pair, and the latency rule
-of edgekd.bench.gate.paired (a paired bootstrap interval of the ratio of medians)."""
+of edgekd.device.bench.gate.paired (a paired bootstrap interval of the ratio of medians)."""
 from __future__ import annotations
 
 import copy
@@ -9,10 +9,10 @@ import shutil
 import pytest
 from conftest import FAST_BENCH, run_cli_here
 
-from edgekd.bench.gate import bench_and_check, check
-from edgekd.bench.gate.paired import MIN_PAIRS, PAIRS, paired_change
-from edgekd.errors import ConfigError
-from edgekd.schema.bench import from_json, to_json
+from edgekd.device.bench.gate import bench_and_check, check
+from edgekd.device.bench.gate.paired import MIN_PAIRS, PAIRS, paired_change
+from edgekd.core.errors import ConfigError
+from edgekd.core.schema.bench import from_json, to_json
 
 LATENCY = "max_latency_increase_percent"
 
@@ -103,7 +103,7 @@ def test_a_genuinely_slower_model_fails_and_the_faster_one_passes(slow_and_fast,
 
 
 def test_the_two_sides_alternate_who_goes_first(slow_and_fast, demo_bundle):
-    from edgekd.bench.run import run_sides
+    from edgekd.device.bench.run import run_sides
     labels = []
     run_sides(list(slow_and_fast), repeat=4, out=False, **FAST_BENCH,
               progress=lambda done, total, label: labels.append(label))
@@ -116,7 +116,7 @@ def test_against_a_bundle_of_other_labels_or_eval_data_is_refused_before_measuri
                                                                                     fragment):
     import numpy as np
 
-    from edgekd.bundle import file_digest
+    from edgekd.core.bundle import file_digest
     other = tmp_path / "other"
     shutil.copytree(demo_bundle, other)
     manifest = json.loads((other / "manifest.json").read_text())

@@ -12,12 +12,12 @@ import pytest
 from PIL import Image
 
 from conftest import assert_user_error, run_cli_here
-from edgekd.config import load_config
-from edgekd.data import load_dataset
-from edgekd.data.preprocess import fit_standardize, standardize
-from edgekd.distill import run_experiment
-from edgekd.errors import ConfigError, DataError, ModelError
-from edgekd.models import build
+from edgekd.train.config import load_config
+from edgekd.train.data import load_dataset
+from edgekd.train.data.preprocess import fit_standardize, standardize
+from edgekd.train.distill import run_experiment
+from edgekd.core.errors import ConfigError, DataError, ModelError
+from edgekd.train.models import build
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:

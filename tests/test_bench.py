@@ -127,10 +127,10 @@ def test_bench_runs_with_torch_unimportable(demo_bundle, tmp_path):
 
 
 def test_device_side_modules_never_import_torch():
-    code = ("import sys, edgekd.bench, edgekd.bench.worker, edgekd.bench.report, edgekd.bench.device, "
-            "edgekd.bench.measure, edgekd.bench.gate, edgekd.runtimes, edgekd.runtimes.onnx, edgekd.runtimes.tflite, edgekd.cli;"
-            "bad=[m for m in ('torch','sklearn','edgekd.models','edgekd.exporters','edgekd.distill',"
-            "'edgekd.checkpoint') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    code = ("import sys, edgekd.device.bench, edgekd.device.bench.worker, edgekd.device.bench.report, edgekd.device.bench.device, "
+            "edgekd.device.bench.measure, edgekd.device.bench.gate, edgekd.device.runtimes, edgekd.device.runtimes.onnx, edgekd.device.runtimes.tflite, edgekd.app.cli;"
+            "bad=[m for m in ('torch','sklearn','edgekd.train.models','edgekd.exporters','edgekd.train.distill',"
+            "'edgekd.train.modelfile') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
 
@@ -138,14 +138,14 @@ def test_device_side_modules_never_import_torch():
 def test_the_cli_starts_without_numpy_or_a_runtime():
     """`edgekd --help` and every usage error stay fast: the CLI loads numpy, runtimes and torch only
     in the command that needs them (importing the bench package once pulled numpy in via run.py)."""
-    code = ("import sys, edgekd.cli; bad=[m for m in ('numpy', 'edgekd.runtimes', 'torch', 'onnxruntime') "
+    code = ("import sys, edgekd.app.cli; bad=[m for m in ('numpy', 'edgekd.device.runtimes', 'torch', 'onnxruntime') "
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
 
 
 def test_single_file_with_data_and_batches(demo_bundle, tmp_path):
-    from edgekd.bench import run_bench
+    from edgekd.device.bench import run_bench
     r = run_bench(demo_bundle / "student.onnx", data=demo_bundle / "eval.npz", batch=[1, 4],
                      out=False, **FAST_BENCH)
     m = r["models"][0]
@@ -159,7 +159,7 @@ def test_single_file_with_data_and_batches(demo_bundle, tmp_path):
 
 
 def test_runtime_filter_and_default_threads(demo_bundle, tmp_path):
-    from edgekd.bench import default_threads, run_bench
+    from edgekd.device.bench import default_threads, run_bench
     r = run_bench(demo_bundle, runtime="tflite", out=tmp_path / "b.json",
                      **{**FAST_BENCH, "threads": None})
     assert {m["runtime"] for m in r["models"]} == {"tflite"}
@@ -190,7 +190,7 @@ def test_truncated_tflite(demo_bundle, tmp_path):
 
 
 def test_truncated_tflite_inside_a_consistent_bundle(bundle_copy):
-    from edgekd.bundle import file_digest
+    from edgekd.core.bundle import file_digest
     p = bundle_copy / "student.int8.tflite"
     p.write_bytes(p.read_bytes()[:1500])
     manifest = json.loads((bundle_copy / "manifest.json").read_text())
@@ -266,7 +266,7 @@ def test_bad_options(demo_bundle, args, fragment):
 
 
 def test_max_runs_stops_timing_before_min_seconds(demo_bundle, tmp_path):
-    from edgekd.bench import run_bench
+    from edgekd.device.bench import run_bench
     doc = run_bench(demo_bundle / "student.int8.tflite", threads=[1], warmup_seconds=0.0, runs=10,
                     min_seconds=600.0, max_runs=50, out=False)
     [model] = doc["models"]

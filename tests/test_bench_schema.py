@@ -1,4 +1,4 @@
-"""bench.json has one schema module (edgekd/schema/bench.py): the README's bench.json section names
+"""bench.json has one schema module (edgekd/core/schema/bench.py): the README's bench.json section names
 exactly its keys, object by object, and its one reader and writer agree with each other."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import typing
 import pytest
 from readme_doc import README, readme_objects
 
-from edgekd.errors import ConfigError
-from edgekd.schema import SCHEMA_VERSION
-from edgekd.schema import bench as schema
+from edgekd.core.errors import ConfigError
+from edgekd.core.schema import SCHEMA_VERSION
+from edgekd.core.schema import bench as schema
 
 
 

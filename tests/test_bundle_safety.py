@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from conftest import assert_user_error, run_cli
-from edgekd.bench import gate, report, resolve_target, run_bench
-from edgekd.bundle import file_digest, read_manifest, verify
-from edgekd.runtimes.onnx_external import refuse_external_data
-from edgekd.errors import BundleError, ConfigError
+from edgekd.device.bench import gate, report, resolve_target, run_bench
+from edgekd.core.bundle import file_digest, read_manifest, verify
+from edgekd.device.runtimes.onnx_external import refuse_external_data
+from edgekd.core.errors import BundleError, ConfigError
 
 FAST = dict(threads=[1], runs=5, min_seconds=0, warmup=0, warmup_seconds=0)
 FAST_CLI = ["--threads", "1", "--runs", "5", "--min-seconds", "0", "--warmup", "0", "--warmup-seconds", "0"]

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgekd.data import SOURCES, Dataset, load_dataset
-from edgekd.data.preprocess import fit_standardize, standardize
-from edgekd.data.split import folds, holdout, stratified_subset
-from edgekd.errors import DataError
+from edgekd.train.data import SOURCES, Dataset, load_dataset
+from edgekd.train.data.preprocess import fit_standardize, standardize
+from edgekd.train.data.split import folds, holdout, stratified_subset
+from edgekd.core.errors import DataError
 
 
 def test_digits_is_embedded():

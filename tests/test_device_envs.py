@@ -138,7 +138,7 @@ def builtin_kernels(model: Path, eval_npz: Path) -> tuple[float, int]:
     two best int8 outputs are at most 4 steps apart, close enough for XNNPACK's rounding (up to 2
     steps an output, measured) to change the prediction."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    from edgekd.runtimes.base import TensorInfo, quantize
+    from edgekd.device.runtimes.base import TensorInfo, quantize
     it = Interpreter(model_path=str(model), num_threads=1,
                      experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     it.allocate_tensors()

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.checkpoint import load_model
-from edgekd.config import DistillConfig, load_config
-from edgekd.data import load_dataset
-from edgekd.data.preprocess import standardize
-from edgekd.data.split import holdout
-from edgekd.distill.experiment import run_experiment
+from edgekd.train.modelfile import load_model
+from edgekd.train.config import DistillConfig, load_config
+from edgekd.train.data import load_dataset
+from edgekd.train.data.preprocess import standardize
+from edgekd.train.data.split import holdout
+from edgekd.train.distill.experiment import run_experiment
 
 from conftest import CONVERGING, TINY, assert_user_error, run_cli, run_cli_here
 
@@ -111,7 +111,7 @@ def test_augment_runs_the_teacher_on_every_student_step(tmp_path):
     (``augment=True``, a config of an earlier edgekd, still means shifts.)"""
     import math
 
-    from edgekd.models.zoo import MLP
+    from edgekd.train.models.zoo import MLP
 
     teacher_calls = 0
 
@@ -333,8 +333,8 @@ def test_interrupted_run_needs_resume_or_force(tmp_path):
 def test_force_starts_over_only_an_interrupted_run_of_edgekd(tmp_path):
     """--force clears ``.NAME.partial`` when a run of edgekd left it (its config.toml first), and
     refuses a folder of the user's under that name, or a link there, leaving it whole."""
-    from edgekd.distill.checks import staging_folder
-    from edgekd.errors import EdgeKDError
+    from edgekd.train.distill.checks import staging_folder
+    from edgekd.core.errors import EdgeKDError
 
     cfg, out = load_config(None), tmp_path / "run"
     stage = tmp_path / ".run.partial"
@@ -359,7 +359,7 @@ def test_device_auto_picks_cuda_when_present(tmp_path):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: the mixed-precision path is CUDA-only")
 def test_cuda_trains_in_mixed_precision_to_the_accuracy_of_the_cpu(tmp_path, converged_cpu_run):
-    from edgekd.distill.train import mixed_precision
+    from edgekd.train.distill.train import mixed_precision
 
     gpu = run_experiment(load_config(None, **CONVERGING, device="cuda", out=str(tmp_path / "gpu")))
     cpu = converged_cpu_run

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edgekd.config import load_config
-from edgekd.distill.experiment import run_experiment
+from edgekd.train.config import load_config
+from edgekd.train.distill.experiment import run_experiment
 
 from conftest import CONVERGING, assert_user_error, run_cli_here
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.config import load_config
-from edgekd.distill.losses import DKD, FitNet, LossInputs, build_loss, decoupled_parts, kd_loss, loss_from_config, parse_loss
-from edgekd.distill.train import FitSettings, KDTarget, fit, teacher_outputs
-from edgekd.errors import ConfigError, EdgeKDError
-from edgekd.models import build
+from edgekd.train.config import load_config
+from edgekd.train.distill.losses import DKD, FitNet, LossInputs, build_loss, decoupled_parts, kd_loss, loss_from_config, parse_loss
+from edgekd.train.distill.train import FitSettings, KDTarget, fit, teacher_outputs
+from edgekd.core.errors import ConfigError, EdgeKDError
+from edgekd.train.models import build
 
 
 def softmax(z):
@@ -180,7 +180,7 @@ def test_loss_options_and_the_runs_temperature_and_alpha():
 @pytest.mark.parametrize("loss", ["dkd,warmup=1", "fitnet"])
 def test_each_loss_runs_a_whole_experiment(tmp_path, loss):
     """prepare → every split's trio (the adapter fitted to its student and teacher) → the run folder."""
-    from edgekd.distill import run_experiment
+    from edgekd.train.distill import run_experiment
 
     cfg = load_config(None, loss=loss, teacher="cnn:width=8", student="cnn:width=4", folds=2, teacher_epochs=1,
                       student_epochs=2, out=str(tmp_path / "run"))

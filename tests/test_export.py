@@ -17,8 +17,8 @@ pytest.importorskip("litert_torch")
 pytest.importorskip("onnxruntime")
 
 from conftest import assert_user_error, run_cli, run_cli_here  # noqa: E402
-from edgekd.bundle import read_manifest, verify  # noqa: E402
-from edgekd.errors import ExportError  # noqa: E402
+from edgekd.core.bundle import read_manifest, verify  # noqa: E402
+from edgekd.core.errors import ExportError  # noqa: E402
 from edgekd.exporters.formats import FORMATS  # noqa: E402
 
 ALL_FORMATS = FORMATS.names()           # a new row of the table is exported and checked by these tests
@@ -39,7 +39,7 @@ def _data(shape, classes, n, seed):
 
 
 def _train(arch, shape, classes, x, y, steps=40, seed=0):
-    from edgekd.models import build
+    from edgekd.train.models import build
 
     torch.manual_seed(seed)
     model = build(arch, shape, classes)
@@ -56,8 +56,8 @@ def _train(arch, shape, classes, x, y, steps=40, seed=0):
 def make_run(root: Path, student: str, shape=(1, 8, 8), teacher: str | None = None, classes: int = 4,
              n_train: int = 128, n_eval: int = 48, n_calibration: int = 64) -> Path:
     """A small run folder: student/ (+ teacher/), eval.npz (held out), calibration.npz (training)."""
-    from edgekd.checkpoint import save_model
-    from edgekd.models import count_macs, count_parameters
+    from edgekd.train.modelfile import save_model
+    from edgekd.train.models import count_macs, count_parameters
 
     shape = tuple(shape)
     root.mkdir(parents=True, exist_ok=True)
@@ -173,7 +173,7 @@ def test_every_format_matches_pytorch_in_its_runtime(tmp_path, arch, shape):
 def test_default_int8_bundle_from_the_command_line(base_run, tmp_path):
     from click.testing import CliRunner
 
-    from edgekd.cli import cli
+    from edgekd.app.cli import cli
 
     run = shutil.copytree(base_run, tmp_path / "run")
     result = CliRunner().invoke(cli, ["export", str(run), "--int8"], catch_exceptions=False)
@@ -334,7 +334,7 @@ def test_bundle_cannot_replace_the_run_or_its_models(tmp_path, base_run, out):
 
 def test_bundle_inside_the_run_replaces_only_an_earlier_bundle(tmp_path, base_run):
     """... or an empty folder, never a folder of the user's (issue 25 item 6: --force replaced any)."""
-    from edgekd.errors import EdgeKDError
+    from edgekd.core.errors import EdgeKDError
     from edgekd.exporters import export_run
 
     run = shutil.copytree(base_run, tmp_path / "run")
@@ -436,7 +436,7 @@ def test_an_op_without_an_int8_kernel_is_named_with_its_layer(tmp_path):
 
 
 def test_brought_onnx_and_pt2_teachers(tmp_path, base_run):
-    from edgekd.checkpoint import load_model
+    from edgekd.train.modelfile import load_model
     from edgekd.exporters import export_run
 
     run = shutil.copytree(base_run, tmp_path / "run")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edgekd.errors import EdgeKDError
-from edgekd.fsutil import OWN_FOLDERS, atomic_write_bytes, atomic_write_json, refuse_existing, staged_dir
+from edgekd.core.errors import EdgeKDError
+from edgekd.core.fsutil import OWN_FOLDERS, atomic_write_bytes, atomic_write_json, refuse_existing, staged_dir
 
 
 def test_written_file_has_the_mode_open_would_give(tmp_path):
@@ -129,7 +129,7 @@ def test_force_never_replaces_a_file_with_a_folder(tmp_path):
 
 def _hold_lock(final: Path) -> subprocess.Popen:
     """Another process holding the output lock of ``final`` until its stdin closes."""
-    code = ("import sys; from edgekd.fsutil import OutputLock; lock = OutputLock(sys.argv[1], 'bundle'); "
+    code = ("import sys; from edgekd.core.fsutil import OutputLock; lock = OutputLock(sys.argv[1], 'bundle'); "
             "print('locked', flush=True); sys.stdin.read()")
     holder = subprocess.Popen([sys.executable, "-c", code, str(final)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
@@ -171,7 +171,7 @@ def test_folders_made_for_an_output_are_removed_when_it_fails(tmp_path):
 
 
 def test_a_symlink_planted_as_the_lock_file_is_refused_and_its_target_untouched(tmp_path):
-    from edgekd.fsutil import OutputLock
+    from edgekd.core.fsutil import OutputLock
 
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
@@ -184,9 +184,9 @@ def test_a_symlink_planted_as_the_lock_file_is_refused_and_its_target_untouched(
 def test_what_makes_a_folder_ours_is_what_each_command_writes(demo_run, demo_bundle):
     """OWN_FOLDERS names documents that distill, export and sweep really write, as they write them;
     so `make demo`'s distill --force and export --force find their earlier run and bundle ours."""
-    from edgekd.config import load_config
-    from edgekd.schema.sweep import PLAN_FILE
-    from edgekd.sweep.plan import Plan
+    from edgekd.train.config import load_config
+    from edgekd.core.schema.sweep import PLAN_FILE
+    from edgekd.app.sweep.plan import Plan
 
     for what, folder in (("run folder", demo_run), ("bundle folder", demo_bundle)):
         for name, head in OWN_FOLDERS[what].items():

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_user_error, run_cli
-from edgekd.bench import gate
-from edgekd.bench.report import load
-from edgekd.errors import ConfigError
-from edgekd.schema import SCHEMA_VERSION
-from edgekd.schema.bench import SCHEMA
+from edgekd.device.bench import gate
+from edgekd.device.bench.report import load
+from edgekd.core.errors import ConfigError
+from edgekd.core.schema import SCHEMA_VERSION
+from edgekd.core.schema.bench import SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_BUDGET = ROOT / "examples" / "edgekd-budget.toml"
@@ -83,8 +83,8 @@ def bigger_bundle(demo_run, tmp_path_factory) -> Path:
     so a student only a few times bigger measures within noise of the speedup floor (width 48 once
     passed it in CI); this one is an order of magnitude slower, whatever the runner."""
     import edgekd
-    from edgekd.checkpoint import read_spec, save_model
-    from edgekd.models import build, count_macs, count_parameters
+    from edgekd.train.modelfile import read_spec, save_model
+    from edgekd.train.models import build, count_macs, count_parameters
 
     run = tmp_path_factory.mktemp("bigger") / "run"
     shutil.copytree(demo_run, run, ignore=shutil.ignore_patterns("bundle"))
@@ -314,7 +314,7 @@ def synthetic(p50s: list[float], bytes_: int = 1000, accuracy: float = 0.9) -> d
                                   "repeats": {"count": len(p50s), "p50": p50s, "p90": [2.0] * len(p50s),
                                               "spread_ms": max(p50s) - min(p50s)}}]}
     models = [model("s.onnx", "student", p50s, bytes_, accuracy), model("t.onnx", "teacher", [4.0], 9000, 0.95)]
-    from edgekd.bench.report import build_comparisons
+    from edgekd.device.bench.report import build_comparisons
     return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "created_utc": "", "teacher": "t.onnx",
             "target": {"path": "synthetic"}, "settings": {"repeat": len(p50s), "threads": [1], "batch": [1]},
             "device": {"cpu": "x", "cores": 2, "os": "", "python": "3", "packages": {}},
@@ -422,7 +422,7 @@ def workflow_commands(path: Path) -> list[list[str]]:
 
 def test_the_workflow_calls_edgekd_with_options_it_has():
     """The workflow never runs here (no GitHub); its edgekd commands must at least parse."""
-    from edgekd.cli import cli
+    from edgekd.app.cli import cli
     commands = workflow_commands(ROOT / ".github" / "workflows" / "model-regression.yml")
     assert [c[1] for c in commands] == ["distill", "export", "bench"]
     for _, name, *args in commands:

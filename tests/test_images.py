@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgekd.config import load_config
-from edgekd.data import DataCache, ImageOptions, load_dataset
-from edgekd.data.preprocess import preprocessing
-from edgekd.errors import ConfigError, DataError
+from edgekd.train.config import load_config
+from edgekd.train.data import DataCache, ImageOptions, load_dataset
+from edgekd.train.data.preprocess import preprocessing
+from edgekd.core.errors import ConfigError, DataError
 
 RNG = np.random.default_rng(0)
 
@@ -157,7 +157,7 @@ def test_the_cache_needs_no_torch(tmp_path):
 
     root = rgb_folder(tmp_path / "img")
     code = ("import sys; sys.modules['torch'] = None\n"
-            "from edgekd.data import DataCache, ImageOptions, load_dataset\n"
+            "from edgekd.train.data import DataCache, ImageOptions, load_dataset\n"
             f"d = load_dataset('folder:{root}', images=ImageOptions((8, 8), 1), cache=DataCache({str(tmp_path)!r}))\n"
             "print(d.x.shape)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
@@ -293,7 +293,7 @@ def test_imagenet_statistics_need_rgb_and_a_brought_teachers_win():
 
 
 def test_imagenet_on_gray_data_fails_before_anything_is_written(tmp_path):
-    from edgekd.distill import Experiment
+    from edgekd.train.distill import Experiment
 
     cfg = load_config(None, data="digits", normalize="imagenet", out=str(tmp_path / "run"))
     with pytest.raises(DataError, match="needs RGB images"):
@@ -305,7 +305,7 @@ def test_run_and_bundle_record_the_image_transform(tmp_path):
     """model.json's preprocessing (statistics + image), cv.json's data, and the exported manifest
     carry the same record, so a device preprocesses as training did."""
     import edgekd
-    from edgekd.distill import run_experiment
+    from edgekd.train.distill import run_experiment
 
     root = rgb_folder(tmp_path / "img", per_class=10)
     out = tmp_path / "run"

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgekd.data import DataCache, ImageOptions, load_dataset
-from edgekd.errors import DataError
+from edgekd.train.data import DataCache, ImageOptions, load_dataset
+from edgekd.core.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -123,8 +123,8 @@ def test_links_that_stay_inside_the_folder_are_followed(tmp_path):
 PROBE = """
 import json, sys
 from pathlib import Path
-from edgekd.data import DataCache, ImageOptions, load_dataset
-from edgekd.errors import DataError
+from edgekd.train.data import DataCache, ImageOptions, load_dataset
+from edgekd.core.errors import DataError
 results = []
 for spec, size, cache in json.loads(sys.argv[1]):
     try:

@@ -8,11 +8,11 @@ import json
 import pytest
 
 import edgekd
-from edgekd.errors import ConfigError, ExportError
+from edgekd.core.errors import ConfigError, ExportError
 from edgekd.exporters.layer_error import readable_tflite_name
 from edgekd.exporters.tflite import check_tflite, describe_tflite
-from edgekd.schema.export import ExportReport
-from edgekd.schema.manifest import Manifest
+from edgekd.core.schema.export import ExportReport
+from edgekd.core.schema.manifest import Manifest
 from conftest import assert_user_error, run_cli_here
 
 KEPT = "features.4-6"

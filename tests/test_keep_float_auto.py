@@ -13,13 +13,13 @@ import pytest
 from rich.console import Console
 
 import edgekd
-from edgekd.errors import BundleError, ConfigError, DataError
+from edgekd.core.errors import BundleError, ConfigError, DataError
 from edgekd.exporters.keep_auto import EXACT_OPS, MIN_SAMPLES, load_search
 from edgekd.exporters.source import calibration_indices, calibration_pool, load_source, reference_logits
-from edgekd.render.export import render_export_report
-from edgekd.runtimes import open_model
-from edgekd.schema.export import ExportReport
-from edgekd.schema.manifest import Manifest
+from edgekd.app.render.export import render_export_report
+from edgekd.device.runtimes import open_model
+from edgekd.core.schema.export import ExportReport
+from edgekd.core.schema.manifest import Manifest
 from conftest import assert_user_error, run_cli_here
 
 ONE_SAMPLE = 1   # calibrated on one sample, every activation range is too narrow: int8 loses points

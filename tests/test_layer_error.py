@@ -19,9 +19,9 @@ pytest.importorskip("litert_torch")
 pytest.importorskip("onnxruntime")
 
 from conftest import run_cli_here  # noqa: E402
-from edgekd.errors import BundleError  # noqa: E402
+from edgekd.core.errors import BundleError  # noqa: E402
 from edgekd.exporters.layer_error import readable_tflite_name, worst  # noqa: E402
-from edgekd.schema.export import ExportReport  # noqa: E402
+from edgekd.core.schema.export import ExportReport  # noqa: E402
 
 SCALE = 100.0     # channel 0 of features.1-2 made 100× larger, features.4 divides it back
 
@@ -48,7 +48,7 @@ def _rows(report: dict) -> dict:
 
 
 def _module_names() -> set[str]:
-    from edgekd.models import build
+    from edgekd.train.models import build
 
     return {name for name, _ in build("cnn:width=8,depth=2", (1, 8, 8), 10).named_modules()}
 
@@ -112,7 +112,7 @@ def test_the_damaged_layer_ranks_worst(damaged):
 def test_terminal_shows_the_worst_few_and_explain_all(damaged):
     from rich.console import Console
 
-    from edgekd.render.export import WORST_LAYERS, render_export_report
+    from edgekd.app.render.export import WORST_LAYERS, render_export_report
 
     def shown(explain: bool) -> str:
         console = Console(file=io.StringIO(), width=200)

@@ -11,11 +11,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from edgekd.distill.distributed import join
-from edgekd.distill.losses import (LOSSES, TEACHER_OUTPUTS, DistillationLoss, LossInputs, build_loss, kd_loss,
+from edgekd.train.distill.distributed import join
+from edgekd.train.distill.losses import (LOSSES, TEACHER_OUTPUTS, DistillationLoss, LossInputs, build_loss, kd_loss,
                                    register_loss)
-from edgekd.distill.train import EpochCheckpoint, FitSettings, KDTarget, Trainee, fit, teacher_outputs
-from edgekd.errors import ConfigError
+from edgekd.train.distill.train import EpochCheckpoint, FitSettings, KDTarget, Trainee, fit, teacher_outputs
+from edgekd.core.errors import ConfigError
 
 
 def softmax(z):

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from edgekd.errors import ModelError
-from edgekd.models import MODELS, build, call_factory, count_macs, count_parameters, parse_spec, read_options
-from edgekd.models.spec import parse_options
+from edgekd.core.errors import ModelError
+from edgekd.train.models import MODELS, build, call_factory, count_macs, count_parameters, parse_spec, read_options
+from edgekd.train.models.spec import parse_options
 
 # real tensors at digits' size and tabular input; tests/test_zoo.py builds every model at 1×28×28 and 3×32×32
 # on the meta device and exports each kind of graph at 1×28×28 (a real forward of a fresh ResNet-50 at 32×32

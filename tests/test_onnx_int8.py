@@ -21,14 +21,14 @@ from conftest import assert_user_error, run_cli  # noqa: E402
 from test_export import make_run  # noqa: E402
 from test_zoo import _calibrated  # noqa: E402
 
-from edgekd.errors import ConfigError, ExportError  # noqa: E402
+from edgekd.core.errors import ConfigError, ExportError  # noqa: E402
 from edgekd.exporters import export_run  # noqa: E402
 from edgekd.exporters.onnx import (INT8_KERNEL_OPS, check_onnx_int8, export_onnx_int8, int8_activations,  # noqa: E402
                                    pooling_rewritten)
 from edgekd.exporters.run import ExportContext, ExportOptions  # noqa: E402
 from edgekd.exporters.source import Source  # noqa: E402
-from edgekd.schema.export import EXPORT_REPORT, ExportReport  # noqa: E402
-from edgekd.schema.jsonfile import read_json  # noqa: E402
+from edgekd.core.schema.export import EXPORT_REPORT, ExportReport  # noqa: E402
+from edgekd.core.schema.jsonfile import read_json  # noqa: E402
 
 SHAPE = (1, 8, 8)
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")

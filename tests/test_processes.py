@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_user_error, run_cli, run_cli_here
-from edgekd.bench import run_bench
-from edgekd.config import load_config
-from edgekd.errors import ConfigError, EdgeKDError
+from edgekd.device.bench import run_bench
+from edgekd.train.config import load_config
+from edgekd.core.errors import ConfigError, EdgeKDError
 from edgekd.exporters import export_run
-from edgekd.fsutil import refuse_existing
+from edgekd.core.fsutil import refuse_existing
 
 # a distill of a few seconds: the lock test pauses it (SIGSTOP) while a second process tries
 QUICK = ["--teacher", "mlp:hidden=16", "--student", "mlp:hidden=8", "--folds", "2",
@@ -106,7 +106,7 @@ def _children(pid: int) -> list[int]:
         except OSError:
             continue
         state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-        if int(ppid) == pid and state != "Z" and b"edgekd.bench.worker" in cmdline:
+        if int(ppid) == pid and state != "Z" and b"edgekd.device.bench.worker" in cmdline:
             found.append(int(entry.name))
     return found
 

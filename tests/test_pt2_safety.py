@@ -20,9 +20,9 @@ import torch
 from conftest import assert_user_error, run_cli_here
 from torch import nn
 
-from edgekd.checkpoint import load_program, read_spec
-from edgekd.distill.teachers import load_teacher
-from edgekd.errors import ModelError
+from edgekd.train.modelfile import load_program, read_spec
+from edgekd.train.distill.teachers import load_teacher
+from edgekd.core.errors import ModelError
 from edgekd.exporters.source import load_source
 
 
@@ -232,14 +232,14 @@ def test_model_json_that_json_cannot_parse_is_a_model_error(tmp_path, text):
 
 @pytest.mark.parametrize("text", ["9**9**9**9", "-" * 200_000 + "1", "10" * 20 + "+s0"])
 def test_shape_expressions_that_would_hang_sympify_are_refused(text):
-    from edgekd.checkpoint import _harmless_expression
+    from edgekd.train.modelfile import _harmless_expression
 
     assert not _harmless_expression(text)
     assert _harmless_expression("s0*2 + 1")
 
 
 def test_a_call_target_torch_cannot_even_look_up_is_not_an_operator():
-    from edgekd.pt2_graph import resolve
+    from edgekd.train.pt2_graph import resolve
 
     assert resolve("torch.classes.foo.bar") is None           # getattr raises RuntimeError there
     assert resolve("torch.ops.aten.relu.default") is torch.ops.aten.relu.default
@@ -560,7 +560,7 @@ def test_a_name_that_is_code_is_refused(tmp_path):
 def test_real_teachers_still_load(tmp_path):
     """A user's module as torch.export writes it (in-place ReLU, +=, a tensor made in forward, batch
     norm and dropout in eval mode, squeeze-excitation, hard-swish, cat, views; any batch) runs as before."""
-    from edgekd.models import build
+    from edgekd.train.models import build
 
     class Block(nn.Module):
         def __init__(self):

@@ -1,4 +1,4 @@
-"""Quantization-aware distillation (``edgekd distill --qat-epochs N``, edgekd/distill/qat.py): real
+"""Quantization-aware distillation (``edgekd distill --qat-epochs N``, edgekd/train/distill/qat.py): real
 training on digits with tiny epochs, the run's student exported as full int8, and the refusals."""
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import pytest
 import torch
 
 import edgekd
-from edgekd.checkpoint import load_model
-from edgekd.config import load_config
-from edgekd.distill import run_experiment
-from edgekd.distill.losses import build_loss
-from edgekd.distill.qat import check_student, copy_back, prepare, quantization_aware_distill
-from edgekd.distill.train import FitSettings, KDTarget, predict_logits
-from edgekd.errors import ModelError
+from edgekd.train.modelfile import load_model
+from edgekd.train.config import load_config
+from edgekd.train.distill import run_experiment
+from edgekd.train.distill.losses import build_loss
+from edgekd.train.distill.qat import check_student, copy_back, prepare, quantization_aware_distill
+from edgekd.train.distill.train import FitSettings, KDTarget, predict_logits
+from edgekd.core.errors import ModelError
 from edgekd.exporters.tflite import check_tflite
 
 from conftest import TINY, assert_user_error, run_cli_here
@@ -83,8 +83,8 @@ def _assert_file_has_the_trained_grids(run, bundle):
 def test_qat_quantizes_after_relu6_as_tflite_does():
     """TFLite fuses ReLU6 into the conv before it and keeps int8 only after it: the QAT graph's
     activation quantizers sit after each ReLU6 (hardtanh), not on the BatchNorm output it reads."""
-    from edgekd.distill.qat import observed_modules
-    from edgekd.models import build
+    from edgekd.train.distill.qat import observed_modules
+    from edgekd.train.models import build
 
     model = build("mobilenetv2:width=0.25", (1, 8, 8), 10)
     observed = list(observed_modules(prepare(model, torch.zeros(2, 1, 8, 8))).values())

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.config import load_config
-from edgekd.data.preprocess import fit_standardize, standardize
-from edgekd.distill.augment import Augmenter, cutmix, mixup, parse_augment, random_boxes, resized_crop
-from edgekd.distill.checkpoints import EpochCheckpoint
-from edgekd.distill.losses import KD, build_loss
-from edgekd.distill.optim import build_optimizer, learning_rate
-from edgekd.distill.samples import Samples
-from edgekd.distill.train import FitSettings, KDTarget, cached_views, fit, predict_logits
-from edgekd.errors import ConfigError
+from edgekd.train.config import load_config
+from edgekd.train.data.preprocess import fit_standardize, standardize
+from edgekd.train.distill.augment import Augmenter, cutmix, mixup, parse_augment, random_boxes, resized_crop
+from edgekd.train.distill.checkpoints import EpochCheckpoint
+from edgekd.train.distill.losses import KD, build_loss
+from edgekd.train.distill.optim import build_optimizer, learning_rate
+from edgekd.train.distill.samples import Samples
+from edgekd.train.distill.train import FitSettings, KDTarget, cached_views, fit, predict_logits
+from edgekd.core.errors import ConfigError
 
 
 def images(n=6, c=2, h=8, w=8, seed=0):
@@ -243,7 +243,7 @@ def test_bad_recipe_options_are_config_errors(options, fragment):
 def test_a_distill_run_with_teacher_views_caches_them_and_records_the_recipe(tmp_path):
     from conftest import TINY
 
-    from edgekd.distill import run_experiment
+    from edgekd.train.distill import run_experiment
 
     cfg = load_config(None, **{**TINY, "teacher_epochs": 2, "student_epochs": 4}, augment="crop,flip", teacher_views=3,
                       optimizer="adamw", warmup_epochs=1, label_smoothing=0.1, out=str(tmp_path / "run"))

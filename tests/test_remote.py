@@ -12,10 +12,10 @@ import ssh_board
 from conftest import FAST_BENCH, FAST_BENCH_ARGS, assert_user_error, run_cli, run_cli_here
 from device_envs import envs
 
-from edgekd.bench import run_bench
-from edgekd.bench.gate import bench_and_check
-from edgekd.bench.remote import DEFAULT_FOLDER, INSTALL, MARKER, Remote, Session
-from edgekd.errors import ConfigError, RuntimeBackendError
+from edgekd.device.bench import run_bench
+from edgekd.device.bench.gate import bench_and_check
+from edgekd.device.bench.remote import DEFAULT_FOLDER, INSTALL, MARKER, Remote, Session
+from edgekd.core.errors import ConfigError, RuntimeBackendError
 
 pytestmark = pytest.mark.skipif(ssh_board.missing() is not None, reason=str(ssh_board.missing()))
 
@@ -153,9 +153,9 @@ def test_make_test_installs_the_ssh_server_first():
 
 
 def test_a_sweep_benches_each_student_on_the_board_in_a_folder_of_its_own(board, board_env, tmp_path):
-    from edgekd.bench.options import BenchOptions
-    from edgekd.config import load_config
-    from edgekd.sweep import run_sweep
+    from edgekd.device.bench.options import BenchOptions
+    from edgekd.train.config import load_config
+    from edgekd.app.sweep import run_sweep
 
     students = ["mlp:hidden=8", "mlp:hidden=16"]
     doc = run_sweep(load_config(None, folds=1, teacher_epochs=2, student_epochs=3), students, tmp_path / "sw",

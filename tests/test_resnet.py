@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from edgekd.errors import ModelError
-from edgekd.models import MODELS, build, call_factory, count_macs, count_parameters, parse_spec
+from edgekd.core.errors import ModelError
+from edgekd.train.models import MODELS, build, call_factory, count_macs, count_parameters, parse_spec
 
 IMAGENET = (3, 224, 224)
 

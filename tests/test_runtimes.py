@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from edgekd.errors import DataError, RuntimeBackendError
+from edgekd.core.errors import DataError, RuntimeBackendError
 from edgekd.exporters.formats import get_format
-from edgekd.runtimes import ROWS, RUNTIMES, canonical_runtime, open_model, runtime_for
-from edgekd.runtimes.base import TensorInfo, UnsupportedBatch, dequantize, quantize
-from edgekd.runtimes.onnx import resolve_providers
+from edgekd.device.runtimes import ROWS, RUNTIMES, canonical_runtime, open_model, runtime_for
+from edgekd.device.runtimes.base import TensorInfo, UnsupportedBatch, dequantize, quantize
+from edgekd.device.runtimes.onnx import resolve_providers
 
 ROW_IDS = [row.name for row in ROWS]
 
@@ -37,7 +37,7 @@ def bundle_files(bundle, row) -> list:
 @pytest.fixture(scope="module")
 def demo_teacher(demo_run):
     torch = pytest.importorskip("torch")
-    from edgekd.checkpoint import load_model
+    from edgekd.train.modelfile import load_model
 
     module, _ = load_model(demo_run / "teacher")
     return torch, module.eval()
@@ -65,7 +65,7 @@ def test_suffix_picks_the_runtime_and_unknown_names_fail_with_the_closest():
 @pytest.mark.parametrize("row", ROWS, ids=ROW_IDS)
 def test_a_row_names_its_runtime_everywhere(row):
     """Suffixes, aliases and formats of a row lead back to it; its packages are reported by device info."""
-    from edgekd.bench.device import RUNTIME_PACKAGES
+    from edgekd.device.bench.device import RUNTIME_PACKAGES
 
     assert row.suffixes and all(runtime_for(f"model{s}") == row.name for s in row.suffixes)
     assert all(canonical_runtime(name) == row.name for name in (row.name, *row.aliases))
@@ -170,7 +170,7 @@ def test_a_fixed_batch_tflite_file_refuses_another_batch_and_stays_usable(demo_b
 def test_logits_agree_with_pytorch(demo_run, demo_bundle, eval_data):
     """The demo run's student in PyTorch against its exported files, on the whole eval set."""
     torch = pytest.importorskip("torch")
-    from edgekd.checkpoint import load_model
+    from edgekd.train.modelfile import load_model
 
     x, y = eval_data
     student, _ = load_model(demo_run / "student")

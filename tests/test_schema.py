@@ -1,4 +1,4 @@
-"""The documents between stages have one schema module each (edgekd/schema/): what export and
+"""The documents between stages have one schema module each (edgekd/core/schema/): what export and
 distill write passes their readers' checks, the README documents exactly the fields the modules
 define, and the schema modules stay free of torch and numpy."""
 from __future__ import annotations
@@ -11,9 +11,9 @@ import sys
 import pytest
 from readme_doc import readme_objects
 
-from edgekd.errors import BundleError, ModelError
-from edgekd.schema import cv, export, manifest
-from edgekd.schema.jsonfile import read_json
+from edgekd.core.errors import BundleError, ModelError
+from edgekd.core.schema import cv, export, manifest
+from edgekd.core.schema.jsonfile import read_json
 
 
 
@@ -97,7 +97,7 @@ def test_a_damaged_cv_document_is_one_model_error(demo_run, edit, fragment):
 
 
 def test_the_schema_modules_and_the_bundle_reader_import_neither_torch_nor_numpy():
-    code = ("import sys; import edgekd.schema.manifest, edgekd.schema.export, edgekd.schema.cv; "
+    code = ("import sys; import edgekd.core.schema.manifest, edgekd.core.schema.export, edgekd.core.schema.cv; "
             "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'schema'; "
-            "import edgekd.bundle; assert 'torch' not in sys.modules, 'bundle'")
+            "import edgekd.core.bundle; assert 'torch' not in sys.modules, 'bundle'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -12,11 +12,11 @@ from statistics import median_low
 import pytest
 from conftest import FAST_BENCH, assert_user_error, run_cli, run_cli_here
 
-from edgekd.bench.options import BenchOptions
-from edgekd.config import load_config
-from edgekd.distill import run_experiment
-from edgekd.errors import ConfigError
-from edgekd.sweep import canonical, pareto_front, parse_students, pick, run_sweep
+from edgekd.device.bench.options import BenchOptions
+from edgekd.train.config import load_config
+from edgekd.train.distill import run_experiment
+from edgekd.core.errors import ConfigError
+from edgekd.app.sweep import canonical, pareto_front, parse_students, pick, run_sweep
 
 STUDENTS = ["cnn:width=4,depth=1", "cnn:width=8,depth=2", "mlp:hidden=16", "mlp:hidden=64"]
 SHORT = dict(folds=1, teacher_epochs=5, student_epochs=30, student_fraction=0.3)
@@ -202,8 +202,8 @@ def test_the_command_prints_the_table_and_refuses_to_overwrite(tmp_path):
 
 def test_force_starts_over_only_a_sweep_folder_or_an_empty_one(tmp_path):
     """--force once deleted whatever folder --out named (issue 25 item 6)."""
-    from edgekd.sweep.folder import open_folder
-    from edgekd.sweep.plan import Plan
+    from edgekd.app.sweep.folder import open_folder
+    from edgekd.app.sweep.plan import Plan
 
     mine = tmp_path / "mine"
     (mine / "photos").mkdir(parents=True)

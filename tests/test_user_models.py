@@ -12,13 +12,13 @@ import torch
 from safetensors.torch import save_file
 
 import edgekd
-from edgekd.bench import run_bench
-from edgekd.checkpoint import load_model
-from edgekd.config import load_config
-from edgekd.distill import Experiment, run_experiment
-from edgekd.errors import ConfigError, ModelError
-from edgekd.models import build
-from edgekd.models.user import parse_user_spec
+from edgekd.device.bench import run_bench
+from edgekd.train.modelfile import load_model
+from edgekd.train.config import load_config
+from edgekd.train.distill import Experiment, run_experiment
+from edgekd.core.errors import ConfigError, ModelError
+from edgekd.train.models import build
+from edgekd.train.models.user import parse_user_spec
 
 from conftest import FAST_BENCH, TINY, assert_user_error, run_cli, run_cli_here
 
@@ -113,8 +113,8 @@ def test_a_student_from_a_user_file_distills_exports_and_benches(tmp_path, monke
 def test_a_run_folder_naming_code_runs_nothing_unless_trusted(demo_run, tmp_path):
     """A copied or hostile run's model.json can name any importable function: export and
     --teacher-from refuse it before importing anything (the marker is never written)."""
-    from edgekd.distill.checks import check_teacher_split
-    from edgekd.distill.teachers import load_teacher
+    from edgekd.train.distill.checks import check_teacher_split
+    from edgekd.train.distill.teachers import load_teacher
 
     marker = tmp_path / "ran"
     (tmp_path / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\ndef factory(num_classes):\n    pass\n")
@@ -133,7 +133,7 @@ def test_a_run_folder_naming_code_runs_nothing_unless_trusted(demo_run, tmp_path
     assert not marker.exists()
     # trusted (distill --teacher-from RUN --trust-model-code): a factory of the user's rebuilds it
     arch = json.loads((demo_run / "teacher" / "model.json").read_text())["arch"]
-    (tmp_path / "mine.py").write_text("from edgekd.models import build\n\ndef make(num_classes, input_shape):\n"
+    (tmp_path / "mine.py").write_text("from edgekd.train.models import build\n\ndef make(num_classes, input_shape):\n"
                                       f"    return build({arch!r}, input_shape, num_classes)\n")
     spec_path = run / "teacher" / "model.json"
     spec_path.write_text(json.dumps({**json.loads(spec_path.read_text()), "arch": f"{tmp_path}/mine.py:make"}))
@@ -273,7 +273,7 @@ def test_a_config_file_naming_code_is_refused_unless_trusted(tmp_path, monkeypat
     # refused by where it lies, as a file there is
     ("sklearn.datasets._base:clear_data_home:data_home={victim}", "module 'sklearn.datasets._base' is in '"),
     ("setuptools._distutils.dir_util:remove_tree:directory={victim}", "its installed packages or edgekd: not model"),
-    ("edgekd.models:build:spec=cnn", "its installed packages or edgekd: not model code"),
+    ("edgekd.train.models:build:spec=cnn", "its installed packages or edgekd: not model code"),
     ("__main__:main", "module '__main__' is part of Python's standard library or the program running edgekd"),
     ("{stdlib}/shutil.py:rmtree:path={victim}", "a folder of Python's standard library"),
     ("{tmp}/reexport.py:make:path={victim}", "is not a function defined there nor an nn.Module class (it comes from "
@@ -368,7 +368,7 @@ def test_a_sweep_config_naming_code_runs_nothing_unless_trusted(tmp_path):
 def test_a_resumed_sweep_folder_naming_other_code_runs_nothing(tmp_path):
     """A sweep folder's students are exported from their model.json: one changed since (a folder
     someone sent, resumed) names code the sweep was not given, which runs only when trusted."""
-    from edgekd.sweep import run_sweep
+    from edgekd.app.sweep import run_sweep
 
     evil, marker = _marker_file(tmp_path)
     cfg = load_config(None, **{**SHORT, "student_epochs": 1})

@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 
 from torch import nn  # noqa: E402
 
-from edgekd.models import MODELS, build, count_macs, count_parameters  # noqa: E402
-from edgekd.models.layers import InvertedResidual, make_divisible, stem_stride  # noqa: E402
+from edgekd.train.models import MODELS, build, count_macs, count_parameters  # noqa: E402
+from edgekd.train.models.layers import InvertedResidual, make_divisible, stem_stride  # noqa: E402
 
 SHAPES = {"mnist": (1, 28, 28), "cifar": (3, 32, 32)}
 EXPORT_SHAPE = (1, 28, 28)   # odd sizes on the way down (28 → 14 → 7 → 4): the converters' padding arithmetic
@@ -88,7 +88,7 @@ def test_every_kind_of_model_exports_in_every_format(name):
     from edgekd.exporters.formats import FORMATS
     from edgekd.exporters.run import ExportContext
     from edgekd.exporters.source import Source
-    from edgekd.runtimes import open_model
+    from edgekd.device.runtimes import open_model
 
     model = _calibrated(name, EXPORT_SHAPE)
     rng = np.random.default_rng(1)

@@ -5,9 +5,9 @@ come from one table (:mod:`edgekd.exporters.formats`).
 """
 from __future__ import annotations
 
-from ..schema.export import EXPORT_REPORT
-from .formats import FORMATS, Format, get_format, parse_formats
-from .run import ExportContext, ExportOptions, default_plan, export_run
+from edgekd.core.schema.export import EXPORT_REPORT
+from edgekd.exporters.formats import FORMATS, Format, get_format, parse_formats
+from edgekd.exporters.run import ExportContext, ExportOptions, default_plan, export_run
 
 __all__ = ["export_run", "ExportOptions", "ExportContext", "FORMATS", "Format", "get_format", "parse_formats",
            "default_plan", "EXPORT_REPORT"]

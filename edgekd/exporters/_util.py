@@ -1,54 +1,14 @@
-"""Small helpers shared by the exporters: silencing converter chatter, naming a failed op."""
+"""Small helpers shared by the exporters: naming a failed op, reading a converter's error."""
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import re
-import sys
-import tempfile
-import warnings
-from typing import Iterator
 
-from ..errors import ExportError
+from edgekd.core.errors import ExportError
+from edgekd.core.quiet import quiet
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
-
-
-class Captured:
-    text = ""
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[Captured]:
-    """Run converter code with stdout/stderr (file descriptors 1 and 2, so native logs too)
-    and Python warnings/logging captured; the text is kept for error messages."""
-    captured = Captured()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    saved = [os.dup(1), os.dup(2)]
-    root = logging.getLogger()
-    old_level = root.level
-    with tempfile.TemporaryFile(mode="w+b") as sink, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        root.setLevel(logging.ERROR)
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield captured
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-            root.setLevel(old_level)
-            sink.seek(0)
-            captured.text = sink.read().decode("utf-8", "replace")
 
 
 _OP_PATTERNS = [

@@ -12,8 +12,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import ConfigError
-from ..registry import Registry
+from edgekd.core.errors import ConfigError
+from edgekd.core.registry import Registry
 
 # bytes each weight takes at a precision (for "weight bytes" = parameters x this)
 BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "int8": 1}

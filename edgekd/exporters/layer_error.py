@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._util import fb_text
+from edgekd.exporters._util import fb_text
 
 SAMPLES = 32          # a bounded sample of the calibration inputs: seconds, not minutes
 SNR_FLOOR = 1e-12     # a layer whose int8 output is all noise still gets a finite number
@@ -84,7 +84,7 @@ def kept_tensors(names: list[str], layers: dict[str, list[str]], fmt: str, role:
     the closest layer names, before the file is written."""
     import difflib
 
-    from ..errors import ExportError
+    from edgekd.core.errors import ExportError
 
     kept = {}
     for name in dict.fromkeys(names):
@@ -283,7 +283,7 @@ def _all_outputs(path: Path):
     (run through edgekd's runtime layer; qdq_loss_debug's suffix removed as its collect_activations does)."""
     from onnxruntime.quantization.qdq_loss_debug import _TENSOR_SAVE_POSTFIX
 
-    from ..runtimes import open_model
+    from edgekd.device.runtimes import open_model
 
     model = open_model(path, threads=os.cpu_count() or 1, providers=["cpu"])
     names = [o.name for o in model.session.get_outputs()]

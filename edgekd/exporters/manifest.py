@@ -1,13 +1,13 @@
-"""``manifest.json`` of an exported bundle, built as :class:`edgekd.schema.manifest.Manifest`."""
+"""``manifest.json`` of an exported bundle, built as :class:`edgekd.core.schema.manifest.Manifest`."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import __version__
-from ..bundle import digest_files
-from ..schema import SCHEMA_VERSION
-from ..schema.manifest import EVAL_FILE, MANIFEST, Manifest, ModelEntry
+from edgekd.core.version import __version__
+from edgekd.core.bundle import digest_files
+from edgekd.core.schema import SCHEMA_VERSION
+from edgekd.core.schema.manifest import EVAL_FILE, MANIFEST, Manifest, ModelEntry
 
 
 def utc_now() -> str:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ExportError
-from ._util import converter_error, quiet
-from .layer_error import SCOPES
+from edgekd.core.errors import ExportError
+from edgekd.exporters._util import converter_error
+from edgekd.core.quiet import quiet
+from edgekd.exporters.layer_error import SCOPES
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -163,7 +164,7 @@ def pooling_rewritten(fp32: Path, samples: np.ndarray, role: str) -> tuple[Path,
     The copy must give the same logits on ``samples`` in onnxruntime, or the export stops."""
     import onnx
 
-    from .parity import run_file
+    from edgekd.exporters.parity import run_file
 
     model = onnx.load(str(fp32))
     count = rewrite_spatial_means(model)
@@ -241,8 +242,8 @@ def export_onnx_int8(ctx, src, out: Path) -> dict:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from ..runtimes import open_model
-    from .layer_error import kept_tensors, onnx_layer_errors, onnx_layer_nodes, pick_samples
+    from edgekd.device.runtimes import open_model
+    from edgekd.exporters.layer_error import kept_tensors, onnx_layer_errors, onnx_layer_nodes, pick_samples
 
     if "onnx" not in src.cache:
         export_onnx(ctx, src, ctx.workdir / f"{src.role}.onnx.tmp")

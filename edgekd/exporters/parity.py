@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runtimes import open_model
-from ._util import quiet
+from edgekd.device.runtimes import open_model
+from edgekd.core.quiet import quiet
 
 
 def run_file(path: Path, x: np.ndarray) -> tuple[np.ndarray, dict, dict]:

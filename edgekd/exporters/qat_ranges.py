@@ -15,8 +15,8 @@ import math
 
 import numpy as np
 
-from ..errors import ModelError
-from .layer_error import module_classes, writer_module
+from edgekd.core.errors import ModelError
+from edgekd.exporters.layer_error import module_classes, writer_module
 
 # TFLite ops whose int8 output shares its input's grid (ai-edge-quantizer ties them): never a QAT range's own
 SAME_GRID = {"TRANSPOSE", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "PAD", "MAX_POOL_2D", "CONCATENATION", "SLICE",

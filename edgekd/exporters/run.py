@@ -20,14 +20,13 @@ from typing import Callable
 
 import numpy as np
 
-from .. import __version__
-from ..errors import ConfigError, DataError, ExportError, unknown_name
-from ..fsutil import atomic_write_json, refuse_existing, staged_dir
-from ..schema import SCHEMA_VERSION, TRAINED_ROLES
-from ..schema.export import EXPORT_REPORT, ExportedFile, ExportReport
-from ..schema.manifest import EVAL_FILE, MANIFEST, ModelEntry
-from .formats import (BYTES_PER_WEIGHT, FORMATS, INT8_ACTIVATIONS, ONNX_OPSETS, Format, get_format, list_of_names,
-                      parse_formats)
+from edgekd.core.version import __version__
+from edgekd.core.errors import ConfigError, DataError, ExportError, unknown_name
+from edgekd.core.fsutil import atomic_write_json, refuse_existing, staged_dir
+from edgekd.core.schema import SCHEMA_VERSION, TRAINED_ROLES
+from edgekd.core.schema.export import EXPORT_REPORT, ExportedFile, ExportReport
+from edgekd.core.schema.manifest import EVAL_FILE, MANIFEST, ModelEntry
+from edgekd.exporters.formats import BYTES_PER_WEIGHT, FORMATS, INT8_ACTIVATIONS, ONNX_OPSETS, Format, get_format, list_of_names, parse_formats
 
 DEFAULT_ROLES = ("student", "teacher")
 MAX_CALIBRATION_SAMPLES = 100_000     # far above the run's calibration pool: more is a typo
@@ -64,7 +63,7 @@ class ExportOptions:
 
     def auto_target(self) -> float | None:
         """--keep-float auto's accuracy-drop target in points (None: the layers are named, or none)."""
-        from .keep_auto import auto_target
+        from edgekd.exporters.keep_auto import auto_target
 
         return auto_target(self.keep_float, self.max_int8_drop)
 
@@ -184,7 +183,7 @@ def export_run(run_dir, out=None, options: ExportOptions | None = None, *, force
 
 def prepare(run_dir: Path, out, options: ExportOptions, force: bool, progress: Progress | None) -> Job:
     """Check the options, read the run's models, eval split and calibration samples; write nothing."""
-    from .source import check_bundle_path, check_run_dir, load_calibration, load_eval, load_source
+    from edgekd.exporters.source import check_bundle_path, check_run_dir, load_calibration, load_eval, load_source
 
     options.check_numbers()
     roles, plan = options.plan()            # the options alone: a typo fails before the run is read
@@ -211,7 +210,7 @@ def prepare(run_dir: Path, out, options: ExportOptions, force: bool, progress: P
         job.calibration = load_calibration(run_dir, main.input_shape, int(options.calibration_samples))
     target = options.auto_target()
     if target is not None:
-        from .keep_auto import load_search
+        from edgekd.exporters.keep_auto import load_search
 
         job.search = load_search(run_dir, main.input_shape, int(options.calibration_samples), target)
     return job
@@ -220,16 +219,16 @@ def prepare(run_dir: Path, out, options: ExportOptions, force: bool, progress: P
 def _export_one(job: Job, ctx: ExportContext, role: str, fmt: Format, stage: Path,
                 progress: Progress | None) -> tuple[ExportedFile, ModelEntry]:
     """Convert one model to one format, run the file in its runtime and compare it with PyTorch."""
-    from .manifest import model_entry
-    from .parity import compare
-    from .source import reference_logits
+    from edgekd.exporters.manifest import model_entry
+    from edgekd.exporters.parity import compare
+    from edgekd.exporters.source import reference_logits
 
     src, name = job.sources[role], fmt.filename(role)
     x_eval, y_eval = job.eval
     _emit(progress, event="start", role=role, format=fmt.name, file=name)
     t0 = time.perf_counter()
     if job.search is not None and "keep_float" in fmt.options:
-        from .keep_auto import export_auto
+        from edgekd.exporters.keep_auto import export_auto
 
         details = export_auto(fmt.exporter_function(), ctx, src, stage / name, job.search)
     else:
@@ -262,7 +261,7 @@ def _export_one(job: Job, ctx: ExportContext, role: str, fmt: Format, stage: Pat
 def _write_documents(job: Job, stage: Path, rows: list[ExportedFile], entries: list[ModelEntry],
                      created: str, seconds: float) -> dict:
     """export.json, then manifest.json (which lists export.json with every other file)."""
-    from .manifest import build_manifest
+    from edgekd.exporters.manifest import build_manifest
 
     calibration_info = job.calibration[1]
     report = ExportReport(
@@ -280,7 +279,7 @@ def _write_documents(job: Job, stage: Path, rows: list[ExportedFile], entries: l
 
 def _run_in_runtime(fmt: Format, path: Path, x: np.ndarray):
     """(logits, input spec, output spec) of the file in its runtime; a file it cannot run fails the export."""
-    from .parity import run_file
+    from edgekd.exporters.parity import run_file
 
     try:
         return run_file(path, x)
@@ -310,6 +309,6 @@ def _emit(progress: Progress | None, **event) -> None:
 
 
 def _utc() -> str:
-    from .manifest import utc_now
+    from edgekd.exporters.manifest import utc_now
 
     return utc_now()

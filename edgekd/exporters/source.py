@@ -7,15 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from .. import checkpoint
-from ..bundle import EVAL_FILE
-from ..data import IMAGE_LAYOUT, TABULAR_LAYOUT
-from ..data.split import stratified_indices
-from ..errors import ConfigError, DataError, ModelError
-from ..npzfile import check_npz
-from ..runtimes.onnx_external import refuse_external_data
-from ..runtimes import open_model
-from ..schema import TRAINED_ROLES
+from edgekd.train import modelfile as checkpoint
+from edgekd.core.bundle import EVAL_FILE
+from edgekd.train.data import IMAGE_LAYOUT, TABULAR_LAYOUT
+from edgekd.train.data.split import stratified_indices
+from edgekd.core.errors import ConfigError, DataError, ModelError
+from edgekd.core.npzfile import check_npz
+from edgekd.device.runtimes.onnx_external import refuse_external_data
+from edgekd.device.runtimes import open_model
+from edgekd.core.schema import TRAINED_ROLES
 
 CALIBRATION_FILE = "calibration.npz"
 OLD_LAYOUTS = {"NC": TABULAR_LAYOUT}  # what edgekd's exporter called it before; read as the same
@@ -133,7 +133,7 @@ def _fill_counts(src: Source) -> None:
     if src.kind == "torch":
         import torch
 
-        from ..models import count_macs, count_parameters
+        from edgekd.train.models import count_macs, count_parameters
 
         src.parameters = int(count_parameters(src.module)) or int(
             sum(t.numel() for t in src.module.state_dict().values() if isinstance(t, torch.Tensor)))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.runtimes import open_model
+from edgekd.device.runtimes import open_model
 
 bundle, out, suffix = Path(sys.argv[1]), sys.argv[2], (sys.argv[3:] or [""])[0]
 with np.load(bundle / "eval.npz") as data:

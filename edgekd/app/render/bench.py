@@ -1,0 +1,93 @@
+"""``edgekd bench`` on the terminal: the progress bar over child processes, the table, the summary."""
+from __future__ import annotations
+
+from edgekd.device.bench.text import NARROW, SHORT, TERMINAL, device_line, formats_side_by_side, rows, skipped_notes, thermal_line
+
+
+def render_table(result: dict, console=None) -> None:
+    """The TERMINAL columns when they fit the console's width, else the NARROW ones."""
+    from rich.console import Console
+    console = console or Console()
+    table = _table(result, TERMINAL)
+    natural = console.measure(table, options=console.options.update_width(100_000)).maximum
+    console.print(table if natural <= console.width else _table(result, NARROW))
+    side = formats_side_by_side(result)
+    if side:
+        console.print(_side_by_side(side))
+    for note in skipped_notes(result):
+        console.print(f"[dim]skipped {note}[/dim]")
+    t = thermal_line(result)
+    if t:
+        console.print(t)
+
+
+def _table(result: dict, cols: list[str]):
+    from rich.table import Table
+    table = Table(title=f"edgekd bench · {result['target']['path']}", caption=device_line(result))
+    for h in cols:
+        left = h in ("model", "format", "delegate")
+        table.add_column(SHORT.get(h, h) if cols is NARROW else h, justify="left" if left else "right",
+                         no_wrap=h != "model", min_width=12 if h == "model" else None, overflow="fold")
+    section = False
+    for kind, cells in rows(result):
+        if kind == "compare" and not section:
+            table.add_section()
+            section = True
+        table.add_row(*[cells.get(h, "") for h in cols],
+                      style={"compare": "bold cyan", "skip": "dim"}.get(kind))
+    return table
+
+
+def _side_by_side(side: list[dict]):
+    """Each role's formats at each setting: does int8 pay on this device?"""
+    from rich.table import Table
+    table = Table(title="int8 against fp32, side by side")
+    for c in side[0]:
+        table.add_column(SHORT.get(c, c), justify="left" if c in ("role", "runtime") else "right", no_wrap=True)
+    for row in side:
+        table.add_row(*row.values())
+    return table
+
+
+class BenchProgress:
+    """A rich progress bar over the child processes; ``update`` is run_bench's progress callback."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self._progress = None
+        self._task = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, \
+                TimeElapsedColumn
+            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                      MofNCompleteColumn(), TimeElapsedColumn(),
+                                      console=Console(stderr=True), transient=True)
+            self._progress.__enter__()
+        return self
+
+    def update(self, done: int, total: int, label: str) -> None:
+        if self._progress is None:
+            return
+        if self._task is None:
+            self._task = self._progress.add_task(label, total=total)
+        self._progress.update(self._task, completed=done, description=label)
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+        return False
+
+
+def print_summary(result: dict, console=None) -> None:
+    """The table, then where the reports went."""
+    from edgekd.core.console import report_console
+    console = console or report_console()
+    render_table(result, console)
+    written = [f"{k}: {v}" for k, v in result.get("outputs", {}).items() if v]
+    if written:
+        console.print("wrote " + " · ".join(written), highlight=False)
+
+

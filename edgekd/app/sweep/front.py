@@ -1,0 +1,77 @@
+"""The sweep's candidates (every student file of every bundle, as benched), their Pareto fronts,
+and the pick: the fastest (or smallest) candidate that meets the budget. Torch-free.
+
+A candidate is on the front of an axis (latency, size, memory) when no other candidate is at
+least as accurate and at most as costly on that axis, and better on one of the two.
+"""
+from __future__ import annotations
+
+from edgekd.device.bench.gate import check
+from edgekd.device.bench.gate.keys import latency_stat, peak_mib, setting_name
+from edgekd.device.bench.report import measured
+
+#: axis → (the candidate's field, the plot's label); each is a cost: lower is better
+AXES = {"latency": ("p50_ms", "p50 latency (ms)"), "size": ("bytes", "file size (bytes)"),
+        "memory": ("peak_memory_mib", "peak memory during inference (MiB)")}
+#: --pick → the axis whose cost decides, ties broken by accuracy and then the other costs
+PICK_AXIS = {"fastest": "latency", "smallest": "size"}
+
+
+def candidates(student: str, spec: str, bench: dict) -> list[dict]:
+    """The student models of one bundle's bench.json, at its first measured setting; p50 is the
+    median over repetitions, as the gate reads it."""
+    out = []
+    for m in bench["models"]:
+        runs = measured(m)
+        if m["role"] != "student" or not runs:
+            continue
+        x = runs[0]
+        speedup = next((c["speedup"] for c in bench.get("comparisons", []) if c["model"] == m["file"]
+                        and (c["threads"], c["batch"]) == (x["threads"], x["batch"])), None)
+        out.append({"student": student, "spec": spec, "file": m["file"], "format": m["format"],
+                    "precision": m["precision"], "accuracy": m["accuracy"], "setting": setting_name(x),
+                    "p50_ms": latency_stat(x, "p50"), "bytes": m["bytes"], "peak_memory_mib": peak_mib(x),
+                    "speedup_vs_teacher": speedup, "parameters": m.get("parameters")})
+    return out
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points (accuracy, cost) that no other point dominates: at least as accurate
+    and at most as costly, and strictly better in one."""
+    def dominated(a, b) -> bool:
+        return b[0] >= a[0] and b[1] <= a[1] and (b[0] > a[0] or b[1] < a[1])
+    return [i for i, p in enumerate(points) if not any(dominated(p, q) for q in points)]
+
+
+def fronts(cands: list[dict]) -> dict[str, list[int]]:
+    """Per axis, the candidates on its front (those with an accuracy: a front needs eval data)."""
+    scored = [i for i, c in enumerate(cands) if c["accuracy"] is not None]
+    return {axis: [scored[j] for j in pareto_front([(cands[i]["accuracy"], cands[i][key]) for i in scored])]
+            for axis, (key, _) in AXES.items()}
+
+
+def judge(cands: list[dict], benches: dict[str, dict], budget: dict | None) -> None:
+    """Mark each candidate with the budget's verdict on its own file (``meets_budget``, ``failed``:
+    the lines of its failed checks); without a budget both are None. Each bundle is checked as
+    ``edgekd bench --budget`` would check it."""
+    reports = {student: check(bench, budget) for student, bench in benches.items()} if budget else {}
+    for c in cands:
+        if not budget:
+            c["meets_budget"], c["failed"] = None, None
+            continue
+        own = [k for k in reports[c["student"]].checks if k.model == c["file"]]
+        c["failed"] = [k.line() for k in own if not k.passed]
+        c["meets_budget"] = bool(own) and not c["failed"]
+
+
+def pick(cands: list[dict], by: str) -> int | None:
+    """The candidate that meets the budget and costs least on ``by``'s axis (ties: the more accurate,
+    then the lower other costs); None when none meets it or there is no budget. Among those that
+    meet the budget it is on the front of that axis: one that dominated it would cost less or be
+    more accurate at the same cost, and be picked instead."""
+    axis = PICK_AXIS[by]
+    order = [AXES[axis][0]] + [key for name, (key, _) in AXES.items() if name != axis]
+    ok = [i for i, c in enumerate(cands) if c["meets_budget"] and c["accuracy"] is not None]
+    if not ok:
+        return None
+    return min(ok, key=lambda i: (cands[i][order[0]], -cands[i]["accuracy"], *(cands[i][k] for k in order[1:])))

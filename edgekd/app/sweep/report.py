@@ -1,0 +1,105 @@
+"""The sweep's outputs: the sweep.json document, its table (markdown here, the terminal's in
+:mod:`edgekd.app.render.sweep`, both from :func:`table_rows`) and the plot. Torch-free."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from edgekd.core.version import __version__
+from edgekd.device.bench.text import device_line
+from edgekd.core.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
+from edgekd.core.numbers import ms3, size
+from edgekd.core.schema import SCHEMA_VERSION
+from edgekd.core.schema.sweep import SCHEMA, SweepDoc
+from edgekd.app.sweep.front import AXES, candidates, fronts, judge, pick as choose
+from edgekd.app.sweep.plan import Plan
+
+COLUMNS = ("student", "file", "accuracy", "p50 ms", "size", "peak MiB", "× teacher", "front", "budget")
+
+
+def sweep_document(plan: Plan, rows: list[dict], benches: dict[str, dict], budget: dict | None, by: str,
+                   seconds: float) -> SweepDoc:
+    import importlib.util
+
+    plot = importlib.util.find_spec("matplotlib") is not None      # sweep.png only where it can be drawn
+    cands = [c for row in rows for c in candidates(row["name"], row["spec"], benches[row["name"]])]
+    judge(cands, benches, budget)
+    chosen = choose(cands, by)
+    first = benches[rows[0]["name"]]
+    cfg = plan.config
+    return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "edgekd_version": __version__,
+            "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "teacher": cfg.teacher_from or cfg.teacher, "data": cfg.data, "device": device_line(first),
+            "remote": plan.remote, "bench_settings": plan.bench, "students": rows, "candidates": cands,
+            "fronts": fronts(cands), "budget": budget is not None,
+            "pick": {"by": by, "candidate": chosen,
+                     "student": None if chosen is None else cands[chosen]["student"],
+                     "file": None if chosen is None else cands[chosen]["file"]},
+            "seconds": round(seconds, 1),
+            "outputs": {"json": "sweep.json", "markdown": "sweep.md", "plot": "sweep.png" if plot else None}}
+
+
+def table_rows(doc: dict) -> list[list[str]]:
+    """One row per candidate: COLUMNS as text; front: L, S, M for the latency, size and memory fronts;
+    the pick's row ends in '← pick'."""
+    rows = []
+    for i, c in enumerate(doc["candidates"]):
+        marks = "".join(axis[0].upper() for axis in AXES if i in doc["fronts"][axis]) or "·"
+        verdict = "" if c["meets_budget"] is None else ("meets" if c["meets_budget"] else "fails")
+        rows.append([c["student"], c["file"], "–" if c["accuracy"] is None else f"{100 * c['accuracy']:.2f}%",
+                     ms3(c["p50_ms"]), size(c["bytes"]), f"{c['peak_memory_mib']:.1f}",
+                     "–" if c["speedup_vs_teacher"] is None else f"{c['speedup_vs_teacher']:.1f}×", marks,
+                     verdict + ("  ← pick" if i == doc["pick"]["candidate"] else "")])
+    return rows
+
+
+def pick_line(doc: dict) -> str:
+    p = doc["pick"]
+    if not doc["budget"]:
+        return "no budget: pass --budget FILE to pick the " + p["by"] + " candidate that meets it"
+    if p["candidate"] is None:
+        return "no candidate meets the budget (the failed checks are in sweep.json under candidates)"
+    c = doc["candidates"][p["candidate"]]
+    return (f"pick ({p['by']} that meets the budget): {c['student']}/{c['file']}, {100 * c['accuracy']:.2f}%, "
+            f"p50 {ms3(c['p50_ms'])} ms, {size(c['bytes'])}")
+
+
+def to_markdown(doc: dict) -> str:
+    lines = [f"# edgekd sweep: {len(doc['students'])} students, teacher {doc['teacher']}", "",
+             f"{doc['device']}; data {doc['data']}; p50 at {doc['candidates'][0]['setting']}" if doc["candidates"]
+             else doc["device"], "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(doc)]
+    return "\n".join(lines + ["", "front: L latency, S size, M memory (no other file is as accurate and cheaper).",
+                              "", pick_line(doc), ""])
+
+
+def plot_png(doc: dict) -> bytes:
+    """Accuracy against p50 latency, file size and peak memory, one panel each, the front joined."""
+    from edgekd.device.bench.plots import png, require_matplotlib
+    plt = require_matplotlib()
+    fig, axes = plt.subplots(1, len(AXES), figsize=(5 * len(AXES), 4.5))
+    cands, chosen = doc["candidates"], doc["pick"]["candidate"]
+    for ax, (axis, (key, label)) in zip(axes, AXES.items()):
+        shown = [c for c in cands if c["accuracy"] is not None]
+        ax.scatter([c[key] for c in shown], [100 * c["accuracy"] for c in shown], color="grey")
+        front = sorted((cands[i] for i in doc["fronts"][axis]), key=lambda c: c[key])
+        ax.plot([c[key] for c in front], [100 * c["accuracy"] for c in front], "o-", color="tab:blue", label="front")
+        for c in shown:
+            ax.annotate(f"{c['student']} {c['file'].removeprefix('student')}", (c[key], 100 * c["accuracy"]),
+                        fontsize=6, xytext=(3, 3), textcoords="offset points")
+        if chosen is not None:
+            ax.scatter([cands[chosen][key]], [100 * cands[chosen]["accuracy"]], marker="*", s=200, color="tab:red",
+                       label="pick", zorder=3)
+        ax.set_xscale("log")
+        ax.set_xlabel(label + " (log)")
+        ax.set_ylabel("accuracy on the held-out split (%)")
+        ax.legend(fontsize=7)
+    return png(plt, fig, f"edgekd sweep · {doc['device']}")
+
+
+def write_sweep(folder: Path, doc: SweepDoc) -> None:
+    """sweep.md, sweep.png (when ``outputs`` names it), then sweep.json."""
+    atomic_write_text(folder / "sweep.md", to_markdown(doc))
+    if doc["outputs"]["plot"]:
+        atomic_write_bytes(folder / "sweep.png", plot_png(doc))
+    atomic_write_json(folder / "sweep.json", doc)

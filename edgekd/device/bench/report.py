@@ -1,0 +1,73 @@
+"""bench results: the comparisons with the teacher, and bench.json written and read back through
+:mod:`edgekd.core.schema.bench`. Torch-free. (Text: :mod:`.text`; terminal: :mod:`edgekd.app.render.bench`;
+plots: :mod:`.plots`.)"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgekd.core.errors import ConfigError
+from edgekd.core.fsutil import atomic_write_bytes, atomic_write_text
+from edgekd.core.schema import bench as schema
+
+
+def measured(m: dict) -> list[dict]:
+    """The model's measurements, less the skipped settings."""
+    return [x for x in m["measurements"] if "skipped" not in x]
+
+
+def _at(m: dict, threads: int, batch: int) -> dict | None:
+    return next((x for x in measured(m) if x["threads"] == threads and x["batch"] == batch), None)
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b not in (None, 0) else None
+
+
+def build_comparisons(models: list[dict]) -> list[dict]:
+    """Each non-teacher model against each teacher, at the same threads and batch, same run.
+
+    size_ratio = model bytes / teacher bytes; speedup = teacher p50 / model p50;
+    memory_ratio = peak RSS during inference of the model's process / the teacher's;
+    model_memory_ratio = the same less each process's RSS before loading;
+    accuracy_delta = model accuracy − teacher accuracy.
+    """
+    teachers = [m for m in models if m["role"] == "teacher"]
+    out = []
+    for s in models:
+        if s["role"] == "teacher":
+            continue
+        for t in teachers:
+            for ms in measured(s):
+                mt = _at(t, ms["threads"], ms["batch"])
+                if mt is None:
+                    continue
+                acc = (s["accuracy"] - t["accuracy"]) if None not in (s["accuracy"], t["accuracy"]) else None
+                out.append({"model": s["file"], "teacher": t["file"], "threads": ms["threads"],
+                            "batch": ms["batch"], "size_ratio": _ratio(s["bytes"], t["bytes"]),
+                            "speedup": _ratio(mt["latency_ms"]["p50"], ms["latency_ms"]["p50"]),
+                            "memory_ratio": _ratio(ms["memory"]["rss_peak_inference"], mt["memory"]["rss_peak_inference"]),
+                            "model_memory_ratio": _ratio(ms["memory"]["model_bytes"] or None,
+                                                         mt["memory"]["model_bytes"] or None),
+                            "accuracy_delta": acc,
+                            "agreement_with_teacher": s.get("agreement_with_teacher")})
+    return out
+
+
+def write_outputs(result: dict, out=None, markdown=None, plot=None) -> None:
+    """bench.json (+ markdown, + png), each written to a temporary name and renamed."""
+    from edgekd.device.bench.plots import plot_png
+    from edgekd.device.bench.text import to_markdown
+    try:
+        if plot:
+            atomic_write_bytes(plot, plot_png(result))
+        if markdown:
+            atomic_write_text(markdown, to_markdown(result))
+        if out:
+            atomic_write_text(out, schema.to_json(result))
+    except OSError as exc:
+        raise ConfigError(f"cannot write the report: {exc.strerror}: '{exc.filename}'") from None
+
+
+def load(path) -> schema.BenchDoc:
+    """Read a bench.json back (for --baseline and init-budget): strict JSON, checked."""
+    return schema.read(Path(path))

@@ -1,0 +1,165 @@
+"""The bench result as text: rows shared by the terminal table (:mod:`edgekd.app.render.bench`) and
+``--markdown``, the device and thermal lines, and the markdown report. Torch-free, rich-free."""
+from __future__ import annotations
+
+from edgekd.core.numbers import MIB, fmt, ms, pct, size
+from edgekd.device.bench.report import measured
+
+# -- rows shared by the table and markdown --------------------------------------------------
+
+COLUMNS = ["model", "role", "format", "delegate", "threads", "batch", "size", "accuracy", "agree",
+           "init ms", "first ms", "p50 ms", "p90 ms", "p99 ms", "std ms", "peak MiB", "+model MiB"]
+#: the terminal table leaves some columns to bench.json and --markdown
+TERMINAL = ["model", "format", "delegate", "threads", "batch", "size", "accuracy", "agree", "init ms",
+            "p50 ms", "p99 ms", "peak MiB"]
+#: when the full set is wider than the console; "size" keeps the comparison rows' size ratio
+NARROW = ["model", "threads", "batch", "size", "accuracy", "agree", "p50 ms", "peak MiB"]
+SHORT = {"threads": "thr", "batch": "b", "accuracy": "acc"}
+
+
+def rows(result: dict) -> list[tuple[str, dict]]:
+    """(kind, {column: text}) with kind 'model', 'skip' or 'compare'."""
+    out = []
+    for m in result["models"]:
+        providers = ",".join(p.replace("ExecutionProvider", "") for p in (m.get("backend") or {}).get("providers") or [])
+        for x in m["measurements"]:
+            row = {"model": m["file"], "role": m["role"], "format": m["format"] or "—",
+                   "threads": str(x["threads"]), "batch": str(x["batch"]), "size": size(m["bytes"]),
+                   "accuracy": pct(m["accuracy"]), "agree": pct(m["agreement_with_teacher"], ".1f")}
+            if "skipped" in x:
+                row["delegate"] = "skipped"
+                row["p50 ms"] = "skipped"
+                out.append(("skip", row))
+                continue
+            lat, mem = x["latency_ms"], x["memory"]
+            row.update({"delegate": x.get("delegate") or providers or "—", "init ms": ms(x["init_ms"]),
+                        "first ms": ms(x["first_inference_ms"]), "p50 ms": ms(lat["p50"]),
+                        "p90 ms": ms(lat["p90"]), "p99 ms": ms(lat["p99"]), "std ms": ms(lat["std"]),
+                        "peak MiB": fmt(mem["rss_peak_inference"] / MIB, ".1f"),
+                        "+model MiB": fmt(mem["model_bytes"] / MIB, ".2f")})
+            out.append(("model", row))
+    shown = shown_comparisons(result)
+    several = len({c["teacher"] for c in shown}) > 1
+    for c in shown:
+        out.append(("compare", {"model": f"{c['model']} vs {c['teacher'] if several else 'teacher'}", "role": "comparison",
+                                "format": c["teacher"], "threads": str(c["threads"]), "batch": str(c["batch"]),
+                                "size": fmt(c["size_ratio"], ".3f", "×"),
+                                "accuracy": pct(c["accuracy_delta"], "+.2f", " pp"),
+                                "agree": pct(c["agreement_with_teacher"], ".1f"),
+                                "p50 ms": faster(c["speedup"]),
+                                "peak MiB": fmt(c["memory_ratio"], ".2f", "×"),
+                                "+model MiB": fmt(c["model_memory_ratio"], ".2f", "×")}))
+    return out
+
+
+def shown_comparisons(result: dict) -> list[dict]:
+    """The comparisons the table shows: each model against the teacher's file of its own format,
+    else against the run's reference teacher. bench.json keeps every pair (N students × M teacher
+    files), which in a bundle of four formats per role would be 16 rows per setting."""
+    fmt_of = {m["file"]: m["format"] for m in result["models"]}
+    by_format = {m["format"]: m["file"] for m in result["models"] if m["role"] == "teacher"}
+    out = []
+    for c in result["comparisons"]:
+        wanted = by_format.get(fmt_of.get(c["model"]), result.get("teacher"))
+        if c["teacher"] == wanted:
+            out.append(c)
+    return out
+
+
+def faster(ratio: float | None) -> str:
+    """A speed ratio (reference p50 / this p50) in words: below 1 is slower, said so."""
+    if ratio is None or ratio <= 0:
+        return "—"
+    return f"{ratio:.2f}× faster" if ratio >= 1 else f"{1 / ratio:.2f}× slower"
+
+
+#: per runtime, the fp32 and the int8 format whose p50s are set side by side
+RUNTIME_PAIRS = (("onnxruntime", "onnx", "onnx-int8"), ("LiteRT", "tflite", "tflite-int8"))
+
+
+def formats_side_by_side(result: dict) -> list[dict]:
+    """Per role, setting and runtime with both an fp32 and an int8 file: their p50s and int8 against
+    fp32, so a user sees whether int8 pays on this device (it does not on every CPU)."""
+    out = []
+    for role in dict.fromkeys(m["role"] for m in result["models"]):
+        files = {m["format"]: m for m in result["models"] if m["role"] == role}
+        for runtime, fp32, int8 in RUNTIME_PAIRS:
+            if fp32 not in files or int8 not in files:
+                continue
+            for x in measured(files[fp32]):
+                a, b = x["latency_ms"]["p50"], _p50(files[int8], x["threads"], x["batch"])
+                out.append({"role": role, "runtime": runtime, "threads": str(x["threads"]),
+                            "batch": str(x["batch"]), "fp32 p50 ms": ms(a), "int8 p50 ms": ms(b),
+                            "int8 vs fp32": faster(a / b if a and b else None)})
+    return out
+
+
+def _p50(m: dict, threads: int, batch: int) -> float | None:
+    return next((x["latency_ms"]["p50"] for x in measured(m) if (x["threads"], x["batch"]) == (threads, batch)), None)
+
+
+def side_by_side_markdown(result: dict) -> list[str]:
+    table = formats_side_by_side(result)
+    if not table:
+        return []
+    columns = list(table[0])
+    lines = ["", "### int8 against fp32, side by side", "", "| " + " | ".join(columns) + " |",
+             "|" + "|".join("---" if c in ("role", "runtime") else "---:" for c in columns) + "|"]
+    return lines + ["| " + " | ".join(row[c] for c in columns) + " |" for row in table]
+
+
+def skipped_notes(result: dict) -> list[str]:
+    return [f"{m['file']} threads {x['threads']} batch {x['batch']}: {x['skipped']}"
+            for m in result["models"] for x in m["measurements"] if "skipped" in x]
+
+
+def device_line(result: dict) -> str:
+    d = result["device"]
+    rts = ", ".join(f"{k} {v}" for k, v in d["packages"].items() if k != "numpy" and k != "psutil")
+    remote = result.get("remote")
+    return ((f"on {remote['host']} (over SSH, bundle at {remote['path']}): " if remote else "")
+            + f"{d.get('board') or 'unknown board'} · {d.get('cpu') or 'unknown CPU'} · {d['cores']} cores · "
+            f"{d['os']} · Python {d['python'].split()[-1]} · {rts}")
+
+
+def thermal_line(result: dict) -> str | None:
+    b, a = result["device"]["thermal_before"], result["device"]["thermal_after"]
+    parts = []
+    if b.get("temperatures_c") and a.get("temperatures_c"):
+        hb, ha = max(b["temperatures_c"].values()), max(a["temperatures_c"].values())
+        parts.append(f"max temperature {hb:.1f} → {ha:.1f} °C")
+    if a.get("throttled"):
+        parts.append("THROTTLED" if a["throttled"].get("throttled_now") else "not throttled")
+    return " · ".join(parts) or None
+
+
+def to_markdown(result: dict) -> str:
+    s = result["settings"]
+    lines = [f"# edgekd bench: `{result['target']['path']}`", "",
+             f"- device: {device_line(result)}",
+             f"- run: {result['created_utc']} · edgekd {result['edgekd_version']} · "
+             f"bench.json schema {result['schema_version']}",
+             f"- settings: threads {s['threads']}, batch {s['batch']}; warm-up ≥{s['warmup']} runs and "
+             f"≥{s['warmup_seconds']:g} s; timed ≥{s['runs']} runs and ≥{s['min_seconds']:g} s; "
+             "each model in a fresh process"
+             + (f"; {s['repeat']} repetitions per setting, the one with the median p50 shown"
+                if s.get("repeat", 1) > 1 else "")]
+    t = thermal_line(result)
+    if t:
+        lines.append(f"- thermal: {t}")
+    lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" if c in ("model", "role", "format",
+              "delegate") else "---:" for c in COLUMNS) + "|"]
+    for kind, cells in rows(result):
+        vals = [cells.get(c, "").replace("|", "\\|") for c in COLUMNS]
+        if kind == "compare":
+            vals = [f"**{v}**" if v else v for v in vals]
+        lines.append("| " + " | ".join(vals) + " |")
+    lines += side_by_side_markdown(result)
+    notes = skipped_notes(result)
+    if notes:
+        lines += [""] + [f"- skipped {n}" for n in notes]
+    lines += ["", "Latency is per call of the runtime on a preallocated input. Speed-up = teacher p50 / "
+              "model p50 at the same threads and batch; peak MiB = peak RSS of the model's own process "
+              "during inference; +model MiB = that peak − RSS before loading the model. Ratios compare "
+              "with the teacher measured in the same run.", ""]
+    return "\n".join(lines)

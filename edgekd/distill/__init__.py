@@ -1,7 +1,0 @@
-"""Knowledge distillation: losses, the fit loop and the teacher/student/simple experiment.
-
-``run_experiment(config)`` is the API behind ``edgekd distill``.
-"""
-from .experiment import Experiment, run_experiment
-
-__all__ = ["Experiment", "run_experiment"]

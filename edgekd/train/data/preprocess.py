@@ -1,0 +1,87 @@
+"""Standardisation fitted on training data only, recorded in model.json. Torch-free."""
+from __future__ import annotations
+
+import numpy as np
+
+from edgekd.core.errors import DataError, unknown_name
+
+
+CHUNK_ELEMENTS = 1 << 19      # float64 temporaries of 4 MB, however large the data set
+NORMALIZATIONS = ("data", "imagenet")
+#: ImageNet's per-channel statistics (RGB, of pixels in 0..1), as torchvision's pretrained models use them
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _rows_per_chunk(x: np.ndarray) -> int:
+    return max(1, CHUNK_ELEMENTS // max(1, x[:1].size))
+
+
+def fit_standardize(x: np.ndarray) -> dict:
+    """Mean and std per channel (images) or per feature (tables) of the training data.
+    Accumulated in float64 over chunks of rows: ``x.std`` would make a float64 copy of all
+    of ``x`` (359 MB on Fashion-MNIST's 60,000 images)."""
+    axes = (0, 2, 3) if x.ndim == 4 else (0,)
+    mean = x.mean(axis=axes, dtype=np.float64)      # a buffered reduction: no full-size copy
+    shape = (1, -1, 1, 1) if x.ndim == 4 else (1, -1)
+    rows = _rows_per_chunk(x)
+    squares = np.zeros_like(mean)
+    for start in range(0, len(x), rows):
+        deviation = np.subtract(x[start:start + rows], mean.reshape(shape), dtype=np.float64)
+        squares += np.square(deviation, out=deviation).sum(axis=axes)
+    std = np.sqrt(squares / (x.size // mean.size))
+    std[std < 1e-8] = 1.0        # a constant channel or feature: leave its scale alone
+    return {"type": "standardize", "axis": "channel" if x.ndim == 4 else "feature",
+            "mean": mean.tolist(), "std": std.tolist()}
+
+
+def imagenet_statistics(input_shape: tuple[int, ...]) -> dict:
+    """ImageNet's mean and std, scaled to pixels of 0..255, in ``fit_standardize``'s format; for RGB
+    images only (a DataError otherwise: there is no ImageNet statistic of a gray channel or a feature)."""
+    if len(input_shape) != 3 or input_shape[0] != 3:
+        kind = f"{input_shape[0]}-channel images" if len(input_shape) == 3 else "tabular data"
+        raise DataError(f"--normalize imagenet needs RGB images (3 channels), but the data is {kind}",
+                        hint="add --channels 3 to convert grayscale images to RGB, or use --normalize data")
+    return {"type": "standardize", "axis": "channel", "mean": [round(255 * m, 6) for m in IMAGENET_MEAN],
+            "std": [round(255 * s, 6) for s in IMAGENET_STD], "statistics": "imagenet"}
+
+
+def preprocessing(normalize: str, x_train: np.ndarray, image: dict | None, brought: dict | None = None) -> dict:
+    """model.json's ``preprocessing``: the statistics (a brought teacher's own win, then ``normalize``:
+    ``data`` fits them on ``x_train``, ``imagenet`` takes ImageNet's), and under ``image`` the image
+    transform the samples went through (:func:`edgekd.train.data.images.describe`), when there was one."""
+    if brought is not None:
+        pre = {k: v for k, v in brought.items() if k != "image"}    # the transform is this run's data's
+    elif normalize == "imagenet":
+        pre = imagenet_statistics(x_train.shape[1:])
+    elif normalize == "data":
+        pre = fit_standardize(x_train)
+    else:
+        raise unknown_name("normalization", normalize, NORMALIZATIONS, DataError)
+    return {**pre, "image": image} if image is not None else pre
+
+
+def standardize(pre: dict, x: np.ndarray) -> np.ndarray:
+    """Apply ``fit_standardize``'s statistics: ``(x − mean) / std`` into one new float32 array.
+    Computed in float64 over chunks of rows (4 MB temporaries, not full-size ones): in float32,
+    ``x − mean`` overflows for finite data near float32's limit (±3e38) whose standardised
+    values are small. Values that do not fit float32 even so (statistics of other data, a
+    brought teacher's) are refused rather than trained on as inf."""
+    shape = (1, -1, 1, 1) if pre["axis"] == "channel" else (1, -1)
+    mean = np.asarray(pre["mean"], np.float64).reshape(shape)
+    std = np.asarray(pre["std"], np.float64).reshape(shape)
+    out = np.empty(x.shape, np.float32)
+    rows = _rows_per_chunk(x)
+    with np.errstate(over="ignore"):         # a value beyond float32 becomes inf, refused below
+        for start in range(0, len(x), rows):
+            chunk = np.subtract(x[start:start + rows], mean, dtype=np.float64)
+            out[start:start + rows] = np.divide(chunk, std, out=chunk)
+    if not np.isfinite(out.sum(dtype=np.float64)):      # a sum, not an N-sized mask
+        raise DataError("the standardised features go beyond float32's range",
+                        hint="the data's values lie far outside the statistics they are standardised with "
+                             "(those of the training split, or of a --teacher-from run): rescale the data")
+    return out
+
+
+def zero_point(pre: dict) -> np.ndarray:
+    """Where a raw 0 (an empty pixel) lands after standardisation, per channel: the fill for shifted images."""
+    return (-np.asarray(pre["mean"]) / np.asarray(pre["std"])).astype(np.float32)

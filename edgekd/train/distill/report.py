@@ -1,0 +1,89 @@
+"""The run's human summary: ``report.md`` (tables) and ``curves.png`` (training curves)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgekd.core.fsutil import atomic_write_text
+from edgekd.core.schema import TRAINED_ROLES
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def summary_rows(summary: dict) -> list[list[str]]:
+    """role, parameters, MACs, CV mean ± std, held-out accuracy — shared by report.md and the terminal."""
+    rows = []
+    for role in TRAINED_ROLES:
+        model, cv = summary["models"][role], summary["cv"][role]
+        rows.append([role, model["arch"], _count(model["parameters"]), _count(model["macs"]),
+                     f"{pct(cv['mean'])} ± {pct(cv['std'])}", pct(summary["test"][role])])
+    return rows
+
+
+def gain_line(summary: dict) -> str:
+    gain = summary["cv"]["distillation_gain"]
+    folds = len(summary["folds"])
+    wins = sum(f["student"]["accuracy"] > f["simple"]["accuracy"] for f in summary["folds"])
+    return (f"distillation gain (student − simple, CV): {100 * gain['mean']:+.2f} ± {100 * gain['std']:.2f} points; "
+            f"student ahead in {wins} of {folds} folds")
+
+
+def _count(value) -> str:
+    return "n/a" if value is None else f"{value:,}"
+
+
+def write_reports(folder: Path, summary: dict) -> None:
+    atomic_write_text(folder / "report.md", render_markdown(summary))
+    plot_curves(folder / "curves.png", summary)
+
+
+def render_markdown(summary: dict) -> str:
+    cfg = summary["config"]
+    lines = [f"# edgekd distill — {summary['data']['source']}", "",
+             f"{summary['data']['cv_samples']} samples for cross-validation ({cfg['folds']} folds), "
+             f"{summary['data']['test_samples']} held out; {summary['data']['classes']} classes, "
+             f"input {tuple(summary['data']['input_shape'])}. Student and simple model train on "
+             f"{pct(cfg['student_fraction'])}% of each training part; loss {cfg.get('loss', 'kd')}, "
+             f"T = {cfg['temperature']}, alpha = {cfg['alpha']}.",
+             "", "| role | model | parameters | MACs | CV accuracy % (mean ± std) | held-out accuracy % |",
+             "|---|---|---:|---:|---:|---:|"]
+    lines += ["| " + " | ".join(row) + " |" for row in summary_rows(summary)]
+    lines += ["", gain_line(summary), "", "## Per fold", "",
+              "| split | train | student subset | eval | teacher % | student % | simple % |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for f in summary["folds"] + [summary["final"]]:
+        lines.append(f"| {f['split']} | {f['train_samples']} | {f['student_samples']} | {f['eval_samples']} | "
+                     + " | ".join(pct(f[r]["accuracy"]) for r in TRAINED_ROLES) + " |")
+    lines += ["", f"Total time: {summary['seconds']:.1f} s. The `final` row is scored on the held-out test split."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(path: Path, summary: dict) -> None:
+    """Loss and validation accuracy per epoch, one panel pair per role, one line per fold
+    (a brought teacher, trained elsewhere, has no curves: its panels say so)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return      # plots are optional; report.md and cv.json carry the numbers
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6), sharex="col")
+    for column, role in enumerate(TRAINED_ROLES):
+        for split in summary["folds"]:
+            history = split[role].get("history") or []
+            epochs = [h["epoch"] for h in history]
+            axes[0, column].plot(epochs, [h["loss"] for h in history], lw=1)
+            axes[1, column].plot(epochs, [h.get("val_accuracy", float("nan")) for h in history], lw=1, label=split["split"])
+        axes[0, column].set_title(role)
+        if not any(split[role].get("history") for split in summary["folds"]):
+            for axis in axes[:, column]:
+                axis.text(0.5, 0.5, "not trained here", ha="center", va="center", transform=axis.transAxes)
+        axes[1, column].set_xlabel("epoch")
+    axes[0, 0].set_ylabel("training loss")
+    axes[1, 0].set_ylabel("validation accuracy")
+    axes[1, 2].legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    tmp.replace(path)

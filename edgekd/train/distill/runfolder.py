@@ -1,0 +1,93 @@
+"""The run folder's documents: ``cv.json`` (:mod:`edgekd.core.schema.cv`), one model folder per role,
+the held-out ``eval.npz`` and the int8 ``calibration.npz``."""
+from __future__ import annotations
+
+import io
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.train.modelfile import save_model
+from edgekd.train.config import DistillConfig
+from edgekd.train.data.preprocess import standardize
+from edgekd.train.data.split import stratified_subset
+from edgekd.core.fsutil import atomic_write_bytes, atomic_write_json
+from edgekd.train.models import count_macs, count_parameters
+from edgekd.core.schema import SCHEMA_VERSION, TRAINED_ROLES
+from edgekd.core.schema.cv import CV_FILE, Document, to_json
+from edgekd.train.distill.checks import Inputs
+from edgekd.train.distill.trio import TrioResult
+
+CALIBRATION_POOL = 2048      # training samples kept for export's int8 calibration
+
+
+def summarize(cfg: DistillConfig, inputs: Inputs, folds: list[dict], final: TrioResult, facts: dict) -> Document:
+    """The cv.json document; ``facts``: the run's ``seconds``, ``world_size`` and ``device``."""
+    data = inputs.data
+    summary = {role: _mean_std([f[role]["accuracy"] for f in folds]) for role in TRAINED_ROLES}
+    summary["distillation_gain"] = _mean_std([f["student"]["accuracy"] - f["simple"]["accuracy"] for f in folds])
+    splits = [*folds, final.record]
+    throughput = {role: float(np.mean([s[role]["samples_per_second"] for s in splits]))
+                  for role in TRAINED_ROLES if splits[0][role].get("trained")}      # a brought teacher is not trained
+    return to_json({
+        "schema_version": SCHEMA_VERSION, "config": asdict(cfg),
+        "data": {"source": data.name, "classes": len(data.labels), "labels": data.labels,
+                 "input_shape": list(data.input_shape), "image": data.image,
+                 "cv_samples": folds[0]["train_samples"] + folds[0]["eval_samples"],
+                 "test_samples": len(inputs.arrays[3])},
+        "models": _model_info(cfg, inputs, final), "folds": folds, "cv": summary,
+        "test": {role: final.record[role]["accuracy"] for role in TRAINED_ROLES},
+        "final": final.record, "samples_per_second": throughput, "seconds": round(facts["seconds"], 2),
+        "world_size": facts["world_size"], "device": facts["device"]})
+
+
+def _model_info(cfg: DistillConfig, inputs: Inputs, final: TrioResult) -> dict:
+    shape, brought, info = inputs.data.input_shape, inputs.brought, {}
+    for role in TRAINED_ROLES:
+        model = final.models[role]
+        if role == "teacher" and brought is not None:
+            countable = brought.kind == "run"      # ONNX and .pt2 teachers have no torch layers to count
+            info[role] = {"arch": brought.arch, "parameters": count_parameters(model) if countable else None,
+                          "macs": count_macs(model, shape) if countable else None}
+            continue
+        arch = cfg.teacher if role == "teacher" else cfg.student
+        info[role] = {"arch": arch, "parameters": count_parameters(model), "macs": count_macs(model, shape)}
+    return info
+
+
+def _mean_std(values: list[float]) -> dict:
+    array = np.asarray(values, np.float64)
+    return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0,
+            "min": float(array.min()), "max": float(array.max())}
+
+
+def write_run(work: Path, cfg: DistillConfig, inputs: Inputs, final: TrioResult, summary: Document) -> None:
+    """The final models (one folder per role), eval.npz, calibration.npz and cv.json into ``work``."""
+    data, pre = inputs.data, final.preprocessing
+    train_x, train_y, test_x, test_y = inputs.arrays
+    for role, model in final.models.items():
+        spec = {"role": role, "arch": summary["models"][role]["arch"],
+                "input": {"shape": list(data.input_shape), "layout": data.layout, "dtype": "float32"},
+                "num_classes": len(data.labels), "labels": data.labels, "preprocessing": pre,
+                "parameters": summary["models"][role]["parameters"], "macs": summary["models"][role]["macs"],
+                "metrics": {"test_accuracy": summary["test"][role],
+                            "cv_accuracy_mean": summary["cv"][role]["mean"],
+                            "cv_accuracy_std": summary["cv"][role]["std"]}}
+        if role == "student" and final.quantization is not None:    # --qat-epochs: the trained int8 grids
+            spec["quantization"] = final.quantization
+        if role == "teacher" and inputs.brought is not None:
+            spec["format"] = inputs.brought.save_into(work / role)
+            atomic_write_json(work / role / "model.json", {"schema_version": SCHEMA_VERSION, **spec})
+        else:
+            save_model(work / role, model, spec)
+    _save_npz(work / "eval.npz", x=standardize(pre, test_x), y=test_y, labels=np.asarray(data.labels))
+    pool = stratified_subset(train_y, min(1.0, CALIBRATION_POOL / len(train_y)), cfg.seed)
+    _save_npz(work / "calibration.npz", x=standardize(pre, train_x[pool]), y=train_y[pool])
+    atomic_write_json(work / CV_FILE, summary)
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())

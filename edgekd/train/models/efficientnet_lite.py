@@ -1,0 +1,43 @@
+"""EfficientNet-Lite (Tan & Le 2019; TensorFlow's ``efficientnet/lite``): EfficientNet-B0's MBConv
+stages, compound-scaled in width and depth, with the three changes TF made for int8 on mobile CPUs:
+no squeeze-excitation, ReLU6 instead of swish, and a stem (32) and head (1280) that do not scale,
+nor do the repeats of the first and last stage. ``efficientnet_lite:variant=lite1`` or timm's names
+``efficientnet_lite0`` … ``efficientnet_lite2``. Images under 64 px get a stride-1 stem
+(``layers.stem_stride``)."""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from edgekd.train.models import register_model
+from edgekd.train.models.layers import InvertedResidualNet, Stage, make_divisible, register_variant, stem_stride
+from edgekd.train.models.spec import Fraction
+
+# EfficientNet-B0, Table 1: kernel, expansion, channels, repeats, stride
+B0 = [(3, 1, 16, 1, 1), (3, 6, 24, 2, 2), (5, 6, 40, 2, 2), (3, 6, 80, 3, 2), (5, 6, 112, 3, 1),
+      (5, 6, 192, 4, 2), (3, 6, 320, 1, 1)]
+#: TF's efficientnet_lite_builder: (width, depth) coefficients; its resolutions are 224, 240, 260
+LITE = {"lite0": (1.0, 1.0), "lite1": (1.0, 1.1), "lite2": (1.1, 1.2)}
+
+
+def lite_stages(width: float, depth: float) -> list[Stage]:
+    stages = []
+    for index, (kernel, expand, channels, repeats, stride) in enumerate(B0):
+        fixed = index in (0, len(B0) - 1)   # TF's fix_head_stem keeps these repeats too
+        stages.append(Stage(kernel, expand, make_divisible(channels * width),
+                            repeats if fixed else math.ceil(depth * repeats), stride, False, "relu6"))
+    return stages
+
+
+@register_model("efficientnet_lite")
+def efficientnet_lite(input_shape: tuple[int, int, int], num_classes: int, in_chans: int,
+                      variant: Literal["lite0", "lite1", "lite2"] = "lite0",
+                      dropout: Fraction = 0.2) -> InvertedResidualNet:
+    """TF's figures, 1000 classes: lite0 4.7M parameters, 407M MACs at 224; lite1 5.4M, 631M at 240;
+    lite2 6.1M, 899M at 260 (TF trains lite2 with dropout 0.3)."""
+    return InvertedResidualNet(in_chans, num_classes, lite_stages(*LITE[variant]), stem=32, head=1280,
+                               stride=stem_stride(*input_shape[1:]), dropout=dropout)
+
+
+for _variant in LITE:
+    register_variant(f"efficientnet_{_variant}", efficientnet_lite, variant=_variant)
