@@ -18,6 +18,8 @@ import platform
 import time
 from pathlib import Path
 
+from edgekd.train.options import SEPARATOR, split_spec, split_specs
+
 RECORD = Path(__file__).parent / "results" / "losses.json"
 SECTION = "losses"    # the README markers
 LOSSES = ("kd", "dkd", "fitnet")
@@ -29,7 +31,7 @@ def run_loss(work: Path, loss: str) -> dict:
     from edgekd.train.distill import run_experiment
 
     started = time.perf_counter()
-    doc = run_experiment(load_config(None, loss=loss, out=str(work / loss.split(",")[0])), force=True)
+    doc = run_experiment(load_config(None, loss=loss, out=str(work / split_spec(loss)[0])), force=True)
     cv = doc["cv"]
     return {"loss": loss, "student_cv_mean": cv["student"]["mean"], "student_cv_std": cv["student"]["std"],
             "simple_cv_mean": cv["simple"]["mean"], "gain_mean": cv["distillation_gain"]["mean"],
@@ -54,13 +56,13 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("runs/losses"))
-    parser.add_argument("--losses", default=";".join(LOSSES), help="--loss specs, separated by ';'")
+    parser.add_argument("--losses", default=SEPARATOR.join(LOSSES), help=f"--loss specs, separated by '{SEPARATOR}'")
     parser.add_argument("--render", action="store_true", help="only re-render the README from the record")
     args = parser.parse_args()
     if not args.render:
         load_start = [round(v, 2) for v in os.getloadavg()]
         rows = []
-        for loss in args.losses.split(";"):
+        for loss in split_specs(args.losses):
             rows.append(run_loss(args.work, loss))
             print(json.dumps(rows[-1]), flush=True)
         record = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_start": load_start, "rows": rows}

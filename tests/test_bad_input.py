@@ -193,9 +193,9 @@ for _id, _options, _fragment in [
     ("normalize-unknown", ["--normalize", "imagnet"], "did you mean 'imagenet'"),
     ("normalize-imagenet-gray", ["--normalize", "imagenet"], "RGB"),
     ("unknown-loss", ["--loss", "dkdd"], "did you mean 'dkd'"),
-    ("unknown-loss-option", ["--loss", "dkd,betta=2"], "did you mean 'beta'"),
-    ("loss-option-negative", ["--loss", "dkd,beta=-1"], "must be >= 0"),
-    ("loss-option-not-key-value", ["--loss", "fitnet,100"], "dkd,beta=8"),
+    ("unknown-loss-option", ["--loss", "dkd:betta=2"], "did you mean 'beta'"),
+    ("loss-option-negative", ["--loss", "dkd:beta=-1"], "must be >= 0"),
+    ("loss-option-not-key-value", ["--loss", "fitnet:100"], "dkd:beta=8"),
     ("unknown-optimizer", ["--optimizer", "adamm"], "did you mean 'adam"),
     ("feature-loss-with-qat", ["--loss", "fitnet", "--qat-epochs", "1"], "forward_features"),
 ]:

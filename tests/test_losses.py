@@ -1,4 +1,6 @@
-"""Golden values for kd_loss against an independent numpy computation; the loss registry."""
+"""Golden values for the KD formula (tests/oracles.py) against an independent numpy computation, and the
+registered ``kd`` against it; the loss registry, and extending it from a module of one's own."""
+import importlib.util
 import json
 import math
 import re
@@ -9,13 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from safetensors.torch import load_file
 
+from oracles import kd_loss
+
 from edgekd.train.distill.distributed import join
-from edgekd.train.distill.losses import (LOSSES, TEACHER_OUTPUTS, DistillationLoss, LossInputs, build_loss, kd_loss,
-                                   register_loss)
+from edgekd.train.distill.losses import (LOSSES, TEACHER_OUTPUTS, DistillationLoss, LossInputs, build_loss, parse_loss,
+                                         register_loss)
 from edgekd.train.distill.train import EpochCheckpoint, FitSettings, KDTarget, Trainee, fit, teacher_outputs
 from edgekd.core.errors import ConfigError
+from edgekd.train.config import DistillConfig, load_config
+from edgekd.app.cli.distill import distill
 
 
 def softmax(z):
@@ -88,11 +95,21 @@ def test_T_squared_keeps_gradient_scale_at_high_temperature():
     np.testing.assert_allclose(grads[1], (s - t) / (6 * 3), atol=3e-4)
 
 
-@pytest.mark.parametrize("T,alpha", [(0.0, 0.5), (-1.0, 0.5), (1.0, -0.1), (1.0, 1.5)])
-def test_rejects_bad_hyperparameters(logits, T, alpha):
-    s, t, y = map(torch.tensor, logits)
-    with pytest.raises(ValueError):
-        kd_loss(s, t, y, T, alpha)
+@pytest.mark.parametrize("option,value,rule", [("temperature", 0.0, "a finite number > 0 and at most 1000"),
+                                               ("temperature", 5000.0, "a finite number > 0 and at most 1000"),
+                                               ("alpha", -0.1, "in [0, 1]"), ("alpha", 1.5, "in [0, 1]")])
+def test_the_runs_option_and_the_losss_option_meet_one_rule(option, value, rule):
+    """``--alpha`` and ``kd:alpha=…`` (``--temperature``, ``kd:temperature=…``): one rule, one error class."""
+    with pytest.raises(ConfigError, match=re.escape(f"{option} must be {rule}, got {value}")):
+        load_config(None, **{option: value})
+    with pytest.raises(ConfigError, match=re.escape(f"loss option '{option}' in 'kd:{option}={value}' must be {rule}")):
+        parse_loss(f"kd:{option}={value}")
+
+
+def test_the_runs_defaults_are_kds_own():
+    """KD's defaults (for the loss on its own) are the run's: a run of the defaults and the loss agree."""
+    kd = build_loss("kd")
+    assert (kd.temperature, kd.alpha) == (DistillConfig.temperature, DistillConfig.alpha)
 
 
 # --- the loss registry -------------------------------------------------------------------------
@@ -116,10 +133,16 @@ LEARNABLE = "test-learnable-temperature"
 
 
 @pytest.fixture
-def learnable():
+def scratch_losses(monkeypatch):
+    """The loss registry as it is, restored after the test (whatever the test registers is gone)."""
+    monkeypatch.setattr(LOSSES, "_entries", dict(LOSSES._entries))
+    return LOSSES
+
+
+@pytest.fixture
+def learnable(scratch_losses):
     register_loss(LEARNABLE)(LearnableTemperatureKD)
-    yield LEARNABLE
-    LOSSES.unregister(LEARNABLE)
+    return LEARNABLE
 
 
 def toy_problem(seed: int = 0):
@@ -170,7 +193,7 @@ def test_kd_is_the_first_entry_and_the_golden_function():
     s, t, y = torch.randn(5, 4), torch.randn(5, 4), torch.tensor([0, 3, 1, 1, 2])
     loss = build_loss("kd", temperature=2.0, alpha=0.3)
     assert loss.needs == ("logits",)
-    assert loss(LossInputs(s, {"logits": t}, y)).item() == kd_loss(s, t, y, 2.0, 0.3).item()
+    assert loss(LossInputs(s, {"logits": t}, y)).item() == pytest.approx(kd_loss(s, t, y, 2.0, 0.3).item(), rel=1e-6)
 
 
 def test_the_hard_term_smooths_and_mixes_labels_as_numpy_does(logits):
@@ -206,6 +229,41 @@ def test_a_loss_needing_what_no_teacher_gives_is_refused_at_registration():
     with pytest.raises(ValueError, match="needs \\['attention'\\] from the teacher"):
         register_loss("test-attention")(Attention)
     assert "test-attention" not in LOSSES
+
+
+# a module of one's own: its file registers the loss, no other file of edgekd changes
+OWN_LOSS = '''"""Cross-entropy alone, scaled: a loss of one's own (Hinton et al. 2015, arXiv:1503.02531, alpha = 1)."""
+import torch
+
+from edgekd.train.distill.losses import DistillationLoss, LossInputs, register_loss
+from edgekd.train.options import PositiveFloat
+
+
+@register_loss("scaled_ce")
+class ScaledCE(DistillationLoss):
+    """The hard-label term alone, times ``scale`` (arXiv:1503.02531 with alpha = 1)."""
+
+    def __init__(self, scale: PositiveFloat = 1.0):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, batch: LossInputs) -> torch.Tensor:
+        return self.scale * batch.cross_entropy()
+'''
+
+
+def test_a_loss_registered_in_a_module_of_ones_own_is_in_the_help_and_the_loss_option(tmp_path, scratch_losses):
+    (tmp_path / "my_loss.py").write_text(OWN_LOSS)
+    spec = importlib.util.spec_from_file_location("my_loss", tmp_path / "my_loss.py")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    shown = CliRunner().invoke(distill, ["--help"], terminal_width=1000, max_content_width=1000)
+    assert shown.exit_code == 0 and "scaled_ce (scale)" in shown.output
+    cls, options = parse_loss("scaled_ce:scale=2")
+    assert cls.__name__ == "ScaledCE" and options == {"scale": 2.0}
+    assert parse_loss("scaled_ce,scale=2") == (cls, options)          # the earlier spelling, the same parser
+    assert load_config(None, loss="scaled_ce:scale=2").distillation_loss().scale == 2.0
+    with pytest.raises(ConfigError, match="loss option 'scale' in 'scaled_ce:scale=0' must be positive"):
+        load_config(None, loss="scaled_ce:scale=0")
 
 
 def test_a_loss_with_parameters_trains_them_and_resume_restores_them(learnable, tmp_path):

@@ -1,62 +1,146 @@
 """Every option of ``distill`` as one dataclass; read from TOML, overridden by the CLI,
-written back as the run folder's ``config.toml`` (which re-runs the experiment as is)."""
+written back as the run folder's ``config.toml`` (which re-runs the experiment as is).
+
+Each field is the one declaration of its option: default, help, rule (``option``); the CLI's
+options are made from them (``app/cli/distill.py``), and ``validate`` checks each field by its
+rule. The dependency runs one way: this module reads the registries of ``distill/`` (losses,
+optimizers, augmentations), imported inside the functions that need them (torch); no loss reads
+the configuration.
+"""
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from edgekd.train.data.images import ImageOptions
-from edgekd.train.data.preprocess import NORMALIZATIONS
 from edgekd.core.errors import ConfigError, unknown_name
 from edgekd.core.schema.cv import CONFIG_FILE, CONFIG_HEADER
 from edgekd.core.schema.tomlfile import parse_toml
+from edgekd.train.options import Check, Fraction, Temperature, Unit, between, checks_of, finite, require
+
+if TYPE_CHECKING:     # numpy, torch: not imported with the configuration (the CLI builds its options from it)
+    from edgekd.train.data.images import ImageOptions
+    from edgekd.train.distill.losses import DistillationLoss
 
 
-#: the sane range of each whole-number option: beyond it a value is a typo, not a wish
-WHOLE_RANGES = {"folds": (1, 100), "teacher_epochs": (1, 100_000), "student_epochs": (1, 100_000),
-                "batch_size": (1, 65_536), "qat_epochs": (0, 100_000), "warmup_epochs": (0, 100_000),
-                "teacher_views": (0, 1000)}
-MAX_TEMPERATURE, MAX_LR, MAX_WEIGHT_DECAY = 1000.0, 10.0, 10.0
-#: the finite-number options: (name in messages, must be > 0 rather than >= 0, the largest sane value)
-FLOAT_RANGES = {"temperature": ("temperature", True, MAX_TEMPERATURE), "lr": ("learning rate", True, MAX_LR),
-                "weight_decay": ("weight decay", False, MAX_WEIGHT_DECAY)}
+def option(default: Any, help: str, check: Check | Any = None, **meta: Any) -> Any:
+    """A field of ``DistillConfig`` with what ``edgekd distill`` shows and checks of it (the CLI builds
+    its options from these: ``app/cli/distill.py``). ``help`` is the option's help without its default;
+    a ``{names}`` in it is filled from ``names()``, a registry's listing, when the help is shown.
+    ``check``: a ``Check``, or an ``Annotated`` alias of ``train.options``, the one rule of the value.
+    Other keys: ``label`` (its name in messages), ``metavar``, ``default_text`` (the default as shown),
+    ``choices`` (a fixed set), ``flag_value`` (the value of the option given alone)."""
+    checks = (check,) if isinstance(check, Check) else checks_of(check)
+    return field(default=default, metadata={"help": help, "checks": checks, **meta})
+
+
+# the lists of names in the help, each from its registry (imported when the help is shown: torch)
+def _sources() -> list[str]:
+    import inspect
+
+    from edgekd.train.data import SOURCES
+
+    def takes_path(name: str) -> bool:
+        return inspect.signature(SOURCES.get(name)).parameters["arg"].default is inspect.Parameter.empty
+    return [f"{name}:PATH" if takes_path(name) else name for name in SOURCES]
+
+
+def _models() -> list[str]:
+    from edgekd.train.models import MODELS
+
+    return MODELS.names()
+
+
+def _losses() -> list[str]:
+    from edgekd.train.distill.losses import LOSSES
+    from edgekd.train.models import read_options
+
+    return [f"{name} ({', '.join(read_options(LOSSES.get(name)))})" for name in LOSSES]
+
+
+def _optimizers() -> list[str]:
+    from edgekd.train.distill.optim import OPTIMIZERS
+
+    return OPTIMIZERS.names()
+
+
+def _augmentations() -> list[str]:
+    from edgekd.train.distill.augment import AUGMENTATIONS
+
+    return [f"{name} ({AUGMENTATIONS.get(name)})" for name in AUGMENTATIONS]
+
+
+def _normalizations() -> list[str]:
+    from edgekd.train.data.preprocess import NORMALIZATIONS
+
+    return list(NORMALIZATIONS)
+
+
+MODEL_HELP = ("model spec: a zoo NAME:key=value,… or your own factory, MODULE:FACTORY[:key=value,…] or "
+              "FILE.py:FACTORY[:key=value,…] (a file path holds no ':'). Your own factory is YOUR CODE, imported "
+              "and run here and again by export; it gets num_classes, in_chans/in_channels, input_shape by name "
+              "and returns an nn.Module. Zoo: {names}.")
 
 
 @dataclass
 class DistillConfig:
-    data: str = "digits"
-    label_column: str | None = None
-    teacher: str = "cnn:width=64,depth=3"
-    student: str = "cnn:width=8,depth=2"
-    teacher_from: str | None = None
-    teacher_weights: str | None = None   # a safetensors state dict for `teacher` (then not trained)
-    temperature: float = 4.0
-    alpha: float = 0.1
-    loss: str = "kd"             # NAME[,key=value,…]: kd | dkd | fitnet (distill/losses.py)
-    student_fraction: float = 0.1
-    folds: int = 5
-    test_fraction: float = 0.2
-    teacher_epochs: int = 15
-    student_epochs: int = 150
-    qat_epochs: int = 0          # quantization-aware distillation of the final student (distill/qat.py); 0 = none
-    batch_size: int = 32
-    lr: float = 0.01
-    weight_decay: float = 0.0    # on weights of 2+ dimensions only (distill/optim.py)
-    optimizer: str = "adam"      # adam | adamw | sgd (Nesterov, momentum 0.9)
-    warmup_epochs: int = 0       # linear warm-up of the learning rate, then cosine decay
-    label_smoothing: float = 0.0
-    augment: str = ""            # comma-separated: crop, shift, flip, mixup, cutmix (distill/augment.py)
-    teacher_views: int = 0       # > 0: the teacher's logits cached for this many augmented views (else live)
-    image_size: str | None = None    # "N" or "H,W": images resized (shorter side) and center-cropped to it
-    channels: int | None = None      # 1 or 3: images converted to grayscale or RGB; None: as the data is
-    normalize: str = "data"          # data: statistics of the training split; imagenet: ImageNet's
-    cache_dir: str | None = None     # the decoded-image cache; None: $XDG_CACHE_HOME/edgekd or ~/.cache/edgekd
-    seed: int = 0
-    device: str = "cpu"
-    compile: bool = False        # torch.compile of the training step (benchmarks/distill_overhead.py measures it)
-    backend: str = "auto"        # torchrun's process group: auto = nccl on CUDA, gloo on CPU
-    out: str = "runs/demo"
+    data: str = option("digits", "Data source: {names} (PATH: a file or a folder).",
+                       names=_sources)
+    label_column: str | None = option(None, "csv: the column holding the class.", default_text="the last")
+    teacher: str = option("cnn:width=64,depth=3", "Teacher " + MODEL_HELP, names=_models)
+    student: str = option("cnn:width=8,depth=2", "Student model spec, as --teacher.")
+    teacher_from: str | None = option(None, "Bring a teacher: a run folder, a .onnx or a .pt2 file (not retrained).")
+    teacher_weights: str | None = option(
+        None, "Trained weights for the --teacher architecture: a safetensors state dict, never a pickle "
+              "(not retrained, still scored per fold).", metavar="FILE.safetensors")
+    temperature: float = option(4.0, "Softmax temperature T of the soft targets.", Temperature)
+    alpha: float = option(0.1, "Weight of the hard-label loss.", Unit)
+    loss: str = option("kd", "Distillation loss, NAME:key=value,… (the options in brackets): {names}.",
+                       metavar="NAME[:key=value,…]", names=_losses, default_text="kd with --temperature and --alpha")
+    student_fraction: float = option(0.1, "Part of each training split the student and simple model see.",
+                                     Check("in (0, 1]", lambda value: 0.0 < value <= 1.0))
+    folds: int = option(5, "Cross-validation folds; 1 = a single split.", between(1, 100))
+    test_fraction: float = option(0.2, "Held-out test split.", Check("in (0, 1)", lambda value: 0.0 < value < 1.0))
+    teacher_epochs: int = option(15, "Epochs of the teacher.", between(1, 100_000))
+    student_epochs: int = option(150, "Epochs of the student and the simple model.", between(1, 100_000))
+    qat_epochs: int = option(0, "Then fine-tune the final student N epochs with int8 fake quantization, from the "
+                                "same soft targets (quantization-aware distillation, distill/qat.py; export still "
+                                "calibrates).", between(0, 100_000), metavar="N", default_text="0 = none")
+    batch_size: int = option(32, "Samples per training step.", between(1, 65_536))
+    lr: float = option(0.01, "Peak learning rate, cosine-decayed after the warm-up.", finite(True, 10.0),
+                       label="learning rate")
+    weight_decay: float = option(0.0, "On conv and linear weights only, never biases or norms (distill/optim.py).",
+                                 finite(False, 10.0))
+    optimizer: str = option("adam", "Optimizer: {names} (sgd: Nesterov, momentum 0.9).", names=_optimizers)
+    warmup_epochs: int = option(0, "Linear learning-rate warm-up over N epochs, then cosine decay.",
+                                between(0, 100_000), metavar="N")
+    label_smoothing: float = option(0.0, "Smoothing of the hard labels.", Fraction, metavar="EPS")
+    augment: str = option("", "Image augmentations per batch, comma-separated: {names}; the teacher sees the same "
+                              "augmented batch, run every step (distill/augment.py). none = off.",
+                          metavar="LIST", names=_augmentations, flag_value="shift", default_text="none")
+    teacher_views: int = option(0, "With --augment (no mixup/cutmix): cache the teacher's logits for K augmented "
+                                   "views of each student sample once, epoch e training on view e mod K, instead of "
+                                   "running the teacher every step.", between(0, 1000), metavar="K",
+                                default_text="0 = live teacher")
+    image_size: str | None = option(None, "Images: resize (shorter side, bilinear) and center-crop to N×N or H×W; "
+                                          "recorded in model.json and the bundle's manifest.",
+                                    metavar="N|H,W", default_text="as stored")
+    channels: int | None = option(None, "Images: convert to grayscale (1) or RGB (3).", metavar="1|3",
+                                  default_text="as the data is; folder: the first image's")
+    normalize: str = option("data", "Standardisation, one of {names}: data = statistics of the training split; imagenet = "
+                                    "ImageNet's mean and std (RGB only), for teachers trained with them.",
+                            metavar="NAME", names=_normalizations, label="--normalize")
+    cache_dir: str | None = option(None, "Where images are decoded once (uint8, memory-mapped; safe to delete).",
+                                   metavar="DIR", default_text="$XDG_CACHE_HOME/edgekd or ~/.cache/edgekd")
+    seed: int = option(0, "Seed of the splits, the initial weights and the batches.",
+                       Check(f"in [0, {2**32 - 1}]", lambda value: 0 <= value < 2**32))  # scikit-learn's random_state
+    device: str = option("cpu", "cuda: mixed precision on the GPU; auto: cuda when present.",
+                         choices=("cpu", "cuda", "auto"))
+    compile: bool = option(False, "torch.compile the training step: a one-time compilation per model, then faster "
+                                  "steps where the compiler helps (benchmarks/distill_overhead.py measures it).")
+    backend: str = option("auto", "Process group under torchrun: auto = nccl on CUDA, gloo on CPU.",
+                          choices=("auto", "gloo", "nccl"))
+    out: str = option("runs/demo", "Run folder to write.")
 
     def __post_init__(self) -> None:
         # a user model's file is recorded absolute (config.toml, model.json): export and a re-run
@@ -66,23 +150,10 @@ class DistillConfig:
         self.teacher, self.student = absolute_spec(self.teacher), absolute_spec(self.student)
 
     def validate(self) -> None:
-        """Reject impossible values before anything is loaded or written."""
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}", hint="alpha weighs the hard labels")
-        if not 0.0 < self.student_fraction <= 1.0:
-            raise ConfigError(f"student fraction must be in (0, 1], got {self.student_fraction}")
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ConfigError(f"test fraction must be in (0, 1), got {self.test_fraction}")
-        for name, (low, high) in WHOLE_RANGES.items():
-            if not low <= getattr(self, name) <= high:
-                raise ConfigError(f"{name.replace('_', ' ')} must be at least {low} and at most {high}, "
-                                  f"got {getattr(self, name)}")
-        if not 0 <= self.seed < 2**32:      # the range scikit-learn's splitters accept as random_state
-            raise ConfigError(f"seed must be in [0, {2**32 - 1}], got {self.seed}")
-        for name, (what, above_zero, high) in FLOAT_RANGES.items():
-            _check_finite(what, getattr(self, name), above_zero, high)
-        if not (math.isfinite(self.label_smoothing) and 0.0 <= self.label_smoothing < 1.0):
-            raise ConfigError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
+        """Reject impossible values before anything is loaded or written: each field by the rule
+        its ``option`` declares, then the rules between fields and the registries' names."""
+        for f in fields(self):
+            _check_field(f, getattr(self, f.name))
         self._check_warmup()
         self._check_choices()
 
@@ -97,8 +168,9 @@ class DistillConfig:
                                   hint=f"use --warmup-epochs {epochs - 1} or fewer")
 
     def _check_choices(self) -> None:
-        from edgekd.train.distill.augment import parse_augment     # torch: only a distill run validates its config
-        from edgekd.train.distill.losses import parse_loss
+        from edgekd.train.data.preprocess import NORMALIZATIONS
+        from edgekd.train.distill.augment import MIXING, parse_augment   # torch: only a distill run validates
+        from edgekd.train.distill.losses import logit_losses, parse_loss
         from edgekd.train.distill.optim import OPTIMIZERS
 
         augment = parse_augment(self.augment)
@@ -107,18 +179,14 @@ class DistillConfig:
         if self.qat_epochs and "features" in loss.needs:
             raise ConfigError(f"--qat-epochs fine-tunes an exported graph of the student, which has no "
                               f"forward_features for the feature loss '{self.loss}'",
-                              hint="use --loss kd or dkd with --qat-epochs, or drop --qat-epochs")
-        mixing = [name for name in augment if name in ("mixup", "cutmix")]
+                              hint=f"use {logit_losses()} with --qat-epochs, or drop --qat-epochs")
+        mixing = [name for name in augment if name in MIXING]
         if self.teacher_views and (mixing or not augment):
             raise ConfigError(f"--teacher-views caches views of each sample, which {', '.join(mixing)} mixes "
                               "with another one of its batch" if mixing else
                               "--teacher-views caches augmented views, but --augment is off",
                               hint="drop --teacher-views (the teacher then runs every step), or "
-                                   + ("drop mixup/cutmix" if mixing else "give --augment crop,flip or the like"))
-        if self.device not in ("cpu", "cuda", "auto"):
-            raise unknown_name("device", self.device, ["cpu", "cuda", "auto"], ConfigError)
-        if self.backend not in ("auto", "gloo", "nccl"):
-            raise unknown_name("backend", self.backend, ["auto", "gloo", "nccl"], ConfigError)
+                                   + (f"drop {'/'.join(MIXING)}" if mixing else "give --augment crop,flip or the like"))
         if self.normalize not in NORMALIZATIONS:
             raise unknown_name("--normalize", self.normalize, NORMALIZATIONS, ConfigError)
         self.image_options()
@@ -128,7 +196,18 @@ class DistillConfig:
 
     def image_options(self) -> ImageOptions:
         """``--image-size`` and ``--channels`` parsed (a ConfigError when bad)."""
+        from edgekd.train.data.images import ImageOptions     # numpy: the CLI imports this module for its options
+
         return ImageOptions.parse(self.image_size, self.channels)
+
+    def distillation_loss(self) -> DistillationLoss:
+        """The run's loss: ``loss``'s options, and for those it leaves out that the class takes from
+        the run's configuration (its ``config_defaults``), the run's values."""
+        from edgekd.train.distill.losses import parse_loss
+
+        cls, options = parse_loss(self.loss)
+        defaults = {key: getattr(self, key) for key in cls.config_defaults if key not in options}
+        return cls(**defaults, **options)
 
     def to_toml(self) -> str:
         lines = [f"{CONFIG_HEADER}; re-run with: edgekd distill --config {CONFIG_FILE}"]
@@ -139,11 +218,15 @@ class DistillConfig:
         return "\n".join(lines) + "\n"
 
 
-def _check_finite(what: str, value: float, above_zero: bool, high: float) -> None:
-    low_ok = value > 0 if above_zero else value >= 0
-    if not (math.isfinite(value) and low_ok and value <= high):
-        raise ConfigError(f"{what} must be a finite number {'>' if above_zero else '>='} 0 and at most {high:g}, "
-                          f"got {value}")
+def _check_field(f: Field, value: Any) -> None:
+    """``value`` of field ``f`` by its declared rules: its checks, or its fixed choices."""
+    if value is None:
+        return
+    label = f.metadata.get("label", f.name.replace("_", " "))
+    choices = f.metadata.get("choices")
+    if choices is not None and value not in choices:
+        raise unknown_name(label, value, choices, ConfigError)
+    require(f.metadata["checks"], value, label)
 
 
 def _toml_value(value) -> str:

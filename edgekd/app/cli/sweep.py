@@ -1,18 +1,17 @@
 """``edgekd sweep``."""
 from __future__ import annotations
 
-import functools
-
 import click
 
 from edgekd.app.cli.bench import parse_bench_options, remote_from, remote_options
-from edgekd.app.cli.distill import TRUST_CODE_OPTION, training_options
+from edgekd.app.cli.distill import TRUST_CODE_OPTION, config_options
+from edgekd.train.options import SEPARATOR
 
 
 @click.command("sweep")
-@click.option("--students", required=True, metavar="SPEC;SPEC…", help="The students, separated by ';': zoo specs "
-              "or your own factories, as --student.")
-@functools.partial(training_options, student=False)
+@click.option("--students", required=True, metavar=f"SPEC{SEPARATOR}SPEC…", help=f"The students, separated by "
+              f"'{SEPARATOR}' (',' separates the options inside a spec): zoo specs or your own factories, as --student.")
+@config_options("student", "out")
 @click.option("--threads", help="bench: thread counts, comma-separated; the first is the fronts' [default: 1,<cores>]")
 @click.option("--repeat", type=int, help="bench: fresh measurements per setting; the median counts "
               "[default: 3 with --budget, as bench --budget; else 1]")

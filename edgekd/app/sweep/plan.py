@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, replace
 from edgekd.train.config import DistillConfig
 from edgekd.core.errors import ConfigError, unknown_name
 from edgekd.core.schema.sweep import PLAN_HEAD
+from edgekd.train.options import SEPARATOR, split_specs
 from edgekd.app.sweep.front import PICK_AXIS
 
 
@@ -14,11 +15,11 @@ def parse_students(students: str | list[str]) -> list[str]:
     """``"cnn:width=8;mlp:hidden=32"`` (or a list) → the specs, each built-in spec checked against
     the zoo; none, or one given twice (also with its options in another order or a default spelled
     out), is a ConfigError."""
-    specs = students.split(";") if isinstance(students, str) else list(students)
-    specs = [spec.strip() for spec in specs if spec.strip()]
+    specs = split_specs(students) if isinstance(students, str) else [spec.strip() for spec in students if spec.strip()]
     if not specs:
+        example = SEPARATOR.join(["cnn:width=8,depth=2", "cnn:width=16,depth=2", "mlp:hidden=32"])
         raise ConfigError("a sweep needs at least one student, and --students names none",
-                          hint="e.g. --students 'cnn:width=8,depth=2;cnn:width=16,depth=2;mlp:hidden=32'")
+                          hint=f"e.g. --students '{example}'")
     seen: dict[str, str] = {}
     for spec in specs:
         key = canonical(spec)

@@ -20,7 +20,7 @@ from edgekd.train.models import build
 from edgekd.train.models.user import check_user_model, parse_user_spec
 from edgekd.core.schema.cv import CONFIG_FILE
 from edgekd.train.distill.augment import parse_augment
-from edgekd.train.distill.losses import loss_from_config
+from edgekd.train.distill.losses import logit_losses
 from edgekd.train.distill.qat import check_student as check_qat_student
 from edgekd.train.distill.teachers import BroughtTeacher, weights_teacher
 
@@ -128,13 +128,13 @@ def check_models(cfg: DistillConfig, data: Dataset, brought: BroughtTeacher | No
 def _check_loss(cfg: DistillConfig, student: torch.nn.Module, teacher: torch.nn.Module,
                 brought: BroughtTeacher | None, input_shape: tuple[int, ...]) -> None:
     """A feature loss needs ``forward_features`` of both models: built once on them here, before training."""
-    loss = loss_from_config(cfg)
+    loss = cfg.distillation_loss()
     if "features" not in loss.needs:
         return
     if brought is not None and brought.kind != "run":
         raise ConfigError(f"--loss {cfg.loss} needs the teacher's intermediate features, and a brought "
                           f"{brought.kind.upper()} teacher ('{brought.path}') gives its logits only",
-                          hint="use --loss kd or dkd with a model file as teacher, or bring a run folder's teacher")
+                          hint=f"use {logit_losses()} with a model file as teacher, or bring a run folder's teacher")
     loss.fit_to(student, teacher, torch.zeros(2, *input_shape))
 
 

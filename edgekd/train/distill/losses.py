@@ -15,16 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekd.train.config import DistillConfig
 from edgekd.core.errors import ConfigError
-from edgekd.train.models.spec import Check, PositiveFloat, parse_options
 from edgekd.core.registry import Registry
+from edgekd.train.models.spec import parse_named
+from edgekd.train.options import Check, Temperature, Unit
 
 # What a loss may ask the teacher for; ``train.teacher_outputs`` computes each kind: the logits,
 # and the feature map of ``forward_features`` (timm's name: the last one before pooling).
 TEACHER_OUTPUTS = ("logits", "features")
 Weight = Annotated[float, Check(">= 0", lambda value: value >= 0)]
-Unit = Annotated[float, Check("in [0, 1]", lambda value: 0 <= value <= 1)]
 Epochs = Annotated[int, Check(">= 0", lambda value: value >= 0)]
 
 
@@ -54,8 +53,9 @@ class LossInputs:
 
 class DistillationLoss(nn.Module):
     """A loss of the student against the teacher; ``forward(LossInputs)`` returns a scalar. Its
-    options are its ``__init__``'s annotated keyword parameters (``--loss NAME,key=value``); those
-    named in ``config_defaults`` default to the run's option of that name (``--temperature``)."""
+    options are its ``__init__``'s annotated keyword parameters (``--loss NAME:key=value``); those
+    named in ``config_defaults`` default to the run's option of that name (``--temperature``): the
+    run's configuration reads this, a loss never reads the configuration."""
     needs: tuple[str, ...] = ("logits",)
     config_defaults: tuple[str, ...] = ()
 
@@ -68,13 +68,7 @@ class DistillationLoss(nn.Module):
         own layers depend on their shapes (a feature adapter) builds them here."""
 
 
-class LossRegistry(Registry[type[DistillationLoss]]):
-    def unregister(self, name: str) -> None:
-        """Remove a loss (a plug-in's or a test's own) registered under ``name``."""
-        self._entries.pop(name)
-
-
-LOSSES = LossRegistry("loss", ConfigError)
+LOSSES: Registry[type[DistillationLoss]] = Registry("loss", ConfigError)
 
 
 def register_loss(name: str) -> Callable[[type[DistillationLoss]], type[DistillationLoss]]:
@@ -87,6 +81,12 @@ def register_loss(name: str) -> Callable[[type[DistillationLoss]], type[Distilla
     return add
 
 
+def logit_losses() -> str:
+    """The registered losses that need the teacher's logits alone, for a hint:
+    ``--loss dkd or --loss kd``."""
+    return " or ".join(f"--loss {name}" for name in LOSSES if LOSSES.get(name).needs == ("logits",))
+
+
 def build_loss(name: str, **options) -> DistillationLoss:
     """The registered loss ``name`` built with ``options``; an unknown name is a ConfigError
     naming the known ones and the closest."""
@@ -94,45 +94,14 @@ def build_loss(name: str, **options) -> DistillationLoss:
 
 
 def parse_loss(spec: str) -> tuple[type[DistillationLoss], dict]:
-    """``NAME[,key=value,…]`` (``--loss``) as (the registered class, options typed by its annotations);
-    an unknown name or option is one error naming the closest."""
-    name, _, text = spec.partition(",")
-    cls = LOSSES.get(name.strip())
-    return cls, parse_options(cls, name.strip(), text, spec, what="loss")
-
-
-def loss_from_config(cfg: DistillConfig) -> DistillationLoss:
-    """The run's loss: ``cfg.loss``'s options, and for those it leaves out that the class takes from
-    the run's configuration (``config_defaults``), the run's values."""
-    cls, options = parse_loss(cfg.loss)
-    defaults = {key: getattr(cfg, key) for key in cls.config_defaults if key not in options}
-    return cls(**defaults, **options)
-
-
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
-            temperature: float, alpha: float) -> torch.Tensor:
-    """Soft-target knowledge distillation (Hinton, Vinyals & Dean, 2015, arXiv:1503.02531).
-
-    ``alpha · CE(student, y) + (1 − alpha) · T² · KL(softmax(t/T) ‖ softmax(s/T))``
-
-    KL uses batch-mean reduction, and ``alpha`` weighs the hard labels — the convention
-    of Keras' ``Distiller`` example and torchdistill's ``KDLoss``. The T² factor keeps the
-    soft-target gradients the same size as T changes (Hinton et al., section 2).
-    """
-    check_kd_options(temperature, alpha)
-    hard = F.cross_entropy(student_logits, targets)
-    return alpha * hard + (1.0 - alpha) * soft_target_loss(student_logits, teacher_logits, temperature)
-
-
-def check_kd_options(temperature: float, alpha: float) -> None:
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    """``NAME[:key=value,…]`` (``--loss``; ``NAME,key=value`` alike) as (the registered class, options
+    typed by its annotations); an unknown name or option is one ConfigError naming the closest."""
+    _, cls, options = parse_named(spec, LOSSES)
+    return cls, options
 
 
 def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``T² · KL(softmax(t/T) ‖ softmax(s/T))``, batch-mean: the soft half of ``kd_loss``."""
+    """``T² · KL(softmax(t/T) ‖ softmax(s/T))``, batch-mean: the soft half of KD."""
     soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=1),
                     F.log_softmax(teacher_logits / temperature, dim=1),
                     reduction="batchmean", log_target=True)
@@ -145,14 +114,15 @@ class KD(DistillationLoss):
     the Knowledge in a Neural Network", arXiv:1503.02531.
 
     ``alpha · CE(student, y) + (1 − alpha) · T² · KL(softmax(t/T) ‖ softmax(s/T))``, KL with
-    batch-mean reduction; ``alpha`` weighs the hard labels (see ``kd_loss``). Both default to the
-    run's ``--temperature`` and ``--alpha``."""
+    batch-mean reduction; ``alpha`` weighs the hard labels — the convention of Keras' ``Distiller``
+    example and torchdistill's ``KDLoss``. The T² factor keeps the soft-target gradients the same size
+    as T changes (Hinton et al., section 2). In a run both default to its ``--temperature`` and
+    ``--alpha``; the defaults here (T 4, alpha 0.1) are the same, for the loss used on its own."""
     needs = ("logits",)
     config_defaults = ("temperature", "alpha")
 
-    def __init__(self, temperature: PositiveFloat = DistillConfig.temperature, alpha: Unit = DistillConfig.alpha):
+    def __init__(self, temperature: Temperature = 4.0, alpha: Unit = 0.1):
         super().__init__()
-        check_kd_options(temperature, alpha)
         self.temperature, self.alpha = temperature, alpha
 
     def forward(self, batch: LossInputs) -> torch.Tensor:
@@ -195,7 +165,7 @@ class DKD(DistillationLoss):
     needs = ("logits",)
     config_defaults = ("temperature",)
 
-    def __init__(self, alpha: Weight = 1.0, beta: Weight = 8.0, temperature: PositiveFloat = DistillConfig.temperature,
+    def __init__(self, alpha: Weight = 1.0, beta: Weight = 8.0, temperature: Temperature = 4.0,
                  warmup: Epochs = 20, ce_weight: Weight = 1.0):
         super().__init__()
         self.alpha, self.beta, self.temperature, self.warmup, self.ce_weight = alpha, beta, temperature, warmup, ce_weight
@@ -217,7 +187,7 @@ def feature_shape(model: nn.Module, example: torch.Tensor, role: str) -> torch.S
         raise ConfigError(f"a feature loss needs the {role}'s intermediate features, and the {role} "
                           f"({type(model).__name__}) has no forward_features",
                           hint="give the model forward_features(x) and forward_head(features) (timm's names), "
-                               "or use --loss kd or dkd")
+                               f"or use {logit_losses()}")
     was_training = model.training
     model.eval()
     with torch.no_grad():

@@ -30,7 +30,6 @@ from edgekd.core.schema import TRAINED_ROLES
 from edgekd.train.distill.augment import Augmenter, parse_augment
 from edgekd.train.distill.checkpoints import EpochCheckpoint, load_weights, read_checkpoint_json, read_checkpoint_weights
 from edgekd.train.distill.distributed import SINGLE, Ranks
-from edgekd.train.distill.losses import loss_from_config
 from edgekd.train.distill.qat import qat_log_line, quantization_aware_distill
 from edgekd.train.distill.samples import Samples
 from edgekd.train.distill.teachers import BroughtTeacher, weights_teacher
@@ -157,7 +156,7 @@ class Trio:
         """The student's loss and the teacher's outputs: cached once per split; when augmenting,
         the live teacher every step, or (``--teacher-views K``) cached for K augmented views of
         every sample, drawn once, the student seeing view ``epoch mod K``."""
-        kd = KDTarget(loss_from_config(self.cfg))
+        kd = KDTarget(self.cfg.distillation_loss())
         augment = parse_augment(self.cfg.augment)
         if augment and not self.cfg.teacher_views:
             kd.teacher = teacher

@@ -13,7 +13,7 @@ from torch import nn
 
 from edgekd.core.errors import ModelError
 from edgekd.core.registry import Registry
-from edgekd.train.models.spec import FACTS, Fraction, PositiveInt, call_factory, parse_options, read_options
+from edgekd.train.models.spec import FACTS, Fraction, PositiveInt, call_factory, parse_named, read_options
 
 __all__ = ["MODELS", "register_model", "parse_spec", "build", "count_parameters", "count_macs", "call_factory",
            "read_options", "FACTS", "PositiveInt", "Fraction"]
@@ -31,8 +31,8 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
 
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """``"cnn:width=8,depth=2"`` → ``("cnn", {"width": 8, "depth": 2})``, typed by the builder."""
-    name, _, rest = spec.partition(":")
-    return name, parse_options(MODELS.get(name), name, rest, spec)
+    name, _, options = parse_named(spec, MODELS)
+    return name, options
 
 
 #: far beyond any edge model (1 GB of float32 weights, 4 GB with Adam's state and the gradients)

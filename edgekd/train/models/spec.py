@@ -17,7 +17,10 @@ import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable, Literal
 
-from edgekd.core.errors import ModelError, closest, unknown_name
+from edgekd.core.errors import EdgeKDError, ModelError, closest, unknown_name
+from edgekd.core.registry import Registry
+# the option types the builders annotate with are the run's (one declaration of each rule)
+from edgekd.train.options import Check, Fraction, PositiveFloat, PositiveInt, require, split_spec  # noqa: F401
 
 #: what a builder may ask for about the data, by parameter name (``in_chans``: image input only)
 FACTS = ("input_shape", "num_classes", "in_chans", "in_channels")     # in_chans: timm's name; in_channels: torch's
@@ -28,19 +31,6 @@ EXPECTED = {int: "an integer", float: "a finite number", bool: "true or false (1
 #: error, and ``sys.exit()``, which would end edgekd as if it had finished (exit 0, no run). Not a
 #: KeyboardInterrupt: Ctrl-C during the slow trace is the user's, and interrupts (exit 130), as SIGTERM does
 USER_CODE_ESCAPES = (Exception, SystemExit)
-
-
-@dataclass(frozen=True)
-class Check:
-    """A rule on an option's value beyond its type; ``rule`` completes "must be …"."""
-
-    rule: str
-    test: Callable[[Any], bool]
-
-
-PositiveInt = Annotated[int, Check("positive", lambda value: value > 0)]
-PositiveFloat = Annotated[float, Check("positive", lambda value: value > 0)]
-Fraction = Annotated[float, Check("in [0, 1)", lambda value: 0 <= value < 1)]
 
 
 @dataclass(frozen=True)
@@ -104,45 +94,53 @@ def _as_kind(option: Option, text: str) -> Any:
     return REQUIRED if option.kind is float and not math.isfinite(result) else result
 
 
-def convert(option: Option, value: str, spec: str, what: str = "model") -> Any:
-    """``value`` as ``option``'s type, or one ModelError naming the option, the type and the value."""
+def convert(option: Option, value: str, spec: str, what: str = "model",
+            error: type[EdgeKDError] = ModelError) -> Any:
+    """``value`` as ``option``'s type, or one ``error`` naming the option, the type and the value."""
     result = _as_kind(option, value.strip())
+    label = f"{what} option '{option.name}' in '{spec}'"
     if result is REQUIRED:
         choices = [str(choice) for choice in option.kind] if isinstance(option.kind, tuple) else []
         guess = closest(value.strip(), choices)
-        raise ModelError(f"{what} option '{option.name}' in '{spec}' must be {option.expected}, got '{value}'",
-                         hint=f"did you mean '{guess}'?" if guess else None)
-    for check in option.checks:
-        if not check.test(result):
-            raise ModelError(f"{what} option '{option.name}' in '{spec}' must be {check.rule}, got '{value}'")
+        raise error(f"{label} must be {option.expected}, got '{value}'",
+                    hint=f"did you mean '{guess}'?" if guess else None)
+    require(option.checks, result, label, f"'{value}'", error)
     return result
 
 
 #: a spec of each kind, for the hint of an option that is not key=value
-EXAMPLES = {"model": "cnn:width=64,depth=3", "loss": "dkd,beta=8"}
+EXAMPLES = {"model": "cnn:width=64,depth=3", "loss": "dkd:beta=8"}
 
 
-def parse_options(fn: Callable, name: str, text: str, spec: str, what: str = "model") -> dict[str, Any]:
+def parse_options(fn: Callable, name: str, text: str, spec: str, what: str = "model",
+                  error: type[EdgeKDError] = ModelError) -> dict[str, Any]:
     """The options after ``name:`` in ``spec`` (``text``), converted by ``fn``'s annotations; ``what``
-    the spec names (a model, or a distillation loss: ``distill.losses.parse_loss``)."""
+    the spec names (a model, or a distillation loss), ``error`` the class of its mistakes."""
     known = read_options(fn)
     options: dict[str, Any] = {}
     for item in filter(None, text.split(",")):
         key, eq, value = item.partition("=")
         key = key.strip()
         if not eq:
-            raise ModelError(f"{what} option '{item}' in '{spec}' is not key=value",
-                             hint=f"example: {EXAMPLES[what]}")
+            raise error(f"{what} option '{item}' in '{spec}' is not key=value", hint=f"example: {EXAMPLES[what]}")
         if key not in known:
-            raise unknown_name(f"option of {what} '{name}':", key, known, ModelError)
+            raise unknown_name(f"option of {what} '{name}':", key, known, error)
         if key in options:       # the last one would win silently
-            raise ModelError(f"{what} option '{key}' is given twice in '{spec}'", hint="give each option once")
-        options[key] = convert(known[key], value, spec, what)
+            raise error(f"{what} option '{key}' is given twice in '{spec}'", hint="give each option once")
+        options[key] = convert(known[key], value, spec, what, error)
     missing = [key for key, option in known.items() if option.default is REQUIRED and key not in options]
     if missing:
-        raise ModelError(f"{what} '{name}' needs option '{missing[0]}' in '{spec}'",
-                         hint=f"example: {name}:{missing[0]}=…")
+        raise error(f"{what} '{name}' needs option '{missing[0]}' in '{spec}'", hint=f"example: {name}:{missing[0]}=…")
     return options
+
+
+def parse_named(spec: str, registry: Registry) -> tuple[str, Any, dict[str, Any]]:
+    """The one parser of a ``NAME[:key=value,…]`` spec of a registry's entry (a zoo model, a loss):
+    (NAME, the entry, its options typed by the entry's annotations). Its mistakes are the
+    registry's error (a ModelError for a model, a ConfigError for a loss)."""
+    name, text = split_spec(spec)
+    entry = registry.get(name)
+    return name, entry, parse_options(entry, name, text, spec, registry.what, registry.error)
 
 
 def image_shape(input_shape: tuple[int, ...], name: str) -> tuple[int, int, int]:
