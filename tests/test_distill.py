@@ -2,6 +2,7 @@
 import json
 import shutil
 import tomllib
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -252,6 +253,21 @@ def test_bad_options_fail_cleanly(tmp_path, args, fragment):
     result = run_cli_here("distill", *args, "--out", tmp_path / "run", "--quiet")
     assert_user_error(result, fragment)
     assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".run*"))
+
+
+def test_every_config_field_is_an_option_of_distill_and_sweep_unset_until_given():
+    """The options are made from DistillConfig's fields: one each (sweep: not student, its own out),
+    None until given so that a --config file's value stands, the default shown from the field."""
+    from edgekd.app.cli.distill import distill, field_help
+    from edgekd.app.cli.sweep import sweep_command
+
+    names = {f.name for f in fields(DistillConfig)}
+    given = distill.make_context("distill", ["--student-epochs", "7", "--augment"]).params
+    assert names <= set(given) and (given["student_epochs"], given["augment"]) == (7, "shift")
+    assert all(given[name] is None for name in names - {"student_epochs", "augment"})
+    assert "student" not in sweep_command.make_context("sweep", ["--students", "cnn"]).params
+    epochs = next(f for f in fields(DistillConfig) if f.name == "student_epochs")
+    assert field_help(epochs).endswith(f"[default: {DistillConfig.student_epochs}]")
 
 
 def test_class_with_too_few_samples_for_the_folds(tmp_path):

@@ -1,7 +1,7 @@
 """``edgekd distill`` and the training options it shares with ``edgekd sweep``."""
 from __future__ import annotations
 
-from dataclasses import MISSING, Field, fields
+from dataclasses import Field, fields
 
 import click
 
@@ -29,7 +29,7 @@ def field_help(f: Field) -> str:
 
 
 def _shown(default) -> str | None:
-    if default is None or default is MISSING:
+    if default is None:
         return None
     if isinstance(default, bool):
         return "on" if default else "off"
