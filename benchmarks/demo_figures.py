@@ -80,7 +80,7 @@ def collect(run: Path, timing: dict) -> dict:
     """The figures the section shows, from the documents the demo wrote."""
     cv = cv_schema.from_json(read_json(run / cv_schema.CV_FILE, "cv.json", ModelError), "cv.json")
     export = ExportReport.from_json(read_json(run / "bundle" / EXPORT_REPORT, "export report", BundleError),
-                                    "export.json").to_json()
+                                    "export.json").as_dict()
     bench = bench_schema.read(run / "bundle" / "bench.json")
     models = {role: {"arch": cv["models"][role]["arch"], "parameters": cv["models"][role]["parameters"],
                      "macs": cv["models"][role]["macs"], "cv_mean": cv["cv"][role]["mean"],

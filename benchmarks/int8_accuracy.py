@@ -25,6 +25,10 @@ import os
 import platform
 from pathlib import Path
 
+from edgekd.core.errors import BundleError
+from edgekd.core.schema.export import EXPORT_REPORT, ExportReport
+from edgekd.core.schema.jsonfile import read_json
+
 RECORD = Path(__file__).parent / "results" / "int8_accuracy.json"
 SECTION = "int8-accuracy"    # the README markers
 MNV3, MNV2 = "mobilenetv3:variant=small,width=0.5", "mobilenetv2:width=0.25"
@@ -54,7 +58,8 @@ def int8_against_fp32(run: Path, calibration_samples: int) -> dict:
     bundle = run / "int8_accuracy_bundle"
     edgekd.export(run, out=bundle, formats=["tflite", "tflite-int8"], roles=["student"],
                   calibration_samples=calibration_samples, force=True)
-    parity = {m["format"]: m["parity"] for m in json.loads((bundle / "export.json").read_text())["models"]}
+    report = ExportReport.from_json(read_json(bundle / EXPORT_REPORT, EXPORT_REPORT, BundleError), EXPORT_REPORT)
+    parity = {m.format: m.parity for m in report.models}
     fp32, int8 = parity["tflite"], parity["tflite-int8"]
     drop = fp32["accuracy"] - int8["accuracy"]
     return {"fp32_accuracy": fp32["accuracy"], "int8_accuracy": int8["accuracy"], "drop": drop,

@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from edgekd.core.schema.cv import read as read_cv
 from edgekd.app.sweep.report import COLUMNS, pick_line, table_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +55,7 @@ def render(record: dict) -> str:
 
 def teacher_seconds(folder: Path, doc: dict) -> float:
     """The teacher's training time: in the first student's run, the only one that trained it."""
-    cv = json.loads((folder / doc["students"][0]["run"] / "cv.json").read_text())
+    cv = read_cv(folder / doc["students"][0]["run"])
     return sum(split["teacher"]["seconds"] for split in [*cv["folds"], cv["final"]])
 
 

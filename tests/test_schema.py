@@ -54,9 +54,9 @@ def test_the_readme_key_reader_sees_a_missing_and_an_extra_key():
 def test_what_export_writes_passes_its_readers(demo_bundle):
     doc = read_json(demo_bundle / export.EXPORT_REPORT, "export report", BundleError)
     report = export.ExportReport.from_json(doc, "export.json")
-    assert report.to_json() == doc                                  # every field written is a field read
+    assert report.as_dict() == doc                                  # every field written is a field read
     written = json.loads((demo_bundle / manifest.MANIFEST).read_text())
-    assert manifest.Manifest.from_json(written, "manifest.json").to_json() == written
+    assert manifest.Manifest.from_json(written, "manifest.json").as_dict() == written
 
 
 def test_what_distill_writes_passes_its_reader(demo_run):

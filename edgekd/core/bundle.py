@@ -53,7 +53,7 @@ class Bundle:
     @property
     def manifest(self) -> dict:
         """The manifest as JSON (what bench reports and tests compare)."""
-        return self.document.to_json()
+        return self.document.as_dict()
 
     @property
     def models(self) -> list[dict]:

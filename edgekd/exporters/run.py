@@ -22,7 +22,7 @@ import numpy as np
 
 from edgekd.core.version import __version__
 from edgekd.core.errors import ConfigError, DataError, ExportError, unknown_name
-from edgekd.core.fsutil import atomic_write_json, refuse_existing, staged_dir
+from edgekd.core.fsutil import atomic_write_text, refuse_existing, staged_dir
 from edgekd.core.schema import SCHEMA_VERSION, TRAINED_ROLES
 from edgekd.core.schema.export import EXPORT_REPORT, ExportedFile, ExportReport
 from edgekd.core.schema.manifest import EVAL_FILE, MANIFEST, ModelEntry
@@ -268,13 +268,13 @@ def _write_documents(job: Job, stage: Path, rows: list[ExportedFile], entries: l
         schema_version=SCHEMA_VERSION, edgekd_version=__version__, created_utc=created,
         run=str(job.run_dir), bundle=str(job.out), eval={"file": EVAL_FILE, "samples": int(len(job.eval[1]))},
         calibration=calibration_info, tolerance={"fp32_max_abs_diff": get_format("onnx").tolerance},
-        models=rows, seconds=round(seconds, 3)).to_json()
-    atomic_write_json(stage / EXPORT_REPORT, report)
+        models=rows, seconds=round(seconds, 3))
+    atomic_write_text(stage / EXPORT_REPORT, report.to_json())
     main = job.sources.get("student") or next(iter(job.sources.values()))
     manifest = build_manifest(stage, entries, job.labels, main.spec.get("preprocessing"), len(job.eval[1]),
                               calibration_info, created)
-    atomic_write_json(stage / MANIFEST, manifest.to_json())
-    return report
+    atomic_write_text(stage / MANIFEST, manifest.to_json())
+    return report.as_dict()
 
 
 def _run_in_runtime(fmt: Format, path: Path, x: np.ndarray):

@@ -1,14 +1,5 @@
-"""Model checkpoints: ``model.safetensors`` (weights, never pickle) + ``model.json``.
-
-``model.json`` holds everything needed to rebuild and use the model without the run::
-
-    {"schema_version": 1, "role": "student", "arch": "cnn:width=8,depth=2",
-     "format": "safetensors",            # or "onnx" / "pt2" for a brought teacher
-     "input": {"shape": [1, 8, 8], "layout": "NCHW", "dtype": "float32"},
-     "num_classes": 10, "labels": ["0", …],
-     "preprocessing": {"type": "standardize", "axis": "channel", "mean": [...], "std": [...]},
-     "parameters": 842, "macs": 12345, "metrics": {"test_accuracy": 0.93}}
-"""
+"""Model checkpoints: ``model.safetensors`` (weights, never pickle) + ``model.json``, the document
+that rebuilds the model without the run (its shape and reader: ``edgekd.core.schema.model``)."""
 from __future__ import annotations
 
 import ast
@@ -21,12 +12,14 @@ from collections import Counter
 from pathlib import Path
 
 from edgekd.core.errors import ModelError
-from edgekd.core.fsutil import atomic_write_bytes, atomic_write_json
+from edgekd.core.fsutil import atomic_write_bytes, atomic_write_text
 from edgekd.train.pt2_graph import graph_problem, json_entries
 from edgekd.core.schema import SCHEMA_VERSION
+from edgekd.core.schema import model as model_schema
+from edgekd.core.schema.model import MODEL_FILE, ModelDoc
 
 WEIGHTS = "model.safetensors"
-SPEC = "model.json"
+SPEC = MODEL_FILE
 PT2_HINT = "the file is corrupt or not a torch.export program (torch.export.save)"
 PT2_PURE_HINT = ("a .pt2 teacher may only compute with pure tensor operators (no files, storage, random numbers, "
                  "printing or writes to its inputs and weights); export the teacher to ONNX "
@@ -45,45 +38,17 @@ def save_model(folder: Path, model, spec: dict) -> None:
     """A model folder: the weights and the ``model.json`` that rebuilds the module."""
     folder = Path(folder)
     save_weights(folder / WEIGHTS, model)
-    atomic_write_json(folder / SPEC, {"schema_version": SCHEMA_VERSION, "format": "safetensors", **spec})
+    write_spec(folder, {"schema_version": SCHEMA_VERSION, "format": "safetensors", **spec})
 
 
-def read_spec(folder: Path) -> dict:
-    path = Path(folder) / SPEC
-    if not path.is_file():
-        raise ModelError(f"no {SPEC} in '{folder}'", hint="is this a model folder of an edgekd run?")
-    try:
-        spec = json.loads(path.read_text())
-    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, an over-long integer, deep nesting
-        raise ModelError(f"'{path}' is not valid JSON: {exc}") from None
-    problem = _spec_problem(spec)
-    if problem:
-        raise ModelError(f"'{path}' {problem}", hint="the file is damaged or was edited; train or copy the model again")
-    return spec
+def write_spec(folder: Path, spec: dict) -> None:
+    """``folder``'s model.json, checked by its reader's rules before it is written."""
+    atomic_write_text(Path(folder) / SPEC, model_schema.to_json(model_schema.from_json(spec, f"the {SPEC} being written")))
 
 
-def _spec_problem(spec) -> str | None:
-    """What is wrong with a parsed model.json, or None: the fields every reader relies on."""
-    if not isinstance(spec, dict):
-        return f"must hold a JSON object, not {type(spec).__name__}"
-    for key in ("arch", "input", "num_classes"):
-        if key not in spec:
-            return f"lacks '{key}'"
-    if not isinstance(spec["arch"], str) or not spec["arch"]:
-        return f"has 'arch' {spec['arch']!r}; it must be a model spec string such as \"cnn:width=8,depth=2\""
-    shape = spec["input"].get("shape") if isinstance(spec["input"], dict) else None
-    if not isinstance(shape, list) or not shape or not all(_positive_int(d) for d in shape):
-        return f"has 'input' {spec['input']!r}; it must be an object whose 'shape' lists positive integers"
-    if not _positive_int(spec["num_classes"]):
-        return f"has 'num_classes' {spec['num_classes']!r}; it must be a positive integer"
-    labels = spec.get("labels")
-    if labels is not None and (not isinstance(labels, list) or len(labels) != spec["num_classes"]):
-        return f"has 'labels' that are not a list of {spec['num_classes']} names (one per class)"
-    return None
-
-
-def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+def read_spec(folder: Path) -> ModelDoc:
+    """The model.json of ``folder``, checked (``edgekd.core.schema.model``)."""
+    return model_schema.read(folder)
 
 
 def load_model(folder: Path, trust_code: bool = False):
@@ -246,7 +211,7 @@ def _checked_entry(path: Path, name: str, data: bytes) -> bytes:
         return data
     try:
         document = json.loads(data)
-    except (ValueError, RecursionError) as exc:  # as in read_spec
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, an over-long integer, deep nesting
         raise ModelError(f"'{path}' holds an entry that is not valid JSON ({name}): {exc}", hint=PT2_HINT) from None
     if PT2_CONFIG.fullmatch(name):
         problem = _payload_problem(document, name.split("/")[1])

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from edgekd.core.version import __version__
 from edgekd.device.bench.text import device_line
-from edgekd.core.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
+from edgekd.core.fsutil import atomic_write_bytes, atomic_write_text
 from edgekd.core.numbers import ms3, size
 from edgekd.core.schema import SCHEMA_VERSION
-from edgekd.core.schema.sweep import SCHEMA, SweepDoc
+from edgekd.core.schema.sweep import SCHEMA, SweepDoc, to_json
 from edgekd.app.sweep.front import AXES, candidates, fronts, judge, pick as choose
 from edgekd.app.sweep.plan import Plan
 
@@ -102,4 +102,4 @@ def write_sweep(folder: Path, doc: SweepDoc) -> None:
     atomic_write_text(folder / "sweep.md", to_markdown(doc))
     if doc["outputs"]["plot"]:
         atomic_write_bytes(folder / "sweep.png", plot_png(doc))
-    atomic_write_json(folder / "sweep.json", doc)
+    atomic_write_text(folder / "sweep.json", to_json(doc))

@@ -32,6 +32,7 @@ from edgekd.core.bundle import BENCH_REPORT, MANIFEST
 from edgekd.train.config import DistillConfig
 from edgekd.core.errors import ConfigError
 from edgekd.core.fsutil import atomic_write_json
+from edgekd.core.schema.cv import read as read_cv
 from edgekd.core.schema.jsonfile import read_json
 from edgekd.app.sweep.folder import open_folder
 from edgekd.app.sweep.plan import Plan, bench_fields, check_pick, check_students, checked_budget, folder_name, parse_students
@@ -180,7 +181,7 @@ class Sweep:
 
 
 def _row(name: str, spec: str, run_dir: Path) -> dict:
-    cv = read_json(run_dir / "cv.json", "cv.json", ConfigError)
+    cv = read_cv(run_dir)
     steps_file = run_dir / "steps.json"      # absent only when a sweep stopped right after a distill
     steps = read_json(steps_file, "steps.json", ConfigError) if steps_file.is_file() else {}
     return {"name": name, "spec": spec, "run": f"students/{name}", "bundle": f"students/{name}/bundle",

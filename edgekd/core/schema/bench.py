@@ -1,21 +1,23 @@
 """bench.json: the document ``edgekd bench`` writes and the report, ``init-budget`` and the CI gate
 read. Torch-free.
 
-The TypedDicts below are the document's shape (the README's bench.json section is tested against
-them); :func:`from_json` is the one reader's check and :func:`to_json` the one writer's text. The
-check covers every field a reader relies on (the gate's baseline checks, init-budget's proposal),
-so a bad file fails before anything is measured; the rest is informative and left as written.
+The TypedDicts below are the document's shape, declared once (the README's bench.json section is
+tested against them); :func:`from_json`, the one reader's check, is derived from them, and
+:func:`to_json` is the one writer's text. The keys a reader relies on (the gate's baseline checks)
+are the required ones (the ``_…Relied`` bases); every other declared key is checked for its type
+when present, so a bad file fails before anything is measured.
 """
 from __future__ import annotations
 
-import json
-import math
+import os
+import typing
 from pathlib import Path
-from typing import TypedDict
+from typing import Annotated, Any, TypedDict
 
 from edgekd.core.errors import ConfigError
-from edgekd.core.schema.fields import COUNT, FRACTION, LIST, OBJECT, OBJECTS, POSITIVE, POSITIVES, TEXT, Invalid, field
-from edgekd.core.schema.jsonfile import check_version, parse_json, read_json
+from edgekd.core.schema.fields import (COUNT, FRACTION, LIST, OBJECT, POSITIVE, POSITIVES, TEXT, Count, Invalid,
+                                       Positive, check_shape, field)
+from edgekd.core.schema.jsonfile import check_version, json_text, parse_json, read_json
 
 SCHEMA = "edgekd.bench"
 
@@ -34,10 +36,10 @@ class Target(TypedDict, total=False):
     labels: list[str] | None
     created_utc: str | None
     edgekd_version: str | None
-    eval: Eval
+    eval: Eval | None
 
 
-class Settings(TypedDict):
+class Settings(TypedDict, total=False):
     threads: list[int]
     batch: list[int]
     warmup: int
@@ -62,9 +64,9 @@ class Device(TypedDict, total=False):
     kernel: str
     python: str
     cpu_governor: str | None
-    packages: dict                # package name → version
-    thermal_before: dict
-    thermal_after: dict
+    packages: dict[str, Any]                # package name → version
+    thermal_before: dict[str, Any]
+    thermal_after: dict[str, Any]
 
 
 class Backend(TypedDict, total=False):
@@ -81,11 +83,14 @@ class Warmup(TypedDict):
     seconds: float
 
 
-class Latency(TypedDict):
+class _LatencyRelied(TypedDict):
+    p50: Positive                 # what a baseline compares
+
+
+class Latency(_LatencyRelied, total=False):
     runs: int
     seconds: float
     min: float
-    p50: float
     p90: float
     p99: float
     max: float
@@ -94,19 +99,25 @@ class Latency(TypedDict):
     percentiles: list[float]
 
 
-class Memory(TypedDict):        # bytes
+class _MemoryRelied(TypedDict):  # bytes
+    rss_peak_inference: Annotated[int, POSITIVE]
+
+
+class Memory(_MemoryRelied, total=False):
     rss_before_load: int
     rss_after_load: int
-    rss_peak_inference: int
     rss_after_runs: int
     rss_peak: int
     source: str
     model_bytes: int
 
 
-class Repeats(TypedDict):
+class _RepeatsRelied(TypedDict):
+    p50: Annotated[list[float], POSITIVES]    # one entry per repetition; their median is what a baseline compares
+
+
+class Repeats(_RepeatsRelied, total=False):
     count: int
-    p50: list[float]              # one entry per repetition
     p90: list[float]
     spread_ms: float
 
@@ -117,41 +128,47 @@ class Skipped(TypedDict):       # a setting the runtime could not run (a fixed-b
     skipped: str                  # why
 
 
-class Measurement(TypedDict):
-    threads: int
-    batch: int
+class _MeasurementRelied(TypedDict):
+    threads: Count
+    batch: Count
+    latency_ms: Latency
+    memory: Memory
+
+
+class Measurement(_MeasurementRelied, total=False):
     delegate: str | None
     init_ms: float
     first_inference_ms: float
     warmup: Warmup
-    latency_ms: Latency
     throughput_per_s: float
-    memory: Memory
-    repeats: Repeats
+    repeats: Repeats | None
 
 
-class Model(TypedDict, total=False):
+class _ModelRelied(TypedDict):
     file: str
+    bytes: Count
+    accuracy: Annotated[float | None, FRACTION]
+    measurements: list[Skipped | Measurement]
+
+
+class Model(_ModelRelied, total=False):
     role: str                     # one of edgekd.core.schema.BENCH_ROLES
     format: str | None
     precision: str | None
     runtime: str
-    bytes: int
     sha256: str
     parameters: int | None
     macs: int | None
     reference_accuracy: float | None
     backend: Backend | None
-    input: dict
-    output: dict
-    accuracy: float | None
+    input: dict[str, Any]
+    output: dict[str, Any]
     eval_samples: int | None
     eval_seconds: float
     agreement_with_teacher: float | None
-    measurements: list[Measurement | Skipped]
 
 
-class Comparison(TypedDict):
+class Comparison(TypedDict, total=False):
     model: str
     teacher: str
     threads: int
@@ -174,7 +191,7 @@ class Against(TypedDict):
     path: str                     # the old bundle (or model file) of ``bench --against``
     pairs: int                    # repetitions of each side, measured back to back
     order: str
-    bench: dict                   # its own bench.json document, measured in this same run
+    bench: dict[str, Any]                   # its own bench.json document, measured in this same run
 
 
 class RemoteRun(TypedDict):
@@ -184,7 +201,11 @@ class RemoteRun(TypedDict):
     kept: str | None              # the run's folder on the board, with --remote-keep
 
 
-class BenchDoc(TypedDict, total=False):
+class _BenchRelied(TypedDict):
+    models: list[Model]
+
+
+class BenchDoc(_BenchRelied, total=False):
     schema: str
     schema_version: int
     edgekd_version: str
@@ -193,7 +214,6 @@ class BenchDoc(TypedDict, total=False):
     settings: Settings
     device: Device
     teacher: str | None
-    models: list[Model]
     comparisons: list[Comparison]
     outputs: Outputs
     against: Against              # only with --against
@@ -204,23 +224,24 @@ class BenchDoc(TypedDict, total=False):
 HINT = "pass a bench.json written by edgekd bench (--out or --save-baseline)"
 
 
-def read(path, what: str = "bench.json") -> BenchDoc:
+def read(path: str | os.PathLike[str], what: str = "bench.json") -> BenchDoc:
     """The bench.json at ``path``, strict JSON and checked (:func:`from_json`)."""
     return from_json(read_json(Path(path), what, ConfigError), f"'{path}'", what)
 
 
-def from_json(data: bytes | dict, where: str = "the bench.json", what: str = "bench.json") -> BenchDoc:
+def from_json(data: bytes | dict[str, Any], where: str = "the bench.json", what: str = "bench.json") -> BenchDoc:
     """A bench.json document: text (strict JSON) or an already parsed object, checked: its schema
-    and version, then every field a reader relies on. Any problem is one ConfigError."""
+    and version, then :class:`BenchDoc`'s fields. Any problem is one ConfigError."""
     doc = parse_json(data, where, what, ConfigError) if isinstance(data, bytes) else data
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise ConfigError(f"{where} is not an edgekd bench.json", hint=HINT)
     check_version(doc, where, "bench.json", ConfigError)
     try:
-        _check_fields(doc)
+        check_shape(doc, BenchDoc, "the document", "")
+        _check_files_once(doc["models"])
     except Invalid as exc:
         raise ConfigError(f"{where} is not a usable {what}: {exc}", hint=HINT) from None
-    return doc
+    return typing.cast(BenchDoc, doc)
 
 
 def check_for_proposal(doc: BenchDoc, where: str) -> BenchDoc:
@@ -245,47 +266,14 @@ def check_for_proposal(doc: BenchDoc, where: str) -> BenchDoc:
 
 
 def to_json(doc: BenchDoc) -> str:
-    """Strict JSON: a number that is not finite (a ratio of nothing) becomes null, since bare
-    NaN/Infinity are not JSON and other tools refuse them."""
-    return json.dumps(_finite(doc), indent=2, allow_nan=False) + "\n"
+    """The file's text (strict JSON: a number that is not finite, a ratio of nothing, is null)."""
+    return json_text(doc)
 
 
-def _finite(obj):
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-# -- the fields readers rely on -----------------------------------------------------------------
-
-def _check_fields(doc: dict) -> None:
-    for key in ("device", "target"):
-        if key in doc:
-            field(doc, key, "the document", OBJECT)
-    if (doc.get("target") or {}).get("eval") is not None:
-        field(doc["target"], "eval", "target", OBJECT)
-    first_of: dict[str, int] = {}       # a file twice: a budget or a baseline would match two models
-    for i, m in enumerate(field(doc, "models", "the document", OBJECTS)):
-        at = f"models[{i}]"
-        name = field(m, "file", at, TEXT)
-        if first_of.setdefault(name, i) != i:
-            raise Invalid(f"{at} repeats the file '{name}' of models[{first_of[name]}]; a bench measures each file once")
-        field(m, "bytes", at, COUNT)
-        field(m, "accuracy", at, FRACTION)
-        for j, x in enumerate(field(m, "measurements", at, OBJECTS)):
-            _check_measurement(x, f"{at}.measurements[{j}]")
-
-
-def _check_measurement(x: dict, at: str) -> None:
-    if "skipped" in x:
-        return
-    for key in ("threads", "batch"):
-        field(x, key, at, COUNT)
-    field(field(x, "latency_ms", at, OBJECT), "p50", f"{at}.latency_ms", POSITIVE)
-    field(field(x, "memory", at, OBJECT), "rss_peak_inference", f"{at}.memory", POSITIVE)
-    if x.get("repeats"):            # the median of the repetitions is the p50 a baseline compares with
-        field(field(x, "repeats", at, OBJECT), "p50", f"{at}.repeats", POSITIVES)
+def _check_files_once(models: list[Model]) -> None:
+    """A file twice: a budget or a baseline would match two models."""
+    first_of: dict[str, int] = {}
+    for i, m in enumerate(models):
+        if first_of.setdefault(m["file"], i) != i:
+            raise Invalid(f"models[{i}] repeats the file '{m['file']}' of models[{first_of[m['file']]}]; "
+                          "a bench measures each file once")

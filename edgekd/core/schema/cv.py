@@ -1,19 +1,20 @@
 """``cv.json``: what ``edgekd distill`` writes into the run folder (and ``run_experiment`` returns).
 Torch-free and numpy-free.
 
-The TypedDicts below are the document's shape. :func:`to_json` is the writer's (it checks the
-document before it is written, so a written cv.json always passes the reader's check) and
-:func:`from_json` the reader's (``benchmarks/demo_figures.py``): the fields the report, the terminal
-table and the benchmarks read.
+The TypedDicts below are the document's shape, declared once: :func:`from_json`, the reader's
+check (:func:`read`: the sweep, ``benchmarks/``), is derived from them, and :func:`to_json`, the
+writer's text, runs it first, so a written cv.json always passes the reader's check.
 """
 from __future__ import annotations
 
-from typing import TypedDict
+import typing
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
 
 from edgekd.core.errors import ModelError
 from edgekd.core.schema import TRAINED_ROLES
-from edgekd.core.schema.fields import COUNT, LIST, NUMBER, OBJECT, TEXT, WHOLE, check_fields
-from edgekd.core.schema.jsonfile import check_version
+from edgekd.core.schema.fields import Count, Invalid, Keys, check_shape
+from edgekd.core.schema.jsonfile import check_version, json_text, read_json
 
 CV_FILE = "cv.json"
 #: a run folder's resolved configuration (``DistillConfig.to_toml``), and the line it starts with
@@ -39,7 +40,7 @@ class Data(TypedDict):
     classes: int
     labels: list[str]
     input_shape: list[int]
-    image: dict | None      # the image transform (edgekd.train.data.images.describe); None: none was applied
+    image: dict[str, Any] | None      # the image transform (edgekd.train.data.images.describe); None: none was applied
     cv_samples: int
     test_samples: int
 
@@ -47,7 +48,7 @@ class Data(TypedDict):
 class Qat(TypedDict):
     """``final.student.qat``, present when ``--qat-epochs`` fine-tuned the final student with fake
     quantization (``edgekd.train.distill.qat``); every accuracy is on the held-out test split."""
-    epochs: int
+    epochs: Count
     lr: float
     seconds: float
     accuracy_before: float          # the distilled student, before QAT
@@ -55,35 +56,40 @@ class Qat(TypedDict):
     fake_quant_accuracy: float      # the QAT graph itself, fake int8 in place
     quantizer: str
     export: str                     # what export does with it (re-calibrates; no QAT ranges carried)
-    history: list[dict]
+    history: list[dict[str, Any]]
 
 
-QAT = {"epochs": COUNT, "lr": NUMBER, "seconds": NUMBER, "accuracy_before": NUMBER, "accuracy_after": NUMBER,
-       "fake_quant_accuracy": NUMBER, "quantizer": TEXT, "export": TEXT, "history": LIST}
+class _Scored(TypedDict):
+    accuracy: float
+
+
+class Stage(_Scored, total=False):
+    """One role's entry of a split: its ``accuracy`` and its stage info (trained, epochs, seconds,
+    samples_per_second, precision, history; a brought teacher: trained false and its source; the
+    final student with --qat-epochs: ``qat``), left as written but for the QAT record."""
+    qat: Qat
 
 
 class Split(TypedDict):
-    """One split (a fold, or "final": trained on all non-test data, scored on the test split);
-    each role's entry holds its ``accuracy`` and its stage info (trained, epochs, seconds,
-    samples_per_second, precision, history; a brought teacher: trained false and its source; the final
-    student with --qat-epochs: ``qat``, a :class:`Qat`)."""
+    """One split (a fold, or "final": trained on all non-test data, scored on the test split)."""
     split: str
     train_samples: int
     student_samples: int
     eval_samples: int
-    teacher: dict
-    student: dict
-    simple: dict
+    teacher: Stage
+    student: Stage
+    simple: Stage
 
 
 class Document(TypedDict):
     schema_version: int
-    config: dict                    # the resolved DistillConfig
+    config: dict[str, Any]                    # the resolved DistillConfig
     data: Data
-    models: dict[str, ModelInfo]    # role -> ModelInfo
+    models: Annotated[dict[str, ModelInfo], Keys(TRAINED_ROLES)]     # role -> ModelInfo
     folds: list[Split]
-    cv: dict[str, Stats]            # role -> accuracy over folds, and "distillation_gain" (student - simple)
-    test: dict[str, float]          # role -> held-out accuracy of the final split
+    cv: Annotated[dict[str, Stats], Keys((*TRAINED_ROLES, "distillation_gain"))]    # role -> accuracy over folds,
+    #                                                       and "distillation_gain" (student - simple)
+    test: Annotated[dict[str, float], Keys(TRAINED_ROLES)]  # role -> held-out accuracy of the final split
     final: Split
     samples_per_second: dict[str, float]    # role -> training throughput (trained roles only)
     seconds: float
@@ -91,43 +97,25 @@ class Document(TypedDict):
     device: str
 
 
-TOP = {"config": OBJECT, "data": OBJECT, "models": OBJECT, "folds": LIST, "cv": OBJECT, "test": OBJECT,
-       "final": OBJECT, "samples_per_second": OBJECT, "seconds": NUMBER, "world_size": WHOLE,
-       "device": TEXT}
-SPLIT = {"split": TEXT, **{role: OBJECT for role in TRAINED_ROLES}}
+def read(folder: Path) -> Document:
+    """The cv.json of the run folder ``folder``, strict JSON and checked (:func:`from_json`)."""
+    path = Path(folder) / CV_FILE
+    return from_json(read_json(path, CV_FILE, ModelError), f"'{path}'")
 
 
-def from_json(doc: dict, where: str) -> Document:
-    """The cv.json document in ``doc``, checked; one ModelError naming the field otherwise."""
+def from_json(doc: dict[str, Any], where: str) -> Document:
+    """The cv.json document in ``doc``, checked against :class:`Document`; one ModelError naming the
+    field otherwise."""
     check_version(doc, where, "cv.json", ModelError)
-    check_fields(doc, TOP, where, ModelError)
-    check_fields(doc["cv"], {role: OBJECT for role in (*TRAINED_ROLES, "distillation_gain")}, f"{where}: cv",
-                ModelError, sep=".")
-    for role in TRAINED_ROLES:
-        check_fields(doc["cv"][role], {key: NUMBER for key in Stats.__annotations__}, f"{where}: cv.{role}",
-                    ModelError, sep=".")
-    check_fields(doc["test"], {role: NUMBER for role in TRAINED_ROLES}, f"{where}: test", ModelError, sep=".")
-    check_fields(doc["models"], {role: OBJECT for role in TRAINED_ROLES}, f"{where}: models", ModelError, sep=".")
+    try:
+        check_shape(doc, Document, where, f"{where}: ")
+    except Invalid as exc:
+        raise ModelError(str(exc)) from None
     if not doc["folds"]:
         raise ModelError(f"{where}: folds must list at least one fold")
-    for name, split in [*((f"folds[{i}]", s) for i, s in enumerate(doc["folds"])), ("final", doc["final"])]:
-        if not isinstance(split, dict):
-            raise ModelError(f"{where}: {name} must be an object, got {split!r}")
-        check_fields(split, SPLIT, f"{where}: {name}", ModelError, sep=".")
-        for role in TRAINED_ROLES:
-            check_fields(split[role], {"accuracy": NUMBER}, f"{where}: {name}.{role}", ModelError, sep=".")
-    _check_qat(doc["final"]["student"], where)
-    return doc
+    return typing.cast(Document, doc)
 
 
-def _check_qat(student: dict, where: str) -> None:
-    if "qat" not in student:
-        return
-    if not isinstance(student["qat"], dict):
-        raise ModelError(f"{where}: final.student.qat must be an object, got {student['qat']!r}")
-    check_fields(student["qat"], QAT, f"{where}: final.student.qat", ModelError, sep=".")
-
-
-def to_json(doc: Document) -> dict:
-    """The document as written: checked by the reader's rules first (a writer's bug fails here)."""
-    return dict(from_json(dict(doc), f"the {CV_FILE} being written"))
+def to_json(doc: Document) -> str:
+    """The file's text: checked by the reader's rules first (a writer's bug fails here)."""
+    return json_text(from_json(dict(doc), f"the {CV_FILE} being written"))

@@ -3,17 +3,54 @@
 One :class:`ExportedFile` per file, in export order: its size, the conversion's time, its parity
 with PyTorch on the eval split, the converter's notes and the teacher's file beside it. Nothing
 reads it to decide anything (bench reads the manifest); :meth:`ExportReport.from_json` checks the
-fields a reader of the report relies on.
+fields as the dataclasses and TypedDicts below declare them (every key of a file's ``details``
+but the int8 ones is the converter's own and left as written).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import Any, TypedDict
 
 from edgekd.core.errors import BundleError
-from edgekd.core.schema.fields import COUNT, LIST, NULLABLE_OBJECT, NUMBER, OBJECT, OBJECTS, TEXT, WHOLE, check_fields, of_type
-from edgekd.core.schema.jsonfile import check_version
+from edgekd.core.schema.fields import Count, Invalid, check_shape
+from edgekd.core.schema.jsonfile import check_version, json_text
 
 EXPORT_REPORT = "export.json"
+
+
+class Layer(TypedDict):
+    layer: str
+    op: str
+    snr_db: float
+    cosine: float | None
+
+
+class LayerError(TypedDict):
+    """An int8 file's quantized layers, each one's int8 output against fp32's (exporters.layer_error)."""
+    tool: str
+    samples: Count
+    metric: str
+    layers: list[Layer]
+
+
+class KeepAuto(TypedDict):
+    """--keep-float auto's record (exporters.keep_auto): the fields its terminal line reads."""
+    target_drop_points: float
+    met: bool
+    kept_float: list[str]
+    drop_points: float
+    top1_agreement: float
+    samples: Count
+    steps: list[dict[str, Any]]
+
+
+class Details(TypedDict, total=False):
+    """The converter's own notes, per format; of those, an int8 file's: whether it is integer end to
+    end, the layers --keep-float left in float and --keep-float auto's record (absent in float files
+    and older reports). The other notes are left as written."""
+    full_integer: bool
+    kept_float: list[str]
+    keep_float_auto: KeepAuto
 
 
 @dataclass
@@ -28,14 +65,12 @@ class ExportedFile:
     macs: int | None
     weight_bytes: int              # parameters × bytes per weight of the precision
     seconds: float                 # the conversion
-    parity: dict                   # exporters.parity.compare: max |diff|, agreement, accuracy, passed
-    details: dict                  # the converter's own notes, per format
-    input: dict                    # name, dtype, scale, zero_point
-    output: dict
-    vs_teacher: dict | None = None     # None: a teacher file, or no teacher exported
-    # int8 files: each quantized layer's int8 output against fp32's (exporters.layer_error):
-    # {"tool", "samples", "metric", "layers": [{"layer", "op", "snr_db", "cosine" (or null)}, ...]}
-    layer_error: dict | None = None
+    parity: dict[str, Any]                   # exporters.parity.compare: max |diff|, agreement, accuracy, passed
+    details: Details
+    input: dict[str, Any]                    # name, dtype, scale, zero_point
+    output: dict[str, Any]
+    vs_teacher: dict[str, Any] | None = None     # None: a teacher file, or no teacher exported
+    layer_error: LayerError | None = None   # int8 files (None for float ones, absent in older reports)
 
 
 @dataclass
@@ -45,71 +80,27 @@ class ExportReport:
     created_utc: str
     run: str
     bundle: str
-    eval: dict                     # {"file", "samples"}
-    calibration: dict | None       # None: no calibrated format
-    tolerance: dict                # {"fp32_max_abs_diff"}
+    eval: dict[str, Any]                     # {"file", "samples"}
+    calibration: dict[str, Any] | None       # None: no calibrated format
+    tolerance: dict[str, Any]                # {"fp32_max_abs_diff"}
     models: list[ExportedFile]
     seconds: float
 
-    def to_json(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def to_json(self) -> str:
+        """The file's text."""
+        return json_text(self.as_dict())
+
     @classmethod
-    def from_json(cls, doc: dict, where: str) -> "ExportReport":
+    def from_json(cls, doc: dict[str, Any], where: str) -> "ExportReport":
+        """The report in ``doc``, checked against the dataclasses' fields; one BundleError naming the
+        field otherwise."""
         check_version(doc, where, "export report", BundleError)
-        check_fields(doc, REPORT_TYPES, where, BundleError)
-        if not isinstance(doc["models"], list):
-            raise BundleError(f"{where}: models must be a list, got {type(doc['models']).__name__}")
-        models = []
-        for i, row in enumerate(doc["models"]):
-            if not isinstance(row, dict):
-                raise BundleError(f"{where}: models[{i}] must be an object, got {row!r}")
-            check_fields(row, FILE_TYPES, f"{where}: models[{i}]", BundleError, sep=".")
-            check_layer_error(row.get("layer_error"), f"{where}: models[{i}].layer_error")
-            check_kept_float(row["details"], f"{where}: models[{i}].details")
-            models.append(ExportedFile(**{f.name: row.get(f.name) for f in fields(ExportedFile)}))
+        try:
+            check_shape(doc, cls, where, f"{where}: ")
+        except Invalid as exc:
+            raise BundleError(str(exc)) from None
+        models = [ExportedFile(**{f.name: row.get(f.name) for f in fields(ExportedFile)}) for row in doc["models"]]
         return cls(**{**{f.name: doc[f.name] for f in fields(cls)}, "models": models})
-
-
-REPORT_TYPES = {"edgekd_version": TEXT, "created_utc": TEXT, "run": TEXT, "bundle": TEXT, "eval": OBJECT,
-                "calibration": NULLABLE_OBJECT, "tolerance": OBJECT, "models": LIST,
-                "seconds": NUMBER}
-FILE_TYPES = {"file": TEXT, "role": TEXT, "format": TEXT, "precision": TEXT, "runtime": TEXT,
-              "bytes": WHOLE, "parameters": WHOLE,
-              "macs": of_type((int, type(None)), "a whole number or null"), "weight_bytes": WHOLE,
-              "seconds": NUMBER, "parity": OBJECT, "details": OBJECT, "input": OBJECT, "output": OBJECT,
-              "vs_teacher": NULLABLE_OBJECT}
-LAYER_ERROR_TYPES = {"tool": TEXT, "samples": COUNT, "metric": TEXT, "layers": OBJECTS}
-LAYER_TYPES = {"layer": TEXT, "op": TEXT, "snr_db": NUMBER,
-               "cosine": (lambda v: v is None or NUMBER[0](v), "a number or null")}
-
-
-# an int8 file's details: whether it is integer end to end, and the layers --keep-float left in float
-# (absent in float files and older reports)
-MIXED_TYPES = {"full_integer": of_type(bool, "true or false"),
-               "kept_float": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-                              "a list of layer names")}
-
-
-# --keep-float auto's record (exporters.keep_auto): the fields its terminal line reads
-AUTO_TYPES = {"target_drop_points": NUMBER, "met": of_type(bool, "true or false"), "kept_float": MIXED_TYPES["kept_float"],
-              "drop_points": NUMBER, "top1_agreement": NUMBER, "samples": COUNT, "steps": OBJECTS}
-
-
-def check_kept_float(details: dict, where: str) -> None:
-    if "full_integer" in details or "kept_float" in details:
-        check_fields(details, MIXED_TYPES, where, BundleError, sep=".")
-    if "keep_float_auto" in details:
-        check_fields(details, {"keep_float_auto": OBJECT}, where, BundleError, sep=".")
-        check_fields(details["keep_float_auto"], AUTO_TYPES, f"{where}.keep_float_auto", BundleError, sep=".")
-
-
-def check_layer_error(value, where: str) -> None:
-    """The per-layer report of an int8 file (absent or null for other files, and in older reports)."""
-    if value is None:
-        return
-    if not isinstance(value, dict):
-        raise BundleError(f"{where} must be an object or null, got {value!r}")
-    check_fields(value, LAYER_ERROR_TYPES, where, BundleError, sep=".")
-    for i, layer in enumerate(value["layers"]):
-        check_fields(layer, LAYER_TYPES, f"{where}.layers[{i}]", BundleError, sep=".")

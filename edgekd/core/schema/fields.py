@@ -7,17 +7,20 @@ naming the field, never a KeyError or a wrong number later.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any, Callable
+import types
+import typing
+from typing import Annotated, Any, Callable, Literal, Mapping
 
 Rule = tuple[Callable[[Any], bool], str]
 
 
-def _number(v) -> bool:
+def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def of_type(kinds: type | tuple, what: str) -> Rule:
+def of_type(kinds: type | tuple[type, ...], what: str) -> Rule:
     """A value of one of ``kinds``; True and False are not numbers unless bool is one of them."""
     kinds = kinds if isinstance(kinds, tuple) else (kinds,)
     return (lambda v: isinstance(v, kinds) and (bool in kinds or not isinstance(v, bool))), what
@@ -41,7 +44,7 @@ class Invalid(ValueError):
     """A field a reader relies on is missing or wrong; the reader turns it into its own error kind."""
 
 
-def field(obj: dict, key: str, at: str, rule: Rule, sep: str = "."):
+def field(obj: Mapping[str, Any], key: str, at: str, rule: Rule, sep: str = ".") -> Any:
     """``obj[key]`` when it follows ``rule``; Invalid naming ``at`` and the key otherwise."""
     test, what = rule
     if key not in obj:
@@ -51,10 +54,137 @@ def field(obj: dict, key: str, at: str, rule: Rule, sep: str = "."):
     return obj[key]
 
 
-def check_fields(doc: dict, table: dict[str, Rule], where: str, error: type, sep: str = ": ") -> None:
+def check_fields(doc: Mapping[str, Any], table: dict[str, Rule], where: str, error: type, sep: str = ": ") -> None:
     """Every key of ``table`` in ``doc`` following its rule, or one ``error``."""
     try:
         for key, rule in table.items():
             field(doc, key, where, rule, sep)
     except Invalid as exc:
         raise error(str(exc)) from None
+
+
+# -- the checks derived from a document's declared shape -----------------------------------------
+# A document is declared once, as a TypedDict or a dataclass; its reader's check is read off the
+# annotations (as models/spec.py reads a builder's options): a required key must be there, and every
+# declared key that is there must hold its type. ``Annotated[type, rule]`` adds a rule on the value
+# (``Annotated[int, COUNT]``); keys a shape does not declare are left as written.
+WORDS: dict[Any, str] = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
+                         dict: "an object", list: "a list"}
+
+
+def shape_keys(shape: type) -> tuple[dict[str, Any], frozenset[str]]:
+    """(key → annotation, the required keys) of a TypedDict or a dataclass."""
+    hints = typing.get_type_hints(shape, include_extras=True)
+    if dataclasses.is_dataclass(shape):
+        required = {f.name for f in dataclasses.fields(shape)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        return hints, frozenset(required)
+    return hints, frozenset(getattr(shape, "__required_keys__", hints))
+
+
+def check_shape(obj: Mapping[str, Any], shape: type, name: str, prefix: str) -> None:
+    """``obj`` as ``shape`` declares it; Invalid naming the first field that is missing or wrong.
+    ``name`` is the object's own name (in "has no") and ``prefix`` what its keys' names start with."""
+    hints, required = shape_keys(shape)
+    for key, hint in hints.items():
+        if key in obj:
+            check_value(obj[key], hint, prefix + key)
+        elif key in required:
+            raise Invalid(f"{name} has no '{key}'")
+
+
+def check_value(value: Any, hint: Any, at: str) -> None:
+    """``value`` of the type ``hint``, the values inside it included; Invalid naming ``at`` otherwise."""
+    if not _holds(value, hint):
+        raise Invalid(f"{at} must be {describe(hint)}, got {value!r}")
+    base = _unannotated(hint)
+    origin, args = typing.get_origin(base), typing.get_args(base)
+    if _is_shape(base):
+        check_shape(value, base, at, at + ".")
+    elif origin in (typing.Union, types.UnionType):
+        _check_alternatives(value, [a for a in args if (a is type(None)) == (value is None)], at)
+    elif origin is list and args:
+        for i, item in enumerate(value):
+            check_value(item, args[0], f"{at}[{i}]")
+    elif origin is dict and len(args) == 2:
+        for key in _keys_of(hint):
+            if key not in value:
+                raise Invalid(f"{at} has no '{key}'")
+        for key, item in value.items():
+            check_value(item, args[1], f"{at}.{key}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Keys:
+    """``Annotated[dict[str, X], Keys(names)]``: an object keyed by free names that must hold these."""
+    names: tuple[str, ...]
+
+
+def _keys_of(hint: Any) -> tuple[str, ...]:
+    extras = typing.get_args(hint)[1:] if typing.get_origin(hint) is Annotated else ()
+    return next((extra.names for extra in extras if isinstance(extra, Keys)), ())
+
+
+def describe(hint: Any) -> str:
+    """The words for what a value of ``hint`` must be ("a whole number", "an object or null")."""
+    if typing.get_origin(hint) is Annotated:
+        rule = typing.get_args(hint)[1]
+        return describe(typing.get_args(hint)[0]) if isinstance(rule, Keys) else rule[1]
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        words = [describe(a) for a in args if a is not type(None)]
+        return " or ".join(words) + (" or null" if type(None) in args else "")
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is list and args and args[0] in WORDS:
+        return f"a list of {WORDS[args[0]].split(' ', 1)[1]}s"
+    return "an object" if _is_shape(hint) else WORDS.get(origin or hint, "any value")
+
+
+def _check_alternatives(value: Any, alternatives: list[Any], at: str) -> None:
+    """One of a union's types holds ``value`` with its contents; else the last one's complaint."""
+    problem: Invalid | None = None
+    for hint in alternatives:
+        try:
+            check_value(value, hint, at)
+        except Invalid as exc:
+            problem = exc
+        else:
+            return
+    if problem is not None:
+        raise problem
+
+
+def _holds(value: Any, hint: Any) -> bool:
+    """Whether ``value`` is of ``hint``'s outer type (a list, not yet its items)."""
+    if typing.get_origin(hint) is Annotated:
+        base, rule = typing.get_args(hint)[:2]
+        return _holds(value, base) and (isinstance(rule, Keys) or rule[0](value))
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_holds(value, a) for a in typing.get_args(hint))
+    if origin is Literal:
+        return value in typing.get_args(hint)
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return _number(value)
+    if hint is int:
+        return WHOLE[0](value)
+    kind = dict if _is_shape(hint) else (origin or hint)
+    return isinstance(value, kind)
+
+
+def _is_shape(hint: Any) -> bool:
+    return typing.is_typeddict(hint) or (isinstance(hint, type) and dataclasses.is_dataclass(hint))
+
+
+def _unannotated(hint: Any) -> Any:
+    return typing.get_args(hint)[0] if typing.get_origin(hint) is Annotated else hint
+
+
+#: a value that must be more than zero, or a non-empty list
+Count = Annotated[int, COUNT]
+Positive = Annotated[float, POSITIVE]

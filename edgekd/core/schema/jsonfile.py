@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+import typing
+from typing import Any, Mapping
 
 from edgekd.core.schema import SCHEMA_VERSION
 
@@ -17,7 +19,7 @@ MAX_BYTES = 64 << 20     # a bench.json of many models and settings stays far be
 MAX_DEPTH = 32
 
 
-def read_json(path: Path, what: str, error: type, max_bytes: int = MAX_BYTES) -> dict:
+def read_json(path: Path, what: str, error: type, max_bytes: int = MAX_BYTES) -> dict[str, Any]:
     """The JSON object in ``path``; any problem is one ``error`` naming the file and ``what`` it should be."""
     try:
         size = path.stat().st_size
@@ -30,16 +32,36 @@ def read_json(path: Path, what: str, error: type, max_bytes: int = MAX_BYTES) ->
         raise error(f"cannot read '{path}': {exc.strerror}") from None
 
 
-def parse_json(data: bytes, where: str, what: str, error: type) -> dict:
+class Refused(ValueError):
+    """JSON that parses but that no edgekd document may hold (a NaN, a repeated key)."""
+
+
+def json_text(doc: Mapping[str, Any]) -> str:
+    """A document as its file's text, strict JSON: a number that is not finite (a ratio of nothing)
+    becomes null, since bare NaN/Infinity are not JSON and other tools refuse them."""
+    return json.dumps(_finite(doc), indent=2, allow_nan=False) + "\n"
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def parse_json(data: bytes, where: str, what: str, error: type) -> dict[str, Any]:
     try:
         doc = json.loads(data.decode("utf-8"), parse_constant=_non_finite, parse_float=_finite_float,
                          object_pairs_hook=_unique_keys)
     except RecursionError:
-        raise error(f"{where} is nested too deeply to be a {what}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise error(f"{where} is not valid JSON: {exc}") from None
-    except ValueError as exc:       # from the hooks below
+        raise error(f"{where} is not valid JSON: nested too deeply to be a {what}") from None
+    except Refused as exc:          # from the hooks below
         raise error(f"{where}: {exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, or an integer of thousands of digits
+        raise error(f"{where} is not valid JSON: {exc}") from None
     if _depth(doc) > MAX_DEPTH:
         raise error(f"{where} is nested more than {MAX_DEPTH} levels deep: not a {what}")
     if not isinstance(doc, dict):
@@ -47,7 +69,7 @@ def parse_json(data: bytes, where: str, what: str, error: type) -> dict:
     return doc
 
 
-def check_version(doc: dict, where: str, what: str, error: type, current: int = SCHEMA_VERSION) -> int:
+def check_version(doc: Mapping[str, Any], where: str, what: str, error: type, current: int = SCHEMA_VERSION) -> int:
     """The document's ``schema_version``: a whole number from 1 to ``current``."""
     version = doc.get("schema_version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -59,27 +81,27 @@ def check_version(doc: dict, where: str, what: str, error: type, current: int = 
     return version
 
 
-def _non_finite(text: str):
-    raise ValueError(f"{text} is not a number an edgekd document may hold (only finite numbers; null for none)")
+def _non_finite(text: str) -> typing.NoReturn:
+    raise Refused(f"{text} is not a number an edgekd document may hold (only finite numbers; null for none)")
 
 
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"{text} is too large for a number (not finite)")
+        raise Refused(f"{text} is too large for a number (not finite)")
     return value
 
 
-def _unique_keys(pairs: list) -> dict:
-    doc = {}
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
     for key, value in pairs:
         if key in doc:
-            raise ValueError(f"the key '{key}' appears twice in one object")
+            raise Refused(f"the key '{key}' appears twice in one object")
         doc[key] = value
     return doc
 
 
-def _depth(doc) -> int:
+def _depth(doc: Any) -> int:
     deepest, todo = 0, [(doc, 1)]
     while todo:
         node, depth = todo.pop()

@@ -15,18 +15,22 @@ Torch-free and numpy-free. Schema (version 1)::
      "files": {"student.int8.tflite": {"sha256": "…", "bytes": 1234}, …}}
 
 ``Manifest.from_json`` refuses a document that breaks the schema, with one BundleError naming the
-field: every name in ``files``, ``models[].file`` and ``eval.file`` is a plain relative path inside
+field: each model entry's fields hold the types :class:`ModelEntry` declares (the entries' fields
+without a default are required); every name in ``files``, ``models[].file`` and ``eval.file`` is a plain relative path inside
 the bundle folder, and every model and the eval data are listed in ``files`` (so their sha256 is
 checked before anything reads them).
 """
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import asdict, dataclass, fields
 from pathlib import PureWindowsPath
+from typing import Any, Callable
 
 from edgekd.core.errors import BundleError
-from edgekd.core.schema.jsonfile import check_version
+from edgekd.core.schema.fields import Invalid, check_shape, check_value
+from edgekd.core.schema.jsonfile import check_version, json_text
 
 MANIFEST = "manifest.json"
 EVAL_FILE = "eval.npz"
@@ -40,10 +44,10 @@ class ModelEntry:
     file: str
     role: str
     format: str
-    precision: str | None
-    runtime: str | None
-    input: dict | None
-    output: dict | None
+    precision: str | None = None
+    runtime: str | None = None
+    input: dict[str, Any] | None = None
+    output: dict[str, Any] | None = None
     parameters: int | None = None
     macs: int | None = None
     reference_accuracy: float | None = None      # PyTorch's on the held-out split
@@ -59,17 +63,21 @@ class Manifest:
     edgekd_version: str | None
     created_utc: str | None
     labels: list[str] | None
-    preprocessing: dict | None
-    eval: dict                      # {"file": …, "samples": …}
-    calibration: dict | None        # None: no calibrated format in the bundle
+    preprocessing: dict[str, Any] | None
+    eval: dict[str, Any]                      # {"file": …, "samples": …}
+    calibration: dict[str, Any] | None        # None: no calibrated format in the bundle
     models: list[ModelEntry]
-    files: dict[str, dict]          # name -> {"sha256", "bytes"}; every file but the manifest
+    files: dict[str, dict[str, Any]]          # name -> {"sha256", "bytes"}; every file but the manifest
 
-    def to_json(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def to_json(self) -> str:
+        """The file's text."""
+        return json_text(self.as_dict())
+
     @classmethod
-    def from_json(cls, doc: dict, where: str) -> "Manifest":
+    def from_json(cls, doc: dict[str, Any], where: str) -> "Manifest":
         """The manifest in ``doc`` (parsed by ``jsonfile``); ``where`` names the file in errors."""
         version = check_version(doc, where, "manifest", BundleError)
         for key in REQUIRED:
@@ -82,13 +90,12 @@ class Manifest:
             raise BundleError(f"{where}: eval must be an object with a 'file', got {type(ev).__name__}")
         _listed(_plain_name(ev.get("file"), "eval.file", where), "eval.file", files, where)
         labels = doc.get("labels")
-        if labels is not None and not (isinstance(labels, list) and all(isinstance(s, str) for s in labels)):
-            raise BundleError(f"{where}: labels must be a list of strings or null")
+        _checked(lambda: check_value(labels, typing.get_type_hints(cls)["labels"], "labels"), where)
         return cls(version, doc.get("edgekd_version"), doc.get("created_utc"), labels, doc.get("preprocessing"),
                    ev, doc.get("calibration"), models, files)
 
 
-def _check_files(files, where: str) -> dict:
+def _check_files(files: Any, where: str) -> dict[str, dict[str, Any]]:
     if not isinstance(files, dict):
         raise BundleError(f"{where}: files must be an object of file name -> {{sha256, bytes}}, "
                           f"got {type(files).__name__}")
@@ -105,18 +112,7 @@ def _check_files(files, where: str) -> dict:
     return files
 
 
-# the types a model entry's fields must have; the others (counts, accuracy) are reported, not relied on
-ENTRY_TYPES = (("role", str, "a string"), ("format", str, "a string"),
-               ("runtime", (str, type(None)), "a string or null"),
-               ("precision", (str, type(None)), "a string or null"),
-               ("input", (dict, type(None)), "an object or null"),
-               ("output", (dict, type(None)), "an object or null"),
-               ("full_integer", (bool, type(None)), "true, false or null"),
-               ("kept_float", (list, type(None)), "a list of layer names or null"))
-ENTRY_FIELDS = tuple(f.name for f in fields(ModelEntry))
-
-
-def _check_models(models, files: dict, where: str) -> list[ModelEntry]:
+def _check_models(models: Any, files: dict[str, Any], where: str) -> list[ModelEntry]:
     if not isinstance(models, list) or not models:
         raise BundleError(f"{where}: models must be a non-empty list: the manifest lists no models")
     if len(models) > MAX_MODELS:
@@ -132,17 +128,23 @@ def _check_models(models, files: dict, where: str) -> list[ModelEntry]:
     return entries
 
 
-def _check_entry(m, at: str, files: dict, where: str) -> ModelEntry:
+def _check_entry(m: Any, at: str, files: dict[str, Any], where: str) -> ModelEntry:
     if not isinstance(m, dict):
         raise BundleError(f"{where}: {at} must be an object (file, role, format, …), got {m!r}")
     _listed(_plain_name(m.get("file"), f"{at}.file", where), f"{at}.file", files, where)
-    for key, kinds, what in ENTRY_TYPES:
-        if not isinstance(m.get(key), kinds):
-            raise BundleError(f"{where}: {at}.{key} must be {what}, got {m.get(key)!r}")
-    return ModelEntry(**{key: m.get(key) for key in ENTRY_FIELDS})
+    _checked(lambda: check_shape(m, ModelEntry, at, f"{at}."), where)
+    return ModelEntry(**{f.name: m[f.name] for f in fields(ModelEntry) if f.name in m})
 
 
-def _plain_name(name, field: str, where: str) -> str:
+def _checked(check: Callable[[], None], where: str) -> None:
+    """A check of the fields' declared types: what it finds is one BundleError naming ``where``."""
+    try:
+        check()
+    except Invalid as exc:
+        raise BundleError(f"{where}: {exc}") from None
+
+
+def _plain_name(name: Any, field: str, where: str) -> str:
     """A relative POSIX path that stays inside the bundle: no absolute path or drive, no '..',
     no backslash (a separator on Windows), no empty or '.' part, no control character."""
     if not isinstance(name, str) or not name:
@@ -163,7 +165,7 @@ def _plain_name(name, field: str, where: str) -> str:
     return name
 
 
-def _listed(name: str, field: str, files: dict, where: str) -> str:
+def _listed(name: str, field: str, files: dict[str, Any], where: str) -> str:
     if name not in files:
         raise BundleError(f"{where}: {field} '{name}' is not listed in the manifest's files, so its "
                           "sha256 cannot be checked", hint="export the bundle again")

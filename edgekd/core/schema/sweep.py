@@ -1,11 +1,18 @@
 """sweep.json: the document ``edgekd sweep`` writes (README: "edgekd sweep"). Torch-free.
 
 Only edgekd writes it and nothing of edgekd reads it back (a resumed sweep re-reads each student's
-own files), so its shape is documented here and left unchecked.
+own files); its shape is declared once, below, and :func:`to_json`, the writer's text, checks the
+document with :func:`from_json`, the check derived from that shape, so a written sweep.json always
+passes it.
 """
 from __future__ import annotations
 
-from typing import TypedDict
+import typing
+from typing import Any, TypedDict
+
+from edgekd.core.errors import ConfigError
+from edgekd.core.schema.fields import Invalid, check_shape
+from edgekd.core.schema.jsonfile import check_version, json_text
 
 SCHEMA = "edgekd.sweep"
 #: the sweep folder's plan (``Plan.record``): what a resumed sweep must match, and how it starts
@@ -20,9 +27,9 @@ class Student(TypedDict):
     bundle: str
     parameters: int
     macs: int | None
-    cv: dict                  # cv.json's "cv": teacher/student/simple/distillation_gain mean, std, min, max
-    test: dict                # cv.json's "test": each role's accuracy on the held-out split (PyTorch)
-    seconds: dict             # distill/export/bench → seconds (a step an earlier, resumed run did: its time then)
+    cv: dict[str, Any]                  # cv.json's "cv": teacher/student/simple/distillation_gain mean, std, min, max
+    test: dict[str, Any]                # cv.json's "test": each role's accuracy on the held-out split (PyTorch)
+    seconds: dict[str, Any]             # distill/export/bench → seconds (a step an earlier, resumed run did: its time then)
 
 
 class Candidate(TypedDict):
@@ -49,7 +56,7 @@ class Pick(TypedDict):
     file: str | None
 
 
-class SweepDoc(TypedDict, total=False):
+class SweepDoc(TypedDict):
     schema: str
     schema_version: int
     edgekd_version: str
@@ -58,11 +65,29 @@ class SweepDoc(TypedDict, total=False):
     data: str
     device: str               # the device line of the first bench (the board's with --remote)
     remote: str | None
-    bench_settings: dict      # BenchOptions' fields
+    bench_settings: dict[str, Any]      # BenchOptions' fields
     students: list[Student]
     candidates: list[Candidate]
-    fronts: dict              # latency/size/memory → indices of the candidates on that Pareto front
+    fronts: dict[str, Any]              # latency/size/memory → indices of the candidates on that Pareto front
     budget: bool
     pick: Pick
     seconds: float            # this invocation (a resumed sweep: since the resume)
-    outputs: dict             # json, markdown, plot (None without matplotlib)
+    outputs: dict[str, Any]             # json, markdown, plot (None without matplotlib)
+
+
+def from_json(doc: dict[str, Any], where: str) -> SweepDoc:
+    """The sweep.json document in ``doc``, checked against :class:`SweepDoc`; one ConfigError naming
+    the field otherwise."""
+    if doc.get("schema") != SCHEMA:
+        raise ConfigError(f"{where} is not an edgekd sweep.json")
+    check_version(doc, where, "sweep.json", ConfigError)
+    try:
+        check_shape(doc, SweepDoc, where, f"{where}: ")
+    except Invalid as exc:
+        raise ConfigError(str(exc)) from None
+    return typing.cast(SweepDoc, doc)
+
+
+def to_json(doc: SweepDoc) -> str:
+    """The file's text: checked by :func:`from_json` first (a writer's bug fails here)."""
+    return json_text(from_json(dict(doc), "the sweep.json being written"))

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.train.modelfile import save_model
+from edgekd.train.modelfile import save_model, write_spec
 from edgekd.train.config import DistillConfig
 from edgekd.train.data.preprocess import standardize
 from edgekd.train.data.split import stratified_subset
-from edgekd.core.fsutil import atomic_write_bytes, atomic_write_json
+from edgekd.core.fsutil import atomic_write_bytes, atomic_write_text
 from edgekd.train.models import count_macs, count_parameters
 from edgekd.core.schema import SCHEMA_VERSION, TRAINED_ROLES
-from edgekd.core.schema.cv import CV_FILE, Document, to_json
+from edgekd.core.schema.cv import CV_FILE, Document, from_json, to_json
 from edgekd.train.distill.checks import Inputs
 from edgekd.train.distill.trio import TrioResult
 
@@ -30,7 +30,7 @@ def summarize(cfg: DistillConfig, inputs: Inputs, folds: list[dict], final: Trio
     splits = [*folds, final.record]
     throughput = {role: float(np.mean([s[role]["samples_per_second"] for s in splits]))
                   for role in TRAINED_ROLES if splits[0][role].get("trained")}      # a brought teacher is not trained
-    return to_json({
+    return from_json({
         "schema_version": SCHEMA_VERSION, "config": asdict(cfg),
         "data": {"source": data.name, "classes": len(data.labels), "labels": data.labels,
                  "input_shape": list(data.input_shape), "image": data.image,
@@ -39,7 +39,7 @@ def summarize(cfg: DistillConfig, inputs: Inputs, folds: list[dict], final: Trio
         "models": _model_info(cfg, inputs, final), "folds": folds, "cv": summary,
         "test": {role: final.record[role]["accuracy"] for role in TRAINED_ROLES},
         "final": final.record, "samples_per_second": throughput, "seconds": round(facts["seconds"], 2),
-        "world_size": facts["world_size"], "device": facts["device"]})
+        "world_size": facts["world_size"], "device": facts["device"]}, f"the {CV_FILE} being written")
 
 
 def _model_info(cfg: DistillConfig, inputs: Inputs, final: TrioResult) -> dict:
@@ -78,13 +78,13 @@ def write_run(work: Path, cfg: DistillConfig, inputs: Inputs, final: TrioResult,
             spec["quantization"] = final.quantization
         if role == "teacher" and inputs.brought is not None:
             spec["format"] = inputs.brought.save_into(work / role)
-            atomic_write_json(work / role / "model.json", {"schema_version": SCHEMA_VERSION, **spec})
+            write_spec(work / role, {"schema_version": SCHEMA_VERSION, **spec})
         else:
             save_model(work / role, model, spec)
     _save_npz(work / "eval.npz", x=standardize(pre, test_x), y=test_y, labels=np.asarray(data.labels))
     pool = stratified_subset(train_y, min(1.0, CALIBRATION_POOL / len(train_y)), cfg.seed)
     _save_npz(work / "calibration.npz", x=standardize(pre, train_x[pool]), y=train_y[pool])
-    atomic_write_json(work / CV_FILE, summary)
+    atomic_write_text(work / CV_FILE, to_json(summary))
 
 
 def _save_npz(path: Path, **arrays) -> None:
