@@ -34,6 +34,7 @@ ssh-server:
 test: $(STAMP) ssh-server
 	$(BIN)/ruff check edgekd tests benchmarks
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m pytest tests -q -ra
 
 clean:

@@ -32,7 +32,7 @@ def schema_objects(cls=schema.BenchDoc, path: str = "") -> dict[str, list[type]]
 def _typed_dicts(hint, suffix: str = ""):
     if typing.is_typeddict(hint):
         yield hint, suffix
-    elif hint is dict:
+    elif hint is dict or typing.get_origin(hint) is dict:        # dict[str, Any]: free-form
         yield None, suffix
     elif typing.get_origin(hint) in (typing.Union, types.UnionType):
         for arg in typing.get_args(hint):

@@ -170,7 +170,7 @@ class OutputLock:
         self.created = [p for p in reversed(final.parents) if not p.exists()][::-1]    # deepest first
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.fd = _take_lock(self.path, f"{what} '{final}'")
+            self.fd: int | None = _take_lock(self.path, f"{what} '{final}'")
         except BaseException:
             self._remove_created()
             raise

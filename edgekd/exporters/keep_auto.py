@@ -51,7 +51,7 @@ def auto_target(keep_float, max_drop) -> float | None:
     if max_drop is None:
         return DEFAULT_MAX_DROP
     if isinstance(max_drop, bool) or not isinstance(max_drop, numbers.Real) or not math.isfinite(max_drop) \
-            or not 0 <= max_drop <= 100:
+            or not 0 <= float(max_drop) <= 100:
         raise ConfigError(f"--max-int8-drop must be from 0 to 100 accuracy points, got {max_drop!r}",
                           hint=f"e.g. {DEFAULT_MAX_DROP}: the int8 file may lose at most half a point")
     return float(max_drop)
@@ -96,7 +96,7 @@ def export_auto(exporter, ctx, src, out: Path, search: Search) -> dict:
 
     reference = reference_logits(src, search.x)
     details = _step(exporter, replace(ctx, keep_float=None), src, out, search, reference)
-    steps, skipped, kept = [details["keep_float_auto"]], [], []
+    steps, skipped, kept = [details["keep_float_auto"]], [], list[str]()
     best = (details, out.read_bytes())
     for name in _candidates(details["layer_error"]):
         if best[0]["keep_float_auto"]["drop_points"] <= search.target or len(kept) >= MAX_KEPT:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import AbstractSet
 
 import numpy as np
 
@@ -120,7 +121,7 @@ def module_classes(module) -> set[str]:
     return {f"{type(m).__module__}.{type(m).__qualname__}" for m in module.modules()}
 
 
-def readable_tflite_name(name: str, classes: set[str] = frozenset()) -> str:
+def readable_tflite_name(name: str, classes: AbstractSet[str] = frozenset()) -> str:
     """litert-torch's tensor name → the torch module path of the layer that made it.
 
     litert-torch names a tensor after the torch ops folded into the TFLite op that wrote it, joined by
@@ -153,18 +154,18 @@ def _span(start: list[str], end: list[str]) -> str:
     return ".".join(common) or "(model)"
 
 
-def writer_module(name: str, classes: set[str] = frozenset()) -> str | None:
+def writer_module(name: str, classes: AbstractSet[str] = frozenset()) -> str | None:
     """The module path of the torch op that produced a litert-torch tensor (the first op its name lists;
     "" for the root module's own ops), or None for a name that is no module path."""
     part = name.split(";")[0]
     return ".".join(_module_path(part, classes)) if "/" in part or part in classes else None
 
 
-def _is_root(part: str, classes: set[str]) -> bool:
+def _is_root(part: str, classes: AbstractSet[str]) -> bool:
     return part in classes or part.rsplit(".", 1)[-1][:1].isupper()
 
 
-def _module_path(part: str, classes: set[str]) -> list[str]:
+def _module_path(part: str, classes: AbstractSet[str]) -> list[str]:
     """"pkg.Net/pkg.Block_3/torch.nn.modules.conv.Conv2d_0" → ["3", "0"]: each segment's attribute
     name after its class. The model's classes settle where the class name ends (a class or an
     attribute may hold "_"); without them the class is taken to end at the first "_" after the last "."."""
@@ -284,8 +285,11 @@ def _all_outputs(path: Path):
     from onnxruntime.quantization.qdq_loss_debug import _TENSOR_SAVE_POSTFIX
 
     from edgekd.device.runtimes import open_model
+    from edgekd.device.runtimes.onnx import OnnxRuntime
 
     model = open_model(path, threads=os.cpu_count() or 1, providers=["cpu"])
+    if not isinstance(model, OnnxRuntime):      # an .onnx path opens in onnxruntime: its session is read below
+        raise TypeError(f"'{path}' did not open in onnxruntime")
     names = [o.name for o in model.session.get_outputs()]
 
     def run(x: np.ndarray) -> dict:

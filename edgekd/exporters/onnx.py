@@ -6,6 +6,7 @@ import platform
 import shutil
 from collections import Counter
 from pathlib import Path
+from typing import AbstractSet, Any
 
 import numpy as np
 
@@ -50,7 +51,7 @@ def _export_fp32(ctx, src, path: Path) -> dict:
 
     if src.kind == "onnx":
         model = onnx.load(str(src.onnx_path))
-        info = {"source": "brought ONNX file"}
+        info: dict[str, Any] = {"source": "brought ONNX file"}
     else:
         model, info = _torch_to_onnx(ctx, src, path)
     model = _simplify(model, info)
@@ -76,8 +77,8 @@ def _torch_to_onnx(ctx, src, path: Path):
     import onnx
     import torch
 
-    kwargs = dict(dynamo=True, external_data=False, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                  verbose=False, optimize=True)
+    kwargs: dict[str, Any] = dict(dynamo=True, external_data=False, input_names=[INPUT_NAME],
+                                  output_names=[OUTPUT_NAME], verbose=False, optimize=True)
     if ctx.opset is not None:
         kwargs["opset_version"] = int(ctx.opset)
     if src.program is not None:  # a brought .pt2: export the program itself, with the shapes it was made with
@@ -275,7 +276,7 @@ def export_onnx_int8(ctx, src, out: Path) -> dict:
             "pools_rewritten": pools}
 
 
-def check_onnx_int8(model, role: str, kept: set[str] = frozenset()) -> dict:
+def check_onnx_int8(model, role: str, kept: AbstractSet[str] = frozenset()) -> dict:
     """Every weight of a Conv/Gemm/MatMul is int8 behind a DequantizeLinear, every op onnxruntime has an
     int8 kernel for sits between DequantizeLinear and QuantizeLinear (uint8 or int8 activations), but
     the ``kept`` nodes (--keep-float), float by request; a spatial ReduceMean counts as the
@@ -314,7 +315,7 @@ def check_onnx_int8(model, role: str, kept: set[str] = frozenset()) -> dict:
     return dict(sorted(float_ops.items()))
 
 
-def _moves_kept_values(node, kept: set[str], producers: dict) -> bool:
+def _moves_kept_values(node, kept: AbstractSet[str], producers: dict) -> bool:
     """A pooling or reshape reading a kept (float) node's output directly: onnxruntime's quantizer gives such
     an op its input's grid, and a kept node's output has none, so it stays float with the kept layer."""
     return node.op_type in ("MaxPool", *INT8_MOVE_OPS) and any(

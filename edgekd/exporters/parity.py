@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,7 @@ def compare(logits: np.ndarray, reference: np.ndarray, y: np.ndarray, precision:
     """The parity numbers of one file: max |Δ logits|, top-1 agreement, accuracy of both."""
     pred, ref_pred = logits.argmax(1), reference.argmax(1)
     diff = float(np.abs(logits - reference).max())
-    result = {
+    result: dict[str, Any] = {
         "samples": int(len(y)),
         "max_abs_diff": diff,
         "top1_agreement": float((pred == ref_pred).mean()),

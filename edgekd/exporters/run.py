@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, cast
 
 import numpy as np
 
@@ -24,8 +24,10 @@ from edgekd.core.version import __version__
 from edgekd.core.errors import ConfigError, DataError, ExportError, unknown_name
 from edgekd.core.fsutil import atomic_write_text, refuse_existing, staged_dir
 from edgekd.core.schema import SCHEMA_VERSION, TRAINED_ROLES
-from edgekd.core.schema.export import EXPORT_REPORT, ExportedFile, ExportReport
+from edgekd.core.schema.export import EXPORT_REPORT, Details, ExportedFile, ExportReport
 from edgekd.core.schema.manifest import EVAL_FILE, MANIFEST, ModelEntry
+if TYPE_CHECKING:       # imported where --keep-float auto runs
+    from edgekd.exporters.keep_auto import Search
 from edgekd.exporters.formats import BYTES_PER_WEIGHT, FORMATS, INT8_ACTIVATIONS, ONNX_OPSETS, Format, get_format, list_of_names, parse_formats
 
 DEFAULT_ROLES = ("student", "teacher")
@@ -144,7 +146,7 @@ class Job:
     labels: list[str] | None
     calibration: tuple[np.ndarray | None, dict | None] = (None, None)
     references: dict = field(default_factory=dict)     # role -> PyTorch's logits on the eval set
-    search: object = None           # --keep-float auto: its exporters.keep_auto.Search
+    search: Search | None = None    # --keep-float auto
 
 
 def export_run(run_dir, out=None, options: ExportOptions | None = None, *, force: bool = False,
@@ -249,7 +251,8 @@ def _export_one(job: Job, ctx: ExportContext, role: str, fmt: Format, stage: Pat
         file=name, role=role, format=fmt.name, precision=fmt.precision, runtime=fmt.runtime,
         bytes=(stage / name).stat().st_size, parameters=int(src.parameters), macs=src.macs,
         weight_bytes=int(src.parameters) * BYTES_PER_WEIGHT[fmt.precision],
-        seconds=round(seconds, 3), parity=parity, details=details, input=ins, output=outs, layer_error=layer_error)
+        seconds=round(seconds, 3), parity=parity, input=ins, output=outs, layer_error=layer_error,
+        details=cast(Details, details))     # the converter's own notes; the reader checks the keys Details declares
     _emit(progress, event="done", role=role, format=fmt.name, file=name, bytes=row.bytes, seconds=row.seconds,
           parity=parity)
     entry = model_entry(name, fmt, src, (ins, outs))

@@ -16,6 +16,7 @@ from edgekd.core.npzfile import check_npz
 from edgekd.device.runtimes.onnx_external import refuse_external_data
 from edgekd.device.runtimes import open_model
 from edgekd.core.schema import TRAINED_ROLES
+from edgekd.core.schema.model import ModelDoc
 
 CALIBRATION_FILE = "calibration.npz"
 OLD_LAYOUTS = {"NC": TABULAR_LAYOUT}  # what edgekd's exporter called it before; read as the same
@@ -27,7 +28,7 @@ class Source:
 
     role: str
     folder: Path
-    spec: dict
+    spec: ModelDoc
     kind: str                         # "torch" (safetensors or pt2) | "onnx"
     module: Any = None                # torch.nn.Module in eval mode (kind "torch")
     program: Any = None               # the torch.export.ExportedProgram of a brought .pt2
@@ -171,6 +172,7 @@ def _check_runs(src: Source) -> None:
 def reference_logits(src: Source, x: np.ndarray, batch: int = 256) -> np.ndarray:
     """The reference outputs: PyTorch for a torch model, onnxruntime for a brought ONNX file."""
     if src.kind != "torch":
+        assert src.onnx_path is not None        # a brought ONNX file: kind "onnx" always has its path
         return open_model(src.onnx_path, providers=["cpu"]).logits(x, batch)
     import torch
 

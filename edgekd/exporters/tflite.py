@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import AbstractSet
 
 import numpy as np
 
@@ -176,7 +177,8 @@ def describe_tflite(path: Path) -> dict:
 
     model = fb.read_model_from_bytearray(bytearray(path.read_bytes()))
     graph = model.subgraphs[0]
-    consts, acts = [], []
+    consts: list[tuple[int, str, str, list[int]]] = []       # (index, name, dtype, shape)
+    acts: list[tuple[int, str, str, list[int]]] = []
     for index, tensor in enumerate(graph.tensors):
         name = fb_text(tensor.name)
         buffer = model.buffers[tensor.buffer] if tensor.buffer is not None and tensor.buffer < len(model.buffers) else None
@@ -191,7 +193,7 @@ def describe_tflite(path: Path) -> dict:
                    for i in indices], "constants": consts, "activations": acts, "ops": ops, "producers": producers}
 
 
-def _kept_indices(path: Path, kept: set[str]) -> set[int]:
+def _kept_indices(path: Path, kept: AbstractSet[str]) -> set[int]:
     """The tensors of the ops that write a kept tensor: their inputs (float weights, the DEQUANTIZE
     outputs before them) and outputs (read by the QUANTIZE after them)."""
     from ai_edge_litert.tools import flatbuffer_utils as fb
@@ -211,7 +213,7 @@ def _refuse_float_ops(path: Path, info: dict, exempt: set[int]) -> None:
     Only in a quantized file: a float file given as int8 is the generic dtype error's."""
     if not any(dtype == "int8" for _, _, dtype, _ in info["activations"]):
         return
-    left = {}
+    left: dict[str, str] = {}
     for index, name, dtype, _ in info["activations"]:
         op = info["producers"].get(index)
         if dtype == "float32" and index not in exempt and op not in (None, "QUANTIZE", "DEQUANTIZE"):
@@ -224,7 +226,7 @@ def _refuse_float_ops(path: Path, info: dict, exempt: set[int]) -> None:
                                "nothing was written")
 
 
-def check_tflite(path: Path, precision: str, role: str, kept: set[str] = frozenset()) -> dict:
+def check_tflite(path: Path, precision: str, role: str, kept: AbstractSet[str] = frozenset()) -> dict:
     """Fail unless every tensor's dtype is what the file name promises; int8 files allow float only
     in the ops that write the ``kept`` tensors (--keep-float) and the tensors around them."""
     info = describe_tflite(path)

@@ -256,13 +256,13 @@ def load_config(path: str | Path | None = None, trust_model_code: bool = False, 
     if isinstance(values.get("augment"), bool):     # a run of an earlier edgekd: augment was on/off (shifts)
         values["augment"] = "shift" if values["augment"] else ""
     for key, value in values.items():
-        values[key] = _coerce(key, value, known[key].type, path)
+        values[key] = _coerce(key, value, str(known[key].type), path)   # a string: annotations are postponed
     config = DistillConfig(**values)
     config.validate()
     return config
 
 
-def _check_key(key: str, value, known: dict, path: Path) -> None:
+def _check_key(key: str, value, known: dict, path: Path | None) -> None:
     """A config file is one flat table of DistillConfig's keys: name a stray key or [table]."""
     if isinstance(value, dict):
         raise ConfigError(f"'{path}' has a table [{key}], but a distill config has no tables",
@@ -273,7 +273,7 @@ def _check_key(key: str, value, known: dict, path: Path) -> None:
         raise ConfigError(f"{error.message} in '{path}'", hint=error.hint)
 
 
-def _refuse_code(values: dict, overrides: dict, path: Path) -> None:
+def _refuse_code(values: dict, overrides: dict, path: Path | None) -> None:
     """A config file is a file edgekd is given, and one someone sent (a run's config.toml, which the
     README says re-runs it) must not run code by being used: its user models only when trusted."""
     from edgekd.train.models.user import parse_user_spec       # the zoo's names tell a zoo spec from code

@@ -95,7 +95,7 @@ def _signature_problem(signature, call_graph) -> str | None:
                     "does not run (export the teacher after model.eval())")
     spec = call_graph[0].get("signature") if isinstance(call_graph[0], dict) else None
     try:
-        takes_one_tensor = json.loads(spec["in_spec"]) == ONE_TENSOR
+        takes_one_tensor = isinstance(spec, dict) and json.loads(spec["in_spec"]) == ONE_TENSOR
     except (TypeError, KeyError, ValueError, RecursionError):
         takes_one_tensor = False
     return None if takes_one_tensor else "does not take one tensor (edgekd calls a teacher with one batch)"
@@ -158,7 +158,8 @@ def _write_problem(graph: dict) -> str | None:
     result of any other node counts as its arguments, whatever its schema declares."""
     outside = _names(graph.get("inputs"))
     defined = set(outside)
-    for node in graph.get("nodes") if isinstance(graph.get("nodes"), list) else []:
+    nodes = graph.get("nodes")
+    for node in nodes if isinstance(nodes, list) else []:
         node = node if isinstance(node, dict) else {}
         op, arguments, results = resolve(node.get("target")), _arguments(node.get("inputs")), _names(node.get("outputs"))
         if results & defined:

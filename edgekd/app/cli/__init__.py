@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+from typing import Any, Sequence
 
 import click
 
@@ -40,12 +41,13 @@ def _sigterm_raises():
 class EdgeKDGroup(click.Group):
     """Turns an EdgeKDError into one ``error:`` line (+ ``hint:``) and exit 2."""
 
-    def main(self, *args, standalone_mode: bool = True, **kwargs):
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
         """Click's own usage errors (``--folds abc``, an unknown command) in edgekd's one-line form;
         click would print a usage block and ``Error:`` on three lines."""
         try:
             with _sigterm_raises():
-                return super().main(*args, standalone_mode=False, **kwargs)
+                return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except Terminated:
             click.echo("error: terminated", err=True)
             sys.exit(143)

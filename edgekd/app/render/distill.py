@@ -5,9 +5,10 @@ import time
 
 import os
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 from rich.table import Table
 
 from edgekd.core.console import report_console
@@ -26,13 +27,12 @@ class DistillProgress:
         self.progress = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[speed]:>14}"), TimeElapsedColumn(),
                                  TextColumn("eta"), TimeRemainingColumn(), console=console, disable=not enabled)
-        self.overall = self.epochs = None
+        self.overall = self.progress.add_task("splits", total=self.splits, speed="")
+        self.epochs = self.progress.add_task("", total=1, visible=False, speed="")
         self.samples, self.epoch_started = 0, 0.0
 
     def __enter__(self):
         self.progress.__enter__()
-        self.overall = self.progress.add_task("splits", total=self.splits, speed="")
-        self.epochs = self.progress.add_task("", total=1, visible=False, speed="")
         return self
 
     def __exit__(self, *exc):
@@ -69,7 +69,7 @@ class CachingProgress:
         self.enabled = enabled and os.environ.get("RANK", "0") == "0"
         self.progress = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=console, disable=not self.enabled, transient=True)
-        self.task = None
+        self.task: TaskID | None = None
 
     def __enter__(self):
         self.progress.__enter__()
@@ -90,8 +90,10 @@ class CachingProgress:
 
 def print_distill_summary(summary: dict, out: str) -> None:
     table = Table(title=f"edgekd distill — {summary['data']['source']} ({len(summary['folds'])} folds)")
-    for header, justify in (("role", "left"), ("model", "left"), ("params", "right"), ("MACs", "right"),
-                            ("CV acc % (mean ± std)", "right"), ("held-out acc %", "right")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (("role", "left"), ("model", "left"), ("params", "right"),
+                                                      ("MACs", "right"), ("CV acc % (mean ± std)", "right"),
+                                                      ("held-out acc %", "right"))
+    for header, justify in columns:
         table.add_column(header, justify=justify)
     for row in summary_rows(summary):
         table.add_row(*row)

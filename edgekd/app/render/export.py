@@ -30,11 +30,13 @@ def render_export_report(report: dict, console, explain: bool = False) -> None:
     from rich.table import Table
 
     from rich import box
+    from rich.console import JustifyMethod
 
     table = Table(title=f"edgekd export → {report['bundle']}", title_justify="left", box=box.SIMPLE_HEAD)
-    for column, justify in (("file", "left"), ("format", "left"), ("size", "right"), ("weights", "right"),
-                            ("teacher", "right"), ("time", "right"), ("parity vs PyTorch", "left"),
-                            ("accuracy", "right")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("file", "left"), ("format", "left"), ("size", "right"), ("weights", "right"), ("teacher", "right"),
+        ("time", "right"), ("parity vs PyTorch", "left"), ("accuracy", "right"))
+    for column, justify in columns:
         table.add_column(column, justify=justify, no_wrap=True)
     for row in report["models"]:
         parity, vs = row["parity"], row.get("vs_teacher")

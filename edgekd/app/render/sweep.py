@@ -12,7 +12,8 @@ class SweepProgress:
     """A header per student, distill's bars while it trains, a line per finished step."""
 
     def __init__(self, enabled: bool, folds: int):
-        self.enabled, self.folds, self.distill = enabled, folds, None
+        self.enabled, self.folds = enabled, folds
+        self.distill: DistillProgress | None = None
 
     def __enter__(self):
         return self
@@ -37,7 +38,8 @@ class SweepProgress:
                           highlight=False)
         else:                          # distill's own events, while a student trains
             if self.distill is None:
-                self.distill = DistillProgress(True, self.folds).__enter__()
+                self.distill = DistillProgress(True, self.folds)
+                self.distill.__enter__()
             self.distill.report(event, **info)
 
 

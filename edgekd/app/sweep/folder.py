@@ -18,7 +18,7 @@ from edgekd.core.schema.sweep import PLAN_FILE
 DONE_FILE = "sweep.json"
 
 
-def open_folder(out: Path, resume: bool, force: bool, record: str, locks: list) -> None:
+def open_folder(out: Path, resume: bool, force: bool, record: str, locks: list[OutputLock]) -> None:
     """Lock ``out`` (the lock goes into ``locks``), refuse or clear what is there, write the plan."""
     check_output_path(out, "sweep folder")
     locks.append(OutputLock(out, "sweep folder"))

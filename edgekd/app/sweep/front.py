@@ -6,6 +6,8 @@ least as accurate and at most as costly on that axis, and better on one of the t
 """
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from edgekd.device.bench.gate import check
 from edgekd.device.bench.gate.keys import latency_stat, peak_mib, setting_name
 from edgekd.device.bench.report import measured
@@ -17,7 +19,7 @@ AXES = {"latency": ("p50_ms", "p50 latency (ms)"), "size": ("bytes", "file size 
 PICK_AXIS = {"fastest": "latency", "smallest": "size"}
 
 
-def candidates(student: str, spec: str, bench: dict) -> list[dict]:
+def candidates(student: str, spec: str, bench: Mapping[str, Any]) -> list[dict]:
     """The student models of one bundle's bench.json, at its first measured setting; p50 is the
     median over repetitions, as the gate reads it."""
     out = []
@@ -50,7 +52,7 @@ def fronts(cands: list[dict]) -> dict[str, list[int]]:
             for axis, (key, _) in AXES.items()}
 
 
-def judge(cands: list[dict], benches: dict[str, dict], budget: dict | None) -> None:
+def judge(cands: list[dict], benches: Mapping[str, Mapping[str, Any]], budget: dict | None) -> None:
     """Mark each candidate with the budget's verdict on its own file (``meets_budget``, ``failed``:
     the lines of its failed checks); without a budget both are None. Each bundle is checked as
     ``edgekd bench --budget`` would check it."""

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Mapping
 
 from edgekd.core.version import __version__
 from edgekd.device.bench.text import device_line
 from edgekd.core.fsutil import atomic_write_bytes, atomic_write_text
 from edgekd.core.numbers import ms3, size
 from edgekd.core.schema import SCHEMA_VERSION
-from edgekd.core.schema.sweep import SCHEMA, SweepDoc, to_json
+from edgekd.core.schema.sweep import SCHEMA, SweepDoc, from_json, to_json
 from edgekd.app.sweep.front import AXES, candidates, fronts, judge, pick as choose
 from edgekd.app.sweep.plan import Plan
 
 COLUMNS = ("student", "file", "accuracy", "p50 ms", "size", "peak MiB", "× teacher", "front", "budget")
 
 
-def sweep_document(plan: Plan, rows: list[dict], benches: dict[str, dict], budget: dict | None, by: str,
-                   seconds: float) -> SweepDoc:
+def sweep_document(plan: Plan, rows: list[dict], benches: Mapping[str, Mapping[str, Any]], budget: dict | None,
+                   by: str, seconds: float) -> SweepDoc:
     import importlib.util
 
     plot = importlib.util.find_spec("matplotlib") is not None      # sweep.png only where it can be drawn
@@ -27,19 +28,20 @@ def sweep_document(plan: Plan, rows: list[dict], benches: dict[str, dict], budge
     chosen = choose(cands, by)
     first = benches[rows[0]["name"]]
     cfg = plan.config
-    return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "edgekd_version": __version__,
-            "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "teacher": cfg.teacher_from or cfg.teacher, "data": cfg.data, "device": device_line(first),
-            "remote": plan.remote, "bench_settings": plan.bench, "students": rows, "candidates": cands,
-            "fronts": fronts(cands), "budget": budget is not None,
-            "pick": {"by": by, "candidate": chosen,
-                     "student": None if chosen is None else cands[chosen]["student"],
-                     "file": None if chosen is None else cands[chosen]["file"]},
-            "seconds": round(seconds, 1),
-            "outputs": {"json": "sweep.json", "markdown": "sweep.md", "plot": "sweep.png" if plot else None}}
+    doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "edgekd_version": __version__,
+           "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "teacher": cfg.teacher_from or cfg.teacher, "data": cfg.data, "device": device_line(first),
+           "remote": plan.remote, "bench_settings": plan.bench, "students": rows, "candidates": cands,
+           "fronts": fronts(cands), "budget": budget is not None,
+           "pick": {"by": by, "candidate": chosen,
+                    "student": None if chosen is None else cands[chosen]["student"],
+                    "file": None if chosen is None else cands[chosen]["file"]},
+           "seconds": round(seconds, 1),
+           "outputs": {"json": "sweep.json", "markdown": "sweep.md", "plot": "sweep.png" if plot else None}}
+    return from_json(doc, "the sweep.json being written")
 
 
-def table_rows(doc: dict) -> list[list[str]]:
+def table_rows(doc: Mapping[str, Any]) -> list[list[str]]:
     """One row per candidate: COLUMNS as text; front: L, S, M for the latency, size and memory fronts;
     the pick's row ends in '← pick'."""
     rows = []
@@ -53,7 +55,7 @@ def table_rows(doc: dict) -> list[list[str]]:
     return rows
 
 
-def pick_line(doc: dict) -> str:
+def pick_line(doc: Mapping[str, Any]) -> str:
     p = doc["pick"]
     if not doc["budget"]:
         return "no budget: pass --budget FILE to pick the " + p["by"] + " candidate that meets it"
@@ -64,7 +66,7 @@ def pick_line(doc: dict) -> str:
             f"p50 {ms3(c['p50_ms'])} ms, {size(c['bytes'])}")
 
 
-def to_markdown(doc: dict) -> str:
+def to_markdown(doc: Mapping[str, Any]) -> str:
     lines = [f"# edgekd sweep: {len(doc['students'])} students, teacher {doc['teacher']}", "",
              f"{doc['device']}; data {doc['data']}; p50 at {doc['candidates'][0]['setting']}" if doc["candidates"]
              else doc["device"], "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
@@ -73,7 +75,7 @@ def to_markdown(doc: dict) -> str:
                               "", pick_line(doc), ""])
 
 
-def plot_png(doc: dict) -> bytes:
+def plot_png(doc: Mapping[str, Any]) -> bytes:
     """Accuracy against p50 latency, file size and peak memory, one panel each, the front joined."""
     from edgekd.device.bench.plots import png, require_matplotlib
     plt = require_matplotlib()

@@ -25,13 +25,15 @@ import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from edgekd.device.bench.options import BenchOptions
 from edgekd.core.bundle import BENCH_REPORT, MANIFEST
 from edgekd.train.config import DistillConfig
 from edgekd.core.errors import ConfigError
-from edgekd.core.fsutil import atomic_write_json
+from edgekd.core.fsutil import OutputLock, atomic_write_json
+from edgekd.core.schema.bench import BenchDoc
+from edgekd.core.schema.sweep import SweepDoc
 from edgekd.core.schema.cv import read as read_cv
 from edgekd.core.schema.jsonfile import read_json
 from edgekd.app.sweep.folder import open_folder
@@ -42,7 +44,7 @@ Reporter = Callable[..., None]
 
 def run_sweep(cfg: DistillConfig, students, out, *, bench: BenchOptions | None = None, repeat: int | None = None,
               budget=None, pick: str = "fastest", remote=None, resume: bool = False, force: bool = False,
-              reporter: Reporter | None = None, trust_model_code: bool = False) -> dict:
+              reporter: Reporter | None = None, trust_model_code: bool = False) -> SweepDoc | dict[str, Any]:
     """Distill, export and bench every student of ``students`` (specs, or one text split at ';')
     with ``cfg``'s teacher, data and settings; returns (and writes to ``out``) the sweep.json
     document. ``bench``: how to measure; ``repeat``: over its own, and by default 3 with a budget
@@ -86,11 +88,11 @@ class Sweep:
         if remote is not None:      # the board answers, has edgekd and a folder to write: before any training
             from edgekd.device.bench.remote import Session
             ranks.on_main(lambda: Session.open(remote).close())
-        out, locks = Path(out).absolute(), []
+        out, locks = Path(out).absolute(), list[OutputLock]()
         ranks.on_main(lambda: open_folder(out, resume, force, plan.record(), locks))
         return cls(plan, out, budget, pick, remote, ranks, locks[0] if locks else None, trust_model_code)
 
-    def run(self, reporter: Reporter | None = None) -> dict:
+    def run(self, reporter: Reporter | None = None) -> SweepDoc | dict[str, Any]:     # {}: not the main rank
         from edgekd.app.sweep.report import sweep_document, write_sweep
 
         report = reporter or (lambda *a, **k: None)
@@ -102,7 +104,8 @@ class Sweep:
                 self._distill(folder_name(i, spec), spec, report)
             if not self.ranks.is_main:          # under torchrun: the training was theirs, the rest rank 0's
                 return {}
-            rows, benches = [], {}
+            rows: list[dict] = []
+            benches: dict[str, BenchDoc] = {}
             for i, spec in enumerate(self.plan.students):
                 report("student", index=i, total=total, spec=spec, phase="export and bench")
                 row, benches[row["name"]] = self._measure(folder_name(i, spec), spec, report)
@@ -140,7 +143,7 @@ class Sweep:
             atomic_write_json(path, {**steps, step: round(seconds, 3)})
         report("step", name=name, step=step, seconds=seconds)
 
-    def _measure(self, name: str, spec: str, report: Reporter) -> tuple[dict, dict]:
+    def _measure(self, name: str, spec: str, report: Reporter) -> tuple[dict, BenchDoc]:
         """Export and bench one student (each skipped when done); its row of sweep.json and bench.json."""
         from edgekd.device.bench import run_bench
         from edgekd.exporters import export_run

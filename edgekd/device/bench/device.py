@@ -13,7 +13,9 @@ import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
+from edgekd.core.schema.bench import Device
 from edgekd.device.runtimes import ROWS   # the rows only: importing a runtime's package happens in its opener
 
 #: distributions whose versions device info reports: every runtime row's, then bench's own
@@ -74,7 +76,7 @@ def package_versions() -> dict:
     return out
 
 
-def thermal() -> dict:
+def thermal() -> dict[str, Any]:
     """Temperatures (°C) by zone, CPU frequency and throttling, where readable."""
     temps = {}
     for zone in sorted(Path("/sys/class/thermal").glob("thermal_zone*")):
@@ -83,7 +85,7 @@ def thermal() -> dict:
             name = _read(str(zone / "type")) or zone.name
             temps[f"{zone.name}:{name}"] = int(raw) / 1000.0
     freq = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
-    out = {"temperatures_c": temps or None,
+    out: dict[str, Any] = {"temperatures_c": temps or None,
            "cpu0_freq_mhz": int(freq) / 1000.0 if freq and freq.isdigit() else None,
            "throttled": None}
     if shutil.which("vcgencmd"):
@@ -101,7 +103,7 @@ def thermal() -> dict:
     return out
 
 
-def collect() -> dict:
+def collect() -> Device:
     mem = None
     try:
         import psutil

@@ -8,17 +8,18 @@ import math
 import numbers
 import os
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from edgekd.core.errors import ConfigError
 
 #: max_runs caps the timed calls of a fast model (a 1 µs call would reach 2 s after 2 million):
 #: 100,000 samples give stable percentiles and keep the stored timings (8 bytes each) under 1 MB
 #: of the child's memory, which is measured alongside
-DEFAULTS = {"warmup": 10, "warmup_seconds": 0.5, "runs": 100, "min_seconds": 2.0, "max_runs": 100_000}
+DEFAULTS: dict[str, Any] = {"warmup": 10, "warmup_seconds": 0.5, "runs": 100, "min_seconds": 2.0, "max_runs": 100_000}
 
 #: the largest sane value of each numeric option: beyond it a value is a typo, not a wish (--threads
 #: 100000 hung a worker, --warmup-seconds inf warmed up forever); threads: THREADS_PER_CORE × cores
-LIMITS = {"threads": None, "batch": 65536, "warmup": 1e6, "warmup_seconds": 3600.0, "runs": 1e7,
+LIMITS: dict[str, float] = {"batch": 65536, "warmup": 1e6, "warmup_seconds": 3600.0, "runs": 1e7,
           "min_seconds": 3600.0, "max_runs": 1e7, "repeat": 1000, "timeout": 86400.0, "seed": 2**32 - 1}
 THREADS_PER_CORE = 4
 
@@ -65,13 +66,19 @@ class BenchOptions:
         if self.providers is not None and not _strings(self.providers):
             raise ConfigError(f"providers must be a list of names, got {self.providers!r}")
 
+    @property
+    def grid(self) -> tuple[list[int], list[int]]:
+        """(threads, batch sizes) to measure: never None once ``__post_init__`` has filled the defaults."""
+        assert self.threads is not None and self.batch is not None
+        return self.threads, self.batch
+
     def worker_fields(self) -> dict:
         """The fields every child process's request carries."""
         return {k: v for k, v in asdict(self).items() if k in (*DEFAULTS, "providers", "seed")}
 
 
 def _counts(values, what: str) -> list[int] | None:
-    """Each a whole number from 1 to LIMITS[what] (threads: THREADS_PER_CORE × the cores here),
+    """Each a whole number from 1 to LIMITS[what] (threads: THREADS_PER_CORE × the cores here, not in LIMITS),
     repeats dropped; None stays None (the default)."""
     if values is None:
         return None
@@ -79,13 +86,15 @@ def _counts(values, what: str) -> list[int] | None:
         raise ConfigError(f"{what} must be a list of whole numbers, got {values!r}",
                           hint="the command line takes '1,4'; the Python API takes [1, 4]")
     from edgekd.device.bench.device import cores
-    top, why = LIMITS[what], ""
+    top: float
     if what == "threads":
         top, why = THREADS_PER_CORE * cores(), f" ({THREADS_PER_CORE} × the {cores()} cores here)"
+    else:
+        top, why = LIMITS[what], ""
     for v in values:
         if isinstance(v, bool) or not isinstance(v, numbers.Integral):
             raise ConfigError(f"{what} must be whole numbers, got {v!r}")
-        if not 1 <= v <= top:
+        if not 1 <= int(v) <= top:
             raise ConfigError(f"{what} must be at least 1 and at most {top}{why}, got {v}")
     if not values:
         raise ConfigError(f"{what} is empty")

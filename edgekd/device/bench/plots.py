@@ -1,6 +1,8 @@
 """``bench --plot``: latency distributions and accuracy against latency. matplotlib only here."""
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from edgekd.core.errors import EdgeKDError
 from edgekd.device.bench.report import measured
 from edgekd.device.bench.text import device_line
@@ -16,7 +18,7 @@ def require_matplotlib():
     return plt
 
 
-def plot_png(result: dict) -> bytes:
+def plot_png(result: Mapping[str, Any]) -> bytes:
     """Latency distribution (CDF) per model and setting, and accuracy against p50 latency."""
     plt = require_matplotlib()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))

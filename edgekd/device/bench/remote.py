@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekd.core.errors import ConfigError, RuntimeBackendError
+from edgekd.core.schema.bench import BenchDoc, from_json
 from edgekd.core.schema.manifest import MANIFEST
 
 #: the board's folder when --remote names none: relative, so under the remote user's home
@@ -267,12 +268,10 @@ def _copy_method(asked: str, board: str) -> str:
     return asked
 
 
-def bench_remote(remote: Remote, targets: list, options, progress=None) -> list[dict]:
+def bench_remote(remote: Remote, targets: list, options, progress=None) -> list[BenchDoc]:
     """``targets`` (the one to bench, and an ``--against`` one) benched on the board with
     ``options`` (:class:`~edgekd.device.bench.options.BenchOptions`); returns their bench.json documents,
     the first with a ``remote`` section saying where the bundle is on the board."""
-    from edgekd.core.schema.bench import from_json
-
     step = progress or (lambda done, total, label: None)
     sides = [_board_named(t, what) for t, what in zip(targets, ("the target's name", "the --against bundle's name"))]
     data = None if options.data is None else _board_named(options.data, "the --data file's name")
@@ -294,7 +293,9 @@ def bench_remote(remote: Remote, targets: list, options, progress=None) -> list[
     step(3, 3, "done")
     doc["remote"] = {"host": remote.host, "path": bundle, "copy": session.copy,
                      "kept": session.run_folder if remote.keep else None}
-    return [doc, doc["against"]["bench"]] if len(targets) > 1 else [doc]
+    if len(targets) == 1:
+        return [doc]
+    return [doc, from_json(doc["against"]["bench"], f"the --against bench.json from '{remote.host}'")]
 
 
 def _board_named(local, what: str) -> Path:

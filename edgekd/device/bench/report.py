@@ -4,18 +4,19 @@ plots: :mod:`.plots`.)"""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Mapping
 
 from edgekd.core.errors import ConfigError
 from edgekd.core.fsutil import atomic_write_bytes, atomic_write_text
 from edgekd.core.schema import bench as schema
 
 
-def measured(m: dict) -> list[dict]:
+def measured(m: Mapping[str, Any]) -> list[dict]:
     """The model's measurements, less the skipped settings."""
     return [x for x in m["measurements"] if "skipped" not in x]
 
 
-def _at(m: dict, threads: int, batch: int) -> dict | None:
+def _at(m: Mapping[str, Any], threads: int, batch: int) -> dict | None:
     return next((x for x in measured(m) if x["threads"] == threads and x["batch"] == batch), None)
 
 
@@ -23,7 +24,7 @@ def _ratio(a, b):
     return a / b if a is not None and b not in (None, 0) else None
 
 
-def build_comparisons(models: list[dict]) -> list[dict]:
+def build_comparisons(models: list[schema.Model]) -> list[schema.Comparison]:
     """Each non-teacher model against each teacher, at the same threads and batch, same run.
 
     size_ratio = model bytes / teacher bytes; speedup = teacher p50 / model p50;
@@ -32,7 +33,7 @@ def build_comparisons(models: list[dict]) -> list[dict]:
     accuracy_delta = model accuracy − teacher accuracy.
     """
     teachers = [m for m in models if m["role"] == "teacher"]
-    out = []
+    out: list[schema.Comparison] = []
     for s in models:
         if s["role"] == "teacher":
             continue
@@ -41,7 +42,8 @@ def build_comparisons(models: list[dict]) -> list[dict]:
                 mt = _at(t, ms["threads"], ms["batch"])
                 if mt is None:
                     continue
-                acc = (s["accuracy"] - t["accuracy"]) if None not in (s["accuracy"], t["accuracy"]) else None
+                sa, ta = s["accuracy"], t["accuracy"]
+                acc = sa - ta if sa is not None and ta is not None else None
                 out.append({"model": s["file"], "teacher": t["file"], "threads": ms["threads"],
                             "batch": ms["batch"], "size_ratio": _ratio(s["bytes"], t["bytes"]),
                             "speedup": _ratio(mt["latency_ms"]["p50"], ms["latency_ms"]["p50"]),
@@ -53,7 +55,7 @@ def build_comparisons(models: list[dict]) -> list[dict]:
     return out
 
 
-def write_outputs(result: dict, out=None, markdown=None, plot=None) -> None:
+def write_outputs(result: schema.BenchDoc, out=None, markdown=None, plot=None) -> None:
     """bench.json (+ markdown, + png), each written to a temporary name and renamed."""
     from edgekd.device.bench.plots import plot_png
     from edgekd.device.bench.text import to_markdown

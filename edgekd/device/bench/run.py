@@ -15,9 +15,9 @@ from typing import Callable
 
 from edgekd.core.fsutil import check_output_path
 from edgekd.core.schema import SCHEMA_VERSION
-from edgekd.core.schema.bench import SCHEMA, BenchDoc
+from edgekd.core.schema.bench import SCHEMA, BenchDoc, Device, Model, Outputs, Settings
 from edgekd.device.bench.measure import spawn_worker
-from edgekd.device.bench.options import DEFAULTS, BenchOptions
+from edgekd.device.bench.options import BenchOptions
 from edgekd.device.bench.target import default_out, resolve_target
 
 Progress = Callable[[int, int, str], None]
@@ -70,6 +70,7 @@ def run_sides(targets: list, options: BenchOptions | None = None, *, out=None, m
     _check_outputs(targets, {**paths, **(also_written or {})}, options.data)
     if check_target:
         check_target(*sides)
+    docs: list[BenchDoc]
     if remote is not None:
         from edgekd.device.bench.remote import bench_remote
         docs = bench_remote(remote, targets, options, progress)
@@ -77,7 +78,8 @@ def run_sides(targets: list, options: BenchOptions | None = None, *, out=None, m
     else:       # the board's bench wrote its own against section
         docs = _bench_here(sides, options, paths, progress)
         if len(docs) == 2:
-            docs[0]["against"] = {"path": str(targets[1]), "pairs": options.repeat, "order": ORDER, "bench": docs[1]}
+            docs[0]["against"] = {"path": str(targets[1]), "pairs": options.repeat, "order": ORDER,
+                                  "bench": dict(docs[1])}
     write_outputs(docs[0], out=out, markdown=markdown, plot=plot)
     return docs
 
@@ -85,7 +87,8 @@ def run_sides(targets: list, options: BenchOptions | None = None, *, out=None, m
 def _bench_here(sides: list[dict], options: BenchOptions, paths: dict, progress: Progress | None) -> list[BenchDoc]:
     from edgekd.device.bench import device
 
-    facts = {**device.collect(), "thermal_before": device.thermal()}
+    facts = device.collect()
+    facts["thermal_before"] = device.thermal()
     measured = _measure(sides, options, progress)
     facts["thermal_after"] = device.thermal()
     settings = _settings(options, sides[0]["eval_path"])
@@ -112,8 +115,9 @@ def _measure(sides: list[dict], options: BenchOptions, progress: Progress | None
     models (and the sides, in alternating order) so that a burst of load elsewhere hits every model
     alike: per side, the models' entries and each one's predictions on the eval data (evaluated
     once, in its first child)."""
+    threads, batches = options.grid
     settings = list(dict.fromkeys((m["file"], t, b) for s in sides for m in s["models"]
-                                  for t in options.threads for b in options.batch))
+                                  for t in threads for b in batches))
     by_file = [{m["file"]: m for m in s["models"]} for s in sides]
     jobs = []
     for rep, (k, (file, t, b)) in itertools.product(range(options.repeat), enumerate(settings)):
@@ -161,13 +165,15 @@ def _record_eval(entry: dict, ev: dict) -> list:
     return ev.pop("predictions")
 
 
-def _settings(options: BenchOptions, eval_path: str | None) -> dict:
-    return {"threads": options.threads, "batch": options.batch, **{k: getattr(options, k) for k in DEFAULTS},
-            "runtime": options.runtime, "providers": options.providers, "data": eval_path,
-            "repeat": options.repeat, "isolation": ISOLATION}
+def _settings(options: BenchOptions, eval_path: str | None) -> Settings:
+    threads, batch = options.grid
+    return Settings(threads=threads, batch=batch, warmup=options.warmup,
+                    warmup_seconds=options.warmup_seconds, runs=options.runs, min_seconds=options.min_seconds,
+                    max_runs=options.max_runs, runtime=options.runtime, providers=options.providers, data=eval_path,
+                    repeat=options.repeat, isolation=ISOLATION)
 
 
-def _document(resolved: dict, settings: dict, device: dict, teacher: dict | None, models: list[dict],
+def _document(resolved: dict, settings: Settings, device: Device, teacher: dict | None, models: list[Model],
               paths: dict) -> BenchDoc:
     from edgekd.core.version import __version__
     from edgekd.device.bench.report import build_comparisons
@@ -179,9 +185,10 @@ def _document(resolved: dict, settings: dict, device: dict, teacher: dict | None
                     comparisons=build_comparisons(models), outputs=_outputs(paths))
 
 
-def _outputs(paths: dict) -> dict:
-    return {key: str(paths[flag]) if paths[flag] else None
-            for key, flag in (("json", "--out"), ("markdown", "--markdown"), ("plot", "--plot"))}
+def _outputs(paths: dict) -> Outputs:
+    def named(flag: str) -> str | None:
+        return str(paths[flag]) if paths[flag] else None
+    return Outputs(json=named("--out"), markdown=named("--markdown"), plot=named("--plot"))
 
 
 def _agreement(models: list[dict], predictions: dict) -> dict | None:

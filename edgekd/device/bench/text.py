@@ -2,6 +2,8 @@
 ``--markdown``, the device and thermal lines, and the markdown report. Torch-free, rich-free."""
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from edgekd.core.numbers import MIB, fmt, ms, pct, size
 from edgekd.device.bench.report import measured
 
@@ -17,7 +19,7 @@ NARROW = ["model", "threads", "batch", "size", "accuracy", "agree", "p50 ms", "p
 SHORT = {"threads": "thr", "batch": "b", "accuracy": "acc"}
 
 
-def rows(result: dict) -> list[tuple[str, dict]]:
+def rows(result: Mapping[str, Any]) -> list[tuple[str, dict]]:
     """(kind, {column: text}) with kind 'model', 'skip' or 'compare'."""
     out = []
     for m in result["models"]:
@@ -52,7 +54,7 @@ def rows(result: dict) -> list[tuple[str, dict]]:
     return out
 
 
-def shown_comparisons(result: dict) -> list[dict]:
+def shown_comparisons(result: Mapping[str, Any]) -> list[dict]:
     """The comparisons the table shows: each model against the teacher's file of its own format,
     else against the run's reference teacher. bench.json keeps every pair (N students × M teacher
     files), which in a bundle of four formats per role would be 16 rows per setting."""
@@ -77,7 +79,7 @@ def faster(ratio: float | None) -> str:
 RUNTIME_PAIRS = (("onnxruntime", "onnx", "onnx-int8"), ("LiteRT", "tflite", "tflite-int8"))
 
 
-def formats_side_by_side(result: dict) -> list[dict]:
+def formats_side_by_side(result: Mapping[str, Any]) -> list[dict]:
     """Per role, setting and runtime with both an fp32 and an int8 file: their p50s and int8 against
     fp32, so a user sees whether int8 pays on this device (it does not on every CPU)."""
     out = []
@@ -94,11 +96,11 @@ def formats_side_by_side(result: dict) -> list[dict]:
     return out
 
 
-def _p50(m: dict, threads: int, batch: int) -> float | None:
+def _p50(m: Mapping[str, Any], threads: int, batch: int) -> float | None:
     return next((x["latency_ms"]["p50"] for x in measured(m) if (x["threads"], x["batch"]) == (threads, batch)), None)
 
 
-def side_by_side_markdown(result: dict) -> list[str]:
+def side_by_side_markdown(result: Mapping[str, Any]) -> list[str]:
     table = formats_side_by_side(result)
     if not table:
         return []
@@ -108,12 +110,12 @@ def side_by_side_markdown(result: dict) -> list[str]:
     return lines + ["| " + " | ".join(row[c] for c in columns) + " |" for row in table]
 
 
-def skipped_notes(result: dict) -> list[str]:
+def skipped_notes(result: Mapping[str, Any]) -> list[str]:
     return [f"{m['file']} threads {x['threads']} batch {x['batch']}: {x['skipped']}"
             for m in result["models"] for x in m["measurements"] if "skipped" in x]
 
 
-def device_line(result: dict) -> str:
+def device_line(result: Mapping[str, Any]) -> str:
     d = result["device"]
     rts = ", ".join(f"{k} {v}" for k, v in d["packages"].items() if k != "numpy" and k != "psutil")
     remote = result.get("remote")
@@ -122,7 +124,7 @@ def device_line(result: dict) -> str:
             f"{d['os']} · Python {d['python'].split()[-1]} · {rts}")
 
 
-def thermal_line(result: dict) -> str | None:
+def thermal_line(result: Mapping[str, Any]) -> str | None:
     b, a = result["device"]["thermal_before"], result["device"]["thermal_after"]
     parts = []
     if b.get("temperatures_c") and a.get("temperatures_c"):
@@ -133,7 +135,7 @@ def thermal_line(result: dict) -> str | None:
     return " · ".join(parts) or None
 
 
-def to_markdown(result: dict) -> str:
+def to_markdown(result: Mapping[str, Any]) -> str:
     s = result["settings"]
     lines = [f"# edgekd bench: `{result['target']['path']}`", "",
              f"- device: {device_line(result)}",

@@ -31,7 +31,7 @@ class TensorInfo:
         return {"name": self.name, "dtype": self.dtype, "scale": self.scale, "zero_point": self.zero_point}
 
     def as_dict(self) -> dict:
-        d = {"name": self.name, "shape": self.shape, "dtype": self.dtype}
+        d: dict[str, Any] = {"name": self.name, "shape": self.shape, "dtype": self.dtype}
         if self.quantized:
             d.update(scale=self.scale, zero_point=self.zero_point)
         return d
@@ -74,8 +74,8 @@ class Runtime:
     threads: int | None = None
     delegate: str | None = None       # "XNNPACK" or None (TFLite); execution providers for ONNX
     providers: list[str] = field(default_factory=list)
-    input: TensorInfo | None = None
-    output: TensorInfo | None = None
+    input: TensorInfo = field(kw_only=True)      # every runtime knows both once its model is loaded
+    output: TensorInfo = field(kw_only=True)
     batch: int | None = None          # the batch size the runtime is currently set up for
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -155,7 +155,7 @@ class Runtime:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
             out.append(self.run(chunk).reshape(len(chunk), -1)[:n])
         if not out:
-            return np.zeros((0, self.output.shape[-1] or 0), np.float32)
+            return np.zeros((0, int(self.output.shape[-1] or 0)), np.float32)
         return np.concatenate(out)
 
     def predict(self, x: np.ndarray, batch: int = 64) -> np.ndarray:

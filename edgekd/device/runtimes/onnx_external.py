@@ -55,7 +55,8 @@ def refuse_external_data(path: Path, name: str, error: type = BundleError, what:
 
 def _external_locations(buf) -> list[str]:
     """The external-data file names the model's tensors point at ("?" for one that names none)."""
-    found, todo = set(), [("model", 0, len(buf), 0)]
+    found: set[str | None] = set()
+    todo = [("model", 0, len(buf), 0)]
     while todo:
         kind, pos, end, depth = todo.pop()
         if depth > _PROTO_DEPTH:
@@ -64,7 +65,7 @@ def _external_locations(buf) -> list[str]:
             number, wire, value, start, pos = _next_field(buf, pos, end)
             if kind == "tensor":
                 # protobuf reads an enum as int32, so only the low 32 bits count
-                if number == _DATA_LOCATION and wire == 0 and value & 0xFFFFFFFF == _EXTERNAL:
+                if number == _DATA_LOCATION and wire == 0 and value is not None and value & 0xFFFFFFFF == _EXTERNAL:
                     found.add(None)
                 elif number == _EXTERNAL_DATA and wire == 2:
                     found.add(_location(buf, start, pos))

@@ -48,8 +48,10 @@ class Dataset:
         return IMAGE_LAYOUT if self.is_image else TABULAR_LAYOUT
 
 
-SOURCES: Registry[Callable[..., Dataset]] = Registry("data source", DataError)
-register_source = SOURCES.register
+Source = Callable[..., Dataset]
+SOURCES: Registry[Source] = Registry("data source", DataError)
+# spelled out: the source modules import it while this module is still loading, where mypy cannot infer it
+register_source: Callable[[str], Callable[[Source], Source]] = SOURCES.register
 
 
 def load_dataset(spec: str, label_column: str | None = None, images: ImageOptions | None = None,

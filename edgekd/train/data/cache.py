@@ -116,11 +116,11 @@ class DataCache:
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise
-        x, reason = _open(entry, record)
-        if x is None:
+        written, reason = _open(entry, record)
+        if written is None:
             raise DataError(f"the image cache '{entry}' just written {reason}",
                             hint="another edgekd may be writing the same cache: run again, or pass --cache-dir DIR")
-        return x
+        return written
 
     def _stage(self, entry: Path) -> Path:
         """A new staging folder for ``entry``; those an interrupted build left (a day old) go first."""

@@ -82,7 +82,9 @@ def fit(img, size: tuple[int, int]):
         return img
     scale = max(width / w, height / h)
     new_w, new_h = max(width, round(w * scale)), max(height, round(h * scale))
-    img = img.resize((new_w, new_h), Image.BILINEAR)
+    # Pillow's own types name it Image.Resampling.BILINEAR, new in 9.1; edgekd takes pillow>=9, and
+    # every release keeps the old name
+    img = img.resize((new_w, new_h), Image.BILINEAR)  # type: ignore[attr-defined]
     left, top = (new_w - width) // 2, (new_h - height) // 2
     return img.crop((left, top, left + width, top + height))
 
@@ -98,7 +100,8 @@ def convert_channels(x: np.ndarray, channels: int, where: str) -> np.ndarray:
         return x[:, :3]
     if channels == 1 and have in (3, 4):
         if x.dtype == np.uint8:
-            weighted = sum(x[:, c].astype(np.uint32) * w for c, w in enumerate(LUMA))
+            red, green, blue = (x[:, c].astype(np.uint32) * w for c, w in enumerate(LUMA))
+            weighted = red + green + blue
             return ((weighted + 0x8000) >> 16).astype(np.uint8)[:, None]
         return np.tensordot(np.asarray(LUMA, np.float64) / 65536, x[:, :3], axes=(0, 1)).astype(np.float32)[:, None]
     raise DataError(f"cannot convert the {have}-channel images of {where} to {channels} channels",
@@ -133,8 +136,8 @@ def transform_arrays(x: np.ndarray, options: ImageOptions, out: np.ndarray, prog
 
 def transformed_shape(shape: tuple[int, ...], options: ImageOptions) -> tuple[int, int, int]:
     """The C×H×W of a sample of ``shape`` after ``options``."""
-    channels = options.channels or shape[0]
-    return (channels, *(options.size or shape[1:]))
+    height, width = options.size or shape[1:]
+    return options.channels or shape[0], height, width
 
 
 def output_dtype(dtype: np.dtype) -> np.dtype:

@@ -164,8 +164,10 @@ def check_teacher_split(cfg: DistillConfig, brought: BroughtTeacher | None) -> N
     Its training part is everything but its own held-out split: trained on another split, it
     has seen some of this run's test samples, which would inflate its score and reach the
     student through the soft targets. (An .onnx or .pt2 teacher carries no such record.)"""
-    source = brought.path.parent / CONFIG_FILE if brought and brought.kind == "run" else None
-    if source is None or not source.is_file():
+    if brought is None or brought.kind != "run":
+        return
+    source = brought.path.parent / CONFIG_FILE
+    if not source.is_file():
         return
     theirs = load_config(source, trust_model_code=True)    # only its split is read: none of its models is built
     if (theirs.data, theirs.label_column) != (cfg.data, cfg.label_column):

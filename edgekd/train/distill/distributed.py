@@ -17,7 +17,7 @@ from __future__ import annotations
 import atexit
 import os
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Callable, Protocol, TypeVar
 
 import torch
 from torch import nn
@@ -25,6 +25,15 @@ from torch import nn
 from edgekd.core.errors import ConfigError, EdgeKDError
 
 T = TypeVar("T")
+
+
+class Rows(Protocol):
+    """A tensor of samples, or what stands for one (``samples.Samples``, ``augment.AugmentedView``):
+    its rows, sliced, are a tensor."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, rows: slice) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,7 @@ class Ranks:
             return slice(0, 1), 0, 0.0
         return slice(low, high), high - low, (high - low) * self.world_size / n
 
-    def map_rows(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    def map_rows(self, fn: Callable[[Rows], torch.Tensor], x: Rows) -> torch.Tensor:
         """``fn(x)``, computed as one block of rows per rank and gathered on every rank."""
         if not self.distributed:
             return fn(x)

@@ -191,7 +191,7 @@ def feature_shape(model: nn.Module, example: torch.Tensor, role: str) -> torch.S
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        shape = model.forward_features(example).shape
+        shape = getattr(model, "forward_features")(example).shape     # nn.Module types it a tensor
     model.train(was_training)
     return shape
 
@@ -200,9 +200,11 @@ def match_features(student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.
     """The two feature maps at one size: average-pooled to the smaller height and width, or both
     to vectors where one of them is (an MLP's features)."""
     if student.dim() != 4 or teacher.dim() != 4:
-        return [f.mean(dim=(2, 3)) if f.dim() == 4 else f.flatten(1) for f in (student, teacher)]
+        s, t = (f.mean(dim=(2, 3)) if f.dim() == 4 else f.flatten(1) for f in (student, teacher))
+        return s, t
     size = (min(student.shape[2], teacher.shape[2]), min(student.shape[3], teacher.shape[3]))
-    return [f if tuple(f.shape[2:]) == size else F.adaptive_avg_pool2d(f, size) for f in (student, teacher)]
+    s, t = (f if tuple(f.shape[2:]) == size else F.adaptive_avg_pool2d(f, size) for f in (student, teacher))
+    return s, t
 
 
 @register_loss("fitnet")
@@ -234,5 +236,6 @@ class FitNet(DistillationLoss):
     def forward(self, batch: LossInputs) -> torch.Tensor:
         if self.adapter is None:
             raise RuntimeError("FitNet.fit_to(student, teacher, example) builds the adapter before training")
+        assert batch.student_features is not None       # needs "features": the Trainee passes the student's
         student, teacher = match_features(batch.student_features, batch.teacher["features"])
         return self.ce_weight * batch.cross_entropy() + self.feat_weight * F.mse_loss(self.adapter(student), teacher)

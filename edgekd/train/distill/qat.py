@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from edgekd.core.errors import ModelError
+from edgekd.train.distill.distributed import Rows
 from edgekd.train.distill.train import FitSettings, KDTarget, accuracy, fit
 
 # QAT fine-tunes a trained model: a tenth of the distillation's learning rate (cosine-decayed again)
@@ -97,7 +98,8 @@ def _quantize_after_activations(graph: torch.fx.GraphModule) -> torch.fx.GraphMo
         source = node.args[0] if node.op == "call_function" and str(node.target) in FUSED else None
         annotation = source.meta.get("quantization_annotation") if isinstance(source, torch.fx.Node) else None
         spec = annotation.output_qspec if annotation is not None else None
-        if spec is None or isinstance(spec, SharedQuantizationSpec) or len(source.users) != 1:
+        if annotation is None or spec is None or isinstance(spec, SharedQuantizationSpec) \
+                or not isinstance(source, torch.fx.Node) or len(source.users) != 1:
             continue
         annotation.output_qspec = None
         node.meta["quantization_annotation"] = QuantizationAnnotation(output_qspec=spec, _annotated=True)
@@ -159,7 +161,7 @@ def copy_back(prepared: torch.fx.GraphModule, model: nn.Module) -> None:
     model.eval()
 
 
-def quantization_aware_distill(model: nn.Module, xy: tuple[torch.Tensor, torch.Tensor], settings: FitSettings,
+def quantization_aware_distill(model: nn.Module, xy: tuple[Rows, torch.Tensor], settings: FitSettings,
                                kd: KDTarget, epochs: int) -> tuple[dict, list[dict]]:
     """Fine-tune ``model`` in place for ``epochs`` with fake quantization and ``kd``'s loss on
     ``xy`` (the student's training samples); ``settings`` are the student's (its validation set
@@ -169,6 +171,7 @@ def quantization_aware_distill(model: nn.Module, xy: tuple[torch.Tensor, torch.T
 
     x, y = xy
     validation = settings.validation
+    assert validation is not None       # the student's settings: its validation set scores the fine-tune
     before = accuracy(model, *validation)
     prepared = prepare(model, x[:2])
     observed = observed_modules(prepared)

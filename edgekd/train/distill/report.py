@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Mapping
 
 from edgekd.core.fsutil import atomic_write_text
 from edgekd.core.schema import TRAINED_ROLES
@@ -11,7 +12,7 @@ def pct(value: float) -> str:
     return f"{100 * value:.2f}"
 
 
-def summary_rows(summary: dict) -> list[list[str]]:
+def summary_rows(summary: Mapping[str, Any]) -> list[list[str]]:
     """role, parameters, MACs, CV mean ± std, held-out accuracy — shared by report.md and the terminal."""
     rows = []
     for role in TRAINED_ROLES:
@@ -21,7 +22,7 @@ def summary_rows(summary: dict) -> list[list[str]]:
     return rows
 
 
-def gain_line(summary: dict) -> str:
+def gain_line(summary: Mapping[str, Any]) -> str:
     gain = summary["cv"]["distillation_gain"]
     folds = len(summary["folds"])
     wins = sum(f["student"]["accuracy"] > f["simple"]["accuracy"] for f in summary["folds"])
@@ -33,12 +34,12 @@ def _count(value) -> str:
     return "n/a" if value is None else f"{value:,}"
 
 
-def write_reports(folder: Path, summary: dict) -> None:
+def write_reports(folder: Path, summary: Mapping[str, Any]) -> None:
     atomic_write_text(folder / "report.md", render_markdown(summary))
     plot_curves(folder / "curves.png", summary)
 
 
-def render_markdown(summary: dict) -> str:
+def render_markdown(summary: Mapping[str, Any]) -> str:
     cfg = summary["config"]
     lines = [f"# edgekd distill — {summary['data']['source']}", "",
              f"{summary['data']['cv_samples']} samples for cross-validation ({cfg['folds']} folds), "
@@ -58,7 +59,7 @@ def render_markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(path: Path, summary: dict) -> None:
+def plot_curves(path: Path, summary: Mapping[str, Any]) -> None:
     """Loss and validation accuracy per epoch, one panel pair per role, one line per fold
     (a brought teacher, trained elsewhere, has no curves: its panels say so)."""
     try:

@@ -47,7 +47,7 @@ class Samples:
         if isinstance(index, torch.Tensor) and index.device != self.raw.device:
             index = index.to(self.raw.device)
         batch = self.raw[index].to(self.device, non_blocking=True)
-        if self.mean is None:
+        if self.mean is None or self.std is None:
             return batch
         return (batch.float() - self.mean) / self.std
 

@@ -26,7 +26,7 @@ from torch import nn
 from edgekd.core.errors import ConfigError
 from edgekd.train.distill.augment import AugmentedView, Augmenter
 from edgekd.train.distill.checkpoints import EpochCheckpoint, resume
-from edgekd.train.distill.distributed import SINGLE, Ranks
+from edgekd.train.distill.distributed import SINGLE, Ranks, Rows
 from edgekd.train.distill.losses import DistillationLoss, LossInputs
 from edgekd.train.distill.optim import build_optimizer, learning_rate
 
@@ -58,7 +58,7 @@ class FitSettings:
     augment: tuple[str, ...] = ()
     device: str = "cpu"
     fill: torch.Tensor | None = None
-    validation: tuple | None = None
+    validation: tuple[Rows, torch.Tensor] | None = None
     optimizer: str = "adam"         # optim.OPTIMIZERS
     warmup_epochs: int = 0
     label_smoothing: float = 0.0
@@ -84,21 +84,21 @@ def mixed_precision(device: str) -> tuple[torch.dtype | None, torch.amp.GradScal
     return torch.float16, torch.amp.GradScaler("cuda")
 
 
-def predict_logits(model: nn.Module, x: torch.Tensor, ranks: Ranks = SINGLE,
+def predict_logits(model: nn.Module, x: Rows, ranks: Ranks = SINGLE,
                    output: str = "logits") -> torch.Tensor:
     """Logits (or, ``output="features"``, the ``forward_features`` maps) of every row of ``x``, in
     eval mode; under torchrun each rank computes a block and all gather."""
     model.eval()
-    call = model.forward_features if output == "features" else model
+    call = getattr(model, "forward_features") if output == "features" else model   # nn.Module types it a tensor
 
-    def rows(part: torch.Tensor) -> torch.Tensor:
+    def rows(part: Rows) -> torch.Tensor:
         with torch.no_grad():
             return torch.cat([call(part[i:i + EVAL_BATCH]) for i in range(0, len(part), EVAL_BATCH)])
 
     return ranks.map_rows(rows, x)
 
 
-def teacher_outputs(teacher: nn.Module, x: torch.Tensor, needs: tuple[str, ...],
+def teacher_outputs(teacher: nn.Module, x: Rows, needs: tuple[str, ...],
                     ranks: Ranks = SINGLE) -> dict[str, torch.Tensor]:
     """The teacher's outputs a loss ``needs`` for every row of ``x``, by kind (``losses.TEACHER_OUTPUTS``)."""
     return {kind: predict_logits(teacher, x, ranks, kind) for kind in needs}
@@ -116,7 +116,7 @@ def cached_views(teacher: nn.Module, x, augmenter: Augmenter, count: int, genera
     return views, {kind: torch.stack([outputs[kind] for outputs in per_view]) for kind in needs}
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ranks: Ranks = SINGLE) -> float:
+def accuracy(model: nn.Module, x: Rows, y: torch.Tensor, ranks: Ranks = SINGLE) -> float:
     return float((predict_logits(model, x, ranks).argmax(1) == y).float().mean())
 
 
@@ -133,7 +133,7 @@ class Trainee(nn.Module):
     DDP (which all-reduces the gradients of every parameter of the module it wraps) carry a
     loss's own parameters (a feature adapter) together with the model's."""
 
-    def __init__(self, model: nn.Module, loss: nn.Module, label_smoothing: float = 0.0):
+    def __init__(self, model: nn.Module, loss: DistillationLoss | HardLabels, label_smoothing: float = 0.0):
         super().__init__()
         self.model, self.loss, self.label_smoothing = model, loss, label_smoothing
 
@@ -141,8 +141,8 @@ class Trainee(nn.Module):
                 mixed: tuple[torch.Tensor, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         features = None
         if "features" in self.loss.needs:     # a feature loss sees the student's features too
-            features = self.model.forward_features(x)
-            logits = self.model.forward_head(features)
+            features = getattr(self.model, "forward_features")(x)     # a feature model's own methods
+            logits = getattr(self.model, "forward_head")(features)
         else:
             logits = self.model(x)
         return logits, self.loss(LossInputs(logits, teacher, targets, mixed, self.label_smoothing, features))
@@ -184,7 +184,8 @@ def fit(model: nn.Module, x, y: torch.Tensor, settings: FitSettings, *,
             on_epoch(record)
     seconds = time.perf_counter() - started
     model.eval()
-    precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(loop.amp_dtype, "fp32")
+    names = {torch.bfloat16: "bf16", torch.float16: "fp16"}
+    precision = names.get(loop.amp_dtype, "fp32") if loop.amp_dtype else "fp32"
     return FitResult(history, seconds, seen / seconds if seconds > 0 else 0.0, precision,
                      waited / seconds if seconds > 0 else 0.0)
 
@@ -218,7 +219,7 @@ class EpochLoop:
             xb, yb, mixed = x[index], y[index], None
             view = self._view(epoch)
             if view is not None:
-                xb = self.augment.geometric(xb, {name: draws[index] for name, draws in self.kd.views[view].items()})
+                xb = self._augment_as_view(xb, index, view)
             elif self.augment is not None:
                 xb, mixed = self.augment(xb, yb, generator)
             waited += time.perf_counter() - made
@@ -229,8 +230,13 @@ class EpochLoop:
             # summed as tensors (float64: the same numbers as Python floats), read once per epoch
             total_loss += loss.detach().double() * real
             correct += (logits[:real].argmax(1) == yb[:real]).sum()
-        total_loss, correct = ranks.sum([float(total_loss), int(correct)], settings.device)
-        return total_loss, correct, waited
+        summed_loss, summed_correct = ranks.sum([float(total_loss), int(correct)], settings.device)
+        return summed_loss, int(summed_correct), waited
+
+    def _augment_as_view(self, xb: torch.Tensor, index: torch.Tensor, view: int) -> torch.Tensor:
+        """The batch as cached view ``view`` drew it (a view exists only with its augmenter and draws)."""
+        assert self.augment is not None and self.kd is not None and self.kd.views is not None
+        return self.augment.geometric(xb, {name: draws[index] for name, draws in self.kd.views[view].items()})
 
     def _view(self, epoch: int) -> int | None:
         """Which cached augmented view (``--teacher-views``) this epoch trains on, if any."""
@@ -242,11 +248,12 @@ class EpochLoop:
         kd = self.kd
         if kd is None:
             return {}
+        if kd.teacher is not None and view is None:
+            return teacher_outputs(kd.teacher, xb, kd.loss.needs)
+        assert kd.outputs is not None           # no live teacher: its outputs were cached
         if view is not None:
             return {kind: rows[view][index] for kind, rows in kd.outputs.items()}
-        if kd.teacher is None:
-            return {kind: rows[index] for kind, rows in kd.outputs.items()}
-        return teacher_outputs(kd.teacher, xb, kd.loss.needs)
+        return {kind: rows[index] for kind, rows in kd.outputs.items()}
 
 
 class NonFiniteLoss(ConfigError):

@@ -14,7 +14,7 @@ import copy
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from edgekd.train.models import build
 from edgekd.core.schema import TRAINED_ROLES
 from edgekd.train.distill.augment import Augmenter, parse_augment
 from edgekd.train.distill.checkpoints import EpochCheckpoint, load_weights, read_checkpoint_json, read_checkpoint_weights
-from edgekd.train.distill.distributed import SINGLE, Ranks
+from edgekd.train.distill.distributed import SINGLE, Ranks, Rows
 from edgekd.train.distill.qat import qat_log_line, quantization_aware_distill
 from edgekd.train.distill.samples import Samples
 from edgekd.train.distill.teachers import BroughtTeacher, weights_teacher
@@ -74,7 +74,8 @@ class RunLog:
         self.reporter("note", text=text)
 
     def close(self) -> None:
-        self.file.close()
+        if self.file:
+            self.file.close()
 
 
 @dataclass
@@ -138,8 +139,8 @@ class Trio:
             quantization = {"source": "qat", "activations": ranges}
             self.log.line(qat_log_line(split.name, qat))
         models = {"teacher": teacher, "student": student, "simple": simple}
-        record = {"split": split.name, "train_samples": len(split.y_train), "student_samples": len(subset),
-                  "eval_samples": len(split.y_eval)}
+        record: dict[str, Any] = {"split": split.name, "train_samples": len(split.y_train),
+                                  "student_samples": len(subset), "eval_samples": len(split.y_eval)}
         for role, model in models.items():
             record[role] = {"accuracy": accuracy(model, xe, ye, self.ranks), **fits[role]}
         self.log.line(f"{split.name}: " + ", ".join(f"{r} {record[r]['accuracy']:.4f}" for r in TRAINED_ROLES))
@@ -195,8 +196,8 @@ class Trio:
         shared = self.share.folder / split.name if self.share and self.share.folder else None
         return teacher, self._stage(split.name, "teacher", teacher, (xt, yt), settings, None, shared)
 
-    def _stage(self, split: str, role: str, model, xy: tuple, settings: FitSettings, kd: KDTarget | None,
-               folder: Path | None = None) -> dict:
+    def _stage(self, split: str, role: str, model, xy: tuple[Rows, torch.Tensor], settings: FitSettings,
+               kd: KDTarget | None, folder: Path | None = None) -> dict:
         """Train one model, or load it when a previous (interrupted) run finished this stage; its
         folder is ``state/SPLIT/ROLE`` unless given (a sweep's shared teacher)."""
         default = self.state / split / role if self.state else None

@@ -6,7 +6,7 @@ count, so the same spec fits digits (1x8x8), MNIST (1x28x28), CIFAR-like (3x32x3
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import torch
 from torch import nn
@@ -21,11 +21,15 @@ __all__ = ["MODELS", "register_model", "parse_spec", "build", "count_parameters"
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model", ModelError)
 
 
-def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
+
+
+def register_model(name: str) -> Callable[[Builder], Builder]:
     """``@register_model("cnn")`` on a builder whose keyword parameters are the spec's options."""
-    def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    def add(builder: Builder) -> Builder:
         read_options(builder)  # an option type the spec cannot express fails at import, not on a user's spec
-        return MODELS.register(name)(builder)
+        MODELS.register(name)(builder)
+        return builder
     return add
 
 

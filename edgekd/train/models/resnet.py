@@ -19,7 +19,7 @@ configurable builder ``resnet`` and the named variants ``resnet8`` … ``resnet5
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -82,7 +82,7 @@ class Bottleneck(nn.Module):
 
 
 #: depth → (block, blocks per stage, channels per stage before ``width``)
-LAYOUTS: dict[int, tuple[type[nn.Module], tuple[int, ...], tuple[int, ...]]] = {
+LAYOUTS: dict[int, tuple[type[BasicBlock | Bottleneck], tuple[int, ...], tuple[int, ...]]] = {
     **{depth: (BasicBlock, ((depth - 2) // 6,) * 3, CIFAR_WIDTHS) for depth in (8, 14, 20)},
     18: (BasicBlock, (2, 2, 2, 2), IMAGENET_WIDTHS),
     34: (BasicBlock, (3, 4, 6, 3), IMAGENET_WIDTHS),
@@ -146,7 +146,7 @@ def resnet(input_shape: tuple[int, int, int], in_chans: int, num_classes: int, d
     return ResNet(in_chans, num_classes, depth, pick_stem(input_shape, stem), width)
 
 
-def _variant(depth: int):
+def _variant(depth: Depth):
     def variant(input_shape: tuple[int, int, int], in_chans: int, num_classes: int, stem: Stem = "auto",
                 width: PositiveFloat = 1.0) -> ResNet:
         return resnet(input_shape, in_chans, num_classes, depth, stem, width)
@@ -156,5 +156,5 @@ def _variant(depth: int):
     return variant
 
 
-for _depth in LAYOUTS:
+for _depth in get_args(Depth):         # LAYOUTS' depths, typed as the option's choices
     register_model(f"resnet{_depth}")(_variant(_depth))

@@ -59,7 +59,7 @@ def _label(fn: Callable) -> str:
 def read_options(fn: Callable) -> dict[str, Option]:
     """The options ``fn`` takes: its keyword parameters other than ``FACTS``, typed by its annotations."""
     try:  # a class is typed by its __init__; "from __future__ import annotations" leaves strings to resolve
-        hints = typing.get_type_hints(fn.__init__ if isinstance(fn, type) else fn, include_extras=True)
+        hints = typing.get_type_hints(getattr(fn, "__init__") if isinstance(fn, type) else fn, include_extras=True)
     except USER_CODE_ESCAPES as exc:  # NameError, TypeError: an annotation that does not resolve
         raise ModelError(f"cannot read the option types of '{_label(fn)}': {exc}") from None
     return {p.name: _option(fn, p, hints.get(p.name))

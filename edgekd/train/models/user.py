@@ -169,7 +169,7 @@ def _module_places(top: str) -> list[str]:
         raise ModelError(f"module '{top}' cannot be located ({SAME_PATH})", hint=OWN_CODE) from None
     if spec is None:
         return []
-    return [*([spec.origin] if spec.has_location else []), *(spec.submodule_search_locations or [])]
+    return [*([spec.origin] if spec.has_location and spec.origin else []), *(spec.submodule_search_locations or [])]
 
 
 def _check_defined_here(user: UserSpec, factory: Any, module: ModuleType) -> None:
@@ -196,10 +196,12 @@ def _import_file(user: UserSpec) -> ModuleType:
     name = "_edgekd_user_" + hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:16]
     if name in sys.modules:
         return sys.modules[name]
-    module = importlib.util.module_from_spec(importlib.util.spec_from_file_location(name, path))
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None    # a .py file always has its source loader
+    module, loader = importlib.util.module_from_spec(spec), spec.loader
     sys.modules[name] = module          # before it runs, as for any import: dataclasses and typing look it up
     try:
-        _run_import(user, lambda: module.__spec__.loader.exec_module(module))
+        _run_import(user, lambda: loader.exec_module(module))
     except ModelError:
         del sys.modules[name]
         raise

@@ -3,28 +3,29 @@ it is read, refused when it is a bench of another bundle, and the notes it earns
 from __future__ import annotations
 
 import os
+from typing import Any, Mapping
 
 from edgekd.core.errors import ConfigError
 from edgekd.core.schema import bench as schema
 
 
-def load_baseline(path) -> dict:
+def load_baseline(path: str | os.PathLike[str]) -> schema.BenchDoc:
     return schema.read(path, "baseline")
 
 
-def validate_baseline(doc: dict, where: str = "the baseline") -> dict:
+def validate_baseline(doc: dict[str, Any], where: str = "the baseline") -> schema.BenchDoc:
     """Every field the baseline checks read, so a bad baseline fails before anything is measured."""
     return schema.from_json(doc, where, "baseline")
 
 
-def as_baseline(baseline: dict | str | os.PathLike | None) -> dict | None:
+def as_baseline(baseline: dict[str, Any] | str | os.PathLike | None) -> schema.BenchDoc | None:
     """A baseline given as a path or as a bench.json document, checked; None stays None."""
     if isinstance(baseline, (str, os.PathLike)):
         return load_baseline(baseline)
     return None if baseline is None else validate_baseline(baseline)
 
 
-def require_same_target(baseline: dict | None, target: dict, models: list[dict], what: str = "") -> None:
+def require_same_target(baseline: Mapping[str, Any] | None, target: dict, models: list[dict], what: str = "") -> None:
     """A bench of another bundle is no baseline: compared file by file, the difference between two
     bundles (other eval data, labels or models under the same names) would read as a regression.
     ``what``: the old bundle of ``--against`` (a resolved target: its models and facts) instead."""
@@ -59,7 +60,7 @@ def _foreign(then: dict, now: dict, base_models: list[dict], models: list[dict])
     return None
 
 
-def baseline_notes(result: dict, baseline: dict) -> list[str]:
+def baseline_notes(result: Mapping[str, Any], baseline: Mapping[str, Any]) -> list[str]:
     notes = []
     here = {m["file"] for m in result["models"]}
     there = {m["file"] for m in baseline["models"]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any, Mapping
 
 from edgekd.core.errors import ConfigError, closest
 from edgekd.device.runtimes import SUFFIXES
@@ -81,7 +82,7 @@ def _check_value(key: Key, section: str, value, where: str) -> None:
                           f"{value}: " + ("it could never pass" if key.direction == "min" else "it checks nothing"))
 
 
-def require_models(budget: dict, models: list[dict], baseline: dict | None = None) -> None:
+def require_models(budget: dict, models: list[dict], baseline: Mapping[str, Any] | None = None) -> None:
     """Checked before measuring: a file table must name a model the bench measures, and the budget
     or the baseline must hold something to check for at least one of them."""
     files = [m["file"] for m in models]
@@ -100,7 +101,7 @@ def require_models(budget: dict, models: list[dict], baseline: dict | None = Non
         raise ConfigError(*_nothing_to_check(budget, models, baseline))
 
 
-def _nothing_to_check(budget: dict, models: list[dict], baseline: dict | None) -> tuple[str, str]:
+def _nothing_to_check(budget: dict, models: list[dict], baseline: Mapping[str, Any] | None) -> tuple[str, str]:
     here = ", ".join(f"{m['file']} ({m['role']})" for m in models)
     if baseline is not None:
         return ("no model of this bench is in the baseline and the budget sets no limit for them: "

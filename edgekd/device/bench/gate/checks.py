@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 from edgekd.core.errors import ConfigError
+from edgekd.core.schema.bench import BenchDoc
 from edgekd.device.bench.gate.baseline import as_baseline, baseline_notes, load_baseline, require_same_target
 from edgekd.device.bench.gate.budget import limits_for, load_budget, require_models
 from edgekd.device.bench.gate.outputs import output_paths
@@ -99,7 +101,7 @@ def _evaluate(key: Key, limit: float, reading: Reading) -> bool:
     return miss <= reading.spread
 
 
-def check(result: dict, budget: dict | str | os.PathLike | None = None,
+def check(result: Mapping[str, Any], budget: dict | str | os.PathLike | None = None,
           baseline: dict | str | os.PathLike | None = None) -> GateReport:
     """Check a bench result (bench.json document) against a budget and/or a baseline bench.json;
     a result of ``bench --against`` is checked against its own old side (no other baseline)."""
@@ -109,14 +111,14 @@ def check(result: dict, budget: dict | str | os.PathLike | None = None,
         if baseline is not None:
             raise ConfigError(AGAINST_AND_BASELINE, hint=AGAINST_HINT)
         baseline = result["against"]["bench"]
-    baseline = as_baseline(baseline)
+    base = as_baseline(baseline)
     budget = budget or {}
-    require_models(budget, result["models"], baseline)
-    require_same_target(baseline, result["target"], result["models"])
-    return _check(result, budget, baseline)
+    require_models(budget, result["models"], base)
+    require_same_target(base, result["target"], result["models"])
+    return _check(result, budget, base)
 
 
-def _check(result: dict, budget: dict, baseline: dict | None) -> GateReport:
+def _check(result: Mapping[str, Any], budget: dict, baseline: Mapping[str, Any] | None) -> GateReport:
     """``check`` on a loaded budget and a validated baseline that ``require_models`` accepted."""
     ctx = Context(result, baseline)
     report = GateReport()
@@ -150,7 +152,8 @@ def _tolerances(given: dict) -> dict:
 
 
 def bench_and_check(target, budget=None, baseline=None, repeat: int | None = None, junit=None,
-                    step_summary=None, save_baseline=None, against=None, **bench_options) -> tuple[dict, GateReport]:
+                    step_summary=None, save_baseline=None, against=None,
+                    **bench_options) -> tuple[BenchDoc, GateReport]:
     """``edgekd bench --budget/--baseline/--against``: every input is checked before anything is
     measured: the budget, the baseline (of this bundle?) or the ``against`` bundle (same labels and
     eval data?) and where ``write_outputs`` will write (``junit``, ``step_summary``,

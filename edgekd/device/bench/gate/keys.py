@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from statistics import median, median_low
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from edgekd.core.numbers import MIB, ms3, size
 from edgekd.device.bench.report import measured
@@ -27,8 +27,8 @@ class Reading:
 
 @dataclass
 class Context:
-    result: dict
-    baseline: dict | None
+    result: Mapping[str, Any]         # a bench.json document
+    baseline: Mapping[str, Any] | None
 
     @property
     def paired(self) -> bool:
@@ -39,6 +39,8 @@ class Context:
         return next((m for m in self.result["models"] if m["file"] == self.result.get("teacher")), None)
 
     def base_model(self, m: dict) -> dict | None:
+        if self.baseline is None:
+            return None
         return next((b for b in self.baseline["models"] if b["file"] == m["file"]), None)
 
 

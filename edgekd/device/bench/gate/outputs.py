@@ -3,19 +3,19 @@ baseline."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping
 
 from edgekd.core.bundle import refuse_overwriting_inputs
 from edgekd.core.errors import ConfigError
 from edgekd.core.fsutil import atomic_write_bytes, atomic_write_text
-from edgekd.core.schema.bench import to_json
+from edgekd.core.schema.bench import BenchDoc, to_json
 from edgekd.device.bench.text import device_line
 
 if TYPE_CHECKING:
     from edgekd.device.bench.gate.checks import GateReport
 
 
-def lines(report: GateReport, result: dict) -> list[str]:
+def lines(report: GateReport, result: Mapping[str, Any]) -> list[str]:
     reps = result["settings"].get("repeat", 1)
     out = [c.line() for c in report.checks]
     out += [f"note: {n}" for n in report.notes]
@@ -23,7 +23,7 @@ def lines(report: GateReport, result: dict) -> list[str]:
     return out
 
 
-def to_junit(report: GateReport, result: dict) -> bytes:
+def to_junit(report: GateReport, result: Mapping[str, Any]) -> bytes:
     """One <testcase> per check; a failed check carries a <failure> with its verdict."""
     suite = ET.Element("testsuite", name="edgekd gate", tests=str(len(report.checks)),
                        failures=str(len(report.failed)), errors="0", skipped="0",
@@ -40,13 +40,13 @@ def to_junit(report: GateReport, result: dict) -> bytes:
         ET.SubElement(case, "system-out").text = c.line()
     if report.notes:
         ET.SubElement(suite, "system-out").text = "\n".join(report.notes)
-    root = ET.Element("testsuites", name="edgekd", tests=suite.get("tests"), failures=suite.get("failures"))
+    root = ET.Element("testsuites", name="edgekd", tests=suite.get("tests", "0"), failures=suite.get("failures", "0"))
     root.append(suite)
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
-def to_markdown(report: GateReport, result: dict) -> str:
+def to_markdown(report: GateReport, result: Mapping[str, Any]) -> str:
     head = f"### edgekd gate: {'✅ passed' if report.passed else '❌ failed'} · `{result['target']['path']}`"
     out = [head, "", report.summary() + f" · {device_line(result)}", "",
            "| | model | check | setting | measured vs limit | detail |", "|---|---|---|---|---|---|"]
@@ -61,7 +61,7 @@ def output_paths(junit=None, step_summary=None, save_baseline=None) -> dict:
     return {"--junit": junit, "--save-baseline": save_baseline, "the step summary (GITHUB_STEP_SUMMARY)": step_summary}
 
 
-def write_outputs(report: GateReport, result: dict, junit=None, step_summary=None, save_baseline=None) -> None:
+def write_outputs(report: GateReport, result: BenchDoc, junit=None, step_summary=None, save_baseline=None) -> None:
     """JUnit XML and the next baseline atomically; the GitHub step summary is appended to. None of
     them may land in a bundle the bench read, the measured one or the --against one
     (``bench_and_check`` refuses that before measuring)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any, Mapping
 
 from edgekd.core.bundle import refuse_overwriting_inputs
 from edgekd.core.compat import tomllib
@@ -21,7 +22,7 @@ def _outward(value: float, direction: str) -> float:
     return round((math.ceil if direction == "max" else math.floor)(value / step) * step, 10)
 
 
-def propose(result: dict, source: str) -> str:
+def propose(result: Mapping[str, Any], source: str) -> str:
     """A commented budget TOML: every measured value with the headroom of KEYS, per model file."""
     ctx = Context(result, None)
     reps = result["settings"].get("repeat", 1)
@@ -38,7 +39,7 @@ def propose(result: dict, source: str) -> str:
     for m in result["models"]:
         out += ["", f"[\"{m['file']}\"]  # {m['role']}, {m['format']} {m['precision'] or ''}".rstrip()]
         for key in KEYS:
-            if key.section != "role" or (key.vs_teacher and m["role"] == "teacher"):
+            if key.section != "role" or key.propose is None or (key.vs_teacher and m["role"] == "teacher"):
                 continue
             values = [r.value for r in key.measure(ctx, m) if r.value is not None]
             if not values:
