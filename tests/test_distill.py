@@ -291,10 +291,10 @@ def test_impossible_out_path(tmp_path, out, fragment):
 
 
 @pytest.mark.parametrize("change,fragment", [
-    ({"input": {"layout": "NCHW"}}, "has 'input' {'layout': 'NCHW'}; it must be an object whose 'shape'"),
-    ({"input": {"shape": [1, 8, "8"]}}, "'shape' lists positive integers"),
-    ({"arch": 5}, "has 'arch' 5; it must be a model spec string"),
-    ({"num_classes": "ten"}, "has 'num_classes' 'ten'; it must be a positive integer"),
+    ({"input": {"layout": "NCHW"}}, "input has no 'shape'"),
+    ({"input": {"shape": [1, 8, "8"]}}, "input.shape must be a list of whole numbers > 0"),
+    ({"arch": 5}, "arch must be a model spec string"),
+    ({"num_classes": "ten"}, "num_classes must be a whole number > 0, got 'ten'"),
     ({"arch": "mlp:foo=3"}, "unknown option of model 'mlp': 'foo'"),
 ])
 def test_damaged_model_json_of_a_brought_teacher(demo_run, tmp_path, change, fragment):

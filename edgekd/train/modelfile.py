@@ -43,7 +43,8 @@ def save_model(folder: Path, model, spec: dict) -> None:
 
 def write_spec(folder: Path, spec: dict) -> None:
     """``folder``'s model.json, checked by its reader's rules before it is written."""
-    atomic_write_text(Path(folder) / SPEC, model_schema.to_json(model_schema.from_json(spec, f"the {SPEC} being written")))
+    checked = model_schema.from_json(spec, f"the {SPEC} being written")
+    atomic_write_text(Path(folder) / SPEC, model_schema.to_json(checked))
 
 
 def read_spec(folder: Path) -> ModelDoc:
