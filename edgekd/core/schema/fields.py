@@ -8,6 +8,7 @@ naming the field, never a KeyError or a wrong number later.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -72,8 +73,10 @@ WORDS: dict[Any, str] = {str: "a string", int: "a whole number", float: "a numbe
                          dict: "an object", list: "a list"}
 
 
+@functools.lru_cache(maxsize=None)
 def shape_keys(shape: type) -> tuple[dict[str, Any], frozenset[str]]:
-    """(key → annotation, the required keys) of a TypedDict or a dataclass."""
+    """(key → annotation, the required keys) of a TypedDict or a dataclass (read once per shape:
+    a bench.json holds one object of a shape per measurement)."""
     hints = typing.get_type_hints(shape, include_extras=True)
     if dataclasses.is_dataclass(shape):
         required = {f.name for f in dataclasses.fields(shape)
@@ -185,6 +188,6 @@ def _unannotated(hint: Any) -> Any:
     return typing.get_args(hint)[0] if typing.get_origin(hint) is Annotated else hint
 
 
-#: a value that must be more than zero, or a non-empty list
+#: the counts and measures that must be more than zero
 Count = Annotated[int, COUNT]
 Positive = Annotated[float, POSITIVE]
