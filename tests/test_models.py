@@ -101,6 +101,7 @@ def test_macs_count_every_layer_that_multiplies():
     assert count_macs(_LayersHooksMissed(), (2, 10)) == 240 + 320 + 400
 
 
+@pytest.mark.slow
 def test_mlp_dropout_acts_in_training_only_and_leaves_the_exported_graph_alone():
     torch.manual_seed(0)
     plain = build("mlp:hidden=16", (1, 8, 8), 10)

@@ -80,6 +80,7 @@ def export_groups() -> dict[str, list[str]]:
 GROUPS = export_groups()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(GROUPS), ids=[f"{n}({len(GROUPS[n])})" for n in sorted(GROUPS)])
 def test_every_kind_of_model_exports_in_every_format(name):
     """The project's own exporters, the files run by runtimes.open_model: ONNX and fp32 TFLite within
