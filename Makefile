@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.edgekd-installed
 RUN    := runs/demo
 
-.PHONY: demo test install ssh-server clean
+.PHONY: demo test test-fast install ssh-server clean
 
 install: $(STAMP)
 
@@ -36,6 +36,13 @@ test: $(STAMP) ssh-server
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m pytest tests -q -ra
+
+# the fast lane (~3 minutes on 2 cores): everything but the tests marked slow, the ones that train,
+# export, bench in subprocesses, start sshd or build device environments (tests/conftest.py decides)
+test-fast: $(STAMP)
+	$(BIN)/ruff check edgekd tests benchmarks
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest tests -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

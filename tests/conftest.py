@@ -22,6 +22,27 @@ CONVERGING = dict(data="digits", teacher="cnn:width=32,depth=2", student="cnn:wi
                   teacher_epochs=10, student_epochs=40, student_fraction=0.5, batch_size=128, seed=0)
 
 
+#: the shared fixtures that train, export or run a sweep, here and in test modules (those built on these,
+#: like test_gate's baseline, need no entry): a test that uses one, itself or through another fixture,
+#: is ``slow``
+SLOW_FIXTURES = {"converged_cpu_run", "demo_run", "demo_bundle", "demo_bench", "zoo_run", "zoo_bundle",
+                 "base_run",                    # test_export: a trained run
+                 "v3", "cnn_run", "pooled",     # test_onnx_int8: exported or trained models
+                 "sweep"}                       # test_sweep: a whole sweep
+#: modules slow by nature: each test starts sshd, builds a device environment or runs torchrun
+SLOW_MODULES = {"test_device_envs", "test_remote", "test_distributed"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``make test-fast`` (``-m "not slow"``) keeps pure logic, golden values, schemas and the bad
+    inputs refused before any training. ``slow``: a test of the modules above, one that uses a fixture
+    above, and the few that train, export or start the CLI in a process inline, marked where they are
+    written (``@pytest.mark.slow``; test_bad_input marks the table's rows that copy the shared run)."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.module.__name__ in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def image_cache(tmp_path_factory):
     """The decoded-image cache of every test (folder: sources, --image-size) in a folder of the

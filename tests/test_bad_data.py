@@ -133,6 +133,7 @@ QUICK = dict(data="digits", teacher="mlp:hidden=16", student="mlp:hidden=8", fol
 DIVERGING = dict(teacher="mlp:hidden=64,depth=20", lr=10.0, batch_size=32)
 
 
+@pytest.mark.slow
 def test_a_non_finite_training_loss_stops_the_run(tmp_path):
     out = tmp_path / "run"
     with pytest.raises(ConfigError) as info:

@@ -17,6 +17,7 @@ import os
 import shutil
 import struct
 import sys
+import types
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -32,19 +33,20 @@ from conftest import assert_user_error, run_cli, run_cli_here
 class Workspace:
     """The working folder of one case and the ways its cases make their files."""
 
-    def __init__(self, root: Path, demo_run: Path, demo_bundle: Path):
-        self.root, self._run, self._bundle = root, demo_run, demo_bundle
+    def __init__(self, root: Path, shared: Callable[[str], Path]):
+        #: ``shared("demo_run")``: the session's fixture, built (a minute) only when a case copies it
+        self.root, self._shared = root, shared
         #: a file outside the working folder that no case may open (a link out of a folder points here)
         self.private = root.parent / "private" / "secret.png"
         self.private.parent.mkdir(exist_ok=True)
         self.private.write_bytes(_png(8, 8))
 
     def bundle(self) -> Path:
-        shutil.copytree(self._bundle, self.root / "bundle")
+        shutil.copytree(self._shared("demo_bundle"), self.root / "bundle")
         return self.root / "bundle"
 
     def run(self) -> Path:
-        shutil.copytree(self._run, self.root / "run")
+        shutil.copytree(self._shared("demo_run"), self.root / "run")
         return self.root / "run"
 
     def write(self, name: str, data: bytes | str) -> Path:
@@ -977,10 +979,10 @@ def _where_pointed(path: str, given: str) -> bool:
             or os.path.commonpath([path, given]) in (path, given))
 
 
-def _one_line_and_nothing_written(bad: Case, tmp_path: Path, demo_run: Path, demo_bundle: Path, runner):
+def _one_line_and_nothing_written(bad: Case, tmp_path: Path, shared: Callable[[str], Path], runner):
     root = tmp_path / "work"
     root.mkdir()
-    ws = Workspace(root, demo_run, demo_bundle)
+    ws = Workspace(root, shared)
     command = [str(a) for a in bad.setup(ws)]
     before, private = listing(root), ws.private.read_bytes()
     env = {"TMPDIR": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")}     # the image cache: the case's own
@@ -995,9 +997,38 @@ def _one_line_and_nothing_written(bad: Case, tmp_path: Path, demo_run: Path, dem
     assert not [e for e in real if e[1] == str(ws.private.resolve())], "the private file beside the case was opened"
 
 
-@pytest.mark.parametrize("bad", CASES, ids=lambda c: c.id)
-def test_bad_input_is_one_line_and_writes_nothing(bad: Case, tmp_path, demo_run, demo_bundle):
-    _one_line_and_nothing_written(bad, tmp_path, demo_run, demo_bundle, run_cli_here)
+#: the Workspace methods that copy the shared run or bundle
+COPIES_SHARED = {"run", "bundle", "manifest", "eval_npz"}
+
+
+def _names_read(fn: Callable, seen: set) -> set[str]:
+    """The global and attribute names ``fn`` reads (its nested lambdas and comprehensions included),
+    and those of this module's functions it reads or closes over, followed to the end."""
+    if not isinstance(fn, types.FunctionType) or fn in seen:
+        return set()
+    seen.add(fn)
+    names, codes = set(), [fn.__code__]
+    while codes:
+        code = codes.pop()
+        names |= set(code.co_names)
+        codes += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+    called = [fn.__globals__.get(n) for n in names] + [c.cell_contents for c in fn.__closure__ or ()]
+    for other in called:
+        if getattr(other, "__module__", None) == __name__:
+            names |= _names_read(other, seen)
+    return names
+
+
+def _params(cases: list[Case]) -> list:
+    """Each case, ``slow`` when its setup copies the shared run or bundle (read from its code, not run:
+    the cases that need neither are the fast lane's bad-input rows, refused before any training)."""
+    return [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if COPIES_SHARED & _names_read(c.setup, set()) else [])
+            for c in cases]
+
+
+@pytest.mark.parametrize("bad", _params(CASES))
+def test_bad_input_is_one_line_and_writes_nothing(bad: Case, tmp_path, request):
+    _one_line_and_nothing_written(bad, tmp_path, request.getfixturevalue, run_cli_here)
 
 
 #: every command and every kind of error the table raises (click's usage errors, EdgeKDError itself
@@ -1015,6 +1046,6 @@ IN_A_SUBPROCESS = [
 ]
 
 
-@pytest.mark.parametrize("bad", [c for c in CASES if c.id in IN_A_SUBPROCESS], ids=lambda c: c.id)
-def test_bad_input_in_a_real_process(bad: Case, tmp_path, demo_run, demo_bundle):
-    _one_line_and_nothing_written(bad, tmp_path, demo_run, demo_bundle, run_cli)
+@pytest.mark.parametrize("bad", _params([c for c in CASES if c.id in IN_A_SUBPROCESS]))
+def test_bad_input_in_a_real_process(bad: Case, tmp_path, request):
+    _one_line_and_nothing_written(bad, tmp_path, request.getfixturevalue, run_cli)

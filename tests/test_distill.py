@@ -77,6 +77,7 @@ def test_config_toml_reruns_the_experiment(demo_run):
     assert tomllib.loads((demo_run / "config.toml").read_text())["teacher"] == TINY["teacher"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers_and_resume_is_exact(tmp_path):
     cfg = load_config(None, **FAST, out=str(tmp_path / "a"))
     first = run_experiment(cfg)
@@ -107,6 +108,7 @@ def test_same_seed_same_numbers_and_resume_is_exact(tmp_path):
         assert torch.equal(x, y), name
 
 
+@pytest.mark.slow
 def test_augment_runs_the_teacher_on_every_student_step(tmp_path):
     """--augment shifts each batch, so cached logits would be wrong: the teacher runs every step.
     (``augment=True``, a config of an earlier edgekd, still means shifts.)"""
@@ -135,6 +137,7 @@ def test_augment_runs_the_teacher_on_every_student_step(tmp_path):
     assert summary["test"]["student"] > 0.3            # it still learns (10 classes: chance is 0.1)
 
 
+@pytest.mark.slow
 def test_cli_prints_the_table(tmp_path):
     """Also: --resume with nothing to resume starts afresh and says so. A real process: the one distill
     here run as a user runs it (the other CLI cases go through the same entry point in this process)."""
@@ -365,6 +368,7 @@ def test_force_starts_over_only_an_interrupted_run_of_edgekd(tmp_path):
     locks.pop().release()
 
 
+@pytest.mark.slow
 def test_device_auto_picks_cuda_when_present(tmp_path):
     summary = run_experiment(load_config(None, **FAST, device="auto", out=str(tmp_path / "run")))
     if torch.cuda.is_available():

@@ -139,6 +139,7 @@ def test_fitnet_fits_an_adapter_between_any_two_zoo_families(student, teacher):
     assert torch.isfinite(value) and all(p.grad is not None for p in loss.adapter.parameters())
 
 
+@pytest.mark.slow
 def test_fitnet_trains_its_adapter_and_the_student_learns():
     """A real fit: the adapter's weights move, and the feature term falls."""
     generator = torch.Generator().manual_seed(0)
@@ -180,6 +181,7 @@ def test_loss_options_and_the_runs_temperature_and_alpha():
     assert load_config(None, loss="kd:temperature=6", temperature=2.0).distillation_loss().temperature == 6.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["dkd:warmup=1", "fitnet"])
 def test_each_loss_runs_a_whole_experiment(tmp_path, loss):
     """prepare → every split's trio (the adapter fitted to its student and teacher) → the run folder."""
@@ -194,6 +196,7 @@ def test_each_loss_runs_a_whole_experiment(tmp_path, loss):
     assert f"loss {loss}" in (tmp_path / "run" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_compiled_step_with_fitnet_trains_as_the_eager_one():
     """--compile with a feature loss: the student's forward_features/forward_head and the adapter in one
     compiled step give the eager step's losses (up to float reordering)."""

@@ -115,6 +115,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch,shape", CASES, ids=[f"{a.split(':')[0]}-{'x'.join(map(str, s))}" for a, s in CASES])
 def test_every_format_matches_pytorch_in_its_runtime(tmp_path, arch, shape):
     from ai_edge_litert.interpreter import Interpreter
@@ -249,6 +250,7 @@ def test_tabular_layout_is_named_as_distill_names_it(tmp_path):
     assert layout([1, 8, 8]) == layout([1, 8, 8], "NCHW") == "NCHW"
 
 
+@pytest.mark.slow
 def test_int8_tflite_is_under_030x_fp32_for_a_100k_parameter_model(tmp_path):
     from edgekd.exporters import export_run
 
@@ -382,6 +384,7 @@ def test_int8_check_rejects_a_float_model(tmp_path, base_run):
         check_tflite(run / "bundle" / "student.tflite", "fp16", "student")
 
 
+@pytest.mark.slow
 def test_converter_failure_names_the_op_and_layer(tmp_path):
     from edgekd.exporters import ExportContext
     from edgekd.exporters.onnx import export_onnx
@@ -415,6 +418,7 @@ def test_converter_failure_names_the_op_and_layer(tmp_path):
     assert not (tmp_path / "x.out").exists()
 
 
+@pytest.mark.slow
 def test_an_op_without_an_int8_kernel_is_named_with_its_layer(tmp_path):
     """LiteRT has no int8 SIN: the quantizer leaves it float, and the export says which op and where."""
     from edgekd.exporters import ExportContext

@@ -301,6 +301,7 @@ def test_imagenet_on_gray_data_fails_before_anything_is_written(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_run_and_bundle_record_the_image_transform(tmp_path):
     """model.json's preprocessing (statistics + image), cv.json's data, and the exported manifest
     carry the same record, so a device preprocesses as training did."""

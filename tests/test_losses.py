@@ -266,6 +266,7 @@ def test_a_loss_registered_in_a_module_of_ones_own_is_in_the_help_and_the_loss_o
         load_config(None, loss="scaled_ce:scale=0")
 
 
+@pytest.mark.slow
 def test_a_loss_with_parameters_trains_them_and_resume_restores_them(learnable, tmp_path):
     """The loss's parameter is in the optimizer (it moves during fit) and in the epoch
     checkpoint: a run stopped after epoch 2 and resumed ends exactly where an unstopped one does."""
@@ -303,6 +304,7 @@ def test_a_loss_without_state_adds_nothing_to_the_checkpoint(tmp_path):
     assert {key.split(".")[0] for key in load_file(tmp_path / "epoch.safetensors")} == {"model", "opt"}
 
 
+@pytest.mark.slow
 def test_a_loss_with_parameters_is_synchronised_under_ddp(tmp_path):
     """On 2 torchrun ranks (gloo) the loss's parameter takes the one-process steps on every rank:
     DDP all-reduces its gradient with the student's (unsynchronised, each rank would follow

@@ -1,5 +1,5 @@
-"""The model zoo: every registered model on every input kind, golden parameter and MAC counts,
-typed spec options, and the data's facts passed to a builder by name."""
+"""The model zoo: every builder on every input kind (each alias resolving to its builder), golden
+parameter and MAC counts, typed spec options, and the data's facts passed to a builder by name."""
 from __future__ import annotations
 
 from typing import Literal
@@ -12,15 +12,17 @@ from edgekd.core.errors import ModelError
 from edgekd.train.models import MODELS, build, call_factory, count_macs, count_parameters, parse_spec, read_options
 from edgekd.train.models.spec import parse_options
 
-# real tensors at digits' size and tabular input; tests/test_zoo.py builds every model at 1×28×28 and 3×32×32
+from zoo_names import ALIASES, BUILDERS
+
+# real tensors at digits' size and tabular input; tests/test_zoo.py builds every builder at 1×28×28 and 3×32×32
 # on the meta device and exports each kind of graph at 1×28×28 (a real forward of a fresh ResNet-50 at 32×32
 # costs seconds on a 2-core machine: that is suite time, not coverage)
 SHAPES = {"digits": (1, 8, 8), "rgb": (3, 8, 8), "tabular": (12,)}
 
 
 @pytest.mark.parametrize("shape_name", SHAPES)
-@pytest.mark.parametrize("name", MODELS.names())
-def test_every_model_builds_and_counts_on_every_input(name, shape_name):
+@pytest.mark.parametrize("name", BUILDERS)
+def test_every_builder_builds_and_counts_on_every_input(name, shape_name):
     shape = SHAPES[shape_name]
     try:
         model = build(name, shape, 7).eval()
@@ -29,11 +31,19 @@ def test_every_model_builds_and_counts_on_every_input(name, shape_name):
         return
     with torch.no_grad():
         assert model(torch.zeros(2, *shape)).shape == (2, 7)
-    assert count_parameters(model) == sum(p.numel() for p in model.parameters()) > 0
-    assert count_macs(model, shape) > 0
+    assert count_parameters(model) > 0 and count_macs(model, shape) > 0
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("alias,builder", sorted(ALIASES.items()))
+def test_every_alias_builds_a_model_of_its_builder(alias, builder):
+    """An alias is its builder with some options fixed: the same kind of model, the options left a subset."""
+    with torch.device("meta"):      # which model, not its arithmetic: test_zoo builds every name on meta too
+        model, plain = build(alias, (3, 32, 32), 10), build(builder, (3, 32, 32), 10)
+        assert type(model) is type(plain) and model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    assert set(read_options(MODELS.get(alias))) < set(read_options(MODELS.get(builder)))
+
+
+@pytest.mark.parametrize("name", BUILDERS)
 def test_every_option_given_as_its_default_text_builds_the_default_model(name):
     """Each option's type reads its own default back from a spec, so every option can be written."""
     defaults = {key: option.default for key, option in read_options(MODELS.get(name)).items()}
@@ -63,6 +73,12 @@ def test_golden_counts(spec, parameters, macs):
     assert (count_parameters(model), count_macs(model, (1, 8, 8))) == (parameters, macs)
 
 
+def test_count_parameters_counts_weights_and_biases_once():
+    # Linear(3, 2): a 2×3 weight and 2 biases = 8; the same layer twice in a Sequential is one set of weights
+    layer = nn.Linear(3, 2)
+    assert count_parameters(layer) == count_parameters(nn.Sequential(layer, nn.ReLU(), layer)) == 8
+
+
 class _LayersHooksMissed(nn.Module):
     """Layers a Conv2d/Linear hook count missed: a Conv1d, a grouped ConvTranspose2d, a bare matmul."""
 
@@ -85,6 +101,7 @@ def test_macs_count_every_layer_that_multiplies():
     assert count_macs(_LayersHooksMissed(), (2, 10)) == 240 + 320 + 400
 
 
+@pytest.mark.slow
 def test_mlp_dropout_acts_in_training_only_and_leaves_the_exported_graph_alone():
     torch.manual_seed(0)
     plain = build("mlp:hidden=16", (1, 8, 8), 10)

@@ -54,6 +54,7 @@ def paused():
             proc.wait()
 
 
+@pytest.mark.slow
 def test_a_second_distill_on_a_live_run_folder_is_refused_and_the_first_finishes(tmp_path, paused):
     out = tmp_path / "run"
     first = _start("distill", *QUICK, "--out", str(out), cwd=tmp_path)
@@ -179,6 +180,7 @@ def test_an_output_the_file_system_cannot_hold_is_refused_up_front(tmp_path, mon
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_distill_out_that_is_not_utf8_leaves_nothing_behind(tmp_path):
     out = b"runs/\xff".decode("utf-8", "surrogateescape")
     for _ in range(2):          # the second run is refused for the same reason, not by a leftover

@@ -557,6 +557,7 @@ def test_a_name_that_is_code_is_refused(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_real_teachers_still_load(tmp_path):
     """A user's module as torch.export writes it (in-place ReLU, +=, a tensor made in forward, batch
     norm and dropout in eval mode, squeeze-excitation, hard-swish, cat, views; any batch) runs as before."""

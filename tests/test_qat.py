@@ -80,6 +80,7 @@ def _assert_file_has_the_trained_grids(run, bundle):
     assert checked >= 2
 
 
+@pytest.mark.slow
 def test_qat_quantizes_after_relu6_as_tflite_does():
     """TFLite fuses ReLU6 into the conv before it and keeps int8 only after it: the QAT graph's
     activation quantizers sit after each ReLU6 (hardtanh), not on the BatchNorm output it reads."""

@@ -152,6 +152,7 @@ RECIPE = dict(epochs=4, batch_size=16, lr=0.05, weight_decay=1e-3, seed=2, augme
               optimizer="sgd", warmup_epochs=1, label_smoothing=0.1)
 
 
+@pytest.mark.slow
 def test_the_teacher_sees_exactly_the_students_augmented_batch():
     x, y, pre = toy_images()
     seen = {"student": [], "teacher": []}
@@ -179,6 +180,7 @@ class RecordingKD(KD):
         return super().forward(batch)
 
 
+@pytest.mark.slow
 def test_teacher_views_give_each_step_the_teachers_logits_of_the_very_images_the_student_sees():
     """--teacher-views 2: cached, and consistent: the logits a step learns from are the teacher's
     on that step's augmented batch; epochs 0 and 2 train on the same view, epoch 1 on the other."""
@@ -200,6 +202,7 @@ def test_teacher_views_give_each_step_the_teachers_logits_of_the_very_images_the
     assert epoch[0] == epoch[2] and epoch[0] != epoch[1]
 
 
+@pytest.mark.slow
 def test_a_run_with_the_whole_recipe_resumes_bit_identically(tmp_path):
     """SGD momentum, warm-up, smoothing and all four augmentations are functions of (seed, epoch):
     stopped after epoch 2 and resumed, the model ends exactly as an unstopped one."""
@@ -240,6 +243,7 @@ def test_bad_recipe_options_are_config_errors(options, fragment):
     assert fragment in f"{info.value.message} {info.value.hint}"
 
 
+@pytest.mark.slow
 def test_a_distill_run_with_teacher_views_caches_them_and_records_the_recipe(tmp_path):
     from conftest import TINY
 
@@ -257,6 +261,7 @@ def test_a_distill_run_with_teacher_views_caches_them_and_records_the_recipe(tmp
     assert summary["test"]["teacher"] > 0.5
 
 
+@pytest.mark.slow
 def test_a_compiled_training_step_trains_as_the_eager_one():
     """--compile: torch.compile of model + loss; the same losses as eager (up to float reordering)
     and the weights stay in the module the checkpoint saves."""

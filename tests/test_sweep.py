@@ -105,6 +105,7 @@ def test_a_student_of_the_sweep_is_the_student_a_plain_distill_trains(sweep, tmp
     assert alone["cv"]["student"] == last["cv"]["student"]
 
 
+@pytest.mark.slow
 def test_an_interrupted_sweep_resumes_without_retraining_and_a_finished_one_is_judged_again(tmp_path):
     cfg = load_config(None, folds=1, teacher_epochs=2, student_epochs=3)
     students, events = STUDENTS[:2], []
@@ -188,6 +189,7 @@ def test_bad_sweeps_are_one_line_errors(args, fragment, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_the_command_prints_the_table_and_refuses_to_overwrite(tmp_path):
     base = ["sweep", "--students", "mlp:hidden=8;mlp:hidden=32", "--folds", "1", "--teacher-epochs", "2",
             "--student-epochs", "3", "--threads", "1", "--min-seconds", "0", "--out", tmp_path / "sw"]

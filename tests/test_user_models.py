@@ -79,6 +79,7 @@ def test_a_module_factory_gets_the_facts_it_declares_and_typed_options(tmp_path,
         build(f"{tmp_path}/timm_like.py:make", (12,), 5)
 
 
+@pytest.mark.slow
 def test_a_student_from_a_user_file_distills_exports_and_benches(tmp_path, monkeypatch):
     """A relative file path is recorded absolute, so export finds the code from any folder;
     once the file is gone, export says it needs the same import path."""
@@ -217,6 +218,7 @@ def test_bad_user_models_and_weights_are_one_error_before_anything_is_written(tm
     assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".run*"))
 
 
+@pytest.mark.slow
 def test_an_untraceable_user_model_is_one_error_line_from_the_cli(tmp_path):
     """A real process: torch.export logs to its own streams, which must stay off the terminal."""
     _write_bad_files(tmp_path)
@@ -321,6 +323,7 @@ def test_user_code_that_exits_is_one_model_error_naming_its_file(tmp_path, monke
     assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".run*"))
 
 
+@pytest.mark.slow
 def test_a_factory_that_exits_0_fails_the_real_command(tmp_path):
     (tmp_path / "exit0.py").write_text(EXITS["exit0.py"])
     result = run_cli("distill", "--student", "exit0.py:make", "--folds", "1", "--out", tmp_path / "run", cwd=tmp_path)
@@ -365,6 +368,7 @@ def test_a_sweep_config_naming_code_runs_nothing_unless_trusted(tmp_path):
     assert (victim / "keep.txt").is_file() and not (tmp_path / "sw").exists()
 
 
+@pytest.mark.slow
 def test_a_resumed_sweep_folder_naming_other_code_runs_nothing(tmp_path):
     """A sweep folder's students are exported from their model.json: one changed since (a folder
     someone sent, resumed) names code the sweep was not given, which runs only when trusted."""

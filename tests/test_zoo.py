@@ -1,4 +1,4 @@
-"""The edge zoo: every registered model built on MNIST- and CIFAR-sized images, its parameters and
+"""The edge zoo: every builder (tests/zoo_names.py) built on MNIST- and CIFAR-sized images, its parameters and
 MACs counted, its ONNX and fp32 TFLite files run in onnxruntime and LiteRT against PyTorch; the
 inverted-residual families against their papers' figures; the MobileNet rounding and stem rules."""
 from __future__ import annotations
@@ -15,6 +15,8 @@ from torch import nn  # noqa: E402
 
 from edgekd.train.models import MODELS, build, count_macs, count_parameters  # noqa: E402
 from edgekd.train.models.layers import InvertedResidual, make_divisible, stem_stride  # noqa: E402
+
+from zoo_names import BUILDERS  # noqa: E402
 
 SHAPES = {"mnist": (1, 28, 28), "cifar": (3, 32, 32)}
 EXPORT_SHAPE = (1, 28, 28)   # odd sizes on the way down (28 → 14 → 7 → 4): the converters' padding arithmetic
@@ -35,10 +37,10 @@ def _calibrated(name: str, shape: tuple[int, ...], classes: int = 10) -> nn.Modu
 
 
 @pytest.mark.parametrize("shape_name", SHAPES)
-@pytest.mark.parametrize("name", MODELS.names())
-def test_every_model_builds_forwards_and_counts(name, shape_name):
+@pytest.mark.parametrize("name", BUILDERS)
+def test_every_builder_builds_forwards_and_counts(name, shape_name):
     """On the meta device (shapes, no arithmetic: a CPU forward of a fresh model costs seconds here);
-    test_models runs every model on real 8×8 and 32×32 tensors, the export test below at 28×28."""
+    test_models runs every builder on real 8×8 tensors, the export test below at 28×28."""
     shape = SHAPES[shape_name]
     with torch.device("meta"):
         model = build(name, shape, 10).eval()
@@ -78,6 +80,7 @@ def export_groups() -> dict[str, list[str]]:
 GROUPS = export_groups()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(GROUPS), ids=[f"{n}({len(GROUPS[n])})" for n in sorted(GROUPS)])
 def test_every_kind_of_model_exports_in_every_format(name):
     """The project's own exporters, the files run by runtimes.open_model: ONNX and fp32 TFLite within
@@ -199,8 +202,8 @@ def test_forward_is_forward_head_of_forward_features_with_no_adaptive_pooling():
         assert not any(isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) for m in model.modules())
 
 
-@pytest.mark.parametrize("name", MODELS.names())
-def test_every_model_is_forward_head_of_forward_features(name):
+@pytest.mark.parametrize("name", BUILDERS)
+def test_every_builder_is_forward_head_of_forward_features(name):
     """What a feature loss (--loss fitnet) reads of every zoo family: the same logits, split in two."""
     model = build(name, (3, 32, 32), 10).eval()
     x = torch.randn(2, 3, 32, 32)
