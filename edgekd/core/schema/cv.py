@@ -13,8 +13,8 @@ from typing import Annotated, Any, TypedDict
 
 from edgekd.core.errors import ModelError
 from edgekd.core.schema import TRAINED_ROLES
-from edgekd.core.schema.fields import Count, Invalid, Keys, check_shape
-from edgekd.core.schema.jsonfile import check_version, json_text, read_json
+from edgekd.core.schema.fields import Count, Keys, check_document
+from edgekd.core.schema.jsonfile import json_text, read_json
 
 CV_FILE = "cv.json"
 #: a run folder's resolved configuration (``DistillConfig.to_toml``), and the line it starts with
@@ -106,11 +106,7 @@ def read(folder: Path) -> Document:
 def from_json(doc: dict[str, Any], where: str) -> Document:
     """The cv.json document in ``doc``, checked against :class:`Document`; one ModelError naming the
     field otherwise."""
-    check_version(doc, where, "cv.json", ModelError)
-    try:
-        check_shape(doc, Document, where, f"{where}: ")
-    except Invalid as exc:
-        raise ModelError(str(exc)) from None
+    check_document(doc, Document, where, "cv.json", ModelError)
     if not doc["folds"]:
         raise ModelError(f"{where}: folds must list at least one fold")
     return typing.cast(Document, doc)

@@ -8,12 +8,12 @@ but the int8 ones is the converter's own and left as written).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, TypedDict
 
 from edgekd.core.errors import BundleError
-from edgekd.core.schema.fields import Count, Invalid, check_shape
-from edgekd.core.schema.jsonfile import check_version, json_text
+from edgekd.core.schema.fields import Count, check_document
+from edgekd.core.schema.jsonfile import Serialized
 
 EXPORT_REPORT = "export.json"
 
@@ -74,7 +74,7 @@ class ExportedFile:
 
 
 @dataclass
-class ExportReport:
+class ExportReport(Serialized):
     schema_version: int
     edgekd_version: str
     created_utc: str
@@ -86,21 +86,10 @@ class ExportReport:
     models: list[ExportedFile]
     seconds: float
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def to_json(self) -> str:
-        """The file's text."""
-        return json_text(self.as_dict())
-
     @classmethod
     def from_json(cls, doc: dict[str, Any], where: str) -> "ExportReport":
         """The report in ``doc``, checked against the dataclasses' fields; one BundleError naming the
         field otherwise."""
-        check_version(doc, where, "export report", BundleError)
-        try:
-            check_shape(doc, cls, where, f"{where}: ")
-        except Invalid as exc:
-            raise BundleError(str(exc)) from None
+        check_document(doc, cls, where, "export report", BundleError)
         models = [ExportedFile(**{f.name: row.get(f.name) for f in fields(ExportedFile)}) for row in doc["models"]]
         return cls(**{**{f.name: doc[f.name] for f in fields(cls)}, "models": models})

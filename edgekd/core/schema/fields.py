@@ -1,7 +1,8 @@
 """Field rules for the documents' readers: one way to say "this key must hold that". Torch-free.
 
 A rule is ``(test, what)``: a predicate on the value and the words for what it must be. ``field``
-checks one key and returns its value; ``check_fields`` checks a table of key → rule. A reader
+checks one key and returns its value; ``check_document`` checks a whole document against its
+declared shape. A reader
 checks the fields it relies on before it uses any of them, so a damaged document is one error
 naming the field, never a KeyError or a wrong number later.
 """
@@ -13,6 +14,8 @@ import math
 import types
 import typing
 from typing import Annotated, Any, Callable, Literal, Mapping
+
+from edgekd.core.schema.jsonfile import check_version
 
 Rule = tuple[Callable[[Any], bool], str]
 
@@ -55,15 +58,6 @@ def field(obj: Mapping[str, Any], key: str, at: str, rule: Rule, sep: str = ".")
     return obj[key]
 
 
-def check_fields(doc: Mapping[str, Any], table: dict[str, Rule], where: str, error: type, sep: str = ": ") -> None:
-    """Every key of ``table`` in ``doc`` following its rule, or one ``error``."""
-    try:
-        for key, rule in table.items():
-            field(doc, key, where, rule, sep)
-    except Invalid as exc:
-        raise error(str(exc)) from None
-
-
 # -- the checks derived from a document's declared shape -----------------------------------------
 # A document is declared once, as a TypedDict or a dataclass; its reader's check is read off the
 # annotations (as models/spec.py reads a builder's options): a required key must be there, and every
@@ -94,6 +88,16 @@ def check_shape(obj: Mapping[str, Any], shape: type, name: str, prefix: str) -> 
             check_value(obj[key], hint, prefix + key)
         elif key in required:
             raise Invalid(f"{name} has no '{key}'")
+
+
+def check_document(doc: Mapping[str, Any], shape: type, where: str, what: str, error: type) -> None:
+    """A document's schema version and its declared ``shape``; one ``error`` naming the field otherwise
+    (``what`` names the kind of document, ``where`` the file)."""
+    check_version(doc, where, what, error)
+    try:
+        check_shape(doc, shape, where, f"{where}: ")
+    except Invalid as exc:
+        raise error(str(exc)) from None
 
 
 def check_value(value: Any, hint: Any, at: str) -> None:

@@ -7,6 +7,7 @@ is a whole number this edgekd can read.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -40,6 +41,18 @@ def json_text(doc: Mapping[str, Any]) -> str:
     """A document as its file's text, strict JSON: a number that is not finite (a ratio of nothing)
     becomes null, since bare NaN/Infinity are not JSON and other tools refuse them."""
     return json.dumps(_finite(doc), indent=2, allow_nan=False) + "\n"
+
+
+class Serialized:
+    """A document declared as a dataclass: its dict and its file's text."""
+
+    def as_dict(self) -> dict[str, Any]:
+        assert dataclasses.is_dataclass(self), "Serialized is a base of dataclasses only"
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """The file's text."""
+        return json_text(self.as_dict())
 
 
 def _finite(obj: Any) -> Any:

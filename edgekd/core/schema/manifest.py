@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import re
 import typing
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import PureWindowsPath
 from typing import Any, Callable
 
 from edgekd.core.errors import BundleError
 from edgekd.core.schema.fields import Invalid, check_shape, check_value
-from edgekd.core.schema.jsonfile import check_version, json_text
+from edgekd.core.schema.jsonfile import Serialized, check_version
 
 MANIFEST = "manifest.json"
 EVAL_FILE = "eval.npz"
@@ -58,7 +58,7 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
-class Manifest:
+class Manifest(Serialized):
     schema_version: int
     edgekd_version: str | None
     created_utc: str | None
@@ -68,13 +68,6 @@ class Manifest:
     calibration: dict[str, Any] | None        # None: no calibrated format in the bundle
     models: list[ModelEntry]
     files: dict[str, dict[str, Any]]          # name -> {"sha256", "bytes"}; every file but the manifest
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def to_json(self) -> str:
-        """The file's text."""
-        return json_text(self.as_dict())
 
     @classmethod
     def from_json(cls, doc: dict[str, Any], where: str) -> "Manifest":

@@ -11,8 +11,8 @@ import typing
 from typing import Any, TypedDict
 
 from edgekd.core.errors import ConfigError
-from edgekd.core.schema.fields import Invalid, check_shape
-from edgekd.core.schema.jsonfile import check_version, json_text
+from edgekd.core.schema.fields import check_document
+from edgekd.core.schema.jsonfile import json_text
 
 SCHEMA = "edgekd.sweep"
 #: the sweep folder's plan (``Plan.record``): what a resumed sweep must match, and how it starts
@@ -80,11 +80,7 @@ def from_json(doc: dict[str, Any], where: str) -> SweepDoc:
     the field otherwise."""
     if doc.get("schema") != SCHEMA:
         raise ConfigError(f"{where} is not an edgekd sweep.json")
-    check_version(doc, where, "sweep.json", ConfigError)
-    try:
-        check_shape(doc, SweepDoc, where, f"{where}: ")
-    except Invalid as exc:
-        raise ConfigError(str(exc)) from None
+    check_document(doc, SweepDoc, where, "sweep.json", ConfigError)
     return typing.cast(SweepDoc, doc)
 
 
