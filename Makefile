@@ -37,11 +37,13 @@ test: $(STAMP) ssh-server
 	$(BIN)/mypy
 	$(BIN)/python -m pytest tests -q -ra
 
-# the fast lane (~3 minutes on 2 cores): everything but the tests marked slow, the ones that train,
-# export, bench in subprocesses, start sshd or build device environments (tests/conftest.py decides)
+# the fast lane for everyday work (the README says how long it takes): the same checks, and every
+# test but those marked slow, the ones that train, export, bench in subprocesses, start sshd or build
+# device environments (tests/conftest.py decides)
 test-fast: $(STAMP)
 	$(BIN)/ruff check edgekd tests benchmarks
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m pytest tests -q -m "not slow"
 
 clean:
