@@ -135,7 +135,7 @@ def measure(args) -> None:
 
     import edgekd
     import edgekd.train.distill  # noqa: F401  (torch and the models loaded: the baseline the data adds to)
-    from edgekd.device.bench import run_bench
+    from edgekd.device.bench.run import run_bench
 
     data = f"idx:{IDX}" if args.source == "idx" else f"folder:{write_png_folder(Path(args.png_folder))}"
     load_start, baseline = os.getloadavg(), rss_mb()

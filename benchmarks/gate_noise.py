@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgekd.device.bench import run_bench  # noqa: E402
+from edgekd.device.bench.run import run_bench  # noqa: E402
 from edgekd.device.bench.gate import check, load_budget  # noqa: E402
 from edgekd.device.bench.gate.paired import PAIRS  # noqa: E402
 from edgekd.device.bench.run import run_sides  # noqa: E402

@@ -5,7 +5,7 @@ The Python API behind the three commands::
     from edgekd.train.config import load_config
     from edgekd.train.distill import run_experiment      # edgekd distill
     import edgekd; edgekd.export(run_dir)           # edgekd export
-    from edgekd.device.bench import run_bench              # edgekd bench (torch-free)
+    from edgekd.device.bench.run import run_bench              # edgekd bench (torch-free)
 
 Heavy imports (torch, onnx, litert_torch) happen inside these, so ``import edgekd``
 stays fast and torch-free.

@@ -124,7 +124,7 @@ FAST_BENCH_ARGS = [text for key, value in FAST_BENCH.items() for text in
 @pytest.fixture(scope="session")
 def demo_bench(demo_bundle, tmp_path_factory) -> dict:
     """The bench.json document of one ``FAST_BENCH`` bench of ``demo_bundle`` (written beside it, not in it)."""
-    from edgekd.device.bench import run_bench
+    from edgekd.device.bench.run import run_bench
 
     return run_bench(demo_bundle, out=tmp_path_factory.mktemp("bench") / "bench.json", **FAST_BENCH)
 

@@ -136,7 +136,7 @@ def test_the_cli_starts_without_numpy_or_a_runtime():
 
 
 def test_single_file_with_data_and_batches(demo_bundle, tmp_path):
-    from edgekd.device.bench import run_bench
+    from edgekd.device.bench.run import run_bench
     r = run_bench(demo_bundle / "student.onnx", data=demo_bundle / "eval.npz", batch=[1, 4],
                      out=False, **FAST_BENCH)
     m = r["models"][0]
@@ -150,7 +150,8 @@ def test_single_file_with_data_and_batches(demo_bundle, tmp_path):
 
 
 def test_runtime_filter_and_default_threads(demo_bundle, tmp_path):
-    from edgekd.device.bench import default_threads, run_bench
+    from edgekd.device.bench.options import default_threads
+    from edgekd.device.bench.run import run_bench
     r = run_bench(demo_bundle, runtime="tflite", out=tmp_path / "b.json",
                      **{**FAST_BENCH, "threads": None})
     assert {m["runtime"] for m in r["models"]} == {"tflite"}
@@ -257,7 +258,7 @@ def test_bad_options(demo_bundle, args, fragment):
 
 
 def test_max_runs_stops_timing_before_min_seconds(demo_bundle, tmp_path):
-    from edgekd.device.bench import run_bench
+    from edgekd.device.bench.run import run_bench
     doc = run_bench(demo_bundle / "student.int8.tflite", threads=[1], warmup_seconds=0.0, runs=10,
                     min_seconds=600.0, max_runs=50, out=False)
     [model] = doc["models"]

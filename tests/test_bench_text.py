@@ -2,7 +2,7 @@
 teacher's file of its own format, and int8 against fp32 side by side in each runtime, slower said so."""
 from __future__ import annotations
 
-from edgekd.device.bench.report import build_comparisons
+from edgekd.device.bench.compare import build_comparisons
 from edgekd.device.bench.text import faster, formats_side_by_side, shown_comparisons, side_by_side_markdown
 
 

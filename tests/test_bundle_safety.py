@@ -17,7 +17,10 @@ import numpy as np
 import pytest
 
 from conftest import assert_user_error, run_cli
-from edgekd.device.bench import gate, report, resolve_target, run_bench
+from edgekd.device.bench import gate
+from edgekd.device.bench.run import run_bench
+from edgekd.device.bench.target import resolve_target
+from edgekd.device.bench.outputs import write_bench_outputs
 from edgekd.core.bundle import file_digest, read_manifest, verify
 from edgekd.device.runtimes.onnx_external import refuse_external_data
 from edgekd.core.errors import BundleError, ConfigError
@@ -267,11 +270,11 @@ def test_a_gate_output_into_the_bundle_is_refused_before_measuring(demo_bundle, 
 
 
 def test_the_gate_refuses_to_write_into_the_bundle_of_a_finished_bench(bench_result, tmp_path):
-    """gate.write_outputs itself refuses, whoever calls it after a bench."""
+    """gate.write_gate_outputs itself refuses, whoever calls it after a bench."""
     result, bundle = bench_result
     before = snapshot(bundle)
     with pytest.raises(ConfigError, match="which this bench reads"):
-        gate.write_outputs(gate.GateReport(), result, save_baseline=bundle / "manifest.json")
+        gate.write_gate_outputs(gate.GateReport(), result, save_baseline=bundle / "manifest.json")
     assert snapshot(bundle) == before
 
 
@@ -340,8 +343,8 @@ def test_bench_json_and_a_saved_baseline_are_strict_json(bench_result, tmp_path)
     doc = json.loads(json.dumps(result))
     doc["models"][0]["accuracy"] = float("nan")
     doc["comparisons"] = [{"speedup": float("inf")}]
-    report.write_outputs(doc, out=tmp_path / "bench.json")
-    gate.write_outputs(gate.GateReport(), doc, save_baseline=tmp_path / "baseline.json")
+    write_bench_outputs(doc, out=tmp_path / "bench.json")
+    gate.write_gate_outputs(gate.GateReport(), doc, save_baseline=tmp_path / "baseline.json")
     for path in (tmp_path / "bench.json", tmp_path / "baseline.json"):
         saved = _strict(path)
         assert saved["models"][0]["accuracy"] is None and saved["comparisons"] == [{"speedup": None}]

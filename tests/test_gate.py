@@ -18,7 +18,7 @@ import pytest
 
 from conftest import assert_user_error, run_cli
 from edgekd.device.bench import gate
-from edgekd.device.bench.report import load
+from edgekd.core.schema.bench import read as load
 from edgekd.core.errors import ConfigError
 from edgekd.core.schema import SCHEMA_VERSION
 from edgekd.core.schema.bench import SCHEMA
@@ -314,7 +314,7 @@ def synthetic(p50s: list[float], bytes_: int = 1000, accuracy: float = 0.9) -> d
                                   "repeats": {"count": len(p50s), "p50": p50s, "p90": [2.0] * len(p50s),
                                               "spread_ms": max(p50s) - min(p50s)}}]}
     models = [model("s.onnx", "student", p50s, bytes_, accuracy), model("t.onnx", "teacher", [4.0], 9000, 0.95)]
-    from edgekd.device.bench.report import build_comparisons
+    from edgekd.device.bench.compare import build_comparisons
     return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "created_utc": "", "teacher": "t.onnx",
             "target": {"path": "synthetic"}, "settings": {"repeat": len(p50s), "threads": [1], "batch": [1]},
             "device": {"cpu": "x", "cores": 2, "os": "", "python": "3", "packages": {}},

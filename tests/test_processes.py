@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_user_error, run_cli, run_cli_here
-from edgekd.device.bench import run_bench
+from edgekd.device.bench.run import run_bench
 from edgekd.train.config import load_config
 from edgekd.core.errors import ConfigError, EdgeKDError
 from edgekd.exporters import export_run

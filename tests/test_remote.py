@@ -12,7 +12,7 @@ import ssh_board
 from conftest import FAST_BENCH, FAST_BENCH_ARGS, assert_user_error, run_cli, run_cli_here
 from device_envs import envs
 
-from edgekd.device.bench import run_bench
+from edgekd.device.bench.run import run_bench
 from edgekd.device.bench.gate import bench_and_check
 from edgekd.device.bench.remote import DEFAULT_FOLDER, INSTALL, MARKER, Remote, Session
 from edgekd.core.errors import ConfigError, RuntimeBackendError

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 import edgekd
-from edgekd.device.bench import run_bench
+from edgekd.device.bench.run import run_bench
 from edgekd.train.modelfile import load_model
 from edgekd.train.config import load_config
 from edgekd.train.distill import Experiment, run_experiment

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from edgekd.device.bench import run_bench
+from edgekd.device.bench.run import run_bench
 
 from conftest import FAST_BENCH, ZOO_RUN
 

@@ -22,7 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.core.errors import ConfigError, DataError
+from edgekd.core.errors import ConfigError, DataError, ExportError
+from edgekd.core.quiet import quiet
+from edgekd.exporters.layer_error import worst
+from edgekd.exporters.parity import run_file
+from edgekd.exporters.source import CALIBRATION_FILE, calibration_indices, calibration_pool, reference_logits
+from edgekd.train.data.split import stratified_indices
 
 AUTO = "auto"
 DEFAULT_MAX_DROP = 0.5     # accuracy points: the issue's target for a deployable int8 student
@@ -69,9 +74,6 @@ class Search:
 def load_search(run_dir: Path, input_shape: tuple[int, ...], calibration_samples: int, target: float,
                 seed: int = 0) -> Search:
     """Up to SAMPLES labelled samples of the calibration pool, stratified, none of them calibrating."""
-    from edgekd.train.data.split import stratified_indices
-    from edgekd.exporters.source import CALIBRATION_FILE, calibration_indices, calibration_pool
-
     x, y = calibration_pool(run_dir, input_shape)
     if y is None:
         raise DataError(f"--keep-float auto needs labels: the run's {CALIBRATION_FILE} has none (an older run)",
@@ -91,9 +93,6 @@ def load_search(run_dir: Path, input_shape: tuple[int, ...], calibration_samples
 def export_auto(exporter, ctx, src, out: Path, search: Search) -> dict:
     """Make ``out`` with the exporter (an int8 format's, which honours ctx.keep_float), keeping
     float the report's worst layers one more at a time until the drop meets the target."""
-    from edgekd.core.errors import ExportError
-    from edgekd.exporters.source import reference_logits
-
     reference = reference_logits(src, search.x)
     details = _step(exporter, replace(ctx, keep_float=None), src, out, search, reference)
     steps, skipped, kept = [details["keep_float_auto"]], [], list[str]()
@@ -129,9 +128,6 @@ def export_auto(exporter, ctx, src, out: Path, search: Search) -> dict:
 
 def _step(exporter, ctx, src, out: Path, search: Search, reference: np.ndarray) -> dict:
     """Make the file with ctx.keep_float's layers float, then measure it on the search's samples."""
-    from edgekd.core.quiet import quiet
-    from edgekd.exporters.parity import run_file
-
     t0 = time.perf_counter()
     details = exporter(ctx, src, out) or {}
     with quiet():
@@ -149,8 +145,6 @@ def _step(exporter, ctx, src, out: Path, search: Search, reference: np.ndarray) 
 def _candidates(report: dict) -> list[str]:
     """The report's layers to try, worst SNR first, passing over the ops int8 represents exactly and
     layers an earlier name already covers (a module name keeps the layers under it)."""
-    from edgekd.exporters.layer_error import worst
-
     chosen: list[str] = []
     covered: set[str] = set()
     for layer in worst(report, len(report["layers"])):

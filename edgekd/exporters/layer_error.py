@@ -14,6 +14,8 @@ hurts is where the ratio falls, and the lowest numbers may sit just downstream o
 """
 from __future__ import annotations
 
+import ast
+import difflib
 import math
 import os
 from pathlib import Path
@@ -22,6 +24,9 @@ from typing import AbstractSet
 import numpy as np
 
 from edgekd.exporters._util import fb_text
+from edgekd.core.errors import ExportError
+from edgekd.device.runtimes import open_model
+from edgekd.device.runtimes.onnx import OnnxRuntime
 
 SAMPLES = 32          # a bounded sample of the calibration inputs: seconds, not minutes
 SNR_FLOOR = 1e-12     # a layer whose int8 output is all noise still gets a finite number
@@ -83,10 +88,6 @@ def kept_tensors(names: list[str], layers: dict[str, list[str]], fmt: str, role:
     """--keep-float's names → {name: the tensor names it keeps float}. A name is a layer of the report
     or a module above some (``blocks.4`` keeps every layer inside blocks.4); an unknown name fails with
     the closest layer names, before the file is written."""
-    import difflib
-
-    from edgekd.core.errors import ExportError
-
     kept = {}
     for name in dict.fromkeys(names):
         tensors = [t for layer, ts in layers.items() if layer == name or layer.startswith(name + ".") for t in ts]
@@ -262,8 +263,6 @@ def _onnx_layer_name(tensor: str, covered: list, outputs: set[str]) -> str:
 def _scope(node) -> list[str] | None:
     """The module path the exporter recorded for the node (its name_scopes: the enclosing modules'
     paths, then the op's own name), as segments; [] for the root module, None where none was recorded."""
-    import ast
-
     value = next((p.value for p in node.metadata_props if p.key == SCOPES), None)
     scopes = ast.literal_eval(value) if value else []
     return None if len(scopes) < 2 else [s for s in scopes[-2].split(".") if s]
@@ -283,9 +282,6 @@ def _all_outputs(path: Path):
     """A function: one input → {tensor name: [value]} for every activation the augmented file outputs
     (run through edgekd's runtime layer; qdq_loss_debug's suffix removed as its collect_activations does)."""
     from onnxruntime.quantization.qdq_loss_debug import _TENSOR_SAVE_POSTFIX
-
-    from edgekd.device.runtimes import open_model
-    from edgekd.device.runtimes.onnx import OnnxRuntime
 
     model = open_model(path, threads=os.cpu_count() or 1, providers=["cpu"])
     if not isinstance(model, OnnxRuntime):      # an .onnx path opens in onnxruntime: its session is read below

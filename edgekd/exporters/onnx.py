@@ -13,7 +13,9 @@ import numpy as np
 from edgekd.core.errors import ExportError
 from edgekd.exporters._util import converter_error
 from edgekd.core.quiet import quiet
-from edgekd.exporters.layer_error import SCOPES
+from edgekd.exporters.layer_error import SCOPES, kept_tensors, onnx_layer_errors, onnx_layer_nodes, pick_samples
+from edgekd.device.runtimes import open_model
+from edgekd.exporters.parity import run_file
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -165,8 +167,6 @@ def pooling_rewritten(fp32: Path, samples: np.ndarray, role: str) -> tuple[Path,
     The copy must give the same logits on ``samples`` in onnxruntime, or the export stops."""
     import onnx
 
-    from edgekd.exporters.parity import run_file
-
     model = onnx.load(str(fp32))
     count = rewrite_spatial_means(model)
     if not count:
@@ -242,9 +242,6 @@ def export_onnx_int8(ctx, src, out: Path) -> dict:
     DequantizeLinear inside)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    from edgekd.device.runtimes import open_model
-    from edgekd.exporters.layer_error import kept_tensors, onnx_layer_errors, onnx_layer_nodes, pick_samples
 
     if "onnx" not in src.cache:
         export_onnx(ctx, src, ctx.workdir / f"{src.role}.onnx.tmp")

@@ -29,6 +29,11 @@ from edgekd.core.schema.manifest import EVAL_FILE, MANIFEST, ModelEntry
 if TYPE_CHECKING:       # imported where --keep-float auto runs
     from edgekd.exporters.keep_auto import Search
 from edgekd.exporters.formats import BYTES_PER_WEIGHT, FORMATS, INT8_ACTIVATIONS, ONNX_OPSETS, Format, get_format, list_of_names, parse_formats
+from edgekd.exporters.keep_auto import auto_target, export_auto, load_search
+from edgekd.exporters.manifest import build_manifest, model_entry, utc_now
+from edgekd.exporters.parity import compare, run_file
+from edgekd.exporters.source import check_bundle_path, check_run_dir, load_calibration, load_eval, load_source
+from edgekd.exporters.source import reference_logits
 
 DEFAULT_ROLES = ("student", "teacher")
 MAX_CALIBRATION_SAMPLES = 100_000     # far above the run's calibration pool: more is a typo
@@ -65,8 +70,6 @@ class ExportOptions:
 
     def auto_target(self) -> float | None:
         """--keep-float auto's accuracy-drop target in points (None: the layers are named, or none)."""
-        from edgekd.exporters.keep_auto import auto_target
-
         return auto_target(self.keep_float, self.max_int8_drop)
 
     def kept_layers(self) -> list[str] | None:
@@ -170,7 +173,7 @@ def export_run(run_dir, out=None, options: ExportOptions | None = None, *, force
             staged_dir(job.out, force, "bundle folder") as stage:
         ctx = ExportContext(Path(work), job.options.opset, job.calibration[0], job.options.int8_activations,
                             job.options.kept_layers())
-        created = _utc()
+        created = utc_now()
         rows, entries = [], []
         for role, fmt in job.plan:
             row, entry = _export_one(job, ctx, role, fmt, stage, progress)
@@ -185,8 +188,6 @@ def export_run(run_dir, out=None, options: ExportOptions | None = None, *, force
 
 def prepare(run_dir: Path, out, options: ExportOptions, force: bool, progress: Progress | None) -> Job:
     """Check the options, read the run's models, eval split and calibration samples; write nothing."""
-    from edgekd.exporters.source import check_bundle_path, check_run_dir, load_calibration, load_eval, load_source
-
     options.check_numbers()
     roles, plan = options.plan()            # the options alone: a typo fails before the run is read
     check_run_dir(run_dir)
@@ -212,8 +213,6 @@ def prepare(run_dir: Path, out, options: ExportOptions, force: bool, progress: P
         job.calibration = load_calibration(run_dir, main.input_shape, int(options.calibration_samples))
     target = options.auto_target()
     if target is not None:
-        from edgekd.exporters.keep_auto import load_search
-
         job.search = load_search(run_dir, main.input_shape, int(options.calibration_samples), target)
     return job
 
@@ -221,17 +220,11 @@ def prepare(run_dir: Path, out, options: ExportOptions, force: bool, progress: P
 def _export_one(job: Job, ctx: ExportContext, role: str, fmt: Format, stage: Path,
                 progress: Progress | None) -> tuple[ExportedFile, ModelEntry]:
     """Convert one model to one format, run the file in its runtime and compare it with PyTorch."""
-    from edgekd.exporters.manifest import model_entry
-    from edgekd.exporters.parity import compare
-    from edgekd.exporters.source import reference_logits
-
     src, name = job.sources[role], fmt.filename(role)
     x_eval, y_eval = job.eval
     _emit(progress, event="start", role=role, format=fmt.name, file=name)
     t0 = time.perf_counter()
     if job.search is not None and "keep_float" in fmt.options:
-        from edgekd.exporters.keep_auto import export_auto
-
         details = export_auto(fmt.exporter_function(), ctx, src, stage / name, job.search)
     else:
         details = fmt.exporter_function()(ctx, src, stage / name) or {}
@@ -264,8 +257,6 @@ def _export_one(job: Job, ctx: ExportContext, role: str, fmt: Format, stage: Pat
 def _write_documents(job: Job, stage: Path, rows: list[ExportedFile], entries: list[ModelEntry],
                      created: str, seconds: float) -> dict:
     """export.json, then manifest.json (which lists export.json with every other file)."""
-    from edgekd.exporters.manifest import build_manifest
-
     calibration_info = job.calibration[1]
     report = ExportReport(
         schema_version=SCHEMA_VERSION, edgekd_version=__version__, created_utc=created,
@@ -282,8 +273,6 @@ def _write_documents(job: Job, stage: Path, rows: list[ExportedFile], entries: l
 
 def _run_in_runtime(fmt: Format, path: Path, x: np.ndarray):
     """(logits, input spec, output spec) of the file in its runtime; a file it cannot run fails the export."""
-    from edgekd.exporters.parity import run_file
-
     try:
         return run_file(path, x)
     except Exception as exc:  # the runtimes raise their own kinds for an op or file they do not support
@@ -309,9 +298,3 @@ def _compare_with_teacher(rows: list[ExportedFile]) -> None:
 def _emit(progress: Progress | None, **event) -> None:
     if progress is not None:
         progress(event)
-
-
-def _utc() -> str:
-    from edgekd.exporters.manifest import utc_now
-
-    return utc_now()

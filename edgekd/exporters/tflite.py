@@ -26,6 +26,7 @@ from edgekd.core.errors import ExportError
 from edgekd.exporters._util import converter_error, fb_text
 from edgekd.core.quiet import quiet
 from edgekd.exporters.qat_ranges import trained_ranges, with_trained_ranges
+from edgekd.exporters.layer_error import kept_tensors, pick_samples, produced_tensors, tflite_layer_errors, tflite_layer_tensors
 
 _TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16", 9: "int8",
                10: "float64", 17: "int4", 18: "bfloat16"}
@@ -100,8 +101,6 @@ def export_tflite_int8(ctx, src, out: Path) -> dict:
     content = _fp32_bytes(src)
     from ai_edge_quantizer import recipe
     from ai_edge_quantizer.quantizer import Quantizer
-
-    from edgekd.exporters.layer_error import kept_tensors, pick_samples, produced_tensors, tflite_layer_errors, tflite_layer_tensors
 
     kept = kept_tensors(ctx.keep_float, tflite_layer_tensors(content, src.module), "tflite-int8", src.role) \
         if ctx.keep_float else {}

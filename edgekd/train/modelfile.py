@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import io
 import json
+import logging
 import re
 import zipfile
 import zlib
@@ -119,8 +120,6 @@ def load_program(path: Path, what: str):
     operators of ``pt2_graph``). A bad archive is a
     ModelError; torch also logs the failure as a warning with a traceback, which is kept off the
     terminal so the user reads edgekd's one line."""
-    import logging
-
     import torch
 
     archive = _checked_archive(Path(path), what)

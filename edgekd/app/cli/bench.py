@@ -1,11 +1,13 @@
 """``edgekd bench`` and ``edgekd init-budget``, and the measurement options they share with ``edgekd sweep``."""
 from __future__ import annotations
 
+import os
 import sys
 
 import click
+from rich.console import Console
 
-from edgekd.device.bench.options import DEFAULTS as BENCH_DEFAULTS   # stdlib-only: no start-up cost
+from edgekd.device.bench.options import DEFAULTS as BENCH_DEFAULTS, cores   # stdlib only: no start-up cost
 from edgekd.core.errors import ConfigError, EdgeKDError
 
 def measure_options(command):
@@ -48,7 +50,6 @@ def _whole_numbers(text: str | None, what: str, allow_all: bool = False) -> list
     for item in text.split(","):
         word = item.strip().lower()
         if allow_all and word in ("all", "max"):
-            from edgekd.device.bench.device import cores
             out.append(cores())
             continue
         try:
@@ -122,9 +123,8 @@ def bench_command(target, quiet, as_json, budget, baseline, against, junit, save
       edgekd bench runs/demo/bundle --budget edgekd-budget.toml --against previous-bundle
       edgekd bench runs/demo/bundle --remote pi@raspberrypi.local --budget edgekd-budget.toml
     """
-    import os
-
-    from edgekd.device.bench import gate, run_bench
+    from edgekd.device.bench import gate
+    from edgekd.device.bench.run import run_bench
     from edgekd.app.render.bench import BenchProgress, print_summary
     from edgekd.core.schema.bench import to_json
 
@@ -148,8 +148,8 @@ def bench_command(target, quiet, as_json, budget, baseline, against, junit, save
     if gated:
         for line in gate.lines(report, result):
             click.echo(line, err=as_json)
-    gate.write_outputs(report, result, junit=junit if gated else None, save_baseline=save_baseline,
-                       step_summary=os.environ.get("GITHUB_STEP_SUMMARY") if gated else None)
+    gate.write_gate_outputs(report, result, junit=junit if gated else None, save_baseline=save_baseline,
+                            step_summary=os.environ.get("GITHUB_STEP_SUMMARY") if gated else None)
     if gated and not report.passed:
         sys.exit(1)
 
@@ -167,8 +167,6 @@ def init_budget_command(source, out, force, **options):
       edgekd init-budget runs/demo/bundle                 bench it (3 repetitions), write edgekd-budget.toml
       edgekd init-budget runs/demo/bundle/bench.json      from an existing bench run
     """
-    from rich.console import Console
-
     from edgekd.device.bench.gate import init_budget
     from edgekd.app.render.bench import BenchProgress
 

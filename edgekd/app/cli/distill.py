@@ -1,6 +1,7 @@
 """``edgekd distill`` and the training options it shares with ``edgekd sweep``."""
 from __future__ import annotations
 
+import json
 from dataclasses import Field, fields
 
 import click
@@ -79,7 +80,6 @@ def distill(config_file, force, resume, quiet, as_json, trust_model_code, **opti
     """Train teacher, student (distilled) and simple model with k-fold CV; write a run folder."""
     from edgekd.train.config import load_config
     from edgekd.app.render.distill import CachingProgress, DistillProgress, print_distill_summary
-
     from edgekd.train.distill import Experiment
 
     cfg = load_config(config_file, trust_model_code, **options)
@@ -92,7 +92,6 @@ def distill(config_file, force, resume, quiet, as_json, trust_model_code, **opti
     if not main:
         return
     if as_json:
-        import json
         click.echo(json.dumps(summary, indent=2))
     else:
         print_distill_summary(summary, cfg.out)

@@ -1,7 +1,10 @@
 """``edgekd export``."""
 from __future__ import annotations
 
+import json
+
 import click
+from rich.console import Console
 
 from edgekd.app.cli.bench import names
 from edgekd.app.cli.distill import TRUST_CODE_OPTION
@@ -50,10 +53,6 @@ def export_command(run_dir, formats, roles, keep_float, force, quiet, as_json, e
       edgekd export runs/demo                  (the default set; --no-int8: ONNX only)
       edgekd export runs/demo --formats onnx,tflite,tflite-fp16,tflite-int8 --roles student --force
     """
-    import json
-
-    from rich.console import Console
-
     from edgekd.core.console import report_console
     from edgekd.exporters import export_run
     from edgekd.app.render.export import export_progress, render_export_report

@@ -1,6 +1,8 @@
 """``edgekd sweep``."""
 from __future__ import annotations
 
+import json
+
 import click
 
 from edgekd.app.cli.bench import parse_bench_options, remote_from, remote_options
@@ -50,7 +52,6 @@ def sweep_command(students, config_file, threads, repeat, min_seconds, budget, p
     if not sweep.ranks.is_main:
         return
     if as_json:
-        import json
         click.echo(json.dumps(doc, indent=2))
     else:
         print_sweep_summary(doc, out)

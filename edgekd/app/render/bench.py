@@ -1,12 +1,16 @@
 """``edgekd bench`` on the terminal: the progress bar over child processes, the table, the summary."""
 from __future__ import annotations
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
 from edgekd.device.bench.text import NARROW, SHORT, TERMINAL, device_line, formats_side_by_side, rows, skipped_notes, thermal_line
+from edgekd.core.console import report_console
 
 
 def render_table(result: dict, console=None) -> None:
     """The TERMINAL columns when they fit the console's width, else the NARROW ones."""
-    from rich.console import Console
     console = console or Console()
     table = _table(result, TERMINAL)
     natural = console.measure(table, options=console.options.update_width(100_000)).maximum
@@ -22,7 +26,6 @@ def render_table(result: dict, console=None) -> None:
 
 
 def _table(result: dict, cols: list[str]):
-    from rich.table import Table
     table = Table(title=f"edgekd bench · {result['target']['path']}", caption=device_line(result))
     for h in cols:
         left = h in ("model", "format", "delegate")
@@ -40,7 +43,6 @@ def _table(result: dict, cols: list[str]):
 
 def _side_by_side(side: list[dict]):
     """Each role's formats at each setting: does int8 pay on this device?"""
-    from rich.table import Table
     table = Table(title="int8 against fp32, side by side")
     for c in side[0]:
         table.add_column(SHORT.get(c, c), justify="left" if c in ("role", "runtime") else "right", no_wrap=True)
@@ -59,9 +61,6 @@ class BenchProgress:
 
     def __enter__(self):
         if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, \
-                TimeElapsedColumn
             self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                       MofNCompleteColumn(), TimeElapsedColumn(),
                                       console=Console(stderr=True), transient=True)
@@ -83,7 +82,6 @@ class BenchProgress:
 
 def print_summary(result: dict, console=None) -> None:
     """The table, then where the reports went."""
-    from edgekd.core.console import report_console
     console = console or report_console()
     render_table(result, console)
     written = [f"{k}: {v}" for k, v in result.get("outputs", {}).items() if v]

@@ -1,6 +1,10 @@
 """``edgekd export`` on the terminal: a line per file as it is built, then the build report."""
 from __future__ import annotations
 
+from rich import box
+from rich.console import JustifyMethod
+from rich.table import Table
+
 from edgekd.core.numbers import size
 
 
@@ -27,11 +31,6 @@ WORST_LAYERS = 3     # the terminal's share of each int8 file's per-layer report
 def render_export_report(report: dict, console, explain: bool = False) -> None:
     """The build report: one row per file, sizes beside the teacher's and the weight bytes; then, per
     int8 file, its layers with the lowest signal-to-quantization-noise ratio (all with ``explain``)."""
-    from rich.table import Table
-
-    from rich import box
-    from rich.console import JustifyMethod
-
     table = Table(title=f"edgekd export → {report['bundle']}", title_justify="left", box=box.SIMPLE_HEAD)
     columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("file", "left"), ("format", "left"), ("size", "right"), ("weights", "right"), ("teacher", "right"),

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from edgekd.device.bench.gate import check
 from edgekd.device.bench.gate.keys import latency_stat, peak_mib, setting_name
-from edgekd.device.bench.report import measured
+from edgekd.device.bench.compare import measured
 
 #: axis → (the candidate's field, the plot's label); each is a cost: lower is better
 AXES = {"latency": ("p50_ms", "p50 latency (ms)"), "size": ("bytes", "file size (bytes)"),

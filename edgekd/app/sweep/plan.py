@@ -9,6 +9,9 @@ from edgekd.core.errors import ConfigError, unknown_name
 from edgekd.core.schema.sweep import PLAN_HEAD
 from edgekd.train.options import SEPARATOR, split_specs
 from edgekd.app.sweep.front import PICK_AXIS
+from edgekd.device.bench.gate import BASELINE, load_budget, require_models
+from edgekd.device.bench.gate.budget import limits_for
+from edgekd.exporters.run import ExportOptions
 
 
 def parse_students(students: str | list[str]) -> list[str]:
@@ -87,10 +90,6 @@ def check_pick(pick: str) -> str:
 def checked_budget(budget) -> dict | None:
     """The budget (a path, or loaded), checked against the files every bundle of the sweep will have:
     it must set a limit for a student file, or nothing could be picked."""
-    from edgekd.device.bench.gate import BASELINE, load_budget, require_models
-    from edgekd.device.bench.gate.budget import limits_for
-    from edgekd.exporters.run import ExportOptions
-
     if budget is None:
         return None
     budget = load_budget(budget) if not isinstance(budget, dict) else budget

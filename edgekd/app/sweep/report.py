@@ -2,6 +2,7 @@
 :mod:`edgekd.app.render.sweep`, both from :func:`table_rows`) and the plot. Torch-free."""
 from __future__ import annotations
 
+import importlib.util
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -14,14 +15,13 @@ from edgekd.core.schema import SCHEMA_VERSION
 from edgekd.core.schema.sweep import SCHEMA, SweepDoc, from_json, to_json
 from edgekd.app.sweep.front import AXES, candidates, fronts, judge, pick as choose
 from edgekd.app.sweep.plan import Plan
+from edgekd.device.bench.plots import png, require_matplotlib
 
 COLUMNS = ("student", "file", "accuracy", "p50 ms", "size", "peak MiB", "× teacher", "front", "budget")
 
 
 def sweep_document(plan: Plan, rows: list[dict], benches: Mapping[str, Mapping[str, Any]], budget: dict | None,
                    by: str, seconds: float) -> SweepDoc:
-    import importlib.util
-
     plot = importlib.util.find_spec("matplotlib") is not None      # sweep.png only where it can be drawn
     cands = [c for row in rows for c in candidates(row["name"], row["spec"], benches[row["name"]])]
     judge(cands, benches, budget)
@@ -77,7 +77,6 @@ def to_markdown(doc: Mapping[str, Any]) -> str:
 
 def plot_png(doc: Mapping[str, Any]) -> bytes:
     """Accuracy against p50 latency, file size and peak memory, one panel each, the front joined."""
-    from edgekd.device.bench.plots import png, require_matplotlib
     plt = require_matplotlib()
     fig, axes = plt.subplots(1, len(AXES), figsize=(5 * len(AXES), 4.5))
     cands, chosen = doc["candidates"], doc["pick"]["candidate"]

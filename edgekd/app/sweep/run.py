@@ -38,6 +38,13 @@ from edgekd.core.schema.cv import read as read_cv
 from edgekd.core.schema.jsonfile import read_json
 from edgekd.app.sweep.folder import open_folder
 from edgekd.app.sweep.plan import Plan, bench_fields, check_pick, check_students, checked_budget, folder_name, parse_students
+from edgekd.app.sweep.report import sweep_document, write_sweep
+from edgekd.core.schema.bench import read as read_bench
+from edgekd.device.bench.gate.checks import repeat_or_default
+from edgekd.device.bench.remote import Session
+from edgekd.device.bench.run import run_bench
+from edgekd.exporters import export_run
+from edgekd.train.modelfile import SPEC, read_spec
 
 Reporter = Callable[..., None]
 
@@ -72,7 +79,6 @@ class Sweep:
     def prepare(cls, cfg: DistillConfig, students, out, bench: BenchOptions | None = None, repeat: int | None = None,
                 budget=None, pick: str = "fastest", remote=None, resume: bool = False, force: bool = False,
                 trust_model_code: bool = False) -> "Sweep":
-        from edgekd.device.bench.gate.checks import repeat_or_default
         from edgekd.train.distill.checks import device as pick_device
         from edgekd.train.distill.distributed import join
 
@@ -86,15 +92,12 @@ class Sweep:
         plan = Plan(tuple(specs), cfg, bench_fields(bench), f"{remote.host}:{remote.folder}" if remote else None)
         ranks, _ = join(pick_device(cfg.device), cfg.backend)
         if remote is not None:      # the board answers, has edgekd and a folder to write: before any training
-            from edgekd.device.bench.remote import Session
             ranks.on_main(lambda: Session.open(remote).close())
         out, locks = Path(out).absolute(), list[OutputLock]()
         ranks.on_main(lambda: open_folder(out, resume, force, plan.record(), locks))
         return cls(plan, out, budget, pick, remote, ranks, locks[0] if locks else None, trust_model_code)
 
     def run(self, reporter: Reporter | None = None) -> SweepDoc | dict[str, Any]:     # {}: not the main rank
-        from edgekd.app.sweep.report import sweep_document, write_sweep
-
         report = reporter or (lambda *a, **k: None)
         started, total = time.perf_counter(), len(self.plan.students)
         try:
@@ -145,10 +148,6 @@ class Sweep:
 
     def _measure(self, name: str, spec: str, report: Reporter) -> tuple[dict, BenchDoc]:
         """Export and bench one student (each skipped when done); its row of sweep.json and bench.json."""
-        from edgekd.device.bench import run_bench
-        from edgekd.exporters import export_run
-        from edgekd.core.schema.bench import read as read_bench
-
         run_dir = self.out / "students" / name
         bundle = run_dir / "bundle"
         trusted = self._trusted(run_dir)
@@ -168,7 +167,6 @@ class Sweep:
         """Whether export may rebuild the run's models from code their model.json names: the specs
         this sweep was given are the user's own, but a resumed sweep folder (one someone sent) may
         name others since; those run only with --trust-model-code."""
-        from edgekd.train.modelfile import SPEC, read_spec
         from edgekd.train.models.user import absolute_spec, parse_user_spec
 
         given = {absolute_spec(spec) for spec in (*self.plan.students, self.plan.config.teacher)}

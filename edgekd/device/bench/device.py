@@ -6,7 +6,6 @@ Board: /proc/device-tree/model (Raspberry Pi and most ARM boards), /etc/nv_tegra
 """
 from __future__ import annotations
 
-import os
 import platform
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.core.schema.bench import Device
+from edgekd.device.bench.options import cores
 from edgekd.device.runtimes import ROWS   # the rows only: importing a runtime's package happens in its opener
 
 #: distributions whose versions device info reports: every runtime row's, then bench's own
@@ -49,13 +49,6 @@ def cpu_model() -> str | None:
             if line.split(":")[0].strip() == key and ":" in line:
                 return line.split(":", 1)[1].strip()
     return platform.processor() or None
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def os_name() -> str:

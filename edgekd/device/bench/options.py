@@ -24,9 +24,16 @@ LIMITS: dict[str, float] = {"batch": 65536, "warmup": 1e6, "warmup_seconds": 360
 THREADS_PER_CORE = 4
 
 
+def cores() -> int:
+    """The cores this process may run on (its affinity, where the OS tells)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def default_threads() -> list[int]:
     """1 and all cores (just [1] on a single-core device)."""
-    from edgekd.device.bench.device import cores
     return sorted({1, cores()})
 
 
@@ -85,7 +92,6 @@ def _counts(values, what: str) -> list[int] | None:
     if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
         raise ConfigError(f"{what} must be a list of whole numbers, got {values!r}",
                           hint="the command line takes '1,4'; the Python API takes [1, 4]")
-    from edgekd.device.bench.device import cores
     top: float
     if what == "threads":
         top, why = THREADS_PER_CORE * cores(), f" ({THREADS_PER_CORE} × the {cores()} cores here)"

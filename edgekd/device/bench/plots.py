@@ -4,8 +4,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from edgekd.core.errors import EdgeKDError
-from edgekd.device.bench.report import measured
+from edgekd.device.bench.compare import measured
 from edgekd.device.bench.text import device_line
+import io
 
 def require_matplotlib():
     try:
@@ -47,8 +48,6 @@ def plot_png(result: Mapping[str, Any]) -> bytes:
 
 def png(plt, fig, title: str) -> bytes:
     """The figure with its title, as PNG bytes (and closed)."""
-    import io
-
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()

@@ -33,6 +33,7 @@ from pathlib import Path
 from edgekd.core.errors import ConfigError, RuntimeBackendError
 from edgekd.core.schema.bench import BenchDoc, from_json
 from edgekd.core.schema.manifest import MANIFEST
+from edgekd.core.bundle import read_files
 
 #: the board's folder when --remote names none: relative, so under the remote user's home
 DEFAULT_FOLDER = "edgekd-bench"
@@ -232,8 +233,6 @@ class Session:
 
 def bundle_files(bundle: Path) -> list[str]:
     """What of a bundle folder goes to the board: manifest.json and the files it lists, as paths in it."""
-    from edgekd.core.bundle import read_files
-
     return [path.relative_to(bundle).as_posix() for path in read_files(bundle)]
 
 

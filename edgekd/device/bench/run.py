@@ -8,17 +8,26 @@ verifies, orchestrates and reports. The result is the ``bench.json`` document
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from statistics import median_low
 from typing import Callable
 
+from edgekd.core.bundle import refuse_overwriting_inputs
 from edgekd.core.fsutil import check_output_path
 from edgekd.core.schema import SCHEMA_VERSION
 from edgekd.core.schema.bench import SCHEMA, BenchDoc, Device, Model, Outputs, Settings
+from edgekd.core.version import __version__
+from edgekd.device.bench import device
+from edgekd.device.bench.compare import build_comparisons
 from edgekd.device.bench.measure import spawn_worker
 from edgekd.device.bench.options import BenchOptions
+from edgekd.device.bench.outputs import write_bench_outputs
+from edgekd.device.bench.plots import require_matplotlib
+from edgekd.device.bench.remote import bench_remote
 from edgekd.device.bench.target import default_out, resolve_target
+from edgekd.device.runtimes import runtime_row
 
 Progress = Callable[[int, int, str], None]
 ISOLATION = "one fresh child process per (model, threads, batch)"
@@ -56,13 +65,8 @@ def run_sides(targets: list, options: BenchOptions | None = None, *, out=None, m
     measured by the board's edgekd over SSH (:mod:`.remote`). ``also_written``: the caller's own
     outputs (option → path: the gate's), checked with bench's before anything is measured. Returns
     one bench.json document per target."""
-    from dataclasses import replace
-
-    from edgekd.device.bench.report import write_outputs
-
     options = replace(options, **fields) if options else BenchOptions(**fields)
     if plot:
-        from edgekd.device.bench.plots import require_matplotlib
         require_matplotlib()
     sides = [resolve_target(t, data=options.data, runtime=options.runtime) for t in targets]
     out = default_out(Path(targets[0]), sides[0]["target"]["kind"]) if out is None else out
@@ -72,7 +76,6 @@ def run_sides(targets: list, options: BenchOptions | None = None, *, out=None, m
         check_target(*sides)
     docs: list[BenchDoc]
     if remote is not None:
-        from edgekd.device.bench.remote import bench_remote
         docs = bench_remote(remote, targets, options, progress)
         docs[0]["outputs"] = _outputs(paths)
     else:       # the board's bench wrote its own against section
@@ -80,13 +83,11 @@ def run_sides(targets: list, options: BenchOptions | None = None, *, out=None, m
         if len(docs) == 2:
             docs[0]["against"] = {"path": str(targets[1]), "pairs": options.repeat, "order": ORDER,
                                   "bench": dict(docs[1])}
-    write_outputs(docs[0], out=out, markdown=markdown, plot=plot)
+    write_bench_outputs(docs[0], out=out, markdown=markdown, plot=plot)
     return docs
 
 
 def _bench_here(sides: list[dict], options: BenchOptions, paths: dict, progress: Progress | None) -> list[BenchDoc]:
-    from edgekd.device.bench import device
-
     facts = device.collect()
     facts["thermal_before"] = device.thermal()
     measured = _measure(sides, options, progress)
@@ -102,8 +103,6 @@ _NO_OUTPUTS = {"--out": None, "--markdown": None, "--plot": None}
 def _check_outputs(targets: list, paths: dict, data) -> None:
     """Before measuring, not after: each path must be one we can write, and none land in a bundle
     measured (but for the first one's own bench.json, as --out) or on a file bench reads."""
-    from edgekd.core.bundle import refuse_overwriting_inputs
-
     for flag, path in paths.items():
         if path:
             check_output_path(Path(path), f"{flag} file")
@@ -173,14 +172,11 @@ def _settings(options: BenchOptions, eval_path: str | None) -> Settings:
                     repeat=options.repeat, isolation=ISOLATION)
 
 
-def _document(resolved: dict, settings: Settings, device: Device, teacher: dict | None, models: list[Model],
+def _document(resolved: dict, settings: Settings, facts: Device, teacher: dict | None, models: list[Model],
               paths: dict) -> BenchDoc:
-    from edgekd.core.version import __version__
-    from edgekd.device.bench.report import build_comparisons
-
     return BenchDoc(schema=SCHEMA, schema_version=SCHEMA_VERSION, edgekd_version=__version__,
                     created_utc=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    target=resolved["target"], settings=settings, device=device,
+                    target=resolved["target"], settings=settings, device=facts,
                     teacher=teacher["file"] if teacher else None, models=models,
                     comparisons=build_comparisons(models), outputs=_outputs(paths))
 
@@ -230,7 +226,6 @@ def _fill_model(entry: dict, m: dict, rt: dict) -> None:
     if entry["precision"] is None:
         entry["precision"] = rt["input"]["dtype"] if quantized else "fp32"
     if entry["format"] is None:
-        from edgekd.device.runtimes import runtime_row
         entry["format"] = runtime_row(m["runtime"]).format_of(quantized)
 
 

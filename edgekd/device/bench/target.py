@@ -5,20 +5,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from edgekd.core.errors import BundleError, ConfigError, DataError
+from edgekd.core import bundle as bundle_mod
+from edgekd.core.bundle import BENCH_REPORT
+from edgekd.device.runtimes import SUFFIXES, canonical_runtime, runtime_for, runtime_row
+from edgekd.device.runtimes.base import check_sample_shape
 
 
 def default_out(target: Path, kind: str) -> Path:
-    from edgekd.core.bundle import BENCH_REPORT
-
     return target / BENCH_REPORT if kind == "bundle" else target.with_name(target.name + ".bench.json")
 
 
 def resolve_target(target: str | os.PathLike, data=None, runtime: str | None = None) -> dict:
     """What to bench: the verified bundle's models (sha256 checked first) or one model file."""
-    from edgekd.core import bundle as bundle_mod
-    from edgekd.device.runtimes import SUFFIXES, canonical_runtime, runtime_for, runtime_row
-
     path = Path(target)
     want = canonical_runtime(runtime) if runtime else None
     if not path.exists():
@@ -71,8 +72,6 @@ def check_eval(x, y, where: Path, inputs: dict, classes: int | None = None) -> N
     """x: a batch of finite samples that fit each model's input shape (``inputs``: file → the
     manifest's shape, batch first); y: one class index per sample, below ``classes`` when known
     (a label no model can predict, or a NaN input, would be scored as a silent miss)."""
-    import numpy as np
-
     if x.ndim == 0 or len(x) == 0:
         raise DataError(f"'{where}': x must be a non-empty batch of samples, got shape {x.shape}",
                         hint="x is (samples, ...) like the model's input, y is (samples,)")
@@ -84,7 +83,6 @@ def check_eval(x, y, where: Path, inputs: dict, classes: int | None = None) -> N
         raise DataError(f"'{where}': x holds {bad} values that are not "
                         "finite (NaN, infinity, or beyond float32's range)", hint="eval data must be preprocessed, finite numbers")
     check_classes(y, classes, where)
-    from edgekd.device.runtimes.base import check_sample_shape
 
     for file, want in inputs.items():
         if isinstance(want, list) and want:

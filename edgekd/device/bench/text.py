@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from edgekd.core.numbers import MIB, fmt, ms, pct, size
-from edgekd.device.bench.report import measured
+from edgekd.device.bench.compare import measured
 
 # -- rows shared by the table and markdown --------------------------------------------------
 
@@ -135,7 +135,8 @@ def thermal_line(result: Mapping[str, Any]) -> str | None:
     return " · ".join(parts) or None
 
 
-def to_markdown(result: Mapping[str, Any]) -> str:
+def bench_markdown(result: Mapping[str, Any]) -> str:
+    """The ``--markdown`` file: the device, settings and every row of the table, with notes."""
     s = result["settings"]
     lines = [f"# edgekd bench: `{result['target']['path']}`", "",
              f"- device: {device_line(result)}",

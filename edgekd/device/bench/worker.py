@@ -8,18 +8,29 @@ warmup_seconds, runs, min_seconds, max_runs (these five: bench's DEFAULTS where 
 """
 from __future__ import annotations
 
+import ctypes
 import gc
-from array import array
 import json
+import os
+import signal
 import sys
 import time
 import traceback
+from array import array
 from pathlib import Path
+
+import numpy as np
+
+from edgekd.core.bundle import load_eval_npz
+from edgekd.core.errors import EdgeKDError
+from edgekd.device.bench import memory
+from edgekd.device.bench.options import DEFAULTS
+from edgekd.device.bench.target import check_classes
+from edgekd.device.runtimes import UnsupportedBatch, open_model, runtime_for, runtime_row
 
 
 def _stats(times_ns) -> dict:
     """min/p50/p90/p99/max/mean/std in ms, and every whole percentile (for plots); sorts in place."""
-    import numpy as np
     t = np.frombuffer(times_ns, dtype=np.int64) if isinstance(times_ns, array) else np.asarray(times_ns, np.int64)
     n = int(t.size)
     mean = float(t.mean()) / 1e6
@@ -70,8 +81,6 @@ def warm_up(call, count: int, seconds: float) -> dict:
 def measure(req: dict) -> dict:
     """One model, one setting: load, first inference, warm-up, the timed loop, memory, and (asked
     to) accuracy. Every setting is the parent's; one it did not send is taken from DEFAULTS."""
-    from edgekd.device.bench import check_classes, memory
-    from edgekd.device.runtimes import runtime_for, runtime_row
     # import the runtime's package before "before load", so the figure is the model's own
     runtime_row(runtime_for(req["path"], req.get("runtime"))).import_backend()
     x_eval, y_eval = _eval_data(req)
@@ -110,7 +119,6 @@ def measure(req: dict) -> dict:
 
 def _setting(req: dict, key: str):
     """A timing setting: the parent's (run_bench sends them all), else bench's own default."""
-    from edgekd.device.bench import DEFAULTS
     return req[key] if key in req else DEFAULTS[key]
 
 
@@ -118,13 +126,11 @@ def _eval_data(req: dict):
     """(x, y) of the request's eval.npz, or (None, None) without one."""
     if not req.get("data"):
         return None, None
-    from edgekd.core.bundle import load_eval_npz
     return load_eval_npz(Path(req["data"]))
 
 
 def _load(req: dict):
     """The opened model and the milliseconds opening it took."""
-    from edgekd.device.runtimes import open_model
     t0 = time.perf_counter()
     rt = open_model(req["path"], threads=req.get("threads"), providers=req.get("providers"),
                     runtime=req.get("runtime"))
@@ -133,7 +139,6 @@ def _load(req: dict):
 
 def _batch_input(rt, req: dict, batch: int, x_eval):
     """``batch`` samples: the eval data's, repeated as needed, else seeded random input of the model's shape."""
-    import numpy as np
     if x_eval is None:
         return rt.random_input(batch, seed=int(req.get("seed") or 0))
     rt.check_sample_shape(x_eval.shape[1:], what=f"'{Path(req['data']).name}'")
@@ -143,7 +148,6 @@ def _batch_input(rt, req: dict, batch: int, x_eval):
 
 
 def _evaluate(rt, x_eval, y_eval) -> dict:
-    import numpy as np
     t0 = time.perf_counter()
     pred = rt.predict(x_eval)
     return {"samples": int(len(x_eval)), "seconds": time.perf_counter() - t0,
@@ -157,9 +161,6 @@ def _die_with_parent(parent_pid: int | None) -> bool:
     gone. Elsewhere (no prctl) the parent's own cleanup on SIGTERM/Ctrl-C is all there is."""
     if not sys.platform.startswith("linux"):
         return True
-    import ctypes
-    import os
-    import signal
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)    # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -175,8 +176,6 @@ def main(argv=None) -> int:
         req = json.load(f)
     if not _die_with_parent(req.get("parent_pid")):
         return 1
-    from edgekd.core.errors import EdgeKDError
-    from edgekd.device.runtimes import UnsupportedBatch
     try:
         resp = measure(req)
     except UnsupportedBatch as exc:

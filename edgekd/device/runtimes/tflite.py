@@ -6,6 +6,7 @@ execution plan after allocate_tensors); dynamic batch through resize_tensor_inpu
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,6 @@ def import_interpreter():
 
 
 def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
     try:
         return version(dist)
     except PackageNotFoundError:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.core.errors import DataError
+from edgekd.core.errors import DataError, closest
 from edgekd.core.npzfile import HEADER_READERS, check_npz
 from edgekd.train.data import Dataset, as_images_or_table, check_pair, encode_labels, register_source
 
@@ -198,7 +198,6 @@ def _label_index(header: list[str], label_column: str | None, path: Path) -> int
                         hint="give every column its own name")
     column = label_column if label_column is not None else header[-1]
     if column not in header:
-        from edgekd.core.errors import closest
         guess = closest(column, header)
         raise DataError(f"label column '{column}' not in '{path}'",
                         hint=(f"did you mean '{guess}'? " if guess else "") + f"columns: {', '.join(header)}")

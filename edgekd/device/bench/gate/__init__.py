@@ -21,10 +21,10 @@ from edgekd.device.bench.gate.baseline import load_baseline, require_same_target
 from edgekd.device.bench.gate.budget import MODEL_SUFFIXES, load_budget, require_models, validate_budget
 from edgekd.device.bench.gate.checks import REPEAT, Check, GateReport, bench_and_check, check
 from edgekd.device.bench.gate.keys import BASELINE, BY_NAME, KEYS, Key, Reading, keys_markdown
-from edgekd.device.bench.gate.outputs import lines, to_junit, to_markdown, write_outputs
+from edgekd.device.bench.gate.outputs import lines, to_junit, step_summary_markdown, write_gate_outputs
 from edgekd.device.bench.gate.proposal import init_budget, propose
 
 __all__ = ["BASELINE", "BY_NAME", "KEYS", "Key", "Reading", "MODEL_SUFFIXES", "REPEAT", "Check", "GateReport",
            "bench_and_check", "check", "init_budget", "keys_markdown", "lines", "load_baseline", "load_budget",
-           "propose", "require_models", "require_same_target", "to_junit", "to_markdown", "validate_baseline",
-           "validate_budget", "write_outputs"]
+           "propose", "require_models", "require_same_target", "to_junit", "step_summary_markdown", "validate_baseline",
+           "validate_budget", "write_gate_outputs"]

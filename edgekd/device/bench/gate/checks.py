@@ -13,6 +13,7 @@ from edgekd.device.bench.gate.budget import limits_for, load_budget, require_mod
 from edgekd.device.bench.gate.outputs import output_paths
 from edgekd.device.bench.gate.keys import BASELINE, KEYS, Context, Key, Reading, shown
 from edgekd.device.bench.gate.paired import MIN_PAIRS, PAIRS
+from edgekd.device.bench.run import run_sides
 
 #: repetitions per setting when a gate is asked for and --repeat is not given
 REPEAT = 3
@@ -156,10 +157,9 @@ def bench_and_check(target, budget=None, baseline=None, repeat: int | None = Non
                     **bench_options) -> tuple[BenchDoc, GateReport]:
     """``edgekd bench --budget/--baseline/--against``: every input is checked before anything is
     measured: the budget, the baseline (of this bundle?) or the ``against`` bundle (same labels and
-    eval data?) and where ``write_outputs`` will write (``junit``, ``step_summary``,
+    eval data?) and where ``write_gate_outputs`` will write (``junit``, ``step_summary``,
     ``save_baseline``: into neither bundle, checked with bench's own outputs). With ``against`` the old bundle is measured in the
     same run, pair by pair, and is the baseline (:mod:`.paired`'s latency rule)."""
-    from edgekd.device.bench.run import run_sides
     if against is not None and baseline is not None:
         raise ConfigError(AGAINST_AND_BASELINE, hint=AGAINST_HINT)
     gated = budget is not None or baseline is not None or against is not None

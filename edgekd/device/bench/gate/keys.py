@@ -9,7 +9,8 @@ from statistics import median, median_low
 from typing import Any, Callable, Mapping
 
 from edgekd.core.numbers import MIB, ms3, size
-from edgekd.device.bench.report import measured
+from edgekd.device.bench.compare import measured
+from edgekd.device.bench.gate.paired import CONFIDENCE, paired_change
 
 BASELINE = "baseline"
 
@@ -158,8 +159,6 @@ def _latency_increase(ctx, m):
 
 
 def _paired_reading(x: dict, bx: dict) -> Reading:
-    from edgekd.device.bench.gate.paired import CONFIDENCE, paired_change
-
     new, old = x["repeats"]["p50"], bx["repeats"]["p50"]
     change, low, high = paired_change(new, old)
     return Reading(setting_name(x), change, f"median p50 {ms3(median(new))} ms vs {ms3(median(old))} ms, "

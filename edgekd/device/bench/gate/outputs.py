@@ -46,7 +46,8 @@ def to_junit(report: GateReport, result: Mapping[str, Any]) -> bytes:
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
-def to_markdown(report: GateReport, result: Mapping[str, Any]) -> str:
+def step_summary_markdown(report: GateReport, result: Mapping[str, Any]) -> str:
+    """The gate for GitHub's step summary: the verdict, then one table row per check."""
     head = f"### edgekd gate: {'✅ passed' if report.passed else '❌ failed'} · `{result['target']['path']}`"
     out = [head, "", report.summary() + f" · {device_line(result)}", "",
            "| | model | check | setting | measured vs limit | detail |", "|---|---|---|---|---|---|"]
@@ -61,7 +62,7 @@ def output_paths(junit=None, step_summary=None, save_baseline=None) -> dict:
     return {"--junit": junit, "--save-baseline": save_baseline, "the step summary (GITHUB_STEP_SUMMARY)": step_summary}
 
 
-def write_outputs(report: GateReport, result: BenchDoc, junit=None, step_summary=None, save_baseline=None) -> None:
+def write_gate_outputs(report: GateReport, result: BenchDoc, junit=None, step_summary=None, save_baseline=None) -> None:
     """JUnit XML and the next baseline atomically; the GitHub step summary is appended to. None of
     them may land in a bundle the bench read, the measured one or the --against one
     (``bench_and_check`` refuses that before measuring)."""
@@ -76,7 +77,7 @@ def write_outputs(report: GateReport, result: BenchDoc, junit=None, step_summary
             atomic_write_text(save_baseline, to_json(result))
         if step_summary:
             with open(step_summary, "a", encoding="utf-8") as f:
-                f.write(to_markdown(report, result))
+                f.write(step_summary_markdown(report, result))
     except OSError as exc:
         raise ConfigError(f"cannot write the gate report: {exc.strerror}: '{exc.filename}'") from None
 

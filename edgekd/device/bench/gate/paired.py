@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from statistics import median
 
+import numpy as np
+
 #: the two-sided confidence of the interval; its lower end must exceed the tolerance to fail
 CONFIDENCE = 0.95
 RESAMPLES = 10_000
@@ -24,8 +26,6 @@ PAIRS = 5
 def paired_change(new: list[float], old: list[float], seed: int = 0) -> tuple[float, float, float]:
     """(estimate, low, high) of the change in percent: the median of new[i] / old[i] − 1, and the
     ends of its bootstrap interval. ``new[i]`` and ``old[i]`` were measured back to back."""
-    import numpy as np
-
     if len(new) != len(old) or not new:
         raise ValueError(f"paired measurements must match one to one, got {len(new)} and {len(old)}")
     ratios = np.asarray(new, dtype=float) / np.asarray(old, dtype=float)

@@ -12,6 +12,9 @@ from edgekd.core.fsutil import atomic_write_text, refuse_existing
 from edgekd.device.bench.text import device_line
 from edgekd.device.bench.gate.budget import validate_budget
 from edgekd.device.bench.gate.keys import BASELINE, KEYS, Context, shown
+from edgekd.core.schema.bench import check_for_proposal, read as read_bench
+from edgekd.device.bench.gate.checks import repeat_or_default
+from edgekd.device.bench.run import run_bench
 
 
 # rounded outward to 3 significant digits, so a limit never lands inside the measured value
@@ -63,15 +66,11 @@ def _toml_number(v: float, kind: type) -> str:
 
 def init_budget(source, out, force: bool = False, repeat: int | None = None, **bench_options) -> str:
     """Propose a budget from a bench.json file, or from benching a bundle or model file now."""
-    from edgekd.core.schema.bench import check_for_proposal
-    from edgekd.device.bench.report import load
-    from edgekd.device.bench.run import run_bench
-    from edgekd.device.bench.gate.checks import repeat_or_default
     out, source = Path(out), Path(source)
     refuse_existing(out, force, "budget file")
     refuse_overwriting_inputs([source], {"--out": out})
     if source.is_file() and source.suffix == ".json":
-        result = check_for_proposal(load(source), f"'{source}'")
+        result = check_for_proposal(read_bench(source), f"'{source}'")
     else:
         result = run_bench(source, out=False, repeat=repeat_or_default(repeat), **bench_options)
     text = propose(result, str(source))

@@ -1,13 +1,9 @@
-"""bench results: the comparisons with the teacher, and bench.json written and read back through
-:mod:`edgekd.core.schema.bench`. Torch-free. (Text: :mod:`.text`; terminal: :mod:`edgekd.app.render.bench`;
-plots: :mod:`.plots`.)"""
+"""The bench result's pure helpers: each model's measurements and its comparisons with the teacher.
+A leaf: :mod:`.text` renders from it, :mod:`.plots` draws from both, :mod:`.outputs` writes."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Mapping
 
-from edgekd.core.errors import ConfigError
-from edgekd.core.fsutil import atomic_write_bytes, atomic_write_text
 from edgekd.core.schema import bench as schema
 
 
@@ -53,23 +49,3 @@ def build_comparisons(models: list[schema.Model]) -> list[schema.Comparison]:
                             "accuracy_delta": acc,
                             "agreement_with_teacher": s.get("agreement_with_teacher")})
     return out
-
-
-def write_outputs(result: schema.BenchDoc, out=None, markdown=None, plot=None) -> None:
-    """bench.json (+ markdown, + png), each written to a temporary name and renamed."""
-    from edgekd.device.bench.plots import plot_png
-    from edgekd.device.bench.text import to_markdown
-    try:
-        if plot:
-            atomic_write_bytes(plot, plot_png(result))
-        if markdown:
-            atomic_write_text(markdown, to_markdown(result))
-        if out:
-            atomic_write_text(out, schema.to_json(result))
-    except OSError as exc:
-        raise ConfigError(f"cannot write the report: {exc.strerror}: '{exc.filename}'") from None
-
-
-def load(path) -> schema.BenchDoc:
-    """Read a bench.json back (for --baseline and init-budget): strict JSON, checked."""
-    return schema.read(Path(path))
