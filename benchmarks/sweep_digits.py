@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from edgekd.core.schema.cv import read as read_cv
-from edgekd.app.sweep.report import COLUMNS, pick_line, table_rows
+from edgekd.app.sweep.outputs import COLUMNS, pick_line, table_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

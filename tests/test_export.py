@@ -480,3 +480,19 @@ def test_calibration_is_stratified_by_class():
     assert len(stratified_indices(y, 500)) == 100
     rare = np.array([0] * 98 + [1, 2])
     assert np.bincount(rare[stratified_indices(rare, 10)]).tolist() == [8, 1, 1]  # every class at least once
+
+
+@pytest.mark.parametrize("labelled", [True, False])
+def test_calibration_info_says_stratified_only_with_labels(tmp_path, labelled):
+    """A calibration file without labels is sampled at random: the manifest must not claim strata."""
+    from edgekd.exporters.source import load_calibration
+
+    x = np.random.default_rng(0).normal(size=(40, 1, 4, 4)).astype(np.float32)
+    labels = {"y": np.arange(40) % 4} if labelled else {}
+    np.savez(tmp_path / "calibration.npz", x=x, **labels)
+    chosen, info = load_calibration(tmp_path, (1, 4, 4), 8)
+    assert len(chosen) == info["samples"] == 8
+    assert info["stratified"] is labelled
+    assert ("per_class" in info) is labelled
+    if labelled:
+        assert info["per_class"] == {"0": 2, "1": 2, "2": 2, "3": 2}

@@ -16,7 +16,7 @@ import edgekd
 from edgekd.core.errors import BundleError, ConfigError, DataError
 from edgekd.exporters.keep_auto import EXACT_OPS, MIN_SAMPLES, load_search
 from edgekd.exporters.source import calibration_indices, calibration_pool, load_source, reference_logits
-from edgekd.app.render.export import render_export_report
+from edgekd.app.render.export import print_export_summary
 from edgekd.device.runtimes import open_model
 from edgekd.core.schema.export import ExportReport
 from edgekd.core.schema.manifest import Manifest
@@ -94,7 +94,7 @@ def test_layers_are_kept_float_worst_first_until_the_target_holds(demo_run, tmp_
     assert (tmp_path / "named" / "student.int8.tflite").read_bytes() == \
         (tmp_path / "auto" / "student.int8.tflite").read_bytes()
     console = Console(record=True, width=400)
-    render_export_report(report, console)
+    print_export_summary(report, console)
     line = next(line for line in console.export_text().splitlines() if "--keep-float auto" in line)
     assert ("missed --max-int8-drop 0" in line) is (not auto["met"]) and f"{auto['drop_points']:.2f} pt" in line
 

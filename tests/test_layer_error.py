@@ -112,11 +112,11 @@ def test_the_damaged_layer_ranks_worst(damaged):
 def test_terminal_shows_the_worst_few_and_explain_all(damaged):
     from rich.console import Console
 
-    from edgekd.app.render.export import WORST_LAYERS, render_export_report
+    from edgekd.app.render.export import WORST_LAYERS, print_export_summary
 
     def shown(explain: bool) -> str:
         console = Console(file=io.StringIO(), width=200)
-        render_export_report(damaged, console, explain=explain)
+        print_export_summary(damaged, console, explain=explain)
         return console.file.getvalue()
 
     tflite = _rows(damaged)["tflite-int8"]["layer_error"]["layers"]

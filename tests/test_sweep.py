@@ -16,7 +16,7 @@ from edgekd.device.bench.options import BenchOptions
 from edgekd.train.config import load_config
 from edgekd.train.distill import run_experiment
 from edgekd.core.errors import ConfigError
-from edgekd.app.sweep import canonical, pareto_front, parse_students, pick, run_sweep
+from edgekd.app.sweep import Sweep, SweepOptions, canonical, pareto_front, parse_students, pick, run_sweep
 
 STUDENTS = ["cnn:width=4,depth=1", "cnn:width=8,depth=2", "mlp:hidden=16", "mlp:hidden=64"]
 SHORT = dict(folds=1, teacher_epochs=5, student_epochs=30, student_fraction=0.3)
@@ -174,6 +174,21 @@ def test_students_are_checked_before_anything_trains(tmp_path):
         with pytest.raises(ConfigError, match=error):
             run_sweep(cfg, ["cnn:width=4"], tmp_path / "x", budget=tmp_path / "t.toml")
     assert not list(tmp_path.glob("*x*"))
+
+
+def test_a_sweep_is_prepared_from_its_options_object(tmp_path):
+    """SweepOptions carries every setting of Sweep.prepare; run_sweep's keywords go over it."""
+    cfg = replace(load_config(None, folds=1), out=str(tmp_path / "x"))
+    options = SweepOptions(bench=BenchOptions(**FAST_BENCH), repeat=2, pick="smallest")
+    sweep = Sweep.prepare(cfg, ["cnn:width=4"], tmp_path / "sw", options)
+    try:
+        assert (sweep.plan.bench["threads"], sweep.plan.bench["repeat"], sweep.pick) == ([1], 2, "smallest")
+        assert sweep.plan.students == ("cnn:width=4",)
+    finally:
+        if sweep.lock is not None:
+            sweep.lock.release()
+    with pytest.raises(ConfigError, match="largest"):
+        run_sweep(cfg, ["cnn:width=4"], tmp_path / "sw2", options, pick="largest")
 
 
 @pytest.mark.parametrize("args, fragment", [

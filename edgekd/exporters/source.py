@@ -207,16 +207,17 @@ def load_eval(run_dir: Path, input_shape: tuple[int, ...]) -> tuple[np.ndarray, 
 
 def load_calibration(run_dir: Path, input_shape: tuple[int, ...], samples: int, seed: int = 0
                      ) -> tuple[np.ndarray, dict]:
-    """A class-stratified sample of the run's calibration split (training data, never eval)."""
+    """A sample of the run's calibration split (training data, never eval): stratified by class
+    where the file has labels, else a plain seeded random sample (and the info says which)."""
     if samples < 1:
         raise DataError(f"calibration samples must be at least 1, got {samples}")
     x, y = calibration_pool(run_dir, input_shape)
-    y = y if y is not None else np.zeros(len(x), np.int64)
-    index = calibration_indices(y, samples, seed)
-    chosen = y[index]
-    info = {"samples": len(index), "source": f"{CALIBRATION_FILE} (training split)", "stratified": True,
-            "seed": seed, "available": len(x),
-            "per_class": {str(int(c)): int((chosen == c).sum()) for c in np.unique(chosen)}}
+    index = calibration_indices(y if y is not None else np.zeros(len(x), np.int64), samples, seed)
+    info = {"samples": len(index), "source": f"{CALIBRATION_FILE} (training split)", "stratified": y is not None,
+            "seed": seed, "available": len(x)}
+    if y is not None:
+        chosen = y[index]
+        info["per_class"] = {str(int(c)): int((chosen == c).sum()) for c in np.unique(chosen)}
     return x[index], info
 
 

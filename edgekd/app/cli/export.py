@@ -55,7 +55,7 @@ def export_command(run_dir, formats, roles, keep_float, force, quiet, as_json, e
     """
     from edgekd.core.console import report_console
     from edgekd.exporters import export_run
-    from edgekd.app.render.export import export_progress, render_export_report
+    from edgekd.app.render.export import export_progress, print_export_summary
 
     # options: out, int8, opset, calibration_samples, int8_activations, max_int8_drop, trust_model_code
     # (export_run's keywords)
@@ -65,4 +65,4 @@ def export_command(run_dir, formats, roles, keep_float, force, quiet, as_json, e
     if as_json:
         click.echo(json.dumps(report, indent=2))
     elif not quiet:
-        render_export_report(report, report_console(), explain=explain)
+        print_export_summary(report, report_console(), explain=explain)

@@ -41,12 +41,13 @@ def sweep_command(students, config_file, threads, repeat, min_seconds, budget, p
     from edgekd.device.bench.options import BenchOptions
     from edgekd.train.config import load_config
     from edgekd.app.render.sweep import SweepProgress, print_sweep_summary
-    from edgekd.app.sweep import Sweep
+    from edgekd.app.sweep import Sweep, SweepOptions
 
     cfg = load_config(config_file, trust_model_code, **options)
     bench = BenchOptions(**parse_bench_options(threads, None, None, min_seconds=min_seconds))
     where = remote_from(remote, remote_edgekd, remote_copy, remote_keep, ssh_config)
-    sweep = Sweep.prepare(cfg, students, out, bench, repeat, budget, pick, where, resume, force, trust_model_code)
+    sweep = Sweep.prepare(cfg, students, out, SweepOptions(bench=bench, repeat=repeat, budget=budget, pick=pick, remote=where,
+                                                          resume=resume, force=force, trust_model_code=trust_model_code))
     with SweepProgress(enabled=sweep.ranks.is_main and not (quiet or as_json), folds=cfg.folds) as progress:
         doc = sweep.run(progress.report)
     if not sweep.ranks.is_main:

@@ -12,7 +12,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, Text
 from rich.table import Table
 
 from edgekd.core.console import report_console
-from edgekd.train.distill.report import gain_line, summary_rows
+from edgekd.train.distill.summary import gain_line, summary_rows
 from edgekd.core.schema import TRAINED_ROLES
 
 console = Console(stderr=True)

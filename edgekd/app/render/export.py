@@ -28,7 +28,7 @@ def _parity_cell(row: dict) -> str:
 WORST_LAYERS = 3     # the terminal's share of each int8 file's per-layer report (--explain: all)
 
 
-def render_export_report(report: dict, console, explain: bool = False) -> None:
+def print_export_summary(report: dict, console, explain: bool = False) -> None:
     """The build report: one row per file, sizes beside the teacher's and the weight bytes; then, per
     int8 file, its layers with the lowest signal-to-quantization-noise ratio (all with ``explain``)."""
     table = Table(title=f"edgekd export → {report['bundle']}", title_justify="left", box=box.SIMPLE_HEAD)
@@ -56,7 +56,8 @@ def render_export_report(report: dict, console, explain: bool = False) -> None:
     calibration = report.get("calibration")
     notes = [f"eval: {report['eval']['samples']} held-out samples; accuracy delta is against PyTorch on them"]
     if calibration:
-        notes.append(f"calibration: {calibration['samples']} training samples, stratified by class")
+        how = "stratified by class" if calibration.get("stratified") else "a random sample (the file has no labels)"
+        notes.append(f"calibration: {calibration['samples']} training samples, {how}")
     notes.append("weights = parameters × bytes per weight; teacher = the teacher's file of the same format "
                  "(else its first) and this file's size relative to it")
     for note in notes:

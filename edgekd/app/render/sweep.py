@@ -4,7 +4,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from edgekd.core.console import report_console
-from edgekd.app.sweep.report import COLUMNS, pick_line, table_rows
+from edgekd.app.sweep.outputs import COLUMNS, pick_line, table_rows
 from edgekd.app.render.distill import DistillProgress, console
 
 

@@ -1,6 +1,7 @@
 """What a sweep runs: its students (checked, named) and the record that a resumed sweep must match."""
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass, replace
 
@@ -11,6 +12,8 @@ from edgekd.train.options import SEPARATOR, split_specs
 from edgekd.app.sweep.front import PICK_AXIS
 from edgekd.device.bench.gate import BASELINE, load_budget, require_models
 from edgekd.device.bench.gate.budget import limits_for
+from edgekd.device.bench.options import BenchOptions
+from edgekd.device.bench.remote import Remote
 from edgekd.exporters.run import ExportOptions
 
 
@@ -72,6 +75,24 @@ class Plan:
 
     def student_config(self, spec: str, out: str) -> DistillConfig:
         return replace(self.config, student=spec, out=out)
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """How to sweep, beside the distill configuration and the students (as BenchOptions and
+    ExportOptions are for their commands). ``bench``: how to measure; ``repeat``: over its own, and
+    by default 3 with a budget (as ``bench --budget``); ``budget``: a budget TOML (path or loaded)
+    whose checks each candidate file must pass to be picked; ``pick``: fastest or smallest;
+    ``remote``: the board to bench on; ``resume``/``force``: continue or replace the sweep folder;
+    ``trust_model_code``: a ``--teacher-from`` run whose model.json names code may run it."""
+    bench: BenchOptions | None = None
+    repeat: int | None = None
+    budget: str | os.PathLike | dict | None = None
+    pick: str = "fastest"
+    remote: Remote | None = None
+    resume: bool = False
+    force: bool = False
+    trust_model_code: bool = False
 
 
 def bench_fields(options) -> dict:

@@ -1,5 +1,5 @@
 """``edgekd sweep``: several students against one teacher, each distilled, exported and benched,
-then the Pareto fronts and the pick (:mod:`.front`), written as ``sweep.json`` (:mod:`.report`).
+then the Pareto fronts and the pick (:mod:`.front`), written as ``sweep.json`` (:mod:`.outputs`).
 
 The sweep folder::
 
@@ -37,8 +37,8 @@ from edgekd.core.schema.sweep import SweepDoc
 from edgekd.core.schema.cv import read as read_cv
 from edgekd.core.schema.jsonfile import read_json
 from edgekd.app.sweep.folder import open_folder
-from edgekd.app.sweep.plan import Plan, bench_fields, check_pick, check_students, checked_budget, folder_name, parse_students
-from edgekd.app.sweep.report import sweep_document, write_sweep
+from edgekd.app.sweep.plan import Plan, SweepOptions, bench_fields, check_pick, check_students, checked_budget, folder_name, parse_students
+from edgekd.app.sweep.outputs import sweep_document, write_sweep
 from edgekd.core.schema.bench import read as read_bench
 from edgekd.device.bench.gate.checks import repeat_or_default
 from edgekd.device.bench.remote import Session
@@ -49,19 +49,14 @@ from edgekd.train.modelfile import SPEC, read_spec
 Reporter = Callable[..., None]
 
 
-def run_sweep(cfg: DistillConfig, students, out, *, bench: BenchOptions | None = None, repeat: int | None = None,
-              budget=None, pick: str = "fastest", remote=None, resume: bool = False, force: bool = False,
-              reporter: Reporter | None = None, trust_model_code: bool = False) -> SweepDoc | dict[str, Any]:
+def run_sweep(cfg: DistillConfig, students, out, options: SweepOptions | None = None, *,
+              reporter: Reporter | None = None, **fields) -> SweepDoc | dict[str, Any]:
     """Distill, export and bench every student of ``students`` (specs, or one text split at ';')
     with ``cfg``'s teacher, data and settings; returns (and writes to ``out``) the sweep.json
-    document. ``bench``: how to measure; ``repeat``: over its own, and by default 3 with a budget
-    (as ``bench --budget``). ``budget``: a budget TOML (path or loaded) whose checks each candidate
-    file must pass to be picked; ``pick``: fastest or smallest; ``remote``: a
-    :class:`~edgekd.device.bench.remote.Remote` to bench on. ``reporter(event, **info)`` hears distill's
-    events and the sweep's own (``student``, ``step``). ``trust_model_code``: a ``--teacher-from``
-    run whose model.json names code may run it (``checkpoint.load_model``)."""
-    return Sweep.prepare(cfg, students, out, bench, repeat, budget, pick, remote, resume, force,
-                         trust_model_code).run(reporter)
+    document. ``options`` (or its ``fields`` as keywords, over it): :class:`SweepOptions`.
+    ``reporter(event, **info)`` hears distill's events and the sweep's own (``student``, ``step``)."""
+    options = replace(options, **fields) if options else SweepOptions(**fields)
+    return Sweep.prepare(cfg, students, out, options).run(reporter)
 
 
 class Sweep:
@@ -76,26 +71,26 @@ class Sweep:
         self.share = TeacherShare(out / "teacher" if ranks.is_main else None)
 
     @classmethod
-    def prepare(cls, cfg: DistillConfig, students, out, bench: BenchOptions | None = None, repeat: int | None = None,
-                budget=None, pick: str = "fastest", remote=None, resume: bool = False, force: bool = False,
-                trust_model_code: bool = False) -> "Sweep":
+    def prepare(cls, cfg: DistillConfig, students, out, options: SweepOptions | None = None) -> "Sweep":
         from edgekd.train.distill.checks import device as pick_device
         from edgekd.train.distill.distributed import join
 
+        options = options or SweepOptions()
         specs = parse_students(students)
-        check_pick(pick)
+        check_pick(options.pick)
         cfg.validate()
-        budget = checked_budget(budget)
-        bench = bench or BenchOptions()
+        budget = checked_budget(options.budget)
+        bench, repeat, remote = options.bench or BenchOptions(), options.repeat, options.remote
         bench = replace(bench, repeat=repeat_or_default(repeat) if budget else repeat or bench.repeat)
-        check_students(cfg, specs, trust_model_code)
+        check_students(cfg, specs, options.trust_model_code)
         plan = Plan(tuple(specs), cfg, bench_fields(bench), f"{remote.host}:{remote.folder}" if remote else None)
         ranks, _ = join(pick_device(cfg.device), cfg.backend)
         if remote is not None:      # the board answers, has edgekd and a folder to write: before any training
             ranks.on_main(lambda: Session.open(remote).close())
         out, locks = Path(out).absolute(), list[OutputLock]()
-        ranks.on_main(lambda: open_folder(out, resume, force, plan.record(), locks))
-        return cls(plan, out, budget, pick, remote, ranks, locks[0] if locks else None, trust_model_code)
+        ranks.on_main(lambda: open_folder(out, options.resume, options.force, plan.record(), locks))
+        return cls(plan, out, budget, options.pick, remote, ranks, locks[0] if locks else None,
+                   options.trust_model_code)
 
     def run(self, reporter: Reporter | None = None) -> SweepDoc | dict[str, Any]:     # {}: not the main rank
         report = reporter or (lambda *a, **k: None)

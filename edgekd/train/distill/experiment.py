@@ -25,7 +25,7 @@ from edgekd.core.fsutil import OutputLock, atomic_write_text, staged_dir
 from edgekd.core.schema.cv import CONFIG_FILE, Document
 from edgekd.train.distill.checks import Inputs, check_data, check_models, check_teacher_split, device as pick_device, load_data, staging_folder
 from edgekd.train.distill.distributed import Ranks, join
-from edgekd.train.distill.report import write_reports
+from edgekd.train.distill.summary import write_summary
 from edgekd.train.distill.runfolder import summarize, write_run
 from edgekd.train.distill.teachers import load_teacher
 from edgekd.train.distill.trio import Reporter, RunLog, Split, TeacherShare, Trio, TrioResult
@@ -92,7 +92,7 @@ class Experiment:
                 log.note(f"--resume: no interrupted run at '{output.stage}', starting from the beginning")
             summary, final = self._train(log, work / "state")
             write_run(work, cfg, self.inputs, final, summary)
-            write_reports(work, summary)
+            write_summary(work, summary)
             shutil.rmtree(work / "state", ignore_errors=True)
             log.line(f"done in {summary['seconds']:.1f} s")
             log.close()

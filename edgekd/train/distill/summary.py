@@ -34,12 +34,13 @@ def _count(value) -> str:
     return "n/a" if value is None else f"{value:,}"
 
 
-def write_reports(folder: Path, summary: Mapping[str, Any]) -> None:
-    atomic_write_text(folder / "report.md", render_markdown(summary))
+def write_summary(folder: Path, summary: Mapping[str, Any]) -> None:
+    """report.md and (with matplotlib) curves.png into the run folder."""
+    atomic_write_text(folder / "report.md", summary_markdown(summary))
     plot_curves(folder / "curves.png", summary)
 
 
-def render_markdown(summary: Mapping[str, Any]) -> str:
+def summary_markdown(summary: Mapping[str, Any]) -> str:
     cfg = summary["config"]
     lines = [f"# edgekd distill — {summary['data']['source']}", "",
              f"{summary['data']['cv_samples']} samples for cross-validation ({cfg['folds']} folds), "

@@ -66,7 +66,7 @@ def pick_line(doc: Mapping[str, Any]) -> str:
             f"p50 {ms3(c['p50_ms'])} ms, {size(c['bytes'])}")
 
 
-def to_markdown(doc: Mapping[str, Any]) -> str:
+def sweep_markdown(doc: Mapping[str, Any]) -> str:
     lines = [f"# edgekd sweep: {len(doc['students'])} students, teacher {doc['teacher']}", "",
              f"{doc['device']}; data {doc['data']}; p50 at {doc['candidates'][0]['setting']}" if doc["candidates"]
              else doc["device"], "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
@@ -75,7 +75,7 @@ def to_markdown(doc: Mapping[str, Any]) -> str:
                               "", pick_line(doc), ""])
 
 
-def plot_png(doc: Mapping[str, Any]) -> bytes:
+def sweep_png(doc: Mapping[str, Any]) -> bytes:
     """Accuracy against p50 latency, file size and peak memory, one panel each, the front joined."""
     plt = require_matplotlib()
     fig, axes = plt.subplots(1, len(AXES), figsize=(5 * len(AXES), 4.5))
@@ -100,7 +100,7 @@ def plot_png(doc: Mapping[str, Any]) -> bytes:
 
 def write_sweep(folder: Path, doc: SweepDoc) -> None:
     """sweep.md, sweep.png (when ``outputs`` names it), then sweep.json."""
-    atomic_write_text(folder / "sweep.md", to_markdown(doc))
+    atomic_write_text(folder / "sweep.md", sweep_markdown(doc))
     if doc["outputs"]["plot"]:
-        atomic_write_bytes(folder / "sweep.png", plot_png(doc))
+        atomic_write_bytes(folder / "sweep.png", sweep_png(doc))
     atomic_write_text(folder / "sweep.json", to_json(doc))
