@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from edgekd.core.errors import DataError, RuntimeBackendError
-from edgekd.exporters.formats import get_format
+from edgekd.device.bench.text import RUNTIME_PAIRS
+from edgekd.exporters.formats import FORMATS, get_format
 from edgekd.device.runtimes import ROWS, RUNTIMES, canonical_runtime, open_model, runtime_for
 from edgekd.device.runtimes.base import TensorInfo, UnsupportedBatch, dequantize, quantize
 from edgekd.device.runtimes.onnx import resolve_providers
@@ -216,3 +217,14 @@ def test_corrupt_files_are_user_errors(tmp_path):
         open_model(tfl)
     with pytest.raises(RuntimeBackendError, match="not found"):
         open_model(tmp_path / "missing.onnx")
+
+
+def test_every_runtime_rows_formats_are_export_formats_of_that_runtime():
+    """bench's int8-vs-fp32 pairs and a single file's format come from the runtime rows: each format a
+    row names must be an export format (FORMATS) that this runtime runs."""
+    for row in ROWS:
+        for name in filter(None, (row.export_format, row.int8_io_format, row.int8_format)):
+            assert FORMATS.get(name).runtime == row.name, (row.name, name)
+        if row.int8_format:
+            assert FORMATS.get(row.int8_format).precision == "int8"
+    assert [label for label, _, _ in RUNTIME_PAIRS] == [row.label for row in ROWS if row.int8_format]

@@ -27,7 +27,7 @@ from edgekd.device.bench.outputs import write_bench_outputs
 from edgekd.device.bench.plots import require_matplotlib
 from edgekd.device.bench.remote import bench_remote
 from edgekd.device.bench.target import default_out, resolve_target
-from edgekd.device.runtimes import runtime_row
+from edgekd.device.runtimes import ROWS, runtime_row
 
 Progress = Callable[[int, int, str], None]
 ISOLATION = "one fresh child process per (model, threads, batch)"
@@ -230,10 +230,12 @@ def _fill_model(entry: dict, m: dict, rt: dict) -> None:
 
 
 def _reference_teacher(models: list[dict], predictions: dict) -> dict | None:
-    """The teacher whose predictions define agreement: fp32 ONNX first."""
+    """The teacher whose predictions define agreement: fp32 first, then in the order of the runtime
+    rows (ONNX first)."""
     teachers = [m for m in models if m["role"] == "teacher" and m["file"] in predictions]
+    rank = {row.name: i for i, row in enumerate(ROWS)}
     teachers.sort(key=lambda m: (m.get("precision") not in (None, "fp32", "float32"),
-                                 m["runtime"] != "onnxruntime"))
+                                 rank.get(m["runtime"], len(rank))))
     return teachers[0] if teachers else None
 
 

@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 from edgekd.core.numbers import MIB, fmt, ms, pct, size
 from edgekd.device.bench.compare import measured
+from edgekd.device.runtimes import ROWS
 
 # -- rows shared by the table and markdown --------------------------------------------------
 
@@ -76,7 +77,7 @@ def faster(ratio: float | None) -> str:
 
 
 #: per runtime, the fp32 and the int8 format whose p50s are set side by side
-RUNTIME_PAIRS = (("onnxruntime", "onnx", "onnx-int8"), ("LiteRT", "tflite", "tflite-int8"))
+RUNTIME_PAIRS = tuple((row.label, row.export_format, row.int8_format) for row in ROWS if row.int8_format)
 
 
 def formats_side_by_side(result: Mapping[str, Any]) -> list[dict]:

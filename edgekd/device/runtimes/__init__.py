@@ -15,7 +15,8 @@ int8 input quantization and output dequantization use the model's own scale and
 zero point, read from the model file.
 
 Each runtime is one row of :data:`ROWS`; every table keyed by runtime (suffixes, aliases, the
-packages device info reports, the worker's backend import, bench's file check) is derived from it.
+packages device info reports, the worker's backend import, bench's file check, bench's int8-vs-fp32
+pairs and table labels, which teacher defines agreement) is derived from it.
 """
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ class RuntimeRow:
     packages: tuple[str, ...]        # pip distributions whose versions device info reports
     export_format: str               # the export format of a file of this runtime, when nothing says
     int8_io_format: str | None       # … and when its input is int8 (None: int8 I/O says nothing)
+    int8_format: str | None          # the int8 format bench sets beside export_format (None: no pair)
+    label: str                       # the runtime as people know it, in bench's tables
     opener: str                      # "module:callable(path, threads=, providers=) -> Runtime"
     backend: str                     # "module:callable()" that imports the runtime's package
     file_check: str | None = None    # "module:callable(path, name)" for a bundle's file, before it runs
@@ -66,14 +69,16 @@ class RuntimeRow:
         return self.int8_io_format if int8_input and self.int8_io_format else self.export_format
 
 
+#: in order of preference: the first runtime's fp32 teacher defines bench's agreement
 ROWS: tuple[RuntimeRow, ...] = (
     RuntimeRow("onnxruntime", aliases=("onnx", "ort"), suffixes=(".onnx",),
                packages=("onnxruntime", "onnxruntime-gpu"), export_format="onnx", int8_io_format=None,
+               int8_format="onnx-int8", label="onnxruntime",
                opener="onnx:OnnxRuntime", backend="onnx:import_ort",
                file_check="onnx_external:refuse_external_data"),
     RuntimeRow("tflite", aliases=("litert",), suffixes=(".tflite",),
                packages=("ai-edge-litert", "tflite-runtime", "tensorflow"), export_format="tflite",
-               int8_io_format="tflite-int8", opener="tflite:TFLiteRuntime", backend="tflite:import_interpreter"),
+               int8_io_format="tflite-int8", int8_format="tflite-int8", label="LiteRT", opener="tflite:TFLiteRuntime", backend="tflite:import_interpreter"),
 )
 
 #: every runtime name and alias → its row (an unknown name fails with the known ones and the closest)

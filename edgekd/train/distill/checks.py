@@ -23,8 +23,9 @@ from edgekd.train.distill.augment import parse_augment
 from edgekd.train.distill.losses import logit_losses
 from edgekd.train.distill.qat import check_student as check_qat_student
 from edgekd.train.distill.teachers import BroughtTeacher, weights_teacher
+from edgekd.device.runtimes import SUFFIXES
 
-MODEL_FILES = (".onnx", ".pt2", ".tflite")     # what --qat-epochs refuses as a student
+MODEL_FILES = (*SUFFIXES, ".pt2")     # what --qat-epochs refuses as a student: every runtime's files, and programs
 
 
 @dataclass
