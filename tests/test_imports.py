@@ -4,7 +4,9 @@
   at its top level (directly or through the modules it imports there), may be imported inside the
   function that needs it, so ``import edgekd`` and the device side stay light;
 - the command line (LAZY_COMMANDS) imports a command's edgekd modules inside the function that runs
-  it, so ``edgekd --help`` and ``edgekd bench`` start without torch or numpy.
+  it, so ``edgekd --help`` and ``edgekd bench`` start without torch or numpy;
+- a module the command line loads when it starts (STARTUP, e.g. the distill configuration its
+  options are made from) may import a module that loads numpy inside a function, for the same reason.
 
 Anything else inside a function (the standard library, numpy, rich, a light edgekd module) is a
 cycle dodged or a habit, and fails here.
@@ -12,6 +14,7 @@ cycle dodged or a habit, and fails here.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,9 @@ HEAVY = {"torch", "torchao", "onnx", "onnxscript", "onnxsim", "onnxruntime", "li
          "ai_edge_quantizer", "tflite_runtime", "matplotlib", "safetensors", "sklearn", "PIL", "psutil"}
 #: files (or folders, ending in /) whose functions may import any edgekd module
 LAZY_COMMANDS = ("edgekd/__init__.py", "edgekd/app/cli/")
+#: the command line's package (within the scanned one; its modules all load at start), and what its
+#: start must not load
+STARTUP, NOT_AT_STARTUP = "app.cli", {"numpy"}
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -69,7 +75,8 @@ def scan(package: Path) -> list[str]:
     top = {m: {t for node in _top_level(tree) for t in _imported(node, m, files[m].name == "__init__.py", modules)}
            for m, tree in trees.items()}
 
-    def loads(name: str) -> set[str]:
+    @functools.cache
+    def loads(name: str) -> frozenset[str]:
         """Every module importing ``name`` runs: its parent packages, and their top-level imports, transitively."""
         seen, todo = set(), [name]
         while todo:
@@ -80,10 +87,14 @@ def scan(package: Path) -> list[str]:
                 if prefix not in seen:
                     seen.add(prefix)
                     todo += top.get(prefix, ())
-        return seen
+        return frozenset(seen)
 
-    def heavy(name: str) -> bool:
-        return any(m.split(".")[0] in HEAVY for m in loads(name))
+    def heavy(name: str, at_startup: bool = False) -> bool:
+        return any(m.split(".")[0] in HEAVY | (NOT_AT_STARTUP if at_startup else set()) for m in loads(name))
+
+    # the command line adds every command's module when it starts (cli/__init__.py's _add_commands)
+    cli = f"{package.name}.{STARTUP}"
+    startup = {m for name in modules if name == cli or name.startswith(cli + ".") for m in loads(name)}
 
     bad = []
     for m, tree in trees.items():
@@ -91,7 +102,7 @@ def scan(package: Path) -> list[str]:
         commands = any(where == c or (c.endswith("/") and where.startswith(c)) for c in LAZY_COMMANDS)
         for node in _in_functions(tree):
             names = _imported(node, m, files[m].name == "__init__.py", modules)
-            if any(heavy(name) for name in names) or (commands and names[0].split(".")[0] == package.name):
+            if any(heavy(name, m in startup) for name in names) or (commands and names[0].split(".")[0] == package.name):
                 continue
             bad.append(f"{where}:{node.lineno}: {names[0]}")
     return bad
@@ -127,3 +138,17 @@ def test_the_scan_tells_heavy_from_light(tmp_path, body, allowed):
         assert bad == []
     else:
         assert len(bad) == 1 and bad[0].startswith("pkg/user.py:2: ")
+
+
+def test_what_the_command_line_loads_at_start_may_defer_numpy(tmp_path):
+    """The distill configuration is loaded when the CLI starts (its options are made from it): there,
+    and only there, a module that loads numpy may be imported inside a function."""
+    pkg = tmp_path / "pkg"
+    (pkg / "app" / "cli").mkdir(parents=True)
+    for init in (pkg, pkg / "app", pkg / "app" / "cli"):
+        (init / "__init__.py").write_text("")
+    (pkg / "app" / "cli" / "run.py").write_text("from pkg.conf import x\n")
+    (pkg / "arrays.py").write_text("import numpy as np\nx = 1\n")
+    for name in ("conf", "elsewhere"):
+        (pkg / f"{name}.py").write_text("x = 1\n\n\ndef f():\n    from pkg.arrays import x\n")
+    assert scan(pkg) == ["pkg/elsewhere.py:5: pkg.arrays"]

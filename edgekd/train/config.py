@@ -9,6 +9,7 @@ the configuration.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,8 +37,6 @@ def option(default: Any, help: str, check: Check | Any = None, **meta: Any) -> A
 
 # the lists of names in the help, each from its registry (imported when the help is shown: torch)
 def _sources() -> list[str]:
-    import inspect
-
     from edgekd.train.data import SOURCES
 
     def takes_path(name: str) -> bool:
