@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from edgekd.core.errors import ConfigError
 from edgekd.core.fsutil import atomic_write_bytes, atomic_write_text
-from edgekd.core.schema.bench import to_json
+from edgekd.core.schema.bench import BenchDoc, to_json
 from edgekd.device.bench.plots import plot_png
 from edgekd.device.bench.text import bench_markdown
 
 
-def write_bench_outputs(result: dict, out=None, markdown=None, plot=None) -> None:
+def write_bench_outputs(result: BenchDoc, out=None, markdown=None, plot=None) -> None:
     """bench.json (+ markdown, + png), each written to a temporary name and renamed."""
     try:
         if plot:
