@@ -77,7 +77,7 @@ def faster(ratio: float | None) -> str:
 
 
 #: per runtime, the fp32 and the int8 format whose p50s are set side by side
-RUNTIME_PAIRS = tuple((row.label, row.export_format, row.int8_format) for row in ROWS if row.int8_format)
+RUNTIME_PAIRS = tuple((row.label or row.name, row.export_format, row.int8_format) for row in ROWS if row.int8_format)
 
 
 def formats_side_by_side(result: Mapping[str, Any]) -> list[dict]:

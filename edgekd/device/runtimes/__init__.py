@@ -45,11 +45,11 @@ class RuntimeRow:
     packages: tuple[str, ...]        # pip distributions whose versions device info reports
     export_format: str               # the export format of a file of this runtime, when nothing says
     int8_io_format: str | None       # … and when its input is int8 (None: int8 I/O says nothing)
-    int8_format: str | None          # the int8 format bench sets beside export_format (None: no pair)
-    label: str                       # the runtime as people know it, in bench's tables
     opener: str                      # "module:callable(path, threads=, providers=) -> Runtime"
     backend: str                     # "module:callable()" that imports the runtime's package
     file_check: str | None = None    # "module:callable(path, name)" for a bundle's file, before it runs
+    int8_format: str | None = None   # the int8 format bench sets beside export_format (None: no such pair)
+    label: str | None = None         # the runtime as people know it, in bench's tables (None: its name)
 
     def open(self, path: Path, threads: int | None = None, providers: list[str] | None = None) -> Runtime:
         return _function(self.opener)(path, threads=threads, providers=providers)
@@ -73,12 +73,12 @@ class RuntimeRow:
 ROWS: tuple[RuntimeRow, ...] = (
     RuntimeRow("onnxruntime", aliases=("onnx", "ort"), suffixes=(".onnx",),
                packages=("onnxruntime", "onnxruntime-gpu"), export_format="onnx", int8_io_format=None,
-               int8_format="onnx-int8", label="onnxruntime",
                opener="onnx:OnnxRuntime", backend="onnx:import_ort",
-               file_check="onnx_external:refuse_external_data"),
+               file_check="onnx_external:refuse_external_data", int8_format="onnx-int8"),
     RuntimeRow("tflite", aliases=("litert",), suffixes=(".tflite",),
                packages=("ai-edge-litert", "tflite-runtime", "tensorflow"), export_format="tflite",
-               int8_io_format="tflite-int8", int8_format="tflite-int8", label="LiteRT", opener="tflite:TFLiteRuntime", backend="tflite:import_interpreter"),
+               int8_io_format="tflite-int8", opener="tflite:TFLiteRuntime", backend="tflite:import_interpreter",
+               int8_format="tflite-int8", label="LiteRT"),
 )
 
 #: every runtime name and alias → its row (an unknown name fails with the known ones and the closest)
