@@ -123,7 +123,8 @@ def test_init_budget_never_overwrites_without_force(proposed):
     (lambda d: d.pop("settings"), "the document has no 'settings'"),
     (lambda d: d["device"].pop("packages"), "device has no 'packages'"),
     (lambda d: d["models"][0].pop("role"), "models[0] has no 'role'"),
-    (lambda d: d.update(created_utc=3), "created_utc must be a string"),
+    (lambda d: d.pop("created_utc"), "the document has no 'created_utc'"),
+    (lambda d: d["device"].update(cores=0), "cores must be"),
 ])
 def test_init_budget_refuses_a_bench_json_it_cannot_read_and_writes_nothing(baseline, tmp_path, damage, fragment):
     """A hand-made or truncated bench.json (valid as a baseline) was a KeyError traceback here."""

@@ -185,23 +185,14 @@ def reference_logits(src: Source, x: np.ndarray, batch: int = 256) -> np.ndarray
 
 
 def load_eval(run_dir: Path, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
-    path = run_dir / EVAL_FILE
-    if not path.is_file():
-        raise DataError(f"run '{run_dir}' has no {EVAL_FILE} (the held-out split)",
-                        hint="is it a complete edgekd distill run?")
-    check_npz(path, DataError)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if "x" not in data or "y" not in data:
-                raise DataError(f"'{path}' has no arrays 'x' and 'y'")
-            x, y = data["x"].astype(np.float32), data["y"].astype(np.int64)
-            labels = [str(s) for s in data["labels"]] if "labels" in data else None
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"cannot read '{path}': {exc}") from None
-    if tuple(x.shape[1:]) != tuple(input_shape):
-        raise DataError(f"'{path}' holds samples of shape {list(x.shape[1:])}, the model expects {list(input_shape)}")
+    arrays = _run_arrays(run_dir, EVAL_FILE, input_shape, "(the held-out split)",
+                         "is it a complete edgekd distill run?")
+    x, y, path = arrays["x"], arrays.get("y"), run_dir / EVAL_FILE
+    if y is None:
+        raise DataError(f"'{path}' has no arrays 'x' and 'y'")
     if len(x) != len(y) or len(x) == 0:
         raise DataError(f"'{path}' has {len(x)} samples and {len(y)} labels")
+    labels = [str(s) for s in arrays["labels"]] if "labels" in arrays else None   # numpy str_ → str
     return x, y, labels
 
 
@@ -228,17 +219,30 @@ def calibration_indices(y: np.ndarray, samples: int, seed: int = 0) -> np.ndarra
 
 def calibration_pool(run_dir: Path, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
     """(x, y) of the run's calibration.npz, a pool of training samples; y is None in a file without labels."""
-    path = run_dir / CALIBRATION_FILE
+    arrays = _run_arrays(run_dir, CALIBRATION_FILE, input_shape, "(training samples for int8 calibration)",
+                         "int8 formats need it; re-run edgekd distill, or export without int8: --formats onnx")
+    return arrays["x"], arrays.get("y")
+
+
+#: the arrays of a run's split and what they are read as (labels: the class names)
+SPLIT_ARRAYS = {"x": np.float32, "y": np.int64, "labels": str}
+
+
+def _run_arrays(run_dir: Path, name: str, input_shape: tuple[int, ...], what: str, hint: str) -> dict[str, np.ndarray]:
+    """The arrays of a run's .npz split (x as float32 of the model's input shape, y as int64 when
+    there), checked before numpy reads it (:func:`check_npz`); one DataError otherwise."""
+    path = run_dir / name
     if not path.is_file():
-        raise DataError(f"run '{run_dir}' has no {CALIBRATION_FILE} (training samples for int8 calibration)",
-                        hint="int8 formats need it; re-run edgekd distill, or export without int8: --formats onnx")
+        raise DataError(f"run '{run_dir}' has no {name} {what}", hint=hint)
     check_npz(path, DataError)
     try:
         with np.load(path, allow_pickle=False) as data:
-            x = data["x"].astype(np.float32)
-            y = data["y"].astype(np.int64) if "y" in data else None
-    except (OSError, ValueError, EOFError, KeyError) as exc:
+            if "x" not in data:
+                raise DataError(f"'{path}' has no array 'x'")
+            arrays = {key: data[key].astype(kind) for key, kind in SPLIT_ARRAYS.items() if key in data}
+    except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"cannot read '{path}': {exc}") from None
-    if tuple(x.shape[1:]) != tuple(input_shape):
-        raise DataError(f"'{path}' holds samples of shape {list(x.shape[1:])}, the model expects {list(input_shape)}")
-    return x, y
+    if tuple(arrays["x"].shape[1:]) != tuple(input_shape):
+        raise DataError(f"'{path}' holds samples of shape {list(arrays['x'].shape[1:])}, "
+                        f"the model expects {list(input_shape)}")
+    return arrays

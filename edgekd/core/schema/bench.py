@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 from edgekd.core.errors import ConfigError
-from edgekd.core.schema.fields import (COUNT, FRACTION, LIST, OBJECT, POSITIVE, POSITIVES, TEXT, Count, Invalid,
-                                       Positive, check_shape, field)
+from edgekd.core.schema.fields import (FRACTION, POSITIVE, POSITIVES, Count, Invalid,
+                                       Positive, check_shape)
 from edgekd.core.schema.jsonfile import check_version, json_text, parse_json, read_json
 
 SCHEMA = "edgekd.bench"
@@ -244,22 +244,37 @@ def from_json(data: bytes | dict[str, Any], where: str = "the bench.json", what:
     return typing.cast(BenchDoc, doc)
 
 
+# what init-budget's proposal reads beyond a baseline's: the settings, the device line, each
+# model's role and format (their types are BenchDoc's; here they are required)
+class _ProposalSettings(TypedDict):
+    threads: list[int]
+    batch: list[int]
+
+
+class _ProposalDevice(TypedDict):
+    packages: dict[str, Any]
+    cores: Count
+    os: str
+    python: str
+
+
+class _ProposalModel(TypedDict):
+    role: str
+    format: str
+
+
+class ProposalSource(TypedDict):
+    settings: _ProposalSettings
+    created_utc: str
+    device: _ProposalDevice
+    models: list[_ProposalModel]
+
+
 def check_for_proposal(doc: BenchDoc, where: str) -> BenchDoc:
-    """The fields init-budget's proposal reads beyond a baseline's (the settings, the device line,
-    each model's role and format): a hand-made or truncated bench.json is one ConfigError."""
+    """``doc`` holds what :class:`ProposalSource` declares: a hand-made or truncated bench.json is
+    one ConfigError."""
     try:
-        settings = field(doc, "settings", "the document", OBJECT)
-        for key in ("threads", "batch"):
-            field(settings, key, "settings", LIST)
-        field(doc, "created_utc", "the document", TEXT)
-        device = field(doc, "device", "the document", OBJECT)
-        field(device, "packages", "device", OBJECT)
-        field(device, "cores", "device", COUNT)
-        for key in ("os", "python"):
-            field(device, key, "device", TEXT)
-        for i, m in enumerate(doc["models"]):
-            field(m, "role", f"models[{i}]", TEXT)
-            field(m, "format", f"models[{i}]", TEXT)
+        check_shape(doc, ProposalSource, "the document", "")
     except Invalid as exc:
         raise ConfigError(f"{where} cannot seed a budget: {exc}", hint=HINT) from None
     return doc
