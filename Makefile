@@ -44,7 +44,7 @@ test-fast: $(STAMP)
 	$(BIN)/ruff check edgekd tests benchmarks
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/python -m pytest tests -q -m "not slow"
+	$(BIN)/python -m pytest tests -q -m "not slow" -n 2
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

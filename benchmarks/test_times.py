@@ -1,8 +1,8 @@
 """How long the two test commands take from a fresh clone: `make test-fast` and `make test`.
 
 Clones this checkout's HEAD into a temporary folder and runs, one after the other, `make install`
-(the fresh venv), `make test-fast` and `make test` there, each timed, and records the pytest summary
-of each. Run it on a quiet machine: nothing else may use the cores meanwhile (a second suite on the
+(the fresh venv), `make test-fast` (two pytest-xdist workers), the same fast lane in one process (what
+the workers buy) and `make test` there, each timed, and records the pytest summary of each. Run it on a quiet machine: nothing else may use the cores meanwhile (a second suite on the
 same 2 cores doubled the time in our measurements). `--render` only re-renders the README section.
 """
 from __future__ import annotations
@@ -32,12 +32,18 @@ def machine() -> dict:
     return {"cpu": model, "cores": os.cpu_count(), "instructions": [f for f in INSTRUCTIONS if f in flags]}
 
 
-def timed_make(clone: Path, target: str) -> dict:
+#: what is timed, in this order (the venv first: the others then measure tests, not the install)
+COMMANDS = {"install": ["make", "install"], "test-fast": ["make", "test-fast"],
+            "fast-one-process": [".venv/bin/python", "-m", "pytest", "tests", "-q", "-m", "not slow"],
+            "test": ["make", "test"]}
+
+
+def timed(clone: Path, name: str) -> dict:
     started = time.monotonic()
-    done = subprocess.run(["make", target], cwd=clone, capture_output=True, text=True)
+    done = subprocess.run(COMMANDS[name], cwd=clone, capture_output=True, text=True)
     seconds = time.monotonic() - started
     if done.returncode:
-        sys.exit(f"make {target} failed in the fresh clone:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        sys.exit(f"{name} failed in the fresh clone:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     summary = [line for line in done.stdout.splitlines() if COUNTS.search(line) and " in " in line]
     counts = {kind.rstrip("s") if kind.startswith("error") else kind: int(n)
               for n, kind in COUNTS.findall(summary[-1])} if summary else {}
@@ -50,7 +56,7 @@ def measure() -> dict:
     with tempfile.TemporaryDirectory(prefix="edgekd-test-times-") as tmp:
         clone = Path(tmp) / "edgekd"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-        runs = {target: timed_make(clone, target) for target in ("install", "test-fast", "test")}
+        runs = {name: timed(clone, name) for name in COMMANDS}
     return {"commit": commit, "machine": machine(), "runs": runs}
 
 
@@ -70,7 +76,8 @@ def render(record: dict) -> str:
     return "\n".join([
         f"From a fresh clone of {record['commit']} on {m['cpu']} ({m['cores']} cores; {flags}), quiet, after "
         f"the venv install ({_minutes(runs['install']['seconds'])}):", "",
-        f"- `make test-fast`: {_tests(runs['test-fast']['counts'])} in {_minutes(runs['test-fast']['seconds'])}.",
+        f"- `make test-fast`: {_tests(runs['test-fast']['counts'])} in {_minutes(runs['test-fast']['seconds'])} "
+        f"(the same tests in one process: {_minutes(runs['fast-one-process']['seconds'])}).",
         f"- `make test`: {_tests(runs['test']['counts'])} in {_minutes(runs['test']['seconds'])}."])
 
 

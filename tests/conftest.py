@@ -8,6 +8,12 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist (make test-fast runs two workers) each worker is one process on one of the 2
+# cores: torch's own threads would oversubscribe them (measured: the fast lane took 1.5x as long with
+# both workers at torch's default threads as with one thread each). Set before any test imports torch.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # Small but real: digits, 2 folds, short training (about 4 s). Tests check behaviour, not accuracy
 # targets, but the models are trained well enough (student ~87 %, not near chance) that a wrong
 # prediction anywhere downstream shows up in the accuracies the tests compare.
