@@ -29,7 +29,8 @@ def machine() -> dict:
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
                  "unknown CPU")
     flags = next((line for line in cpuinfo.splitlines() if line.startswith(("flags", "Features"))), "").split()
-    return {"cpu": model, "cores": os.cpu_count(), "instructions": [f for f in INSTRUCTIONS if f in flags]}
+    return {"cpu": model, "cores": os.cpu_count(), "instructions": [f for f in INSTRUCTIONS if f in flags],
+            "load_average_before": round(os.getloadavg()[0], 2)}   # 1-minute: quiet is well below 1
 
 
 #: what is timed, in this order (the venv first: the others then measure tests, not the install)
@@ -74,7 +75,8 @@ def render(record: dict) -> str:
     m, runs = record["machine"], record["runs"]
     flags = ", ".join(m["instructions"]) or "no int8/bf16 extensions"
     return "\n".join([
-        f"From a fresh clone of {record['commit']} on {m['cpu']} ({m['cores']} cores; {flags}), quiet, after "
+        f"From a fresh clone of {record['commit']} on {m['cpu']} ({m['cores']} cores; {flags}; load average "
+        f"{m['load_average_before']} before), after "
         f"the venv install ({_minutes(runs['install']['seconds'])}):", "",
         f"- `make test-fast`: {_tests(runs['test-fast']['counts'])} in {_minutes(runs['test-fast']['seconds'])} "
         f"(the same tests in one process: {_minutes(runs['fast-one-process']['seconds'])}).",

@@ -178,6 +178,7 @@ DAMAGE = {
 }
 
 
+@pytest.mark.slow                       # trains an interrupted run per case
 @pytest.mark.parametrize("damaged", DAMAGE)
 def test_a_damaged_resume_checkpoint_says_how_to_start_over(tmp_path, damaged):
     out = tmp_path / "run"

@@ -41,6 +41,9 @@ def test_the_package_keeps_every_contract():
 @pytest.mark.parametrize("module,line,contract", [
     ("edgekd/device/bench/measure.py", "import torch", _contract("forbidden", "torch")),
     ("edgekd/core/numbers.py", "from edgekd.app.cli import main", _contract("layers")),
+    ("edgekd/core/bundle.py", "import onnxruntime", _contract("forbidden", "onnxruntime")),
+    ("edgekd/train/distill/losses.py", "from edgekd.train.config import DistillConfig",
+     _contract("forbidden", "edgekd.train.config")),
 ])
 def test_a_wrong_import_breaks_its_contract(tmp_path, module, line, contract):
     shutil.copytree(REPO / "edgekd", tmp_path / "edgekd", ignore=shutil.ignore_patterns("__pycache__"))

@@ -2,5 +2,5 @@
 
 :mod:`edgekd.device.runtimes` opens model files (the only place that does);
 :mod:`edgekd.device.bench` measures a bundle and gates a change on the numbers. Imports only
-:mod:`edgekd.core` (``.importlinter`` enforces it).
+:mod:`edgekd.core` (``lint-imports`` enforces it: pyproject.toml, [tool.importlinter]).
 """

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.train import modelfile as checkpoint
+from edgekd.train import modelfile
 from edgekd.core.bundle import EVAL_FILE
 from edgekd.train.data import IMAGE_LAYOUT, TABULAR_LAYOUT
 from edgekd.train.data.split import stratified_indices
@@ -90,10 +90,10 @@ def load_source(run_dir: Path, role: str, trust_code: bool = False) -> Source:
         raise ModelError(f"run '{run_dir}' has no {role} model (no folder '{role}/')",
                          hint=f"models in this run: {', '.join(present) or 'none'}; "
                               "is it a complete edgekd distill run? --roles picks which models to export")
-    spec = checkpoint.read_spec(folder)
+    spec = modelfile.read_spec(folder)
     fmt = spec.get("format", "safetensors")
     if fmt == "safetensors":
-        module, spec = checkpoint.load_model(folder, trust_code)
+        module, spec = modelfile.load_model(folder, trust_code)
         src = Source(role, folder, spec, "torch", module=module)
     elif fmt == "pt2":
         program = _load_pt2(folder / "model.pt2")
@@ -101,7 +101,7 @@ def load_source(run_dir: Path, role: str, trust_code: bool = False) -> Source:
     elif fmt == "onnx":
         src = Source(role, folder, spec, "onnx", onnx_path=_check_onnx(folder / "model.onnx"))
     else:
-        raise ModelError(f"'{folder / checkpoint.SPEC}' has unknown format '{fmt}'",
+        raise ModelError(f"'{folder / modelfile.SPEC}' has unknown format '{fmt}'",
                          hint="known: safetensors, onnx, pt2")
     _fill_counts(src)
     _check_runs(src)
@@ -111,7 +111,7 @@ def load_source(run_dir: Path, role: str, trust_code: bool = False) -> Source:
 def _load_pt2(path: Path):
     if not path.is_file():
         raise ModelError(f"no model.pt2 in '{path.parent}'")
-    return checkpoint.load_program(path, "torch.export program")
+    return modelfile.load_program(path, "torch.export program")
 
 
 def _check_onnx(path: Path) -> Path:
@@ -163,10 +163,10 @@ def _check_runs(src: Source) -> None:
     except Exception as exc:
         raise ModelError(f"the {src.role} model does not run on its declared input shape {list(src.input_shape)}: "
                          f"{str(exc).strip().splitlines()[-1][:200]}",
-                         hint=f"check 'input.shape' in {src.folder / checkpoint.SPEC}") from None
+                         hint=f"check 'input.shape' in {src.folder / modelfile.SPEC}") from None
     if tuple(out.shape) != expected:
         raise ModelError(f"the {src.role} model outputs shape {list(out.shape)}, expected {list(expected)} "
-                         f"(batch, num_classes)", hint=f"check 'num_classes' in {src.folder / checkpoint.SPEC}")
+                         f"(batch, num_classes)", hint=f"check 'num_classes' in {src.folder / modelfile.SPEC}")
 
 
 def reference_logits(src: Source, x: np.ndarray, batch: int = 256) -> np.ndarray:

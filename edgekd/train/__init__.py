@@ -2,5 +2,5 @@
 
 Needs torch (imported inside the functions that use it, so ``import edgekd`` stays light). May use
 the device tier (an ONNX teacher runs in onnxruntime) and core; never the export or application
-tiers (``.importlinter`` enforces it).
+tiers (``lint-imports`` enforces it: pyproject.toml, [tool.importlinter]).
 """

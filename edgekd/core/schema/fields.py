@@ -1,8 +1,8 @@
 """Field rules for the documents' readers: one way to say "this key must hold that". Torch-free.
 
-A rule is ``(test, what)``: a predicate on the value and the words for what it must be. ``field``
-checks one key and returns its value; ``check_document`` checks a whole document against its
-declared shape. A reader
+A document is declared once, as a TypedDict or a dataclass; ``check_document`` checks a document
+against that declaration (``check_shape`` an object inside one). A rule on a value is ``(test, what)``:
+a predicate and the words for what the value must be, attached as ``Annotated[type, rule]``. A reader
 checks the fields it relies on before it uses any of them, so a damaged document is one error
 naming the field, never a KeyError or a wrong number later.
 """
@@ -30,13 +30,7 @@ def of_type(kinds: type | tuple[type, ...], what: str) -> Rule:
     return (lambda v: isinstance(v, kinds) and (bool in kinds or not isinstance(v, bool))), what
 
 
-TEXT = of_type(str, "a string")
-OBJECT = of_type(dict, "an object")
-NULLABLE_OBJECT = of_type((dict, type(None)), "an object or null")
-LIST = of_type(list, "a list")
 WHOLE = of_type(int, "a whole number")
-NUMBER = (_number, "a number")
-OBJECTS: Rule = (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v), "a list of objects")
 COUNT: Rule = (lambda v: WHOLE[0](v) and v > 0, "a whole number > 0")
 POSITIVE: Rule = (lambda v: _number(v) and v > 0, "a number > 0")
 POSITIVES: Rule = (lambda v: isinstance(v, list) and v != [] and all(POSITIVE[0](x) for x in v),
@@ -46,16 +40,6 @@ FRACTION: Rule = (lambda v: v is None or (_number(v) and 0 <= v <= 1), "null or 
 
 class Invalid(ValueError):
     """A field a reader relies on is missing or wrong; the reader turns it into its own error kind."""
-
-
-def field(obj: Mapping[str, Any], key: str, at: str, rule: Rule, sep: str = ".") -> Any:
-    """``obj[key]`` when it follows ``rule``; Invalid naming ``at`` and the key otherwise."""
-    test, what = rule
-    if key not in obj:
-        raise Invalid(f"{at} has no '{key}'")
-    if not test(obj[key]):
-        raise Invalid(f"{at}{sep}{key} must be {what}, got {obj[key]!r}")
-    return obj[key]
 
 
 # -- the checks derived from a document's declared shape -----------------------------------------

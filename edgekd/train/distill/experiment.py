@@ -62,7 +62,7 @@ class Experiment:
                 share: TeacherShare | None = None, trust_model_code: bool = False) -> "Experiment":
         """``progress``/``note``: what decoding images into the cache reports (``checks.load_data``);
         ``share``: the teacher of a sweep, trained once for all its students; ``trust_model_code``:
-        a ``--teacher-from`` run whose model.json names code may run it (``checkpoint.load_model``)."""
+        a ``--teacher-from`` run whose model.json names code may run it (``modelfile.load_model``)."""
         cfg.validate()
         brought = load_teacher(cfg.teacher_from, trust_model_code) if cfg.teacher_from else None
         data = load_data(cfg, progress, note)

@@ -4,7 +4,7 @@
 Each becomes an ``nn.Module`` that maps a batch to logits, so the experiment treats it
 like a teacher trained here — except that it is never retrained. Nothing here executes
 code from a file: safetensors + JSON, a self-contained ONNX file in onnxruntime, a checked
-``torch.export`` archive (see ``checkpoint.load_program``).
+``torch.export`` archive (see ``modelfile.load_program``).
 """
 from __future__ import annotations
 

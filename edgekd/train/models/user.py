@@ -15,7 +15,7 @@ One syntax, split at its first two colons::
 The factory gets the data's facts it declares by name (``num_classes``, ``input_shape``,
 ``in_chans`` or ``in_channels``) and must return an ``nn.Module``. This runs the user's code: they
 named it on the command line (a spec read from a file, a ``--config`` TOML or a run's model.json, is
-refused before this unless they pass ``--trust-model-code``: ``config.py``, ``checkpoint.py``). A run
+refused before this unless they pass ``--trust-model-code``: ``config.py``, ``modelfile.py``). A run
 folder records the spec, never the code, so ``export`` imports the same file or module again (the
 same import path on the machine that exports).
 
