@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from edgekd.train.data import load_dataset
-from edgekd.train.data.preprocess import fit_standardize
+from edgekd.core.preprocess import fit_standardize
 from edgekd.train.data.split import holdout, stratified_subset
 from edgekd.train.distill.losses import build_loss
 from edgekd.train.distill.samples import Samples

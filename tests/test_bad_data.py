@@ -14,7 +14,7 @@ from PIL import Image
 from conftest import assert_user_error, run_cli_here
 from edgekd.train.config import load_config
 from edgekd.train.data import load_dataset
-from edgekd.train.data.preprocess import fit_standardize, standardize
+from edgekd.core.preprocess import fit_standardize, standardize
 from edgekd.train.distill import run_experiment
 from edgekd.core.errors import ConfigError, DataError, ModelError
 from edgekd.train.models import build

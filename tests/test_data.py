@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from edgekd.train.data import SOURCES, Dataset, load_dataset
-from edgekd.train.data.preprocess import fit_standardize, standardize
+from edgekd.core.preprocess import fit_standardize, standardize
 from edgekd.train.data.split import folds, holdout, stratified_subset
 from edgekd.core.errors import DataError
 

@@ -11,7 +11,7 @@ import torch
 from edgekd.train.modelfile import load_model
 from edgekd.train.config import DistillConfig, load_config
 from edgekd.train.data import load_dataset
-from edgekd.train.data.preprocess import standardize
+from edgekd.core.preprocess import standardize
 from edgekd.train.data.split import holdout
 from edgekd.train.distill.experiment import run_experiment
 

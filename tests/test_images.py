@@ -13,7 +13,7 @@ from PIL import Image
 
 from edgekd.train.config import load_config
 from edgekd.train.data import DataCache, ImageOptions, load_dataset
-from edgekd.train.data.preprocess import preprocessing
+from edgekd.core.preprocess import preprocessing
 from edgekd.core.errors import ConfigError, DataError
 
 RNG = np.random.default_rng(0)

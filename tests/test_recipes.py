@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from edgekd.train.config import load_config
-from edgekd.train.data.preprocess import fit_standardize, standardize
+from edgekd.core.preprocess import fit_standardize, standardize
 from edgekd.train.distill.augment import Augmenter, cutmix, mixup, parse_augment, random_boxes, resized_crop
 from edgekd.train.distill.checkpoints import EpochCheckpoint
 from edgekd.train.distill.losses import KD, build_loss

@@ -70,7 +70,7 @@ def _augmentations() -> list[str]:
 
 
 def _normalizations() -> list[str]:
-    from edgekd.train.data.preprocess import NORMALIZATIONS
+    from edgekd.core.preprocess import NORMALIZATIONS
 
     return list(NORMALIZATIONS)
 
@@ -167,7 +167,7 @@ class DistillConfig:
                                   hint=f"use --warmup-epochs {epochs - 1} or fewer")
 
     def _check_choices(self) -> None:
-        from edgekd.train.data.preprocess import NORMALIZATIONS
+        from edgekd.core.preprocess import NORMALIZATIONS
         from edgekd.train.distill.augment import MIXING, parse_augment   # torch: only a distill run validates
         from edgekd.train.distill.losses import logit_losses, parse_loss
         from edgekd.train.distill.optim import OPTIMIZERS

@@ -50,7 +50,7 @@ class ModelDoc(_ModelRelied, total=False):
     role: str                       # teacher, student or simple
     format: str                     # safetensors; a brought teacher's onnx or pt2
     labels: list[str] | None        # one per class
-    preprocessing: dict[str, Any]             # edgekd.train.data.preprocess's record
+    preprocessing: dict[str, Any]             # edgekd.core.preprocess's record
     parameters: int | None
     macs: int | None
     metrics: dict[str, Any]                   # test_accuracy, cv_accuracy_mean, cv_accuracy_std

@@ -13,7 +13,7 @@ import torch
 from edgekd.train.config import DistillConfig, load_config
 from edgekd.train.data import DataCache, Dataset, load_dataset
 from edgekd.train.data.cache import Progress
-from edgekd.train.data.preprocess import imagenet_statistics
+from edgekd.core.preprocess import imagenet_statistics
 from edgekd.core.errors import ConfigError, DataError, ModelError
 from edgekd.core.fsutil import OutputLock, refuse_existing, refuse_foreign_folder
 from edgekd.train.models import build

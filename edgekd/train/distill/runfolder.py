@@ -10,7 +10,7 @@ import numpy as np
 
 from edgekd.train.modelfile import save_model, write_spec
 from edgekd.train.config import DistillConfig
-from edgekd.train.data.preprocess import standardize
+from edgekd.core.preprocess import standardize
 from edgekd.train.data.split import stratified_subset
 from edgekd.core.fsutil import atomic_write_bytes, atomic_write_text
 from edgekd.train.models import count_macs, count_parameters

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import torch
 
-from edgekd.train.data.preprocess import standardize
+from edgekd.core.preprocess import standardize
 
 # raw integer data up to this size goes to the GPU once; larger data is copied batch by batch
 ON_DEVICE_BYTES = 2 << 30

@@ -22,7 +22,7 @@ import torch
 from edgekd.train.modelfile import save_weights
 from edgekd.train.config import DistillConfig
 from edgekd.train.data import Dataset
-from edgekd.train.data.preprocess import preprocessing, zero_point
+from edgekd.core.preprocess import preprocessing, zero_point
 from edgekd.train.data.split import stratified_subset
 from edgekd.core.fsutil import atomic_write_json
 from edgekd.train.models import build

@@ -1,4 +1,6 @@
-"""Standardisation fitted on training data only, recorded in model.json. Torch-free."""
+"""Standardisation fitted on training data only, recorded in model.json and the manifest. In the core
+tier (numpy only) because whatever feeds a model raw input needs it: training and export today, and a
+predictor on the device."""
 from __future__ import annotations
 
 import numpy as np
