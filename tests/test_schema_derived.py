@@ -118,6 +118,33 @@ def test_a_writer_of_a_damaged_document_fails_before_writing():
         cv.to_json({**CV, "seconds": "long"})
 
 
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda d: d.update(edgekd_version=1), "edgekd_version must be a string or null, got 1"),
+    (lambda d: d.update(created_utc=[]), "created_utc must be a string or null"),
+    (lambda d: d.update(preprocessing="none"), "preprocessing must be an object or null"),
+    (lambda d: d.update(calibration=[]), "calibration must be an object or null"),
+    (lambda d: d["eval"].update(samples=0), "eval.samples must be a whole number > 0"),
+    (lambda d: d["files"]["m.onnx"].update(sha256="A" * 64), "files['m.onnx'].sha256 must be 64 lowercase hex"),
+    (lambda d: d["files"]["m.onnx"].update(sha256="0" * 63), "files['m.onnx'].sha256 must be 64 lowercase hex"),
+    (lambda d: d["files"]["eval.npz"].update(bytes=-1), "files['eval.npz'].bytes must be a whole number >= 0"),
+    (lambda d: d["files"]["eval.npz"].update(bytes=True), "files['eval.npz'].bytes must be a whole number >= 0"),
+    (lambda d: d["files"]["eval.npz"].pop("bytes"), "files['eval.npz'] has no 'bytes'"),
+], ids=["edgekd_version", "created_utc", "preprocessing", "calibration", "eval-samples", "sha256-upper",
+        "sha256-short", "bytes-negative", "bytes-bool", "no-bytes"])
+def test_every_field_of_the_manifest_is_checked_as_declared(edit, fragment):
+    """The fields the manifest's reader once passed through unchecked, and the file table's rules."""
+    doc = copy.deepcopy(MANIFEST)
+    edit(doc)
+    assert fragment in _refused("manifest.json", doc).message
+
+
+def test_a_manifest_may_leave_out_its_optional_fields_and_zero_bytes_is_a_size():
+    doc = copy.deepcopy(MANIFEST)
+    doc["files"]["eval.npz"]["bytes"] = 0
+    read = manifest.Manifest.from_json(doc, "manifest.json")
+    assert read.edgekd_version is None and read.calibration is None and read.files["eval.npz"]["bytes"] == 0
+
+
 def test_a_field_added_to_a_shape_is_checked_with_no_other_change():
     class WithNote(model.ModelDoc, total=False):
         note: str                                   # the one line a new field takes

@@ -102,7 +102,9 @@ def check_value(value: Any, hint: Any, at: str) -> None:
             if key not in value:
                 raise Invalid(f"{at} has no '{key}'")
         for key, item in value.items():
-            check_value(item, args[1], f"{at}.{key}")
+            # a free key that is not a plain word (a file name: "m.int8.tflite") is quoted, so the
+            # field's name says where the key ends
+            check_value(item, args[1], f"{at}.{key}" if key.isidentifier() else f"{at}[{key!r}]")
 
 
 @dataclasses.dataclass(frozen=True)
