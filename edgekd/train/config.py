@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from edgekd.core.errors import ConfigError, unknown_name
 from edgekd.core.schema.cv import CONFIG_FILE, CONFIG_HEADER
 from edgekd.core.schema.tomlfile import parse_toml
-from edgekd.train.options import Check, Fraction, Temperature, Unit, between, checks_of, finite, require
+from edgekd.core.rules import Check, require
+from edgekd.train.options import Fraction, Temperature, Unit, between, checks_of, finite
 
 if TYPE_CHECKING:     # numpy, torch: not imported with the configuration (the CLI builds its options from it)
     from edgekd.train.data.images import ImageOptions

@@ -13,30 +13,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Iterable
+from typing import Annotated, Any
 
-from edgekd.core.errors import ConfigError, EdgeKDError
+from edgekd.core.rules import Check
 
 #: between the specs of a list (``--students 'cnn:width=8;mlp:hidden=32'``)
 SEPARATOR = ";"
 _NAME_END = re.compile("[:,]")
-
-
-@dataclass(frozen=True)
-class Check:
-    """A rule on an option's value beyond its type; ``rule`` completes "must be …"."""
-
-    rule: str
-    test: Callable[[Any], bool]
-
-
-def require(checks: Iterable[Check], value: Any, label: str, shown: str | None = None,
-            error: type[EdgeKDError] = ConfigError) -> None:
-    """``value`` meets every check, or one ``error`` "LABEL must be RULE, got VALUE"."""
-    for check in checks:
-        if not check.test(value):
-            raise error(f"{label} must be {check.rule}, got {value if shown is None else shown}")
 
 
 def between(low: int, high: int) -> Check:

@@ -1,8 +1,9 @@
 """Field rules for the documents' readers: one way to say "this key must hold that". Torch-free.
 
 A document is declared once, as a TypedDict or a dataclass; ``check_document`` checks a document
-against that declaration (``check_shape`` an object inside one). A rule on a value is ``(test, what)``:
-a predicate and the words for what the value must be, attached as ``Annotated[type, rule]``. A reader
+against that declaration (``check_shape`` an object inside one). A rule on a value is a
+:class:`~edgekd.core.rules.Check` (the words for what the value must be, and the test), attached as
+``Annotated[type, Check(...)]``, as the command line's options attach theirs. A reader
 checks the fields it relies on before it uses any of them, so a damaged document is one error
 naming the field, never a KeyError or a wrong number later.
 """
@@ -13,29 +14,28 @@ import functools
 import math
 import types
 import typing
-from typing import Annotated, Any, Callable, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
+from edgekd.core.rules import Check
 from edgekd.core.schema.jsonfile import check_version
 
-Rule = tuple[Callable[[Any], bool], str]
 
 
 def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def of_type(kinds: type | tuple[type, ...], what: str) -> Rule:
+def of_type(kinds: type | tuple[type, ...], what: str) -> Check:
     """A value of one of ``kinds``; True and False are not numbers unless bool is one of them."""
     kinds = kinds if isinstance(kinds, tuple) else (kinds,)
-    return (lambda v: isinstance(v, kinds) and (bool in kinds or not isinstance(v, bool))), what
+    return Check(what, lambda v: isinstance(v, kinds) and (bool in kinds or not isinstance(v, bool)))
 
 
 WHOLE = of_type(int, "a whole number")
-COUNT: Rule = (lambda v: WHOLE[0](v) and v > 0, "a whole number > 0")
-POSITIVE: Rule = (lambda v: _number(v) and v > 0, "a number > 0")
-POSITIVES: Rule = (lambda v: isinstance(v, list) and v != [] and all(POSITIVE[0](x) for x in v),
-                   "a list of numbers > 0")
-FRACTION: Rule = (lambda v: v is None or (_number(v) and 0 <= v <= 1), "null or a fraction from 0 to 1")
+COUNT = Check("a whole number > 0", lambda v: WHOLE.test(v) and v > 0)
+POSITIVE = Check("a number > 0", lambda v: _number(v) and v > 0)
+POSITIVES = Check("a list of numbers > 0", lambda v: isinstance(v, list) and v != [] and all(POSITIVE.test(x) for x in v))
+FRACTION = Check("null or a fraction from 0 to 1", lambda v: v is None or (_number(v) and 0 <= v <= 1))
 
 
 class Invalid(ValueError):
@@ -45,7 +45,7 @@ class Invalid(ValueError):
 # -- the checks derived from a document's declared shape -----------------------------------------
 # A document is declared once, as a TypedDict or a dataclass; its reader's check is read off the
 # annotations (as models/spec.py reads a builder's options): a required key must be there, and every
-# declared key that is there must hold its type. ``Annotated[type, rule]`` adds a rule on the value
+# declared key that is there must hold its type. ``Annotated[type, Check(...)]`` adds a rule on the value
 # (``Annotated[int, COUNT]``); keys a shape does not declare are left as written.
 WORDS: dict[Any, str] = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
                          dict: "an object", list: "a list"}
@@ -122,7 +122,7 @@ def describe(hint: Any) -> str:
     """The words for what a value of ``hint`` must be ("a whole number", "an object or null")."""
     if typing.get_origin(hint) is Annotated:
         rule = typing.get_args(hint)[1]
-        return describe(typing.get_args(hint)[0]) if isinstance(rule, Keys) else rule[1]
+        return describe(typing.get_args(hint)[0]) if isinstance(rule, Keys) else rule.rule
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         words = [describe(a) for a in args if a is not type(None)]
@@ -152,7 +152,7 @@ def _holds(value: Any, hint: Any) -> bool:
     """Whether ``value`` is of ``hint``'s outer type (a list, not yet its items)."""
     if typing.get_origin(hint) is Annotated:
         base, rule = typing.get_args(hint)[:2]
-        return _holds(value, base) and (isinstance(rule, Keys) or rule[0](value))
+        return _holds(value, base) and (isinstance(rule, Keys) or rule.test(value))
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         return any(_holds(value, a) for a in typing.get_args(hint))
@@ -165,7 +165,7 @@ def _holds(value: Any, hint: Any) -> bool:
     if hint is float:
         return _number(value)
     if hint is int:
-        return WHOLE[0](value)
+        return WHOLE.test(value)
     kind = dict if _is_shape(hint) else (origin or hint)
     return isinstance(value, kind)
 

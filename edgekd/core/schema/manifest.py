@@ -29,17 +29,17 @@ from pathlib import PureWindowsPath
 from typing import Annotated, Any, TypedDict
 
 from edgekd.core.errors import BundleError
-from edgekd.core.schema.fields import WHOLE, Count, Rule, check_document
+from edgekd.core.rules import Check
+from edgekd.core.schema.fields import WHOLE, Count, check_document
 from edgekd.core.schema.jsonfile import Serialized
 
 MANIFEST = "manifest.json"
 EVAL_FILE = "eval.npz"
 MAX_MODELS = 64
 
-FILE_NAME: Rule = (lambda v: isinstance(v, str) and v != "", "a non-empty file name")
-SHA256: Rule = (lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) is not None,
-                "64 lowercase hex digits")
-SIZE: Rule = (lambda v: WHOLE[0](v) and v >= 0, "a whole number >= 0")
+FILE_NAME = Check("a non-empty file name", lambda v: isinstance(v, str) and v != "")
+SHA256 = Check("64 lowercase hex digits", lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) is not None)
+SIZE = Check("a whole number >= 0", lambda v: WHOLE.test(v) and v >= 0)
 
 
 class FileEntry(TypedDict):
@@ -123,8 +123,8 @@ def _plain_name(name: str, field: str, where: str) -> str:
     """A relative POSIX path that stays inside the bundle: no absolute path or drive, no '..',
     no backslash (a separator on Windows), no empty or '.' part, no control character."""
     problem = None
-    if not FILE_NAME[0](name):          # a key of files: a string, but maybe ""
-        raise BundleError(f"{where}: {field} must be {FILE_NAME[1]}, got {name!r}")
+    if not FILE_NAME.test(name):          # a key of files: a string, but maybe ""
+        raise BundleError(f"{where}: {field} must be {FILE_NAME.rule}, got {name!r}")
     if name.startswith("/") or PureWindowsPath(name).drive:
         problem = "is an absolute path; a bundle names its files relative to its folder"
     elif "\\" in name or any(ord(c) < 32 for c in name):

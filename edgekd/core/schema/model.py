@@ -20,14 +20,15 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 from edgekd.core.errors import ModelError
+from edgekd.core.rules import Check
 from edgekd.core.schema.fields import COUNT, Count, Invalid, check_shape
 from edgekd.core.schema.jsonfile import json_text, read_json
 
 MODEL_FILE = "model.json"
 HINT = "the file is damaged or was edited; train or copy the model again"
 #: a model spec (``edgekd.train.models``): a name and its options
-Arch = Annotated[str, (lambda v: v != "", 'a model spec string such as "cnn:width=8,depth=2"')]
-Shape = Annotated[list[int], (lambda v: v != [] and all(COUNT[0](d) for d in v), "a list of whole numbers > 0")]
+Arch = Annotated[str, Check('a model spec string such as "cnn:width=8,depth=2"', lambda v: v != "")]
+Shape = Annotated[list[int], Check("a list of whole numbers > 0", lambda v: v != [] and all(COUNT.test(d) for d in v))]
 
 
 class _InputRelied(TypedDict):

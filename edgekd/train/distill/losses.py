@@ -18,7 +18,8 @@ from torch import nn
 from edgekd.core.errors import ConfigError
 from edgekd.core.registry import Registry
 from edgekd.train.models.spec import parse_named
-from edgekd.train.options import Check, Temperature, Unit
+from edgekd.core.rules import Check
+from edgekd.train.options import Temperature, Unit
 
 # What a loss may ask the teacher for; ``train.teacher_outputs`` computes each kind: the logits,
 # and the feature map of ``forward_features`` (timm's name: the last one before pooling).

@@ -20,7 +20,8 @@ from typing import Annotated, Any, Callable, Literal
 from edgekd.core.errors import EdgeKDError, ModelError, closest, unknown_name
 from edgekd.core.registry import Registry
 # the option types the builders annotate with are the run's (one declaration of each rule)
-from edgekd.train.options import Check, Fraction, PositiveFloat, PositiveInt, require, split_spec  # noqa: F401
+from edgekd.core.rules import Check, require
+from edgekd.train.options import Fraction, PositiveFloat, PositiveInt, split_spec  # noqa: F401
 
 #: what a builder may ask for about the data, by parameter name (``in_chans``: image input only)
 FACTS = ("input_shape", "num_classes", "in_chans", "in_channels")     # in_chans: timm's name; in_channels: torch's
