@@ -54,7 +54,7 @@ class ExportOptions:
     int8_activations: str | None = None   # onnx-int8's activation type: auto (None) | u8 | s8
     keep_float: list[str] | None = None   # int8 files: layers left in float (names of the layer_error report),
     #                                       or ["auto"]: the report's worst until max_int8_drop holds (keep_auto)
-    max_int8_drop: float | None = None    # --keep-float auto's target: accuracy points lost at most (default 0.5)
+    max_int8_drop: float | None = None    # --keep-float auto's target: accuracy points lost at most (None: keep_auto's DEFAULT_MAX_DROP)
 
     def check_numbers(self) -> None:
         whole = (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool))

@@ -7,13 +7,28 @@ import sys
 import click
 from rich.console import Console
 
-from edgekd.device.bench.options import DEFAULTS as BENCH_DEFAULTS, cores   # stdlib only: no start-up cost
+from edgekd.app.cli.distill import late_option
+from edgekd.device.bench.options import DEFAULTS as BENCH_DEFAULTS, cores, default_threads   # stdlib only: no start-up cost
 from edgekd.core.errors import ConfigError, EdgeKDError
+
+
+# the names the help lists, each from its table (imported when the help is shown: numpy)
+def _runtimes() -> list[str]:
+    from edgekd.device.runtimes import ROWS
+
+    return [row.name for row in ROWS]
+
+
+def _providers() -> list[str]:
+    from edgekd.device.runtimes.onnx import PROVIDERS
+
+    return list(PROVIDERS)
+
 
 def measure_options(command):
     """The measurement options of ``bench`` and ``init-budget``."""
     options = [
-        click.option("--threads", help="Thread counts, comma-separated; 'all' = every core  [default: 1,<cores>]"),
+        late_option("--threads", default=default_threads, help="Thread counts, comma-separated; 'all' = every core."),
         click.option("--batch", help="Batch sizes, comma-separated  [default: 1]"),
         *[click.option(flag, type=type(BENCH_DEFAULTS[key]), default=BENCH_DEFAULTS[key], show_default=True,
                        help=text) for flag, key, text in [
@@ -27,10 +42,10 @@ def measure_options(command):
                      "[default: 3 with --budget/--baseline/--save-baseline or for init-budget, else 1]"),
         click.option("--data", type=click.Path(), help="eval.npz (x, y) for accuracy; a bundle's own by default. "
                      "Without it a single model gets random inputs (latency and memory only)."),
-        click.option("--runtime", help="Bundle: only models of this runtime. File: open it with this runtime "
-                     "(onnxruntime, tflite)."),
-        click.option("--providers", help="onnxruntime execution providers, comma-separated: cpu, cuda, tensorrt "
-                     "[default: every one present]."),
+        late_option("--runtime", names=_runtimes, help="Bundle: only models of this runtime. File: open it with "
+                    "this runtime ({names})."),
+        late_option("--providers", names=_providers, help="onnxruntime execution providers, comma-separated: "
+                    "{names} [default: every one present]."),
     ]
     for option in reversed(options):
         command = option(command)

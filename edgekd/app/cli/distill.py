@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import Field, fields
 
 import click
@@ -21,12 +22,18 @@ def field_help(f: Field) -> str:
     """The help of ``f``'s option: its text, the names of its registry, its default."""
     meta = f.metadata
     text = meta["help"]
-    if "names" in meta:
-        text = text.replace("{names}", ", ".join(meta["names"]()))
     if "flag_value" in meta:
         text += f" --{f.name.replace('_', '-')} alone = {meta['flag_value']}."
-    default = meta.get("default_text", _shown(f.default))
-    return f"{text} [default: {default}]" if default is not None else text
+    return filled_help(text, meta.get("names"), meta.get("default_text", f.default))
+
+
+def filled_help(text: str, names: Callable[[], Iterable[str]] | None = None, default: object = None) -> str:
+    """``text`` with its ``{names}`` filled from ``names()`` (a table's listing) and ``default`` shown
+    (None: none shown)."""
+    if names is not None:
+        text = text.replace("{names}", ", ".join(names()))
+    shown = _shown(default)
+    return f"{text} [default: {shown}]" if shown is not None else text
 
 
 def _shown(default) -> str | None:
@@ -34,10 +41,35 @@ def _shown(default) -> str | None:
         return None
     if isinstance(default, bool):
         return "on" if default else "off"
+    if isinstance(default, (list, tuple)):          # as the command line takes it: "a,b"
+        return ",".join(str(item) for item in default)
     return f"{default:g}" if isinstance(default, float) else str(default)
 
 
-class FieldOption(click.Option):
+class LateHelpOption(click.Option):
+    """An option whose help ``late_help()`` makes when it is shown: the tables and defaults it names
+    may import numpy or torch, which ``edgekd --help`` and a usage error must not load."""
+
+    def __init__(self, param_decls: Sequence[str] | None = None, *, late_help: Callable[[], str], **attrs):
+        super().__init__(param_decls, **attrs)
+        self.late_help = late_help
+
+    def get_help_record(self, ctx: click.Context):
+        self.help = self.late_help()
+        return super().get_help_record(ctx)
+
+
+def late_option(*declarations: str, help: str, names: Callable[[], Iterable[str]] | None = None,
+                default: Callable[[], object] | None = None, **attrs):
+    """``click.option`` whose help is ``help`` with ``{names}`` filled from ``names()`` and the default
+    ``default()`` shown, both when the help is shown (see :func:`filled_help`). The option itself
+    defaults to None: what the API declares stands unless it is given."""
+    def late_help() -> str:
+        return filled_help(help, names, default() if default else None)
+    return click.option(*declarations, cls=LateHelpOption, late_help=late_help, default=None, **attrs)
+
+
+class FieldOption(LateHelpOption):
     """The option of one DistillConfig field. ``None`` when not given (a ``--config`` file's value
     stands); its help is made when shown, since the registries it lists import torch."""
 
@@ -50,12 +82,9 @@ class FieldOption(click.Option):
         else:
             declarations = [name]
             extra["type"] = click.Choice(meta["choices"]) if "choices" in meta else CLICK_TYPES[kind]
-        super().__init__(declarations, default=None, metavar=meta.get("metavar"), **extra)
+        super().__init__(declarations, default=None, metavar=meta.get("metavar"), late_help=lambda: field_help(f),
+                         **extra)
         self.field = f
-
-    def get_help_record(self, ctx: click.Context):
-        self.help = field_help(self.field)
-        return super().get_help_record(ctx)
 
 
 def config_options(*skip: str):

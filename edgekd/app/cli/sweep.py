@@ -6,7 +6,8 @@ import json
 import click
 
 from edgekd.app.cli.bench import parse_bench_options, remote_from, remote_options
-from edgekd.app.cli.distill import TRUST_CODE_OPTION, config_options
+from edgekd.app.cli.distill import TRUST_CODE_OPTION, config_options, late_option
+from edgekd.device.bench.options import DEFAULTS as BENCH_DEFAULTS, default_threads
 from edgekd.train.options import SEPARATOR
 
 
@@ -14,10 +15,12 @@ from edgekd.train.options import SEPARATOR
 @click.option("--students", required=True, metavar=f"SPEC{SEPARATOR}SPEC…", help=f"The students, separated by "
               f"'{SEPARATOR}' (',' separates the options inside a spec): zoo specs or your own factories, as --student.")
 @config_options("student", "out")
-@click.option("--threads", help="bench: thread counts, comma-separated; the first is the fronts' [default: 1,<cores>]")
+@late_option("--threads", default=default_threads,
+             help="bench: thread counts, comma-separated; the first is the fronts'.")
 @click.option("--repeat", type=int, help="bench: fresh measurements per setting; the median counts "
               "[default: 3 with --budget, as bench --budget; else 1]")
-@click.option("--min-seconds", type=float, help="bench: timed time per measurement (at least) [default: 2].")
+@late_option("--min-seconds", type=float, default=lambda: BENCH_DEFAULTS["min_seconds"],
+             help="bench: timed time per measurement (at least).")
 @click.option("--budget", type=click.Path(dir_okay=False), help="A budget TOML (the gate's keys): pick the "
               "fastest (--pick) student file that passes all its checks.")
 @click.option("--pick", default="fastest", show_default=True, metavar="fastest|smallest",
