@@ -7,7 +7,7 @@ from dataclasses import Field, fields
 
 import click
 
-from edgekd.train.config import DistillConfig
+from edgekd.train.config import DistillConfig, load_config
 
 CLICK_TYPES = {"int": click.INT, "float": click.FLOAT, "str": click.STRING}
 #: distill, sweep and export: code named in a file (a --config TOML, a run's model.json) runs only with it
@@ -107,7 +107,6 @@ def config_options(*skip: str):
 @TRUST_CODE_OPTION
 def distill(config_file, force, resume, quiet, as_json, trust_model_code, **options):
     """Train teacher, student (distilled) and simple model with k-fold CV; write a run folder."""
-    from edgekd.train.config import load_config
     from edgekd.app.render.distill import CachingProgress, DistillProgress, print_distill_summary
     from edgekd.train.distill import Experiment
 
