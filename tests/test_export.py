@@ -18,7 +18,7 @@ pytest.importorskip("onnxruntime")
 
 from conftest import assert_user_error, run_cli, run_cli_here  # noqa: E402
 from edgekd.core.bundle import read_manifest, verify  # noqa: E402
-from edgekd.core.errors import ExportError  # noqa: E402
+from edgekd.core.errors import ConfigError, ExportError  # noqa: E402
 from edgekd.exporters.formats import FORMATS  # noqa: E402
 
 ALL_FORMATS = FORMATS.names()           # a new row of the table is exported and checked by these tests
@@ -480,6 +480,16 @@ def test_calibration_is_stratified_by_class():
     assert len(stratified_indices(y, 500)) == 100
     rare = np.array([0] * 98 + [1, 2])
     assert np.bincount(rare[stratified_indices(rare, 10)]).tolist() == [8, 1, 1]  # every class at least once
+
+
+@pytest.mark.parametrize("samples", [0, -1, 2.5, True])
+def test_calibration_samples_are_refused_by_the_options_as_a_config_error(base_run, tmp_path, samples):
+    """One check of --calibration-samples (ExportOptions'), also on the Python API's path, on a real run."""
+    import edgekd
+
+    with pytest.raises(ConfigError, match="calibration samples must be at least 1 and at most"):
+        edgekd.export(base_run, out=tmp_path / "bundle", formats=["tflite-int8"], calibration_samples=samples)
+    assert not (tmp_path / "bundle").exists()
 
 
 @pytest.mark.parametrize("labelled", [True, False])

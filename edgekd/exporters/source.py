@@ -199,9 +199,8 @@ def load_eval(run_dir: Path, input_shape: tuple[int, ...]) -> tuple[np.ndarray, 
 def load_calibration(run_dir: Path, input_shape: tuple[int, ...], samples: int, seed: int = 0
                      ) -> tuple[np.ndarray, dict]:
     """A sample of the run's calibration split (training data, never eval): stratified by class
-    where the file has labels, else a plain seeded random sample (and the info says which)."""
-    if samples < 1:
-        raise DataError(f"calibration samples must be at least 1, got {samples}")
+    where the file has labels, else a plain seeded random sample (and the info says which).
+    ``samples`` is checked by ExportOptions (``check_numbers``), before the run is read."""
     x, y = calibration_pool(run_dir, input_shape)
     index = calibration_indices(y if y is not None else np.zeros(len(x), np.int64), samples, seed)
     info = {"samples": len(index), "source": f"{CALIBRATION_FILE} (training split)", "stratified": y is not None,
