@@ -25,7 +25,7 @@ import numpy as np
 from edgekd.core.errors import BundleError, ConfigError
 from edgekd.core.npzfile import check_npz
 from edgekd.core.schema.jsonfile import read_json
-from edgekd.core.schema.manifest import EVAL_FILE, MANIFEST, Manifest  # noqa: F401  (EVAL_FILE: bundle.EVAL_FILE for its readers)
+from edgekd.core.schema.manifest import MANIFEST, Manifest
 
 #: a real manifest is a few kB with a handful of models, nested 5 levels deep
 MAX_MANIFEST_BYTES = 1 << 20

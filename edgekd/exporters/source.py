@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from edgekd.train import modelfile
-from edgekd.core.bundle import EVAL_FILE
+from edgekd.core.schema.manifest import EVAL_FILE
 from edgekd.train.data import IMAGE_LAYOUT, TABULAR_LAYOUT
 from edgekd.train.data.split import stratified_indices
 from edgekd.core.errors import ConfigError, DataError, ModelError

@@ -13,10 +13,10 @@ from torch import nn
 
 from edgekd.core.errors import ModelError
 from edgekd.core.registry import Registry
-from edgekd.train.models.spec import FACTS, Fraction, PositiveInt, call_factory, parse_named, read_options
+from edgekd.train.models.spec import FACTS, call_factory, parse_named, read_options
 
 __all__ = ["MODELS", "register_model", "parse_spec", "build", "count_parameters", "count_macs", "call_factory",
-           "read_options", "FACTS", "PositiveInt", "Fraction"]
+           "read_options", "FACTS"]
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model", ModelError)
 

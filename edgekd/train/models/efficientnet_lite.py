@@ -11,7 +11,7 @@ from typing import Literal
 
 from edgekd.train.models import register_model
 from edgekd.train.models.layers import InvertedResidualNet, Stage, make_divisible, register_variant, stem_stride
-from edgekd.train.models.spec import Fraction
+from edgekd.train.options import Fraction
 
 # EfficientNet-B0, Table 1: kernel, expansion, channels, repeats, stride
 B0 = [(3, 1, 16, 1, 1), (3, 6, 24, 2, 2), (5, 6, 40, 2, 2), (3, 6, 80, 3, 2), (5, 6, 112, 3, 1),

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from edgekd.train.models import register_model
-from edgekd.train.models.spec import Fraction
+from edgekd.train.options import Fraction
 ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hardswish": nn.Hardswish}
 #: images under this many pixels on their shorter side get a stride-1 stem (see ``stem_stride``)
 SMALL_IMAGE = 64

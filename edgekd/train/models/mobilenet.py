@@ -12,8 +12,7 @@ from typing import Literal
 
 from edgekd.train.models import register_model
 from edgekd.train.models.layers import InvertedResidualNet, Stage, make_divisible, register_variant, stem_stride
-from edgekd.train.models.spec import PositiveFloat
-from edgekd.train.models.spec import Fraction
+from edgekd.train.options import Fraction, PositiveFloat
 
 # MobileNetV2, Table 2: expansion t, channels c, repeats n, stride s (3×3 depthwise, ReLU6, no SE)
 V2_TABLE = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),

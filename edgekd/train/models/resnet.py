@@ -26,7 +26,8 @@ from torch import nn
 
 from edgekd.train.models import register_model
 from edgekd.train.models.layers import SMALL_IMAGE, make_divisible
-from edgekd.train.models.spec import PositiveFloat, image_shape
+from edgekd.train.models.spec import image_shape
+from edgekd.train.options import PositiveFloat
 
 Depth = Literal[8, 14, 20, 18, 34, 50]
 Stem = Literal["auto", "cifar", "imagenet"]

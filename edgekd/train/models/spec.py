@@ -6,7 +6,8 @@ A builder declares its options as keyword parameters with defaults, timm-style::
     def cnn(input_shape, num_classes, width: PositiveInt = 16, norm: Literal["bn", "none"] = "bn")
 
 Option types are ``int``, ``float``, ``bool``, ``str`` or ``Literal[...]`` choices, optionally
-wrapped in ``Annotated[type, Check(...)]`` for a rule on the value (``PositiveInt``, ``Fraction``).
+wrapped in ``Annotated[type, Check(...)]`` for a rule on the value (``PositiveInt``, ``Fraction`` of
+:mod:`edgekd.train.options`).
 The data's facts are not options: a builder gets those of ``FACTS`` it declares, by name.
 """
 from __future__ import annotations
@@ -19,9 +20,8 @@ from typing import Annotated, Any, Callable, Literal
 
 from edgekd.core.errors import EdgeKDError, ModelError, closest, unknown_name
 from edgekd.core.registry import Registry
-# the option types the builders annotate with are the run's (one declaration of each rule)
 from edgekd.core.rules import Check, require
-from edgekd.train.options import Fraction, PositiveFloat, PositiveInt, split_spec  # noqa: F401
+from edgekd.train.options import split_spec
 
 #: what a builder may ask for about the data, by parameter name (``in_chans``: image input only)
 FACTS = ("input_shape", "num_classes", "in_chans", "in_channels")     # in_chans: timm's name; in_channels: torch's

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from edgekd.train.models import register_model
-from edgekd.train.models.spec import Fraction, PositiveInt, image_shape
+from edgekd.train.models.spec import image_shape
+from edgekd.train.options import Fraction, PositiveInt
 
 
 class MLP(nn.Module):
