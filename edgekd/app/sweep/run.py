@@ -34,7 +34,7 @@ from edgekd.core.errors import ConfigError
 from edgekd.core.fsutil import OutputLock, atomic_write_json
 from edgekd.core.schema.bench import BenchDoc
 from edgekd.core.schema.sweep import SweepDoc
-from edgekd.core.schema.cv import read as read_cv
+from edgekd.core.schema.cv import CV_FILE, read as read_cv
 from edgekd.core.schema.jsonfile import read_json
 from edgekd.app.sweep.folder import open_folder
 from edgekd.app.sweep.plan import Plan, SweepOptions, bench_fields, check_pick, check_students, checked_budget, folder_name, parse_students
@@ -122,7 +122,7 @@ class Sweep:
         from edgekd.train.distill.checks import staging_path
 
         run_dir = self.out / "students" / name
-        if self.ranks.on_main(lambda: (run_dir / "cv.json").is_file()):
+        if self.ranks.on_main(lambda: (run_dir / CV_FILE).is_file()):
             if self.ranks.is_main:
                 self._step(name, "distill", None, report)
             return
