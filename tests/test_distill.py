@@ -261,7 +261,8 @@ def test_bad_options_fail_cleanly(tmp_path, args, fragment):
 def test_every_config_field_is_an_option_of_distill_and_sweep_unset_until_given():
     """The options are made from DistillConfig's fields: one each (sweep: not student, its own out),
     None until given so that a --config file's value stands, the default shown from the field."""
-    from edgekd.app.cli.distill import distill, field_help
+    from edgekd.app.cli.distill import distill
+    from edgekd.app.cli.options import field_help
     from edgekd.app.cli.sweep import sweep_command
 
     names = {f.name for f in fields(DistillConfig)}

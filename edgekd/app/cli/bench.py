@@ -7,7 +7,7 @@ import sys
 import click
 from rich.console import Console
 
-from edgekd.app.cli.distill import late_option
+from edgekd.app.cli.options import late_option
 from edgekd.device.bench.options import DEFAULTS as BENCH_DEFAULTS, cores, default_threads   # stdlib only: no start-up cost
 from edgekd.core.errors import ConfigError, EdgeKDError
 

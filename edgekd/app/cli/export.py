@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 
 from edgekd.app.cli.bench import names
-from edgekd.app.cli.distill import TRUST_CODE_OPTION, late_option
+from edgekd.app.cli.options import TRUST_CODE_OPTION, late_option
 from edgekd.core.schema import TRAINED_ROLES
 
 

@@ -6,7 +6,7 @@ import json
 import click
 
 from edgekd.app.cli.bench import parse_bench_options, remote_from, remote_options
-from edgekd.app.cli.distill import TRUST_CODE_OPTION, config_options, late_option
+from edgekd.app.cli.options import TRUST_CODE_OPTION, config_options, late_option
 from edgekd.device.bench.options import DEFAULTS as BENCH_DEFAULTS, default_threads
 from edgekd.train.options import SEPARATOR
 
