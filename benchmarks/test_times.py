@@ -78,9 +78,11 @@ def render(record: dict) -> str:
         f"From a fresh clone of {record['commit']} on {m['cpu']} ({m['cores']} cores; {flags}; load average "
         f"{m['load_average_before']} before), after "
         f"the venv install ({_minutes(runs['install']['seconds'])}):", "",
-        f"- `make test-fast`: {_tests(runs['test-fast']['counts'])} in {_minutes(runs['test-fast']['seconds'])} "
-        f"(the same tests in one process: {_minutes(runs['fast-one-process']['seconds'])}).",
-        f"- `make test`: {_tests(runs['test']['counts'])} in {_minutes(runs['test']['seconds'])}."])
+        f"- `make test-fast` (ruff, lint-imports, mypy from a cold cache, then the fast tests on two workers): "
+        f"{_tests(runs['test-fast']['counts'])} in {_minutes(runs['test-fast']['seconds'])}; the same tests alone, "
+        f"pytest in one process: {_minutes(runs['fast-one-process']['seconds'])}.",
+        f"- `make test` (the same checks, then every test in one process): {_tests(runs['test']['counts'])} in "
+        f"{_minutes(runs['test']['seconds'])}."])
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import readme_section  # noqa: E402
 
 # each has render(record) and SECTION and RECORD, or SECTIONS (README marker → record) for several
 SCRIPTS = ["demo_figures", "int8_accuracy", "int8_speed", "losses", "distill_overhead", "fashion_mnist", "gate_noise",
-           "sweep_digits"]
+           "sweep_digits", "test_times"]
 
 
 def _script(name: str):
