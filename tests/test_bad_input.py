@@ -143,6 +143,13 @@ def _npy(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _float32_header(shape: tuple[int, ...]) -> bytes:
+    """An .npy header declaring float32 data of ``shape``, whatever follows it."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
 def _bench_json_with_a_model_twice() -> str:
     model = {"file": "student.onnx", "bytes": 1000, "accuracy": 0.9, "measurements": []}
     return json.dumps({"schema": "edgekd.bench", "schema_version": 1, "models": [model, model]})
@@ -698,31 +705,26 @@ def _(ws):
 @case("bench-data-header-lies", "declares")
 def _(ws):
     ws.bundle()
-    header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**9, 1, 8, 8)})
+    header = _float32_header((10**9, 1, 8, 8))
     with zipfile.ZipFile(ws.root / "lies.npz", "w") as archive:
-        archive.writestr("x.npy", header.getvalue() + bytes(256))        # one sample's bytes, 256 GB declared
-        archive.writestr("y.npy", header.getvalue())
+        archive.writestr("x.npy", header + bytes(256))        # one sample's bytes, 256 GB declared
+        archive.writestr("y.npy", header)
     return ["bench", ws.root / "bundle", "--data", "lies.npz"]
 
 
 @case("bench-data-npy-declares-more", "declares")
 def _(ws):
     ws.bundle()
-    header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**14,)})
-    ws.write("eval.npz", header.getvalue() + bytes(64) + _npy(np.zeros(1)))    # an .npy, however named
+    ws.write("eval.npz", _float32_header((10**14,)) + bytes(64) + _npy(np.zeros(1)))    # an .npy, however named
     return ["bench", ws.root / "bundle", "--data", "eval.npz"]
 
 
 @case("bench-data-npy-with-zip-appended", "declares")
 def _(ws):
     ws.bundle()
-    header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**14,)})
     small = io.BytesIO()
     np.savez(small, x=np.zeros((1, 1, 8, 8), np.float32), y=np.zeros(1))    # a zip directory np.load ignores
-    ws.write("eval.npz", header.getvalue() + small.getvalue())
+    ws.write("eval.npz", _float32_header((10**14,)) + small.getvalue())
     return ["bench", ws.root / "bundle", "--data", "eval.npz"]
 
 
