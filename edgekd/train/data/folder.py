@@ -14,7 +14,7 @@ from edgekd.core.errors import DataError
 from edgekd.train.data import Dataset, register_source
 from edgekd.train.data.cache import DataCache, path_digest, stat_digest
 from edgekd.train.data.images import MAX_SIDE, MODES, ImageOptions, describe, fit, output_dtype, transform_arrays, transformed_shape
-from edgekd.train.data.sources import _existing
+from edgekd.train.data.sources import existing_path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 GRAY_MODES = ("1", "L", "P", "I", "I;16")       # decoded as grayscale (L); every other mode as RGB
@@ -36,7 +36,7 @@ def load_folder(arg: str | None, images: ImageOptions = ImageOptions(), cache: D
     (default: their one size; images of several sizes need ``images.size``) by :func:`.images.fit`;
     decoded once into the cache, then memory-mapped from it. A link that leads out of ``arg`` is
     refused, one that stays inside followed."""
-    root = _existing(arg, "folder", "folder")
+    root = existing_path(arg, "folder", "folder")
     top = root.resolve()
     cache = cache or DataCache()
     if not _has_test_folder(root):
@@ -67,21 +67,21 @@ def _load_classes(root: Path, top: Path, images: ImageOptions, cache: DataCache,
     classes, paths, targets = _listing(root, top, least)
     key = {"source": f"folder:{root.resolve()}", "size": images.size, "channels": images.channels}
     x = cache.load(key, stat_digest(paths, root), lambda: _plan(paths, images),
-                   lambda out, progress: _decode(paths, out, progress))
+                   lambda out, progress: decode_images(paths, out, progress))
     return classes, x, np.asarray(targets, np.int64)
 
 
 def _listing(root: Path, top: Path, least: int = 2) -> tuple[list[str], list[Path], list[int]]:
     """Class names, image paths and class indices; ``least`` classes needed (a test split may hold one).
     Every folder and image it names is inside ``top``: only a link can lead out, and each is checked."""
-    _inside(root, top)
-    classes = sorted(_inside(p, top).name for p in root.iterdir() if p.is_dir())
+    inside_folder(root, top)
+    classes = sorted(inside_folder(p, top).name for p in root.iterdir() if p.is_dir())
     if len(classes) < least:
         raise DataError(f"'{root}' needs at least {'two class sub-folders' if least == 2 else 'one class sub-folder'}, "
                         f"found {len(classes)}")
     paths, targets = [], []
     for index, name in enumerate(classes):
-        named = [_inside(p, top) for p in sorted((root / name).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        named = [inside_folder(p, top) for p in sorted((root / name).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
         found = [p for p in named if p.is_file()]
         paths += found
         targets += [index] * len(found)
@@ -90,7 +90,7 @@ def _listing(root: Path, top: Path, least: int = 2) -> tuple[list[str], list[Pat
     return classes, paths, targets
 
 
-def _inside(path: Path, top: Path) -> Path:
+def inside_folder(path: Path, top: Path) -> Path:
     """``path``, unless it is a link that leads out of ``top``: then refused before it is opened
     (a ``.png`` link to a private file would land in the run's eval data and its bundle)."""
     if path.is_symlink():
@@ -130,7 +130,7 @@ def _one_size(paths: list[Path]) -> tuple[int, int]:
     return height, width
 
 
-def _decode(paths: list[Path], out: np.ndarray, progress) -> None:
+def decode_images(paths: list[Path], out: np.ndarray, progress) -> None:
     """Each image straight into its row of ``out`` (the memory-mapped cache): no list of arrays."""
     mode, size = MODES[out.shape[1]], out.shape[2:]
     step = max(1, len(paths) // PROGRESS_STEPS)

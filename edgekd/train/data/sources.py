@@ -15,7 +15,7 @@ from edgekd.core.npzfile import HEADER_READERS, check_npz
 from edgekd.train.data import Dataset, as_images_or_table, check_pair, encode_labels, register_source
 
 
-def _existing(arg: str | None, source: str, kind: str) -> Path:
+def existing_path(arg: str | None, source: str, kind: str) -> Path:
     if not arg:
         raise DataError(f"data source '{source}' needs a path", hint=f"example: --data {source}:PATH")
     path = Path(arg).expanduser()
@@ -41,7 +41,7 @@ def load_digits(arg: str | None = None) -> Dataset:
 @register_source("npz")
 def load_npz(arg: str | None) -> Dataset:
     """Arrays ``x`` and ``y`` (and optionally ``x_test``/``y_test``, ``labels``); never unpickles."""
-    path = _existing(arg, "npz", "file")
+    path = existing_path(arg, "npz", "file")
     arrays = _read_npz(path)
     x = as_images_or_table(arrays["x"], str(path))
     check_pair(x, arrays["y"], str(path))
@@ -63,7 +63,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
                 raise DataError(f"'{path}' has no array {' or '.join(repr(m) for m in missing)}",
                                 hint=f"it holds: {', '.join(data.files) or 'nothing'}; "
                                      "save with np.savez(path, x=..., y=...)")
-            return {k: _mapped_member(data, path, k) if k in ("x", "x_test") else data[k] for k in data.files}
+            return {k: mapped_member(data, path, k) if k in ("x", "x_test") else data[k] for k in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DataError(f"cannot read '{path}' as npz: {exc}",
                         hint="write it with np.savez(path, x=..., y=...) from numeric arrays") from None
@@ -85,7 +85,7 @@ def _npz_test_split(arrays: dict[str, np.ndarray], x: np.ndarray, path: Path) ->
     return x_test, _index_like(arrays["y_test"], arrays["y"], str(path))
 
 
-def _mapped_member(data, path: Path, name: str) -> np.ndarray:
+def mapped_member(data, path: Path, name: str) -> np.ndarray:
     """A member of the open npz ``data`` memory-mapped when stored uncompressed (``np.savez``),
     else read (``np.savez_compressed``). Object arrays are refused: loading never unpickles."""
     try:
@@ -118,7 +118,7 @@ def _index_like(y_test: np.ndarray, y_train: np.ndarray, where: str) -> np.ndarr
     return np.searchsorted(classes, y_test).astype(np.int64)
 
 
-def _read_idx(path: Path) -> np.ndarray:
+def read_idx(path: Path) -> np.ndarray:
     """One IDX file (MNIST format): memory-mapped when uncompressed, else read (gzip)."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
@@ -148,18 +148,18 @@ def _find_idx(folder: Path, prefix: str, kind: str) -> Path | None:
 @register_source("idx")
 def load_idx(arg: str | None) -> Dataset:
     """MNIST-format ``train-images-idx3-ubyte[.gz]`` + labels; ``t10k-*`` beside them is the test split."""
-    folder = _existing(arg, "idx", "folder")
+    folder = existing_path(arg, "idx", "folder")
     images, labels = _find_idx(folder, "train", "images"), _find_idx(folder, "train", "labels")
     if images is None or labels is None:
         raise DataError(f"no train-images/train-labels IDX files in '{folder}'",
                         hint="expected train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz]")
-    x, y_raw = as_images_or_table(_read_idx(images), str(images)), _read_idx(labels)
+    x, y_raw = as_images_or_table(read_idx(images), str(images)), read_idx(labels)
     check_pair(x, y_raw, str(folder))
     y, names = encode_labels(y_raw.astype(np.int64), str(labels))
     test = None
     test_images, test_labels = _find_idx(folder, "t10k", "images"), _find_idx(folder, "t10k", "labels")
     if test_images and test_labels:
-        x_test, y_test = as_images_or_table(_read_idx(test_images), str(test_images)), _read_idx(test_labels)
+        x_test, y_test = as_images_or_table(read_idx(test_images), str(test_images)), read_idx(test_labels)
         check_pair(x_test, y_test, f"{folder} (t10k)")
         test = (x_test, _index_like(y_test.astype(np.int64), y_raw, str(folder)))
     return Dataset(x, y, names, f"idx:{folder}", test)
@@ -168,7 +168,7 @@ def load_idx(arg: str | None) -> Dataset:
 @register_source("csv")
 def load_csv(arg: str | None, label_column: str | None = None) -> Dataset:
     """A table with a header row; ``--label-column`` (default: the last column) holds the class."""
-    path = _existing(arg, "csv", "file")
+    path = existing_path(arg, "csv", "file")
     try:
         # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, not part of the first name
         with open(path, newline="", encoding="utf-8-sig") as f:
