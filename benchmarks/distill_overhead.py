@@ -39,7 +39,8 @@ from edgekd.train.data.split import holdout, stratified_subset
 from edgekd.train.distill.losses import build_loss
 from edgekd.train.distill.samples import Samples
 from edgekd.train.distill.augment import Augmenter, parse_augment
-from edgekd.train.distill.train import FitSettings, KDTarget, cached_views, fit, predict_logits
+from edgekd.train.distill.inference import cached_views, predict_logits
+from edgekd.train.distill.train import FitSettings, KDTarget, fit
 from edgekd.train.models import build
 
 RESULTS = Path(__file__).parent / "results"

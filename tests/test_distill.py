@@ -380,7 +380,7 @@ def test_device_auto_picks_cuda_when_present(tmp_path):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: the mixed-precision path is CUDA-only")
 def test_cuda_trains_in_mixed_precision_to_the_accuracy_of_the_cpu(tmp_path, converged_cpu_run):
-    from edgekd.train.distill.train import mixed_precision
+    from edgekd.train.distill.epoch import mixed_precision
 
     gpu = run_experiment(load_config(None, **CONVERGING, device="cuda", out=str(tmp_path / "gpu")))
     cpu = converged_cpu_run

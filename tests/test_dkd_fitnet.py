@@ -10,7 +10,8 @@ from oracles import kd_loss
 
 from edgekd.train.config import load_config
 from edgekd.train.distill.losses import DKD, FitNet, LossInputs, build_loss, decoupled_parts, parse_loss
-from edgekd.train.distill.train import FitSettings, KDTarget, fit, teacher_outputs
+from edgekd.train.distill.inference import teacher_outputs
+from edgekd.train.distill.train import FitSettings, KDTarget, fit
 from edgekd.core.errors import ConfigError
 from edgekd.train.models import build
 

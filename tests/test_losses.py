@@ -19,7 +19,8 @@ from oracles import kd_loss
 from edgekd.train.distill.distributed import join
 from edgekd.train.distill.losses import (LOSSES, TEACHER_OUTPUTS, DistillationLoss, LossInputs, build_loss, parse_loss,
                                          register_loss)
-from edgekd.train.distill.train import EpochCheckpoint, FitSettings, KDTarget, Trainee, fit, teacher_outputs
+from edgekd.train.distill.inference import teacher_outputs
+from edgekd.train.distill.train import EpochCheckpoint, FitSettings, KDTarget, Trainee, fit
 from edgekd.core.errors import ConfigError
 from edgekd.train.config import DistillConfig, load_config
 from edgekd.app.cli.distill import distill
@@ -183,7 +184,7 @@ def test_every_registered_loss_gives_a_finite_scalar_with_gradients(name):
     teacher, student = Toy(8), Toy(4)
     loss.fit_to(student, teacher, x[:2])
     loss.start_epoch(0, 4)
-    _, value = Trainee(student, loss)(x, teacher_outputs(teacher, x, loss.needs), y)
+    _, value, _ = Trainee(student, loss)(x, teacher_outputs(teacher, x, loss.needs), y)
     assert value.dim() == 0 and torch.isfinite(value)
     value.backward()
     assert student.body[0].weight.grad is not None and student.body[0].weight.grad.abs().sum() > 0

@@ -14,7 +14,8 @@ from edgekd.train.config import load_config
 from edgekd.train.distill import run_experiment
 from edgekd.train.distill.losses import build_loss
 from edgekd.train.distill.qat import check_student, copy_back, prepare, quantization_aware_distill
-from edgekd.train.distill.train import FitSettings, KDTarget, predict_logits
+from edgekd.train.distill.inference import predict_logits
+from edgekd.train.distill.train import FitSettings, KDTarget
 from edgekd.core.errors import ModelError
 from edgekd.exporters.tflite import check_tflite
 

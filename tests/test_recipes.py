@@ -13,7 +13,8 @@ from edgekd.train.distill.checkpoints import EpochCheckpoint
 from edgekd.train.distill.losses import KD, build_loss
 from edgekd.train.distill.optim import build_optimizer, learning_rate
 from edgekd.train.distill.samples import Samples
-from edgekd.train.distill.train import FitSettings, KDTarget, cached_views, fit, predict_logits
+from edgekd.train.distill.inference import cached_views, predict_logits
+from edgekd.train.distill.train import FitSettings, KDTarget, fit
 from edgekd.core.errors import ConfigError
 
 

@@ -45,6 +45,13 @@ def _sources() -> list[str]:
     return [f"{name}:PATH" if takes_path(name) else name for name in SOURCES]
 
 
+def _transfer_sources() -> list[str]:
+    from edgekd.train.data.unlabelled import REST, TRANSFER_SOURCES
+
+    where = {"folder": "DIR", "npz": "PATH", "idx": "FILE"}
+    return [name if name == REST else f"{name}:{where[name]}" for name in TRANSFER_SOURCES]
+
+
 def _models() -> list[str]:
     from edgekd.train.models import MODELS
 
@@ -99,6 +106,13 @@ class DistillConfig:
                        metavar="NAME[:key=value,…]", names=_losses, default_text="kd with --temperature and --alpha")
     student_fraction: float = option(0.1, "Part of each training split the student and simple model see.",
                                      Check("in (0, 1]", lambda value: 0.0 < value <= 1.0))
+    unlabelled: str | None = option(
+        None, "A transfer set without labels, learned from the teacher's soft targets alone (the simple model never "
+              "sees it): {names}. rest = the part of each training split --student-fraction withholds the labels of; "
+              "folder: every image under DIR; npz: its array x; idx: an images file. Labelled or held-out images in it "
+              "are dropped.", metavar="SOURCE", names=_transfer_sources, default_text="none")
+    unlabelled_ratio: int = option(3, "With --unlabelled: unlabelled images per labelled one in each step; an epoch "
+                                      "is one pass over the larger of the two.", between(1, 64), metavar="R")
     folds: int = option(5, "Cross-validation folds; 1 = a single split.", between(1, 100))
     test_fraction: float = option(0.2, "Held-out test split.", Check("in (0, 1)", lambda value: 0.0 < value < 1.0))
     teacher_epochs: int = option(15, "Epochs of the teacher.", between(1, 100_000))
@@ -156,6 +170,7 @@ class DistillConfig:
             _check_field(f, getattr(self, f.name))
         self._check_warmup()
         self._check_choices()
+        self._check_transfer()
 
     def _check_warmup(self) -> None:
         trained = [("student", self.student_epochs)]
@@ -193,6 +208,26 @@ class DistillConfig:
         if self.teacher_weights is not None and self.teacher_from is not None:
             raise ConfigError("--teacher-weights and --teacher-from both bring a teacher: give one",
                               hint="--teacher-weights: a state dict for --teacher; --teacher-from: a whole model")
+
+    def _check_transfer(self) -> None:
+        from edgekd.train.data.unlabelled import REST, TRANSFER_SOURCES
+        from edgekd.train.distill.losses import parse_loss
+
+        if self.unlabelled is None:
+            return
+        loss = parse_loss(self.loss)[0]
+        if not loss.takes_unlabelled():
+            raise ConfigError(f"--unlabelled trains on the teacher's term of the loss alone, and the loss "
+                              f"'{self.loss}' has none (no soft(batch))", hint="give the loss a soft(batch) method "
+                              "(edgekd/train/distill/losses.py), or use one of the built-in losses")
+        name, _, arg = self.unlabelled.partition(":")
+        TRANSFER_SOURCES.get(name)
+        if name != REST and not arg:
+            raise ConfigError(f"--unlabelled {name} needs a path", hint=f"example: --unlabelled {name}:PATH")
+        if name == REST and self.student_fraction >= 1.0:
+            raise ConfigError("--unlabelled rest is the part of each training split whose labels --student-fraction "
+                              "withholds, and --student-fraction 1 withholds none",
+                              hint="give --student-fraction 0.1 (say), or a transfer set of your own images")
 
     def image_options(self) -> ImageOptions:
         """``--image-size`` and ``--channels`` parsed (a ConfigError when bad)."""

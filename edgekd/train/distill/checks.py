@@ -13,6 +13,7 @@ import torch
 from edgekd.train.config import DistillConfig, load_config
 from edgekd.train.data import DataCache, Dataset, load_dataset
 from edgekd.train.data.cache import Progress
+from edgekd.train.data.unlabelled import TransferSet, load_transfer
 from edgekd.core.preprocess import imagenet_statistics
 from edgekd.core.errors import ConfigError, DataError, ModelError
 from edgekd.core.fsutil import OutputLock, refuse_existing, refuse_foreign_folder
@@ -36,6 +37,7 @@ class Inputs:
     brought: BroughtTeacher | None
     arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     splits: list[tuple[np.ndarray, np.ndarray]]
+    transfer: TransferSet | None = None     # --unlabelled from a file or folder (``rest`` is cut per split)
 
 
 def device(name: str) -> str:
@@ -84,6 +86,14 @@ def load_data(cfg: DistillConfig, progress: Progress | None = None, note: Callab
     """``cfg.data`` at ``--image-size``/``--channels``, decoded into the cache at ``cfg.cache_dir``;
     ``progress(done, total)`` hears how far decoding is, ``note(text)`` why a cache entry was rebuilt."""
     return load_dataset(cfg.data, cfg.label_column, cfg.image_options(), DataCache(cfg.cache_dir, progress, note))
+
+
+def load_transfer_set(cfg: DistillConfig, data: Dataset, progress: Progress | None = None,
+                      note: Callable[[str], None] | None = None) -> TransferSet | None:
+    """``--unlabelled`` brought to the labelled data's shape, its labelled and held-out images dropped."""
+    if cfg.unlabelled is None:
+        return None
+    return load_transfer(cfg.unlabelled, data, cfg.image_options(), DataCache(cfg.cache_dir, progress, note))
 
 
 def check_data(cfg: DistillConfig, data: Dataset) -> None:

@@ -23,7 +23,7 @@ from edgekd.train.data.cache import Progress
 from edgekd.train.data.split import folds as make_folds, holdout
 from edgekd.core.fsutil import OutputLock, atomic_write_text, staged_dir
 from edgekd.core.schema.cv import CONFIG_FILE, Document
-from edgekd.train.distill.checks import Inputs, check_data, check_models, check_teacher_split, device as pick_device, load_data, staging_folder
+from edgekd.train.distill.checks import Inputs, check_data, check_models, load_transfer_set, check_teacher_split, device as pick_device, load_data, staging_folder
 from edgekd.train.distill.distributed import Ranks, join
 from edgekd.train.distill.summary import write_summary
 from edgekd.train.distill.runfolder import summarize, write_run
@@ -67,6 +67,7 @@ class Experiment:
         brought = load_teacher(cfg.teacher_from, trust_model_code) if cfg.teacher_from else None
         data = load_data(cfg, progress, note)
         check_data(cfg, data)
+        transfer = load_transfer_set(cfg, data, progress, note)
         arrays = holdout(data, cfg.test_fraction, cfg.seed)
         splits = make_folds(arrays[1], cfg.folds, cfg.test_fraction, cfg.seed, data.labels)
         check_models(cfg, data, brought)
@@ -76,7 +77,7 @@ class Experiment:
         locks: list[OutputLock] = []       # rank 0's lock stays here: on_main sends the others the stage only
         stage = ranks.on_main(lambda: staging_folder(Path(cfg.out), resume, force, cfg, locks))
         output = Output(stage, resume, force, locks[0] if locks else None)
-        return cls(cfg, Inputs(data, brought, arrays, splits), device, ranks, output, share)
+        return cls(cfg, Inputs(data, brought, arrays, splits, transfer), device, ranks, output, share)
 
     def run(self, reporter: Reporter | None = None) -> Document:
         if not self.ranks.is_main:
@@ -105,9 +106,13 @@ class Experiment:
         started = time.perf_counter()
         log.line(f"data {data.name}: {len(train_y)} train/CV samples, {len(test_y)} held-out test, "
                  f"{len(data.labels)} classes, input {data.input_shape}")
+        transfer = self.inputs.transfer
+        if transfer is not None:
+            log.line(f"transfer set {transfer.source}: {len(transfer)} unlabelled images, {transfer.dropped} dropped "
+                     "as labelled or held-out samples")
         if ranks.distributed:
             log.line(f"torchrun: {ranks.world_size} ranks, {ranks.backend} backend, device {self.device}")
-        trio = Trio(self.cfg, data, self.inputs.brought, self.device, state, log, ranks, self.share)
+        trio = Trio(self.cfg, data, self.inputs.brought, self.device, state, log, ranks, self.share, transfer)
         folds = [trio.run(Split(f"fold{k + 1}", k, train_x[tr], train_y[tr], train_x[va], train_y[va])).record
                  for k, (tr, va) in enumerate(self.inputs.splits)]
         final = trio.run(Split("final", len(self.inputs.splits), train_x, train_y, test_x, test_y, final=True))

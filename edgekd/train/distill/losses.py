@@ -51,6 +51,15 @@ class LossInputs:
         return weight * ce + (1.0 - weight) * F.cross_entropy(self.student_logits, partner,
                                                                label_smoothing=self.label_smoothing)
 
+    @classmethod
+    def unlabelled(cls, student_logits: torch.Tensor, teacher: dict[str, torch.Tensor],
+                   student_features: torch.Tensor | None = None) -> "LossInputs":
+        """A batch of a transfer set: no labels, so ``targets`` are the teacher's own top-1 classes
+        (what a loss that splits on the target class, DKD, splits on; Noisy Student's hard pseudo-label)."""
+        logits = teacher.get("logits")
+        targets = logits.argmax(1) if logits is not None else student_logits.argmax(1).detach()
+        return cls(student_logits, teacher, targets, None, 0.0, student_features)
+
 
 class DistillationLoss(nn.Module):
     """A loss of the student against the teacher; ``forward(LossInputs)`` returns a scalar. Its
@@ -59,6 +68,18 @@ class DistillationLoss(nn.Module):
     run's configuration reads this, a loss never reads the configuration."""
     needs: tuple[str, ...] = ("logits",)
     config_defaults: tuple[str, ...] = ()
+
+    def soft(self, batch: LossInputs) -> torch.Tensor:
+        """The teacher's term alone, with its weight in the loss: all a transfer set's images, which
+        have no labels, give (``--unlabelled``: the step's loss is ``loss(labelled batch) +
+        soft(unlabelled batch)``, each a batch mean, the convention of FixMatch, Sohn et al. 2020,
+        arXiv:2001.07685, and Noisy Student, Xie et al. 2020, arXiv:1911.04252). Every built-in loss
+        has one; a loss of one's own without it works without a transfer set (``takes_unlabelled``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no soft(batch) for a transfer set")
+
+    @classmethod
+    def takes_unlabelled(cls) -> bool:
+        return cls.soft is not DistillationLoss.soft
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Called by the fit loop before epoch ``epoch`` (0-based) of ``epochs``: for a loss whose
@@ -127,8 +148,10 @@ class KD(DistillationLoss):
         self.temperature, self.alpha = temperature, alpha
 
     def forward(self, batch: LossInputs) -> torch.Tensor:
-        soft = soft_target_loss(batch.student_logits, batch.teacher["logits"], self.temperature)
-        return self.alpha * batch.cross_entropy() + (1.0 - self.alpha) * soft
+        return self.alpha * batch.cross_entropy() + self.soft(batch)
+
+    def soft(self, batch: LossInputs) -> torch.Tensor:
+        return (1.0 - self.alpha) * soft_target_loss(batch.student_logits, batch.teacher["logits"], self.temperature)
 
 
 def decoupled_parts(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
@@ -177,8 +200,11 @@ class DKD(DistillationLoss):
         self.ramp = min((epoch + 1) / self.warmup, 1.0) if self.warmup else 1.0
 
     def forward(self, batch: LossInputs) -> torch.Tensor:
+        return self.ce_weight * batch.cross_entropy() + self.soft(batch)
+
+    def soft(self, batch: LossInputs) -> torch.Tensor:
         tckd, nckd = decoupled_parts(batch.student_logits, batch.teacher["logits"], batch.targets, self.temperature)
-        return self.ce_weight * batch.cross_entropy() + self.ramp * (self.alpha * tckd + self.beta * nckd)
+        return self.ramp * (self.alpha * tckd + self.beta * nckd)
 
 
 def feature_shape(model: nn.Module, example: torch.Tensor, role: str) -> torch.Size:
@@ -235,8 +261,11 @@ class FitNet(DistillationLoss):
         self.adapter.to(example.device)
 
     def forward(self, batch: LossInputs) -> torch.Tensor:
+        return self.ce_weight * batch.cross_entropy() + self.soft(batch)
+
+    def soft(self, batch: LossInputs) -> torch.Tensor:
         if self.adapter is None:
             raise RuntimeError("FitNet.fit_to(student, teacher, example) builds the adapter before training")
         assert batch.student_features is not None       # needs "features": the Trainee passes the student's
         student, teacher = match_features(batch.student_features, batch.teacher["features"])
-        return self.ce_weight * batch.cross_entropy() + self.feat_weight * F.mse_loss(self.adapter(student), teacher)
+        return self.feat_weight * F.mse_loss(self.adapter(student), teacher)

@@ -34,7 +34,8 @@ from torch import nn
 
 from edgekd.core.errors import ModelError
 from edgekd.train.distill.distributed import Rows
-from edgekd.train.distill.train import FitSettings, KDTarget, accuracy, fit
+from edgekd.train.distill.inference import accuracy
+from edgekd.train.distill.train import FitSettings, KDTarget, fit
 
 # QAT fine-tunes a trained model: a tenth of the distillation's learning rate (cosine-decayed again)
 # keeps the weights near their trained values while they adapt to the int8 grid

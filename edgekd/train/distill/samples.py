@@ -25,6 +25,7 @@ class Samples:
 
     def __init__(self, x: np.ndarray, pre: dict, device: str):
         self.device = device
+        self.rows: torch.Tensor | None = None        # a subset's row numbers in ``raw``
         if x.dtype.kind == "f":
             self.raw, self.mean, self.std = torch.from_numpy(standardize(pre, x)).to(device), None, None
             return
@@ -37,26 +38,29 @@ class Samples:
         self.std = torch.tensor(pre["std"], dtype=torch.float32, device=device).view(shape)
 
     def __len__(self) -> int:
-        return len(self.raw)
+        return len(self.rows) if self.rows is not None else len(self.raw)
 
     @property
     def shape(self) -> torch.Size:
-        return self.raw.shape
+        return torch.Size((len(self), *self.raw.shape[1:]))
 
     def __getitem__(self, index) -> torch.Tensor:
         if isinstance(index, torch.Tensor) and index.device != self.raw.device:
             index = index.to(self.raw.device)
+        if self.rows is not None:
+            index = self.rows[index]
         batch = self.raw[index].to(self.device, non_blocking=True)
         if self.mean is None or self.std is None:
             return batch
         return (batch.float() - self.mean) / self.std
 
     def subset(self, index: np.ndarray) -> "Samples":
-        """The samples at ``index`` (sorted, unique), sharing nothing but the statistics; all of
-        them in order is this object itself (no copy of a data set trained on whole)."""
+        """The samples at ``index`` (sorted, unique): a view holding the row numbers, never a copy of
+        the rows (a transfer set of 100,000 images stays the memory-mapped cache it is)."""
         if len(index) == len(self) and np.array_equal(index, np.arange(len(self))):
             return self
         part = object.__new__(Samples)
-        part.device, part.mean, part.std = self.device, self.mean, self.std
-        part.raw = self.raw[torch.as_tensor(index, device=self.raw.device)]
+        part.device, part.mean, part.std, part.raw = self.device, self.mean, self.std, self.raw
+        rows = torch.as_tensor(index, device=self.raw.device)
+        part.rows = self.rows[rows] if self.rows is not None else rows
         return part

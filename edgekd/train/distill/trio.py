@@ -24,6 +24,7 @@ from edgekd.train.config import DistillConfig
 from edgekd.train.data import Dataset
 from edgekd.core.preprocess import preprocessing, zero_point
 from edgekd.train.data.split import stratified_subset
+from edgekd.train.data.unlabelled import TransferSet
 from edgekd.core.fsutil import atomic_write_json
 from edgekd.train.models import build
 from edgekd.core.schema import TRAINED_ROLES
@@ -33,7 +34,8 @@ from edgekd.train.distill.distributed import SINGLE, Ranks, Rows
 from edgekd.train.distill.qat import qat_log_line, quantization_aware_distill
 from edgekd.train.distill.samples import Samples
 from edgekd.train.distill.teachers import BroughtTeacher, weights_teacher
-from edgekd.train.distill.train import FitSettings, KDTarget, NonFiniteLoss, accuracy, cached_views, fit, teacher_outputs
+from edgekd.train.distill.inference import accuracy, cached_views, teacher_outputs
+from edgekd.train.distill.train import FitSettings, KDTarget, NonFiniteLoss, Transfer, fit
 
 STAGE_INFO = ("trained", "epochs", "seconds", "samples_per_second", "precision", "history")   # a stage's done.json
 # a finished stage's weights: a state dict only, with no model.json beside it, because the stage
@@ -104,9 +106,10 @@ class Trio:
     """Trains and scores teacher, student and simple model on one split."""
 
     def __init__(self, cfg: DistillConfig, data: Dataset, brought: BroughtTeacher | None,
-                 device: str, state: Path | None, log: RunLog, ranks: Ranks = SINGLE, share: TeacherShare | None = None):
+                 device: str, state: Path | None, log: RunLog, ranks: Ranks = SINGLE, share: TeacherShare | None = None,
+                 transfer: TransferSet | None = None):
         self.cfg, self.data, self.brought, self.device, self.state, self.log = cfg, data, brought, device, state, log
-        self.ranks, self.share = ranks, share
+        self.ranks, self.share, self.transfer = ranks, share, transfer
 
     def seed(self, split_index: int, role: str) -> int:
         return self.cfg.seed * 1000 + split_index * 10 + TRAINED_ROLES.index(role)
@@ -120,6 +123,7 @@ class Trio:
         seed = self.seed(split.index, "student")
         chosen = stratified_subset(split.y_train, cfg.student_fraction, seed)
         subset, x_student = torch.from_numpy(chosen).to(self.device), xt.subset(chosen)
+        transfer = self._transfer_rows(xt, chosen, pre)
         base = FitSettings(cfg.student_epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, seed,
                            parse_augment(cfg.augment), self.device, fill, (xe, ye), cfg.optimizer,
                            cfg.warmup_epochs, cfg.label_smoothing, cfg.compile)
@@ -127,7 +131,7 @@ class Trio:
         torch.manual_seed(seed)
         student = build(cfg.student, self.data.input_shape, len(self.data.labels)).to(self.device)
         simple = copy.deepcopy(student)      # the same initial weights: the only difference is the teacher
-        kd = self._kd_target(split, teacher, x_student, fill)
+        kd = self._kd_target(split, teacher, x_student, fill, transfer)
         kd.loss.fit_to(student, teacher, x_student[:2])     # a feature adapter, seeded with the student
         fits = {"teacher": teacher_fit,
                 "student": self._stage(split.name, "student", student, (x_student, yt[subset]), base, kd),
@@ -141,6 +145,8 @@ class Trio:
         models = {"teacher": teacher, "student": student, "simple": simple}
         record: dict[str, Any] = {"split": split.name, "train_samples": len(split.y_train),
                                   "student_samples": len(subset), "eval_samples": len(split.y_eval)}
+        if transfer is not None:
+            record["unlabelled_samples"] = len(transfer)
         for role, model in models.items():
             record[role] = {"accuracy": accuracy(model, xe, ye, self.ranks), **fits[role]}
         self.log.line(f"{split.name}: " + ", ".join(f"{r} {record[r]['accuracy']:.4f}" for r in TRAINED_ROLES))
@@ -153,34 +159,54 @@ class Trio:
         brought = self.brought.preprocessing if self.brought is not None else None
         return preprocessing(self.cfg.normalize, x_train, self.data.image, brought)
 
-    def _kd_target(self, split: Split, teacher, x_student: Samples, fill: torch.Tensor | None) -> KDTarget:
-        """The student's loss and the teacher's outputs: cached once per split; when augmenting,
-        the live teacher every step, or (``--teacher-views K``) cached for K augmented views of
-        every sample, drawn once, the student seeing view ``epoch mod K``."""
+    def _kd_target(self, split: Split, teacher, x_student: Samples, fill: torch.Tensor | None,
+                   transfer: Samples | None) -> KDTarget:
+        """The student's loss and the teacher's outputs on its samples and its transfer set: cached once
+        per split; when augmenting, the live teacher every step, or (``--teacher-views K``) cached for K
+        augmented views of every sample, drawn once, the student seeing view ``epoch mod K``."""
         kd = KDTarget(self.cfg.distillation_loss())
-        augment = parse_augment(self.cfg.augment)
-        if augment and not self.cfg.teacher_views:
+        if parse_augment(self.cfg.augment) and not self.cfg.teacher_views:
             kd.teacher = teacher
+            kd.transfer = Transfer(transfer, self.cfg.unlabelled_ratio) if transfer is not None else None
             return kd
-        key = (split.name, kd.loss.needs, self.cfg.teacher_views if augment else 0)
+        kd.views, kd.outputs = self._cached(split, "student samples", teacher, x_student, kd.loss.needs, fill)
+        if transfer is not None:
+            views, outputs = self._cached(split, "transfer set images", teacher, transfer, kd.loss.needs, fill)
+            kd.transfer = Transfer(transfer, self.cfg.unlabelled_ratio, outputs, views)
+        return kd
+
+    def _cached(self, split: Split, what: str, teacher, x: Samples, needs: tuple[str, ...],
+                fill: torch.Tensor | None) -> tuple[list | None, dict]:
+        """(views, outputs) of the teacher on ``x``: computed here, or the sweep's, computed once per split."""
+        augment = parse_augment(self.cfg.augment)
+        key = (split.name, what, needs, self.cfg.teacher_views if augment else 0)
         if self.share is not None and key in self.share.outputs:
-            kd.views, kd.outputs = _moved(self.share.outputs[key], self.device)
-            self.log.line(f"{split.name}: teacher outputs of the student samples from the sweep's cache")
-            return kd
+            self.log.line(f"{split.name}: teacher outputs of the {what} from the sweep's cache")
+            return _moved(self.share.outputs[key], self.device)
         cached = time.perf_counter()
+        views: list | None = None
         if augment:
             augmenter = Augmenter(augment, fill if fill is not None else torch.zeros(1))
-            generator = torch.Generator().manual_seed(self.seed(split.index, "student") * 7_919 + 1)
-            kd.views, kd.outputs = cached_views(teacher, x_student, augmenter, self.cfg.teacher_views, generator,
-                                                kd.loss.needs, self.ranks)
+            stream = 1 if what == "student samples" else 2       # the transfer set's draws apart from the samples'
+            generator = torch.Generator().manual_seed(self.seed(split.index, "student") * 7_919 + stream)
+            views, outputs = cached_views(teacher, x, augmenter, self.cfg.teacher_views, generator, needs, self.ranks)
         else:
-            kd.outputs = teacher_outputs(teacher, x_student, kd.loss.needs, self.ranks)
+            outputs = teacher_outputs(teacher, x, needs, self.ranks)
         if self.share is not None:       # kept on the CPU: a GPU's memory is the students' to train with
-            self.share.outputs[key] = _moved((kd.views, kd.outputs), "cpu")
-        views = f" in {self.cfg.teacher_views} augmented views" if augment else ""
-        self.log.line(f"{split.name}: teacher {' and '.join(kd.loss.needs)} of {len(x_student)} student samples{views} cached in "
+            self.share.outputs[key] = _moved((views, outputs), "cpu")
+        shown = f" in {self.cfg.teacher_views} augmented views" if augment else ""
+        self.log.line(f"{split.name}: teacher {' and '.join(needs)} of {len(x)} {what}{shown} cached in "
                       f"{time.perf_counter() - cached:.2f} s")
-        return kd
+        return views, outputs
+
+    def _transfer_rows(self, xt: Samples, chosen: np.ndarray, pre: dict) -> Samples | None:
+        """The student's transfer set in this split: ``rest`` (the training part's rows whose labels the
+        student does not get), or the external set, as views of the samples (no copy)."""
+        if self.cfg.unlabelled is None:
+            return None
+        if self.transfer is None:
+            return xt.subset(np.setdiff1d(np.arange(len(xt)), chosen))
+        return Samples(self.transfer.x, pre, self.device).subset(self.transfer.keep)
 
     def _teacher(self, split: Split, xt, yt, base: FitSettings):
         if self.brought is not None:

@@ -1,0 +1,191 @@
+"""One epoch of training steps (``EpochLoop``): the batches of the labelled rows and, with a transfer
+set (``--unlabelled``), of the unlabelled ones beside them, the teacher's outputs for each, forward,
+backward, step.
+
+A step takes ``batch_size`` labelled rows and ``ratio × batch_size`` unlabelled ones; an epoch is one
+pass over whichever of the two takes more steps, the other set cycling through fresh permutations
+(every one of its batches full). Each set has its own generator seeded from (seed, epoch), so a
+resumed epoch repeats its batches and augmentations exactly; under torchrun every rank takes its
+slice of both batches.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from edgekd.train.distill.augment import Augmenter
+from edgekd.train.distill.distributed import Ranks
+from edgekd.train.distill.inference import teacher_outputs
+
+if TYPE_CHECKING:      # train.py runs this loop: its types only
+    from edgekd.train.distill.train import FitSettings, KDTarget, Transfer
+
+TRANSFER_STREAM = 2**40        # the transfer set's generator: apart from the labelled rows' (seed, epoch) stream
+
+
+def mixed_precision(device: str) -> tuple[torch.dtype | None, torch.amp.GradScaler | None]:
+    """(autocast dtype, gradient scaler): bf16 on a GPU that has it, else fp16, whose small
+    range needs the scaler; nothing on the CPU, whose path stays plain fp32."""
+    if not device.startswith("cuda"):
+        return None, None
+    if torch.cuda.is_bf16_supported():
+        return torch.bfloat16, None
+    return torch.float16, torch.amp.GradScaler("cuda")
+
+
+@dataclass
+class EpochTotals:
+    """An epoch summed over the ranks: loss and correct predictions of the labelled rows, how many
+    labelled rows and how many rows in all (unlabelled too), and the seconds spent making batches."""
+    loss: float
+    correct: int
+    labelled: int
+    samples: int
+    waited: float
+
+
+def epoch_steps(labelled: int, batch_size: int, transfer: Transfer | None) -> int:
+    """Steps in an epoch: one pass over the labelled rows, or over the transfer set at ``ratio``
+    times the batch size, whichever takes more."""
+    steps = math.ceil(labelled / batch_size)
+    if transfer is None:
+        return steps
+    return max(steps, math.ceil(len(transfer.x) / (batch_size * transfer.ratio)))
+
+
+def batch_order(rows: int, batch_size: int, steps: int, generator: torch.Generator) -> torch.Tensor:
+    """The row order of ``steps`` batches of ``batch_size`` from ``rows`` rows: one permutation when one
+    pass takes the steps (its last batch may be short), else permutations one after another, cut
+    where the steps end."""
+    total = rows if math.ceil(rows / batch_size) >= steps else steps * batch_size
+    return torch.cat([torch.randperm(rows, generator=generator) for _ in range(math.ceil(total / rows))])[:total]
+
+
+@dataclass
+class TransferBatch:
+    """This rank's unlabelled rows of a step: their indices and (augmented) images, how many are
+    real and the loss weight (``Ranks.split_batch``)."""
+    index: torch.Tensor
+    x: torch.Tensor
+    real: int
+    weight: float
+
+
+class TransferBatches:
+    """The unlabelled half of each step of one epoch, in its own seeded order."""
+
+    def __init__(self, transfer: Transfer, size: int, steps: int, seed: int, device: torch.device):
+        self.transfer, self.size = transfer, size
+        self.generator = torch.Generator().manual_seed(seed + TRANSFER_STREAM)
+        self.order = batch_order(len(transfer.x), size, steps, self.generator).to(device, non_blocking=True)
+
+    def batch(self, step: int, loop: EpochLoop, view: int | None) -> TransferBatch:
+        """Step ``step``'s rows as the labelled ones are made: cached view ``view`` or the augmenter
+        (mixup/cutmix pair unlabelled images with each other)."""
+        rows = self.order[step * self.size:(step + 1) * self.size]
+        part, real, weight = loop.ranks.split_batch(len(rows))
+        index = rows[part]
+        x = self.transfer.x[index]
+        if view is not None:
+            assert loop.augment is not None and self.transfer.views is not None
+            x = loop.augment.geometric(x, {name: draws[index] for name, draws in self.transfer.views[view].items()})
+        elif loop.augment is not None:
+            x, _ = loop.augment(x, torch.zeros(len(x), dtype=torch.long, device=x.device), self.generator)
+        return TransferBatch(index, x, real, weight)
+
+
+class EpochLoop:
+    """One epoch of steps: shuffle seeded from (seed, epoch), batches gathered, standardised and
+    augmented, the teacher's outputs (cached rows, or the live teacher on the augmented batch),
+    forward, backward, step. Loss and accuracy are summed on the device and read once."""
+
+    def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, settings: FitSettings,
+                 kd: KDTarget | None, ranks: Ranks):
+        # compiled: the module (its parameters) stays the one the optimizer and checkpoint hold
+        self.net = torch.compile(net) if settings.compile else net
+        self.optimizer, self.settings, self.kd, self.ranks = optimizer, settings, kd, ranks
+        self.amp_dtype, self.scaler = mixed_precision(settings.device)
+        fill = settings.fill if settings.fill is not None else torch.zeros(1)
+        self.augment = Augmenter(settings.augment, fill.to(settings.device)) if settings.augment else None
+
+    def run(self, epoch: int, x, y: torch.Tensor) -> EpochTotals:
+        """One epoch: ``steps`` batches of labelled rows (and, with a transfer set, of unlabelled ones);
+        the loss and accuracy are of the labelled rows, summed over the ranks."""
+        settings, ranks = self.settings, self.ranks
+        autocast = torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
+        generator = torch.Generator().manual_seed(settings.seed * 100_003 + epoch)
+        transfer = self.kd.transfer if self.kd is not None else None
+        size = settings.batch_size
+        steps = epoch_steps(len(x), size, transfer)
+        order = batch_order(len(x), size, steps, generator).to(y.device, non_blocking=True)
+        unlabelled = TransferBatches(transfer, size * transfer.ratio, steps, settings.seed * 100_003 + epoch,
+                                     y.device) if transfer is not None else None
+        view = self._view(epoch)
+        total_loss, correct, labelled, samples, waited = 0.0, 0, 0, 0, 0.0
+        for step in range(steps):
+            made = time.perf_counter()
+            part, real, weight = ranks.split_batch(len(order[step * size:(step + 1) * size]))
+            index = order[step * size:(step + 1) * size][part]
+            xb, yb, mixed = x[index], y[index], None
+            if view is not None:
+                xb = self._augment_as_view(xb, index, view)
+            elif self.augment is not None:
+                xb, mixed = self.augment(xb, yb, generator)
+            extra = unlabelled.batch(step, self, view) if unlabelled is not None else None
+            waited += time.perf_counter() - made
+            with autocast:
+                teacher = self._teacher_batch(index, xb, view, self.kd.outputs if self.kd is not None else None)
+                pair = (extra.x, self._teacher_batch(extra.index, extra.x, view, transfer.outputs)) \
+                    if extra is not None and transfer is not None else None
+                logits, loss, soft = self.net(xb, teacher, yb, mixed, pair)
+            step_loss = loss * weight if ranks.distributed else loss
+            if extra is not None:
+                step_loss = step_loss + (soft * extra.weight if ranks.distributed else soft)
+            self.optimizer.zero_grad(set_to_none=True)
+            _step(step_loss, self.optimizer, self.scaler)
+            # summed as tensors (float64: the same numbers as Python floats), read once per epoch
+            total_loss += (loss + soft).detach().double() * real
+            correct += (logits[:real].argmax(1) == yb[:real]).sum()
+            labelled, samples = labelled + real, samples + real + (extra.real if extra is not None else 0)
+        summed = ranks.sum([float(total_loss), int(correct), labelled, samples], settings.device)
+        return EpochTotals(summed[0], int(summed[1]), int(summed[2]), int(summed[3]), waited)
+
+    def _augment_as_view(self, xb: torch.Tensor, index: torch.Tensor, view: int) -> torch.Tensor:
+        """The batch as cached view ``view`` drew it (a view exists only with its augmenter and draws)."""
+        assert self.augment is not None and self.kd is not None and self.kd.views is not None
+        return self.augment.geometric(xb, {name: draws[index] for name, draws in self.kd.views[view].items()})
+
+    def _view(self, epoch: int) -> int | None:
+        """Which cached augmented view (``--teacher-views``) this epoch trains on, if any."""
+        views = self.kd.views if self.kd is not None else None
+        return epoch % len(views) if views else None
+
+    def _teacher_batch(self, index: torch.Tensor, xb: torch.Tensor, view: int | None,
+                       cached: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+        """Rows of the ``cached`` outputs (of this epoch's view), or the live teacher on the very batch
+        the student sees."""
+        kd = self.kd
+        if kd is None:
+            return {}
+        if kd.teacher is not None and view is None:
+            return teacher_outputs(kd.teacher, xb, kd.loss.needs)
+        assert cached is not None           # no live teacher: its outputs were cached
+        if view is not None:
+            return {kind: rows[view][index] for kind, rows in cached.items()}
+        return {kind: rows[index] for kind, rows in cached.items()}
+
+
+def _step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)        # skips the step when fp16 gradients overflowed
+    scaler.update()
