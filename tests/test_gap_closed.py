@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from edgekd.app.render.distill import print_distill_summary
+from edgekd.app.render.distill import DistillProgress, print_distill_summary
 from edgekd.app.sweep.run import _row
 from edgekd.core.errors import ModelError
 from edgekd.core.gap import gap_closed, gap_closed_spread
@@ -76,6 +76,15 @@ def test_report_md_and_the_terminal_show_the_gap_closed(demo_run, capsys):
     print_distill_summary(doc, str(demo_run))
     assert line in capsys.readouterr().out
     assert gap_line(json.loads((demo_run / cv_schema.CV_FILE).read_text())) in (demo_run / "report.md").read_text()
+
+
+def test_each_finished_split_shows_its_gap_closed(demo_run, capsys):
+    doc = _with_undefined_fold(demo_run)
+    with DistillProgress(True, folds=3) as progress:
+        for fold in doc["folds"]:
+            progress.report("split_done", result=fold)
+    lines = [line for line in capsys.readouterr().err.splitlines() if ": teacher " in line]
+    assert lines[0].endswith(f"gap closed {_expected(doc['folds'][0]):.2f}") and lines[2].endswith("gap closed n/a")
 
 
 def test_a_cv_json_written_before_the_gap_closed_still_reads(demo_run, tmp_path):
