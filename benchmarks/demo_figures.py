@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from edgekd.core.fsutil import atomic_write_text
+from edgekd.core.gap import gap_closed, gap_closed_spread, gap_spread_text, gap_text, split_gap_closed
 from edgekd.core.numbers import size
 from edgekd.core.errors import BundleError, ModelError
 from edgekd.core.schema import TRAINED_ROLES as ROLES
@@ -86,6 +87,7 @@ def collect(run: Path, timing: dict) -> dict:
                      "macs": cv["models"][role]["macs"], "cv_mean": cv["cv"][role]["mean"],
                      "cv_std": cv["cv"][role]["std"], "test": cv["test"][role]} for role in ROLES}
     folds = [f["student"]["accuracy"] - f["simple"]["accuracy"] for f in cv["folds"]]
+    gaps = [split_gap_closed(f) for f in cv["folds"]]
     files = [{"file": m["file"], "precision": m["precision"], "bytes": m["bytes"],
               "max_abs_diff": m["parity"]["max_abs_diff"], "top1_agreement": m["parity"]["top1_agreement"],
               "accuracy": m["parity"]["accuracy"], "accuracy_delta": m["parity"]["accuracy_delta"]}
@@ -93,7 +95,8 @@ def collect(run: Path, timing: dict) -> dict:
     p50 = {m["file"]: m["measurements"][0]["latency_ms"]["p50"] for m in bench["models"]
            if m["measurements"] and "latency_ms" in m["measurements"][0]}
     return {"data": cv["data"], "config": {k: cv["config"][k] for k in ("temperature", "alpha", "student_fraction")},
-            "models": models, "gain": cv["cv"]["distillation_gain"], "fold_gains": folds, "files": files,
+            "models": models, "gain": cv["cv"]["distillation_gain"], "fold_gains": folds, "fold_gaps_closed": gaps,
+            "files": files,
             "p50_ms": p50, "bench_setting": {k: bench["models"][0]["measurements"][0][k] for k in ("threads", "batch")},
             **timing}
 
@@ -119,8 +122,20 @@ def render(fig: dict) -> str:
               f"{100 * gain['std']:.2f} points**, the student ahead in {wins} of {len(fig['fold_gains'])} folds "
               f"({per_fold}); on the single held-out split it is {held_out:+.2f} points. The student and simple "
               f"model see only {100 * cfg['student_fraction']:.0f} % of each training part, so read the gain with "
-              "its spread.", "", _bundle_table(fig), "", _timing(fig)]
+              "its spread.", "", _gap_closed(fig), "", _bundle_table(fig), "", _timing(fig)]
     return "\n".join(lines)
+
+
+def _gap_closed(fig: dict) -> str:
+    """The gap closed per fold (recorded since it existed) and on the held-out split (from its accuracies)."""
+    test = {role: fig["models"][role]["test"] for role in ROLES}
+    words = "Gap closed, the share of the simple→teacher gap the student closed ((student − simple) / (teacher − simple)): "
+    held_out = f"{gap_text(gap_closed(**test))} on the held-out split."
+    if "fold_gaps_closed" not in fig:       # a record from before the gap closed was recorded per fold
+        return words + held_out
+    gaps = fig["fold_gaps_closed"]
+    return (f"{words}**{gap_spread_text(gap_closed_spread(gaps))}** per fold ({', '.join(gap_text(g) for g in gaps)}); "
+            + held_out)
 
 
 def _bundle_table(fig: dict) -> str:

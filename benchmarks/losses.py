@@ -18,6 +18,7 @@ import platform
 import time
 from pathlib import Path
 
+from edgekd.core.gap import gap_closed, gap_text
 from edgekd.train.options import SEPARATOR, split_spec, split_specs
 
 RECORD = Path(__file__).parent / "results" / "losses.json"
@@ -42,11 +43,14 @@ def run_loss(work: Path, loss: str) -> dict:
 
 def render(record: dict) -> str:
     lines = ["| `--loss` | student CV accuracy | simple CV accuracy | gain (CV, mean ± std over 5 folds) | "
-             "student held-out | simple held-out | run time |", "|---|---:|---:|---:|---:|---:|---:|"]
+             "student held-out | simple held-out | gap closed (held-out) | run time |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in record["rows"]:
+        gap = gap_closed(row["teacher_test"], row["student_test"], row["simple_test"])
         lines.append(f"| `{row['loss']}` | {row['student_cv_mean']:.2%} ± {100 * row['student_cv_std']:.1f} | "
                      f"{row['simple_cv_mean']:.2%} | {100 * row['gain_mean']:+.1f} ± {100 * row['gain_std']:.1f} "
-                     f"points | {row['student_test']:.2%} | {row['simple_test']:.2%} | {row['seconds']:.0f} s |")
+                     f"points | {row['student_test']:.2%} | {row['simple_test']:.2%} | {gap_text(gap)} | "
+                     f"{row['seconds']:.0f} s |")
     lines.append(f"\nMeasured on {record['machine']}, load average {record['load_start'][0]} at the start.")
     return "\n".join(lines)
 

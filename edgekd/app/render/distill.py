@@ -12,7 +12,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, Text
 from rich.table import Table
 
 from edgekd.core.console import report_console
-from edgekd.train.distill.summary import gain_line, summary_rows
+from edgekd.core.gap import gap_text, split_gap_closed
+from edgekd.train.distill.summary import gain_line, gap_line, summary_rows
 from edgekd.core.schema import TRAINED_ROLES
 
 console = Console(stderr=True)
@@ -58,7 +59,8 @@ class DistillProgress:
             if self.enabled:
                 self.progress.console.print(
                     f"{result['split']:>6}: " + "  ".join(f"{r} {100 * result[r]['accuracy']:.2f}%"
-                                                         for r in TRAINED_ROLES))
+                                                         for r in TRAINED_ROLES)
+                    + f"  gap closed {gap_text(split_gap_closed(result))}")
 
 
 class CachingProgress:
@@ -99,5 +101,6 @@ def print_distill_summary(summary: dict, out: str) -> None:
         table.add_row(*row)
     out_console = report_console()
     out_console.print(table)
+    out_console.print(gap_line(summary))
     out_console.print(gain_line(summary))
     out_console.print(f"run folder: {out}  ({summary['seconds']:.1f} s)")

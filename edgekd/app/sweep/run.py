@@ -32,6 +32,7 @@ from edgekd.core.bundle import BENCH_REPORT, MANIFEST
 from edgekd.train.config import DistillConfig
 from edgekd.core.errors import ConfigError
 from edgekd.core.fsutil import OutputLock, atomic_write_json
+from edgekd.core.gap import cv_gap_closed
 from edgekd.core.schema.bench import BenchDoc
 from edgekd.core.schema.sweep import SweepDoc
 from edgekd.core.schema.cv import CV_FILE, read as read_cv
@@ -182,5 +183,6 @@ def _row(name: str, spec: str, run_dir: Path) -> dict:
     steps = read_json(steps_file, "steps.json", ConfigError) if steps_file.is_file() else {}
     return {"name": name, "spec": spec, "run": f"students/{name}", "bundle": f"students/{name}/bundle",
             "parameters": cv["models"]["student"]["parameters"], "macs": cv["models"]["student"]["macs"],
-            "cv": {role: cv["cv"][role] for role in ("teacher", "student", "simple", "distillation_gain")},
+            "cv": {**{role: cv["cv"][role] for role in ("teacher", "student", "simple", "distillation_gain")},
+                   "gap_closed": cv_gap_closed(cv["folds"])},     # a resumed sweep's older cv.json may lack it
             "test": cv["test"], "seconds": steps}

@@ -29,6 +29,28 @@ class Stats(TypedDict):
     max: float
 
 
+class GapStats(TypedDict):
+    """``cv.gap_closed``: :class:`Stats` of the folds' ``gap_closed`` over the folds where it is
+    defined (each None where it is in none), and how many those are."""
+    mean: float | None
+    std: float | None
+    min: float | None
+    max: float | None
+    folds: int
+
+
+class _Summary(TypedDict):
+    """``cv``: each role's accuracy over the folds, and the distillation gain (student − simple)."""
+    teacher: Stats
+    student: Stats
+    simple: Stats
+    distillation_gain: Stats
+
+
+class Summary(_Summary, total=False):
+    gap_closed: GapStats    # absent from a cv.json written before it (edgekd.core.gap.cv_gap_closed: its folds')
+
+
 class ModelInfo(TypedDict):
     arch: str
     parameters: int | None  # None: a brought ONNX or .pt2 teacher has no torch layers to count
@@ -70,8 +92,7 @@ class Stage(_Scored, total=False):
     qat: Qat
 
 
-class Split(TypedDict):
-    """One split (a fold, or "final": trained on all non-test data, scored on the test split)."""
+class _Split(TypedDict):
     split: str
     train_samples: int
     student_samples: int
@@ -81,14 +102,20 @@ class Split(TypedDict):
     simple: Stage
 
 
+class Split(_Split, total=False):
+    """One split (a fold, or "final": trained on all non-test data, scored on the test split)."""
+    # (student − simple) / (teacher − simple) on this split (edgekd.core.gap); None where the teacher is
+    # not ahead of the simple model; absent from a cv.json written before it
+    gap_closed: float | None
+
+
 class Document(TypedDict):
     schema_version: int
     config: dict[str, Any]                    # the resolved DistillConfig
     data: Data
     models: Annotated[dict[str, ModelInfo], Keys(TRAINED_ROLES)]     # role -> ModelInfo
     folds: list[Split]
-    cv: Annotated[dict[str, Stats], Keys((*TRAINED_ROLES, "distillation_gain"))]    # role -> accuracy over folds,
-    #                                                       and "distillation_gain" (student - simple)
+    cv: Summary
     test: Annotated[dict[str, float], Keys(TRAINED_ROLES)]  # role -> held-out accuracy of the final split
     final: Split
     samples_per_second: dict[str, float]    # role -> training throughput (trained roles only)

@@ -27,7 +27,8 @@ class Student(TypedDict):
     bundle: str
     parameters: int
     macs: int | None
-    cv: dict[str, Any]                  # cv.json's "cv": teacher/student/simple/distillation_gain mean, std, min, max
+    cv: dict[str, Any]                  # cv.json's "cv": teacher/student/simple/distillation_gain mean, std, min, max,
+    #                                     gap_closed (those and folds: how many it is defined in)
     test: dict[str, Any]                # cv.json's "test": each role's accuracy on the held-out split (PyTorch)
     seconds: dict[str, Any]             # distill/export/bench → seconds (a step an earlier, resumed run did: its time then)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from edgekd.train.config import DistillConfig
 from edgekd.core.preprocess import standardize
 from edgekd.train.data.split import stratified_subset
 from edgekd.core.fsutil import atomic_write_bytes, atomic_write_text
+from edgekd.core.gap import cv_gap_closed, split_gap_closed, spread
 from edgekd.train.models import count_macs, count_parameters
 from edgekd.core.schema import SCHEMA_VERSION, TRAINED_ROLES
 from edgekd.core.schema.cv import CV_FILE, Document, from_json, to_json
@@ -25,9 +27,12 @@ CALIBRATION_POOL = 2048      # training samples kept for export's int8 calibrati
 def summarize(cfg: DistillConfig, inputs: Inputs, folds: list[dict], final: TrioResult, facts: dict) -> Document:
     """The cv.json document; ``facts``: the run's ``seconds``, ``world_size`` and ``device``."""
     data = inputs.data
-    summary = {role: _mean_std([f[role]["accuracy"] for f in folds]) for role in TRAINED_ROLES}
-    summary["distillation_gain"] = _mean_std([f["student"]["accuracy"] - f["simple"]["accuracy"] for f in folds])
-    splits = [*folds, final.record]
+    folds = [{**f, "gap_closed": split_gap_closed(f)} for f in folds]
+    record = {**final.record, "gap_closed": split_gap_closed(final.record)}
+    summary: dict = {role: spread([f[role]["accuracy"] for f in folds]) for role in TRAINED_ROLES}
+    summary["distillation_gain"] = spread([f["student"]["accuracy"] - f["simple"]["accuracy"] for f in folds])
+    summary["gap_closed"] = cv_gap_closed(folds)
+    splits = [*folds, record]
     throughput = {role: float(np.mean([s[role]["samples_per_second"] for s in splits]))
                   for role in TRAINED_ROLES if splits[0][role].get("trained")}      # a brought teacher is not trained
     return from_json({
@@ -37,8 +42,8 @@ def summarize(cfg: DistillConfig, inputs: Inputs, folds: list[dict], final: Trio
                  "cv_samples": folds[0]["train_samples"] + folds[0]["eval_samples"],
                  "test_samples": len(inputs.arrays[3])},
         "models": _model_info(cfg, inputs, final), "folds": folds, "cv": summary,
-        "test": {role: final.record[role]["accuracy"] for role in TRAINED_ROLES},
-        "final": final.record, "samples_per_second": throughput, "seconds": round(facts["seconds"], 2),
+        "test": {role: record[role]["accuracy"] for role in TRAINED_ROLES},
+        "final": record, "samples_per_second": throughput, "seconds": round(facts["seconds"], 2),
         "world_size": facts["world_size"], "device": facts["device"]}, f"the {CV_FILE} being written")
 
 
@@ -56,24 +61,18 @@ def _model_info(cfg: DistillConfig, inputs: Inputs, final: TrioResult) -> dict:
     return info
 
 
-def _mean_std(values: list[float]) -> dict:
-    array = np.asarray(values, np.float64)
-    return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0,
-            "min": float(array.min()), "max": float(array.max())}
-
-
 def write_run(work: Path, cfg: DistillConfig, inputs: Inputs, final: TrioResult, summary: Document) -> None:
     """The final models (one folder per role), eval.npz, calibration.npz and cv.json into ``work``."""
     data, pre = inputs.data, final.preprocessing
     train_x, train_y, test_x, test_y = inputs.arrays
+    cv: Mapping[str, Any] = summary["cv"]      # role -> Stats, read by the role's name
     for role, model in final.models.items():
         spec = {"role": role, "arch": summary["models"][role]["arch"],
                 "input": {"shape": list(data.input_shape), "layout": data.layout, "dtype": "float32"},
                 "num_classes": len(data.labels), "labels": data.labels, "preprocessing": pre,
                 "parameters": summary["models"][role]["parameters"], "macs": summary["models"][role]["macs"],
                 "metrics": {"test_accuracy": summary["test"][role],
-                            "cv_accuracy_mean": summary["cv"][role]["mean"],
-                            "cv_accuracy_std": summary["cv"][role]["std"]}}
+                            "cv_accuracy_mean": cv[role]["mean"], "cv_accuracy_std": cv[role]["std"]}}
         if role == "student" and final.quantization is not None:    # --qat-epochs: the trained int8 grids
             spec["quantization"] = final.quantization
         if role == "teacher" and inputs.brought is not None:

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from edgekd.core.fsutil import atomic_write_text
+from edgekd.core.gap import cv_gap_closed, gap_spread_text, gap_text, split_gap_closed
 from edgekd.core.schema import TRAINED_ROLES
 
 
@@ -30,6 +31,16 @@ def gain_line(summary: Mapping[str, Any]) -> str:
             f"student ahead in {wins} of {folds} folds")
 
 
+def gap_line(summary: Mapping[str, Any]) -> str:
+    """The gap closed over the folds (where the teacher is ahead of the simple model) and on the held-out split."""
+    stats, folds = cv_gap_closed(summary["folds"]), len(summary["folds"])
+    line = (f"gap closed {gap_spread_text(stats)} (of the simple→teacher gap, CV); "
+            f"held-out {gap_text(split_gap_closed(summary['final']))}")
+    if stats["folds"] < folds:
+        line += f"; n/a in {folds - stats['folds']} of {folds} folds (the teacher not ahead of the simple model)"
+    return line
+
+
 def _count(value) -> str:
     return "n/a" if value is None else f"{value:,}"
 
@@ -51,12 +62,14 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
              "", "| role | model | parameters | MACs | CV accuracy % (mean ± std) | held-out accuracy % |",
              "|---|---|---:|---:|---:|---:|"]
     lines += ["| " + " | ".join(row) + " |" for row in summary_rows(summary)]
-    lines += ["", gain_line(summary), "", "## Per fold", "",
-              "| split | train | student subset | eval | teacher % | student % | simple % |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", gap_line(summary), "", gain_line(summary), "", "## Per fold", "",
+              "| split | train | student subset | eval | teacher % | student % | simple % | gap closed |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for f in summary["folds"] + [summary["final"]]:
         lines.append(f"| {f['split']} | {f['train_samples']} | {f['student_samples']} | {f['eval_samples']} | "
-                     + " | ".join(pct(f[r]["accuracy"]) for r in TRAINED_ROLES) + " |")
-    lines += ["", f"Total time: {summary['seconds']:.1f} s. The `final` row is scored on the held-out test split."]
+                     + " | ".join(pct(f[r]["accuracy"]) for r in TRAINED_ROLES) + f" | {gap_text(split_gap_closed(f))} |")
+    lines += ["", f"Total time: {summary['seconds']:.1f} s. The `final` row is scored on the held-out test split. "
+              "Gap closed: (student − simple) / (teacher − simple), n/a where the teacher is not ahead."]
     return "\n".join(lines) + "\n"
 
 
