@@ -164,3 +164,18 @@ def test_a_sweep_under_torchrun_trains_on_both_ranks_and_rank_0_alone_writes(tmp
     assert logs[1].count("/teacher: the sweep's shared teacher, trained once") == 2
     assert json.loads(rank_output(tmp_path, 0)[rank_output(tmp_path, 0).index("{"):])["pick"]["by"] == "fastest"
     assert "{" not in rank_output(tmp_path, 1)        # rank 1 printed nothing
+
+
+def test_torchrun_with_a_transfer_set_repeats_one_process_step_for_step(tmp_path):
+    """Both the labelled and the unlabelled batch are cut over the ranks: without BatchNorm the
+    two-rank run is the one-process run, the transfer set (``rest``, ratio 3) included."""
+    options = {**EXACT, "student_fraction": 0.3, "unlabelled": "rest", "unlabelled_ratio": 3}
+    single = run_experiment(load_config(None, **options, out=str(tmp_path / "single")))
+    result = torchrun(tmp_path, "distill", *[f"--{k.replace('_', '-')}={v}" for k, v in options.items()],
+                      "--out", tmp_path / "ddp")
+    assert result.returncode == 0, (result.stderr[-3000:], *(rank_output(tmp_path, r)[-2000:] for r in (0, 1)))
+    ddp = json.loads((tmp_path / "ddp" / "cv.json").read_text())
+    for split_single, split_ddp in zip((*single["folds"], single["final"]), (*ddp["folds"], ddp["final"])):
+        assert split_ddp["unlabelled_samples"] == split_single["unlabelled_samples"] > 0
+        one, two = split_single["student"]["history"], split_ddp["student"]["history"]
+        assert [b["loss"] for b in two] == pytest.approx([a["loss"] for a in one], rel=1e-5)

@@ -292,3 +292,45 @@ def test_every_loss_of_the_registry_trains_with_a_transfer_set(name):
         students[with_transfer] = student
     assert any(not torch.equal(a, b) for a, b in zip(students[False].state_dict().values(),
                                                      students[True].state_dict().values())), name
+
+
+# --- a whole run ---------------------------------------------------------------------------------
+
+SMALL = dict(data="digits", teacher="mlp:hidden=64", student="mlp:hidden=8", folds=2, teacher_epochs=3,
+             student_epochs=4, student_fraction=0.2, batch_size=64, seed=0)
+
+
+@pytest.mark.slow
+def test_rest_is_each_training_part_without_the_students_labels_and_never_a_validation_image(tmp_path):
+    from edgekd.train.distill import run_experiment
+
+    summary = run_experiment(load_config(None, **SMALL, unlabelled="rest", unlabelled_ratio=2, out=str(tmp_path / "r")))
+    for split in (*summary["folds"], summary["final"]):
+        assert split["unlabelled_samples"] == split["train_samples"] - split["student_samples"]
+        student = split["student"]
+        # an epoch is the longer pass: the transfer set at 2 per labelled row, the samples counted both
+        per_epoch = split["student_samples"] + split["unlabelled_samples"]
+        assert student["samples_per_second"] * student["seconds"] >= 4 * per_epoch * 0.99
+    assert summary["config"]["unlabelled"] == "rest" and "unlabelled" not in summary["data"]
+    log = (tmp_path / "r" / "train.log").read_text()
+    assert log.count("transfer set images cached") == 3
+
+
+@pytest.mark.slow
+def test_a_transfer_set_holding_validation_and_test_images_loses_them_with_a_count_in_train_log(tmp_path):
+    """digits as an npz: the transfer set is 30 of its own images (CV and held-out alike) and 20 new
+    ones (shifted by one pixel): the 30 are dropped, train.log and cv.json say so."""
+    from sklearn.datasets import load_digits
+
+    from edgekd.train.distill import run_experiment
+
+    x = load_digits().images.astype(np.uint8)
+    np.savez(tmp_path / "data.npz", x=x, y=load_digits().target)
+    shifted = np.roll(x[:20], 1, axis=2)
+    np.savez(tmp_path / "t.npz", x=np.concatenate([x[::60], shifted]))
+    assert len(x[::60]) == 30
+    summary = run_experiment(load_config(None, **{**SMALL, "data": f"npz:{tmp_path / 'data.npz'}"},
+                                         unlabelled=f"npz:{tmp_path / 't.npz'}", out=str(tmp_path / "run")))
+    assert summary["data"]["unlabelled"]["samples"] == 20 and summary["data"]["unlabelled"]["dropped"] == 30
+    assert all(split["unlabelled_samples"] == 20 for split in summary["folds"])
+    assert "20 unlabelled images, 30 dropped as labelled or held-out samples" in (tmp_path / "run" / "train.log").read_text()

@@ -57,7 +57,7 @@ class ModelInfo(TypedDict):
     macs: int | None
 
 
-class Data(TypedDict):
+class _Data(TypedDict):
     source: str
     classes: int
     labels: list[str]
@@ -65,6 +65,18 @@ class Data(TypedDict):
     image: dict[str, Any] | None      # the image transform (edgekd.train.data.images.describe); None: none was applied
     cv_samples: int
     test_samples: int
+
+
+class Transfer(TypedDict):
+    """``data.unlabelled``: the transfer set of ``--unlabelled`` from a file or folder (``rest`` is cut
+    per split: each split's ``unlabelled_samples`` says how many)."""
+    source: str
+    samples: Count           # the images kept
+    dropped: Count           # the images that were labelled or held-out samples too
+
+
+class Data(_Data, total=False):
+    unlabelled: Transfer
 
 
 class Qat(TypedDict):
@@ -107,6 +119,7 @@ class Split(_Split, total=False):
     # (student − simple) / (teacher − simple) on this split (edgekd.core.gap); None where the teacher is
     # not ahead of the simple model; absent from a cv.json written before it
     gap_closed: float | None
+    unlabelled_samples: Count      # --unlabelled: the transfer set's images the student learned from here
 
 
 class Document(TypedDict):

@@ -70,11 +70,12 @@ def batch_order(rows: int, batch_size: int, steps: int, generator: torch.Generat
 @dataclass
 class TransferBatch:
     """This rank's unlabelled rows of a step: their indices and (augmented) images, how many are
-    real and the loss weight (``Ranks.split_batch``)."""
+    real, the loss weight (``Ranks.split_batch``) and the rows of the step on all ranks."""
     index: torch.Tensor
     x: torch.Tensor
     real: int
     weight: float
+    rows: int
 
 
 class TransferBatches:
@@ -97,7 +98,7 @@ class TransferBatches:
             x = loop.augment.geometric(x, {name: draws[index] for name, draws in self.transfer.views[view].items()})
         elif loop.augment is not None:
             x, _ = loop.augment(x, torch.zeros(len(x), dtype=torch.long, device=x.device), self.generator)
-        return TransferBatch(index, x, real, weight)
+        return TransferBatch(index, x, real, weight, len(rows))
 
 
 class EpochLoop:
@@ -130,8 +131,9 @@ class EpochLoop:
         total_loss, correct, labelled, samples, waited = 0.0, 0, 0, 0, 0.0
         for step in range(steps):
             made = time.perf_counter()
-            part, real, weight = ranks.split_batch(len(order[step * size:(step + 1) * size]))
-            index = order[step * size:(step + 1) * size][part]
+            rows = order[step * size:(step + 1) * size]
+            part, real, weight = ranks.split_batch(len(rows))
+            index = rows[part]
             xb, yb, mixed = x[index], y[index], None
             if view is not None:
                 xb = self._augment_as_view(xb, index, view)
@@ -150,7 +152,9 @@ class EpochLoop:
             self.optimizer.zero_grad(set_to_none=True)
             _step(step_loss, self.optimizer, self.scaler)
             # summed as tensors (float64: the same numbers as Python floats), read once per epoch
-            total_loss += (loss + soft).detach().double() * real
+            total_loss += loss.detach().double() * real
+            if extra is not None:       # the step's soft term once per labelled row, as one process sums it
+                total_loss += soft.detach().double() * (extra.real * len(rows) / extra.rows)
             correct += (logits[:real].argmax(1) == yb[:real]).sum()
             labelled, samples = labelled + real, samples + real + (extra.real if extra is not None else 0)
         summed = ranks.sum([float(total_loss), int(correct), labelled, samples], settings.device)

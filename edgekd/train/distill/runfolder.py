@@ -40,11 +40,18 @@ def summarize(cfg: DistillConfig, inputs: Inputs, folds: list[dict], final: Trio
         "data": {"source": data.name, "classes": len(data.labels), "labels": data.labels,
                  "input_shape": list(data.input_shape), "image": data.image,
                  "cv_samples": folds[0]["train_samples"] + folds[0]["eval_samples"],
-                 "test_samples": len(inputs.arrays[3])},
+                 "test_samples": len(inputs.arrays[3]), **_transfer_record(inputs)},
         "models": _model_info(cfg, inputs, final), "folds": folds, "cv": summary,
         "test": {role: record[role]["accuracy"] for role in TRAINED_ROLES},
         "final": record, "samples_per_second": throughput, "seconds": round(facts["seconds"], 2),
         "world_size": facts["world_size"], "device": facts["device"]}, f"the {CV_FILE} being written")
+
+
+def _transfer_record(inputs: Inputs) -> dict:
+    transfer = inputs.transfer
+    if transfer is None:
+        return {}
+    return {"unlabelled": {"source": transfer.source, "samples": len(transfer), "dropped": transfer.dropped}}
 
 
 def _model_info(cfg: DistillConfig, inputs: Inputs, final: TrioResult) -> dict:
