@@ -310,7 +310,11 @@ def test_rest_is_each_training_part_without_the_students_labels_and_never_a_vali
         student = split["student"]
         # an epoch is the longer pass: the transfer set at 2 per labelled row, the samples counted both
         per_epoch = split["student_samples"] + split["unlabelled_samples"]
-        assert student["samples_per_second"] * student["seconds"] >= 4 * per_epoch * 0.99
+        assert student["samples_per_second"] * student["seconds"] >= 4 * per_epoch * 0.9
+        # the simple twin takes the student's steps, its labelled rows cycling in full batches of 64
+        steps = max(math.ceil(split["student_samples"] / 64), math.ceil(split["unlabelled_samples"] / 128))
+        simple = split["simple"]
+        assert simple["samples_per_second"] * simple["seconds"] == pytest.approx(4 * steps * 64, rel=0.1)   # seconds are rounded to ms
     assert summary["config"]["unlabelled"] == "rest" and "unlabelled" not in summary["data"]
     log = (tmp_path / "r" / "train.log").read_text()
     assert log.count("transfer set images cached") == 3

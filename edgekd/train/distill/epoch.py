@@ -50,10 +50,10 @@ class EpochTotals:
     waited: float
 
 
-def epoch_steps(labelled: int, batch_size: int, transfer: Transfer | None) -> int:
+def epoch_steps(labelled: int, batch_size: int, transfer: Transfer | None, least: int = 0) -> int:
     """Steps in an epoch: one pass over the labelled rows, or over the transfer set at ``ratio``
-    times the batch size, whichever takes more."""
-    steps = math.ceil(labelled / batch_size)
+    times the batch size, whichever takes more, and at least ``least``."""
+    steps = max(math.ceil(labelled / batch_size), least)
     if transfer is None:
         return steps
     return max(steps, math.ceil(len(transfer.x) / (batch_size * transfer.ratio)))
@@ -123,7 +123,7 @@ class EpochLoop:
         generator = torch.Generator().manual_seed(settings.seed * 100_003 + epoch)
         transfer = self.kd.transfer if self.kd is not None else None
         size = settings.batch_size
-        steps = epoch_steps(len(x), size, transfer)
+        steps = epoch_steps(len(x), size, transfer, settings.min_steps)
         order = batch_order(len(x), size, steps, generator).to(y.device, non_blocking=True)
         unlabelled = TransferBatches(transfer, size * transfer.ratio, steps, settings.seed * 100_003 + epoch,
                                      y.device) if transfer is not None else None

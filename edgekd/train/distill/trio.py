@@ -34,6 +34,7 @@ from edgekd.train.distill.distributed import SINGLE, Ranks, Rows
 from edgekd.train.distill.qat import qat_log_line, quantization_aware_distill
 from edgekd.train.distill.samples import Samples
 from edgekd.train.distill.teachers import BroughtTeacher, weights_teacher
+from edgekd.train.distill.epoch import epoch_steps
 from edgekd.train.distill.inference import accuracy, cached_views, teacher_outputs
 from edgekd.train.distill.train import FitSettings, KDTarget, NonFiniteLoss, Transfer, fit
 
@@ -135,7 +136,8 @@ class Trio:
         kd.loss.fit_to(student, teacher, x_student[:2])     # a feature adapter, seeded with the student
         fits = {"teacher": teacher_fit,
                 "student": self._stage(split.name, "student", student, (x_student, yt[subset]), base, kd),
-                "simple": self._stage(split.name, "simple", simple, (x_student, yt[subset]), base, None)}
+                "simple": self._stage(split.name, "simple", simple, (x_student, yt[subset]),
+                                      replace(base, min_steps=epoch_steps(len(subset), base.batch_size, kd.transfer)), None)}
         quantization = None
         if split.final and cfg.qat_epochs:     # not checkpointed: a resumed run fine-tunes again, seeded alike
             qat, ranges = quantization_aware_distill(student, (x_student, yt[subset]), base, kd, cfg.qat_epochs)
