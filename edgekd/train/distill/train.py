@@ -76,6 +76,7 @@ class FitSettings:
     warmup_epochs: int = 0
     label_smoothing: float = 0.0
     compile: bool = False           # torch.compile the training step (model + loss)
+    clip_grad: float = 0.0          # the gradient's norm at most this (0: off); DistillConfig's default turns it on
 
 
 @dataclass
