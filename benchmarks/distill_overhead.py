@@ -12,11 +12,14 @@ training part; each cache is computed inside the timed region. The variants are 
 (simple, cached, ..., simple, ...) so that a burst of load from elsewhere hits all of them
 alike; each variant's median counts. ``--compile`` times every variant again with the training
 step compiled (``edgekd distill --compile``): its first epoch (the compilation) apart, its
-steady epochs against eager's.
+steady epochs against eager's. Every variant clips the gradient's norm as ``edgekd distill`` does
+(``--clip-grad``, its default); ``--clip-off`` times every variant again unclipped, in the same
+turns: what the clipping costs, each variant against itself.
 Targets: cached ≤ 1.10× the time of simple; views+aug against simple+aug is reported beside
 online+aug against simple+aug. Writes benchmarks/results/distill_overhead[_<source>].json.
 
     python benchmarks/distill_overhead.py --epochs 20 --repeats 5     # digits (README's run)
+    python benchmarks/distill_overhead.py --epochs 20 --repeats 5 --clip-off    # and what clipping costs
     python benchmarks/distill_overhead.py --data idx:/usr/share/datasets/fashion-mnist \
         --teacher resnet:depth=8 --student mobilenetv3:variant=small,width=0.25 --batch-size 128 \
         --student-fraction 0.1 --epochs 3 --repeats 3
@@ -33,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from edgekd.train.config import DistillConfig
 from edgekd.train.data import load_dataset
 from edgekd.core.preprocess import fit_standardize
 from edgekd.train.data.split import holdout, stratified_subset
@@ -68,13 +72,14 @@ def variants(teacher, x, augment: tuple[str, ...], views: int) -> dict:
             "views+aug": (augment, cached_views_target)}
 
 
-def timed(args, data, x, y, augment, make_kd, compiled: bool) -> dict:
+def timed(args, data, x, y, augment, make_kd, compiled: bool, clip_grad: float) -> dict:
     """One training of the student: seconds per epoch (cache included), and the epochs' own times."""
     torch.manual_seed(1)
     student = build(args.student, data.input_shape, len(data.labels))
     stamps = [time.perf_counter()]
     kd = make_kd()
-    settings = FitSettings(args.epochs, args.batch_size, 0.01, 0.0, seed=0, augment=augment, compile=compiled)
+    settings = FitSettings(args.epochs, args.batch_size, 0.01, 0.0, seed=0, augment=augment, compile=compiled,
+                           clip_grad=clip_grad)
     fit(student, x, y, settings, kd=kd, on_epoch=lambda _record: stamps.append(time.perf_counter()))
     later = [b - a for a, b in zip(stamps[1:], stamps[2:])]      # epochs 2..E: no cache, no compilation
     first = stamps[1] - stamps[0]                                # the cache (or compilation) and epoch 1
@@ -94,6 +99,11 @@ def main() -> None:
     parser.add_argument("--augment", default=None, help="the +aug variants' list [default: crop; crop,flip off digits]")
     parser.add_argument("--views", type=int, default=4, help="K of the views+aug variant")
     parser.add_argument("--compile", action="store_true", help="also time every variant with the step compiled")
+    parser.add_argument("--clip-grad", type=float, default=DistillConfig.clip_grad, metavar="NORM",
+                        help="the gradient-norm clip of every variant, as edgekd distill's --clip-grad "
+                             "[default: distill's, %(default)g]; 0 = off")
+    parser.add_argument("--clip-off", action="store_true",
+                        help="also time every variant unclipped (eager): what --clip-grad costs")
     parser.add_argument("--repeats", type=int, default=3, help="each variant is timed this many times; the median counts")
     parser.add_argument("--render", action="store_true", help="only re-render the README's sections from the records")
     args = parser.parse_args()
@@ -115,16 +125,21 @@ def measure(args) -> None:
     teacher = build(args.teacher, data.input_shape, len(data.labels)).eval()   # speed does not depend on its weights
     augment = parse_augment(args.augment or ("crop" if args.data == "digits" else "crop,flip"))
     table = variants(teacher, x, augment, args.views)
-    modes = [False, True] if args.compile else [False]
+    modes = [(False, True)]         # (compiled, clipped): eager and clipped, as edgekd distill trains
+    if args.compile:
+        modes.append((True, True))
+    if args.clip_off and args.clip_grad:
+        modes.append((False, False))
     warm = x[:4 * args.batch_size], y[:4 * args.batch_size]     # first calls pay one-time kernel set-up
-    fit(build(args.student, data.input_shape, len(data.labels)), *warm, FitSettings(1, args.batch_size, 0.01, 0.0, 0),
-        kd=_kd(predict_logits(teacher, warm[0])))
+    fit(build(args.student, data.input_shape, len(data.labels)), *warm,
+        FitSettings(1, args.batch_size, 0.01, 0.0, 0, clip_grad=args.clip_grad), kd=_kd(predict_logits(teacher, warm[0])))
     load_start = os.getloadavg()
-    runs: dict[str, list[dict]] = {_key(name, c): [] for c in modes for name in table}
+    runs: dict[str, list[dict]] = {_key(name, *mode): [] for mode in modes for name in table}
     for _ in range(args.repeats):
-        for compiled in modes:
+        for compiled, clipped in modes:
             for name, (aug, make_kd) in table.items():
-                runs[_key(name, compiled)].append(timed(args, data, x, y, aug, make_kd, compiled))
+                runs[_key(name, compiled, clipped)].append(
+                    timed(args, data, x, y, aug, make_kd, compiled, args.clip_grad if clipped else 0.0))
     result = summarize(args, augment, runs, len(y), load_start)
     _print(result)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -158,11 +173,26 @@ def render(record: dict) -> str:
               f"({'met' if cached <= 1.10 else '**missed**'}). {machine['cpu_threads']} threads, torch "
               f"{machine['torch']}, load average {machine['load_start'][0]} at the start and {machine['load_end'][0]} "
               "at the end."]
-    return "\n".join(lines)
+    return "\n".join(lines) + _clipping(record)
 
 
-def _key(name: str, compiled: bool) -> str:
-    return f"{name} compiled" if compiled else name
+def _clipping(record: dict) -> str:
+    """The clip the variants trained with, and (``--clip-off``) each one's time against itself unclipped;
+    nothing for a record made before ``--clip-grad``."""
+    if "clip_grad" not in record:
+        return ""
+    text = f" Gradients clipped at norm {record['clip_grad']:g} (`--clip-grad`)" if record["clip_grad"] else \
+        " Gradients not clipped (`--clip-grad 0`)"
+    costs = record.get("clipping") or {}
+    if costs:
+        text += ": time against the same training unclipped " + ", ".join(
+            f"{name} {value['time_vs_unclipped']:.2f}× (steady epochs {value['steady_vs_unclipped']:.2f}×)"
+            for name, value in costs.items())
+    return text + "."
+
+
+def _key(name: str, compiled: bool, clipped: bool = True) -> str:
+    return name + (" compiled" if compiled else "") + ("" if clipped else " unclipped")
 
 
 def summarize(args, augment, runs: dict[str, list[dict]], samples: int, load_start) -> dict:
@@ -175,13 +205,17 @@ def summarize(args, augment, runs: dict[str, list[dict]], samples: int, load_sta
                        # compiled once per process: the first repeat's first epoch holds the compilation
                        "first_epoch_seconds": max(r["first_epoch"] for r in runs[_key(name, True)])}
                 for name in median if not name.endswith("compiled") and _key(name, True) in median}
+    # what --clip-grad costs: each variant clipped against the same variant unclipped
+    clipping = {name: {"time_vs_unclipped": median[name]["per_epoch"] / median[_key(name, False, False)]["per_epoch"],
+                       "steady_vs_unclipped": median[name]["steady_epoch"] / median[_key(name, False, False)]["steady_epoch"]}
+                for name in TWINS if _key(name, False, False) in median}
     return {"data": args.data, "samples": samples, "student_fraction": args.student_fraction,
             "teacher": args.teacher, "student": args.student, "augment": list(augment), "views": args.views,
             "epochs": args.epochs, "batch_size": args.batch_size, "repeats": args.repeats,
             "seconds_per_epoch": {name: m["per_epoch"] for name, m in median.items()},
             "first_and_steady_epoch_seconds": median, "every_repeat": runs, "samples_per_second": speed,
             "samples_per_second_ratios": ratio, "target_cached_over_simple_samples_per_second": round(1 / 1.10, 4),
-            "compiled": compiled,
+            "compiled": compiled, "clip_grad": args.clip_grad, "clipping": clipping,
             "machine": {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
                         "torch": torch.__version__, "platform": platform.platform(),
                         "load_start": [round(v, 2) for v in load_start],
@@ -197,6 +231,9 @@ def _print(result: dict) -> None:
     for name, value in result["compiled"].items():
         print(f"--compile, {name}: steady epochs {value['steady_speedup']:.2f}x as fast "
               f"(first epoch, with the compilation: {value['first_epoch_seconds']:.1f} s)")
+    for name, value in result["clipping"].items():
+        print(f"--clip-grad {result['clip_grad']:g}, {name}: {value['time_vs_unclipped']:.3f}x the time unclipped "
+              f"(steady epochs {value['steady_vs_unclipped']:.3f}x)")
 
 
 def _source_name(spec: str) -> str:

@@ -22,6 +22,7 @@ from torch import nn
 from edgekd.train.distill.augment import Augmenter
 from edgekd.train.distill.distributed import Ranks
 from edgekd.train.distill.inference import teacher_outputs
+from edgekd.train.distill.optim import ordered_parameters
 
 if TYPE_CHECKING:      # train.py runs this loop: its types only
     from edgekd.train.distill.train import FitSettings, KDTarget, Transfer
@@ -150,7 +151,7 @@ class EpochLoop:
             if extra is not None:
                 step_loss = step_loss + (soft * extra.weight if ranks.distributed else soft)
             self.optimizer.zero_grad(set_to_none=True)
-            _step(step_loss, self.optimizer, self.scaler)
+            _step(step_loss, self.optimizer, self.scaler, settings.clip_grad)
             # summed as tensors (float64: the same numbers as Python floats), read once per epoch
             total_loss += loss.detach().double() * real
             if extra is not None:       # the step's soft term once per labelled row, as one process sums it
@@ -185,11 +186,21 @@ class EpochLoop:
         return {kind: rows[index] for kind, rows in cached.items()}
 
 
-def _step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+def _step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
+          clip_grad: float) -> None:
+    """Backward and step; with ``clip_grad`` the gradient of every parameter the optimizer steps (the
+    Trainee's: model and loss) is scaled to that norm at most: after DDP's all-reduce, so every rank
+    clips alike, and with fp16's scaler after unscaling (PyTorch's AMP examples, "Gradient clipping").
+    The norm stays a device tensor: no host synchronisation."""
     if scaler is None:
         loss.backward()
+        if clip_grad:
+            nn.utils.clip_grad_norm_(ordered_parameters(optimizer), clip_grad)
         optimizer.step()
         return
     scaler.scale(loss).backward()
+    if clip_grad:
+        scaler.unscale_(optimizer)        # the norm of the true gradient, not of the scaled one
+        nn.utils.clip_grad_norm_(ordered_parameters(optimizer), clip_grad)
     scaler.step(optimizer)        # skips the step when fp16 gradients overflowed
     scaler.update()

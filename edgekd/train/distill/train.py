@@ -79,6 +79,7 @@ class FitSettings:
     # at least this many steps per epoch: the simple twin of a student with a transfer set takes the
     # student's (its labelled rows cycling), so it gets as many labelled batches, not a third of them
     min_steps: int = 0
+    clip_grad: float = 0.0          # the gradient's norm at most this (0: off); DistillConfig's default turns it on
 
 
 @dataclass

@@ -127,7 +127,7 @@ class Trio:
         transfer = self._transfer_rows(xt, chosen, pre)
         base = FitSettings(cfg.student_epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, seed,
                            parse_augment(cfg.augment), self.device, fill, (xe, ye), cfg.optimizer,
-                           cfg.warmup_epochs, cfg.label_smoothing, cfg.compile)
+                           cfg.warmup_epochs, cfg.label_smoothing, cfg.compile, clip_grad=cfg.clip_grad)
         teacher, teacher_fit = self._teacher(split, xt, yt, base)
         torch.manual_seed(seed)
         student = build(cfg.student, self.data.input_shape, len(self.data.labels)).to(self.device)
