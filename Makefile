@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/edgekd distill --out $(RUN) --force
+	$(BIN)/edgekd distill --unlabelled rest --out $(RUN) --force
 	$(BIN)/edgekd export $(RUN) --int8 --force
 	$(BIN)/edgekd bench $(RUN)/bundle --markdown $(RUN)/bench.md
 

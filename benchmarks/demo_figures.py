@@ -94,7 +94,8 @@ def collect(run: Path, timing: dict) -> dict:
              for m in export["models"]]
     p50 = {m["file"]: m["measurements"][0]["latency_ms"]["p50"] for m in bench["models"]
            if m["measurements"] and "latency_ms" in m["measurements"][0]}
-    return {"data": cv["data"], "config": {k: cv["config"][k] for k in ("temperature", "alpha", "student_fraction")},
+    config = {k: cv["config"][k] for k in ("temperature", "alpha", "student_fraction", "unlabelled")}
+    return {"data": cv["data"], "config": {**config, "unlabelled_samples": cv["final"].get("unlabelled_samples", 0)},
             "models": models, "gain": cv["cv"]["distillation_gain"], "fold_gains": folds, "fold_gaps_closed": gaps,
             "files": files,
             "p50_ms": p50, "bench_setting": {k: bench["models"][0]["measurements"][0][k] for k in ("threads", "batch")},
@@ -109,8 +110,9 @@ def render(fig: dict) -> str:
              "held out. Same seed, same accuracies on every CPU run:", "",
              "| role | model | parameters | MACs | CV accuracy (mean ± std) | held-out accuracy |",
              "|---|---|---:|---:|---:|---:|"]
-    names = {"teacher": "teacher", "student": f"student (distilled, T={cfg['temperature']:g}, alpha={cfg['alpha']:g})",
-             "simple": "simple (same net, labels only)"}
+    transfer = f", + {cfg['unlabelled_samples']:,} images without labels" if cfg.get("unlabelled") else ""
+    names = {"teacher": "teacher", "student": f"student (distilled, T={cfg['temperature']:g}, alpha={cfg['alpha']:g}"
+                                              f"{transfer})", "simple": "simple (same net, labels only)"}
     for role in ROLES:
         m = fig["models"][role]
         lines.append(f"| {names[role]} | `{m['arch']}` | {m['parameters']:,} | {m['macs']:,} | "
@@ -118,12 +120,23 @@ def render(fig: dict) -> str:
     wins = sum(g > 0 for g in fig["fold_gains"])
     per_fold = ", ".join(f"{100 * g:+.1f}" for g in fig["fold_gains"])
     held_out = 100 * (fig["models"]["student"]["test"] - fig["models"]["simple"]["test"])
-    lines += ["", f"Distillation gain (student − simple, per fold): **{100 * gain['mean']:+.2f} ± "
+    lines += ["", _gap_closed(fig), "", f"Distillation gain (student − simple, per fold): **{100 * gain['mean']:+.2f} ± "
               f"{100 * gain['std']:.2f} points**, the student ahead in {wins} of {len(fig['fold_gains'])} folds "
-              f"({per_fold}); on the single held-out split it is {held_out:+.2f} points. The student and simple "
-              f"model see only {100 * cfg['student_fraction']:.0f} % of each training part, so read the gain with "
-              "its spread.", "", _gap_closed(fig), "", _bundle_table(fig), "", _timing(fig)]
+              f"({per_fold}); on the single held-out split it is {held_out:+.2f} points. {_labels(cfg)}", "",
+              _bundle_table(fig), "", _timing(fig)]
     return "\n".join(lines)
+
+
+def _labels(cfg: dict) -> str:
+    """What the student and the simple model learn from."""
+    share = f"{100 * cfg['student_fraction']:.0f} %"
+    if not cfg.get("unlabelled"):
+        return (f"The student and simple model see only {share} of each training part, so read the gain with "
+                "its spread.")
+    return (f"The student and simple model get the labels of only {share} of each training part; the student "
+            f"also learns from the teacher's soft targets on the other {100 - 100 * cfg['student_fraction']:.0f} "
+            f"%, their labels withheld (`--unlabelled {cfg['unlabelled']}`, a transfer set), and the simple model "
+            "takes as many steps on its labels alone.")
 
 
 def _gap_closed(fig: dict) -> str:

@@ -39,6 +39,9 @@ def record_path(labels: float, epochs: int | None) -> Path:
     return RESULTS / (f"fashion_mnist_labels{labels:g}" + (f"_epochs{epochs}" if epochs else "") + ".json")
 
 
+RECORD = record_path(0.1, None)       # the README's section
+
+
 def labels_only_factor(labels: float, ratio: int = 3) -> int:
     """How many more epochs a labels-only variant gets: a step with the transfer set takes ``ratio``
     unlabelled images per labelled one, so an epoch over the rest is (1 − labels) / labels / ratio
@@ -164,7 +167,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.render:
         measure(args)
-    render_records({SECTION: record_path(0.1, None)}, render)
+    render_records({SECTION: RECORD}, render)
 
 
 if __name__ == "__main__":
