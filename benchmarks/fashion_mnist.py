@@ -160,7 +160,7 @@ def measure(args) -> None:
                       "peak_above_baseline_over_data": (peak - baseline) / uint8_mb},
         "seconds": {"distill": distilled - started, "export": exported - distilled, "bench": finished - exported,
                     "total": finished - started},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": _cpu_name(),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": cpu_name(),
                     "python": platform.python_version(), "load_start": [round(v, 2) for v in load_start],
                     "load_end": [round(v, 2) for v in os.getloadavg()]},
     }
@@ -217,7 +217,7 @@ def _target_row(name: str, verdict: dict) -> str:
     return f"| {name.replace('_', ' ')} | {measured} | {sign} {limit} | {'met' if verdict['met'] else '**missed**'} |"
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()

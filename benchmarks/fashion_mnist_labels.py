@@ -21,11 +21,14 @@ import argparse
 import json
 import os
 import platform
+import shutil
+import sys
 import time
 from pathlib import Path
 
 from edgekd.core.gap import gap_closed, gap_text
-from fashion_mnist import IDX, SCHEDULES, SETTINGS, _cpu_name
+from edgekd.train.config import DistillConfig
+from fashion_mnist import IDX, SCHEDULES, SETTINGS, cpu_name
 from readme_section import render_records, write_record
 
 RESULTS = Path(__file__).parent / "results"
@@ -42,10 +45,10 @@ def record_path(labels: float, epochs: int | None) -> Path:
 RECORD = record_path(0.1, None)       # the README's section
 
 
-def labels_only_factor(labels: float, ratio: int = 3) -> int:
+def labels_only_factor(labels: float, ratio: int = DistillConfig.unlabelled_ratio) -> int:
     """How many more epochs a labels-only variant gets: a step with the transfer set takes ``ratio``
     unlabelled images per labelled one, so an epoch over the rest is (1 − labels) / labels / ratio
-    times the steps of one over the labels (0.1: 3)."""
+    times the steps of one over the labels (0.1: 3; rounded, so about as many steps elsewhere)."""
     return max(1, round((1 - labels) / labels / ratio))
 
 
@@ -82,8 +85,10 @@ def measure(args) -> None:
     schedule = SCHEDULES["cpu"] if not args.epochs else dict(
         teacher_epochs=args.epochs, student_epochs=args.epochs, warmup_epochs=min(SETTINGS["warmup_epochs"], args.epochs - 1))
     root, load_start, started = Path(args.out), os.getloadavg(), time.perf_counter()
+    earlier = earlier_record(args, schedule) if args.add else None
+    if earlier is None:       # a teacher kept from another run (another schedule) must not serve this one
+        shutil.rmtree(root / "teacher", ignore_errors=True)
     share = TeacherShare(root / "teacher")
-    earlier = json.loads(record_path(args.labels, args.epochs).read_text()) if args.add else None
     variants = {name: run_variant(name, args.labels, schedule, root, share) for name in args.variants.split(",")}
     if earlier is not None:       # --add: these variants beside those recorded (the teacher folder reused)
         record = {**earlier, "variants": {**earlier["variants"], **variants}}
@@ -98,7 +103,7 @@ def measure(args) -> None:
     record = {"labels": args.labels, "settings": {**SETTINGS, **schedule}, "headline": headline, "variants": variants,
               "int8": {"onnx": accuracy["student.onnx"], "int8_tflite": accuracy["student.int8.tflite"]},
               "seconds": time.perf_counter() - started,
-              "machine": {"cpus": os.cpu_count(), "processor": _cpu_name(), "flags": _int8_bf16_flags(),
+              "machine": {"cpus": os.cpu_count(), "processor": cpu_name(), "flags": _int8_bf16_flags(),
                           "platform": platform.platform(), "load_start": [round(v, 2) for v in load_start],
                           "load_end": [round(v, 2) for v in os.getloadavg()]}}
     record["targets"] = verdicts(record)
@@ -107,6 +112,17 @@ def measure(args) -> None:
         print(render(record))
     else:
         write_record(record_path(args.labels, None), record, SECTION, render)
+
+
+def earlier_record(args, schedule: dict) -> dict:
+    """The record ``--add`` adds rows to: made with these settings, its teacher still under ``--out``."""
+    path = record_path(args.labels, args.epochs)
+    earlier = json.loads(path.read_text()) if path.is_file() else None
+    if earlier is None or earlier["settings"] != {**SETTINGS, **schedule}:
+        sys.exit(f"error: --add needs a record of the same settings at {path}, made by a run without --add")
+    if not (Path(args.out) / "teacher").is_dir():
+        sys.exit(f"error: --add reuses the teacher of that run, and {Path(args.out) / 'teacher'} is gone")
+    return earlier
 
 
 def verdicts(record: dict) -> dict:

@@ -98,6 +98,9 @@ def test_labelled_and_held_out_images_are_dropped_from_the_transfer_set(tmp_path
     ("missing", "not found"),
     ("all seen", "every image of the transfer set"),
     ("not an image", "cannot read image"),
+    ("float", "holds float32 values, the labelled data uint8"),
+    ("inflates", "the file inflates to another size"),
+    ("bomb", "over the 4,294,967,296 edgekd inflates from a .gz"),
 ])
 def test_a_bad_transfer_set_is_one_data_error(tmp_path, case, fragment):
     data = labelled()
@@ -107,8 +110,14 @@ def test_a_bad_transfer_set_is_one_data_error(tmp_path, case, fragment):
     np.savez(tmp_path / "rgb.npz", x=np.zeros((4, 3, 8, 8), np.uint8))
     np.savez(tmp_path / "y_only.npz", y=np.arange(4))
     np.savez(tmp_path / "seen.npz", x=data.x[:4])
+    np.savez(tmp_path / "float.npz", x=new_images(4).astype(np.float32))
+    with gzip.open(tmp_path / "short-idx3-ubyte.gz", "wb") as f:     # promises 3×8×8 bytes, holds 2 images
+        f.write(bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in (3, 8, 8)) + new_images(2).tobytes())
+    with gzip.open(tmp_path / "bomb-idx3-ubyte.gz", "wb") as f:      # promises 2^32 × 2^32 × 1 bytes
+        f.write(bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in (2**32 - 1, 2**32 - 1, 1)))
     spec = {"empty folder": "folder:empty", "channels": "npz:rgb.npz", "no x": "npz:y_only.npz",
-            "missing": "npz:nothing.npz", "all seen": "npz:seen.npz", "not an image": "folder:broken"}[case]
+            "missing": "npz:nothing.npz", "all seen": "npz:seen.npz", "not an image": "folder:broken",
+            "float": "npz:float.npz", "inflates": "idx:short-idx3-ubyte.gz", "bomb": "idx:bomb-idx3-ubyte.gz"}[case]
     name, _, path = spec.partition(":")
     with pytest.raises(DataError) as info:
         load(f"{name}:{tmp_path / path}", data, tmp_path)
@@ -118,17 +127,28 @@ def test_a_bad_transfer_set_is_one_data_error(tmp_path, case, fragment):
 @pytest.mark.parametrize("options,fragment", [
     ({"unlabelled": "rest", "student_fraction": 1.0}, "--student-fraction 1 withholds none"),
     ({"unlabelled": "rst"}, "did you mean 'rest'"),
+    ({"unlabelled": "foldr:photos"}, "did you mean 'folder'"),
     ({"unlabelled": "folder"}, "--unlabelled folder needs a path"),
     ({"unlabelled": "rest:x"}, "takes no path"),
     ({"unlabelled": "rest", "unlabelled_ratio": 0}, "unlabelled ratio must be"),
 ])
 def test_bad_unlabelled_options_are_config_errors(options, fragment):
-    with pytest.raises((ConfigError, DataError)) as info:
-        cfg = load_config(None, **options)
-        if options["unlabelled"].startswith("rest:"):
-            load_transfer(cfg.unlabelled, Dataset(np.zeros((2, 1)), np.zeros(2, np.int64), ["a"], "x"),
-                          ImageOptions(), DataCache())
+    with pytest.raises(ConfigError) as info:
+        load_config(None, **options)
     assert fragment in f"{info.value.message} {info.value.hint}"
+
+
+def test_a_rest_that_the_student_fraction_leaves_empty_is_refused_before_training(tmp_path):
+    """Two samples per class: --student-fraction 0.8 takes at least one of each, all of them."""
+    from edgekd.train.distill.experiment import Experiment
+
+    x = new_images(4)
+    np.savez(tmp_path / "tiny.npz", x=np.concatenate([x, x + 1]), y=np.array([0, 1, 0, 1, 0, 1, 0, 1]))
+    cfg = load_config(None, data=f"npz:{tmp_path / 'tiny.npz'}", folds=1, test_fraction=0.5, student_fraction=0.8,
+                      unlabelled="rest", out=str(tmp_path / "run"))
+    with pytest.raises(DataError, match="--unlabelled rest is empty in fold1"):
+        Experiment.prepare(cfg)
+    assert not (tmp_path / "run").exists() and not (tmp_path / ".run.partial").exists()
 
 
 def test_the_cli_says_a_bad_transfer_set_in_one_line(tmp_path):

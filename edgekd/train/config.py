@@ -48,8 +48,7 @@ def _sources() -> list[str]:
 def _transfer_sources() -> list[str]:
     from edgekd.train.data.unlabelled import REST, TRANSFER_SOURCES
 
-    where = {"folder": "DIR", "npz": "PATH", "idx": "FILE"}
-    return [name if name == REST else f"{name}:{where[name]}" for name in TRANSFER_SOURCES]
+    return [REST, *(f"{name}:PATH" for name in TRANSFER_SOURCES)]
 
 
 def _models() -> list[str]:
@@ -112,7 +111,7 @@ class DistillConfig:
               "folder: every image under DIR; npz: its array x; idx: an images file. Labelled or held-out images in it "
               "are dropped.", metavar="SOURCE", names=_transfer_sources, default_text="none")
     unlabelled_ratio: int = option(3, "With --unlabelled: unlabelled images per labelled one in each step; an epoch "
-                                      "is one pass over the larger of the two.", between(1, 64), metavar="R")
+                                      "is the pass, labelled or unlabelled, that takes more steps.", between(1, 64), metavar="R")
     folds: int = option(5, "Cross-validation folds; 1 = a single split.", between(1, 100))
     test_fraction: float = option(0.2, "Held-out test split.", Check("in (0, 1)", lambda value: 0.0 < value < 1.0))
     teacher_epochs: int = option(15, "Epochs of the teacher.", between(1, 100_000))
@@ -230,7 +229,10 @@ class DistillConfig:
                               f"'{self.loss}' has none (no soft(batch))", hint="give the loss a soft(batch) method "
                               "(edgekd/train/distill/losses.py), or use one of the built-in losses")
         name, _, arg = self.unlabelled.partition(":")
-        TRANSFER_SOURCES.get(name)
+        if name == REST and arg:
+            raise ConfigError(f"--unlabelled rest takes no path, got '{self.unlabelled}'", hint="use --unlabelled rest")
+        if name != REST and name not in TRANSFER_SOURCES:
+            raise unknown_name("--unlabelled source", name, [REST, *TRANSFER_SOURCES], ConfigError)
         if name != REST and not arg:
             raise ConfigError(f"--unlabelled {name} needs a path", hint=f"example: --unlabelled {name}:PATH")
         if name == REST and self.student_fraction >= 1.0:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import math
 import struct
 import zipfile
 import zlib
@@ -15,14 +16,21 @@ from edgekd.core.npzfile import HEADER_READERS, check_npz
 from edgekd.train.data import Dataset, as_images_or_table, check_pair, encode_labels, register_source
 
 
-def existing_path(arg: str | None, source: str, kind: str) -> Path:
+def existing_path(arg: str | None, source: str, kind: str, option: str = "--data") -> Path:
+    """The ``kind`` ("file" or "folder") that ``option source:arg`` names, which must exist."""
     if not arg:
-        raise DataError(f"data source '{source}' needs a path", hint=f"example: --data {source}:PATH")
+        raise DataError(f"data source '{source}' needs a path", hint=f"example: {option} {source}:PATH")
     path = Path(arg).expanduser()
     exists = path.is_dir() if kind == "folder" else path.is_file()
     if not exists:
-        raise DataError(f"{kind} '{path}' not found (data source '{source}')")
+        raise DataError(f"{kind} '{path}' not found ({option} {source}:…)",
+                        hint=f"check the path; relative paths start from the current folder, '{Path.cwd()}'")
     return path
+
+
+#: the most a gzipped IDX file may inflate to (in memory): 4 GiB, 70 times Fashion-MNIST; a larger data
+#: set is stored uncompressed, which is memory-mapped instead
+MAX_INFLATED_IDX = 4 << 30
 
 
 @register_source("digits")
@@ -119,7 +127,8 @@ def _index_like(y_test: np.ndarray, y_train: np.ndarray, where: str) -> np.ndarr
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """One IDX file (MNIST format): memory-mapped when uncompressed, else read (gzip)."""
+    """One IDX file (MNIST format): memory-mapped when uncompressed, else read (gzip), in either case
+    exactly the bytes its header promises (a gzip member inflating past them is refused, not read)."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
@@ -127,14 +136,21 @@ def read_idx(path: Path) -> np.ndarray:
             if zero != 0 or dtype_code != 0x08:
                 raise ValueError("not an unsigned-byte IDX file")
             shape = struct.unpack(f">{ndim}I", f.read(4 * ndim))
-            offset = 4 + 4 * ndim
+            offset, size = 4 + 4 * ndim, math.prod(shape)
             if opener is gzip.open:
-                return np.frombuffer(f.read(), np.uint8).reshape(shape)
-        if path.stat().st_size != offset + int(np.prod(shape)):
+                if size > MAX_INFLATED_IDX:
+                    raise ValueError(f"its header promises {size:,} bytes, over the {MAX_INFLATED_IDX:,} edgekd "
+                                     "inflates from a .gz (store a larger one uncompressed: it is memory-mapped)")
+                data = f.read(size + 1)
+                if len(data) != size:
+                    raise ValueError(f"its header promises {size:,} bytes of data, the file inflates to another size")
+                return np.frombuffer(data, np.uint8).reshape(shape)
+        if path.stat().st_size != offset + size:
             raise ValueError(f"its header promises {shape} bytes of data, the file has another size")
         return np.memmap(path, np.uint8, mode="r", offset=offset, shape=shape)
     except (OSError, ValueError, struct.error, EOFError) as exc:
-        raise DataError(f"'{path}' is not a readable IDX file: {exc}") from None
+        raise DataError(f"'{path}' is not a readable IDX file: {exc}",
+                        hint="IDX files are MNIST's format: a header of unsigned-byte dimensions, then the bytes") from None
 
 
 def _find_idx(folder: Path, prefix: str, kind: str) -> Path | None:

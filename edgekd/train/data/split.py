@@ -68,8 +68,17 @@ def stratified_subset(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """``fraction`` of each class (at least one sample each), sorted indices."""
     if fraction >= 1.0:
         return np.arange(len(y))
+    return _stratified_sample(y, _subset_quota(y, fraction), seed)
+
+
+def withheld(y: np.ndarray, fraction: float) -> int:
+    """How many samples of ``y`` ``stratified_subset`` leaves out (``--unlabelled rest``'s size)."""
+    return 0 if fraction >= 1.0 else len(y) - int(_subset_quota(y, fraction).sum())
+
+
+def _subset_quota(y: np.ndarray, fraction: float) -> np.ndarray:
     counts = np.unique(y, return_counts=True)[1]
-    return _stratified_sample(y, np.maximum(1, np.round(fraction * counts)).astype(int), seed)
+    return np.maximum(1, np.round(fraction * counts)).astype(int)
 
 
 def stratified_indices(y: np.ndarray, samples: int, seed: int = 0) -> np.ndarray:

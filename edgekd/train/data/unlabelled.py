@@ -16,9 +16,11 @@ leak into the student's score.
 from __future__ import annotations
 
 import hashlib
+import os
 import zipfile
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -32,7 +34,8 @@ from edgekd.train.data.images import MODES, ImageOptions
 from edgekd.train.data.sources import existing_path, mapped_member, read_idx
 from edgekd.core.npzfile import check_npz
 
-REST = "rest"
+REST = "rest"          # not a loader: the trio cuts it from each split
+OPTION = "--unlabelled"
 
 
 @dataclass
@@ -56,9 +59,13 @@ def load_transfer(spec: str, data: Dataset, images: ImageOptions, cache: DataCac
     """The transfer set of ``--unlabelled spec`` for the labelled ``data`` (None for ``rest``: the
     trio cuts it per split); one DataError when it cannot be read or brought to ``data``'s shape."""
     name, _, arg = spec.partition(":")
-    if name == REST and not arg:
+    if name == REST:
         return None
     x = TRANSFER_SOURCES.get(name)(arg or None, data, images, cache)
+    if x.dtype != data.x.dtype:         # standardised with the labelled data's statistics: one scale for both
+        raise DataError(f"the transfer set '{spec}' holds {x.dtype} values, the labelled data {data.x.dtype}",
+                        hint="save both with one type and scale (8-bit images as uint8 0..255); a folder: transfer "
+                             "set decodes to uint8, so it goes with labelled images stored as uint8")
     if tuple(x.shape[1:]) != data.input_shape:
         raise DataError(f"the transfer set '{spec}' has samples of shape {tuple(x.shape[1:])}, the labelled data "
                         f"{data.input_shape} (channels, height, width)",
@@ -72,8 +79,9 @@ def load_transfer(spec: str, data: Dataset, images: ImageOptions, cache: DataCac
 
 
 def unseen_rows(x: np.ndarray, seen: list[np.ndarray]) -> np.ndarray:
-    """The indices of the rows of ``x`` whose bytes are in no array of ``seen`` (same shape and dtype)."""
-    known = {_digest(row) for part in seen if part.dtype == x.dtype for row in part}
+    """The indices of the rows of ``x`` whose bytes are in no array of ``seen`` (each of ``x``'s row
+    shape and dtype, checked by the caller: bytes of another type would match nothing)."""
+    known = {_digest(row) for part in seen for row in part}
     return np.asarray([i for i, row in enumerate(x) if _digest(row) not in known], np.int64)
 
 
@@ -81,15 +89,10 @@ def _digest(row: np.ndarray) -> bytes:
     return hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=16).digest()
 
 
-@TRANSFER_SOURCES.register("rest")
-def _rest(arg: str | None, data: Dataset, images: ImageOptions, cache: DataCache) -> np.ndarray:
-    raise DataError(f"--unlabelled rest takes no path, got 'rest:{arg}'", hint="use --unlabelled rest")
-
-
 @TRANSFER_SOURCES.register("npz")
 def _npz(arg: str | None, data: Dataset, images: ImageOptions, cache: DataCache) -> np.ndarray:
     """The array ``x`` of an npz (memory-mapped when stored uncompressed); the rest is ignored."""
-    path = existing_path(arg, "npz", "file")
+    path = existing_path(arg, "npz", "file", OPTION)
     check_npz(path, DataError)
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -105,14 +108,14 @@ def _npz(arg: str | None, data: Dataset, images: ImageOptions, cache: DataCache)
 @TRANSFER_SOURCES.register("idx")
 def _idx(arg: str | None, data: Dataset, images: ImageOptions, cache: DataCache) -> np.ndarray:
     """One IDX images file (``…-images-idx3-ubyte[.gz]``)."""
-    path = existing_path(arg, "idx", "file")
+    path = existing_path(arg, "idx", "file", OPTION)
     return _transformed(as_images_or_table(read_idx(path), str(path)), f"idx:{path}", images, cache)
 
 
 def _transformed(x: np.ndarray, spec: str, images: ImageOptions, cache: DataCache) -> np.ndarray:
     """``x`` through ``--image-size``/``--channels`` into the cache, as the labelled arrays are."""
     if x.ndim == 0 or len(x) == 0:
-        raise DataError(f"the transfer set '{spec}' holds no samples")
+        raise DataError(f"the transfer set '{spec}' holds no samples", hint="give a file with at least one image")
     if not images.given:
         return x
     unlabelled = Dataset(x, np.zeros(len(x), np.int64), [], spec)
@@ -123,12 +126,12 @@ def _transformed(x: np.ndarray, spec: str, images: ImageOptions, cache: DataCach
 def _folder(arg: str | None, data: Dataset, images: ImageOptions, cache: DataCache) -> np.ndarray:
     """Every image file under DIR (sub-folders too, in sorted order), decoded at the labelled data's
     channels and size into the cache; a link out of DIR is refused as ``folder:`` refuses it."""
-    root = existing_path(arg, "folder", "folder")
+    root = existing_path(arg, "folder", "folder", OPTION)
     if not data.is_image:
         raise DataError(f"--unlabelled folder:{root} holds images, but the labelled data is tabular "
                         f"(samples of shape {data.input_shape})", hint="give an npz:PATH of rows like the data's")
     top = root.resolve()
-    paths = [inside_folder(p, top) for p in sorted(root.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+    paths = [inside_folder(p, top) for p in _walk(root) if p.suffix.lower() in IMAGE_SUFFIXES]
     paths = [p for p in paths if p.is_file()]
     if not paths:
         raise DataError(f"no images found under '{root}' (--unlabelled)",
@@ -141,3 +144,13 @@ def _folder(arg: str | None, data: Dataset, images: ImageOptions, cache: DataCac
     return cache.load(key, stat_digest(paths, root), lambda: ((len(paths), channels, height, width), np.dtype(np.uint8)),
                       lambda out, progress: decode_images(paths, out, progress))
 
+
+
+def _walk(root: Path) -> list[Path]:
+    """Every file under ``root``, sorted; a sub-folder that cannot be read is an error, not skipped
+    (``Path.rglob`` skips it silently). Links to folders are not followed: a loop cannot trap it."""
+    def unreadable(exc: OSError) -> None:
+        raise DataError(f"cannot read the folder '{exc.filename}' of the transfer set: {exc.strerror}",
+                        hint="make it readable, or move it out of the folder given to --unlabelled")
+
+    return sorted(Path(folder) / name for folder, _, names in os.walk(root, onerror=unreadable) for name in names)

@@ -13,7 +13,8 @@ import torch
 from edgekd.train.config import DistillConfig, load_config
 from edgekd.train.data import DataCache, Dataset, load_dataset
 from edgekd.train.data.cache import Progress
-from edgekd.train.data.unlabelled import TransferSet, load_transfer
+from edgekd.train.data.split import withheld
+from edgekd.train.data.unlabelled import REST, TransferSet, load_transfer
 from edgekd.core.preprocess import imagenet_statistics
 from edgekd.core.errors import ConfigError, DataError, ModelError
 from edgekd.core.fsutil import OutputLock, refuse_existing, refuse_foreign_folder
@@ -94,6 +95,18 @@ def load_transfer_set(cfg: DistillConfig, data: Dataset, progress: Progress | No
     if cfg.unlabelled is None:
         return None
     return load_transfer(cfg.unlabelled, data, cfg.image_options(), DataCache(cfg.cache_dir, progress, note))
+
+
+def check_rest(cfg: DistillConfig, train_y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """``--unlabelled rest`` leaves images in every training part: with few samples per class,
+    ``--student-fraction`` may take each of them (at least one per class) and leave none."""
+    if cfg.unlabelled != REST:
+        return
+    for name, y in [*((f"fold{k + 1}", train_y[tr]) for k, (tr, _) in enumerate(splits)), ("final", train_y)]:
+        if not withheld(y, cfg.student_fraction):
+            raise DataError(f"--unlabelled rest is empty in {name}: --student-fraction {cfg.student_fraction} takes "
+                            f"every one of its {len(y)} training samples (at least one per class)",
+                            hint="lower --student-fraction, or give a transfer set of your own images")
 
 
 def check_data(cfg: DistillConfig, data: Dataset) -> None:

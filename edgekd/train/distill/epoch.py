@@ -68,6 +68,26 @@ def batch_order(rows: int, batch_size: int, steps: int, generator: torch.Generat
     return torch.cat([torch.randperm(rows, generator=generator) for _ in range(math.ceil(total / rows))])[:total]
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch``'s shuffle and augmentation: a pure function, so a resumed epoch repeats them."""
+    return seed * 100_003 + epoch
+
+
+def rank_rows(order: torch.Tensor, step: int, size: int, ranks: Ranks) -> tuple[torch.Tensor, int, float, int]:
+    """Step ``step``'s batch of ``order`` as this rank takes it: (its rows, how many are real, its loss
+    weight: ``Ranks.split_batch``, and how many rows the batch has on all ranks)."""
+    rows = order[step * size:(step + 1) * size]
+    part, real, weight = ranks.split_batch(len(rows))
+    return rows[part], real, weight, len(rows)
+
+
+def as_view(augment: Augmenter | None, x: torch.Tensor, views: list[dict[str, torch.Tensor]] | None,
+            index: torch.Tensor, view: int) -> torch.Tensor:
+    """The rows ``index`` as cached view ``view`` drew them (a view exists only with its augmenter and draws)."""
+    assert augment is not None and views is not None
+    return augment.geometric(x, {name: draws[index] for name, draws in views[view].items()})
+
+
 @dataclass
 class TransferBatch:
     """This rank's unlabelled rows of a step: their indices and (augmented) images, how many are
@@ -90,16 +110,13 @@ class TransferBatches:
     def batch(self, step: int, loop: EpochLoop, view: int | None) -> TransferBatch:
         """Step ``step``'s rows as the labelled ones are made: cached view ``view`` or the augmenter
         (mixup/cutmix pair unlabelled images with each other)."""
-        rows = self.order[step * self.size:(step + 1) * self.size]
-        part, real, weight = loop.ranks.split_batch(len(rows))
-        index = rows[part]
+        index, real, weight, rows = rank_rows(self.order, step, self.size, loop.ranks)
         x = self.transfer.x[index]
         if view is not None:
-            assert loop.augment is not None and self.transfer.views is not None
-            x = loop.augment.geometric(x, {name: draws[index] for name, draws in self.transfer.views[view].items()})
+            x = as_view(loop.augment, x, self.transfer.views, index, view)
         elif loop.augment is not None:
             x, _ = loop.augment(x, torch.zeros(len(x), dtype=torch.long, device=x.device), self.generator)
-        return TransferBatch(index, x, real, weight, len(rows))
+        return TransferBatch(index, x, real, weight, rows)
 
 
 class EpochLoop:
@@ -121,23 +138,21 @@ class EpochLoop:
         the loss and accuracy are of the labelled rows, summed over the ranks."""
         settings, ranks = self.settings, self.ranks
         autocast = torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
-        generator = torch.Generator().manual_seed(settings.seed * 100_003 + epoch)
+        generator = torch.Generator().manual_seed(epoch_seed(settings.seed, epoch))
         transfer = self.kd.transfer if self.kd is not None else None
         size = settings.batch_size
         steps = epoch_steps(len(x), size, transfer, settings.min_steps)
         order = batch_order(len(x), size, steps, generator).to(y.device, non_blocking=True)
-        unlabelled = TransferBatches(transfer, size * transfer.ratio, steps, settings.seed * 100_003 + epoch,
+        unlabelled = TransferBatches(transfer, size * transfer.ratio, steps, epoch_seed(settings.seed, epoch),
                                      y.device) if transfer is not None else None
         view = self._view(epoch)
         total_loss, correct, labelled, samples, waited = 0.0, 0, 0, 0, 0.0
         for step in range(steps):
             made = time.perf_counter()
-            rows = order[step * size:(step + 1) * size]
-            part, real, weight = ranks.split_batch(len(rows))
-            index = rows[part]
+            index, real, weight, rows = rank_rows(order, step, size, ranks)
             xb, yb, mixed = x[index], y[index], None
             if view is not None:
-                xb = self._augment_as_view(xb, index, view)
+                xb = as_view(self.augment, xb, self.kd.views if self.kd is not None else None, index, view)
             elif self.augment is not None:
                 xb, mixed = self.augment(xb, yb, generator)
             extra = unlabelled.batch(step, self, view) if unlabelled is not None else None
@@ -155,16 +170,11 @@ class EpochLoop:
             # summed as tensors (float64: the same numbers as Python floats), read once per epoch
             total_loss += loss.detach().double() * real
             if extra is not None:       # the step's soft term once per labelled row, as one process sums it
-                total_loss += soft.detach().double() * (extra.real * len(rows) / extra.rows)
+                total_loss += soft.detach().double() * (extra.real * rows / extra.rows)
             correct += (logits[:real].argmax(1) == yb[:real]).sum()
             labelled, samples = labelled + real, samples + real + (extra.real if extra is not None else 0)
         summed = ranks.sum([float(total_loss), int(correct), labelled, samples], settings.device)
         return EpochTotals(summed[0], int(summed[1]), int(summed[2]), int(summed[3]), waited)
-
-    def _augment_as_view(self, xb: torch.Tensor, index: torch.Tensor, view: int) -> torch.Tensor:
-        """The batch as cached view ``view`` drew it (a view exists only with its augmenter and draws)."""
-        assert self.augment is not None and self.kd is not None and self.kd.views is not None
-        return self.augment.geometric(xb, {name: draws[index] for name, draws in self.kd.views[view].items()})
 
     def _view(self, epoch: int) -> int | None:
         """Which cached augmented view (``--teacher-views``) this epoch trains on, if any."""

@@ -23,7 +23,7 @@ from edgekd.train.data.cache import Progress
 from edgekd.train.data.split import folds as make_folds, holdout
 from edgekd.core.fsutil import OutputLock, atomic_write_text, staged_dir
 from edgekd.core.schema.cv import CONFIG_FILE, Document
-from edgekd.train.distill.checks import Inputs, check_data, check_models, load_transfer_set, check_teacher_split, device as pick_device, load_data, staging_folder
+from edgekd.train.distill.checks import Inputs, check_data, check_models, check_rest, load_transfer_set, check_teacher_split, device as pick_device, load_data, staging_folder
 from edgekd.train.distill.distributed import Ranks, join
 from edgekd.train.distill.summary import write_summary
 from edgekd.train.distill.runfolder import summarize, write_run
@@ -67,11 +67,12 @@ class Experiment:
         brought = load_teacher(cfg.teacher_from, trust_model_code) if cfg.teacher_from else None
         data = load_data(cfg, progress, note)
         check_data(cfg, data)
-        transfer = load_transfer_set(cfg, data, progress, note)
         arrays = holdout(data, cfg.test_fraction, cfg.seed)
         splits = make_folds(arrays[1], cfg.folds, cfg.test_fraction, cfg.seed, data.labels)
         check_models(cfg, data, brought)
         check_teacher_split(cfg, brought)
+        check_rest(cfg, arrays[1], splits)
+        transfer = load_transfer_set(cfg, data, progress, note)     # after the quick checks: it may decode a folder
         ranks, device = join(pick_device(cfg.device), cfg.backend)
         # rank 0 alone looks at (and later writes) the run folder; the others get its verdict
         locks: list[OutputLock] = []       # rank 0's lock stays here: on_main sends the others the stage only

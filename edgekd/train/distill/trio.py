@@ -140,7 +140,10 @@ class Trio:
                                       replace(base, min_steps=epoch_steps(len(subset), base.batch_size, kd.transfer)), None)}
         quantization = None
         if split.final and cfg.qat_epochs:     # not checkpointed: a resumed run fine-tunes again, seeded alike
-            qat, ranges = quantization_aware_distill(student, (x_student, yt[subset]), base, kd, cfg.qat_epochs)
+            # on the labelled samples alone: a fine-tune of the grids, not a second pass over the transfer set
+            # (which would make each QAT epoch its size: 12x the steps at 10 % labels on Fashion-MNIST)
+            qat, ranges = quantization_aware_distill(student, (x_student, yt[subset]), base, replace(kd, transfer=None),
+                                                     cfg.qat_epochs)
             fits["student"] = {**fits["student"], "qat": qat}
             quantization = {"source": "qat", "activations": ranges}
             self.log.line(qat_log_line(split.name, qat))
@@ -171,17 +174,23 @@ class Trio:
             kd.teacher = teacher
             kd.transfer = Transfer(transfer, self.cfg.unlabelled_ratio) if transfer is not None else None
             return kd
-        kd.views, kd.outputs = self._cached(split, "student samples", teacher, x_student, kd.loss.needs, fill)
-        if transfer is not None:
-            views, outputs = self._cached(split, "transfer set images", teacher, transfer, kd.loss.needs, fill)
+        kd.views, kd.outputs = self._cached(split, ("student samples", 1), teacher, x_student, kd.loss.needs, fill)
+        if transfer is not None:       # its augmented views drawn from a stream of their own
+            views, outputs = self._cached(split, ("transfer set images", 2), teacher, transfer, kd.loss.needs, fill)
             kd.transfer = Transfer(transfer, self.cfg.unlabelled_ratio, outputs, views)
         return kd
 
-    def _cached(self, split: Split, what: str, teacher, x: Samples, needs: tuple[str, ...],
+    def _cached(self, split: Split, rows: tuple[str, int], teacher, x: Samples, needs: tuple[str, ...],
                 fill: torch.Tensor | None) -> tuple[list | None, dict]:
-        """(views, outputs) of the teacher on ``x``: computed here, or the sweep's, computed once per split."""
-        augment = parse_augment(self.cfg.augment)
-        key = (split.name, what, needs, self.cfg.teacher_views if augment else 0)
+        """(views, outputs) of the teacher on ``x``, the ``rows`` (what they are, the stream of their views'
+        draws): computed here, or the sweep's, computed once per split."""
+        what, stream = rows
+        cfg = self.cfg
+        augment = parse_augment(cfg.augment)
+        # everything that decides the rows and their views (a sweep varies the student alone, but one key
+        # that names them all cannot hand one configuration another's outputs)
+        key = (split.name, what, needs, cfg.teacher_views if augment else 0, augment, cfg.student_fraction,
+               cfg.unlabelled, cfg.seed)
         if self.share is not None and key in self.share.outputs:
             self.log.line(f"{split.name}: teacher outputs of the {what} from the sweep's cache")
             return _moved(self.share.outputs[key], self.device)
@@ -189,7 +198,6 @@ class Trio:
         views: list | None = None
         if augment:
             augmenter = Augmenter(augment, fill if fill is not None else torch.zeros(1))
-            stream = 1 if what == "student samples" else 2       # the transfer set's draws apart from the samples'
             generator = torch.Generator().manual_seed(self.seed(split.index, "student") * 7_919 + stream)
             views, outputs = cached_views(teacher, x, augmenter, self.cfg.teacher_views, generator, needs, self.ranks)
         else:
