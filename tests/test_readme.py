@@ -15,7 +15,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))     # as when the scripts run: they
 import readme_section  # noqa: E402
 
 # each has render(record) and SECTION and RECORD, or SECTIONS (README marker → record) for several
-SCRIPTS = ["demo_figures", "int8_accuracy", "int8_speed", "losses", "distill_overhead", "fashion_mnist", "gate_noise",
+SCRIPTS = ["demo_figures", "int8_accuracy", "int8_speed", "losses", "distill_overhead", "fashion_mnist",
+           "fashion_mnist_labels", "gate_noise",
            "sweep_digits", "test_times"]
 
 
@@ -41,6 +42,14 @@ def test_the_figures_script_runs_the_makefiles_demo_commands():
     assert [c[:2] for c in commands] == [[".venv/bin/edgekd", "distill"], [".venv/bin/edgekd", "export"],
                                          [".venv/bin/edgekd", "bench"]]
     assert commands[0][commands[0].index("--out") + 1] == "runs/demo"
+
+
+def test_the_demo_record_was_made_with_the_makefiles_transfer_set():
+    """The section shows what `make demo` runs: its --unlabelled (or none) is the record's."""
+    command = _script("demo_figures").demo_commands()[0]
+    given = command[command.index("--unlabelled") + 1] if "--unlabelled" in command else None
+    record = json.loads((ROOT / "benchmarks" / "results" / "demo_figures.json").read_text())
+    assert record["config"].get("unlabelled") == given, "run python benchmarks/demo_figures.py"
 
 
 def test_rewriting_keeps_the_text_around_the_section():
