@@ -2,7 +2,8 @@
 
 - ``tflite``: fp32, straight conversion of the module.
 - ``tflite-fp16``: the fp32 flatbuffer with float16 weights (ai-edge-quantizer float casting).
-- ``tflite-int8``: full-integer int8: the fp32 flatbuffer quantized by ai-edge-quantizer's static
+- ``tflite-int8``: full-integer int8: the fp32 flatbuffer of the module in its int8-friendly forms
+  (:mod:`edgekd.exporters.int8_forms`: ops XNNPACK runs in int8) quantized by ai-edge-quantizer's static
   recipe (symmetric per-channel int8 weights, int8 activations from min/max calibration on training
   samples, int8 input and output). Chosen over litert-torch's PT2E flow by measurement: PT2E leaves
   the activations after residual adds, ReLU6, hard-swish and hard-sigmoid in float (a QUANTIZE /
@@ -25,6 +26,7 @@ import numpy as np
 from edgekd.core.errors import ExportError
 from edgekd.exporters._util import converter_error, fb_text
 from edgekd.core.quiet import quiet
+from edgekd.exporters.int8_forms import int8_friendly
 from edgekd.exporters.qat_ranges import trained_ranges, with_trained_ranges
 from edgekd.exporters.layer_error import kept_tensors, pick_samples, produced_tensors, tflite_layer_errors, tflite_layer_tensors
 
@@ -48,7 +50,7 @@ def _convert(src, fmt: str, module, quant_config=None) -> bytes:
             edge = litert_torch.convert(module, (src.example(1),), quant_config=quant_config)
             content = edge.model_content()
     except Exception as exc:
-        raise converter_error("litert-torch", src.role, fmt, exc, captured.text, src.module, src.example(1)) from None
+        raise converter_error("litert-torch", src.role, fmt, exc, captured.text, module, src.example(1)) from None
     return bytes(content)
 
 
@@ -63,6 +65,16 @@ def _fp32_bytes(src) -> bytes:
         _require_torch(src, "tflite")
         src.cache["tflite"] = _convert(src, "tflite", src.module)
     return src.cache["tflite"]
+
+
+def _int8_base(src, samples: np.ndarray):
+    """(fp32 flatbuffer to quantize, its module, export.json's note): the module's int8-friendly forms
+    converted once per source (the fp32 file itself keeps the original ops, fastest in float)."""
+    if "tflite_int8_base" not in src.cache:
+        module, note = int8_friendly(src.module, samples, src.role)
+        content = _fp32_bytes(src) if module is src.module else _convert(src, "tflite-int8", module)
+        src.cache["tflite_int8_base"] = content, module, note
+    return src.cache["tflite_int8_base"]
 
 
 def export_tflite(ctx, src, out: Path) -> dict:
@@ -98,11 +110,11 @@ def export_tflite_fp16(ctx, src, out: Path) -> dict:
 def export_tflite_int8(ctx, src, out: Path) -> dict:
     _require_torch(src, "tflite-int8")
     trained = trained_ranges(src.spec, f"the {src.role}'s model.json")    # --qat-epochs: its int8 grids
-    content = _fp32_bytes(src)
+    content, module, forms = _int8_base(src, ctx.calibration)
     from ai_edge_quantizer import recipe
     from ai_edge_quantizer.quantizer import Quantizer
 
-    kept = kept_tensors(ctx.keep_float, tflite_layer_tensors(content, src.module), "tflite-int8", src.role) \
+    kept = kept_tensors(ctx.keep_float, tflite_layer_tensors(content, module), "tflite-int8", src.role) \
         if ctx.keep_float else {}
     signature = _signature(content)
     step, carried = "calibration", None
@@ -118,12 +130,12 @@ def export_tflite_int8(ctx, src, out: Path) -> dict:
             if not kept:   # the float model's ranges of every tensor: any mixed file quantizes with them
                 src.cache["tflite_int8_ranges"] = ranges   # (--keep-float auto re-quantizes, not recalibrates)
             if trained:
-                ranges, carried = with_trained_ranges(ranges, trained, produced_tensors(content)[0], src.module)
+                ranges, carried = with_trained_ranges(ranges, trained, produced_tensors(content)[0], module)
             step = "quantization"
             result = quantizer.quantize(ranges, enable_progress_report=False)
             step = "validation"   # the per-layer report: each int8 output against fp32's
             layers = tflite_layer_errors(quantizer, bytes(result.quantized_model),
-                                         _feed(signature, pick_samples(ctx.calibration)), src.module)
+                                         _feed(signature, pick_samples(ctx.calibration)), module)
     except Exception as exc:
         raise converter_error(f"ai-edge-quantizer ({step})", src.role, "tflite-int8", exc, captured.text) from None
     out.write_bytes(bytes(result.quantized_model))
@@ -131,7 +143,8 @@ def export_tflite_int8(ctx, src, out: Path) -> dict:
     return {"converter": "litert-torch + ai-edge-quantizer", "route": ROUTE,
             "weights": "int8 symmetric per-channel", **_activations(carried),
             "io": "int8" if {t for _, _, t, _ in info["io"]} == {"int8"} else "int8 and float (--keep-float)",
-            "layout": src.layout, "full_integer": not kept, "kept_float": list(kept), "layer_error": layers}
+            "layout": src.layout, "full_integer": not kept, "kept_float": list(kept), "int8_forms": forms,
+            "layer_error": layers}
 
 
 def _activations(carried: dict | None) -> dict:

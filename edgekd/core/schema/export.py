@@ -44,6 +44,14 @@ class KeepAuto(TypedDict):
     steps: list[dict[str, Any]]
 
 
+class Int8Forms(TypedDict, total=False):
+    """tflite-int8's int8-friendly forms (exporters.int8_forms): how many hard-swish were rewritten,
+    the form, and the rewritten module's float drift (|Δ logits| / max |logits|) where any was."""
+    hardswish: int
+    form: str
+    fp32_drift: float
+
+
 class Details(TypedDict, total=False):
     """The converter's own notes, per format; of those, an int8 file's: whether it is integer end to
     end, the layers --keep-float left in float and --keep-float auto's record (absent in float files
@@ -51,6 +59,7 @@ class Details(TypedDict, total=False):
     full_integer: bool
     kept_float: list[str]
     keep_float_auto: KeepAuto
+    int8_forms: Int8Forms
 
 
 @dataclass
