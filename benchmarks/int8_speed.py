@@ -1,7 +1,8 @@
 """int8 speed: p50 latency at 1 thread of fp32 against int8 files of each zoo variant, in their runtimes.
 
-    python benchmarks/int8_speed.py                                    # every variant at 32 and 224 px (long)
-    python benchmarks/int8_speed.py --variants resnet18,mobilenetv2_100 --sizes 224
+    python benchmarks/int8_speed.py --profile                          # every variant at 32 and 224 px, the pair (long)
+    python benchmarks/int8_speed.py --variants resnet18,mobilenetv2_100 --sizes 224 --only variants
+    python benchmarks/int8_speed.py --only pair --profile              # the Fashion-MNIST pair (benchmarks/int8_pair.py)
 
 For each (variant, size): the model with random weights and the BatchNorm statistics of one random
 batch (latency does not depend on training), exported by edgekd's own exporters (the FORMATS table)
@@ -24,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+import int8_pair
+
 RECORD = Path(__file__).parent / "results" / "int8_speed.json"
-SECTION = "int8-speed"    # the README markers
+SECTIONS = {"int8-speed": RECORD, int8_pair.SECTION: int8_pair.RECORD}    # README marker → record
 FILES = {  # column -> (format, --int8-activations)
     "onnx": ("onnx", None), "onnx-int8-u8": ("onnx-int8", "u8"), "onnx-int8-s8": ("onnx-int8", "s8"),
     "tflite": ("tflite", None), "tflite-int8": ("tflite-int8", None)}
@@ -41,7 +44,7 @@ def variants() -> list[str]:
     return [n for n in MODELS.names() if n not in FAMILIES]
 
 
-def random_model(name: str, shape: tuple[int, ...]):
+def random_model(name: str, shape: tuple[int, ...], classes: int | None = None):
     """Random weights with BatchNorm statistics of one random batch (else activations fade to ~0)."""
     import torch
     from torch import nn
@@ -49,7 +52,7 @@ def random_model(name: str, shape: tuple[int, ...]):
     from edgekd.train.models import build
 
     torch.manual_seed(0)
-    model = build(name, shape, 1000 if shape[-1] >= 224 else 10)
+    model = build(name, shape, classes or (1000 if shape[-1] >= 224 else 10))
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.momentum = None
@@ -59,14 +62,16 @@ def random_model(name: str, shape: tuple[int, ...]):
     return model.eval()
 
 
-def export_files(name: str, shape: tuple[int, ...], work: Path) -> dict[str, Path]:
-    """Every column's file, made by edgekd's exporters as `edgekd export` makes them."""
+def export_files(name: str, shape: tuple[int, ...], work: Path, model=None) -> dict[str, Path]:
+    """Every column's file of ``model`` (default: ``random_model(name, shape)``), made by edgekd's
+    exporters as `edgekd export` makes them."""
     from edgekd.exporters.formats import get_format
     from edgekd.exporters.run import ExportContext
     from edgekd.exporters.source import Source
 
     calibration = np.random.default_rng(1).normal(0, 1, (CALIBRATION, *shape)).astype(np.float32)
-    source = Source("student", work, {"input": {"shape": list(shape)}}, "torch", module=random_model(name, shape))
+    module = model if model is not None else random_model(name, shape)
+    source = Source("student", work, {"input": {"shape": list(shape)}}, "torch", module=module)
     paths = {}
     for column, (fmt_name, activations) in FILES.items():
         fmt = get_format(fmt_name)
@@ -152,7 +157,10 @@ def table(rows: dict) -> str:
 
 
 def render(record: dict) -> str:
-    """The README section: the table, the machine it ran on, and any missed target."""
+    """A README section: the pair's (its record has "pair") or the variants' table, the machine it ran
+    on, and any missed target."""
+    if "pair" in record:
+        return int8_pair.render(record)
     m = record["machine"]
     load = f", load average {record['load_average']:.1f}" if "load_average" in record else ""
     lines = [table(record["rows"]), "",
@@ -167,15 +175,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default=None, help="a,b (default: every zoo variant)")
     parser.add_argument("--sizes", default="32,224", help="image sizes in px, a,b")
     parser.add_argument("--seconds", type=float, default=3.0, help="timing budget per file and row")
-    parser.add_argument("--render", action="store_true", help="only re-render the README from the record")
+    parser.add_argument("--only", choices=("variants", "pair"), help="measure only the zoo variants or only the pair")
+    parser.add_argument("--profile", action="store_true", help="the pair's three most expensive op types per file")
+    parser.add_argument("--accuracy-run", type=Path, default=int8_pair.DEFAULT_RUN,
+                        help="a trained run of the pair whose student's int8 accuracy drop is measured (skipped if absent)")
+    parser.add_argument("--render", action="store_true", help="only re-render the README from the records")
     args = parser.parse_args(argv)
-    if not args.render:
+    if not args.render and args.only != "pair":
         measure(args)
-    from readme_section import rewrite_readme
+    if not args.render and args.only != "variants":
+        run = args.accuracy_run if args.accuracy_run.is_dir() else None
+        int8_pair.write({**int8_pair.measure(args.seconds, run, args.profile), "machine": machine(),
+                         "load_average": os.getloadavg()[0]})
+    from readme_section import render_records
 
-    rendered = render(json.loads(RECORD.read_text()))
-    rewrite_readme(SECTION, rendered)
-    print(rendered)
+    render_records(SECTIONS, render)
+    for record in SECTIONS.values():
+        if record.is_file():
+            print(render(json.loads(record.read_text())))
     return 0
 
 

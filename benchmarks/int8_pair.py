@@ -1,0 +1,125 @@
+"""The Fashion-MNIST pair at 28 px for benchmarks/int8_speed.py: the teacher and the student of
+benchmarks/fashion_mnist.py, every file of each timed side by side, the three most expensive ops of each
+file (``--profile``), the trained student's accuracy in each format, and issue 28's targets.
+
+Latency: random weights with BatchNorm statistics (latency does not depend on training), as the variant
+rows. Accuracy: a trained student of that pair (default: the few-labels benchmark's headline run,
+runs/fashion_mnist_labels/kd_rest, the same architecture and data), exported now by edgekd's exporters
+and scored in its runtimes on the run's held-out split.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+PAIR = {"teacher": "resnet:depth=8", "student": "mobilenetv3:variant=small,width=0.25"}
+SHAPE = (1, 28, 28)
+RECORD = Path(__file__).parent / "results" / "int8_pair.json"
+SECTION = "int8-pair"
+DEFAULT_RUN = Path("runs/fashion_mnist_labels/kd_rest")
+#: issue 28's targets for the pair at 28 px, 1 thread
+MIN_SPEEDUP, MAX_INT8_DROP = 5.0, 0.5
+ACCURACY_FORMATS = {"onnx": "student.onnx", "onnx-int8": "student.int8.onnx", "tflite": "student.tflite",
+                    "tflite-int8": "student.int8.tflite"}
+
+
+def top_ops(path: Path, count: int = 3) -> list[dict]:
+    """The ``count`` op types that take the most time in the file, from edgekd's per-op profile."""
+    from edgekd.device.runtimes import open_model
+
+    runtime = open_model(path, threads=1)
+    ops = runtime.profile(runtime.prepare(runtime.random_input(1)))["ops"]
+    by_type: dict[str, list[float]] = {}
+    for op in ops:
+        if op["ms"] is not None:
+            by_type.setdefault(op["op"], []).append(op["ms"])
+    ranked = sorted(by_type.items(), key=lambda kv: -sum(kv[1]))[:count]
+    return [{"op": name, "count": len(times), "ms": round(sum(times), 5)} for name, times in ranked]
+
+
+def measure(seconds: float, run: Path | None, profile: bool) -> dict:
+    from int8_speed import FILES, export_files, p50_side_by_side, random_model
+
+    with tempfile.TemporaryDirectory(prefix="int8-pair-") as work:
+        paths = {}
+        for role, spec in PAIR.items():
+            folder = Path(work) / role
+            folder.mkdir()
+            files = export_files(spec, SHAPE, folder, random_model(spec, SHAPE, classes=10))
+            paths.update({f"{role}/{column}": path for column, path in files.items()})
+        p50 = p50_side_by_side(paths, SHAPE, seconds)
+        ops = {key: top_ops(path) for key, path in paths.items()} if profile else None
+    base = p50["teacher/onnx"]
+    record = {"pair": PAIR, "input": list(SHAPE), "files": list(FILES), "p50_ms": p50,
+              "speed_vs_teacher_onnx": {key: round(base / ms, 3) for key, ms in p50.items()}, "top_ops": ops,
+              "accuracy": accuracy(run) if run else None,
+              "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    record["missed"] = missed(record)
+    return record
+
+
+def accuracy(run: Path) -> dict:
+    """The trained student of ``run`` in each format, on the run's held-out split: accuracy and the int8
+    files' drop in points against the fp32 ONNX file."""
+    import edgekd
+    from edgekd.device.runtimes import open_model
+
+    with tempfile.TemporaryDirectory(prefix="int8-pair-acc-") as work:
+        bundle = Path(work) / "bundle"
+        edgekd.export(run, out=bundle, formats=list(ACCURACY_FORMATS), roles=["student"])
+        with np.load(bundle / "eval.npz") as data:
+            x, y = data["x"], data["y"]
+        scores = {fmt: float((open_model(bundle / name, threads=2).predict(x) == y).mean())
+                  for fmt, name in ACCURACY_FORMATS.items()}
+    return {"run": str(run), "samples": int(len(y)), "accuracy": scores,
+            "int8_drop_points": {fmt: round(100 * (scores["onnx"] - scores[fmt]), 2) for fmt in ("tflite-int8", "onnx-int8")}}
+
+
+def missed(record: dict) -> list[str]:
+    p50, speed = record["p50_ms"], record["speed_vs_teacher_onnx"]
+    lines = []
+    for runtime, int8 in (("tflite", "tflite-int8"), ("onnx", "onnx-int8-u8")):
+        ratio = p50[f"student/{int8}"] / p50[f"student/{runtime}"]
+        if ratio > 1:
+            lines.append(f"MISSED the student's {int8} file takes {ratio:.2f}x its fp32 {runtime} file's time, target <= 1x")
+    fastest = max((key for key in speed if key.startswith("student/")), key=speed.get)
+    if speed[fastest] < MIN_SPEEDUP:
+        lines.append(f"MISSED the fastest student file ({fastest.split('/')[1]}) is {speed[fastest]:.2f}x faster than "
+                     f"the teacher's fp32 ONNX file, target >= {MIN_SPEEDUP:g}x")
+    drops = (record.get("accuracy") or {}).get("int8_drop_points", {})
+    lines += [f"MISSED the trained student's {fmt} file loses {drop:.2f} points against fp32, target <= {MAX_INT8_DROP}"
+              for fmt, drop in drops.items() if drop > MAX_INT8_DROP]
+    return lines
+
+
+def _ops_text(ops: list[dict] | None) -> str:
+    return ", ".join(f"{op['op']} ×{op['count']} {op['ms'] * 1e3:.0f} µs" for op in ops) if ops else ""
+
+
+def render(record: dict) -> str:
+    p50, speed, ops = record["p50_ms"], record["speed_vs_teacher_onnx"], record.get("top_ops") or {}
+    lines = ["| file | p50 µs | speed vs the teacher's fp32 ONNX | three most expensive op types (profile) |",
+             "|---|---:|---:|---|"]
+    for key in p50:
+        role, column = key.split("/")
+        lines.append(f"| {role} {column} | {p50[key] * 1e3:.0f} | {speed[key]:.2f}× | {_ops_text(ops.get(key))} |")
+    acc = record.get("accuracy")
+    if acc:
+        scores = ", ".join(f"{fmt} {value:.2%}" for fmt, value in acc["accuracy"].items())
+        drops = ", ".join(f"{fmt} {drop:+.2f}" for fmt, drop in acc["int8_drop_points"].items())
+        lines += ["", f"The trained student (`{acc['run']}`, {acc['samples']:,} held-out images): {scores}; "
+                      f"int8 drop in points against fp32 ONNX: {drops}."]
+    m = record["machine"]
+    lines += ["", f"Measured on {m['cores']} cores ({m['cpu']}, int8 instructions: {', '.join(m['int8_instructions'])}, "
+                  f"load average {record['load_average']:.1f}), 1 thread, batch 1, {record['measured_utc']}."]
+    lines += [f"- {line}" for line in record["missed"]] or ["- every target for the pair met"]
+    return "\n".join(lines)
+
+
+def write(record: dict) -> None:
+    RECORD.parent.mkdir(parents=True, exist_ok=True)
+    RECORD.write_text(json.dumps(record, indent=2) + "\n")

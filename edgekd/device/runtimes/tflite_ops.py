@@ -1,0 +1,115 @@
+"""Per-op time of a TFLite file, measured op by op: LiteRT's Python interpreter has no op profiler, so
+each op of the main graph is cut out into a one-op model (its tensors, weights and quantization as in
+the file) and timed alone in the same runtime, with the same threads and the default XNNPACK delegate.
+
+What this measures and what it does not: an op's own kernel time plus one interpreter call (the
+cheapest op, usually RESHAPE, shows that call: ~0.4 µs here), and whether XNNPACK takes that op alone.
+Fusions XNNPACK makes across ops (a PAD into the convolution after it) and the cost of switching between
+the delegate and the built-in kernels are not in any op's time, so the ops' sum exceeds the whole file's
+p50 by about the call overhead times the op count. Found this way (issue 28): a 1-channel stem
+convolution becomes an int8 DEPTHWISE_CONV_2D with depth multiplier 8 that took 30 µs where its fp32
+form took 4.4 µs. Needs ai-edge-litert's flatbuffer tools (``ai_edge_litert.tools``); without them
+:func:`op_times` returns None.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+
+WARMUP = 20
+
+
+def _tools():
+    try:
+        from ai_edge_litert.tools import flatbuffer_utils
+        from ai_edge_litert import schema_py_generated
+    except ImportError:
+        return None
+    return flatbuffer_utils, schema_py_generated
+
+
+def _has_data(model, tensor) -> bool:
+    buffer = model.buffers[tensor.buffer] if 0 <= tensor.buffer < len(model.buffers) else None
+    return buffer is not None and buffer.data is not None and len(buffer.data) > 0
+
+
+def _cuttable(model, op) -> bool:
+    """Ops that stand alone: no nested graphs, no intermediates, no weights stored outside the flatbuffer."""
+    graph = model.subgraphs[0]
+    external = any(t >= 0 and (model.buffers[graph.tensors[t].buffer].offset or 0) > 1 for t in op.inputs)
+    return not op.intermediates and not external and op.builtinOptionsType not in _NESTED
+
+
+#: WHILE, IF, CALL_ONCE options carry subgraph indices: such an op cannot be cut out alone
+_NESTED = {42, 93, 94, 105}   # CallOptions, IfOptions, WhileOptions, CallOnceOptions (BuiltinOptions enum)
+
+
+def one_op_model(model, index: int, schema) -> bytes:
+    """The flatbuffer of op ``index`` alone: its tensors renumbered, its weights the only buffers, the
+    non-constant inputs as the graph's inputs and its outputs as the graph's outputs."""
+    graph, op = model.subgraphs[0], model.subgraphs[0].operators[index]
+    used = list(dict.fromkeys(t for t in [*op.inputs, *op.outputs] if t >= 0))
+    remap = {t: i for i, t in enumerate(used)}
+    buffers, tensors = [schema.BufferT()], []       # buffer 0 is the empty one, by convention
+    for t in used:
+        tensor = copy.copy(graph.tensors[t])
+        if _has_data(model, tensor):
+            buffers.append(model.buffers[tensor.buffer])
+            tensor.buffer = len(buffers) - 1
+        else:
+            tensor.buffer = 0
+        tensors.append(tensor)
+    cut = copy.copy(op)
+    cut.inputs = [remap[t] if t >= 0 else -1 for t in op.inputs]
+    cut.outputs = [remap[t] for t in op.outputs]
+    sub = schema.SubGraphT()
+    sub.tensors, sub.operators = tensors, [cut]
+    sub.inputs = [remap[t] for t in op.inputs if t >= 0 and not _has_data(model, graph.tensors[t])]
+    sub.outputs = list(cut.outputs)
+    alone = schema.ModelT()
+    alone.version, alone.operatorCodes, alone.subgraphs, alone.buffers = model.version, model.operatorCodes, [sub], buffers
+    builder = __import__("flatbuffers").Builder(1024)
+    builder.Finish(alone.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _time_alone(interpreter_class, content: bytes, threads: int | None, runs: int) -> tuple[float, bool]:
+    """(p50 ms of one invoke, whether XNNPACK took the op) of a one-op model, on zero inputs."""
+    interp = interpreter_class(model_content=content, num_threads=threads)
+    interp.allocate_tensors()
+    for detail in interp.get_input_details():
+        interp.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    for _ in range(WARMUP):
+        interp.invoke()
+    times = np.empty(runs)
+    for i in range(runs):
+        start = time.perf_counter_ns()
+        interp.invoke()
+        times[i] = time.perf_counter_ns() - start
+    delegated = any(op.get("op_name") == "DELEGATE" for op in interp._get_ops_details())
+    return float(np.median(times)) / 1e6, delegated
+
+
+def op_times(path: Path, interpreter_class, threads: int | None = 1, runs: int = 200) -> list[dict] | None:
+    """One entry per op of the main graph, in graph order: index, op, output (the tensor it writes, named
+    by the converter: a module path for litert-torch files), ms (None where the op cannot stand alone)
+    and delegated. None without the flatbuffer tools."""
+    tools = _tools()
+    if tools is None:
+        return None
+    fb, schema = tools
+    model = fb.read_model_from_bytearray(bytearray(Path(path).read_bytes()))
+    graph, out = model.subgraphs[0], []
+    for index, op in enumerate(graph.operators):
+        name = graph.tensors[op.outputs[0]].name if op.outputs else b""
+        entry = {"index": index, "op": fb.opcode_to_name(model, op.opcodeIndex) or "?",
+                 "output": name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name),
+                 "ms": None, "delegated": None}
+        if _cuttable(model, op):
+            entry["ms"], entry["delegated"] = _time_alone(interpreter_class, one_op_model(model, index, schema),
+                                                          threads, runs)
+        out.append(entry)
+    return out
