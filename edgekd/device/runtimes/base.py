@@ -129,6 +129,14 @@ class Runtime:
         """The raw output array after a bound call that returned ``result``."""
         raise NotImplementedError
 
+    def profile(self, prepared: np.ndarray, runs: int = 100, warmup: int = 10) -> dict:
+        """Where the time of a call on ``prepared`` goes, per op: a dict of the shape
+        ``edgekd.core.schema.bench.Profile`` declares. onnxruntime: its profiler's per-node times over
+        ``runs`` runs after ``warmup`` ones, in a session of its own, raw and less the profiler's own
+        cost per node; TFLite: the ops its delegate did not take (no times). Run it after any timing:
+        it costs time and memory of its own."""
+        raise NotImplementedError
+
     def run_raw(self, prepared: np.ndarray) -> np.ndarray:
         return self.fetch(self.bind(prepared)())
 

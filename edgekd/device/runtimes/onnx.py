@@ -91,3 +91,9 @@ class OnnxRuntime(Runtime):
 
     def fetch(self, result) -> np.ndarray:
         return result[0]
+
+    def profile(self, prepared: np.ndarray, runs: int = 100, warmup: int = 10) -> dict:
+        """Per-node times from onnxruntime's profiler, in a session of its own (this one stays unprofiled)."""
+        from edgekd.device.runtimes.onnx_profile import profile_onnx
+
+        return profile_onnx(self, prepared, runs, warmup)

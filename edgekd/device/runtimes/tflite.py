@@ -93,6 +93,21 @@ class TFLiteRuntime(Runtime):
         self.details["delegated_nodes"] = n
         self.details["ops"] = sum(1 for op in ops if op.get("op_name") != "DELEGATE")
 
+    def profile(self, prepared: np.ndarray, runs: int = 100, warmup: int = 10) -> dict:
+        """The ops the delegate did not take (LiteRT's Python API times no op): nothing is run, so
+        ``prepared`` only sets the batch, and ``runs`` and ``warmup`` do not apply."""
+        from edgekd.device.runtimes.tflite_profile import delegation
+
+        if tuple(prepared.shape) != tuple(self.interpreter.get_input_details()[0]["shape"]):
+            self.set_batch(int(prepared.shape[0]))
+        try:
+            ops = self.interpreter._get_ops_details()
+        except Exception as exc:  # an older TFLite without the (private) call
+            raise RuntimeBackendError(f"{self.module} {self.version} does not list its ops; no profile",
+                                      hint="pip install -U ai-edge-litert") from exc
+        names = {int(t["index"]): t["name"] for t in self.interpreter.get_tensor_details()}
+        return delegation(ops, names, self.delegate)
+
     def set_batch(self, batch: int) -> None:
         if batch == self.batch:
             return
