@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 
 from edgekd.app.cli.options import late_option
-from edgekd.device.bench.options import DEFAULTS as BENCH_DEFAULTS, cores, default_threads   # stdlib only: no start-up cost
+from edgekd.device.bench.options import DEFAULTS as BENCH_DEFAULTS, PROFILE_HELP, cores, default_threads   # stdlib only: no start-up cost
 from edgekd.core.errors import ConfigError, EdgeKDError
 
 
@@ -112,6 +112,7 @@ def remote_from(remote, remote_edgekd, remote_copy, remote_keep, ssh_config):
 @measure_options
 @click.option("--out", type=click.Path(dir_okay=False), help="bench.json to write  "
               "[default: TARGET/bench.json, or MODEL.bench.json beside a single file]")
+@click.option("--profile", is_flag=True, help=PROFILE_HELP)
 @click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the report as markdown.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Also write a PNG: latency distribution, "
               "accuracy against latency (needs matplotlib).")

@@ -5,6 +5,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from edgekd.device.bench.profile_text import TOP, headline, profiled, top_rows
 from edgekd.device.bench.text import NARROW, SHORT, TERMINAL, device_line, formats_side_by_side, rows, skipped_notes, thermal_line
 from edgekd.core.console import report_console
 
@@ -18,6 +19,8 @@ def render_table(result: dict, console=None) -> None:
     side = formats_side_by_side(result)
     if side:
         console.print(_side_by_side(side))
+    for m in profiled(result):
+        console.print(_profile_table(m))
     for note in skipped_notes(result):
         console.print(f"[dim]skipped {note}[/dim]")
     t = thermal_line(result)
@@ -47,6 +50,19 @@ def _side_by_side(side: list[dict]):
     for c in side[0]:
         table.add_column(SHORT.get(c, c), justify="left" if c in ("role", "runtime") else "right", no_wrap=True)
     for row in side:
+        table.add_row(*row.values())
+    return table
+
+
+def _profile_table(m: dict):
+    """A file's top ops (--profile): its costliest nodes, or the ops its delegate did not take."""
+    rows = top_rows(m["profile"], TOP)
+    if not rows:
+        return f"where the time goes: {headline(m)}"
+    table = Table(title=f"where the time goes: {headline(m)}", title_justify="left", show_edge=False)
+    for c in rows[0]:
+        table.add_column(c, justify="left" if c in ("op", "node", "nodes") else "right", overflow="fold")
+    for row in rows:
         table.add_row(*row.values())
     return table
 

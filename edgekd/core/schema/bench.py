@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import typing
 from pathlib import Path
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 from edgekd.core.errors import ConfigError
 from edgekd.core.schema.fields import (FRACTION, POSITIVE, POSITIVES, Count, Invalid,
@@ -144,6 +144,42 @@ class Measurement(_MeasurementRelied, total=False):
     repeats: Repeats | None
 
 
+class ProfileOp(TypedDict):
+    """One op type of a profile: its nodes, summed."""
+    op: str
+    count: Count
+    ms: float | None              # onnxruntime: the profiler's time, summed; TFLite: null (no op timing)
+    corrected_ms: float | None    # … less the profiler's own cost per node
+    share: Annotated[float | None, FRACTION]     # of the corrected total
+    undelegated: int | None       # TFLite: how many the delegate did not take; onnxruntime: null
+
+
+class ProfileNode(TypedDict):
+    index: int                    # the node's index in the runtime's graph
+    node: str                     # onnxruntime: the node's name; TFLite: its output tensor's (module path)
+    op: str
+    ms: float | None
+    corrected_ms: float | None
+    share: Annotated[float | None, FRACTION]
+
+
+class Profile(TypedDict):
+    """``bench --profile``: where one call's time goes, at the first setting, profiled after its timing
+    (:meth:`edgekd.device.runtimes.Runtime.profile`, where each key is explained)."""
+    method: Literal["onnxruntime-profiler", "delegation"]
+    threads: Count
+    batch: Count
+    p50_ms: Positive              # the same child's unprofiled p50, to set beside the totals
+    runs: int | None              # profiled runs (warm-up left out); null: nothing was run
+    total_ms: float | None        # the nodes' raw times, summed
+    node_overhead_ms: float | None   # what the profiler reads for a node that does nothing
+    corrected_total_ms: float | None
+    delegate: str | None
+    partitions: int | None        # TFLite: the delegate's partitions (DELEGATE nodes)
+    ops: list[ProfileOp]          # onnxruntime: the costliest first; TFLite: the most undelegated first
+    nodes: list[ProfileNode]      # onnxruntime: every node, the costliest first; TFLite: the undelegated ones
+
+
 class _ModelRelied(TypedDict):
     file: str
     bytes: Count
@@ -166,6 +202,7 @@ class Model(_ModelRelied, total=False):
     eval_samples: int | None
     eval_seconds: float
     agreement_with_teacher: float | None
+    profile: Profile              # only with --profile
 
 
 class Comparison(TypedDict, total=False):

@@ -22,6 +22,10 @@ DEFAULTS: dict[str, Any] = {"warmup": 10, "warmup_seconds": 0.5, "runs": 100, "m
 LIMITS: dict[str, float] = {"batch": 65536, "warmup": 1e6, "warmup_seconds": 3600.0, "runs": 1e7,
           "min_seconds": 3600.0, "max_runs": 1e7, "repeat": 1000, "timeout": 86400.0, "seed": 2**32 - 1}
 THREADS_PER_CORE = 4
+#: what ``profile`` does, as the command line's help says it
+PROFILE_HELP = ("Where each file's time goes, per op, at the first threads and batch setting, profiled after its "
+                "timing in the same child: onnxruntime's profiler per node (raw, and less its own cost per node); "
+                "TFLite: the ops the XNNPACK delegate did not take. Top ops after the table, all in bench.json.")
 
 
 def cores() -> int:
@@ -60,6 +64,7 @@ class BenchOptions:
     data: str | os.PathLike | None = None
     runtime: str | None = None
     providers: list[str] | None = None
+    profile: bool = False                     # per-op profile of each file, at the first setting
 
     def __post_init__(self):
         object.__setattr__(self, "threads", _counts(self.threads, "threads") or default_threads())
@@ -70,6 +75,8 @@ class BenchOptions:
             _check_number(name, getattr(self, name), minimum, whole)
         if self.timeout is not None:
             _check_number("timeout", self.timeout, 1)
+        if not isinstance(self.profile, bool):
+            raise ConfigError(f"profile must be true or false, got {self.profile!r}")
         if self.providers is not None and not _strings(self.providers):
             raise ConfigError(f"providers must be a list of names, got {self.providers!r}")
 

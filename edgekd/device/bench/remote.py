@@ -317,4 +317,6 @@ def bench_args(options) -> list[str]:
         args += ["--runtime", options.runtime]
     if options.providers:
         args += ["--providers", ",".join(options.providers)]
+    if options.profile:
+        args.append("--profile")
     return args

@@ -130,11 +130,15 @@ def _measure(sides: list[dict], options: BenchOptions, progress: Progress | None
             progress(done, len(jobs), _label(m, t, b, rep, options.repeat, sides, i))
         eval_path = sides[i]["eval_path"]
         evaluate = eval_path is not None and m["file"] not in predictions[i]
+        # the first setting's first repetition: at 1 thread (bench's first by default) node times add up
+        profile = options.profile and rep == 0 and (t, b) == (threads[0], batches[0])
         request = {"path": m["path"], "runtime": m["runtime"], "threads": t, "batch": b, **options.worker_fields(),
-                   "data": eval_path, "evaluate": evaluate}
+                   "data": eval_path, "evaluate": evaluate, "profile": profile}
         resp, _ = spawn_worker(request, timeout=options.timeout)
         if "eval" in resp:
             predictions[i][m["file"]] = _record_eval(entries[i][m["file"]], resp["eval"])
+        if "profile" in resp:
+            entries[i][m["file"]]["profile"] = resp["profile"]
         answers.setdefault((i, m["file"], t, b), []).append(resp)
     for (i, file, t, b), responses in answers.items():
         entry = entries[i][file]

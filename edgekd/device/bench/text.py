@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 from edgekd.core.numbers import MIB, fmt, ms, pct, size
 from edgekd.device.bench.compare import measured
+from edgekd.device.bench.profile_text import profile_markdown
 from edgekd.device.runtimes import ROWS
 
 # -- rows shared by the table and markdown --------------------------------------------------
@@ -159,6 +160,7 @@ def bench_markdown(result: Mapping[str, Any]) -> str:
             vals = [f"**{v}**" if v else v for v in vals]
         lines.append("| " + " | ".join(vals) + " |")
     lines += side_by_side_markdown(result)
+    lines += profile_markdown(result)
     notes = skipped_notes(result)
     if notes:
         lines += [""] + [f"- skipped {n}" for n in notes]

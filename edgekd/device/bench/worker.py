@@ -4,7 +4,8 @@ Runs in a fresh interpreter so the memory it reports is the model's own. Torch-f
 The request and the response are JSON files (stdout is left to native libraries,
 which print there). Request keys: path, runtime, threads, batch, providers, warmup,
 warmup_seconds, runs, min_seconds, max_runs (these five: bench's DEFAULTS where absent), data
-(eval.npz or null), evaluate, seed, parent_pid (the process this child must not outlive, or null).
+(eval.npz or null), evaluate, profile (Runtime.profile, after everything else), seed, parent_pid (the
+process this child must not outlive, or null).
 """
 from __future__ import annotations
 
@@ -90,7 +91,8 @@ def measure(req: dict) -> dict:
     rss_loaded = memory.rss_bytes()
 
     batch = int(req["batch"])
-    call = rt.bind(rt.prepare(_batch_input(rt, req, batch, x_eval)))   # quantized once, outside the timer
+    prepared = rt.prepare(_batch_input(rt, req, batch, x_eval))        # quantized once, outside the timer
+    call = rt.bind(prepared)
     t0 = time.perf_counter()
     raw = call()
     first_ms = (time.perf_counter() - t0) * 1e3
@@ -114,6 +116,9 @@ def measure(req: dict) -> dict:
     result["memory"] = {"rss_before_load": rss_before, "rss_after_load": rss_loaded,
                         "rss_peak_inference": peak_inference, "rss_after_runs": rss_after_runs,
                         "rss_peak": memory.peak_rss_bytes(), "source": memory.source()}
+    if req.get("profile"):      # after the timing and the memory figures, which it must not touch
+        result["profile"] = {**rt.profile(prepared, runs=int(_setting(req, "runs")), warmup=int(_setting(req, "warmup"))),
+                             "threads": req.get("threads"), "batch": batch, "p50_ms": latency["p50"]}
     return result
 
 

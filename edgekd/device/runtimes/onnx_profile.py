@@ -13,7 +13,6 @@ caches, so tiny kernels run slower while profiled; the unprofiled p50 stays the 
 """
 from __future__ import annotations
 
-import functools
 import json
 import tempfile
 from pathlib import Path
@@ -26,13 +25,15 @@ CHAIN = 50
 
 def profile_onnx(rt, prepared: np.ndarray, runs: int = 100, warmup: int = 10) -> dict:
     """Per-node times of ``rt`` (an OnnxRuntime) on ``prepared``: a fresh session with the profiler
-    on (the runtime's own session stays unprofiled), ``warmup`` runs left out, then ``runs`` runs."""
-    times, ops = _profiled_runs(str(rt.path), rt.threads, rt.providers, {rt.input.name: prepared},
-                                runs, warmup)
-    overhead = node_overhead_ms(rt.threads, tuple(rt.providers), runs, warmup)
+    on (the runtime's own session stays unprofiled), ``warmup`` runs left out, then ``runs`` runs; the
+    calibration chain's runs half before, half after them (:func:`schedule`)."""
+    (times, ops), (chain, _) = _profiled_runs([(str(rt.path), {rt.input.name: prepared}),
+                                               (relu_chain(CHAIN), {"x0": np.zeros(1, np.float32)})],
+                                              rt.threads, rt.providers, runs, warmup)
+    overhead = float(np.mean([typical_mean(v) for v in chain.values()])) / 1e3
     nodes = []
     for name, values in times.items():
-        ms = interquartile_mean(values) / 1e3
+        ms = typical_mean(values) / 1e3
         nodes.append({"index": ops[name][1], "node": name, "op": ops[name][0], "ms": ms,
                       "corrected_ms": max(0.0, ms - overhead)})
     corrected = sum(n["corrected_ms"] for n in nodes)
@@ -45,7 +46,7 @@ def profile_onnx(rt, prepared: np.ndarray, runs: int = 100, warmup: int = 10) ->
 
 
 def by_op(nodes: list[dict]) -> list[dict]:
-    """The nodes summed per op type, the most expensive first."""
+    """The nodes summed per op type, the most expensive first; shares of the corrected total."""
     ops: dict[str, dict] = {}
     for n in nodes:
         row = ops.setdefault(n["op"], {"op": n["op"], "count": 0, "ms": 0.0, "corrected_ms": 0.0, "share": None,
@@ -53,48 +54,58 @@ def by_op(nodes: list[dict]) -> list[dict]:
         row["count"] += 1
         row["ms"] += n["ms"]
         row["corrected_ms"] += n["corrected_ms"]
-        if n["share"] is not None:
-            row["share"] = (row["share"] or 0.0) + n["share"]
+    total = sum(r["corrected_ms"] for r in ops.values())
+    for row in ops.values():
+        row["share"] = min(1.0, row["corrected_ms"] / total) if total > 0 else None   # min: rounding
     return sorted(ops.values(), key=lambda r: -r["corrected_ms"])
 
 
-def interquartile_mean(values) -> float:
-    """The mean of the middle half: robust to the runs another process interrupted, as a median is, and
-    unlike a median of whole microseconds it keeps a fraction (a node reading 2 µs in 60 % of the runs
-    and 3 µs in the rest is 2.3 µs, not 2)."""
-    v = np.sort(np.asarray(values, dtype=np.float64))
-    quarter = len(v) // 4
-    return float(v[quarter:len(v) - quarter].mean())
+def typical_mean(values) -> float:
+    """The mean of the readings within 1 µs of their median. Near the median: as robust as the median
+    to runs another process interrupted (bench's p50 is a median too). A mean: readings in whole µs
+    dither between neighbours, and a node reading 2 µs in 60 % of the runs and 3 µs in the rest takes
+    2.4 µs, where the median would say 2."""
+    v = np.asarray(values, dtype=np.float64)
+    middle = np.median(v)
+    return float(v[np.abs(v - middle) <= 1].mean())
 
 
-@functools.lru_cache(maxsize=None)
-def node_overhead_ms(threads: int | None, providers: tuple[str, ...], runs: int, warmup: int) -> float:
-    """What the profiler reads for a node that does almost nothing: ReLU on one float, CHAIN of them,
-    profiled as a model is (once per process and setting)."""
-    times, _ = _profiled_runs(relu_chain(CHAIN), threads, list(providers),
-                              {"x0": np.zeros(1, np.float32)}, runs, warmup)
-    return float(np.mean([interquartile_mean(v) for v in times.values()])) / 1e3
-
-
-def _profiled_runs(model: str | bytes, threads: int | None, providers: list[str], feed: dict, runs: int,
-                   warmup: int) -> tuple[dict[str, list[int]], dict[str, tuple[str, int | None]]]:
-    """(node → its µs per profiled run, node → (op type, node index)) from a profiled session's
-    ``warmup + runs`` runs; the profile file lives in a temporary folder and goes with it."""
+def _profiled_runs(models: list[tuple[str | bytes, dict]], threads: int | None, providers: list[str], runs: int,
+                   warmup: int) -> list[tuple[dict[str, list[int]], dict[str, tuple[str, int | None]]]]:
+    """Per (model, feed), profiled in a session of its own, the sessions' runs taking turns:
+    (node → its µs per run, node → (op type, node index)), the ``warmup`` runs left out. The
+    profile files live in a temporary folder and go with it."""
     from edgekd.device.runtimes.onnx import import_ort
 
     ort = import_ort()
     with tempfile.TemporaryDirectory(prefix="edgekd-profile-") as tmp:
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads, opts.inter_op_num_threads = int(threads), 1
-        opts.log_severity_level = 3
-        opts.enable_profiling = True
-        opts.profile_file_prefix = str(Path(tmp, "ort"))
-        sess = ort.InferenceSession(model, sess_options=opts, providers=providers)
-        names = [o.name for o in sess.get_outputs()]
-        for _ in range(warmup + runs):
-            sess.run(names, feed)
-        events = json.loads(Path(sess.end_profiling()).read_text())
+        calls = []
+        for i, (model, feed) in enumerate(models):
+            opts = ort.SessionOptions()
+            if threads:
+                opts.intra_op_num_threads, opts.inter_op_num_threads = int(threads), 1
+            opts.log_severity_level = 3
+            opts.enable_profiling = True
+            opts.profile_file_prefix = str(Path(tmp, f"ort{i}"))
+            sess = ort.InferenceSession(model, sess_options=opts, providers=providers)
+            calls.append((sess, [o.name for o in sess.get_outputs()], feed))
+        for i, count in schedule(len(calls), runs, warmup):
+            sess, names, feed = calls[i]
+            for _ in range(count):
+                sess.run(names, feed)
+        return [_node_times(json.loads(Path(sess.end_profiling()).read_text()), warmup) for sess, _, _ in calls]
+
+
+def schedule(models: int, runs: int, warmup: int) -> list[tuple[int, int]]:
+    """(model, runs) blocks: the first model's runs in one block (each run finds the caches as the one
+    before left them, as in bench's timed loop), every other model's half before and half after it,
+    so that what the machine does meanwhile falls on both alike."""
+    others = range(1, models)
+    return ([(i, warmup + runs // 2) for i in others] + [(0, warmup + runs)]
+            + [(i, runs - runs // 2) for i in others])
+
+
+def _node_times(events: list[dict], warmup: int) -> tuple[dict[str, list[int]], dict[str, tuple[str, int | None]]]:
     times: dict[str, list[int]] = {}
     ops: dict[str, tuple[str, int | None]] = {}
     for e in events:
