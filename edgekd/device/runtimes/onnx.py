@@ -8,6 +8,7 @@ import numpy as np
 
 from edgekd.core.errors import RuntimeBackendError, unknown_name
 from edgekd.device.runtimes.base import Runtime, TensorInfo, UnsupportedBatch, load_error, require_single_input
+from edgekd.device.runtimes.onnx_profile import profile_onnx
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
               "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int32)": "int32",
@@ -94,6 +95,4 @@ class OnnxRuntime(Runtime):
 
     def profile(self, prepared: np.ndarray, runs: int = 100, warmup: int = 10) -> dict:
         """Per-node times from onnxruntime's profiler, in a session of its own (this one stays unprofiled)."""
-        from edgekd.device.runtimes.onnx_profile import profile_onnx
-
-        return profile_onnx(self, prepared, runs, warmup)
+        return profile_onnx(self, import_ort(), prepared, runs, warmup)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,15 +24,15 @@ import numpy as np
 CHAIN = 50
 
 
-def profile_onnx(rt, prepared: np.ndarray, runs: int = 100, warmup: int = 10) -> dict:
-    """Per-node times of ``rt`` (an OnnxRuntime) on ``prepared``: a fresh session with the profiler
+def profile_onnx(rt, ort, prepared: np.ndarray, runs: int = 100, warmup: int = 10) -> dict:
+    """Per-node times of ``rt`` (an OnnxRuntime; ``ort`` the onnxruntime package) on ``prepared``: a fresh session with the profiler
     on (the runtime's own session stays unprofiled), ``warmup`` runs left out, then ``runs`` runs; the
     calibration chain's runs half before, half after them (:func:`schedule`)."""
     (times, ops), (chain, _) = _profiled_runs([(str(rt.path), {rt.input.name: prepared}),
                                                (relu_chain(CHAIN), {"x0": np.zeros(1, np.float32)})],
-                                              rt.threads, rt.providers, runs, warmup)
+                                              ort, rt.threads, rt.providers, runs, warmup)
     overhead = float(np.mean([typical_mean(v) for v in chain.values()])) / 1e3
-    nodes = []
+    nodes: list[dict[str, Any]] = []
     for name, values in times.items():
         ms = typical_mean(values) / 1e3
         nodes.append({"index": ops[name][1], "node": name, "op": ops[name][0], "ms": ms,
@@ -70,14 +71,11 @@ def typical_mean(values) -> float:
     return float(v[np.abs(v - middle) <= 1].mean())
 
 
-def _profiled_runs(models: list[tuple[str | bytes, dict]], threads: int | None, providers: list[str], runs: int,
+def _profiled_runs(models: list[tuple[str | bytes, dict]], ort, threads: int | None, providers: list[str], runs: int,
                    warmup: int) -> list[tuple[dict[str, list[int]], dict[str, tuple[str, int | None]]]]:
     """Per (model, feed), profiled in a session of its own, the sessions' runs taking turns:
     (node → its µs per run, node → (op type, node index)), the ``warmup`` runs left out. The
     profile files live in a temporary folder and go with it."""
-    from edgekd.device.runtimes.onnx import import_ort
-
-    ort = import_ort()
     with tempfile.TemporaryDirectory(prefix="edgekd-profile-") as tmp:
         calls = []
         for i, (model, feed) in enumerate(models):

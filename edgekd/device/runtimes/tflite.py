@@ -13,6 +13,7 @@ import numpy as np
 
 from edgekd.core.errors import RuntimeBackendError
 from edgekd.device.runtimes.base import Runtime, TensorInfo, UnsupportedBatch, load_error, require_single_input
+from edgekd.device.runtimes.tflite_profile import delegation
 
 #: (module that holds Interpreter, distribution whose version we report)
 BACKENDS = [("ai_edge_litert.interpreter", "ai-edge-litert"),
@@ -96,8 +97,6 @@ class TFLiteRuntime(Runtime):
     def profile(self, prepared: np.ndarray, runs: int = 100, warmup: int = 10) -> dict:
         """The ops the delegate did not take (LiteRT's Python API times no op): nothing is run, so
         ``prepared`` only sets the batch, and ``runs`` and ``warmup`` do not apply."""
-        from edgekd.device.runtimes.tflite_profile import delegation
-
         if tuple(prepared.shape) != tuple(self.interpreter.get_input_details()[0]["shape"]):
             self.set_batch(int(prepared.shape[0]))
         try:
