@@ -28,17 +28,14 @@ ACCURACY_FORMATS = {"onnx": "student.onnx", "onnx-int8": "student.int8.onnx", "t
 
 
 def top_ops(path: Path, count: int = 3) -> list[dict]:
-    """The ``count`` op types that take the most time in the file, from edgekd's per-op profile."""
+    """The ``count`` op types that take the most time in the file, from `bench --profile`'s profile
+    (onnxruntime's profiler; TFLite: each op timed alone), less the profiler's (a call's) own cost."""
     from edgekd.device.runtimes import open_model
 
     runtime = open_model(path, threads=1)
-    ops = runtime.profile(runtime.prepare(runtime.random_input(1)))["ops"]
-    by_type: dict[str, list[float]] = {}
-    for op in ops:
-        if op["ms"] is not None:
-            by_type.setdefault(op["op"], []).append(op["ms"])
-    ranked = sorted(by_type.items(), key=lambda kv: -sum(kv[1]))[:count]
-    return [{"op": name, "count": len(times), "ms": round(sum(times), 5)} for name, times in ranked]
+    rows = runtime.profile(runtime.prepare(runtime.random_input(1)))["ops"]
+    return [{"op": r["op"], "count": r["count"], "ms": round(r["corrected_ms"], 5),
+             "undelegated": r["undelegated"]} for r in rows[:count]]
 
 
 def measure(seconds: float, run: Path | None, profile: bool) -> dict:
@@ -97,7 +94,8 @@ def missed(record: dict) -> list[str]:
 
 
 def _ops_text(ops: list[dict] | None) -> str:
-    return ", ".join(f"{op['op']} ×{op['count']} {op['ms'] * 1e3:.0f} µs" for op in ops) if ops else ""
+    return ", ".join(f"{op['op']} ×{op['count']} {op['ms'] * 1e3:.0f} µs"
+                     + (f" ({op['undelegated']} not delegated)" if op.get("undelegated") else "") for op in ops) if ops else ""
 
 
 def render(record: dict) -> str:

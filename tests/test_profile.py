@@ -90,7 +90,7 @@ def test_profile_must_be_a_flag():
 @pytest.mark.slow
 def test_tflite_names_the_op_xnnpack_did_not_take(tmp_path):
     """A real export with one op XNNPACK has no kernel for (CUMSUM) between two convolutions: two
-    partitions, and CUMSUM, alone, left to TFLite's own kernels."""
+    partitions, and CUMSUM, alone, left to TFLite's own kernels; every op timed alone."""
     import torch
     from torch import nn
 
@@ -116,22 +116,25 @@ def test_tflite_names_the_op_xnnpack_did_not_take(tmp_path):
     get_format("tflite").exporter_function()(ExportContext(tmp_path, None, calibration, None), source, path)
     rt = open_model(path, threads=1)
     p = rt.profile(rt.prepare(rt.random_input(1)))
-    assert (p["method"], p["delegate"], p["partitions"]) == ("delegation", "XNNPACK", 2)
+    assert (p["method"], p["delegate"], p["partitions"]) == ("one-op-models", "XNNPACK", 2)
     assert [(r["op"], r["undelegated"]) for r in p["ops"] if r["undelegated"]] == [("CUMSUM", 1)]
-    assert [n["op"] for n in p["nodes"]] == ["CUMSUM"]
-    assert sum(r["count"] for r in p["ops"]) == rt.details["ops"]
+    assert [n["op"] for n in p["nodes"] if not n["delegated"]] == ["CUMSUM"]
+    assert sum(r["count"] for r in p["ops"]) == rt.details["ops"] == len(p["nodes"])
+    assert all(n["ms"] > 0 for n in p["nodes"]) and p["node_overhead_ms"] > 0
+    assert p["total_ms"] == pytest.approx(sum(n["ms"] for n in p["nodes"]))
 
 
-def test_the_zoo_int8_students_undelegated_ops_are_named(zoo_bundle):
-    """Whatever the export makes of hard-swish: every op is either in a partition or named, once."""
+def test_the_zoo_int8_students_ops_are_each_timed_and_named_once(zoo_bundle):
+    """Every op of the shipped int8 student, once, named, timed; with hard-swish in its int8-friendly
+    form XNNPACK takes them all in one partition."""
     from edgekd.device.runtimes import open_model
 
     rt = open_model(zoo_bundle / "student.int8.tflite", threads=1)
     p = rt.profile(rt.prepare(rt.random_input(1)))
-    assert p["partitions"] == rt.details["delegated_nodes"] > 0
-    assert len(p["nodes"]) == sum(r["undelegated"] for r in p["ops"])
-    assert len({n["index"] for n in p["nodes"]}) == len(p["nodes"])
-    assert all(n["node"] for n in p["nodes"])
+    assert p["partitions"] == rt.details["delegated_nodes"] == 1
+    assert sorted(n["index"] for n in p["nodes"]) == list(range(rt.details["ops"]))
+    assert all(n["node"] and n["delegated"] and n["ms"] > 0 for n in p["nodes"])
+    assert sum(r["undelegated"] for r in p["ops"]) == 0
 
 
 def test_the_cli_prints_the_top_ops(zoo_bundle, tmp_path):

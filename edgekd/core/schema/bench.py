@@ -148,8 +148,8 @@ class ProfileOp(TypedDict):
     """One op type of a profile: its nodes, summed."""
     op: str
     count: Count
-    ms: float | None              # onnxruntime: the profiler's time, summed; TFLite: null (no op timing)
-    corrected_ms: float | None    # … less the profiler's own cost per node
+    ms: float | None              # onnxruntime: the profiler's time; TFLite: each op's time alone; summed (null: untimed)
+    corrected_ms: float | None    # … less the profiler's own cost per node (TFLite: one interpreter call)
     share: Annotated[float | None, FRACTION]     # of the corrected total
     undelegated: int | None       # TFLite: how many the delegate did not take; onnxruntime: null
 
@@ -161,18 +161,19 @@ class ProfileNode(TypedDict):
     ms: float | None
     corrected_ms: float | None
     share: Annotated[float | None, FRACTION]
+    delegated: bool | None        # TFLite: whether XNNPACK took it; onnxruntime: null
 
 
 class Profile(TypedDict):
     """``bench --profile``: where one call's time goes, at the first setting, profiled after its timing
     (:meth:`edgekd.device.runtimes.Runtime.profile`, where each key is explained)."""
-    method: Literal["onnxruntime-profiler", "delegation"]
+    method: Literal["onnxruntime-profiler", "one-op-models", "delegation"]
     threads: Count
     batch: Count
     p50_ms: Positive              # the same child's unprofiled p50, to set beside the totals
     runs: int | None              # profiled runs (warm-up left out); null: nothing was run
     total_ms: float | None        # the nodes' raw times, summed
-    node_overhead_ms: float | None   # what the profiler reads for a node that does nothing
+    node_overhead_ms: float | None   # what the profiler reads for a node that does nothing (TFLite: a call)
     corrected_total_ms: float | None
     delegate: str | None
     partitions: int | None        # TFLite: the delegate's partitions (DELEGATE nodes)

@@ -20,33 +20,46 @@ def headline(m: Mapping[str, Any]) -> str:
     """One line per file: what was profiled and how its totals compare with the unprofiled p50."""
     p = m["profile"]
     setting = f"{p['threads']} thread{'s' if p['threads'] != 1 else ''}, batch {p['batch']}"
-    if p["method"] == "delegation":
-        ops = sum(r["count"] for r in p["ops"])
-        left = sum(r["undelegated"] or 0 for r in p["ops"])
-        if not p["partitions"]:
-            return f"{m['file']} ({setting}): no delegate; all {ops} ops run in TFLite's own kernels (no op timing)"
-        return (f"{m['file']} ({setting}): {p['delegate']} took {ops - left} of {ops} ops in {p['partitions']} "
-                f"partition{'s' if p['partitions'] != 1 else ''}; {left} left to TFLite's own kernels "
-                "(LiteRT's Python API times no op)")
+    if p["method"] != "onnxruntime-profiler":
+        return f"{m['file']} ({setting}): {_delegated(p)}" + (
+            "" if p["method"] == "delegation" else
+            f"; p50 {ms(p['p50_ms'])} ms; each op timed alone: {ms(p['total_ms'])} ms in all, "
+            f"{ms(p['corrected_total_ms'])} ms less one call ({p['node_overhead_ms'] * 1e3:.1f} µs) each")
     return (f"{m['file']} ({setting}): p50 {ms(p['p50_ms'])} ms unprofiled; {len(p['nodes'])} nodes sum to "
             f"{ms(p['total_ms'])} ms as profiled, {ms(p['corrected_total_ms'])} ms less the profiler's "
             f"{p['node_overhead_ms'] * 1e3:.1f} µs a node ({p['runs']} runs)")
 
 
+def _delegated(p: Mapping[str, Any]) -> str:
+    ops = sum(r["count"] for r in p["ops"])
+    left = sum(r["undelegated"] or 0 for r in p["ops"])
+    if not p["partitions"]:
+        return f"no delegate; all {ops} ops run in TFLite's own kernels"
+    return (f"{p['delegate']} took {ops - left} of {ops} ops in {p['partitions']} "
+            f"partition{'s' if p['partitions'] != 1 else ''}; {left} left to TFLite's own kernels")
+
+
 def top_rows(p: Mapping[str, Any], n: int) -> list[dict]:
-    """onnxruntime: the ``n`` costliest nodes (op, node, ms, share); TFLite: the undelegated op types
-    with their count and first nodes."""
+    """Timed profiles: the ``n`` costliest nodes (op, node, ms, share; TFLite: whether delegated); TFLite
+    without times: the undelegated op types with their count and first nodes."""
     if p["method"] == "delegation":
         return [{"op": r["op"], "undelegated": f"{r['undelegated']} of {r['count']}",
                  "nodes": ", ".join(_named(p, r["op"]))} for r in p["ops"] if r["undelegated"]]
     return [{"op": x["op"], "node": x["node"], "ms": ms(x["ms"]), "less overhead ms": ms(x["corrected_ms"]),
-             "share": pct(x["share"], ".0f")} for x in p["nodes"][:n]]
+             "share": pct(x["share"], ".0f"), **_delegate_cell(p, x)} for x in p["nodes"][:n]]
+
+
+def _delegate_cell(p: Mapping[str, Any], row: Mapping[str, Any]) -> dict:
+    if p["method"] != "one-op-models":
+        return {}
+    return {"delegated": "yes" if row.get("delegated") else "NO"}
 
 
 def op_rows(p: Mapping[str, Any]) -> list[dict]:
-    """Every op type of an onnxruntime profile, the costliest first."""
+    """Every op type of a timed profile, the costliest first."""
     return [{"op": r["op"], "nodes": str(r["count"]), "ms": ms(r["ms"]), "less overhead ms": ms(r["corrected_ms"]),
-             "share": pct(r["share"], ".0f")} for r in p["ops"]]
+             "share": pct(r["share"], ".0f"),
+             **({"undelegated": str(r["undelegated"])} if p["method"] == "one-op-models" else {})} for r in p["ops"]]
 
 
 def _named(p: Mapping[str, Any], op: str) -> list[str]:
@@ -56,6 +69,8 @@ def _named(p: Mapping[str, Any], op: str) -> list[str]:
 
 NOTE = ("onnxruntime's profiler reads each node's kernel plus its own bookkeeping (about 2 µs, in whole µs); "
         "'less overhead' takes off what it reads for a node doing nothing (a chain of one-float ReLUs). "
+        "TFLite: each op is cut out into a one-op model and timed alone in LiteRT; 'less overhead' takes off "
+        "one interpreter call (a one-float RELU model), and fusions XNNPACK makes across ops are in no op's time. "
         "Share: of the corrected total. The unprofiled p50 stays the measure of a call.")
 
 

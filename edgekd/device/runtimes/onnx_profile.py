@@ -36,7 +36,7 @@ def profile_onnx(rt, ort, prepared: np.ndarray, runs: int = 100, warmup: int = 1
     for name, values in times.items():
         ms = typical_mean(values) / 1e3
         nodes.append({"index": ops[name][1], "node": name, "op": ops[name][0], "ms": ms,
-                      "corrected_ms": max(0.0, ms - overhead)})
+                      "corrected_ms": max(0.0, ms - overhead), "delegated": None})
     corrected = sum(n["corrected_ms"] for n in nodes)
     for n in nodes:
         n["share"] = n["corrected_ms"] / corrected if corrected > 0 else None

@@ -13,7 +13,8 @@ import numpy as np
 
 from edgekd.core.errors import RuntimeBackendError
 from edgekd.device.runtimes.base import Runtime, TensorInfo, UnsupportedBatch, load_error, require_single_input
-from edgekd.device.runtimes.tflite_profile import delegation
+from edgekd.device.runtimes.tflite_ops import op_times
+from edgekd.device.runtimes.tflite_profile import delegation, with_op_times
 
 #: (module that holds Interpreter, distribution whose version we report)
 BACKENDS = [("ai_edge_litert.interpreter", "ai-edge-litert"),
@@ -95,8 +96,9 @@ class TFLiteRuntime(Runtime):
         self.details["ops"] = sum(1 for op in ops if op.get("op_name") != "DELEGATE")
 
     def profile(self, prepared: np.ndarray, runs: int = 100, warmup: int = 10) -> dict:
-        """The ops the delegate did not take (LiteRT's Python API times no op): nothing is run, so
-        ``prepared`` only sets the batch, and ``runs`` and ``warmup`` do not apply."""
+        """The ops the delegate did not take and, at the file's own batch where ai-edge-litert's
+        flatbuffer tools are installed, each op's p50 alone over ``runs`` calls after ``warmup``, on
+        zeros (LiteRT's Python API times no op in the whole graph); ``prepared`` only sets the batch."""
         if tuple(prepared.shape) != tuple(self.interpreter.get_input_details()[0]["shape"]):
             self.set_batch(int(prepared.shape[0]))
         try:
@@ -105,7 +107,10 @@ class TFLiteRuntime(Runtime):
             raise RuntimeBackendError(f"{self.module} {self.version} does not list its ops; no profile",
                                       hint="pip install -U ai-edge-litert") from exc
         names = {int(t["index"]): t["name"] for t in self.interpreter.get_tensor_details()}
-        return delegation(ops, names, self.delegate)
+        profile = delegation(ops, names, self.delegate)
+        timed = op_times(self.path, type(self.interpreter), self.threads, runs, warmup) \
+            if self.batch == self._loaded_shapes[0][0] else None     # a cut-out op keeps the file's shapes
+        return with_op_times(profile, *timed) if timed else profile
 
     def set_batch(self, batch: int) -> None:
         if batch == self.batch:

@@ -2,8 +2,10 @@
 each op of the main graph is cut out into a one-op model (its tensors, weights and quantization as in
 the file) and timed alone in the same runtime, with the same threads and the default XNNPACK delegate.
 
-What this measures and what it does not: an op's own kernel time plus one interpreter call (the
-cheapest op, usually RESHAPE, shows that call: ~0.4 µs here), and whether XNNPACK takes that op alone.
+What this measures and what it does not: an op's own kernel time plus one interpreter call, and
+whether XNNPACK takes that op alone. The call is measured apart, on a one-op model that does almost
+nothing (RELU on one float: ~0.4 µs here), and :mod:`.tflite_profile` reports each op's time with and
+without it.
 Fusions XNNPACK makes across ops (a PAD into the convolution after it) and the cost of switching between
 the delegate and the built-in kernels are not in any op's time, so the ops' sum exceeds the whole file's
 p50 by about the call overhead times the op count. Found this way (issue 28): a 1-channel stem
@@ -19,9 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-WARMUP = 20
-
-
 def _tools():
     try:
         from ai_edge_litert.tools import flatbuffer_utils
@@ -36,15 +35,17 @@ def _has_data(model, tensor) -> bool:
     return buffer is not None and buffer.data is not None and len(buffer.data) > 0
 
 
-def _cuttable(model, op) -> bool:
+def _cuttable(model, op, schema) -> bool:
     """Ops that stand alone: no nested graphs, no intermediates, no weights stored outside the flatbuffer."""
     graph = model.subgraphs[0]
     external = any(t >= 0 and (model.buffers[graph.tensors[t].buffer].offset or 0) > 1 for t in op.inputs)
-    return not op.intermediates and not external and op.builtinOptionsType not in _NESTED
+    return not op.intermediates and not external and op.builtinOptionsType not in _nested(schema)
 
 
-#: WHILE, IF, CALL_ONCE options carry subgraph indices: such an op cannot be cut out alone
-_NESTED = {42, 93, 94, 105}   # CallOptions, IfOptions, WhileOptions, CallOnceOptions (BuiltinOptions enum)
+def _nested(schema) -> set[int]:
+    """The options of ops that carry subgraph indices (CALL, IF, WHILE, CALL_ONCE): such an op cannot be cut out alone."""
+    options = schema.BuiltinOptions
+    return {options.CallOptions, options.IfOptions, options.WhileOptions, options.CallOnceOptions}
 
 
 def one_op_model(model, index: int, schema) -> bytes:
@@ -71,18 +72,42 @@ def one_op_model(model, index: int, schema) -> bytes:
     sub.outputs = list(cut.outputs)
     alone = schema.ModelT()
     alone.version, alone.operatorCodes, alone.subgraphs, alone.buffers = model.version, model.operatorCodes, [sub], buffers
-    builder = __import__("flatbuffers").Builder(1024)
-    builder.Finish(alone.Pack(builder), file_identifier=b"TFL3")
+    return _pack(alone)
+
+
+def call_model(schema) -> bytes:
+    """A one-op model that does almost nothing, RELU on one float: what an interpreter call costs."""
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.RELU
+    tensors = []
+    for name in (b"x", b"y"):
+        tensor = schema.TensorT()
+        tensor.shape, tensor.type, tensor.buffer, tensor.name = [1], schema.TensorType.FLOAT32, 0, name
+        tensors.append(tensor)
+    op = schema.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, [0], [1]
+    sub = schema.SubGraphT()
+    sub.tensors, sub.operators, sub.inputs, sub.outputs = tensors, [op], [0], [1]
+    model = schema.ModelT()
+    model.version, model.operatorCodes, model.subgraphs, model.buffers = 3, [code], [sub], [schema.BufferT()]
+    return _pack(model)
+
+
+def _pack(model) -> bytes:
+    import flatbuffers  # type: ignore[import-untyped]
+
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 
 
-def _time_alone(interpreter_class, content: bytes, threads: int | None, runs: int) -> tuple[float, bool]:
+def time_alone(interpreter_class, content: bytes, threads: int | None, runs: int, warmup: int) -> tuple[float, bool]:
     """(p50 ms of one invoke, whether XNNPACK took the op) of a one-op model, on zero inputs."""
     interp = interpreter_class(model_content=content, num_threads=threads)
     interp.allocate_tensors()
     for detail in interp.get_input_details():
         interp.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
-    for _ in range(WARMUP):
+    for _ in range(warmup):
         interp.invoke()
     times = np.empty(runs)
     for i in range(runs):
@@ -93,14 +118,16 @@ def _time_alone(interpreter_class, content: bytes, threads: int | None, runs: in
     return float(np.median(times)) / 1e6, delegated
 
 
-def op_times(path: Path, interpreter_class, threads: int | None = 1, runs: int = 200) -> list[dict] | None:
-    """One entry per op of the main graph, in graph order: index, op, output (the tensor it writes, named
+def op_times(path: Path, interpreter_class, threads: int | None = 1, runs: int = 200,
+             warmup: int = 20) -> tuple[list[dict], float] | None:
+    """(one entry per op of the main graph, in graph order: index, op, output (the tensor it writes, named
     by the converter: a module path for litert-torch files), ms (None where the op cannot stand alone)
-    and delegated. None without the flatbuffer tools."""
+    and delegated; the ms of one call of :func:`call_model`). None without the flatbuffer tools."""
     tools = _tools()
     if tools is None:
         return None
     fb, schema = tools
+    call = time_alone(interpreter_class, call_model(schema), threads, runs, warmup)[0]
     model = fb.read_model_from_bytearray(bytearray(Path(path).read_bytes()))
     graph, out = model.subgraphs[0], []
     for index, op in enumerate(graph.operators):
@@ -108,8 +135,8 @@ def op_times(path: Path, interpreter_class, threads: int | None = 1, runs: int =
         entry = {"index": index, "op": fb.opcode_to_name(model, op.opcodeIndex) or "?",
                  "output": name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name),
                  "ms": None, "delegated": None}
-        if _cuttable(model, op):
-            entry["ms"], entry["delegated"] = _time_alone(interpreter_class, one_op_model(model, index, schema),
-                                                          threads, runs)
+        if _cuttable(model, op, schema):
+            entry["ms"], entry["delegated"] = time_alone(interpreter_class, one_op_model(model, index, schema),
+                                                         threads, runs, warmup)
         out.append(entry)
-    return out
+    return out, call

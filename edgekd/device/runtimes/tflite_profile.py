@@ -1,8 +1,9 @@
-"""Where a TFLite model's time goes, as far as LiteRT's Python API tells: which ops the XNNPACK
-delegate did *not* take. Torch-free.
+"""Where a TFLite model's time goes: which ops the XNNPACK delegate did *not* take and, where
+ai-edge-litert's flatbuffer tools are installed, each op's time measured alone
+(:mod:`.tflite_ops`). Torch-free.
 
 LiteRT's Python interpreter has no op profiler (``benchmark_model --enable_op_profiling`` is a C++
-tool), so no per-op time here. What it does tell, through ``_get_ops_details()``: the model's own
+tool). What it does tell, through ``_get_ops_details()``: the model's own
 ops, then one DELEGATE node per partition XNNPACK took. An op the delegate did not take runs in
 TFLite's built-in kernels, often much slower (int8 HARD_SWISH is one), and every boundary between
 the two costs a layout change. A DELEGATE node's partition is found by walking back from its
@@ -30,7 +31,7 @@ def delegation(ops: list[dict], tensor_names: dict[int, str], delegate: str | No
             for op, n in counts.items()]
     rows.sort(key=lambda r: (-r["undelegated"], -r["count"], r["op"]))
     nodes = [{"index": int(op["index"]), "node": node_name(op, tensor_names), "op": op["op_name"], "ms": None,
-              "corrected_ms": None, "share": None} for op in left]
+              "corrected_ms": None, "share": None, "delegated": False} for op in left]
     return {"method": "delegation", "runs": None, "total_ms": None, "node_overhead_ms": None,
             "corrected_total_ms": None, "delegate": delegate, "partitions": len(partitions), "ops": rows,
             "nodes": nodes}
@@ -53,11 +54,36 @@ def delegated_ops(original: list[dict], partitions: list[dict]) -> set[int]:
     return taken
 
 
+def with_op_times(profile: dict, times: list[dict], call_ms: float) -> dict:
+    """``profile`` (:func:`delegation`) with every op's time alone (``tflite_ops.op_times``): all nodes,
+    the costliest first, each also less one interpreter call (``call_ms``); op types summed likewise."""
+    left = {n["index"] for n in profile["nodes"]}
+    nodes = [{"index": t["index"], "node": short_name(t["output"], f"{t['op']}_{t['index']}"), "op": t["op"],
+              "ms": t["ms"], "corrected_ms": None if t["ms"] is None else max(0.0, t["ms"] - call_ms),
+              "share": None, "delegated": t["index"] not in left} for t in times]
+    corrected = sum(n["corrected_ms"] or 0.0 for n in nodes)
+    rows = {r["op"]: {**r, "ms": 0.0, "corrected_ms": 0.0} for r in profile["ops"]}
+    for n in nodes:
+        n["share"] = n["corrected_ms"] / corrected if corrected > 0 and n["corrected_ms"] is not None else None
+        rows[n["op"]]["ms"] += n["ms"] or 0.0
+        rows[n["op"]]["corrected_ms"] += n["corrected_ms"] or 0.0
+    for row in rows.values():
+        row["share"] = min(1.0, row["corrected_ms"] / corrected) if corrected > 0 else None   # min: rounding
+    nodes.sort(key=lambda n: -(n["ms"] or 0.0))
+    return {**profile, "method": "one-op-models", "total_ms": sum(n["ms"] or 0.0 for n in nodes),
+            "node_overhead_ms": call_ms, "corrected_total_ms": corrected,
+            "ops": sorted(rows.values(), key=lambda r: -r["corrected_ms"]), "nodes": nodes}
+
+
 def node_name(op: dict, tensor_names: dict[int, str]) -> str:
-    """The op's first output tensor's name, its modules' package paths left out, at most NAME_CHARS
-    (the end kept: the innermost module names the layer)."""
+    """The op's first output tensor's name, shortened (:func:`short_name`)."""
     outputs = [int(t) for t in op["outputs"] if t >= 0]
-    raw = tensor_names.get(outputs[0], "") if outputs else ""
+    return short_name(tensor_names.get(outputs[0], "") if outputs else "", f"{op['op_name']}_{op['index']}")
+
+
+def short_name(raw: str, fallback: str) -> str:
+    """A tensor's name, its modules' package paths left out, at most NAME_CHARS (the end kept: the
+    innermost module names the layer); ``fallback`` for an unnamed one."""
     first = raw.split(";")[0]
-    name = "/".join(_MODULE_PREFIX.sub("", part) for part in first.split("/")) or f"{op['op_name']}_{op['index']}"
+    name = "/".join(_MODULE_PREFIX.sub("", part) for part in first.split("/")) or fallback
     return name if len(name) <= NAME_CHARS else "…" + name[-(NAME_CHARS - 1):]
