@@ -146,6 +146,8 @@ def test_options_are_converted_by_the_builders_annotations(text, expected):
      "got '3'", None),
     ("efficientnet_lite:stem_width=0", "option 'stem_width' in 'efficientnet_lite:stem_width=0' must be positive", None),
     ("mobilenetv3:stem_sride=2", "unknown option of model 'mobilenetv3': 'stem_sride'", "did you mean 'stem_stride'?"),
+    ("mobilenetv3_small_050_s2:stem_stride=1", "unknown option of model 'mobilenetv3_small_050_s2': 'stem_stride'",
+     "known: dropout"),
 ])
 def test_bad_zoo_options_are_one_error_naming_option_type_and_value(spec, message, hint):
     with pytest.raises(ModelError) as info:

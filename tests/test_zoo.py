@@ -258,6 +258,48 @@ def test_stem_width_multiplies_the_stem_convs_channels_and_the_first_block_takes
         assert isinstance(_on_meta("resnet8:stem_width=0.5", (3, 32, 32))[0].layer1[0].downsample, nn.Sequential)
 
 
+# --- the small-image variants --------------------------------------------------------------------------
+
+SMALL_IMAGE_VARIANTS = {"mobilenetv2_050_s2": "mobilenetv2:width=0.5", "mobilenetv2_035_s2": "mobilenetv2:width=0.35",
+                        "mobilenetv3_small_100_s2": "mobilenetv3:variant=small",
+                        "mobilenetv3_small_050_s2": "mobilenetv3:variant=small,width=0.5",
+                        "efficientnet_lite0_035_s2": "efficientnet_lite:width=0.35"}
+
+
+def _stride_2_inputs(model: nn.Module, shape: tuple[int, ...]) -> list[int]:
+    """The smaller side of the map each stride-2 layer is given."""
+    sides: list[int] = []
+    hooks = [m.register_forward_hook(lambda m, args, out: sides.append(min(args[0].shape[-2:])))
+             for m in model.modules() if getattr(m, "stride", None) in (2, (2, 2))]
+    with torch.device("meta"):
+        model(torch.zeros(1, *shape))
+    for hook in hooks:
+        hook.remove()
+    return sides
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_IMAGE_VARIANTS))
+def test_small_image_variants_cost_a_fraction_of_resnet8_at_28_px_and_keep_a_map(name):
+    """At most 1/4 of ResNet-8's MACs at 1×28×28 (1/4.5 to 1/12), and no stride-2 layer fed a 1×1 map
+    (it would see one pixel and padding): 28 → 14 → 7 → 4 → 2 → 1, a 1×1 feature map at 28 and 32 px."""
+    _, _, resnet8 = _on_meta("resnet8", (1, 28, 28))
+    for shape in ((1, 28, 28), (3, 32, 32)):
+        model, _, macs = _on_meta(name, shape)
+        assert macs * 4 <= resnet8 * shape[-1] ** 2 / 28 ** 2, (name, shape, resnet8 / macs)
+        assert min(_stride_2_inputs(model, shape)) >= 2
+        with torch.device("meta"):
+            assert model.forward_features(torch.zeros(1, *shape)).shape[-2:] == (1, 1)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_IMAGE_VARIANTS))
+def test_small_image_variants_are_their_plain_network_with_a_stride_2_stem(name):
+    """The same weights as the plain spec; 4× fewer MACs in the blocks at 28 px; the same model at 224 px."""
+    plain = SMALL_IMAGE_VARIANTS[name]
+    assert _on_meta(name, (1, 28, 28))[1:] == _on_meta(_joined(plain, "stem_stride=2"), (1, 28, 28))[1:]
+    assert _on_meta(name, (1, 28, 28))[1] == _on_meta(plain, (1, 28, 28))[1]
+    assert _on_meta(name, (3, 224, 224), 1000)[1:] == _on_meta(plain, (3, 224, 224), 1000)[1:]
+
+
 def test_residual_only_where_the_block_keeps_its_shape():
     assert InvertedResidual(16, 16, stride=1).residual
     assert not InvertedResidual(16, 16, stride=2).residual and not InvertedResidual(16, 24).residual

@@ -47,3 +47,5 @@ def efficientnet_lite(input_shape: tuple[int, int, int], num_classes: int, in_ch
 
 for _variant in LITE:
     register_variant(f"efficientnet_{_variant}", efficientnet_lite, variant=_variant)
+# the small-image student: a third of lite0's channels, the stride-2 stem kept under 64 px (mobilenet.py's ``_s2``)
+register_variant("efficientnet_lite0_035_s2", efficientnet_lite, variant="lite0", width=0.35, stem_stride=2)

@@ -8,7 +8,8 @@ grow with it (V2 §6.1, TF's ``finegrain_classification_mode``). Images under 64
 stem (``layers.stem_stride``); everything else is the papers' ImageNet network.
 
 ``stem_stride`` (``auto``, 1, 2, 4) and ``stem_width`` (a multiplier of the stem conv's channels, on top of
-``width``) are the stem options of every conv family (``layers.StemStride``)."""
+``width``) are the stem options of every conv family (``layers.StemStride``); the ``_s2`` variants below
+are the small-image students: a stride-2 stem at 28–32 px, so the blocks do not run at full resolution."""
 from __future__ import annotations
 
 from typing import Literal
@@ -80,3 +81,9 @@ register_variant("mobilenetv2_100", mobilenetv2, width=1.0)
 register_variant("mobilenetv2_050", mobilenetv2, width=0.5)
 register_variant("mobilenetv3_small_100", mobilenetv3, variant="small", width=1.0)
 register_variant("mobilenetv3_large_100", mobilenetv3, variant="large", width=1.0)
+# small-image students, ``_s2``: the papers' stride-2 stem kept under 64 px (at 224 px each is the plain
+# variant); at 28 px 1/4.5 (v3_small_100) to 1/12 (v3_small_050) of ResNet-8's MACs, the feature map 1×1
+register_variant("mobilenetv2_050_s2", mobilenetv2, width=0.5, stem_stride=2)
+register_variant("mobilenetv2_035_s2", mobilenetv2, width=0.35, stem_stride=2)
+register_variant("mobilenetv3_small_100_s2", mobilenetv3, variant="small", width=1.0, stem_stride=2)
+register_variant("mobilenetv3_small_050_s2", mobilenetv3, variant="small", width=0.5, stem_stride=2)
