@@ -142,6 +142,12 @@ def test_options_are_converted_by_the_builders_annotations(text, expected):
     ("cnn:widht=8", "unknown option of model 'cnn': 'widht'", "did you mean 'width'?"),
     ("mlp:num_classes=3", "unknown option of model 'mlp': 'num_classes'", "known: depth, dropout, hidden"),
     ("cnn:width", "model option 'width' in 'cnn:width' is not key=value", None),
+    ("mobilenetv2:stem_stride=3", "option 'stem_stride' in 'mobilenetv2:stem_stride=3' must be one of auto, 1, 2, 4, "
+     "got '3'", None),
+    ("efficientnet_lite:stem_width=0", "option 'stem_width' in 'efficientnet_lite:stem_width=0' must be positive", None),
+    ("mobilenetv3:stem_sride=2", "unknown option of model 'mobilenetv3': 'stem_sride'", "did you mean 'stem_stride'?"),
+    ("mobilenetv3_small_050_s2:stem_stride=1", "unknown option of model 'mobilenetv3_small_050_s2': 'stem_stride'",
+     "known: dropout"),
 ])
 def test_bad_zoo_options_are_one_error_naming_option_type_and_value(spec, message, hint):
     with pytest.raises(ModelError) as info:

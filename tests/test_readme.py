@@ -17,7 +17,7 @@ import readme_section  # noqa: E402
 # each has render(record) and SECTION and RECORD, or SECTIONS (README marker → record) for several
 SCRIPTS = ["demo_figures", "int8_accuracy", "int8_speed", "losses", "distill_overhead", "fashion_mnist",
            "fashion_mnist_labels", "gate_noise",
-           "sweep_digits", "test_times"]
+           "sweep_digits", "test_times", "zoo_table"]
 
 
 def _script(name: str):
@@ -50,6 +50,18 @@ def test_the_demo_record_was_made_with_the_makefiles_transfer_set():
     given = command[command.index("--unlabelled") + 1] if "--unlabelled" in command else None
     record = json.loads((ROOT / "benchmarks" / "results" / "demo_figures.json").read_text())
     assert record["config"].get("unlabelled") == given, "run python benchmarks/demo_figures.py"
+
+
+def test_the_zoo_table_counts_from_the_registry_and_takes_the_fastest_recorded_file():
+    """Counts of the built model; p50 of the fastest of the row's files, named; "not measured" without a row."""
+    zoo_table = _script("zoo_table")
+    p50 = {"onnx": 0.9, "onnx-int8-u8": 0.5, "onnx-int8-s8": 0.8, "tflite": 0.6, "tflite-int8": 0.7}
+    row = zoo_table.table_row("mobilenetv3_small_050_s2", {"mobilenetv3_small_050_s2@32": {"p50_ms": p50},
+                                                           "mobilenetv3_small_100@224": {"p50_ms": p50}})
+    assert row.split(" | ")[1:] == ["577,954", "0.83M", "0.50 ms onnx-int8-u8", "1.59M", "21.1M", "not measured", "",
+                                    "yes |"]
+    assert zoo_table.table_row("efficientnet_lite1", {}).split(" | ")[5:] == [
+        "502.5M (600.2M at 240)", "not measured", "5.4M / 631M at 240", "not measured |"]
 
 
 def test_rewriting_keeps_the_text_around_the_section():

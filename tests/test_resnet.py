@@ -71,6 +71,18 @@ def test_auto_stem_keeps_full_resolution_under_64_px(spec, shape, stem):
     assert _stem(model) == stem and model.conv1.in_channels == shape[0]
 
 
+@pytest.mark.parametrize("spec,shape,stem", [
+    ("resnet8:stem_stride=2", (3, 32, 32), (3, 2, False)),
+    ("resnet8:stem_stride=4", (1, 28, 28), (3, 2, True)),          # the cifar kernel, then the max-pool
+    ("resnet18:stem_stride=2", (3, 224, 224), (7, 2, False)),      # the imagenet kernel without its max-pool
+    ("resnet18:stem_stride=1", (3, 224, 224), (7, 1, False)),
+    ("resnet18:stem_stride=4", (3, 224, 224), IMAGENET_STEM),
+    ("resnet8:stem_stride=auto", (3, 224, 224), IMAGENET_STEM),
+])
+def test_stem_stride_keeps_the_stems_kernel_and_sets_its_stride(spec, shape, stem):
+    assert _stem(on_meta(spec, shape, 10)) == stem
+
+
 def _stage_channels(model: nn.Module) -> list[int]:
     return [getattr(model, name)[-1].bn2.num_features for name in model.stage_names]
 
@@ -133,7 +145,10 @@ def test_forward_is_head_of_features_and_features_keep_their_map():
     ("resnet:width=wide", "option 'width' in 'resnet:width=wide' must be a finite number", None),
     ("resnet:stem=cifr", "option 'stem' in 'resnet:stem=cifr' must be one of auto, cifar, imagenet",
      "did you mean 'cifar'?"),
-    ("resnet18:depth=34", "unknown option of model 'resnet18': 'depth'", "known: stem, width"),
+    ("resnet18:depth=34", "unknown option of model 'resnet18': 'depth'", "known: stem, stem_stride, stem_width, width"),
+    ("resnet8:stem_stride=3", "option 'stem_stride' in 'resnet8:stem_stride=3' must be one of auto, 1, 2, 4, got '3'",
+     None),
+    ("resnet:stem_width=0", "option 'stem_width' in 'resnet:stem_width=0' must be positive, got '0'", None),
     ("resnet19", "unknown model 'resnet19'", "did you mean 'resnet18'?"),
     ("resnet:width=1e9", "model 'resnet:width=1e9' is too large", "choose a smaller width"),
 ])

@@ -168,6 +168,138 @@ def test_images_under_64_px_keep_their_size_in_the_stem():
                 assert stem(torch.zeros(1, *shape)).shape[-2:] == (size, size), (name, shape)
 
 
+# --- the stem options: stem_stride (auto|1|2|4) and stem_width, in every conv family --------------------
+
+FAMILIES = ["mobilenetv2:width=0.5", "mobilenetv3:variant=small", "mobilenetv3:variant=large", "efficientnet_lite",
+            "resnet:depth=8,stem=cifar", "resnet:depth=18,stem=imagenet"]
+
+
+def _on_meta(spec: str, shape: tuple[int, ...], classes: int = 10) -> tuple[nn.Module, int, int]:
+    """The model of ``spec`` on the meta device, its parameters and its MACs."""
+    with torch.device("meta"):
+        model = build(spec, shape, classes).eval()
+        return model, count_parameters(model), count_macs(model, shape)
+
+
+def _stem_output(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The map the first block gets: after the stem conv and its max-pool (an Identity where there is none)."""
+    with torch.device("meta"):
+        x = torch.zeros(1, *shape)
+        if hasattr(model, "stem_pool"):
+            return tuple(model.stem_pool(model.stem(x)).shape[1:])
+        return tuple(model.maxpool(model.relu(model.bn1(model.conv1(x)))).shape[1:])
+
+
+def _joined(spec: str, options: str) -> str:
+    return f"{spec}{',' if ':' in spec else ':'}{options}"
+
+
+@pytest.mark.parametrize("spec", FAMILIES)
+def test_stem_stride_divides_the_map_the_blocks_get(spec):
+    for stride, size in ((1, 28), (2, 14), (4, 7)):
+        model, _, _ = _on_meta(_joined(spec, f"stem_stride={stride}"), (1, 28, 28))
+        assert _stem_output(model, (1, 28, 28))[1:] == (size, size), (spec, stride)
+
+
+@pytest.mark.parametrize("spec", FAMILIES)
+def test_a_stem_of_stride_s_on_an_s_times_larger_image_costs_the_blocks_the_same(spec):
+    """The blocks see the same map, so the MACs differ only by the stem conv's: equal at stride 2 (its
+    output is the same 28×28), and at stride 4 by the conv's extra outputs before the max-pool (56² − 28²)."""
+    _, parameters, macs = _on_meta(_joined(spec, "stem_stride=1"), (3, 28, 28))
+    model, parameters_2, macs_2 = _on_meta(_joined(spec, "stem_stride=2"), (3, 56, 56))
+    assert (parameters_2, macs_2) == (parameters, macs)
+    model, _, macs_4 = _on_meta(_joined(spec, "stem_stride=4"), (3, 112, 112))
+    conv = model.stem[0] if hasattr(model, "stem") else model.conv1
+    assert macs_4 - macs == (56 ** 2 - 28 ** 2) * conv.weight.shape[1:].numel() * conv.out_channels
+
+
+@pytest.mark.parametrize("spec,small,large", [("mobilenetv2:width=0.5", 1, 2), ("mobilenetv3:variant=small", 1, 2),
+                                               ("efficientnet_lite", 1, 2), ("resnet8", 1, 4),
+                                               ("resnet:depth=8,stem=cifar", 1, 1), ("resnet18:stem=imagenet", 4, 4)])
+def test_stem_stride_auto_is_the_size_rule_and_the_defaults_are_unchanged(spec, small, large):
+    """auto: stride 1 under 64 px, else the paper's 2; ResNet's is its stem's own (cifar 1, imagenet 4),
+    and its stem=auto the size rule."""
+    for shape, stride in (((1, 28, 28), small), ((3, 64, 64), large), ((3, 224, 224), large)):
+        counts = [_on_meta(s, shape)[1:] for s in (spec, _joined(spec, "stem_stride=auto,stem_width=1"),
+                                                  _joined(spec, f"stem_stride={stride}"))]
+        assert counts.count(counts[0]) == 3, (spec, shape, counts)
+
+
+def test_efficientnet_lite_width_scales_the_blocks_not_the_stem_and_head():
+    """``width`` multiplies the variant's coefficient (lite2: 1.1 × 0.5), as TF's round_filters does."""
+    for spec, coefficient in (("efficientnet_lite:width=0.5", 0.5), ("efficientnet_lite:variant=lite2,width=0.5", 0.55)):
+        model, _, _ = _on_meta(spec, (3, 32, 32))
+        outs = sorted({block.block[-1][0].out_channels for block in model.blocks})
+        assert outs == sorted(make_divisible(c * coefficient) for c in (16, 24, 40, 80, 112, 192, 320)), spec
+        assert model.stem[0].out_channels == 32 and model.head[0].out_channels == 1280
+
+
+# parameters and MACs at 1×28×28, 10 classes, before the stem options existed: the defaults build the same models
+BEFORE_STEM_OPTIONS = {"resnet8": (77_754, 9_345_920), "mobilenetv2_050": (700_202, 6_773_088),
+                       "mobilenetv3_small_100": (1_527_818, 4_934_688), "mobilenetv3_large_100": (4_214_554, 18_361_688),
+                       "efficientnet_lite0": (3_383_242, 28_580_288), "resnet18": (11_172_810, 455_800_832)}
+
+
+@pytest.mark.parametrize("name", sorted(BEFORE_STEM_OPTIONS))
+def test_default_stems_build_the_models_of_before(name):
+    assert _on_meta(name, (1, 28, 28))[1:] == BEFORE_STEM_OPTIONS[name]
+
+
+@pytest.mark.parametrize("spec,stem,base", [("mobilenetv2:width=0.5", "stem", 16), ("mobilenetv3:variant=small", "stem", 16),
+                                            ("efficientnet_lite", "stem", 32), ("resnet8", "conv1", 16)])
+def test_stem_width_multiplies_the_stem_convs_channels_and_the_first_block_takes_them(spec, stem, base):
+    for stem_width, channels in ((1, base), (0.5, base // 2), (2, base * 2), (0.1, 8)):   # rounded: at least 8
+        model, _, _ = _on_meta(_joined(spec, f"stem_width={stem_width}"), (3, 32, 32))
+        conv = getattr(model, stem)[0] if stem == "stem" else model.conv1
+        assert conv.out_channels == channels, (spec, stem_width)
+        first = model.blocks[0].block[0][0] if stem == "stem" else model.layer1[0].conv1
+        assert first.in_channels == channels
+    if stem == "conv1":     # a stem narrower than layer1: its first block's shortcut becomes a projection
+        assert isinstance(_on_meta("resnet8:stem_width=0.5", (3, 32, 32))[0].layer1[0].downsample, nn.Sequential)
+
+
+# --- the small-image variants --------------------------------------------------------------------------
+
+SMALL_IMAGE_VARIANTS = {"mobilenetv2_050_s2": "mobilenetv2:width=0.5", "mobilenetv2_035_s2": "mobilenetv2:width=0.35",
+                        "mobilenetv3_small_100_s2": "mobilenetv3:variant=small",
+                        "mobilenetv3_small_050_s2": "mobilenetv3:variant=small,width=0.5",
+                        "efficientnet_lite0_035_s2": "efficientnet_lite:width=0.35"}
+
+
+def _stride_2_inputs(model: nn.Module, shape: tuple[int, ...]) -> list[int]:
+    """The smaller side of the map each stride-2 layer is given."""
+    sides: list[int] = []
+    hooks = [m.register_forward_hook(lambda m, args, out: sides.append(min(args[0].shape[-2:])))
+             for m in model.modules() if getattr(m, "stride", None) in (2, (2, 2))]
+    with torch.device("meta"):
+        model(torch.zeros(1, *shape))
+    for hook in hooks:
+        hook.remove()
+    return sides
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_IMAGE_VARIANTS))
+def test_small_image_variants_cost_a_fraction_of_resnet8_at_28_px_and_keep_a_map(name):
+    """At most 1/4 of ResNet-8's MACs at 1×28×28 (1/4.5 to 1/12), and no stride-2 layer fed a 1×1 map
+    (it would see one pixel and padding): 28 → 14 → 7 → 4 → 2 → 1, a 1×1 feature map at 28 and 32 px."""
+    _, _, resnet8 = _on_meta("resnet8", (1, 28, 28))
+    for shape in ((1, 28, 28), (3, 32, 32)):
+        model, _, macs = _on_meta(name, shape)
+        assert macs * 4 <= resnet8 * shape[-1] ** 2 / 28 ** 2, (name, shape, resnet8 / macs)
+        assert min(_stride_2_inputs(model, shape)) >= 2
+        with torch.device("meta"):
+            assert model.forward_features(torch.zeros(1, *shape)).shape[-2:] == (1, 1)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_IMAGE_VARIANTS))
+def test_small_image_variants_are_their_plain_network_with_a_stride_2_stem(name):
+    """The same weights as the plain spec; 4× fewer MACs in the blocks at 28 px; the same model at 224 px."""
+    plain = SMALL_IMAGE_VARIANTS[name]
+    assert _on_meta(name, (1, 28, 28))[1:] == _on_meta(_joined(plain, "stem_stride=2"), (1, 28, 28))[1:]
+    assert _on_meta(name, (1, 28, 28))[1] == _on_meta(plain, (1, 28, 28))[1]
+    assert _on_meta(name, (3, 224, 224), 1000)[1:] == _on_meta(plain, (3, 224, 224), 1000)[1:]
+
+
 def test_residual_only_where_the_block_keeps_its_shape():
     assert InvertedResidual(16, 16, stride=1).residual
     assert not InvertedResidual(16, 16, stride=2).residual and not InvertedResidual(16, 24).residual

@@ -9,7 +9,7 @@ module is built). ``act`` names are ``relu``, ``relu6`` and ``hardswish``.
 from __future__ import annotations
 
 import inspect
-from typing import Callable, NamedTuple
+from typing import Callable, Literal, NamedTuple
 
 import torch
 from torch import nn
@@ -19,6 +19,9 @@ from edgekd.train.options import Fraction
 ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hardswish": nn.Hardswish}
 #: images under this many pixels on their shorter side get a stride-1 stem (see ``stem_stride``)
 SMALL_IMAGE = 64
+#: the ``stem_stride`` option of every conv family: ``auto`` is the family's rule for the image size, else
+#: the stem's stride (4: the stem conv at stride 2 then a 3×3 max-pool at stride 2, ResNet's ImageNet stem)
+StemStride = Literal["auto", 1, 2, 4]
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -33,6 +36,11 @@ def stem_stride(height: int, width: int) -> int:
     the stem's stride would halve an 8×8 digit or a 28×28 image before any block sees it, and with the
     four stride-2 stages after it a 32×32 image would reach the head at 1×1."""
     return 1 if min(height, width) < SMALL_IMAGE else 2
+
+
+def chosen_stem_stride(option: StemStride, input_shape: tuple[int, int, int]) -> int:
+    """The stride of a ``stem_stride`` option: ``auto`` is ``stem_stride`` of the image's size."""
+    return stem_stride(*input_shape[1:]) if option == "auto" else option
 
 
 def register_variant(name: str, builder: Callable[..., nn.Module], **fixed) -> Callable[..., nn.Module]:
@@ -112,15 +120,17 @@ class Stage(NamedTuple):
 
 class InvertedResidualNet(nn.Module):
     """The network of the three families. ``stem`` and ``head`` are output channels (already rounded
-    by the family's rule); ``hidden`` (MobileNetV3) adds Linear → activation after the pooling. The stem,
-    head and hidden layer use the last stage's activation, as all three papers do (ReLU6 in V2 and Lite,
-    hard-swish in V3)."""
+    by the family's rule); ``stride`` is the stem's: 1 or 2 on its 3×3 conv, 4 adds a 3×3 max-pool at
+    stride 2 after it (``stem_pool``; an Identity otherwise, so the weights' names do not change).
+    ``hidden`` (MobileNetV3) adds Linear → activation after the pooling. The stem, head and hidden layer
+    use the last stage's activation, as all three papers do (ReLU6 in V2 and Lite, hard-swish in V3)."""
 
     def __init__(self, in_chans: int, num_classes: int, stages: list[Stage], *, stem: int, head: int,
                  stride: int = 2, hidden: int = 0, dropout: float = 0.0):
         super().__init__()
         act = stages[-1].act
-        self.stem = ConvBNAct(in_chans, stem, 3, stride, act=act)
+        self.stem = ConvBNAct(in_chans, stem, 3, min(stride, 2), act=act)
+        self.stem_pool = nn.MaxPool2d(3, 2, 1) if stride == 4 else nn.Identity()
         blocks: list[nn.Module] = []
         channels = stem
         for stage in stages:
@@ -139,7 +149,7 @@ class InvertedResidualNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The feature map after the head conv: (N, head, H / total stride, W / total stride)."""
-        return self.head(self.blocks(self.stem(x)))
+        return self.head(self.blocks(self.stem_pool(self.stem(x))))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Mean over H and W (not AdaptiveAvgPool2d: the graph stays simple for every converter)."""

@@ -10,6 +10,12 @@ configurable builder ``resnet`` and the named variants ``resnet8`` … ``resnet5
   parameters on ResNet-20 (272,474 rather than about 270k), and only convolutions in the graph.
 - stem ``cifar``: 3×3 convolution, stride 1, no max-pool; ``imagenet``: 7×7 stride 2 + 3×3 max-pool
   stride 2; ``auto``: cifar when the smaller side of the input is under 64 px, else imagenet.
+- ``stem_stride`` (the option of every conv family, ``layers.StemStride``): the stem's total stride with
+  the kernel ``stem`` chose: 1 (the conv at stride 1), 2 (at stride 2), 4 (at stride 2, then the 3×3
+  max-pool at stride 2); ``auto`` is the stem's own (cifar 1, imagenet 4). ``resnet8:stem_stride=2`` is
+  the CIFAR network on a quarter of the pixels.
+- ``stem_width`` multiplies the stem conv's channels (on top of ``width``); where they then differ
+  from the first stage's, its first block gets a projection shortcut.
 - ``width`` multiplies every stage's channels (the stem's are the first stage's); a count becomes
   the nearest multiple of 8, halves rounded up, at least 8 and not over 10 % short (``channels``).
 - Module and state-dict names are torchvision's and timm's (conv1, bn1, layer1.0.conv1, …,
@@ -25,13 +31,15 @@ import torch
 from torch import nn
 
 from edgekd.train.models import register_model
-from edgekd.train.models.layers import SMALL_IMAGE, make_divisible
+from edgekd.train.models.layers import SMALL_IMAGE, StemStride, make_divisible
 from edgekd.train.models.spec import image_shape
 from edgekd.train.options import PositiveFloat
 
 Depth = Literal[8, 14, 20, 18, 34, 50]
 Stem = Literal["auto", "cifar", "imagenet"]
 CIFAR_WIDTHS, IMAGENET_WIDTHS = (16, 32, 64), (64, 128, 256, 512)
+#: each stem's own stride (``stem_stride=auto``): its conv's, times 2 for the imagenet stem's max-pool
+STEM_STRIDES = {"cifar": 1, "imagenet": 4}
 
 
 def conv_bn(in_chans: int, out_chans: int, kernel: int, stride: int = 1) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
@@ -95,15 +103,16 @@ class ResNet(nn.Module):
     """Stem → stages (``layer1`` …; each but the first halves H and W) → mean over H, W → Linear."""
 
     def __init__(self, in_chans: int, num_classes: int, depth: int = 18,
-                 stem: Literal["cifar", "imagenet"] = "imagenet", width: float = 1.0):
+                 stem: Literal["cifar", "imagenet"] = "imagenet", width: float = 1.0,
+                 stem_stride: int | None = None, stem_width: float = 1.0):
         super().__init__()
         block, counts, bases = LAYOUTS[depth]
         planes = [make_divisible(base * width) for base in bases]
-        kernel, stride = (3, 1) if stem == "cifar" else (7, 2)
-        self.conv1, self.bn1 = conv_bn(in_chans, planes[0], kernel, stride)
+        stride = stem_stride or STEM_STRIDES[stem]
+        features = make_divisible(bases[0] * width * stem_width)
+        self.conv1, self.bn1 = conv_bn(in_chans, features, 3 if stem == "cifar" else 7, min(stride, 2))
         self.relu = nn.ReLU()
-        self.maxpool = nn.Identity() if stem == "cifar" else nn.MaxPool2d(3, 2, 1)
-        features = planes[0]
+        self.maxpool = nn.MaxPool2d(3, 2, 1) if stride == 4 else nn.Identity()
         self.stage_names = tuple(f"layer{index + 1}" for index in range(len(counts)))
         for index, (name, count, size) in enumerate(zip(self.stage_names, counts, planes)):
             strides = [1 if index == 0 else 2] + [1] * (count - 1)
@@ -142,18 +151,21 @@ def pick_stem(input_shape: tuple[int, ...], stem: str) -> Literal["cifar", "imag
 
 @register_model("resnet")
 def resnet(input_shape: tuple[int, int, int], in_chans: int, num_classes: int, depth: Depth = 18,
-           stem: Stem = "auto", width: PositiveFloat = 1.0) -> ResNet:
+           stem: Stem = "auto", width: PositiveFloat = 1.0, stem_stride: StemStride = "auto",
+           stem_width: PositiveFloat = 1.0) -> ResNet:
     """``resnet:depth=20,stem=cifar,width=0.5``; the module docstring says what each option does."""
-    return ResNet(in_chans, num_classes, depth, pick_stem(input_shape, stem), width)
+    return ResNet(in_chans, num_classes, depth, pick_stem(input_shape, stem), width,
+                  None if stem_stride == "auto" else stem_stride, stem_width)
 
 
 def _variant(depth: Depth):
     def variant(input_shape: tuple[int, int, int], in_chans: int, num_classes: int, stem: Stem = "auto",
-                width: PositiveFloat = 1.0) -> ResNet:
-        return resnet(input_shape, in_chans, num_classes, depth, stem, width)
+                width: PositiveFloat = 1.0, stem_stride: StemStride = "auto",
+                stem_width: PositiveFloat = 1.0) -> ResNet:
+        return resnet(input_shape, in_chans, num_classes, depth, stem, width, stem_stride, stem_width)
 
     variant.__name__ = variant.__qualname__ = f"resnet{depth}"
-    variant.__doc__ = f"``resnet:depth={depth}`` (options: stem, width)."
+    variant.__doc__ = f"``resnet:depth={depth}`` (options: stem, width, stem_stride, stem_width)."
     return variant
 
 
