@@ -93,7 +93,7 @@ def every_format(demo_run, tmp_path_factory) -> tuple[Path, dict]:
 
     root = tmp_path_factory.mktemp("every_format")
     edgekd.export(demo_run, out=root / "bundle", formats=FORMATS, calibration_samples=32)
-    doc = run_bench(root / "bundle", out=root / "bench.json", **FAST_BENCH)
+    run_bench(root / "bundle", out=root / "bench.json", **FAST_BENCH)
     return root, json.loads((root / "bench.json").read_text())
 
 
