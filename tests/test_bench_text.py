@@ -3,7 +3,7 @@ teacher's file of its own format, and int8 against fp32 side by side in each run
 from __future__ import annotations
 
 from edgekd.device.bench.compare import build_comparisons
-from edgekd.device.bench.text import faster, formats_side_by_side, shown_comparisons, side_by_side_markdown
+from edgekd.device.bench.text import faster, formats_side_by_side, int8_slower_lines, shown_comparisons, side_by_side_markdown
 
 
 def _model(file: str, role: str, fmt: str, p50: dict[int, float]) -> dict:
@@ -44,3 +44,13 @@ def test_int8_against_fp32_per_runtime_and_setting():
 
 def test_a_ratio_below_one_is_said_as_slower():
     assert (faster(1.5), faster(0.5), faster(None)) == ("1.50× faster", "2.00× slower", "—")
+
+
+def test_an_int8_file_slower_than_its_fp32_file_is_one_line_and_only_then():
+    result = _result()
+    assert int8_slower_lines(result) == [
+        "student.int8.onnx is 2.00× slower than student.onnx on this device (2 threads, batch 1): int8 does not pay here",
+        "student.int8.tflite is 2.00× slower than student.tflite on this device (1 thread, batch 1): int8 does not pay "
+        "here"]
+    result["models"][3]["measurements"][0]["latency_ms"]["p50"] = 0.005       # as fast as fp32: not slower
+    assert [line.split()[0] for line in int8_slower_lines(result)] == ["student.int8.onnx"]

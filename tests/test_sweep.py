@@ -135,7 +135,10 @@ def test_an_interrupted_sweep_resumes_without_retraining_and_a_finished_one_is_j
                     ("2", "export", False), ("2", "bench", False)]
     assert [s["spec"] for s in doc["students"]] == students and set(doc["students"][0]["seconds"]) == {
         "distill", "export", "bench"}
-    assert doc["pick"]["candidate"] is None and doc["budget"] is False       # no budget: nothing picked
+    best = max(c["accuracy"] for c in doc["candidates"])       # no budget: the fastest within 1 point of the best
+    near = [c for c in doc["candidates"] if best - c["accuracy"] <= 0.01 + 1e-9]
+    assert doc["budget"] is False and doc["pick"]["rule"] == "within_1_point"
+    assert doc["candidates"][doc["pick"]["candidate"]]["p50_ms"] == min(c["p50_ms"] for c in near)
     assert not (tmp_path / "sw" / "teacher").exists()
     (tmp_path / "budget.toml").write_text("[student]\nmin_accuracy_percent = 1\n")
     with pytest.raises(ConfigError, match="'bench.repeat = 1' then, 'bench.repeat = 3' now"):
@@ -151,11 +154,15 @@ def test_fronts_and_pick_golden():
     assert pareto_front(points) == [1, 2, 4, 5]      # equal points do not dominate each other
     cands = [{"accuracy": a, "p50_ms": c, "bytes": b, "peak_memory_mib": 1.0, "meets_budget": ok}
              for (a, c), b, ok in zip(points, [9, 8, 1, 2, 7, 6], [True, True, False, True, True, True])]
-    assert pick(cands, "fastest") == 3               # index 2 is faster but fails the budget
+    assert pick(cands, "fastest").index == 3         # index 2 is faster but fails the budget
     cands[3]["meets_budget"] = False
-    assert pick(cands, "fastest") == 1               # same p50 as index 0: the more accurate
-    assert pick(cands, "smallest") == 5              # 6 bytes: the smaller 2 and 3 fail the budget
-    assert pick([{**c, "meets_budget": False} for c in cands], "fastest") is None
+    assert pick(cands, "fastest").index == 1         # same p50 as index 0: the more accurate
+    assert pick(cands, "smallest").index == 5        # 6 bytes: the smaller 2 and 3 fail the budget
+    assert pick([{**c, "meets_budget": False} for c in cands], "fastest").index is None
+    # no budget: bench's rule, the fastest within 1 point of the best (0.99: indices 4 and 5, as fast; 5 smaller)
+    free = [{**c, "meets_budget": None} for c in cands]
+    assert (pick(free, "fastest").index, pick(free, "fastest").rule) == (5, "within_1_point")
+    assert pick(free, "fastest").excluded[0] == (0, "90.00%, 9.00 points below the best (99.00%)")
 
 
 def test_students_are_checked_before_anything_trains(tmp_path):

@@ -6,7 +6,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from edgekd.device.bench.profile_text import TOP, headline, profiled, top_rows
-from edgekd.device.bench.text import NARROW, SHORT, TERMINAL, device_line, formats_side_by_side, rows, skipped_notes, thermal_line
+from edgekd.device.bench.text import (NARROW, SHORT, TERMINAL, device_line, formats_side_by_side, int8_slower_lines,
+                                      recommendation_lines, rows, skipped_notes, thermal_line)
 from edgekd.core.console import report_console
 
 
@@ -16,9 +17,13 @@ def render_table(result: dict, console=None) -> None:
     table = _table(result, TERMINAL)
     natural = console.measure(table, options=console.options.update_width(100_000)).maximum
     console.print(table if natural <= console.width else _table(result, NARROW))
+    for line in recommendation_lines(result):
+        console.print(line, style="bold", highlight=False)
     side = formats_side_by_side(result)
     if side:
         console.print(_side_by_side(side))
+    for line in int8_slower_lines(result):
+        console.print(line, highlight=False)
     for m in profiled(result):
         console.print(_profile_table(m))
     for note in skipped_notes(result):

@@ -10,11 +10,12 @@ from typing import Any, Mapping
 from edgekd.core.version import __version__
 from edgekd.device.bench.text import device_line
 from edgekd.core.fsutil import atomic_write_bytes, atomic_write_text
-from edgekd.core.numbers import ms3, size
+from edgekd.core.numbers import ms3, pct, size
 from edgekd.core.schema import SCHEMA_VERSION
 from edgekd.core.schema.sweep import SCHEMA, SweepDoc, from_json, to_json
 from edgekd.app.sweep.front import AXES, candidates, fronts, judge, pick as choose
 from edgekd.app.sweep.plan import Plan
+from edgekd.device.bench.pick import BUDGET, RULE_WORDS
 from edgekd.device.bench.plots import png, require_matplotlib
 
 COLUMNS = ("student", "file", "accuracy", "p50 ms", "size", "peak MiB", "× teacher", "front", "budget")
@@ -25,7 +26,8 @@ def sweep_document(plan: Plan, rows: list[dict], benches: Mapping[str, Mapping[s
     plot = importlib.util.find_spec("matplotlib") is not None      # sweep.png only where it can be drawn
     cands = [c for row in rows for c in candidates(row["name"], row["spec"], benches[row["name"]])]
     judge(cands, benches, budget)
-    chosen = choose(cands, by)
+    choice = choose(cands, by)
+    chosen = choice.index
     first = benches[rows[0]["name"]]
     cfg = plan.config
     doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "edgekd_version": __version__,
@@ -33,9 +35,11 @@ def sweep_document(plan: Plan, rows: list[dict], benches: Mapping[str, Mapping[s
            "teacher": cfg.teacher_from or cfg.teacher, "data": cfg.data, "device": device_line(first),
            "remote": plan.remote, "bench_settings": plan.bench, "students": rows, "candidates": cands,
            "fronts": fronts(cands), "budget": budget is not None,
-           "pick": {"by": by, "candidate": chosen,
+           "pick": {"by": by, "rule": choice.rule, "candidate": chosen,
                     "student": None if chosen is None else cands[chosen]["student"],
-                    "file": None if chosen is None else cands[chosen]["file"]},
+                    "file": None if chosen is None else cands[chosen]["file"],
+                    "excluded": [{"student": cands[i]["student"], "file": cands[i]["file"], "why": why}
+                                 for i, why in choice.excluded]},
            "seconds": round(seconds, 1),
            "outputs": {"json": "sweep.json", "markdown": "sweep.md", "plot": "sweep.png" if plot else None}}
     return from_json(doc, "the sweep.json being written")
@@ -57,13 +61,13 @@ def table_rows(doc: Mapping[str, Any]) -> list[list[str]]:
 
 def pick_line(doc: Mapping[str, Any]) -> str:
     p = doc["pick"]
-    if not doc["budget"]:
-        return "no budget: pass --budget FILE to pick the " + p["by"] + " candidate that meets it"
     if p["candidate"] is None:
         return "no candidate meets the budget (the failed checks are in sweep.json under candidates)"
     c = doc["candidates"][p["candidate"]]
-    return (f"pick ({p['by']} that meets the budget): {c['student']}/{c['file']}, {100 * c['accuracy']:.2f}%, "
-            f"p50 {ms3(c['p50_ms'])} ms, {size(c['bytes'])}")
+    rule = p.get("rule", BUDGET)    # a sweep.json from before the rule was named (a record) picked by a budget
+    return (f"pick ({p['by']}{RULE_WORDS[rule]}): {c['student']}/{c['file']}, {pct(c['accuracy'])}, "
+            f"p50 {ms3(c['p50_ms'])} ms, {size(c['bytes'])}"
+            + ("" if doc["budget"] else "; pass --budget FILE to pick by your own limits"))
 
 
 def sweep_markdown(doc: Mapping[str, Any]) -> str:

@@ -219,6 +219,24 @@ class Comparison(TypedDict, total=False):
     agreement_with_teacher: float | None
 
 
+class Excluded(TypedDict):
+    file: str
+    why: str                      # the gate's failed lines; "90.00%, 2.78 points below the best (92.78%)"
+
+
+class Recommendation(TypedDict):  # one per role and measured setting (edgekd.device.bench.pick)
+    role: str
+    threads: int
+    batch: int
+    rule: str                     # "budget", "within_1_point" or "accuracy_not_measured"
+    file: str | None              # None: no file of the role passes the budget
+    p50_ms: float | None
+    accuracy: float | None
+    teacher: str | None           # the reference teacher file (fp32 ONNX first) the speed-up is over
+    speedup_vs_teacher: float | None
+    excluded: list[Excluded]      # the role's files the rule left out, and why
+
+
 class Outputs(TypedDict):
     json: str | None
     markdown: str | None
@@ -253,6 +271,7 @@ class BenchDoc(_BenchRelied, total=False):
     device: Device
     teacher: str | None
     comparisons: list[Comparison]
+    recommendation: list[Recommendation]
     outputs: Outputs
     against: Against              # only with --against
     remote: RemoteRun             # only with --remote: the board's device facts are above

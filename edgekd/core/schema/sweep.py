@@ -50,11 +50,19 @@ class Candidate(TypedDict):
     failed: list[str] | None      # the gate's lines of its failed checks
 
 
-class Pick(TypedDict):
+class Excluded(TypedDict):
+    student: str
+    file: str
+    why: str                  # the gate's failed lines, or "90.00%, 2.78 points below the best (92.78%)"
+
+
+class Pick(TypedDict):        # bench's rule (edgekd.device.bench.pick) over every candidate
     by: str                   # fastest | smallest
-    candidate: int | None     # index into candidates; None: no budget, or none meets it
+    rule: str                 # "budget" (--budget), "within_1_point" (without), "accuracy_not_measured"
+    candidate: int | None     # index into candidates; None: none meets the budget
     student: str | None
     file: str | None
+    excluded: list[Excluded]  # the candidates the rule left out, and why
 
 
 class SweepDoc(TypedDict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from edgekd.core.schema import bench as schema
+from edgekd.device.runtimes import ROWS
 
 
 def measured(m: Mapping[str, Any]) -> list[dict]:
@@ -12,7 +13,19 @@ def measured(m: Mapping[str, Any]) -> list[dict]:
     return [x for x in m["measurements"] if "skipped" not in x]
 
 
-def _at(m: Mapping[str, Any], threads: int, batch: int) -> dict | None:
+def setting_name(x: Mapping[str, Any]) -> str:
+    return f"{x['threads']} thread{'s' if x['threads'] > 1 else ''}, batch {x['batch']}"
+
+
+def reference_teacher(models: list[dict]) -> dict | None:
+    """The teacher file a run is read against (agreement, the table's fallback comparison, the
+    recommendation's speed-up): fp32 first, then in the order of the runtime rows (ONNX first)."""
+    rank = {row.name: i for i, row in enumerate(ROWS)}
+    return min((m for m in models if m["role"] == "teacher"), default=None,
+               key=lambda m: (m.get("precision") not in (None, "fp32", "float32"), rank.get(m["runtime"], len(rank))))
+
+
+def at(m: Mapping[str, Any], threads: int, batch: int) -> dict | None:
     return next((x for x in measured(m) if x["threads"] == threads and x["batch"] == batch), None)
 
 
@@ -35,7 +48,7 @@ def build_comparisons(models: list[schema.Model]) -> list[schema.Comparison]:
             continue
         for t in teachers:
             for ms in measured(s):
-                mt = _at(t, ms["threads"], ms["batch"])
+                mt = at(t, ms["threads"], ms["batch"])
                 if mt is None:
                     continue
                 sa, ta = s["accuracy"], t["accuracy"]

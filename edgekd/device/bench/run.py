@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from statistics import median_low
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 from edgekd.core.bundle import refuse_overwriting_inputs
 from edgekd.core.fsutil import check_output_path
@@ -20,16 +20,18 @@ from edgekd.core.schema import SCHEMA_VERSION
 from edgekd.core.schema.bench import SCHEMA, BenchDoc, Device, Model, Outputs, Settings
 from edgekd.core.version import __version__
 from edgekd.device.bench import device
-from edgekd.device.bench.compare import build_comparisons
+from edgekd.device.bench.compare import build_comparisons, reference_teacher
 from edgekd.device.bench.measure import spawn_worker
 from edgekd.device.bench.options import BenchOptions
+from edgekd.device.bench.pick import recommendations
 from edgekd.device.bench.outputs import write_bench_outputs
 from edgekd.device.bench.plots import require_matplotlib
 from edgekd.device.bench.remote import bench_remote
 from edgekd.device.bench.target import default_out, resolve_target
-from edgekd.device.runtimes import ROWS, runtime_row
+from edgekd.device.runtimes import runtime_row
 
 Progress = Callable[[int, int, str], None]
+Judge = Callable[[BenchDoc], Mapping[str, Sequence[str]]]
 ISOLATION = "one fresh child process per (model, threads, batch)"
 ORDER = "each repetition's two children back to back, who goes first alternating"
 
@@ -55,7 +57,8 @@ def run_bench(target, options: BenchOptions | None = None, *, out=None, markdown
 
 def run_sides(targets: list, options: BenchOptions | None = None, *, out=None, markdown=None, plot=None,
               progress: Progress | None = None, check_target: Callable[..., None] | None = None,
-              remote=None, also_written: dict | None = None, **fields) -> list[BenchDoc]:
+              remote=None, also_written: dict | None = None, judge: Judge | None = None,
+              **fields) -> list[BenchDoc]:
     """``run_bench`` of several targets in one run, their child processes interleaved: for each
     repetition and setting, one child per target back to back, the order alternating from one
     (repetition, setting) to the next, so that drift of the machine hits every target alike and
@@ -63,8 +66,10 @@ def run_sides(targets: list, options: BenchOptions | None = None, *, out=None, m
     (``out``, ``markdown``, ``plot``) are the first target's; ``check_target`` sees every resolved
     target. ``remote``: a :class:`~edgekd.device.bench.remote.Remote`: the targets are checked here and
     measured by the board's edgekd over SSH (:mod:`.remote`). ``also_written``: the caller's own
-    outputs (option → path: the gate's), checked with bench's before anything is measured. Returns
-    one bench.json document per target."""
+    outputs (option → path: the gate's), checked with bench's before anything is measured.
+    ``judge(doc)``: the budget's verdict on the first target's files (each file it checks → the
+    lines of its failed checks) for the recommendation (:mod:`.pick`; the gate's). Returns one
+    bench.json document per target."""
     options = replace(options, **fields) if options else BenchOptions(**fields)
     if plot:
         require_matplotlib()
@@ -83,6 +88,7 @@ def run_sides(targets: list, options: BenchOptions | None = None, *, out=None, m
         if len(docs) == 2:
             docs[0]["against"] = {"path": str(targets[1]), "pairs": options.repeat, "order": ORDER,
                                   "bench": dict(docs[1])}
+    docs[0]["recommendation"] = recommendations(docs[0], judge(docs[0]) if judge else None)
     write_bench_outputs(docs[0], out=out, markdown=markdown, plot=plot)
     return docs
 
@@ -234,12 +240,5 @@ def _fill_model(entry: dict, m: dict, rt: dict) -> None:
 
 
 def _reference_teacher(models: list[dict], predictions: dict) -> dict | None:
-    """The teacher whose predictions define agreement: fp32 first, then in the order of the runtime
-    rows (ONNX first)."""
-    teachers = [m for m in models if m["role"] == "teacher" and m["file"] in predictions]
-    rank = {row.name: i for i, row in enumerate(ROWS)}
-    teachers.sort(key=lambda m: (m.get("precision") not in (None, "fp32", "float32"),
-                                 rank.get(m["runtime"], len(rank))))
-    return teachers[0] if teachers else None
-
-
+    """The reference teacher (:func:`reference_teacher`) among those evaluated."""
+    return reference_teacher([m for m in models if m["file"] in predictions])

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from edgekd.core.numbers import MIB, fmt, ms, pct, size
-from edgekd.device.bench.compare import measured
+from edgekd.device.bench.compare import at, measured, setting_name
+from edgekd.device.bench.pick import NEAR_BEST, RULE_WORDS
 from edgekd.device.bench.profile_text import profile_markdown
 from edgekd.device.runtimes import ROWS
 
@@ -81,25 +82,58 @@ def faster(ratio: float | None) -> str:
 RUNTIME_PAIRS = tuple((row.label or row.name, row.export_format, row.int8_format) for row in ROWS if row.int8_format)
 
 
-def formats_side_by_side(result: Mapping[str, Any]) -> list[dict]:
-    """Per role, setting and runtime with both an fp32 and an int8 file: their p50s and int8 against
-    fp32, so a user sees whether int8 pays on this device (it does not on every CPU)."""
+def int8_pairs(result: Mapping[str, Any]) -> list[tuple[str, str, dict, dict, dict, float | None]]:
+    """Per role, runtime and setting of a role's fp32 file of a runtime that also has an int8 one:
+    (role, runtime, the fp32 model, the int8 model, the fp32 measurement, the int8 p50 or None)."""
     out = []
     for role in dict.fromkeys(m["role"] for m in result["models"]):
         files = {m["format"]: m for m in result["models"] if m["role"] == role}
         for runtime, fp32, int8 in RUNTIME_PAIRS:
-            if fp32 not in files or int8 not in files:
-                continue
-            for x in measured(files[fp32]):
-                a, b = x["latency_ms"]["p50"], _p50(files[int8], x["threads"], x["batch"])
-                out.append({"role": role, "runtime": runtime, "threads": str(x["threads"]),
-                            "batch": str(x["batch"]), "fp32 p50 ms": ms(a), "int8 p50 ms": ms(b),
-                            "int8 vs fp32": faster(a / b if a and b else None)})
+            if fp32 in files and int8 in files:
+                out += [(role, runtime, files[fp32], files[int8], x, _p50(files[int8], x["threads"], x["batch"]))
+                        for x in measured(files[fp32])]
     return out
 
 
 def _p50(m: Mapping[str, Any], threads: int, batch: int) -> float | None:
-    return next((x["latency_ms"]["p50"] for x in measured(m) if (x["threads"], x["batch"]) == (threads, batch)), None)
+    x = at(m, threads, batch)
+    return x["latency_ms"]["p50"] if x else None
+
+
+def formats_side_by_side(result: Mapping[str, Any]) -> list[dict]:
+    """Per role, setting and runtime with both an fp32 and an int8 file: their p50s and int8 against
+    fp32, so a user sees whether int8 pays on this device (it does not on every CPU)."""
+    return [{"role": role, "runtime": runtime, "threads": str(x["threads"]), "batch": str(x["batch"]),
+             "fp32 p50 ms": ms(x["latency_ms"]["p50"]), "int8 p50 ms": ms(b),
+             "int8 vs fp32": faster(x["latency_ms"]["p50"] / b if b else None)}
+            for role, runtime, _, _, x, b in int8_pairs(result)]
+
+
+def int8_slower_lines(result: Mapping[str, Any]) -> list[str]:
+    """One line per int8 file slower than its runtime's fp32 file at a setting: the side-by-side
+    table's verdict said plainly, never a silent "int8 = better"."""
+    return [f"{q['file']} is {b / x['latency_ms']['p50']:.2f}× slower than {f['file']} on this device "
+            f"({setting_name(x)}): int8 does not pay here"
+            for _, _, f, q, x, b in int8_pairs(result) if b is not None and b > x["latency_ms"]["p50"]]
+
+
+def recommendation_lines(result: Mapping[str, Any]) -> list[str]:
+    """bench.json's recommendation, one line per role (and setting, when there are several)."""
+    recs = result.get("recommendation") or []
+    several = len({(r["threads"], r["batch"]) for r in recs}) > 1
+    return [_recommendation_line(r, several) for r in recs]
+
+
+def _recommendation_line(r: Mapping[str, Any], several: bool) -> str:
+    where = f" at {setting_name(r)}" if several else ""
+    left = ", ".join(e["file"] for e in r["excluded"])
+    if r["file"] is None:
+        return f"no {r['role']} file{where} meets the budget (failing it: {left})"
+    speed = (f", {faster(r['speedup_vs_teacher'])} than the teacher's {r['teacher']}"
+             if r["speedup_vs_teacher"] is not None and r["file"] != r["teacher"] else "")
+    rule = {NEAR_BEST: f" within 1 point of the best {r['role']} accuracy"}.get(r["rule"], RULE_WORDS[r["rule"]])
+    return (f"recommended {r['role']} file{where}: {r['file']} — {ms(r['p50_ms'])} ms p50{speed}; fastest{rule}"
+            + (f" (left out: {left})" if left else ""))
 
 
 def side_by_side_markdown(result: Mapping[str, Any]) -> list[str]:
@@ -110,6 +144,10 @@ def side_by_side_markdown(result: Mapping[str, Any]) -> list[str]:
     lines = ["", "### int8 against fp32, side by side", "", "| " + " | ".join(columns) + " |",
              "|" + "|".join("---" if c in ("role", "runtime") else "---:" for c in columns) + "|"]
     return lines + ["| " + " | ".join(row[c] for c in columns) + " |" for row in table]
+
+
+def _bullets(lines: list[str]) -> list[str]:
+    return [""] + [f"- {line}" for line in lines] if lines else []
 
 
 def skipped_notes(result: Mapping[str, Any]) -> list[str]:
@@ -159,7 +197,7 @@ def bench_markdown(result: Mapping[str, Any]) -> str:
         if kind == "compare":
             vals = [f"**{v}**" if v else v for v in vals]
         lines.append("| " + " | ".join(vals) + " |")
-    lines += side_by_side_markdown(result)
+    lines += _bullets(recommendation_lines(result)) + side_by_side_markdown(result) + _bullets(int8_slower_lines(result))
     lines += profile_markdown(result)
     notes = skipped_notes(result)
     if notes:

@@ -80,6 +80,13 @@ class GateReport:
     def passed(self) -> bool:
         return not self.failed
 
+    def failed_by_model(self) -> dict[str, list[str]]:
+        """Each model file the checks cover → the lines of its failed checks (empty: all passed)."""
+        out: dict[str, list[str]] = {}
+        for c in self.checks:
+            out.setdefault(c.model, []).extend([] if c.passed else [c.line()])
+        return out
+
     def summary(self) -> str:
         n, bad = len(self.checks), len(self.failed)
         return f"gate {'FAILED' if bad else 'passed'}: {n - bad} of {n} checks passed" + (f", {bad} failed" if bad else "")
@@ -175,8 +182,10 @@ def bench_and_check(target, budget=None, baseline=None, repeat: int | None = Non
             require_same_target(baseline, resolved["target"], resolved["models"])
 
     targets = [target] if against is None else [target, against]
+    # the recommendation reads the budget alone: a slow-down against a baseline rules out no file
     docs = run_sides(targets, repeat=repeat, check_target=check_target,
-                     also_written=output_paths(junit, step_summary, save_baseline), **bench_options)
+                     also_written=output_paths(junit, step_summary, save_baseline),
+                     judge=lambda doc: _check(doc, budget, None).failed_by_model(), **bench_options)
     baseline = docs[1] if against is not None else baseline
     return docs[0], _check(docs[0], budget, baseline) if gated else GateReport()
 

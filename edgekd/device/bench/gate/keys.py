@@ -9,7 +9,7 @@ from statistics import median, median_low
 from typing import Any, Callable, Mapping
 
 from edgekd.core.numbers import MIB, ms3, size
-from edgekd.device.bench.compare import measured
+from edgekd.device.bench.compare import measured, setting_name
 from edgekd.device.bench.gate.paired import CONFIDENCE, paired_change
 
 BASELINE = "baseline"
@@ -43,10 +43,6 @@ class Context:
         if self.baseline is None:
             return None
         return next((b for b in self.baseline["models"] if b["file"] == m["file"]), None)
-
-
-def setting_name(x: dict) -> str:
-    return f"{x['threads']} thread{'s' if x['threads'] > 1 else ''}, batch {x['batch']}"
 
 
 def latency_stat(x: dict, stat: str) -> float:
