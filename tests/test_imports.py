@@ -22,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 HEAVY = {"torch", "torchao", "onnx", "onnxscript", "onnxsim", "onnxruntime", "litert_torch", "ai_edge_litert",
-         "ai_edge_quantizer", "tflite_runtime", "matplotlib", "safetensors", "sklearn", "PIL", "psutil"}
+         "ai_edge_quantizer", "tflite_runtime", "flatbuffers", "matplotlib", "safetensors", "sklearn", "PIL", "psutil"}
 #: files (or folders, ending in /) whose functions may import any edgekd module
 LAZY_COMMANDS = ("edgekd/__init__.py", "edgekd/app/cli/")
 #: the command line's package (within the scanned one; its modules all load at start), and what its

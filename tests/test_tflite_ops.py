@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from edgekd.device.runtimes.tflite import import_interpreter
-from edgekd.device.runtimes.tflite_ops import one_op_model, op_times
+from edgekd.device.runtimes.tflite_ops import one_op_model, op_times, tools
 from edgekd.exporters import tflite
 from edgekd.exporters.run import ExportContext
 from edgekd.exporters.source import Source
@@ -61,7 +61,6 @@ def test_every_op_is_timed_and_the_int8_hard_swish_is_named_undelegated(files):
 
 def test_a_one_op_model_computes_what_the_op_computes_in_the_whole_file(files):
     """The last op cut out alone, fed the whole file's tensor before it, gives the file's output."""
-    from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils as fb
 
     Interpreter = import_interpreter()[0]
@@ -72,7 +71,7 @@ def test_a_one_op_model_computes_what_the_op_computes_in_the_whole_file(files):
     whole.set_tensor(whole.get_input_details()[0]["index"], np.random.default_rng(1).normal(0, 1, (1, *SHAPE)).astype(np.float32))
     whole.invoke()
     op = model.subgraphs[0].operators[last]
-    alone = Interpreter(model_content=one_op_model(model, last, schema))
+    alone = Interpreter(model_content=one_op_model(model, last, tools()))
     alone.allocate_tensors()
     feed = next(t for t in op.inputs if t >= 0 and not model.buffers[model.subgraphs[0].tensors[t].buffer].data)
     alone.set_tensor(alone.get_input_details()[0]["index"], whole.get_tensor(feed))

@@ -56,13 +56,16 @@ class Excluded(TypedDict):
     why: str                  # the gate's failed lines, or "90.00%, 2.78 points below the best (92.78%)"
 
 
-class Pick(TypedDict):        # bench's rule (edgekd.device.bench.pick) over every candidate
+class _PickRelied(TypedDict):
     by: str                   # fastest | smallest
-    rule: str                 # "budget" (--budget), "within_1_point" (without), "accuracy_not_measured"
     candidate: int | None     # index into candidates; None: none meets the budget
     student: str | None
     file: str | None
-    excluded: list[Excluded]  # the candidates the rule left out, and why
+
+
+class Pick(_PickRelied, total=False):   # bench's rule (edgekd.device.bench.pick) over every candidate
+    rule: str                 # "budget" (--budget), "within_1_point" (without), "accuracy_not_measured"
+    excluded: list[Excluded]  # the candidates the rule left out, and why (both absent in older sweeps)
 
 
 class SweepDoc(TypedDict):

@@ -18,16 +18,26 @@ from __future__ import annotations
 import copy
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
-def _tools():
+
+class Tools(NamedTuple):
+    """ai-edge-litert's flatbuffer reader, its schema's object API, and flatbuffers' builder."""
+    fb: Any
+    schema: Any
+    builder: Any
+
+def tools() -> Tools | None:
+    """None where ai-edge-litert's tools are not installed (tflite-runtime, tensorflow.lite)."""
     try:
-        from ai_edge_litert.tools import flatbuffer_utils
+        import flatbuffers  # type: ignore[import-untyped]
         from ai_edge_litert import schema_py_generated
+        from ai_edge_litert.tools import flatbuffer_utils
     except ImportError:
         return None
-    return flatbuffer_utils, schema_py_generated
+    return Tools(flatbuffer_utils, schema_py_generated, flatbuffers.Builder)
 
 
 def _has_data(model, tensor) -> bool:
@@ -48,9 +58,10 @@ def _nested(schema) -> set[int]:
     return {options.CallOptions, options.IfOptions, options.WhileOptions, options.CallOnceOptions}
 
 
-def one_op_model(model, index: int, schema) -> bytes:
+def one_op_model(model, index: int, tools: Tools) -> bytes:
     """The flatbuffer of op ``index`` alone: its tensors renumbered, its weights the only buffers, the
     non-constant inputs as the graph's inputs and its outputs as the graph's outputs."""
+    schema = tools.schema
     graph, op = model.subgraphs[0], model.subgraphs[0].operators[index]
     used = list(dict.fromkeys(t for t in [*op.inputs, *op.outputs] if t >= 0))
     remap = {t: i for i, t in enumerate(used)}
@@ -72,11 +83,12 @@ def one_op_model(model, index: int, schema) -> bytes:
     sub.outputs = list(cut.outputs)
     alone = schema.ModelT()
     alone.version, alone.operatorCodes, alone.subgraphs, alone.buffers = model.version, model.operatorCodes, [sub], buffers
-    return _pack(alone)
+    return _pack(alone, tools)
 
 
-def call_model(schema) -> bytes:
+def call_model(tools: Tools) -> bytes:
     """A one-op model that does almost nothing, RELU on one float: what an interpreter call costs."""
+    schema = tools.schema
     code = schema.OperatorCodeT()
     code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.RELU
     tensors = []
@@ -90,13 +102,11 @@ def call_model(schema) -> bytes:
     sub.tensors, sub.operators, sub.inputs, sub.outputs = tensors, [op], [0], [1]
     model = schema.ModelT()
     model.version, model.operatorCodes, model.subgraphs, model.buffers = 3, [code], [sub], [schema.BufferT()]
-    return _pack(model)
+    return _pack(model, tools)
 
 
-def _pack(model) -> bytes:
-    import flatbuffers  # type: ignore[import-untyped]
-
-    builder = flatbuffers.Builder(1024)
+def _pack(model, tools: Tools) -> bytes:
+    builder = tools.builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 
@@ -123,20 +133,19 @@ def op_times(path: Path, interpreter_class, threads: int | None = 1, runs: int =
     """(one entry per op of the main graph, in graph order: index, op, output (the tensor it writes, named
     by the converter: a module path for litert-torch files), ms (None where the op cannot stand alone)
     and delegated; the ms of one call of :func:`call_model`). None without the flatbuffer tools."""
-    tools = _tools()
-    if tools is None:
+    found = tools()
+    if found is None:
         return None
-    fb, schema = tools
-    call = time_alone(interpreter_class, call_model(schema), threads, runs, warmup)[0]
-    model = fb.read_model_from_bytearray(bytearray(Path(path).read_bytes()))
+    call = time_alone(interpreter_class, call_model(found), threads, runs, warmup)[0]
+    model = found.fb.read_model_from_bytearray(bytearray(Path(path).read_bytes()))
     graph, out = model.subgraphs[0], []
     for index, op in enumerate(graph.operators):
         name = graph.tensors[op.outputs[0]].name if op.outputs else b""
-        entry = {"index": index, "op": fb.opcode_to_name(model, op.opcodeIndex) or "?",
+        entry = {"index": index, "op": found.fb.opcode_to_name(model, op.opcodeIndex) or "?",
                  "output": name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name),
                  "ms": None, "delegated": None}
-        if _cuttable(model, op, schema):
-            entry["ms"], entry["delegated"] = time_alone(interpreter_class, one_op_model(model, index, schema),
+        if _cuttable(model, op, found.schema):
+            entry["ms"], entry["delegated"] = time_alone(interpreter_class, one_op_model(model, index, found),
                                                          threads, runs, warmup)
         out.append(entry)
     return out, call
