@@ -177,15 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="timing budget per file and row")
     parser.add_argument("--only", choices=("variants", "pair"), help="measure only the zoo variants or only the pair")
     parser.add_argument("--profile", action="store_true", help="the pair's three most expensive op types per file")
-    parser.add_argument("--accuracy-run", type=Path, default=int8_pair.DEFAULT_RUN,
-                        help="a trained run of the pair whose student's int8 accuracy drop is measured (skipped if absent)")
     parser.add_argument("--render", action="store_true", help="only re-render the README from the records")
     args = parser.parse_args(argv)
     if not args.render and args.only != "pair":
         measure(args)
     if not args.render and args.only != "variants":
-        run = args.accuracy_run if args.accuracy_run.is_dir() else None
-        int8_pair.write({**int8_pair.measure(args.seconds, run, args.profile), "machine": machine(),
+        int8_pair.write({**int8_pair.measure(args.seconds, args.profile), "machine": machine(),
                          "load_average": os.getloadavg()[0]})
     from readme_section import render_records
 
