@@ -4,6 +4,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from edgekd.device.bench.profile_text import TOP, headline, profiled, top_rows
 from edgekd.device.bench.text import (NARROW, SHORT, TERMINAL, device_line, formats_side_by_side, int8_slower_lines,
@@ -17,24 +18,25 @@ def render_table(result: dict, console=None) -> None:
     table = _table(result, TERMINAL)
     natural = console.measure(table, options=console.options.update_width(100_000)).maximum
     console.print(table if natural <= console.width else _table(result, NARROW))
+    # file, node and tensor names come from the files: printed as text, never as rich markup
     for line in recommendation_lines(result):
-        console.print(line, style="bold", highlight=False)
+        console.print(line, style="bold", highlight=False, markup=False)
     side = formats_side_by_side(result)
     if side:
         console.print(_side_by_side(side))
     for line in int8_slower_lines(result):
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, markup=False)
     for m in profiled(result):
         console.print(_profile_table(m))
     for note in skipped_notes(result):
-        console.print(f"[dim]skipped {note}[/dim]")
+        console.print(f"skipped {note}", style="dim", markup=False)
     t = thermal_line(result)
     if t:
-        console.print(t)
+        console.print(t, markup=False)
 
 
 def _table(result: dict, cols: list[str]):
-    table = Table(title=f"edgekd bench · {result['target']['path']}", caption=device_line(result))
+    table = Table(title=Text(f"edgekd bench · {result['target']['path']}"), caption=Text(device_line(result)))
     for h in cols:
         left = h in ("model", "format", "delegate")
         table.add_column(SHORT.get(h, h) if cols is NARROW else h, justify="left" if left else "right",
@@ -44,7 +46,7 @@ def _table(result: dict, cols: list[str]):
         if kind == "compare" and not section:
             table.add_section()
             section = True
-        table.add_row(*[cells.get(h, "") for h in cols],
+        table.add_row(*[Text(cells.get(h, "")) for h in cols],
                       style={"compare": "bold cyan", "skip": "dim"}.get(kind))
     return table
 
@@ -55,20 +57,21 @@ def _side_by_side(side: list[dict]):
     for c in side[0]:
         table.add_column(SHORT.get(c, c), justify="left" if c in ("role", "runtime") else "right", no_wrap=True)
     for row in side:
-        table.add_row(*row.values())
+        table.add_row(*map(Text, row.values()))
     return table
 
 
 def _profile_table(m: dict):
     """A file's top ops (--profile): its costliest nodes, or the ops its delegate did not take."""
     rows = top_rows(m["profile"], TOP)
+    title = Text(f"where the time goes: {headline(m)}")
     if not rows:
-        return f"where the time goes: {headline(m)}"
-    table = Table(title=f"where the time goes: {headline(m)}", title_justify="left", show_edge=False)
+        return title
+    table = Table(title=title, title_justify="left", show_edge=False)
     for c in rows[0]:
         table.add_column(c, justify="left" if c in ("op", "node", "nodes") else "right", overflow="fold")
     for row in rows:
-        table.add_row(*row.values())
+        table.add_row(*map(Text, row.values()))
     return table
 
 

@@ -62,7 +62,8 @@ def table_rows(doc: Mapping[str, Any]) -> list[list[str]]:
 def pick_line(doc: Mapping[str, Any]) -> str:
     p = doc["pick"]
     if p["candidate"] is None:
-        return "no candidate meets the budget (the failed checks are in sweep.json under candidates)"
+        return "no candidate meets the budget (the failed checks are in sweep.json under candidates)" if doc["budget"] \
+            else "no pick: this sweep ran without --budget before picks were made without one (--resume picks now)"
     c = doc["candidates"][p["candidate"]]
     rule = p.get("rule", BUDGET)    # a sweep.json from before the rule was named (a record) picked by a budget
     return (f"pick ({p['by']}{RULE_WORDS[rule]}): {c['student']}/{c['file']}, {pct(c['accuracy'])}, "

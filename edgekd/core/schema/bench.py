@@ -171,14 +171,15 @@ class Profile(TypedDict):
     threads: Count
     batch: Count
     p50_ms: Positive              # the same child's unprofiled p50, to set beside the totals
-    runs: int | None              # profiled runs (warm-up left out); null: nothing was run
+    runs: int | None              # profiled runs (warm-up left out; --runs, at most 200); null: nothing was run
     total_ms: float | None        # the nodes' raw times, summed
     node_overhead_ms: float | None   # what the profiler reads for a node that does nothing (TFLite: a call)
     corrected_total_ms: float | None
     delegate: str | None
     partitions: int | None        # TFLite: the delegate's partitions (DELEGATE nodes)
-    ops: list[ProfileOp]          # onnxruntime: the costliest first; TFLite: the most undelegated first
-    nodes: list[ProfileNode]      # onnxruntime: every node, the costliest first; TFLite: the undelegated ones
+    ops: list[ProfileOp]          # timed (onnxruntime, one-op-models): the costliest first;
+    #                               delegation (TFLite without the flatbuffer tools): the most undelegated first
+    nodes: list[ProfileNode]      # timed: every node, the costliest first; delegation: the undelegated ones
 
 
 class _ModelRelied(TypedDict):

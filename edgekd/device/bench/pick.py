@@ -33,7 +33,7 @@ class Candidate:
     accuracy: float | None
     p50_ms: float
     bytes: int
-    memory: float = 0.0                   # peak memory during inference, any unit (a tie-break)
+    memory: float | None = 0.0            # peak memory during inference, any unit (a tie-break; None: unknown)
     failed: tuple[str, ...] | None = None  # the budget's failed checks of it (); None: the budget checks nothing of it
 
 
@@ -52,8 +52,8 @@ def choose(cands: Sequence[Candidate], by: str = "latency") -> Choice:
     excluded = {i: why for i, c in enumerate(cands) if (why := _left_out(c, rule, best))}
     order = [COSTS[by]] + [key for axis, key in COSTS.items() if axis != by]
     index = min((i for i in range(len(cands)) if i not in excluded), default=None,
-                key=lambda i: (getattr(cands[i], order[0]), -(cands[i].accuracy or 0.0),
-                               *(getattr(cands[i], key) for key in order[1:])))
+                key=lambda i: (getattr(cands[i], order[0]) or 0.0, -(cands[i].accuracy or 0.0),
+                               *(getattr(cands[i], key) or 0.0 for key in order[1:])))   # or: memory unknown here
     return Choice(index, rule, sorted(excluded.items()))
 
 

@@ -95,4 +95,9 @@ def _table(rows: list[dict]) -> list[str]:
     cols = list(rows[0])
     return ["", "| " + " | ".join(cols) + " |", "|" + "|".join("---" if c in ("op", "node", "nodes", "undelegated")
                                                                else "---:" for c in cols) + "|"] + \
-        ["| " + " | ".join(r[c].replace("|", "\\|") for c in cols) + " |" for r in rows]
+        ["| " + " | ".join(_cell(r[c]) for c in cols) + " |" for r in rows]
+
+
+def _cell(text: str) -> str:
+    """A markdown table cell: its pipes escaped, control characters (a newline ends the row) dropped."""
+    return "".join(c for c in text if c.isprintable()).replace("|", "\\|")

@@ -29,6 +29,10 @@ from edgekd.device.bench.options import DEFAULTS
 from edgekd.device.bench.target import check_classes
 from edgekd.device.runtimes import UnsupportedBatch, open_model, runtime_for, runtime_row
 
+#: --profile's runs (and warm-up runs) at most: onnxruntime writes an event per node and run, and a
+#: TFLite profile runs each op that often; --runs may be millions
+PROFILE_RUNS = 200
+
 
 def _stats(times_ns) -> dict:
     """min/p50/p90/p99/max/mean/std in ms, and every whole percentile (for plots); sorts in place."""
@@ -117,7 +121,8 @@ def measure(req: dict) -> dict:
                         "rss_peak_inference": peak_inference, "rss_after_runs": rss_after_runs,
                         "rss_peak": memory.peak_rss_bytes(), "source": memory.source()}
     if req.get("profile"):      # after the timing and the memory figures, which it must not touch
-        result["profile"] = {**rt.profile(prepared, runs=int(_setting(req, "runs")), warmup=int(_setting(req, "warmup"))),
+        runs, warmup = min(int(_setting(req, "runs")), PROFILE_RUNS), min(int(_setting(req, "warmup")), PROFILE_RUNS)
+        result["profile"] = {**rt.profile(prepared, runs=runs, warmup=warmup),
                              "threads": req.get("threads"), "batch": batch, "p50_ms": latency["p50"]}
     return result
 

@@ -110,7 +110,7 @@ class TFLiteRuntime(Runtime):
         profile = delegation(ops, names, self.delegate)
         timed = op_times(self.path, type(self.interpreter), self.threads, runs, warmup) \
             if self.batch == self._loaded_shapes[0][0] else None     # a cut-out op keeps the file's shapes
-        return with_op_times(profile, *timed) if timed else profile
+        return with_op_times(profile, *timed, runs) if timed else profile
 
     def set_batch(self, batch: int) -> None:
         if batch == self.batch:

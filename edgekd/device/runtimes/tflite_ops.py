@@ -2,8 +2,7 @@
 each op of the main graph is cut out into a one-op model (its tensors, weights and quantization as in
 the file) and timed alone in the same runtime, with the same threads and the default XNNPACK delegate.
 
-What this measures and what it does not: an op's own kernel time plus one interpreter call, and
-whether XNNPACK takes that op alone. The call is measured apart, on a one-op model that does almost
+What this measures and what it does not: an op's own kernel time plus one interpreter call. The call is measured apart, on a one-op model that does almost
 nothing (RELU on one float: ~0.4 µs here), and :mod:`.tflite_profile` reports each op's time with and
 without it.
 Fusions XNNPACK makes across ops (a PAD into the convolution after it) and the cost of switching between
@@ -45,22 +44,18 @@ def _has_data(model, tensor) -> bool:
     return buffer is not None and buffer.data is not None and len(buffer.data) > 0
 
 
-def _cuttable(model, op, schema) -> bool:
-    """Ops that stand alone: no nested graphs, no intermediates, no weights stored outside the flatbuffer."""
-    graph = model.subgraphs[0]
-    external = any(t >= 0 and (model.buffers[graph.tensors[t].buffer].offset or 0) > 1 for t in op.inputs)
-    return not op.intermediates and not external and op.builtinOptionsType not in _nested(schema)
-
-
-def _nested(schema) -> set[int]:
-    """The options of ops that carry subgraph indices (CALL, IF, WHILE, CALL_ONCE): such an op cannot be cut out alone."""
+def _cuttable(op, schema) -> bool:
+    """Ops that stand alone: no nested graphs (CALL, IF, WHILE, CALL_ONCE carry subgraph indices, as
+    StableHLO ops' second options may), no intermediates."""
     options = schema.BuiltinOptions
-    return {options.CallOptions, options.IfOptions, options.WhileOptions, options.CallOnceOptions}
+    nested = {options.CallOptions, options.IfOptions, options.WhileOptions, options.CallOnceOptions}
+    return not op.intermediates and op.builtinOptionsType not in nested and not op.builtinOptions2Type
 
 
 def one_op_model(model, index: int, tools: Tools) -> bytes:
-    """The flatbuffer of op ``index`` alone: its tensors renumbered, its weights the only buffers, the
-    non-constant inputs as the graph's inputs and its outputs as the graph's outputs."""
+    """The flatbuffer of op ``index`` alone: its tensors renumbered, its weights the only buffers, its
+    operator code the only one, the non-constant inputs as the graph's inputs and its outputs as the
+    graph's outputs."""
     schema = tools.schema
     graph, op = model.subgraphs[0], model.subgraphs[0].operators[index]
     used = list(dict.fromkeys(t for t in [*op.inputs, *op.outputs] if t >= 0))
@@ -75,14 +70,16 @@ def one_op_model(model, index: int, tools: Tools) -> bytes:
             tensor.buffer = 0
         tensors.append(tensor)
     cut = copy.copy(op)
+    cut.opcodeIndex = 0
     cut.inputs = [remap[t] if t >= 0 else -1 for t in op.inputs]
-    cut.outputs = [remap[t] for t in op.outputs]
+    cut.outputs = [remap[t] for t in op.outputs if t >= 0]
     sub = schema.SubGraphT()
     sub.tensors, sub.operators = tensors, [cut]
-    sub.inputs = [remap[t] for t in op.inputs if t >= 0 and not _has_data(model, graph.tensors[t])]
+    sub.inputs = list(dict.fromkeys(remap[t] for t in op.inputs if t >= 0 and not _has_data(model, graph.tensors[t])))
     sub.outputs = list(cut.outputs)
     alone = schema.ModelT()
-    alone.version, alone.operatorCodes, alone.subgraphs, alone.buffers = model.version, model.operatorCodes, [sub], buffers
+    alone.version, alone.operatorCodes = model.version, [model.operatorCodes[op.opcodeIndex]]
+    alone.subgraphs, alone.buffers = [sub], buffers
     return _pack(alone, tools)
 
 
@@ -111,8 +108,8 @@ def _pack(model, tools: Tools) -> bytes:
     return bytes(builder.Output())
 
 
-def time_alone(interpreter_class, content: bytes, threads: int | None, runs: int, warmup: int) -> tuple[float, bool]:
-    """(p50 ms of one invoke, whether XNNPACK took the op) of a one-op model, on zero inputs."""
+def time_alone(interpreter_class, content: bytes, threads: int | None, runs: int, warmup: int) -> float:
+    """p50 ms of one invoke of a one-op model, on zero inputs."""
     interp = interpreter_class(model_content=content, num_threads=threads)
     interp.allocate_tensors()
     for detail in interp.get_input_details():
@@ -124,28 +121,55 @@ def time_alone(interpreter_class, content: bytes, threads: int | None, runs: int
         start = time.perf_counter_ns()
         interp.invoke()
         times[i] = time.perf_counter_ns() - start
-    delegated = any(op.get("op_name") == "DELEGATE" for op in interp._get_ops_details())
-    return float(np.median(times)) / 1e6, delegated
+    return float(np.median(times)) / 1e6
+
+
+def _readable(content: bytes, tools: Tools) -> bool:
+    """Whether the tools can read the file as objects without harm: they copy every buffer stored after
+    the flatbuffer (offset > 1, files over 2 GB) once per such buffer, used or not, so a small crafted
+    file could take gigabytes. Those files are not cut into ops."""
+    try:
+        model = tools.schema.Model.GetRootAs(content, 0)
+        return all(model.Buffers(i).Offset() <= 1 for i in range(model.BuffersLength()))
+    except Exception:        # flatbuffers raises what the damaged bytes make it raise
+        return False
+
+
+def _name(model, op, tools: Tools) -> tuple[str, str]:
+    """(the op's name, as the interpreter lists it: a custom op by its own code; its first output's name)."""
+    code = model.operatorCodes[op.opcodeIndex]
+    name = tools.fb.opcode_to_name(model, op.opcodeIndex) or "?"
+    if name == "CUSTOM" and code.customCode:
+        name = code.customCode.decode("utf-8", "replace")
+    outputs = [t for t in op.outputs if t >= 0]
+    output = model.subgraphs[0].tensors[outputs[0]].name if outputs else b""
+    return name, output.decode("utf-8", "replace") if isinstance(output, bytes) else str(output or "")
 
 
 def op_times(path: Path, interpreter_class, threads: int | None = 1, runs: int = 200,
              warmup: int = 20) -> tuple[list[dict], float] | None:
     """(one entry per op of the main graph, in graph order: index, op, output (the tensor it writes, named
-    by the converter: a module path for litert-torch files), ms (None where the op cannot stand alone)
-    and delegated; the ms of one call of :func:`call_model`). None without the flatbuffer tools."""
+    by the converter: a module path for litert-torch files) and ms (None where the op cannot stand alone
+    or does not run alone: e.g. a RESHAPE to a shape computed in the graph gets zeros); the ms of one call
+    of :func:`call_model`). None without the flatbuffer tools or where they cannot read the file."""
     found = tools()
-    if found is None:
+    content = Path(path).read_bytes()
+    if found is None or not _readable(content, found):
         return None
-    call = time_alone(interpreter_class, call_model(found), threads, runs, warmup)[0]
-    model = found.fb.read_model_from_bytearray(bytearray(Path(path).read_bytes()))
-    graph, out = model.subgraphs[0], []
-    for index, op in enumerate(graph.operators):
-        name = graph.tensors[op.outputs[0]].name if op.outputs else b""
-        entry = {"index": index, "op": found.fb.opcode_to_name(model, op.opcodeIndex) or "?",
-                 "output": name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name),
-                 "ms": None, "delegated": None}
-        if _cuttable(model, op, found.schema):
-            entry["ms"], entry["delegated"] = time_alone(interpreter_class, one_op_model(model, index, found),
-                                                         threads, runs, warmup)
+    try:
+        model = found.fb.read_model_from_bytearray(bytearray(content))
+        ops = model.subgraphs[0].operators or []
+        named = [_name(model, op, found) for op in ops]
+    except (IndexError, ValueError, KeyError, TypeError, AttributeError):   # damaged tables: no op times
+        return None
+    call = time_alone(interpreter_class, call_model(found), threads, runs, warmup)
+    out = []
+    for index, (op, (name, output)) in enumerate(zip(ops, named)):
+        entry = {"index": index, "op": name, "output": output, "ms": None}
+        if _cuttable(op, found.schema):
+            try:
+                entry["ms"] = time_alone(interpreter_class, one_op_model(model, index, found), threads, runs, warmup)
+            except (ValueError, RuntimeError, IndexError, KeyError, TypeError, OverflowError):
+                pass       # the interpreter refused the op alone (its message says why): untimed
         out.append(entry)
     return out, call

@@ -54,9 +54,10 @@ def delegated_ops(original: list[dict], partitions: list[dict]) -> set[int]:
     return taken
 
 
-def with_op_times(profile: dict, times: list[dict], call_ms: float) -> dict:
-    """``profile`` (:func:`delegation`) with every op's time alone (``tflite_ops.op_times``): all nodes,
-    the costliest first, each also less one interpreter call (``call_ms``); op types summed likewise."""
+def with_op_times(profile: dict, times: list[dict], call_ms: float, runs: int) -> dict:
+    """``profile`` (:func:`delegation`) with every op's time alone over ``runs`` calls
+    (``tflite_ops.op_times``): all nodes, the costliest first, each also less one interpreter call
+    (``call_ms``); op types summed likewise. Whether XNNPACK took a node is the whole graph's answer."""
     left = {n["index"] for n in profile["nodes"]}
     nodes = [{"index": t["index"], "node": short_name(t["output"], f"{t['op']}_{t['index']}"), "op": t["op"],
               "ms": t["ms"], "corrected_ms": None if t["ms"] is None else max(0.0, t["ms"] - call_ms),
@@ -65,12 +66,14 @@ def with_op_times(profile: dict, times: list[dict], call_ms: float) -> dict:
     rows = {r["op"]: {**r, "ms": 0.0, "corrected_ms": 0.0} for r in profile["ops"]}
     for n in nodes:
         n["share"] = n["corrected_ms"] / corrected if corrected > 0 and n["corrected_ms"] is not None else None
-        rows[n["op"]]["ms"] += n["ms"] or 0.0
-        rows[n["op"]]["corrected_ms"] += n["corrected_ms"] or 0.0
+        row = rows.setdefault(n["op"], {"op": n["op"], "count": 0, "ms": 0.0, "corrected_ms": 0.0, "share": None,
+                                        "undelegated": 0})     # a name the interpreter lists otherwise
+        row["ms"] += n["ms"] or 0.0
+        row["corrected_ms"] += n["corrected_ms"] or 0.0
     for row in rows.values():
         row["share"] = min(1.0, row["corrected_ms"] / corrected) if corrected > 0 else None   # min: rounding
     nodes.sort(key=lambda n: -(n["ms"] or 0.0))
-    return {**profile, "method": "one-op-models", "total_ms": sum(n["ms"] or 0.0 for n in nodes),
+    return {**profile, "method": "one-op-models", "runs": runs, "total_ms": sum(n["ms"] or 0.0 for n in nodes),
             "node_overhead_ms": call_ms, "corrected_total_ms": corrected,
             "ops": sorted(rows.values(), key=lambda r: -r["corrected_ms"]), "nodes": nodes}
 
@@ -84,6 +87,6 @@ def node_name(op: dict, tensor_names: dict[int, str]) -> str:
 def short_name(raw: str, fallback: str) -> str:
     """A tensor's name, its modules' package paths left out, at most NAME_CHARS (the end kept: the
     innermost module names the layer); ``fallback`` for an unnamed one."""
-    first = raw.split(";")[0]
+    first = "".join(c for c in raw.split(";")[0] if c.isprintable())    # no escape codes from a file
     name = "/".join(_MODULE_PREFIX.sub("", part) for part in first.split("/")) or fallback
     return name if len(name) <= NAME_CHARS else "…" + name[-(NAME_CHARS - 1):]
