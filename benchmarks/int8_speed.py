@@ -62,9 +62,9 @@ def random_model(name: str, shape: tuple[int, ...], classes: int | None = None):
     return model.eval()
 
 
-def export_files(name: str, shape: tuple[int, ...], work: Path, model=None) -> dict[str, Path]:
-    """Every column's file of ``model`` (default: ``random_model(name, shape)``), made by edgekd's
-    exporters as `edgekd export` makes them."""
+def export_files(name: str, shape: tuple[int, ...], work: Path, model=None, columns=None) -> dict[str, Path]:
+    """Every column's file (or those of ``columns``) of ``model`` (default: ``random_model(name, shape)``),
+    made by edgekd's exporters as `edgekd export` makes them."""
     from edgekd.exporters.formats import get_format
     from edgekd.exporters.run import ExportContext
     from edgekd.exporters.source import Source
@@ -74,6 +74,8 @@ def export_files(name: str, shape: tuple[int, ...], work: Path, model=None) -> d
     source = Source("student", work, {"input": {"shape": list(shape)}}, "torch", module=module)
     paths = {}
     for column, (fmt_name, activations) in FILES.items():
+        if columns is not None and column not in columns:
+            continue
         fmt = get_format(fmt_name)
         path = work / f"{column}{fmt.suffix}"
         t0 = time.perf_counter()

@@ -4,15 +4,16 @@ tflite-int8 converts a copy of the module in which each ``nn.Hardswish`` compute
 ``(x / 6) · relu6(x + 3)``. Why, measured (ai-edge-litert 2.3.0, one thread, Intel Xeon with
 AVX-512 VNNI; ``python benchmarks/int8_speed.py``): XNNPACK does not take an int8 HARD_SWISH, so
 each one runs in TFLite's built-in kernel and splits the delegated graph around it. MobileNetV3-Small
-at width 0.25 on 28×28 images had 19 of them and 20 delegate partitions; its int8 file took 179 µs,
-and 97 µs once every op was delegated (MUL, ADD with a fused RELU6, MUL). The order matters:
+at width 0.25 on 28×28 images had 19 of them and 20 delegate partitions; with every op delegated
+(MUL, ADD with a fused RELU6, MUL) its int8 file takes about half the time (the README's pair section,
+from benchmarks/results/int8_pair.json). The order matters:
 litert-torch fuses ``x · relu6(x + 3) / 6``, ``x · hardsigmoid(x)`` and ``x · (relu6(x + 3) / 6)``
 back into HARD_SWISH; ``(x / 6) · relu6(x + 3)`` stays three ops.
 
 Measured and not done: the squeeze-excitation mean as an average pool (int8 AVERAGE_POOL_2D was not
 delegated either, and the mean is), and the same rewrite for onnx-int8 (onnxruntime's QLinearMul and
-QLinearAdd cost what the float hard-swish between its Q/DQ pair costs: no faster with u8, 2.5x slower
-with s8). The fp32 files keep HARD_SWISH, which XNNPACK runs fused in float.
+QLinearAdd cost what the float hard-swish between its Q/DQ pair costs: no faster with u8, slower with
+s8, in a probe). The fp32 files keep HARD_SWISH, which XNNPACK runs fused in float.
 """
 from __future__ import annotations
 
