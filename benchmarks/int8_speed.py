@@ -151,7 +151,7 @@ def table(rows: dict) -> str:
     cols = list(FILES)
     lines = ["| variant | px | " + " | ".join(f"{c} ms" for c in cols) + " | ONNX int8 speed-up u8 / s8 | "
              "TFLite int8 / fp32 |", "|---|---:|" + "---:|" * len(cols) + "---:|---:|"]
-    for row in rows.values():
+    for row in sorted(rows.values(), key=lambda r: (r["input"][-1], r["variant"])):
         speed = row["onnx_int8_speedup"]
         lines.append(f"| {row['variant']} | {row['input'][-1]} | " + " | ".join(f"{row['p50_ms'][c]:.2f}" for c in cols)
                      + f" | {speed['u8']:.2f}x / {speed['s8']:.2f}x | {row['tflite_int8_vs_fp32']:.2f} |")

@@ -133,8 +133,9 @@ class Runtime:
         """Where the time of a call on ``prepared`` goes, per op: a dict of the shape
         ``edgekd.core.schema.bench.Profile`` declares. onnxruntime: its profiler's per-node times over
         ``runs`` runs after ``warmup`` ones, in a session of its own, raw and less the profiler's own
-        cost per node; TFLite: the ops its delegate did not take (no times). Run it after any timing:
-        it costs time and memory of its own."""
+        cost per node; TFLite: the ops its delegate did not take and each op's time alone (one-op
+        models), where ai-edge-litert's tools can read the file. Run it after any timing: it costs time
+        and memory of its own."""
         raise NotImplementedError
 
     def run_raw(self, prepared: np.ndarray) -> np.ndarray:
