@@ -86,7 +86,8 @@ def test_a_one_op_model_computes_what_the_op_computes_in_the_whole_file(files):
 
 # --- files a user (or an attacker) can hand to bench --profile, built op by op ------------------------
 def _crafted(ops: list[tuple[int, list[int], list[int]]], tensors: list[tuple[bytes, list[int], int]],
-             inputs: list[int], outputs: list[int], buffers=None, metadata=None, options=None) -> bytes:
+             inputs: list[int], outputs: list[int], buffers=None, metadata=None, options=None,
+             signature: list[int] | None = None) -> bytes:
     """A flatbuffer of ``ops`` (builtin code, inputs, outputs) over ``tensors`` (name, shape, type)."""
     from edgekd.device.runtimes.tflite_ops import _pack
 
@@ -106,6 +107,7 @@ def _crafted(ops: list[tuple[int, list[int], list[int]]], tensors: list[tuple[by
     for name, shape, kind in tensors:
         t = S.TensorT()
         t.name, t.shape, t.type, t.buffer = name, shape, kind, 0
+        t.shapeSignature = signature          # -1: a dynamic dimension
         made.append(t)
     sub = S.SubGraphT()
     sub.tensors, sub.operators, sub.inputs, sub.outputs = made, operators, inputs, outputs
@@ -171,3 +173,21 @@ def test_a_file_the_tools_cannot_read_safely_gets_the_delegation_profile(tmp_pat
                                                                (b"y", [1, 4], S.TensorType.FLOAT32)],
                        [0], [1], buffers=buffers, metadata=metadata)
     assert _profile(tmp_path, content)["profile"]["method"] == "delegation"
+
+
+def test_at_another_batch_than_the_files_the_profile_is_the_delegation_walk(tmp_path):
+    """A cut-out op keeps the file's shapes, so at batch 2 of a file saved at batch 1 (its batch dynamic)
+    nothing is timed; the ops are still listed."""
+    from edgekd.device.runtimes import open_model
+
+    S = tools().schema
+    content = _crafted([(S.BuiltinOperator.RELU, [0], [1])], [(b"x", [1, 4], S.TensorType.FLOAT32),
+                                                               (b"y", [1, 4], S.TensorType.FLOAT32)], [0], [1],
+                       signature=[-1, 4])
+    path = tmp_path / "dynamic.tflite"
+    path.write_bytes(content)
+    rt = open_model(path, threads=1)
+    profile = rt.profile(rt.prepare(rt.random_input(2)), runs=5, warmup=1)
+    assert profile["method"] == "delegation" and profile["nodes"] == [] and rt.batch == 2
+    assert [(r["op"], r["count"]) for r in profile["ops"]] == [("RELU", 1)]
+    assert rt.profile(rt.prepare(rt.random_input(1)), runs=5, warmup=1)["method"] == "one-op-models"
