@@ -47,14 +47,15 @@ def profile_onnx(rt, ort, prepared: np.ndarray, runs: int = 100, warmup: int = 1
 
 
 def by_op(nodes: list[dict]) -> list[dict]:
-    """The nodes summed per op type, the most expensive first; shares of the corrected total."""
+    """The nodes summed per op type (an untimed node counts, adds no time), the most expensive first;
+    shares of the corrected total. Also TFLite's one-op-models profile's (:mod:`.tflite_profile`)."""
     ops: dict[str, dict] = {}
     for n in nodes:
         row = ops.setdefault(n["op"], {"op": n["op"], "count": 0, "ms": 0.0, "corrected_ms": 0.0, "share": None,
                                        "undelegated": None})
         row["count"] += 1
-        row["ms"] += n["ms"]
-        row["corrected_ms"] += n["corrected_ms"]
+        row["ms"] += n["ms"] or 0.0
+        row["corrected_ms"] += n["corrected_ms"] or 0.0
     total = sum(r["corrected_ms"] for r in ops.values())
     for row in ops.values():
         row["share"] = min(1.0, row["corrected_ms"] / total) if total > 0 else None   # min: rounding

@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from edgekd.device.runtimes.onnx_profile import by_op
+
 #: a node's name: its output tensor's name, which litert-torch makes the module path; longer is cut
 NAME_CHARS = 120
 #: "torch.nn.modules.container.Sequential_blocks" → "Sequential_blocks": the class's module goes
@@ -63,19 +65,13 @@ def with_op_times(profile: dict, times: list[dict], call_ms: float, runs: int) -
               "ms": t["ms"], "corrected_ms": None if t["ms"] is None else max(0.0, t["ms"] - call_ms),
               "share": None, "delegated": t["index"] not in left} for t in times]
     corrected = sum(n["corrected_ms"] or 0.0 for n in nodes)
-    rows = {r["op"]: {**r, "ms": 0.0, "corrected_ms": 0.0} for r in profile["ops"]}
     for n in nodes:
         n["share"] = n["corrected_ms"] / corrected if corrected > 0 and n["corrected_ms"] is not None else None
-        row = rows.setdefault(n["op"], {"op": n["op"], "count": 0, "ms": 0.0, "corrected_ms": 0.0, "share": None,
-                                        "undelegated": 0})     # a name the interpreter lists otherwise
-        row["ms"] += n["ms"] or 0.0
-        row["corrected_ms"] += n["corrected_ms"] or 0.0
-    for row in rows.values():
-        row["share"] = min(1.0, row["corrected_ms"] / corrected) if corrected > 0 else None   # min: rounding
     nodes.sort(key=lambda n: -(n["ms"] or 0.0))
+    undelegated = {r["op"]: r["undelegated"] for r in profile["ops"]}
+    ops = [{**row, "undelegated": undelegated.get(row["op"], 0)} for row in by_op(nodes)]
     return {**profile, "method": "one-op-models", "runs": runs, "total_ms": sum(n["ms"] or 0.0 for n in nodes),
-            "node_overhead_ms": call_ms, "corrected_total_ms": corrected,
-            "ops": sorted(rows.values(), key=lambda r: -r["corrected_ms"]), "nodes": nodes}
+            "node_overhead_ms": call_ms, "corrected_total_ms": corrected, "ops": ops, "nodes": nodes}
 
 
 def node_name(op: dict, tensor_names: dict[int, str]) -> str:
