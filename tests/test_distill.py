@@ -380,11 +380,11 @@ def test_device_auto_picks_cuda_when_present(tmp_path):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: the mixed-precision path is CUDA-only")
 def test_cuda_trains_in_mixed_precision_to_the_accuracy_of_the_cpu(tmp_path, converged_cpu_run):
-    from edgekd.train.distill.epoch import mixed_precision
+    from edgekd.train.distill.fastpath import native_bf16
 
     gpu = run_experiment(load_config(None, **CONVERGING, device="cuda", out=str(tmp_path / "gpu")))
     cpu = converged_cpu_run
-    expected = "bf16" if mixed_precision("cuda")[0] == torch.bfloat16 else "fp16"
+    expected = "bf16" if native_bf16("cuda") else "fp16"
     assert all(gpu["final"][role]["precision"] == expected for role in ("teacher", "student", "simple"))
     for role in ("teacher", "student", "simple"):
         assert abs(gpu["test"][role] - cpu["test"][role]) <= 0.02, (role, gpu["test"], cpu["test"])

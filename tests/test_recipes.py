@@ -1,6 +1,7 @@
 """Training recipes: batch augmentation (against independent per-image computations), the
 optimizers and schedule, raw samples standardised per batch, and the consistent teacher."""
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from edgekd.train.config import load_config
 from edgekd.core.preprocess import fit_standardize, standardize
 from edgekd.train.distill.augment import Augmenter, cutmix, mixup, parse_augment, random_boxes, resized_crop
 from edgekd.train.distill.checkpoints import EpochCheckpoint
+from edgekd.train.distill.fastpath import native_bf16
 from edgekd.train.distill.losses import KD, build_loss
 from edgekd.train.distill.optim import build_optimizer, learning_rate
 from edgekd.train.distill.samples import Samples
@@ -204,11 +206,15 @@ def test_teacher_views_give_each_step_the_teachers_logits_of_the_very_images_the
 
 
 @pytest.mark.slow
-def test_a_run_with_the_whole_recipe_resumes_bit_identically(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_run_with_the_whole_recipe_resumes_bit_identically(tmp_path, precision):
     """SGD momentum, warm-up, smoothing and all four augmentations are functions of (seed, epoch):
-    stopped after epoch 2 and resumed, the model ends exactly as an unstopped one."""
+    stopped after epoch 2 and resumed, the model ends exactly as an unstopped one, in either precision
+    (channels_last, the default for a convolutional model, both times)."""
+    if precision == "bf16" and native_bf16("cpu") is None:
+        pytest.skip("this CPU has no native bf16")
     x, y, _ = toy_images()
-    settings = FitSettings(**RECIPE)
+    settings = FitSettings(**RECIPE, precision=precision)
     unstopped = convnet(0)
     fit(unstopped, x, y, settings)
 
@@ -223,10 +229,14 @@ def test_a_run_with_the_whole_recipe_resumes_bit_identically(tmp_path):
     with pytest.raises(Stop):
         fit(stopped, x, y, settings, checkpoint=EpochCheckpoint(tmp_path), on_epoch=stop_after_two)
     resumed = convnet(0)
-    result = fit(resumed, x, y, settings, checkpoint=EpochCheckpoint(tmp_path))
+    # asked for the other precision now: the interrupted stage's own goes on
+    other = replace(settings, precision="fp32" if precision == "bf16" else precision)
+    result = fit(resumed, x, y, other, checkpoint=EpochCheckpoint(tmp_path))
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4] and 0 <= result.data_wait < 1
+    assert (result.mode.precision, result.mode.channels_last) == (precision, True)
     for (name, a), b in zip(unstopped.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+        assert b.is_contiguous(), name         # back in the layout export and the checkpoints expect
 
 
 @pytest.mark.parametrize("options,fragment", [
@@ -264,14 +274,15 @@ def test_a_distill_run_with_teacher_views_caches_them_and_records_the_recipe(tmp
 
 @pytest.mark.slow
 def test_a_compiled_training_step_trains_as_the_eager_one():
-    """--compile: torch.compile of model + loss; the same losses as eager (up to float reordering)
-    and the weights stay in the module the checkpoint saves."""
+    """--compile: torch.compile of model + loss; the same losses as eager (up to float reordering: in
+    fp32, since bf16's rounding differs wherever the compiler fuses) and the weights stay in the module
+    the checkpoint saves."""
     x, y, _ = toy_images()
     runs = []
     for compiled in (False, True):
         model = convnet(0)
         result = fit(model, x, y, FitSettings(epochs=2, batch_size=32, lr=0.05, weight_decay=0.0, seed=0,
-                                              optimizer="sgd", compile=compiled))
+                                              optimizer="sgd", compile=compiled, precision="fp32"))
         runs.append((model, [h["loss"] for h in result.history]))
     assert runs[1][1] == pytest.approx(runs[0][1], rel=1e-4)
     # SGD: Adam would scale the rounding noise of near-zero gradients (the bias before BatchNorm) up to full steps

@@ -158,8 +158,16 @@ class DistillConfig:
                        Check(f"in [0, {2**32 - 1}]", lambda value: 0 <= value < 2**32))  # scikit-learn's random_state
     device: str = option("cpu", "cuda: mixed precision on the GPU; auto: cuda when present.",
                          choices=("cpu", "cuda", "auto"))
+    precision: str = option("auto", "The training step's precision: bf16 (autocast; weights, optimizer and loss stay "
+                                    "fp32) where the hardware has it natively, fp32 elsewhere; auto = bf16 on a CPU with "
+                                    "AMX or AVX512-BF16 for models whose convolutions are all dense (depthwise ones "
+                                    "train slower in it), on a GPU where it has bf16 (else fp16); recorded per model "
+                                    "in train.log and cv.json.", choices=("auto", "fp32", "bf16"))
+    memory_format: str = option("auto", "Memory format of the training step: auto = channels_last for models with "
+                                        "2-D convolutions (1.3-2x faster on CPU), contiguous otherwise.",
+                                choices=("auto", "channels_last", "contiguous"))
     compile: bool = option(False, "torch.compile the training step: a one-time compilation per model, then faster "
-                                  "steps where the compiler helps (benchmarks/distill_overhead.py measures it).")
+                                  "steps where the compiler helps (benchmarks/train_speed.py measures it).")
     backend: str = option("auto", "Process group under torchrun: auto = nccl on CUDA, gloo on CPU.",
                           choices=("auto", "gloo", "nccl"))
     out: str = option("runs/demo", "Run folder to write.")

@@ -12,6 +12,7 @@ from torch import nn
 from edgekd.core.errors import ConfigError
 from edgekd.core.fsutil import atomic_write_bytes, atomic_write_json
 from edgekd.train.distill.distributed import Ranks
+from edgekd.train.distill.fastpath import PRECISIONS, StepMode, native_bf16
 from edgekd.train.distill.optim import ordered_parameters
 
 if TYPE_CHECKING:
@@ -25,7 +26,8 @@ class EpochCheckpoint:
         self.folder = Path(folder)
         self.weights, self.meta = self.folder / "epoch.safetensors", self.folder / "epoch.json"
 
-    def save(self, trainee: "Trainee", optimizer: torch.optim.Optimizer, epoch: int, history: list[dict]) -> None:
+    def save(self, trainee: "Trainee", optimizer: torch.optim.Optimizer, epoch: int, history: list[dict],
+             mode: StepMode) -> None:
         from safetensors.torch import save
 
         tensors = {f"{prefix}.{k}": v.detach().contiguous()
@@ -35,7 +37,23 @@ class EpochCheckpoint:
             for name, value in state.items():
                 tensors[f"opt.{index}.{name}"] = torch.as_tensor(value).contiguous()
         atomic_write_bytes(self.weights, save(tensors))
-        atomic_write_json(self.meta, {"epoch": epoch, "history": history, "param_groups": opt["param_groups"]})
+        atomic_write_json(self.meta, {"epoch": epoch, "history": history, "param_groups": opt["param_groups"],
+                                      "mode": mode.record()})
+
+    def mode(self, device: str) -> StepMode | None:
+        """The step mode the interrupted stage trained in (None: no checkpoint): a resumed stage goes on in
+        it, whatever ``--precision auto`` would choose now, so that it repeats the run that never stopped."""
+        if not self.meta.is_file():
+            return None
+        record = read_checkpoint_json(self.meta, ("mode",))["mode"]
+        fields = isinstance(record, dict) and record.get("memory_format") in ("channels_last", "contiguous")
+        if not fields or record.get("precision") not in (*PRECISIONS[1:], "fp16") or not isinstance(record.get("why"), str):
+            raise damaged_checkpoint(self.meta, f"its step mode {record!r} is not one edgekd writes")
+        if record["precision"] == "bf16" and native_bf16(device) is None:
+            raise ConfigError("the interrupted run trained in bf16, which this machine has no native support for; "
+                              "resuming in another precision would not repeat it",
+                              hint="resume on the machine that started it, or start over with --force")
+        return StepMode(record["precision"], record["memory_format"] == "channels_last", record["why"])
 
     def load(self, trainee: "Trainee", optimizer: torch.optim.Optimizer, epochs: int) -> tuple[int, list[dict]]:
         """Restore state; returns (epochs done, history), or (0, []) when there is none.

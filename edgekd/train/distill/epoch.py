@@ -10,7 +10,6 @@ slice of both batches.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from torch import nn
 
 from edgekd.train.distill.augment import Augmenter
 from edgekd.train.distill.distributed import Ranks
+from edgekd.train.distill.fastpath import StepMode
 from edgekd.train.distill.inference import teacher_outputs
 from edgekd.train.distill.optim import ordered_parameters
 
@@ -28,16 +28,6 @@ if TYPE_CHECKING:      # train.py runs this loop: its types only
     from edgekd.train.distill.train import FitSettings, KDTarget, Transfer
 
 TRANSFER_STREAM = 2**40        # the transfer set's generator: apart from the labelled rows' (seed, epoch) stream
-
-
-def mixed_precision(device: str) -> tuple[torch.dtype | None, torch.amp.GradScaler | None]:
-    """(autocast dtype, gradient scaler): bf16 on a GPU that has it, else fp16, whose small
-    range needs the scaler; nothing on the CPU, whose path stays plain fp32."""
-    if not device.startswith("cuda"):
-        return None, None
-    if torch.cuda.is_bf16_supported():
-        return torch.bfloat16, None
-    return torch.float16, torch.amp.GradScaler("cuda")
 
 
 @dataclass
@@ -122,22 +112,23 @@ class TransferBatches:
 class EpochLoop:
     """One epoch of steps: shuffle seeded from (seed, epoch), batches gathered, standardised and
     augmented, the teacher's outputs (cached rows, or the live teacher on the augmented batch),
-    forward, backward, step. Loss and accuracy are summed on the device and read once."""
+    forward, backward, step, in the step's ``mode`` (precision, memory format). Loss and accuracy are
+    summed on the device and read once."""
 
     def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, settings: FitSettings,
-                 kd: KDTarget | None, ranks: Ranks):
+                 kd: KDTarget | None, ranks: Ranks, mode: StepMode):
         # compiled: the module (its parameters) stays the one the optimizer and checkpoint hold
         self.net = torch.compile(net) if settings.compile else net
-        self.optimizer, self.settings, self.kd, self.ranks = optimizer, settings, kd, ranks
-        self.amp_dtype, self.scaler = mixed_precision(settings.device)
+        self.optimizer, self.settings, self.kd, self.ranks, self.mode = optimizer, settings, kd, ranks, mode
+        # fp16's small range needs the loss scaled (PyTorch's AMP recipe); bf16 has fp32's range
+        self.scaler = torch.amp.GradScaler("cuda") if mode.precision == "fp16" else None
         fill = settings.fill if settings.fill is not None else torch.zeros(1)
         self.augment = Augmenter(settings.augment, fill.to(settings.device)) if settings.augment else None
 
     def run(self, epoch: int, x, y: torch.Tensor) -> EpochTotals:
         """One epoch: ``steps`` batches of labelled rows (and, with a transfer set, of unlabelled ones);
         the loss and accuracy are of the labelled rows, summed over the ranks."""
-        settings, ranks = self.settings, self.ranks
-        autocast = torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
+        settings, ranks, mode = self.settings, self.ranks, self.mode
         generator = torch.Generator().manual_seed(epoch_seed(settings.seed, epoch))
         transfer = self.kd.transfer if self.kd is not None else None
         size = settings.batch_size
@@ -156,12 +147,12 @@ class EpochLoop:
             elif self.augment is not None:
                 xb, mixed = self.augment(xb, yb, generator)
             extra = unlabelled.batch(step, self, view) if unlabelled is not None else None
+            xb = mode.layout(xb)
             waited += time.perf_counter() - made
-            with autocast:
-                teacher = self._teacher_batch(index, xb, view, self.kd.outputs if self.kd is not None else None)
-                pair = (extra.x, self._teacher_batch(extra.index, extra.x, view, transfer.outputs)) \
-                    if extra is not None and transfer is not None else None
-                logits, loss, soft = self.net(xb, teacher, yb, mixed, pair)
+            teacher = self._teacher_batch(index, xb, view, self.kd.outputs if self.kd is not None else None)
+            pair = (mode.layout(extra.x), self._teacher_batch(extra.index, extra.x, view, transfer.outputs)) \
+                if extra is not None and transfer is not None else None
+            logits, loss, soft = self.net(xb, teacher, yb, mixed, pair)
             step_loss = loss * weight if ranks.distributed else loss
             if extra is not None:
                 step_loss = step_loss + (soft * extra.weight if ranks.distributed else soft)
@@ -188,8 +179,10 @@ class EpochLoop:
         kd = self.kd
         if kd is None:
             return {}
-        if kd.teacher is not None and view is None:
-            return teacher_outputs(kd.teacher, xb, kd.loss.needs)
+        if kd.teacher is not None and view is None:      # in the step's precision, handed to the loss in fp32
+            with self.mode.autocast(self.settings.device):
+                outputs = teacher_outputs(kd.teacher, xb, kd.loss.needs)
+            return {kind: rows.float() for kind, rows in outputs.items()}
         assert cached is not None           # no live teacher: its outputs were cached
         if view is not None:
             return {kind: rows[view][index] for kind, rows in cached.items()}

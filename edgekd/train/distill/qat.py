@@ -176,8 +176,9 @@ def quantization_aware_distill(model: nn.Module, xy: tuple[Rows, torch.Tensor], 
     before = accuracy(model, *validation)
     prepared = prepare(model, x[:2])
     observed = observed_modules(prepared)
+    # a fine-tune: no warm-up; an fx graph with fake quantization: eager, fp32, as exported
     result = fit(prepared, x, y, replace(settings, epochs=epochs, lr=settings.lr * LR_FACTOR, warmup_epochs=0,
-                                         compile=False), kd=kd)     # a fine-tune: no warm-up; an fx graph: eager
+                                         compile=False, precision="fp32", memory_format="contiguous"), kd=kd)
     prepared.apply(disable_observer)      # the trained ranges stay as trained: scoring must not move them
     simulated = accuracy(prepared, *validation)
     copy_back(prepared, model)

@@ -7,9 +7,13 @@ Design choices that matter for speed and reproducibility:
   ``epoch.EpochLoop``'s.
 - The teacher's outputs that the loss needs (logits) are computed once and sliced per
   batch; the teacher runs every step only when augmentation changes the inputs.
-- On CUDA: mixed precision (bf16 where the GPU has it, else fp16 with a gradient scaler),
-  data copied once to the GPU from pinned memory, and no per-step host synchronisation
+- The step's precision and memory format (``fastpath.StepMode``): bf16 autocast where the hardware
+  has it natively and it pays for the model (fp16 with a gradient scaler on an older GPU),
+  channels_last for convolutional models; the loss itself always in fp32.
+- On CUDA: data copied once to the GPU from pinned memory, and no per-step host synchronisation
   (loss and accuracy are summed on the device and read once per epoch).
+- Per-epoch validation (the curves) scores the rows it is given; the caller gives a fixed
+  subsample (``trio.CURVE_ROWS``) and scores the final models on everything.
 - The learning rate is a pure function of the epoch (``optim.learning_rate``) and each epoch's
   shuffle and augmentation are seeded from (seed, epoch), so a run resumed from an epoch checkpoint is bit-identical
   to one that never stopped.
@@ -28,6 +32,7 @@ from edgekd.core.errors import ConfigError
 from edgekd.train.distill.checkpoints import EpochCheckpoint, resume
 from edgekd.train.distill.distributed import SINGLE, Ranks, Rows
 from edgekd.train.distill.epoch import EpochLoop
+from edgekd.train.distill.fastpath import StepMode, step_mode
 from edgekd.train.distill.inference import accuracy
 from edgekd.train.distill.losses import DistillationLoss, LossInputs
 from edgekd.train.distill.optim import build_optimizer, learning_rate
@@ -76,6 +81,8 @@ class FitSettings:
     warmup_epochs: int = 0
     label_smoothing: float = 0.0
     compile: bool = False           # torch.compile the training step (model + loss)
+    precision: str = "auto"         # fastpath.PRECISIONS
+    memory_format: str = "auto"     # fastpath.MEMORY_FORMATS
     # at least this many steps per epoch: the simple twin of a student with a transfer set takes the
     # student's (its labelled rows cycling), so it gets as many labelled batches, not a third of them
     min_steps: int = 0
@@ -87,7 +94,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     samples_per_second: float = 0.0
-    precision: str = "fp32"
+    mode: StepMode = field(default_factory=StepMode)
     data_wait: float = 0.0         # the share of the time spent making batches (gather, standardise, augment)
 
 
@@ -104,9 +111,11 @@ class Trainee(nn.Module):
     DDP (which all-reduces the gradients of every parameter of the module it wraps) carry a
     loss's own parameters (a feature adapter) together with the model's."""
 
-    def __init__(self, model: nn.Module, loss: DistillationLoss | HardLabels, label_smoothing: float = 0.0):
+    def __init__(self, model: nn.Module, loss: DistillationLoss | HardLabels, label_smoothing: float = 0.0,
+                 mode: StepMode = StepMode(), device: str = "cpu"):
         super().__init__()
         self.model, self.loss, self.label_smoothing = model, loss, label_smoothing
+        self.mode, self.device = mode, device
 
     def forward(self, x: torch.Tensor, teacher: dict[str, torch.Tensor], targets: torch.Tensor,
                 mixed: tuple[torch.Tensor, float] | None = None,
@@ -114,16 +123,19 @@ class Trainee(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(logits of the labelled rows, their loss, the soft term on the ``transfer`` rows (images and
         the teacher's outputs on them): 0 without). Both sets go through the model as one batch, so
-        BatchNorm takes its statistics over all of them."""
+        BatchNorm takes its statistics over all of them. The model runs in the step's precision, the
+        loss on its outputs cast to fp32."""
         labelled = len(x)
         if transfer is not None:
             x = torch.cat([x, transfer[0]])
         features = None
-        if "features" in self.loss.needs:     # a feature loss sees the student's features too
-            features = getattr(self.model, "forward_features")(x)     # a feature model's own methods
-            logits = getattr(self.model, "forward_head")(features)
-        else:
-            logits = self.model(x)
+        with self.mode.autocast(self.device):
+            if "features" in self.loss.needs:     # a feature loss sees the student's features too
+                features = getattr(self.model, "forward_features")(x)     # a feature model's own methods
+                logits = getattr(self.model, "forward_head")(features)
+            else:
+                logits = self.model(x)
+        logits, features = logits.float(), features.float() if features is not None else None
         mine = features[:labelled] if features is not None else None
         loss = self.loss(LossInputs(logits[:labelled], teacher, targets, mixed, self.label_smoothing, mine))
         if transfer is None:
@@ -143,11 +155,15 @@ def fit(model: nn.Module, x, y: torch.Tensor, settings: FitSettings, *,
     """Train ``model`` in place on ``x`` (a float32 tensor, or ``Samples`` standardised per batch)
     with the settings' optimizer and schedule; CE, or ``kd.loss`` when ``kd`` (the loss's own
     parameters train too). Under torchrun (``ranks``) every rank trains on its slice of each
-    batch through DDP."""
-    trainee = Trainee(model, kd.loss.to(settings.device) if kd else HardLabels(), settings.label_smoothing)
+    batch through DDP. The step's mode is the interrupted run's, resumed, else chosen for ``model``."""
+    recorded = ranks.on_main(lambda: checkpoint.mode(settings.device) if checkpoint else None)
+    mode = recorded or step_mode(model, settings.device, settings.precision, settings.memory_format)
+    mode.lay_out(model, training=True)        # in place: the optimizer's parameters stay these
+    trainee = Trainee(model, kd.loss.to(settings.device) if kd else HardLabels(), settings.label_smoothing,
+                      mode, settings.device)
     optimizer = build_optimizer(settings.optimizer, trainee, settings.lr, settings.weight_decay)
     start_epoch, history = resume(trainee, optimizer, checkpoint, settings.epochs, ranks)
-    loop = EpochLoop(ranks.wrap(trainee), optimizer, settings, kd, ranks)
+    loop = EpochLoop(ranks.wrap(trainee), optimizer, settings, kd, ranks, mode)
     started, seen, waited = time.perf_counter(), 0, 0.0
     for epoch in range(start_epoch, settings.epochs):
         lr = learning_rate(settings.lr, epoch, settings.epochs, settings.warmup_epochs)
@@ -165,14 +181,13 @@ def fit(model: nn.Module, x, y: torch.Tensor, settings: FitSettings, *,
             record["val_accuracy"] = accuracy(model, *settings.validation, ranks)
         history.append(record)
         if checkpoint:
-            checkpoint.save(trainee, optimizer, epoch + 1, history)
+            checkpoint.save(trainee, optimizer, epoch + 1, history, mode)
         if on_epoch:
             on_epoch(record)
     seconds = time.perf_counter() - started
     model.eval()
-    names = {torch.bfloat16: "bf16", torch.float16: "fp16"}
-    precision = names.get(loop.amp_dtype, "fp32") if loop.amp_dtype else "fp32"
-    return FitResult(history, seconds, seen / seconds if seconds > 0 else 0.0, precision,
+    mode.lay_out(model, training=False)
+    return FitResult(history, seconds, seen / seconds if seconds > 0 else 0.0, mode,
                      waited / seconds if seconds > 0 else 0.0)
 
 
