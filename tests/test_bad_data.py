@@ -170,7 +170,8 @@ def _misshape_optimizer_state(path: Path) -> None:
 DAMAGE = {
     "epoch.json": lambda path: path.write_text('{"epoch": 1, "hist'),
     "epoch.json-fields": lambda path: path.write_text('{"epoch": "one"}'),
-    "epoch.json-epoch": lambda path: path.write_text('{"epoch": 7, "history": [], "param_groups": []}'),
+    "epoch.json-epoch": lambda path: path.write_text('{"epoch": 7, "history": [], "param_groups": [], "mode": '
+                                                     '{"precision": "fp32", "memory_format": "contiguous", "why": ""}}'),
     "epoch.safetensors": lambda path: path.write_bytes(path.read_bytes()[:40]),
     "epoch.safetensors-optimizer": _misshape_optimizer_state,
     "done.json": lambda path: path.write_bytes(b"\xff\xfe"),

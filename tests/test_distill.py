@@ -46,8 +46,8 @@ def test_cv_json_reports_every_fold_and_the_trio(demo_run):
     assert abs(fold["student_samples"] - TINY["student_fraction"] * fold["train_samples"]) <= cv["data"]["classes"]
     assert fold["student_samples"] < fold["train_samples"]
     assert cv["folds"][0]["student"]["history"][-1]["epoch"] == TINY["student_epochs"]
-    # every trained model is scored on the split's validation part after each epoch (curves.png
-    # draws these); in the final split that is the held-out test split
+    # every trained model is scored after each epoch (curves.png draws these) on a fixed subsample of at
+    # most trio.CURVE_ROWS rows of the split's validation part (the final split: the held-out test split)
     epochs = {"teacher": TINY["teacher_epochs"], "student": TINY["student_epochs"], "simple": TINY["student_epochs"]}
     for split in (*cv["folds"], cv["final"]):
         for role, count in epochs.items():

@@ -4,7 +4,7 @@ accuracy and records of a whole run in bf16 against fp32."""
 import pytest
 import torch
 
-from conftest import CONVERGING
+from conftest import CONVERGING, assert_user_error, run_cli_here
 from edgekd.core.errors import ConfigError
 from edgekd.train.config import load_config
 from edgekd.train.distill import run_experiment
@@ -49,6 +49,12 @@ def test_bf16_on_a_cpu_without_it_is_a_config_error_and_auto_falls_back_to_fp32(
         step_mode(teacher, "cpu", "bf16")
     assert "--precision auto" in caught.value.hint
     assert step_mode(teacher, "cpu") == StepMode("fp32", True, "auto: the CPU has no native bf16")
+
+
+def test_distill_with_bf16_on_a_cpu_without_it_is_one_error_line_before_any_folder(tmp_path, no_bf16):
+    result = run_cli_here("distill", "--precision", "bf16", "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert_user_error(result, "this CPU has no native bf16")
+    assert not list(tmp_path.iterdir())          # no run folder, no staging folder: nothing to --force away
 
 
 @needs_bf16
@@ -101,3 +107,17 @@ def test_bf16_trains_the_demo_cnns_to_fp32s_accuracy_and_each_run_records_its_pr
     log = (out / "train.log").read_text()
     assert "final/student: " in log and "fp32 (--precision fp32), channels_last" in log
     assert 'precision = "fp32"' in (out / "config.toml").read_text()
+
+
+@needs_bf16
+def test_a_live_teacher_runs_in_its_own_precision_not_the_students():
+    from edgekd.train.distill.distributed import SINGLE
+    from edgekd.train.distill.epoch import EpochLoop
+    from edgekd.train.distill.train import FitSettings, KDTarget
+
+    teacher = build("cnn:width=8,depth=2", (1, 8, 8), 3)      # dense: bf16 here
+    student = build("mobilenetv3:variant=small,width=0.25", (1, 8, 8), 3)
+    settings = FitSettings(1, 4, 0.1, 0.0, 0)
+    loop = EpochLoop(student, torch.optim.SGD(student.parameters(), lr=0.1), settings,
+                     KDTarget(build_loss("kd"), teacher=teacher), SINGLE, step_mode(student, "cpu"))
+    assert (loop.mode.precision, loop.teacher_mode.precision) == ("fp32", "bf16")

@@ -230,7 +230,7 @@ def test_a_run_with_the_whole_recipe_resumes_bit_identically(tmp_path, precision
         fit(stopped, x, y, settings, checkpoint=EpochCheckpoint(tmp_path), on_epoch=stop_after_two)
     resumed = convnet(0)
     # asked for the other precision now: the interrupted stage's own goes on
-    other = replace(settings, precision="fp32" if precision == "bf16" else precision)
+    other = replace(settings, precision="fp32" if precision == "bf16" else "bf16")
     result = fit(resumed, x, y, other, checkpoint=EpochCheckpoint(tmp_path))
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4] and 0 <= result.data_wait < 1
     assert (result.mode.precision, result.mode.channels_last) == (precision, True)
@@ -284,6 +284,8 @@ def test_a_compiled_training_step_trains_as_the_eager_one():
         result = fit(model, x, y, FitSettings(epochs=2, batch_size=32, lr=0.05, weight_decay=0.0, seed=0,
                                               optimizer="sgd", compile=compiled, precision="fp32"))
         runs.append((model, [h["loss"] for h in result.history]))
+        if compiled:    # train.log's one-time cost: the first epoch compiles
+            assert result.compile_seconds() > 0 and len(result.epoch_seconds) == 2
     assert runs[1][1] == pytest.approx(runs[0][1], rel=1e-4)
     # SGD: Adam would scale the rounding noise of near-zero gradients (the bias before BatchNorm) up to full steps
     eager, compiled = (predict_logits(model, x[:]) for model, _ in runs)

@@ -49,6 +49,8 @@ class EpochCheckpoint:
         fields = isinstance(record, dict) and record.get("memory_format") in ("channels_last", "contiguous")
         if not fields or record.get("precision") not in (*PRECISIONS[1:], "fp16") or not isinstance(record.get("why"), str):
             raise damaged_checkpoint(self.meta, f"its step mode {record!r} is not one edgekd writes")
+        if record["precision"] == "fp16" and not device.startswith("cuda"):
+            raise damaged_checkpoint(self.meta, "it records fp16, which edgekd trains in on a GPU only")
         if record["precision"] == "bf16" and native_bf16(device) is None:
             raise ConfigError("the interrupted run trained in bf16, which this machine has no native support for; "
                               "resuming in another precision would not repeat it",
@@ -79,7 +81,9 @@ class EpochCheckpoint:
                 fits = index.isdigit() and int(index) < len(params)
                 if not fits or value.dim() and value.shape != params[int(index)].shape:
                     raise damaged_checkpoint(self.weights, f"its optimizer state '{key}' fits no parameter")
-                state.setdefault(int(index), {})[name] = value
+                # in the parameter's memory format (channels_last), as the unstopped run's state is
+                shaped = torch.empty_like(params[int(index)]).copy_(value) if value.dim() else value
+                state.setdefault(int(index), {})[name] = shaped
         try:
             optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
         except (ValueError, KeyError, TypeError) as exc:

@@ -20,7 +20,7 @@ from torch import nn
 
 from edgekd.train.distill.augment import Augmenter
 from edgekd.train.distill.distributed import Ranks
-from edgekd.train.distill.fastpath import StepMode
+from edgekd.train.distill.fastpath import StepMode, step_mode
 from edgekd.train.distill.inference import teacher_outputs
 from edgekd.train.distill.optim import ordered_parameters
 
@@ -122,6 +122,9 @@ class EpochLoop:
         self.optimizer, self.settings, self.kd, self.ranks, self.mode = optimizer, settings, kd, ranks, mode
         # fp16's small range needs the loss scaled (PyTorch's AMP recipe); bf16 has fp32's range
         self.scaler = torch.amp.GradScaler("cuda") if mode.precision == "fp16" else None
+        # a live teacher runs in its own precision (a dense teacher of a depthwise student in bf16, say)
+        self.teacher_mode = step_mode(kd.teacher, settings.device, settings.precision) \
+            if kd is not None and kd.teacher is not None else mode
         fill = settings.fill if settings.fill is not None else torch.zeros(1)
         self.augment = Augmenter(settings.augment, fill.to(settings.device)) if settings.augment else None
 
@@ -179,8 +182,8 @@ class EpochLoop:
         kd = self.kd
         if kd is None:
             return {}
-        if kd.teacher is not None and view is None:      # in the step's precision, handed to the loss in fp32
-            with self.mode.autocast(self.settings.device):
+        if kd.teacher is not None and view is None:      # in its own precision, handed to the loss in fp32
+            with self.teacher_mode.autocast(self.settings.device):
                 outputs = teacher_outputs(kd.teacher, xb, kd.loss.needs)
             return {kind: rows.float() for kind, rows in outputs.items()}
         assert cached is not None           # no live teacher: its outputs were cached

@@ -23,6 +23,7 @@ from edgekd.train.data.cache import Progress
 from edgekd.train.data.split import folds as make_folds, holdout
 from edgekd.core.fsutil import OutputLock, atomic_write_text, staged_dir
 from edgekd.core.schema.cv import CONFIG_FILE, Document
+from edgekd.train.distill.fastpath import require_native
 from edgekd.train.distill.checks import Inputs, check_data, check_models, check_rest, load_transfer_set, check_teacher_split, device as pick_device, load_data, staging_folder
 from edgekd.train.distill.distributed import Ranks, join
 from edgekd.train.distill.summary import write_summary
@@ -74,6 +75,7 @@ class Experiment:
         check_rest(cfg, arrays[1], splits)
         transfer = load_transfer_set(cfg, data, progress, note)     # after the quick checks: it may decode a folder
         ranks, device = join(pick_device(cfg.device), cfg.backend)
+        ranks.on_main(lambda: require_native(cfg.precision, device))     # bf16 asked of hardware without it
         # rank 0 alone looks at (and later writes) the run folder; the others get its verdict
         locks: list[OutputLock] = []       # rank 0's lock stays here: on_main sends the others the stage only
         stage = ranks.on_main(lambda: staging_folder(Path(cfg.out), resume, force, cfg, locks))

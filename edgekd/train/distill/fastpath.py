@@ -61,8 +61,8 @@ class StepMode:
 def native_bf16(device: str) -> str | None:
     """What gives ``device`` native bf16 arithmetic (its name), or None."""
     if torch.device(device).type == "cuda":
-        major, _ = torch.cuda.get_device_capability()
-        return f"{torch.cuda.get_device_name()} (compute capability {major}.x)" if major >= 8 else None
+        major, _ = torch.cuda.get_device_capability(torch.device(device))
+        return f"{torch.cuda.get_device_name(torch.device(device))} (compute capability {major}.x)" if major >= 8 else None
     if torch.cpu._is_amx_tile_supported():
         return "AMX"
     if torch.cpu._is_avx512_bf16_supported():
@@ -80,15 +80,22 @@ def step_mode(model: nn.Module, device: str, precision: str = "auto", memory_for
     return StepMode(chosen, channels_last, why)
 
 
-def _precision(asked: str, device: str, convolutions: int, grouped: int) -> tuple[str, str]:
+def require_native(asked: str, device: str) -> str | None:
+    """What gives ``device`` native bf16 (None: nothing); ``--precision bf16`` without it is a ConfigError,
+    which ``Experiment.prepare`` raises before any data is loaded or folder made."""
     native = native_bf16(device)
+    if asked == "bf16" and native is None:
+        raise ConfigError(f"--precision bf16: this {'GPU' if device.startswith('cuda') else 'CPU'} has no "
+                          "native bf16 (a CPU needs AMX or AVX512-BF16, a GPU Ampere or newer), and emulated "
+                          "bf16 trains slower than fp32", hint="use --precision auto (fp32 here) or fp32")
+    return native
+
+
+def _precision(asked: str, device: str, convolutions: int, grouped: int) -> tuple[str, str]:
+    native = require_native(asked, device)
     if asked == "fp32":
         return "fp32", "--precision fp32"
     if asked == "bf16":
-        if native is None:
-            raise ConfigError(f"--precision bf16: this {'GPU' if device.startswith('cuda') else 'CPU'} has no "
-                              "native bf16 (a CPU needs AMX or AVX512-BF16, a GPU Ampere or newer), and emulated "
-                              "bf16 trains slower than fp32", hint="use --precision auto (fp32 here) or fp32")
         return "bf16", f"--precision bf16 ({native})"
     if device.startswith("cuda"):
         return ("bf16", f"auto: native bf16 ({native})") if native else ("fp16", "auto: a GPU without bf16")

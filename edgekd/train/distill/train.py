@@ -21,6 +21,7 @@ Design choices that matter for speed and reproducibility:
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -96,6 +97,14 @@ class FitResult:
     samples_per_second: float = 0.0
     mode: StepMode = field(default_factory=StepMode)
     data_wait: float = 0.0         # the share of the time spent making batches (gather, standardise, augment)
+    epoch_seconds: list[float] = field(default_factory=list)    # this call's epochs (a resumed stage's latter ones)
+
+    def compile_seconds(self) -> float | None:
+        """How much longer the first epoch took than the median of the others: with ``--compile``, the
+        compilation (None with fewer than two epochs)."""
+        if len(self.epoch_seconds) < 2:
+            return None
+        return self.epoch_seconds[0] - statistics.median(self.epoch_seconds[1:])
 
 
 class HardLabels(nn.Module):
@@ -156,16 +165,30 @@ def fit(model: nn.Module, x, y: torch.Tensor, settings: FitSettings, *,
     with the settings' optimizer and schedule; CE, or ``kd.loss`` when ``kd`` (the loss's own
     parameters train too). Under torchrun (``ranks``) every rank trains on its slice of each
     batch through DDP. The step's mode is the interrupted run's, resumed, else chosen for ``model``."""
-    recorded = ranks.on_main(lambda: checkpoint.mode(settings.device) if checkpoint else None)
-    mode = recorded or step_mode(model, settings.device, settings.precision, settings.memory_format)
+    # rank 0's choice for every rank: ranks on unlike hardware must still train alike
+    mode = ranks.on_main(lambda: (checkpoint.mode(settings.device) if checkpoint else None)
+                         or step_mode(model, settings.device, settings.precision, settings.memory_format))
     mode.lay_out(model, training=True)        # in place: the optimizer's parameters stay these
+    try:
+        return _train(model, x, y, settings, kd, checkpoint, on_epoch, ranks, mode)
+    finally:      # stopped or not, the model is left in the layout export and the checkpoints expect
+        model.eval()
+        mode.lay_out(model, training=False)
+
+
+def _train(model: nn.Module, x, y: torch.Tensor, settings: FitSettings, kd: KDTarget | None,
+           checkpoint: EpochCheckpoint | None, on_epoch: Callable[[dict], None] | None, ranks: Ranks,
+           mode: StepMode) -> FitResult:
+    """``fit``'s epochs, from the checkpoint's on, in ``mode``."""
     trainee = Trainee(model, kd.loss.to(settings.device) if kd else HardLabels(), settings.label_smoothing,
                       mode, settings.device)
     optimizer = build_optimizer(settings.optimizer, trainee, settings.lr, settings.weight_decay)
     start_epoch, history = resume(trainee, optimizer, checkpoint, settings.epochs, ranks)
     loop = EpochLoop(ranks.wrap(trainee), optimizer, settings, kd, ranks, mode)
     started, seen, waited = time.perf_counter(), 0, 0.0
+    epoch_seconds: list[float] = []
     for epoch in range(start_epoch, settings.epochs):
+        began = time.perf_counter()
         lr = learning_rate(settings.lr, epoch, settings.epochs, settings.warmup_epochs)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -182,13 +205,12 @@ def fit(model: nn.Module, x, y: torch.Tensor, settings: FitSettings, *,
         history.append(record)
         if checkpoint:
             checkpoint.save(trainee, optimizer, epoch + 1, history, mode)
+        epoch_seconds.append(time.perf_counter() - began)
         if on_epoch:
             on_epoch(record)
     seconds = time.perf_counter() - started
-    model.eval()
-    mode.lay_out(model, training=False)
     return FitResult(history, seconds, seen / seconds if seconds > 0 else 0.0, mode,
-                     waited / seconds if seconds > 0 else 0.0)
+                     waited / seconds if seconds > 0 else 0.0, epoch_seconds)
 
 
 class NonFiniteLoss(ConfigError):

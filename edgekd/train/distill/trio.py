@@ -23,7 +23,7 @@ from edgekd.train.modelfile import save_weights
 from edgekd.train.config import DistillConfig
 from edgekd.train.data import Dataset
 from edgekd.core.preprocess import preprocessing, zero_point
-from edgekd.train.data.split import stratified_subset
+from edgekd.train.data.split import stratified_indices, stratified_subset
 from edgekd.train.data.unlabelled import TransferSet
 from edgekd.core.fsutil import atomic_write_json
 from edgekd.train.models import build
@@ -128,9 +128,10 @@ class Trio:
         chosen = stratified_subset(split.y_train, cfg.student_fraction, seed)
         subset, x_student = torch.from_numpy(chosen).to(self.device), xt.subset(chosen)
         transfer = self._transfer_rows(xt, chosen, pre)
-        curve = stratified_subset(split.y_eval, min(1.0, CURVE_ROWS / len(ye)), seed)
+        curve = stratified_indices(split.y_eval, CURVE_ROWS, seed)
+        curve_rows = (xe.subset(curve), ye[torch.from_numpy(curve).to(self.device)])
         base = FitSettings(cfg.student_epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, seed,
-                           parse_augment(cfg.augment), self.device, fill, (xe.subset(curve), ye[torch.from_numpy(curve).to(self.device)]), cfg.optimizer,
+                           parse_augment(cfg.augment), self.device, fill, curve_rows, cfg.optimizer,
                            cfg.warmup_epochs, cfg.label_smoothing, cfg.compile, clip_grad=cfg.clip_grad,
                            precision=cfg.precision, memory_format=cfg.memory_format)
         teacher, teacher_fit = self._teacher(split, xt, yt, base)
@@ -147,7 +148,9 @@ class Trio:
         if split.final and cfg.qat_epochs:     # not checkpointed: a resumed run fine-tunes again, seeded alike
             # on the labelled samples alone: a fine-tune of the grids, not a second pass over the transfer set
             # (which would make each QAT epoch its size: 12x the steps at 10 % labels on Fashion-MNIST)
-            qat, ranges = quantization_aware_distill(student, (x_student, yt[subset]), base, replace(kd, transfer=None),
+            # scored on the whole held-out split (cv.json's Qat), not the curves' subsample
+            qat, ranges = quantization_aware_distill(student, (x_student, yt[subset]), replace(base, validation=(xe, ye)),
+                                                     replace(kd, transfer=None),
                                                      cfg.qat_epochs)
             fits["student"] = {**fits["student"], "qat": qat}
             quantization = {"source": "qat", "activations": ranges}
@@ -271,9 +274,16 @@ class Trio:
             atomic_write_json(folder / "done.json", info)
         self.log.line(f"{split}/{role}: {settings.epochs} epochs in {result.seconds:.1f} s "
                       f"({result.samples_per_second:.0f} samples/s, {mode.precision} ({mode.why}), "
-                      f"{info['memory_format']}{', compiled' if settings.compile else ''}, "
+                      f"{info['memory_format']}{_compiled(settings.compile, result.compile_seconds())}, "
                       f"{result.data_wait:.0%} of it making batches)")
         return info
+
+
+def _compiled(compiled: bool, extra: float | None) -> str:
+    """train.log's words for --compile: its one-time cost, the first epoch's extra time."""
+    if not compiled:
+        return ""
+    return ", compiled" + (f" (the first epoch took {extra:.1f} s longer: the compilation)" if extra is not None else "")
 
 
 def _finished_stage(folder: Path | None, model: torch.nn.Module) -> tuple[dict, dict] | None:
