@@ -221,7 +221,9 @@ def render(record: dict) -> str:
               f"uint8 is {memory['data_uint8']:.0f} MB."]
     previous = record.get("previous")
     if previous:
-        lines += ["", f"The run it replaced: {previous['total_minutes']:.1f} min, held-out accuracies "
+        lines += ["", "The run it replaced, from an earlier session whose CPU may differ (same-machine ratios of the "
+                      "step modes: [training speed](#training-speed---precision---memory-format---compile)): "
+                      f"{previous['total_minutes']:.1f} min, held-out accuracies "
                       + ", ".join(f"{role} {value:.2%}" for role, value in previous["test"].items())
                       + ", training samples/s " + ", ".join(f"{role} {value:,.0f}" for role, value
                                                            in previous["samples_per_second"].items()) + "."]

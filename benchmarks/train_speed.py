@@ -177,15 +177,15 @@ def render(record: dict) -> str:
     for px in sorted({row["px"] for row in record["rows"]}):
         rows = [row for row in record["rows"] if row["px"] == px]
         keys = list(rows[0]["settings"])
-        lines += [f"{px}×{px}, batch {rows[0]['batch']}, samples/s (**bold**: edgekd's default; compile: first "
-                  "epoch's extra seconds in brackets):", "",
+        lines += [f"{px}×{px}, batch {rows[0]['batch']}, samples/s (**bold**: edgekd's default; compiled: the first "
+                  "epoch's extra seconds in brackets, inductor's cache warm after a model's first compilation):", "",
                   "| model | " + " | ".join(keys) + " | default / best |", "|---|" + "---:|" * (len(keys) + 1)]
         for row in rows:
             cells = []
             for key in keys:
                 cell = row["settings"][key]
                 text = f"{cell['samples_per_second']:,.0f}"
-                text += f" ({cell['first_epoch_extra_s']:.0f} s)" if key.endswith("+compile") else ""
+                text += f" ({max(0.0, cell['first_epoch_extra_s']):.0f} s)" if key.endswith("+compile") else ""
                 cells.append(f"**{text}**" if key == row["default"] else text)
             lines.append(f"| `{row['model']}` | " + " | ".join(cells) + f" | {row['default_vs_best']:.2f} |")
         lines.append("")

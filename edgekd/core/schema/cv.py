@@ -99,8 +99,10 @@ class _Scored(TypedDict):
 
 class Stage(_Scored, total=False):
     """One role's entry of a split: its ``accuracy`` and its stage info (trained, epochs, seconds,
-    samples_per_second, precision, history; a brought teacher: trained false and its source; the
-    final student with --qat-epochs: ``qat``), left as written but for the QAT record."""
+    samples_per_second, the step mode: precision, memory_format, mode_why and compiled (absent from a cv.json
+    written before them), history, whose val_accuracy is on at most 2,000 rows of the split's evaluation part;
+    a brought teacher: trained false and its source; the final student with --qat-epochs: ``qat``), left as
+    written but for the QAT record."""
     qat: Qat
 
 
