@@ -85,7 +85,8 @@ def collect(run: Path, timing: dict) -> dict:
     bench = bench_schema.read(run / "bundle" / "bench.json")
     models = {role: {"arch": cv["models"][role]["arch"], "parameters": cv["models"][role]["parameters"],
                      "macs": cv["models"][role]["macs"], "cv_mean": cv["cv"][role]["mean"],
-                     "cv_std": cv["cv"][role]["std"], "test": cv["test"][role]} for role in ROLES}
+                     "cv_std": cv["cv"][role]["std"], "test": cv["test"][role],
+                     "precision": cv["final"][role].get("precision", "fp32")} for role in ROLES}
     folds = [f["student"]["accuracy"] - f["simple"]["accuracy"] for f in cv["folds"]]
     gaps = [split_gap_closed(f) for f in cv["folds"]]
     files = [{"file": m["file"], "precision": m["precision"], "bytes": m["bytes"],
@@ -102,12 +103,20 @@ def collect(run: Path, timing: dict) -> dict:
             **timing}
 
 
+def _precisions(models: dict) -> str:
+    """The roles' training precisions as cv.json recorded them (``--precision auto``: bf16 only where the
+    CPU has it natively); nothing for a record made before they were recorded."""
+    if not all("precision" in model for model in models.values()):
+        return ""
+    return " (here: " + ", ".join(f"{role} {model['precision']}" for role, model in models.items()) + ")"
+
+
 def render(fig: dict) -> str:
     """The README section, from the record alone."""
     data, cfg, gain = fig["data"], fig["config"], fig["gain"]
     lines = [f"Digits ({data['cv_samples'] + data['test_samples']:,} 8×8 images, {data['classes']} classes): "
              f"{data['cv_samples']:,} for {len(fig['fold_gains'])}-fold cross-validation, {data['test_samples']} "
-             "held out. Same seed, same accuracies on every CPU run:", "",
+             f"held out. Same seed, same accuracies on every run on CPUs alike in bf16 support{_precisions(fig['models'])}:", "",
              "| role | model | parameters | MACs | CV accuracy (mean ± std) | held-out accuracy |",
              "|---|---|---:|---:|---:|---:|"]
     transfer = f", + {cfg['unlabelled_samples']:,} images without labels" if cfg.get("unlabelled") else ""

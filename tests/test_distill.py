@@ -378,7 +378,7 @@ def test_device_auto_picks_cuda_when_present(tmp_path):
         assert summary["device"] == "cpu" and summary["final"]["student"]["precision"] == "fp32"
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: the mixed-precision path is CUDA-only")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: the fp16/bf16-on-GPU path")
 def test_cuda_trains_in_mixed_precision_to_the_accuracy_of_the_cpu(tmp_path, converged_cpu_run):
     from edgekd.train.distill.fastpath import native_bf16
 

@@ -74,6 +74,7 @@ def test_the_model_runs_in_bf16_and_the_loss_in_fp32():
 def test_a_checkpoint_with_a_step_mode_edgekd_never_writes_is_damage(tmp_path):
     from edgekd.train.distill.checkpoints import EpochCheckpoint
 
+    (tmp_path / "epoch.safetensors").write_bytes(b"")       # mode() reads epoch.json where load() would look
     (tmp_path / "epoch.json").write_text('{"epoch": 1, "history": [], "param_groups": [], '
                                          '"mode": {"precision": "int4", "memory_format": "contiguous", "why": ""}}')
     with pytest.raises(ConfigError, match="damaged: its step mode"):
@@ -83,6 +84,7 @@ def test_a_checkpoint_with_a_step_mode_edgekd_never_writes_is_damage(tmp_path):
 def test_a_bf16_checkpoint_does_not_resume_on_a_cpu_without_bf16(tmp_path, no_bf16):
     from edgekd.train.distill.checkpoints import EpochCheckpoint
 
+    (tmp_path / "epoch.safetensors").write_bytes(b"")       # mode() reads epoch.json where load() would look
     (tmp_path / "epoch.json").write_text('{"epoch": 1, "history": [], "param_groups": [], '
                                          '"mode": {"precision": "bf16", "memory_format": "channels_last", "why": "x"}}')
     with pytest.raises(ConfigError, match="trained in bf16, which this machine has no native support for"):

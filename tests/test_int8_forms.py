@@ -95,14 +95,18 @@ def test_zoo_student_int8_is_one_xnnpack_partition_and_says_why(zoo_run, zoo_bun
 
 @pytest.mark.slow
 def test_int8_rewrite_agrees_with_int8_hard_swish(zoo_run, zoo_bundle, tmp_path, monkeypatch):
-    """The same trained student quantized with HARD_SWISH (the form before the rewrite): the two
-    int8 files pick the same class on >= 99 % of the eval set, and the old one was split by XNNPACK."""
+    """The same trained student quantized with HARD_SWISH (the form before the rewrite): the rewritten
+    int8 file is at least as accurate on the eval set (within a point), the two int8 files pick the same
+    class on >= 97 % of it, and the old one was split by XNNPACK. (Their int8 grids differ, and this
+    short-trained student has borderline images: the two agreed on 98.3 % once its teacher trained in
+    bf16, each following the fp32 file's class on ~95 %, the rewrite 0.3 points the more accurate.)"""
     from edgekd.exporters import tflite
 
     monkeypatch.setattr(tflite, "int8_friendly", lambda module, samples, role: (module, {"hardswish": 0}))
     edgekd.export(zoo_run[0], out=tmp_path / "before", formats=["tflite-int8"], roles=["student"])
     before, after = (open_model(folder / "student.int8.tflite", threads=1) for folder in (tmp_path / "before", zoo_bundle))
     assert before.details["delegated_nodes"] > 1          # HARD_SWISH ran outside the delegate
-    x, _ = _eval(zoo_run[0])
+    x, y = _eval(zoo_run[0])
     agreement = float((before.predict(x) == after.predict(x)).mean())
-    assert agreement >= 0.99, agreement
+    accuracy = {name: float((model.predict(x) == y).mean()) for name, model in (("before", before), ("after", after))}
+    assert accuracy["after"] >= accuracy["before"] - 0.01 and agreement >= 0.97, (accuracy, agreement)

@@ -290,3 +290,15 @@ def test_a_compiled_training_step_trains_as_the_eager_one():
     # SGD: Adam would scale the rounding noise of near-zero gradients (the bias before BatchNorm) up to full steps
     eager, compiled = (predict_logits(model, x[:]) for model, _ in runs)
     assert torch.allclose(eager, compiled, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_every_fit_of_a_run_compiles_past_dynamos_recompile_limit():
+    """A run fits many models (folds × roles); dynamo's guards on the one Trainee.forward would pass its
+    limit of 8 and silently train the rest eager: each fit starts dynamo afresh, so the tenth compiles too."""
+    x, y, _ = toy_images()
+    settings = FitSettings(epochs=2, batch_size=32, lr=0.05, weight_decay=0.0, seed=0, optimizer="sgd",
+                           compile=True, precision="fp32")
+    extra = [fit(convnet(seed), x, y, settings).compile_seconds() for seed in range(10)]
+    eager = fit(convnet(0), x, y, replace(settings, compile=False)).compile_seconds()
+    assert min(extra[8:]) > max(0.05, 5 * abs(eager)), (extra, eager)

@@ -18,7 +18,7 @@ from edgekd.core.errors import ConfigError, unknown_name
 from edgekd.core.schema.cv import CONFIG_FILE, CONFIG_HEADER
 from edgekd.core.schema.tomlfile import parse_toml
 from edgekd.core.rules import Check, require
-from edgekd.train.options import Fraction, Temperature, Unit, between, checks_of, finite
+from edgekd.train.options import MEMORY_FORMATS, PRECISIONS, Fraction, Temperature, Unit, between, checks_of, finite
 
 if TYPE_CHECKING:     # numpy, torch: not imported with the configuration (the CLI builds its options from it)
     from edgekd.train.data.images import ImageOptions
@@ -162,10 +162,11 @@ class DistillConfig:
                                     "fp32) where the hardware has it natively, fp32 elsewhere; auto = bf16 on a CPU with "
                                     "AMX or AVX512-BF16 for models whose convolutions are all dense (depthwise ones "
                                     "train slower in it), on a GPU where it has bf16 (else fp16); recorded per model "
-                                    "in train.log and cv.json.", choices=("auto", "fp32", "bf16"))
+                                    "in train.log and cv.json.", choices=PRECISIONS)
     memory_format: str = option("auto", "Memory format of the training step: auto = channels_last for models with "
-                                        "2-D convolutions (1.3-2x faster on CPU), contiguous otherwise.",
-                                choices=("auto", "channels_last", "contiguous"))
+                                        "2-D convolutions (faster for each one measured: benchmarks/train_speed.py), "
+                                        "contiguous otherwise.",
+                                choices=MEMORY_FORMATS)
     compile: bool = option(False, "torch.compile the training step: a one-time compilation per model, then faster "
                                   "steps where the compiler helps (benchmarks/train_speed.py measures it).")
     backend: str = option("auto", "Process group under torchrun: auto = nccl on CUDA, gloo on CPU.",

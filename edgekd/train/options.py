@@ -17,6 +17,9 @@ from typing import Annotated, Any
 
 from edgekd.core.rules import Check
 
+#: ``--precision`` and ``--memory-format`` (their meaning: ``distill/fastpath.py``, which imports torch)
+PRECISIONS = ("auto", "fp32", "bf16")
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 #: between the specs of a list (``--students 'cnn:width=8;mlp:hidden=32'``)
 SEPARATOR = ";"
 _NAME_END = re.compile("[:,]")

@@ -12,7 +12,8 @@ from torch import nn
 from edgekd.core.errors import ConfigError
 from edgekd.core.fsutil import atomic_write_bytes, atomic_write_json
 from edgekd.train.distill.distributed import Ranks
-from edgekd.train.distill.fastpath import PRECISIONS, StepMode, native_bf16
+from edgekd.train.distill.fastpath import STEP_PRECISIONS, StepMode, native_bf16
+from edgekd.train.options import MEMORY_FORMATS
 from edgekd.train.distill.optim import ordered_parameters
 
 if TYPE_CHECKING:
@@ -43,11 +44,11 @@ class EpochCheckpoint:
     def mode(self, device: str) -> StepMode | None:
         """The step mode the interrupted stage trained in (None: no checkpoint): a resumed stage goes on in
         it, whatever ``--precision auto`` would choose now, so that it repeats the run that never stopped."""
-        if not self.meta.is_file():
+        if not (self.weights.is_file() and self.meta.is_file()):      # as load() finds a checkpoint
             return None
         record = read_checkpoint_json(self.meta, ("mode",))["mode"]
-        fields = isinstance(record, dict) and record.get("memory_format") in ("channels_last", "contiguous")
-        if not fields or record.get("precision") not in (*PRECISIONS[1:], "fp16") or not isinstance(record.get("why"), str):
+        fields = isinstance(record, dict) and record.get("memory_format") in MEMORY_FORMATS[1:]
+        if not fields or record.get("precision") not in STEP_PRECISIONS or not isinstance(record.get("why"), str):
             raise damaged_checkpoint(self.meta, f"its step mode {record!r} is not one edgekd writes")
         if record["precision"] == "fp16" and not device.startswith("cuda"):
             raise damaged_checkpoint(self.meta, "it records fp16, which edgekd trains in on a GPU only")

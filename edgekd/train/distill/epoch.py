@@ -117,14 +117,19 @@ class EpochLoop:
 
     def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, settings: FitSettings,
                  kd: KDTarget | None, ranks: Ranks, mode: StepMode):
-        # compiled: the module (its parameters) stays the one the optimizer and checkpoint hold
+        # compiled: the module (its parameters) stays the one the optimizer and checkpoint hold. Each fit
+        # starts dynamo afresh: its guards on Trainee.forward pile up across the fits of a run (folds, roles),
+        # and past its recompile limit (8) dynamo silently runs the step eager
+        if settings.compile:
+            torch._dynamo.reset()
         self.net = torch.compile(net) if settings.compile else net
         self.optimizer, self.settings, self.kd, self.ranks, self.mode = optimizer, settings, kd, ranks, mode
         # fp16's small range needs the loss scaled (PyTorch's AMP recipe); bf16 has fp32's range
         self.scaler = torch.amp.GradScaler("cuda") if mode.precision == "fp16" else None
         # a live teacher runs in its own precision (a dense teacher of a depthwise student in bf16, say)
-        self.teacher_mode = step_mode(kd.teacher, settings.device, settings.precision) \
-            if kd is not None and kd.teacher is not None else mode
+        teacher = kd.teacher if kd is not None else None
+        self.teacher_mode = ranks.on_main(lambda: step_mode(teacher, settings.device, settings.precision)) \
+            if teacher is not None else mode
         fill = settings.fill if settings.fill is not None else torch.zeros(1)
         self.augment = Augmenter(settings.augment, fill.to(settings.device)) if settings.augment else None
 

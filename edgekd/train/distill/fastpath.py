@@ -1,11 +1,11 @@
 """How a training step runs on this hardware (``StepMode``): its precision and memory format, chosen
 per model from ``--precision`` and ``--memory-format`` and recorded with why.
 
-Measured on a 2-core Xeon with AMX-BF16 (``benchmarks/train_speed.py``, one SGD step of batch 128 at
-28×28): bf16 autocast made the dense-convolution models (ResNet-8, the demo CNN) 1.7–1.9× faster and
-every model with depthwise convolutions (MobileNetV2/V3, EfficientNet-Lite) 0.5–0.9× as fast (oneDNN's
-bf16 depthwise kernels); a model without convolutions (the MLP) was slower in bf16 too. channels_last
-was a win for every convolutional model, 1.3–2×. So ``auto`` is:
+Measured on a 2-core Xeon with AMX-BF16 (``benchmarks/train_speed.py``, its record and README table):
+bf16 autocast made the dense-convolution models (ResNet, the demo CNN) faster and, at 28×28, every model
+with depthwise convolutions (MobileNetV2/V3, EfficientNet-Lite) slower (oneDNN's bf16 depthwise
+kernels; wide ones at 224 px can gain: MobileNetV2-1.0 did); a model without convolutions (the MLP) was
+slower in bf16 too. channels_last was a win for every convolutional model in fp32. So ``auto`` is:
 
 - precision: on a CPU with native bf16 (AMX or AVX512-BF16), bf16 for a model whose convolutions are all
   dense, else fp32; on a GPU, bf16 where it is native (Ampere or newer), else fp16 with a loss scaler.
@@ -24,9 +24,8 @@ from torch import nn
 
 from edgekd.core.errors import ConfigError
 
-PRECISIONS = ("auto", "fp32", "bf16")
-MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+STEP_PRECISIONS = ("fp32", *DTYPES)        # what a step runs in: --precision's choices resolved, and fp16 on an older GPU
 
 
 @dataclass(frozen=True)
@@ -53,9 +52,13 @@ class StepMode:
             fmt = torch.channels_last if training else torch.contiguous_format
             model.to(memory_format=fmt)     # type: ignore[call-overload]  # torch's stubs omit memory_format
 
+    @property
+    def memory_format(self) -> str:
+        """The format's name, as ``--memory-format`` takes it."""
+        return "channels_last" if self.channels_last else "contiguous"
+
     def record(self) -> dict:
-        return {"precision": self.precision, "memory_format": "channels_last" if self.channels_last else "contiguous",
-                "why": self.why}
+        return {"precision": self.precision, "memory_format": self.memory_format, "why": self.why}
 
 
 def native_bf16(device: str) -> str | None:

@@ -82,8 +82,8 @@ class FitSettings:
     warmup_epochs: int = 0
     label_smoothing: float = 0.0
     compile: bool = False           # torch.compile the training step (model + loss)
-    precision: str = "auto"         # fastpath.PRECISIONS
-    memory_format: str = "auto"     # fastpath.MEMORY_FORMATS
+    precision: str = "auto"         # options.PRECISIONS
+    memory_format: str = "auto"     # options.MEMORY_FORMATS
     # at least this many steps per epoch: the simple twin of a student with a transfer set takes the
     # student's (its labelled rows cycling), so it gets as many labelled batches, not a third of them
     min_steps: int = 0

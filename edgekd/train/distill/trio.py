@@ -267,7 +267,7 @@ class Trio:
         mode = result.mode
         info = {"trained": True, "epochs": settings.epochs, "seconds": round(result.seconds, 3),
                 "samples_per_second": round(result.samples_per_second, 1), "precision": mode.precision,
-                "memory_format": mode.record()["memory_format"], "mode_why": mode.why, "compiled": settings.compile,
+                "memory_format": mode.memory_format, "mode_why": mode.why, "compiled": settings.compile,
                 "history": result.history}
         if folder:
             save_weights(folder / STAGE_WEIGHTS, model)
