@@ -222,24 +222,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-compile", action="store_true", help="only time the pair's cold compilations")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).parent))
-    from readme_section import rewrite_readme
+    from readme_section import write_record
 
     warnings.filterwarnings("ignore")
     if args.cold_compile:
         record = json.loads(RECORD.read_text())
         record["cold_compile"] = [cold_compile(PAIR["teacher"]), cold_compile(PAIR["student"])]
-        RECORD.write_text(json.dumps(record, indent=1) + "\n")
-    elif not args.render:
+    elif args.render:
+        record = json.loads(RECORD.read_text())
+    else:
         record = {"machine": machine(), "rows": [model_row(spec, px) for px, size in SIZES.items()
                                                  for spec in size["models"]],
                   "phases": [phase_row(PAIR["student"]), phase_row(PAIR["teacher"])],
                   "cold_compile": [cold_compile(PAIR["teacher"]), cold_compile(PAIR["student"])]}
-        RECORD.write_text(json.dumps(record, indent=1) + "\n")
-    rendered = render(json.loads(RECORD.read_text()))
-    rewrite_readme(SECTION, rendered)
-    print(rendered)
+    write_record(RECORD, record, SECTION, render)
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
