@@ -85,7 +85,7 @@ def step_mode(model: nn.Module, device: str, precision: str = "auto", memory_for
 
 def require_native(asked: str, device: str) -> str | None:
     """What gives ``device`` native bf16 (None: nothing); ``--precision bf16`` without it is a ConfigError,
-    which ``Experiment.prepare`` raises before any data is loaded or folder made."""
+    which ``Experiment.prepare`` raises before the run folder (or its staging folder) is made."""
     native = native_bf16(device)
     if asked == "bf16" and native is None:
         raise ConfigError(f"--precision bf16: this {'GPU' if device.startswith('cuda') else 'CPU'} has no "
