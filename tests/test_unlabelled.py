@@ -14,7 +14,7 @@ from edgekd.core.errors import ConfigError, DataError
 from edgekd.train.config import load_config
 from edgekd.train.data import Dataset
 from edgekd.train.data.cache import DataCache
-from edgekd.train.data.images import ImageOptions
+from edgekd.device.images import ImageOptions
 from edgekd.train.data.unlabelled import load_transfer
 from edgekd.train.distill.augment import Augmenter
 from edgekd.train.distill.checkpoints import EpochCheckpoint

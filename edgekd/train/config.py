@@ -21,7 +21,7 @@ from edgekd.core.rules import Check, require
 from edgekd.train.options import MEMORY_FORMATS, PRECISIONS, Fraction, Temperature, Unit, between, checks_of, finite
 
 if TYPE_CHECKING:     # numpy, torch: not imported with the configuration (the CLI builds its options from it)
-    from edgekd.train.data.images import ImageOptions
+    from edgekd.device.images import ImageOptions
     from edgekd.train.distill.losses import DistillationLoss
 
 
@@ -251,7 +251,7 @@ class DistillConfig:
 
     def image_options(self) -> ImageOptions:
         """``--image-size`` and ``--channels`` parsed (a ConfigError when bad)."""
-        from edgekd.train.data.images import ImageOptions     # numpy: the CLI imports this module for its options
+        from edgekd.device.images import ImageOptions     # numpy: the CLI imports this module for its options
 
         return ImageOptions.parse(self.image_size, self.channels)
 

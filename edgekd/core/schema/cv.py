@@ -62,7 +62,7 @@ class _Data(TypedDict):
     classes: int
     labels: list[str]
     input_shape: list[int]
-    image: dict[str, Any] | None      # the image transform (edgekd.train.data.images.describe); None: none was applied
+    image: dict[str, Any] | None      # the image transform (edgekd.device.images.describe); None: none was applied
     cv_samples: int
     test_samples: int
 

@@ -13,7 +13,7 @@ uncompressed IDX file or npz member is memory-mapped rather than read. Standardi
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -73,7 +73,16 @@ def load_dataset(spec: str, label_column: str | None = None, images: ImageOption
     if _takes(loader, "images"):        # it decodes files: at the size asked, into the cache
         return loader(arg or None, images=images, cache=cache, **options)
     data = loader(arg or None, **options)
-    return transform_dataset(data, spec, images, cache) if images.given else data
+    return transform_dataset(data, spec, images, cache) if images.given else as_pictures(data)
+
+
+def as_pictures(data: Dataset) -> Dataset:
+    """8-bit gray or RGB images as stored (idx:, npz: of uint8) are pictures at their own size: their
+    transform is recorded as the identity, so that a predictor takes a camera's uint8 frame (resized to
+    them as ``--image-size`` would) and export can fold their standardisation into the model."""
+    if data.image is not None or data.x.dtype != np.uint8 or not data.is_image or data.x.shape[1] not in MODES:
+        return data
+    return replace(data, image=describe(data.x.shape[2:], data.x.shape[1], data.x.dtype))
 
 
 def _takes(loader: Callable[..., Dataset], option: str) -> bool:
@@ -145,4 +154,4 @@ def check_pair(x: np.ndarray, y: np.ndarray, where: str) -> None:
 from edgekd.train.data import folder, sources  # noqa: E402,F401  (registers the built-in sources)
 from edgekd.train.data.cache import DataCache  # noqa: E402
 from edgekd.train.data.folder import transform_dataset  # noqa: E402
-from edgekd.train.data.images import ImageOptions  # noqa: E402
+from edgekd.device.images import MODES, ImageOptions, describe  # noqa: E402

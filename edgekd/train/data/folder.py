@@ -3,9 +3,6 @@ array sources, both decoded once into the uint8 cache (:mod:`.cache`) and memory
 from __future__ import annotations
 
 import hashlib
-import os
-import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -13,19 +10,12 @@ import numpy as np
 from edgekd.core.errors import DataError
 from edgekd.train.data import Dataset, register_source
 from edgekd.train.data.cache import DataCache, path_digest, stat_digest
-from edgekd.train.data.images import MAX_SIDE, MODES, ImageOptions, describe, fit, output_dtype, transform_arrays, transformed_shape
+from edgekd.device.images import (GRAY_MODES, IMAGE_SUFFIXES, MAX_SIDE, ImageOptions, describe, inside_folder, opened,
+                                  output_dtype, read_image,
+                                  transform_arrays, transformed_shape)
 from edgekd.train.data.sources import existing_path
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
-GRAY_MODES = ("1", "L", "P", "I", "I;16")       # decoded as grayscale (L); every other mode as RGB
 PROGRESS_STEPS = 200
-#: An image file is read only within these, checked on its header before a pixel is decoded (PIL's
-#: own limit of about 89 M pixels comes on top). The largest camera sensors (61 MP, 9504×6336) fit;
-#: a longer side is a scan, a stitched panorama or a bomb. A strip longer than 16:1 is no picture of
-#: one thing, and resizing it to cover the model's input grows it by that factor (a 2 kB
-#: 2,000,000×1 PNG resized to cover 8×8 is 16,000,000×8 pixels).
-MAX_FILE_SIDE = 12_000
-MAX_ASPECT = 16
 
 
 @register_source("folder")
@@ -90,22 +80,10 @@ def _listing(root: Path, top: Path, least: int = 2) -> tuple[list[str], list[Pat
     return classes, paths, targets
 
 
-def inside_folder(path: Path, top: Path) -> Path:
-    """``path``, unless it is a link that leads out of ``top``: then refused before it is opened
-    (a ``.png`` link to a private file would land in the run's eval data and its bundle)."""
-    if path.is_symlink():
-        target = Path(os.path.realpath(path))        # not Path.resolve: it raises on a link loop
-        if not target.is_relative_to(top):
-            raise DataError(f"'{path}' is a link to '{target}', outside the folder '{top}'",
-                            hint="folder: reads only files inside the folder it is given: "
-                                 "copy the file into the folder, or remove the link")
-    return path
-
-
 def _plan(paths: list[Path], images: ImageOptions) -> tuple[tuple[int, ...], np.dtype]:
     """The cache array's shape: the first image's channels and the images' one size unless
     ``images`` says otherwise. Read from the headers: nothing is decoded yet."""
-    with _opened(paths[0], decode=False) as img:
+    with opened(paths[0], decode=False) as img:
         channels = images.channels or (1 if img.mode in GRAY_MODES else 3)
     return (len(paths), channels, *(images.size or _one_size(paths))), np.dtype(np.uint8)
 
@@ -114,10 +92,10 @@ def _one_size(paths: list[Path]) -> tuple[int, int]:
     """The (height, width) every image has: without ``--image-size`` it is the model's input, so the
     images must agree on it (the first image's size silently won) and it may be no larger than
     ``--image-size`` may (a 9000×9000 first image made a gigabytes-large cache of a folder)."""
-    with _opened(paths[0], decode=False) as img:
+    with opened(paths[0], decode=False) as img:
         width, height = first = img.size
     for path in paths[1:]:
-        with _opened(path, decode=False) as img:
+        with opened(path, decode=False) as img:
             if img.size != first:
                 raise DataError(f"the images differ in size: '{paths[0]}' is {width}×{height} and '{path}' is "
                                 f"{img.width}×{img.height} pixels (width×height)",
@@ -132,56 +110,12 @@ def _one_size(paths: list[Path]) -> tuple[int, int]:
 
 def decode_images(paths: list[Path], out: np.ndarray, progress) -> None:
     """Each image straight into its row of ``out`` (the memory-mapped cache): no list of arrays."""
-    mode, size = MODES[out.shape[1]], out.shape[2:]
+    channels, size = out.shape[1], out.shape[2:]
     step = max(1, len(paths) // PROGRESS_STEPS)
     for i, path in enumerate(paths):
-        with _opened(path) as img:
-            pixels = np.asarray(fit(img.convert(mode), size))
-        out[i] = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+        out[i] = read_image(path, channels, size)
         if (i + 1) % step == 0 or i + 1 == len(paths):
             progress(i + 1, len(paths))
-
-
-@contextmanager
-def _opened(path: Path, decode: bool = True):
-    """The image at ``path`` (its pixels decoded unless ``decode`` is False), its errors as
-    DataErrors. Its size is checked from the header first (``Image.open`` reads no pixels):
-    against MAX_FILE_SIDE and MAX_ASPECT, and PIL's decompression bomb limit, refused from the
-    limit on (PIL only warns between its pixel limit and twice it, then decodes it all)."""
-    from PIL import Image
-
-    with _read_errors(path), warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        img = Image.open(path)
-    with img:
-        _check_size(path, *img.size)
-        if decode:
-            with _read_errors(path):
-                img.load()
-        yield img
-
-
-@contextmanager
-def _read_errors(path: Path):
-    """PIL's errors for ``path`` as one DataError each."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        yield
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DataError(f"image '{path}' is too large to load: {exc}",
-                        hint=f"images over {Image.MAX_IMAGE_PIXELS:,} pixels are refused as possible "
-                             "decompression bombs: resize or remove it") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DataError(f"cannot read image '{path}': {exc}", hint="remove or replace the file") from None
-
-
-def _check_size(path: Path, width: int, height: int) -> None:
-    if max(width, height) > MAX_FILE_SIDE or max(width, height) > MAX_ASPECT * min(width, height):
-        raise DataError(f"image '{path}' is {width:,}×{height:,} pixels (width×height): edgekd reads images of "
-                        f"at most {MAX_FILE_SIDE:,} pixels a side and {MAX_ASPECT}:1 in shape",
-                        hint="a larger or longer one is a scan, a panorama or a decompression bomb, "
-                             "not a training image: resize or crop it, or remove it")
 
 
 def transform_dataset(data: Dataset, spec: str, images: ImageOptions, cache: DataCache | None = None) -> Dataset:

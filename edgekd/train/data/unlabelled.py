@@ -16,11 +16,9 @@ leak into the student's score.
 from __future__ import annotations
 
 import hashlib
-import os
 import zipfile
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -29,8 +27,8 @@ from edgekd.core.errors import ConfigError, DataError
 from edgekd.core.registry import Registry
 from edgekd.train.data import Dataset, as_images_or_table
 from edgekd.train.data.cache import DataCache, stat_digest
-from edgekd.train.data.folder import IMAGE_SUFFIXES, decode_images, inside_folder, transform_dataset
-from edgekd.train.data.images import MODES, ImageOptions
+from edgekd.train.data.folder import decode_images, transform_dataset
+from edgekd.device.images import IMAGE_SUFFIXES, MODES, ImageOptions, image_files
 from edgekd.train.data.sources import existing_path, mapped_member, read_idx
 from edgekd.core.npzfile import check_npz
 
@@ -131,8 +129,7 @@ def _folder(arg: str | None, data: Dataset, images: ImageOptions, cache: DataCac
         raise DataError(f"--unlabelled folder:{root} holds images, but the labelled data is tabular "
                         f"(samples of shape {data.input_shape})", hint="give an npz:PATH of rows like the data's")
     top = root.resolve()
-    paths = [inside_folder(p, top) for p in _walk(root) if p.suffix.lower() in IMAGE_SUFFIXES]
-    paths = [p for p in paths if p.is_file()]
+    paths = image_files(root, top, "make it readable, or move it out of the folder given to --unlabelled")
     if not paths:
         raise DataError(f"no images found under '{root}' (--unlabelled)",
                         hint=f"supported: {', '.join(sorted(IMAGE_SUFFIXES))}")
@@ -143,14 +140,3 @@ def _folder(arg: str | None, data: Dataset, images: ImageOptions, cache: DataCac
     key = {"source": f"unlabelled-folder:{top}", "size": [height, width], "channels": channels}
     return cache.load(key, stat_digest(paths, root), lambda: ((len(paths), channels, height, width), np.dtype(np.uint8)),
                       lambda out, progress: decode_images(paths, out, progress))
-
-
-
-def _walk(root: Path) -> list[Path]:
-    """Every file under ``root``, sorted; a sub-folder that cannot be read is an error, not skipped
-    (``Path.rglob`` skips it silently). Links to folders are not followed: a loop cannot trap it."""
-    def unreadable(exc: OSError) -> None:
-        raise DataError(f"cannot read the folder '{exc.filename}' of the transfer set: {exc.strerror}",
-                        hint="make it readable, or move it out of the folder given to --unlabelled")
-
-    return sorted(Path(folder) / name for folder, _, names in os.walk(root, onerror=unreadable) for name in names)

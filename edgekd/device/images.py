@@ -15,7 +15,11 @@ model.json and the bundle's manifest):
 """
 from __future__ import annotations
 
+import os
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -25,8 +29,17 @@ MAX_SIDE = 4096          # a larger side is a typo (4096×4096 RGB is 48 MB per 
 CHANNELS = (1, 3)
 SIZE_HINT = "give N (a square, e.g. --image-size 96) or H,W (e.g. --image-size 96,128)"
 MODES = {1: "L", 3: "RGB"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 #: Pillow's fixed-point luma (its RGB → L conversion): the array path gives the same bytes as a folder
 LUMA = (19595, 38470, 7471)
+GRAY_MODES = ("1", "L", "P", "I", "I;16")       # decoded as grayscale (L); every other mode as RGB
+#: An image file is read only within these, checked on its header before a pixel is decoded (PIL's
+#: own limit of about 89 M pixels comes on top). The largest camera sensors (61 MP, 9504×6336) fit;
+#: a longer side is a scan, a stitched panorama or a bomb. A strip longer than 16:1 is no picture of
+#: one thing, and resizing it to cover the model's input grows it by that factor (a 2 kB
+#: 2,000,000×1 PNG resized to cover 8×8 is 16,000,000×8 pixels).
+MAX_FILE_SIDE = 12_000
+MAX_ASPECT = 16
 
 
 @dataclass(frozen=True)
@@ -143,3 +156,86 @@ def transformed_shape(shape: tuple[int, ...], options: ImageOptions) -> tuple[in
 def output_dtype(dtype: np.dtype) -> np.dtype:
     """8-bit images stay 8-bit (the compact cache); anything else is float32, as training needs it."""
     return np.dtype(np.uint8) if dtype == np.uint8 else np.dtype(np.float32)
+
+
+# -- image files: decoded as a folder source decodes them, and as a predictor reads one -----------
+
+def read_image(path: Path, channels: int, size) -> np.ndarray:
+    """The image file at ``path`` as the model sees it: steps 1–3 on its pixels, C×H×W uint8."""
+    with opened(path) as img:
+        return image_pixels(img, channels, size)
+
+
+def image_pixels(img, channels: int, size) -> np.ndarray:
+    """Steps 1–3 on a Pillow image (decoded): C×H×W uint8 of ``channels`` at ``size`` (H, W)."""
+    pixels = np.asarray(fit(img.convert(MODES[channels]), tuple(size)))
+    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+
+
+@contextmanager
+def opened(path: Path, decode: bool = True):
+    """The image at ``path`` (its pixels decoded unless ``decode`` is False), its errors as
+    DataErrors. Its size is checked from the header first (``Image.open`` reads no pixels):
+    against MAX_FILE_SIDE and MAX_ASPECT, and PIL's decompression bomb limit, refused from the
+    limit on (PIL only warns between its pixel limit and twice it, then decodes it all)."""
+    from PIL import Image
+
+    what = f"image '{path}'"
+    with read_errors(what), warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        img = Image.open(path)
+    with img:
+        check_size(what, *img.size)
+        if decode:
+            with read_errors(what):
+                img.load()
+        yield img
+
+
+@contextmanager
+def read_errors(what: str):
+    """PIL's errors reading ``what`` (``image 'PATH'``) as one DataError each."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"{what} is too large to load: {exc}",
+                        hint=f"images over {Image.MAX_IMAGE_PIXELS:,} pixels are refused as possible "
+                             "decompression bombs: resize or remove it") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DataError(f"cannot read {what}: {exc}", hint="remove or replace the file") from None
+
+
+def check_size(what: str, width: int, height: int) -> None:
+    """Refuse ``what`` (``image 'PATH'``, an array) larger than MAX_FILE_SIDE a side or longer than MAX_ASPECT:1."""
+    if max(width, height) > MAX_FILE_SIDE or max(width, height) > MAX_ASPECT * min(width, height):
+        raise DataError(f"{what} is {width:,}×{height:,} pixels (width×height): edgekd reads images of "
+                        f"at most {MAX_FILE_SIDE:,} pixels a side and {MAX_ASPECT}:1 in shape",
+                        hint="a larger or longer one is a scan, a panorama or a decompression bomb, "
+                             "not a training image: resize or crop it, or remove it")
+
+
+# -- folders of image files ------------------------------------------------------------------------
+
+def inside_folder(path: Path, top: Path) -> Path:
+    """``path``, unless it is a link that leads out of ``top``: then refused before it is opened
+    (a ``.png`` link to a private file would land in the run's eval data and its bundle)."""
+    if path.is_symlink():
+        target = Path(os.path.realpath(path))        # not Path.resolve: it raises on a link loop
+        if not target.is_relative_to(top):
+            raise DataError(f"'{path}' is a link to '{target}', outside the folder '{top}'",
+                            hint="folder: reads only files inside the folder it is given: "
+                                 "copy the file into the folder, or remove the link")
+    return path
+
+
+def image_files(root: Path, top: Path, hint: str) -> list[Path]:
+    """Every image file under ``root`` (sub-folders too), sorted; a link out of ``top`` refused
+    (:func:`inside_folder`). A sub-folder that cannot be read is an error (``hint``: what to do), not
+    skipped as ``Path.rglob`` skips it. Links to folders are not followed: a loop cannot trap it."""
+    def unreadable(exc: OSError) -> None:
+        raise DataError(f"cannot read the folder '{exc.filename}': {exc.strerror}", hint=hint)
+
+    files = sorted(Path(folder) / name for folder, _, names in os.walk(root, onerror=unreadable) for name in names)
+    return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES and inside_folder(p, top).is_file()]
