@@ -3,9 +3,12 @@ tier (numpy only) because whatever feeds a model raw input needs it: training an
 predictor on the device."""
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 
-from edgekd.core.errors import DataError, unknown_name
+from edgekd.core.errors import BundleError, DataError, unknown_name
 
 
 CHUNK_ELEMENTS = 1 << 19      # float64 temporaries of 4 MB, however large the data set
@@ -50,7 +53,7 @@ def imagenet_statistics(input_shape: tuple[int, ...]) -> dict:
 def preprocessing(normalize: str, x_train: np.ndarray, image: dict | None, brought: dict | None = None) -> dict:
     """model.json's ``preprocessing``: the statistics (a brought teacher's own win, then ``normalize``:
     ``data`` fits them on ``x_train``, ``imagenet`` takes ImageNet's), and under ``image`` the image
-    transform the samples went through (:func:`edgekd.train.data.images.describe`), when there was one."""
+    transform the samples went through (:func:`edgekd.device.images.describe`), when there was one."""
     if brought is not None:
         pre = {k: v for k, v in brought.items() if k != "image"}    # the transform is this run's data's
     elif normalize == "imagenet":
@@ -87,3 +90,54 @@ def standardize(pre: dict, x: np.ndarray) -> np.ndarray:
 def zero_point(pre: dict) -> np.ndarray:
     """Where a raw 0 (an empty pixel) lands after standardisation, per channel: the fill for shifted images."""
     return (-np.asarray(pre["mean"]) / np.asarray(pre["std"])).astype(np.float32)
+
+
+def checked_statistics(pre: Any, width: int, images: bool, where: str) -> dict:
+    """``pre`` (a manifest's ``preprocessing``, read from a file someone sent) if it can standardise samples
+    of ``width`` channels (``images``) or features: a finite mean and a std above 0 for each, and an
+    ``image`` that is a dict where there is one; else one BundleError naming ``where``."""
+    fields: list[Any] = [pre.get(k) for k in ("mean", "std")] if isinstance(pre, dict) else []
+    good = (len(fields) == 2 and pre.get("type") == "standardize"
+            and pre.get("axis") == ("channel" if images else "feature")
+            and isinstance(pre.get("image", {}), dict)
+            and all(isinstance(f, list) and len(f) == width and all(_finite(v) for v in f) for f in fields)
+            and all(v > 0 for v in fields[1]))
+    if not good:
+        raise BundleError(f"{where}: the manifest's preprocessing must standardise each of the {width} "
+                          f"{'channels' if images else 'features'} with a finite mean and a std above 0",
+                          hint="export the bundle again")
+    return pre
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def eight_bit(pre: dict | None) -> bool:
+    """Whether the standardised samples were made from 8-bit images (``preprocessing.image.dtype`` uint8,
+    one mean and std per channel): then :func:`to_pixels` gives back their pixels exactly."""
+    image = (pre or {}).get("image") or {}
+    return image.get("dtype") == "uint8" and (pre or {}).get("axis") == "channel"
+
+
+def to_pixels(pre: dict | None, x: np.ndarray, layout: str = "NCHW") -> np.ndarray:
+    """The inverse of :func:`standardize` for 8-bit images: standardised (N, C, H, W) floats → the uint8
+    pixels they were made from, (N, C, H, W), or with ``layout="NHWC"`` (N, H, W, C) as a camera gives
+    them and ``export --input uint8``'s files take them. ``rint(x·std + mean)`` clipped to 0..255 is exact
+    for 8-bit data: a standardised value is a float32 rounding of ``(p − mean) / std``, off by far less
+    than half a pixel."""
+    if layout not in ("NCHW", "NHWC"):
+        raise ValueError(f"layout must be NCHW or NHWC, got {layout!r}")
+    if pre is None or not eight_bit(pre) or x.ndim != 4 or x.shape[1] != len(pre["mean"]):
+        raise DataError(f"samples of shape {list(x.shape[1:])} standardised with these statistics were not "
+                        "made from 8-bit images: they have no pixels to give back",
+                        hint="--input uint8 is for runs trained on image files (preprocessing.image.dtype uint8)")
+    mean = np.asarray(pre["mean"], np.float64).reshape(1, -1, 1, 1)
+    std = np.asarray(pre["std"], np.float64).reshape(1, -1, 1, 1)
+    nhwc = layout == "NHWC"
+    out = np.empty((x.shape[0], *x.shape[2:], x.shape[1]) if nhwc else x.shape, np.uint8)
+    rows = _rows_per_chunk(x)
+    for start in range(0, len(x), rows):      # float64 temporaries of a chunk, not of the whole set
+        pixels = np.clip(np.rint(np.asarray(x[start:start + rows], np.float64) * std + mean), 0, 255)
+        out[start:start + rows] = pixels.transpose(0, 2, 3, 1) if nhwc else pixels
+    return out

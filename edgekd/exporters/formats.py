@@ -28,6 +28,12 @@ ONNX_OPSETS = range(18, 28)
 # instructions (SDOT) multiply int8 by int8. "auto" decides by the exporting machine (exporters.onnx).
 INT8_ACTIVATIONS = ("auto", "u8", "s8")
 
+# --input: what the int8 files take. float: standardised floats in the model's own layout (NCHW for
+# images), quantized by the caller with the input's scale/zero point. uint8: the camera's frame, raw
+# 0..255 pixels in NHWC after the run's image transform; the standardisation is inside the model
+# (exporters.pixels). Only runs trained on 8-bit images have pixels to take.
+INPUT_VALUES = ("float", "uint8")
+
 
 @dataclass(frozen=True)
 class Format:
@@ -55,14 +61,15 @@ for _fmt in (
     Format("onnx", ".onnx", "fp32", "onnxruntime", "onnx:export_onnx", ("opset",), False, 1e-4),
     # ONNX int8 QDQ, per-channel weights, static activations (onnxruntime.quantization); float input/output
     Format("onnx-int8", ".int8.onnx", "int8", "onnxruntime", "onnx:export_onnx_int8",
-           ("opset", "calibration_samples", "int8_activations", "keep_float"), True, None),
+           ("opset", "calibration_samples", "int8_activations", "keep_float", "input"), True, None),
     # TFLite fp32 (litert-torch, no TensorFlow), NCHW input as in PyTorch
     Format("tflite", ".tflite", "fp32", "tflite", "tflite:export_tflite", (), False, 1e-4),
     # TFLite with float16 weights (ai-edge-quantizer float casting), float32 compute and I/O
     Format("tflite-fp16", ".fp16.tflite", "fp16", "tflite", "tflite:export_tflite_fp16", (), False, None),
     # TFLite full-integer int8: int8 weights (symmetric per-channel), activations, input and output
     # (ai-edge-quantizer's static recipe on the fp32 flatbuffer)
-    Format("tflite-int8", ".int8.tflite", "int8", "tflite", "tflite:export_tflite_int8", ("calibration_samples", "keep_float"),
+    Format("tflite-int8", ".int8.tflite", "int8", "tflite", "tflite:export_tflite_int8",
+           ("calibration_samples", "keep_float", "input"),
            True, None),
 ):
     FORMATS.register(_fmt.name)(_fmt)

@@ -19,10 +19,11 @@ def model_entry(name: str, fmt, src, io: tuple[dict, dict]) -> ModelEntry:
     parameters, MACs and the PyTorch held-out accuracy as the reference number."""
     ins, outs = io
     num_classes = int(src.spec["num_classes"])
+    values = src.spec["input"].get("values")      # "pixels": --input uint8 (exporters.pixels)
     return ModelEntry(
         file=name, role=src.role, format=fmt.name, precision=fmt.precision, runtime=fmt.runtime,
         input={"shape": [1, *src.input_shape], "layout": src.layout, "dtype": ins["dtype"],
-               "scale": ins["scale"], "zero_point": ins["zero_point"]},
+               "scale": ins["scale"], "zero_point": ins["zero_point"], **({"values": values} if values else {})},
         output={"shape": [1, num_classes], "dtype": outs["dtype"], "scale": outs["scale"],
                 "zero_point": outs["zero_point"]},
         parameters=int(src.parameters),

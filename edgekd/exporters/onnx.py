@@ -13,6 +13,7 @@ import numpy as np
 from edgekd.core.errors import ExportError
 from edgekd.exporters._util import converter_error
 from edgekd.core.quiet import quiet
+from edgekd.exporters.pixels import pixel_overrides
 from edgekd.exporters.layer_error import SCOPES, kept_tensors, onnx_layer_errors, onnx_layer_nodes, pick_samples
 from edgekd.device.runtimes import open_model
 from edgekd.exporters.parity import run_file
@@ -259,7 +260,8 @@ def export_onnx_int8(ctx, src, out: Path) -> dict:
                             activation_type=QuantType.QUInt8 if activations == "u8" else QuantType.QInt8,
                             weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=excluded,
-                            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+                            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
+                                           **pixel_overrides(fp32, src.pixels)})
     except Exception as exc:
         raise converter_error("onnxruntime.quantization", src.role, "onnx-int8", exc, captured.text) from None
     model = onnx.load(str(out))   # the product's graph is checked here; parity runs it (runtimes/)
@@ -268,7 +270,8 @@ def export_onnx_int8(ctx, src, out: Path) -> dict:
     return {"opset": check_opset(model, ctx.opset, src.role, "onnx-int8"),
             "quant_format": "QDQ", "per_channel": True, "weights": "int8 symmetric",
             "activations": f"{'uint8' if activations == 'u8' else 'int8'} static", "activation_type": activations,
-            "activation_choice": why, "float_ops": float_ops, "io": "float32",
+            "activation_choice": why, "float_ops": float_ops,
+            "io": "uint8 pixels in (NHWC, --input uint8), float32 out" if src.pixels else "float32",
             "full_integer": False, "kept_float": list(kept), "layer_error": layers,   # float input and output
             "pools_rewritten": pools}
 

@@ -28,10 +28,12 @@ from edgekd.core.schema.export import EXPORT_REPORT, Details, ExportedFile, Expo
 from edgekd.core.schema.manifest import EVAL_FILE, MANIFEST, ModelEntry
 if TYPE_CHECKING:       # imported where --keep-float auto runs
     from edgekd.exporters.keep_auto import Search
-from edgekd.exporters.formats import BYTES_PER_WEIGHT, FORMATS, INT8_ACTIVATIONS, ONNX_OPSETS, Format, get_format, list_of_names, parse_formats
+from edgekd.exporters.formats import BYTES_PER_WEIGHT, FORMATS, INT8_ACTIVATIONS, INPUT_VALUES, ONNX_OPSETS, Format, get_format
+from edgekd.exporters.formats import list_of_names, parse_formats
 from edgekd.exporters.keep_auto import auto_target, export_auto, load_search
 from edgekd.exporters.manifest import build_manifest, model_entry, utc_now
 from edgekd.exporters.parity import compare, run_file
+from edgekd.exporters.pixels import check_pixel_input, pixel_route
 from edgekd.exporters.source import check_bundle_path, check_run_dir, load_calibration, load_eval, load_source
 from edgekd.exporters.source import reference_logits
 
@@ -55,6 +57,7 @@ class ExportOptions:
     keep_float: list[str] | None = None   # int8 files: layers left in float (names of the layer_error report),
     #                                       or ["auto"]: the report's worst until max_int8_drop holds (keep_auto)
     max_int8_drop: float | None = None    # --keep-float auto's target: accuracy points lost at most (None: keep_auto's DEFAULT_MAX_DROP)
+    input: str = "float"                  # the int8 files' input (formats.INPUT_VALUES): uint8 takes the camera's pixels
 
     def check_numbers(self) -> None:
         whole = (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool))
@@ -66,6 +69,11 @@ class ExportOptions:
                               f"got {self.calibration_samples!r}", hint="a few hundred calibrate int8 well")
         if self.int8_activations is not None and self.int8_activations not in INT8_ACTIVATIONS:
             raise unknown_name("int8 activation type", str(self.int8_activations), INT8_ACTIVATIONS, ConfigError)
+        if self.input not in INPUT_VALUES:
+            raise unknown_name("--input", str(self.input), INPUT_VALUES, ConfigError)
+        if self.input == "uint8" and self.auto_target() is not None:
+            raise ConfigError("--keep-float auto does not search files that take pixels (--input uint8)",
+                              hint="name the layers to keep float (--keep-float A,B), or export with --input float")
         self.kept_layers()
 
     def auto_target(self) -> float | None:
@@ -91,6 +99,7 @@ class ExportOptions:
         _refuse_unhonoured(plan, "int8_activations", self.int8_activations,
                            f"an int8 activation type ({self.int8_activations})")
         _refuse_unhonoured(plan, "keep_float", self.keep_float, f"layers to keep float ({self.keep_float})")
+        _refuse_unhonoured(plan, "input", None if self.input == "float" else self.input, f"--input {self.input}")
         return roles, plan
 
 
@@ -158,7 +167,7 @@ def export_run(run_dir, out=None, options: ExportOptions | None = None, *, force
 
     What to export is ``options`` (an :class:`ExportOptions`), or its fields given by keyword
     (``formats=…, roles=…, int8=…, opset=…, calibration_samples=…, int8_activations=…,
-    keep_float=…, max_int8_drop=…``). ``out`` defaults to
+    keep_float=…, max_int8_drop=…, input=…``). ``out`` defaults to
     ``RUN/bundle``. ``progress`` receives one dict per step (``{"event": "load"|"start"|"done",
     "role", "format", "file", ...}``).
 
@@ -203,6 +212,8 @@ def prepare(run_dir: Path, out, options: ExportOptions, force: bool, progress: P
             raise ExportError(f"the {role} is a brought ONNX model; it cannot be converted to {fmt.name}",
                               hint="litert-torch converts PyTorch models only; use --formats onnx,onnx-int8 "
                                    f"or --roles without {role}")
+    if options.input == "uint8":
+        check_pixel_input(sources, plan)
     shapes = {src.input_shape for src in sources.values()}
     if len(shapes) > 1:
         raise DataError(f"the models of the run expect different input shapes: {sorted(shapes)}")
@@ -222,18 +233,20 @@ def _export_one(job: Job, ctx: ExportContext, role: str, fmt: Format, stage: Pat
     """Convert one model to one format, run the file in its runtime and compare it with PyTorch."""
     src, name = job.sources[role], fmt.filename(role)
     x_eval, y_eval = job.eval
+    # --input uint8: the copy of the model that takes pixels, with the calibration and eval sets as pixels
+    made, made_ctx, x_file = pixel_route(job.options.input, src, fmt, ctx, x_eval)
     _emit(progress, event="start", role=role, format=fmt.name, file=name)
     t0 = time.perf_counter()
     if job.search is not None and "keep_float" in fmt.options:
         details = export_auto(fmt.exporter_function(), ctx, src, stage / name, job.search)
     else:
-        details = fmt.exporter_function()(ctx, src, stage / name) or {}
+        details = fmt.exporter_function()(made_ctx, made, stage / name) or {}
     seconds = time.perf_counter() - t0
     layer_error = details.pop("layer_error", None)     # an int8 file's per-layer report: a field of its own
     if role not in job.references:
         job.references[role] = reference_logits(src, x_eval)
     t1 = time.perf_counter()
-    logits, ins, outs = _run_in_runtime(fmt, stage / name, x_eval)
+    logits, ins, outs = _run_in_runtime(fmt, stage / name, x_file)
     parity = compare(logits, job.references[role], y_eval, fmt.precision, fmt.tolerance)
     parity["seconds"] = round(time.perf_counter() - t1, 3)
     if not parity["passed"]:
@@ -248,7 +261,7 @@ def _export_one(job: Job, ctx: ExportContext, role: str, fmt: Format, stage: Pat
         details=cast(Details, details))     # the converter's own notes; the reader checks the keys Details declares
     _emit(progress, event="done", role=role, format=fmt.name, file=name, bytes=row.bytes, seconds=row.seconds,
           parity=parity)
-    entry = model_entry(name, fmt, src, (ins, outs))
+    entry = model_entry(name, fmt, made, (ins, outs))
     if "full_integer" in details:     # int8 files: the manifest says whether --keep-float left layers float
         entry = replace(entry, full_integer=details["full_integer"], kept_float=details["kept_float"])
     return row, entry

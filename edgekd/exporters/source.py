@@ -36,6 +36,7 @@ class Source:
     parameters: int = 0
     macs: int | None = None
     cache: dict = field(default_factory=dict)
+    pixels: bool = False              # the module takes raw 0..255 NHWC pixels (--input uint8: exporters.pixels)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

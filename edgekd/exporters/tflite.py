@@ -27,6 +27,7 @@ from edgekd.core.errors import ExportError
 from edgekd.exporters._util import converter_error, fb_text
 from edgekd.core.quiet import quiet
 from edgekd.exporters.int8_forms import int8_friendly
+from edgekd.exporters.pixels import pin_pixel_range, uint8_input
 from edgekd.exporters.qat_ranges import trained_ranges, with_trained_ranges
 from edgekd.exporters.layer_error import kept_tensors, pick_samples, produced_tensors, tflite_layer_errors, tflite_layer_tensors
 
@@ -127,6 +128,8 @@ def export_tflite_int8(ctx, src, out: Path) -> dict:
             # tensor's running min/max: memory does not grow with the number of samples
             ranges = src.cache.get("tflite_int8_ranges") or \
                 quantizer.calibrate(_feed(signature, ctx.calibration), num_threads=os.cpu_count() or 1)
+            if src.pixels:   # --input uint8: the input takes any pixel, not only the samples' range
+                ranges = pin_pixel_range(ranges, content)
             if not kept:   # the float model's ranges of every tensor: any mixed file quantizes with them
                 src.cache["tflite_int8_ranges"] = ranges   # (--keep-float auto re-quantizes, not recalibrates)
             if trained:
@@ -138,13 +141,22 @@ def export_tflite_int8(ctx, src, out: Path) -> dict:
                                          _feed(signature, pick_samples(ctx.calibration)), module)
     except Exception as exc:
         raise converter_error(f"ai-edge-quantizer ({step})", src.role, "tflite-int8", exc, captured.text) from None
-    out.write_bytes(bytes(result.quantized_model))
-    info = check_tflite(out, "int8", src.role, {t for tensors in kept.values() for t in tensors})
+    quantized = bytes(result.quantized_model)
+    out.write_bytes(uint8_input(quantized) if src.pixels else quantized)
+    info = check_tflite(out, "int8", src.role, {t for tensors in kept.values() for t in tensors},
+                        "uint8" if src.pixels else "int8")
     return {"converter": "litert-torch + ai-edge-quantizer", "route": ROUTE,
             "weights": "int8 symmetric per-channel", **_activations(carried),
-            "io": "int8" if {t for _, _, t, _ in info["io"]} == {"int8"} else "int8 and float (--keep-float)",
+            "io": _io(info, src.pixels),
             "layout": src.layout, "full_integer": not kept, "kept_float": list(kept), "int8_forms": forms,
             "layer_error": layers}
+
+
+def _io(info: dict, pixels: bool) -> str:
+    kinds = {t for _, _, t, _ in info["io"]}
+    if pixels and kinds == {"uint8", "int8"}:
+        return "uint8 pixels in (NHWC, --input uint8), int8 out"
+    return "int8" if kinds == {"int8"} else "int8 and float (--keep-float)"
 
 
 def _activations(carried: dict | None) -> dict:
@@ -238,9 +250,11 @@ def _refuse_float_ops(path: Path, info: dict, exempt: set[int]) -> None:
                                "nothing was written")
 
 
-def check_tflite(path: Path, precision: str, role: str, kept: AbstractSet[str] = frozenset()) -> dict:
+def check_tflite(path: Path, precision: str, role: str, kept: AbstractSet[str] = frozenset(),
+                 input_dtype: str = "int8") -> dict:
     """Fail unless every tensor's dtype is what the file name promises; int8 files allow float only
-    in the ops that write the ``kept`` tensors (--keep-float) and the tensors around them."""
+    in the ops that write the ``kept`` tensors (--keep-float) and the tensors around them, and a uint8
+    input only where ``input_dtype`` says so (--input uint8: the graph's input, nothing else)."""
     info = describe_tflite(path)
     bad: list[str] = []
     exempt = _kept_indices(path, set(kept)) if kept else set()
@@ -253,9 +267,11 @@ def check_tflite(path: Path, precision: str, role: str, kept: AbstractSet[str] =
     io = info["io"]   # (index, "input" | "output", dtype, [])
     if precision == "int8":
         _refuse_float_ops(path, info, exempt)
-        wrong("tensor", io, {"int8"})
+        inputs = {index for index, kind, _, _ in io if kind == "input"}
+        wrong("tensor", [t for t in io if t[0] in inputs], {input_dtype})
+        wrong("tensor", [t for t in io if t[0] not in inputs], {"int8"})
         # int32 is allowed for biases and shape vectors only; every feature map is int8
-        wrong("activation", [a for a in info["activations"] if len(a[3]) > 1], {"int8"})
+        wrong("activation", [a for a in info["activations"] if len(a[3]) > 1 and a[0] not in inputs], {"int8"})
         wrong("activation", [a for a in info["activations"] if len(a[3]) <= 1], {"int8", "int32"})
         wrong("constant", info["constants"], {"int8", "int32"})
         if not any(c[2] == "int8" for c in info["constants"]):

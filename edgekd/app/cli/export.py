@@ -31,6 +31,12 @@ def _max_int8_drop() -> float:
     return DEFAULT_MAX_DROP
 
 
+def _inputs() -> tuple[str, ...]:
+    from edgekd.exporters.formats import INPUT_VALUES
+
+    return INPUT_VALUES
+
+
 def _opsets() -> list[str]:
     from edgekd.exporters.formats import ONNX_OPSETS
 
@@ -63,6 +69,11 @@ def _opsets() -> list[str]:
 @late_option("--max-int8-drop", type=float, metavar="POINTS", default=_max_int8_drop,
              help="With --keep-float auto: the accuracy points the int8 file may lose against fp32, measured "
                   "on labelled training samples that did not calibrate (never the eval split).")
+@late_option("--input", metavar="KIND", names=_inputs, default=lambda: _default("input"),
+             help="What the int8 files take ({names}): float, standardised floats in the model's layout "
+                  "(NCHW), quantized by the caller; uint8, the camera's frame: raw 0..255 pixels in NHWC after "
+                  "the run's image transform, the standardisation inside the model (runs trained on 8-bit "
+                  "images only).")
 @TRUST_CODE_OPTION
 @click.option("--force", is_flag=True, help="Replace an existing bundle folder (one edgekd wrote, or an empty folder).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
@@ -81,7 +92,7 @@ def export_command(run_dir, formats, roles, keep_float, force, quiet, as_json, e
     from edgekd.exporters import export_run
     from edgekd.app.render.export import export_progress, print_export_summary
 
-    # options: out, int8, opset, calibration_samples, int8_activations, max_int8_drop, trust_model_code
+    # options: out, int8, opset, calibration_samples, int8_activations, max_int8_drop, input, trust_model_code
     # (export_run's keywords); one not given is left out, so ExportOptions' default stands
     given = {"formats": names(formats), "roles": names(roles), "keep_float": names(keep_float), **options}
     report = export_run(run_dir, force=force, progress=None if quiet else export_progress(Console(stderr=True)),

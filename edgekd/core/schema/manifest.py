@@ -14,6 +14,18 @@ Torch-free and numpy-free. Schema (version 1)::
                  "full_integer": true, "kept_float": []}, …],
      "files": {"student.int8.tflite": {"sha256": "…", "bytes": 1234}, …}}
 
+A model's ``input`` says what the file takes. Without ``values`` (or with ``"values": "standardized"``):
+the samples standardised with ``preprocessing`` (``(x − mean) / std``), in the model's ``layout`` (NCHW for
+images), quantized with ``scale``/``zero_point`` where the dtype is an integer one, as eval.npz holds them.
+With ``"values": "pixels"`` (``export --input uint8``): the raw 0..255 pixels of an image after the
+recorded image transform (``preprocessing.image``: resize, crop, colour), ``"layout": "NHWC"``,
+``"dtype": "uint8"`` (the tensor's own type; ``scale`` 1 and ``zero_point`` 0 where it is quantized): the
+standardisation is inside the model. ``edgekd.core.preprocess.to_pixels`` turns eval.npz's samples into
+those pixels (exactly: they were made from 8-bit images)::
+
+    "input": {"shape": [1, 8, 8, 1], "layout": "NHWC", "dtype": "uint8", "scale": 1.0, "zero_point": 0,
+              "values": "pixels"}
+
 The dataclasses and TypedDicts below are the document's shape, declared once: ``Manifest.from_json``
 checks it (``fields.check_document``: the fields without a default are required, every field holds
 its declared type and rule), then what is not a type, with one BundleError naming the field: every
@@ -36,6 +48,8 @@ from edgekd.core.schema.jsonfile import Serialized
 MANIFEST = "manifest.json"
 EVAL_FILE = "eval.npz"
 MAX_MODELS = 64
+#: a model entry's ``input.values`` for a file that takes raw pixels (see above); absent: standardised values
+PIXELS = "pixels"
 
 FILE_NAME = Check("a non-empty file name", lambda v: isinstance(v, str) and v != "")
 SHA256 = Check("64 lowercase hex digits", lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) is not None)

@@ -111,10 +111,14 @@ class Runtime:
         raise NotImplementedError
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
-        """float32 batch → the array the model takes (quantized for an int8 input); sets the batch."""
+        """float32 batch → the array the model takes (quantized for an int8 input); sets the batch. A batch
+        already of the model's integer input type is taken as is: the uint8 pixels of a file exported with
+        ``--input uint8`` (its manifest input's ``values``: ``pixels``, :func:`edgekd.core.preprocess.to_pixels`)."""
         x = np.asarray(x)
         if x.shape[0] != self.batch:
             self.set_batch(int(x.shape[0]))
+        if x.dtype == self.input_dtype and x.dtype.kind in "iu":
+            return np.ascontiguousarray(x)
         if self.input.quantized:
             return quantize(x, self.input)
         return np.ascontiguousarray(x, dtype=self.input_dtype)
