@@ -115,7 +115,8 @@ def remote_from(remote, remote_edgekd, remote_copy, remote_keep, ssh_config):
 @click.option("--profile", is_flag=True, help=PROFILE_HELP)
 @click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the report as markdown.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Also write a PNG: latency distribution, "
-              "accuracy against latency (needs matplotlib).")
+              "accuracy against latency; with eval data also STEM.classes.png beside it, each file's "
+              "confusion matrix (needs matplotlib).")
 @click.option("--budget", type=click.Path(dir_okay=False), help="CI gate: check against this budget TOML "
               "(edgekd init-budget proposes one); exit 1 when a check fails.")
 @click.option("--baseline", type=click.Path(dir_okay=False), help="CI gate: check against a previous "

@@ -6,9 +6,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
+from edgekd.device.bench.classes_text import lost_lines
 from edgekd.device.bench.profile_text import TOP, headline, profiled, top_rows
 from edgekd.device.bench.text import (NARROW, SHORT, TERMINAL, device_line, formats_side_by_side, int8_slower_lines,
-                                      recommendation_lines, rows, skipped_notes, thermal_line)
+                                      recommendation_lines, rows, shown_comparisons, skipped_notes, thermal_line)
 from edgekd.core.console import report_console
 
 
@@ -21,6 +22,8 @@ def render_table(result: dict, console=None) -> None:
     # file, node and tensor names come from the files: printed as text, never as rich markup
     for line in recommendation_lines(result):
         console.print(line, style="bold", highlight=False, markup=False)
+    for line in lost_lines(result, shown_comparisons(result)):    # labels come from the manifest: plain text
+        console.print(line, highlight=False, markup=False)
     side = formats_side_by_side(result)
     if side:
         console.print(_side_by_side(side))

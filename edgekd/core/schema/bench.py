@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict
 
 from edgekd.core.errors import ConfigError
+from edgekd.core.schema.bench_classes import Confusion, LostClass, PerClass, check_classes
 from edgekd.core.schema.fields import (FRACTION, POSITIVE, POSITIVES, Count, Invalid,
                                        Positive, check_shape)
 from edgekd.core.schema.jsonfile import check_version, json_text, parse_json, read_json
@@ -205,6 +206,12 @@ class Model(_ModelRelied, total=False):
     eval_seconds: float
     agreement_with_teacher: float | None
     profile: Profile              # only with --profile
+    # with eval data (edgekd.core.schema.bench_classes): per class in label order, rows of the
+    # confusion matrix = true class, columns = predicted (null beyond 1000 classes), top-5 only with
+    # more than 5 classes
+    top5_accuracy: Annotated[float, FRACTION]
+    per_class: PerClass
+    confusion: Confusion | None
 
 
 class Comparison(TypedDict, total=False):
@@ -218,6 +225,7 @@ class Comparison(TypedDict, total=False):
     model_memory_ratio: float | None
     accuracy_delta: float | None
     agreement_with_teacher: float | None
+    lost_classes: list[LostClass]  # with eval data: the classes the model lost against this teacher, largest drop first
 
 
 class Excluded(TypedDict):
@@ -238,10 +246,14 @@ class Recommendation(TypedDict):  # one per role and measured setting (edgekd.de
     excluded: list[Excluded]      # the role's files the rule left out, and why
 
 
-class Outputs(TypedDict):
+class _OutputsRelied(TypedDict):
     json: str | None
     markdown: str | None
     plot: str | None
+
+
+class Outputs(_OutputsRelied, total=False):
+    classes_plot: str | None      # with --plot and eval data: the confusion matrices, beside the plot
 
 
 class Against(TypedDict):
@@ -297,6 +309,8 @@ def from_json(data: bytes | dict[str, Any], where: str = "the bench.json", what:
     try:
         check_shape(doc, BenchDoc, "the document", "")
         _check_files_once(doc["models"])
+        for i, m in enumerate(doc["models"]):
+            check_classes(m, f"models[{i}]")
     except Invalid as exc:
         raise ConfigError(f"{where} is not a usable {what}: {exc}", hint=HINT) from None
     return typing.cast(BenchDoc, doc)

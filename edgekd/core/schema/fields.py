@@ -87,7 +87,7 @@ def check_document(doc: Mapping[str, Any], shape: type, where: str, what: str, e
 def check_value(value: Any, hint: Any, at: str) -> None:
     """``value`` of the type ``hint``, the values inside it included; Invalid naming ``at`` otherwise."""
     if not _holds(value, hint):
-        raise Invalid(f"{at} must be {describe(hint)}, got {value!r}")
+        raise Invalid(f"{at} must be {describe(hint)}, got {_shown(value)}")
     base = _unannotated(hint)
     origin, args = typing.get_origin(base), typing.get_args(base)
     if _is_shape(base):
@@ -105,6 +105,15 @@ def check_value(value: Any, hint: Any, at: str) -> None:
             # a free key that is not a plain word (a file name: "m.int8.tflite") is quoted, so the
             # field's name says where the key ends
             check_value(item, args[1], f"{at}.{key}" if key.isidentifier() else f"{at}[{key!r}]")
+
+
+#: how much of a wrong value an error line shows: a hostile document's list of a million items stays one short line
+SHOWN = 120
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= SHOWN else f"{text[:SHOWN]}… ({len(text):,} characters)"
 
 
 @dataclasses.dataclass(frozen=True)

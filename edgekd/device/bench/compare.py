@@ -33,16 +33,19 @@ def _ratio(a, b):
     return a / b if a is not None and b not in (None, 0) else None
 
 
-def build_comparisons(models: list[schema.Model]) -> list[schema.Comparison]:
+def build_comparisons(models: list[schema.Model], lost: Mapping[tuple[str, str], list] | None = None
+                      ) -> list[schema.Comparison]:
     """Each non-teacher model against each teacher, at the same threads and batch, same run.
 
     size_ratio = model bytes / teacher bytes; speedup = teacher p50 / model p50;
     memory_ratio = peak RSS during inference of the model's process / the teacher's;
     model_memory_ratio = the same less each process's RSS before loading;
-    accuracy_delta = model accuracy − teacher accuracy.
+    accuracy_delta = model accuracy − teacher accuracy;
+    lost_classes = ``lost[(model file, teacher file)]`` where given (both files evaluated).
     """
     teachers = [m for m in models if m["role"] == "teacher"]
     out: list[schema.Comparison] = []
+    lost = lost or {}
     for s in models:
         if s["role"] == "teacher":
             continue
@@ -60,5 +63,6 @@ def build_comparisons(models: list[schema.Model]) -> list[schema.Comparison]:
                             "model_memory_ratio": _ratio(ms["memory"]["model_bytes"] or None,
                                                          mt["memory"]["model_bytes"] or None),
                             "accuracy_delta": acc,
-                            "agreement_with_teacher": s.get("agreement_with_teacher")})
+                            "agreement_with_teacher": s.get("agreement_with_teacher"),
+                            **({"lost_classes": lost[s["file"], t["file"]]} if (s["file"], t["file"]) in lost else {})})
     return out

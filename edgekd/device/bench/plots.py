@@ -46,6 +46,46 @@ def plot_png(result: Mapping[str, Any]) -> bytes:
     return png(plt, fig, f"edgekd bench · {device_line(result)}")
 
 
+#: a confusion matrix names its classes on the axes, and writes its counts in the cells, up to these many
+TICKS, COUNTS = 30, 12
+
+
+def classes_png(result: Mapping[str, Any]) -> bytes:
+    """One confusion matrix per evaluated file (rows: true class, columns: predicted), coloured by the
+    share of the row, so a class the file loses stands out whatever the class sizes."""
+    plt = require_matplotlib()
+    models = [m for m in result["models"] if m.get("confusion")]
+    cols = min(3, len(models))
+    rows = -(-len(models) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.2 * rows), squeeze=False)
+    for ax in axes.flat[len(models):]:
+        ax.set_visible(False)
+    for ax, m in zip(axes.flat, models):
+        _confusion_panel(ax, m)
+    return png(plt, fig, f"edgekd bench · confusion matrices · {device_line(result)}")
+
+
+def _confusion_panel(ax, m: Mapping[str, Any]) -> None:
+    matrix = m["confusion"]
+    n = len(matrix)
+    shares = [[v / (sum(row) or 1) for v in row] for row in matrix]
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    labels = [c["label"] for c in m.get("per_class") or []] or [str(i) for i in range(n)]
+    if n <= TICKS:
+        ax.set_xticks(range(n), labels, fontsize=6, rotation=90)
+        ax.set_yticks(range(n), labels, fontsize=6)
+    if n <= COUNTS:
+        for i, row in enumerate(matrix):
+            for j, v in enumerate(row):
+                if v:
+                    ax.text(j, i, str(v), ha="center", va="center", fontsize=6,
+                            color="white" if shares[i][j] > 0.5 else "black")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    accuracy = f" · {100 * m['accuracy']:.2f}%" if m.get("accuracy") is not None else ""
+    ax.set_title(f"{m['file']}{accuracy}", fontsize=8)
+
+
 def png(plt, fig, title: str) -> bytes:
     """The figure with its title, as PNG bytes (and closed)."""
     fig.suptitle(title, fontsize=8)

@@ -20,11 +20,12 @@ from edgekd.core.schema import SCHEMA_VERSION
 from edgekd.core.schema.bench import SCHEMA, BenchDoc, Device, Model, Outputs, Settings
 from edgekd.core.version import __version__
 from edgekd.device.bench import device
+from edgekd.device.bench.classes import lost_classes, per_class
 from edgekd.device.bench.compare import build_comparisons, reference_teacher
 from edgekd.device.bench.measure import spawn_worker
 from edgekd.device.bench.options import BenchOptions
 from edgekd.device.bench.pick import recommendations
-from edgekd.device.bench.outputs import write_bench_outputs
+from edgekd.device.bench.outputs import classes_plot_path, write_bench_outputs
 from edgekd.device.bench.plots import require_matplotlib
 from edgekd.device.bench.remote import bench_remote
 from edgekd.device.bench.target import default_out, resolve_target
@@ -76,13 +77,14 @@ def run_sides(targets: list, options: BenchOptions | None = None, *, out=None, m
     sides = [resolve_target(t, data=options.data, runtime=options.runtime) for t in targets]
     out = default_out(Path(targets[0]), sides[0]["target"]["kind"]) if out is None else out
     paths = {"--out": out, "--markdown": markdown, "--plot": plot}
-    _check_outputs(targets, {**paths, **(also_written or {})}, options.data)
+    classes_plot = {"--plot (its confusion matrices)": classes_plot_path(plot) if plot else None}
+    _check_outputs(targets, {**paths, **classes_plot, **(also_written or {})}, options.data)
     if check_target:
         check_target(*sides)
     docs: list[BenchDoc]
     if remote is not None:
         docs = bench_remote(remote, targets, options, progress)
-        docs[0]["outputs"] = _outputs(paths)
+        docs[0]["outputs"] = _outputs(paths, docs[0]["models"])
     else:       # the board's bench wrote its own against section
         docs = _bench_here(sides, options, paths, progress)
         if len(docs) == 2:
@@ -99,7 +101,8 @@ def _bench_here(sides: list[dict], options: BenchOptions, paths: dict, progress:
     measured = _measure(sides, options, progress)
     facts["thermal_after"] = device.thermal()
     settings = _settings(options, sides[0]["eval_path"])
-    return [_document(s, settings, facts, _agreement(*m), m[0], paths if i == 0 else _NO_OUTPUTS)
+    return [_document(s, settings, facts, _agreement(*m), m[0], paths if i == 0 else _NO_OUTPUTS,
+                      _lost(m[0], m[1], s["eval_y"]))
             for i, (s, m) in enumerate(zip(sides, measured))]
 
 
@@ -139,10 +142,11 @@ def _measure(sides: list[dict], options: BenchOptions, progress: Progress | None
         # the first setting's first repetition: at 1 thread (bench's first by default) node times add up
         profile = options.profile and rep == 0 and (t, b) == (threads[0], batches[0])
         request = {"path": m["path"], "runtime": m["runtime"], "threads": t, "batch": b, **options.worker_fields(),
-                   "data": eval_path, "evaluate": evaluate, "profile": profile}
+                   "data": eval_path, "evaluate": evaluate, "profile": profile, "pixels": m.get("pixels")}
         resp, _ = spawn_worker(request, timeout=options.timeout)
         if "eval" in resp:
-            predictions[i][m["file"]] = _record_eval(entries[i][m["file"]], resp["eval"])
+            predictions[i][m["file"]] = _record_eval(entries[i][m["file"]], resp["eval"],
+                                                     sides[i]["target"].get("labels"))
         if "profile" in resp:
             entries[i][m["file"]]["profile"] = resp["profile"]
         answers.setdefault((i, m["file"], t, b), []).append(resp)
@@ -162,15 +166,23 @@ def _label(m: dict, threads: int, batch: int, rep: int, repeat: int, sides: list
 
 def _entry(m: dict) -> dict:
     """A model's bench.json entry before any measurement: the target's facts, the rest unknown."""
-    return {**{k: v for k, v in m.items() if k != "path"}, "backend": None, "accuracy": None,
+    return {**{k: v for k, v in m.items() if k not in ("path", "pixels")}, "backend": None, "accuracy": None,
             "eval_samples": None, "agreement_with_teacher": None, "measurements": []}
 
 
-def _record_eval(entry: dict, ev: dict) -> list:
-    """The child's score into the model's entry; returns its predictions (kept out of bench.json)."""
+def _record_eval(entry: dict, ev: dict, labels: list | None) -> list:
+    """The child's score into the model's entry, per class by the manifest's labels; returns its
+    predictions (kept out of bench.json)."""
     entry["accuracy"] = ev["accuracy"]
     entry["eval_samples"] = ev["samples"]
     entry["eval_seconds"] = ev["seconds"]
+    counts = ev["classes"]
+    if counts["top5_accuracy"] is not None:
+        entry["top5_accuracy"] = counts["top5_accuracy"]
+    scores = per_class(counts, labels)
+    if scores is not None:
+        entry["per_class"] = scores
+    entry["confusion"] = counts["confusion"]
     return ev.pop("predictions")
 
 
@@ -183,18 +195,32 @@ def _settings(options: BenchOptions, eval_path: str | None) -> Settings:
 
 
 def _document(resolved: dict, settings: Settings, facts: Device, teacher: dict | None, models: list[Model],
-              paths: dict) -> BenchDoc:
+              paths: dict, lost: dict) -> BenchDoc:
     return BenchDoc(schema=SCHEMA, schema_version=SCHEMA_VERSION, edgekd_version=__version__,
                     created_utc=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                     target=resolved["target"], settings=settings, device=facts,
                     teacher=teacher["file"] if teacher else None, models=models,
-                    comparisons=build_comparisons(models), outputs=_outputs(paths))
+                    comparisons=build_comparisons(models, lost), outputs=_outputs(paths, models))
 
 
-def _outputs(paths: dict) -> Outputs:
+def _outputs(paths: dict, models: list[Model]) -> Outputs:
     def named(flag: str) -> str | None:
         return str(paths[flag]) if paths[flag] else None
-    return Outputs(json=named("--out"), markdown=named("--markdown"), plot=named("--plot"))
+    outputs = Outputs(json=named("--out"), markdown=named("--markdown"), plot=named("--plot"))
+    if paths["--plot"] and any(m.get("confusion") for m in models):      # drawn only where there is one
+        outputs["classes_plot"] = str(classes_plot_path(paths["--plot"]))
+    return outputs
+
+
+def _lost(models: list[dict], predictions: dict, y: list | None) -> dict[tuple[str, str], list]:
+    """(model file, teacher file) → the classes the model lost against that teacher
+    (:func:`~edgekd.device.bench.classes.lost_classes`), for each pair both evaluated."""
+    out = {}
+    for t in (m for m in models if m["role"] == "teacher" and m["file"] in predictions):
+        for m in (m for m in models if m["role"] != "teacher" and m.get("per_class") and m["file"] in predictions):
+            names = [c["label"] for c in m["per_class"]]
+            out[m["file"], t["file"]] = lost_classes(y or [], predictions[m["file"]], predictions[t["file"]], names)
+    return out
 
 
 def _agreement(models: list[dict], predictions: dict) -> dict | None:

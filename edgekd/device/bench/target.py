@@ -10,6 +10,8 @@ import numpy as np
 from edgekd.core.errors import BundleError, ConfigError, DataError
 from edgekd.core import bundle as bundle_mod
 from edgekd.core.bundle import BENCH_REPORT
+from edgekd.core.preprocess import checked_statistics, eight_bit
+from edgekd.core.schema.manifest import PIXELS
 from edgekd.device.runtimes import SUFFIXES, canonical_runtime, runtime_for, runtime_row
 from edgekd.device.runtimes.base import check_sample_shape
 
@@ -36,12 +38,14 @@ def resolve_target(target: str | os.PathLike, data=None, runtime: str | None = N
             if want and rt != want:
                 continue
             runtime_row(rt).check_file(path / m["file"], m["file"])    # e.g. ONNX external data
-            inputs[m["file"]] = (m.get("input") or {}).get("shape")
+            inputs[m["file"]] = _eval_shape(m.get("input") or {})
             models.append({"file": m["file"], "path": str(path / m["file"]), "role": m.get("role", "model"),
                            "format": m.get("format"), "precision": m.get("precision"), "runtime": rt,
                            "bytes": files[m["file"]]["bytes"], "sha256": files[m["file"]]["sha256"],
                            "parameters": m.get("parameters"), "macs": m.get("macs"),
-                           "reference_accuracy": m.get("reference_accuracy")})
+                           "reference_accuracy": m.get("reference_accuracy"),
+                           # --input uint8: the statistics that give the eval samples' pixels back (worker)
+                           "pixels": _pixel_statistics(bundle.manifest, m) if _takes_pixels(m) else None})
         if not models:
             raise ConfigError(f"the bundle has no model for runtime '{runtime}'" if want
                               else "the bundle lists no models")
@@ -65,7 +69,34 @@ def resolve_target(target: str | os.PathLike, data=None, runtime: str | None = N
         # the digest lets the gate tell a baseline measured on other eval data
         info["eval"] = {"file": str(eval_path), "samples": int(len(x)), "sample_shape": list(x.shape[1:]),
                         "sha256": bundle_mod.file_digest(eval_path)["sha256"]}
-    return {"target": info, "models": models, "eval_path": str(eval_path) if eval_path else None}
+    # the eval labels stay with the target: the lost classes pair two files' predictions sample by sample
+    return {"target": info, "models": models, "eval_path": str(eval_path) if eval_path else None,
+            "eval_y": y.tolist() if eval_path is not None else None}
+
+
+def _pixel_statistics(manifest: dict, m: dict) -> dict:
+    """The statistics that give a pixel-input file's eval samples their pixels back, checked here: the
+    worker would otherwise meet a hostile manifest's values in numpy, as a traceback."""
+    shape = (m.get("input") or {}).get("shape")
+    channels = shape[-1] if isinstance(shape, list) and len(shape) == 4 and isinstance(shape[-1], int) else 0
+    pre = checked_statistics(manifest.get("preprocessing"), channels, True, f"'{m['file']}'")
+    if not eight_bit(pre):
+        raise BundleError(f"'{m['file']}' takes pixels, but the manifest's preprocessing is not of 8-bit images",
+                          hint="export the bundle again")
+    return pre
+
+
+def _takes_pixels(m: dict) -> bool:
+    return (m.get("input") or {}).get("values") == PIXELS
+
+
+def _eval_shape(ins: dict):
+    """The shape of the eval samples a model takes, batch first: its manifest's, or for a file that takes
+    pixels (NHWC) that of the standardised NCHW samples the worker turns into its pixels."""
+    shape = ins.get("shape")
+    if ins.get("values") == PIXELS and isinstance(shape, list) and len(shape) == 4:
+        return [shape[0], shape[3], shape[1], shape[2]]
+    return shape
 
 
 def check_eval(x, y, where: Path, inputs: dict, classes: int | None = None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from edgekd.core.numbers import MIB, fmt, ms, pct, size
+from edgekd.device.bench.classes_text import classes_markdown
 from edgekd.device.bench.compare import at, measured, setting_name
 from edgekd.device.bench.pick import NEAR_BEST, RULE_WORDS
 from edgekd.device.bench.profile_text import profile_markdown
@@ -198,7 +199,7 @@ def bench_markdown(result: Mapping[str, Any]) -> str:
             vals = [f"**{v}**" if v else v for v in vals]
         lines.append("| " + " | ".join(vals) + " |")
     lines += _bullets(recommendation_lines(result)) + side_by_side_markdown(result) + _bullets(int8_slower_lines(result))
-    lines += profile_markdown(result)
+    lines += classes_markdown(result, shown_comparisons(result)) + profile_markdown(result)
     notes = skipped_notes(result)
     if notes:
         lines += [""] + [f"- skipped {n}" for n in notes]

@@ -5,7 +5,8 @@ The request and the response are JSON files (stdout is left to native libraries,
 which print there). Request keys: path, runtime, threads, batch, providers, warmup,
 warmup_seconds, runs, min_seconds, max_runs (these five: bench's DEFAULTS where absent), data
 (eval.npz or null), evaluate, profile (Runtime.profile, after everything else), seed, parent_pid (the
-process this child must not outlive, or null).
+process this child must not outlive, or null), pixels (the manifest's preprocessing for a file that takes
+pixels, ``export --input uint8``: the eval samples are given as their pixels; else null).
 """
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ import numpy as np
 
 from edgekd.core.bundle import load_eval_npz
 from edgekd.core.errors import EdgeKDError
+from edgekd.core.preprocess import to_pixels
 from edgekd.device.bench import memory
+from edgekd.device.bench.classes import class_counts
 from edgekd.device.bench.options import DEFAULTS
 from edgekd.device.bench.target import check_classes
 from edgekd.device.runtimes import UnsupportedBatch, open_model, runtime_for, runtime_row
@@ -136,7 +139,8 @@ def _eval_data(req: dict):
     """(x, y) of the request's eval.npz, or (None, None) without one."""
     if not req.get("data"):
         return None, None
-    return load_eval_npz(Path(req["data"]))
+    x, y = load_eval_npz(Path(req["data"]))
+    return (to_pixels(req["pixels"], x, "NHWC") if req.get("pixels") else x), y
 
 
 def _load(req: dict):
@@ -158,11 +162,15 @@ def _batch_input(rt, req: dict, batch: int, x_eval):
 
 
 def _evaluate(rt, x_eval, y_eval) -> dict:
+    """Accuracy, the top-1 predictions (for agreement and lost classes) and the per-class counts, from
+    one pass of logits (top-5 needs them; ``rt.predict`` is their argmax, in the same batches)."""
     t0 = time.perf_counter()
-    pred = rt.predict(x_eval)
-    return {"samples": int(len(x_eval)), "seconds": time.perf_counter() - t0,
+    logits = rt.logits(x_eval, 64)
+    pred = np.argmax(logits, axis=1)
+    seconds = time.perf_counter() - t0
+    return {"samples": int(len(x_eval)), "seconds": seconds,
             "accuracy": float(np.mean(pred == y_eval)) if len(y_eval) else None,
-            "predictions": pred.astype(int).tolist()}
+            "predictions": pred.astype(int).tolist(), "classes": class_counts(logits, y_eval)}
 
 
 def _die_with_parent(parent_pid: int | None) -> bool:
