@@ -156,7 +156,7 @@ def machine() -> dict:
     name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
     flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
     return {"cpu": name, "cores": os.cpu_count(), "torch": torch.__version__, "native_bf16": native_bf16("cpu"),
-            "flags": [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]}
+            "flags": [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile") if f in flags]}
 
 
 def verdicts(record: dict) -> list[str]:

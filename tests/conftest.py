@@ -32,9 +32,11 @@ CONVERGING = dict(data="digits", teacher="cnn:width=32,depth=2", student="cnn:wi
 #: like test_gate's baseline, need no entry): a test that uses one, itself or through another fixture,
 #: is ``slow``
 SLOW_FIXTURES = {"converged_cpu_run", "demo_run", "demo_bundle", "demo_bench", "zoo_run", "zoo_bundle",
+                 "image_run", "image_bundle",
                  "base_run",                    # test_export: a trained run
                  "v3", "cnn_run", "pooled",     # test_onnx_int8: exported or trained models
-                 "sweep"}                       # test_sweep: a whole sweep
+                 "sweep",                       # test_sweep: a whole sweep
+                 "rgb_run", "pixel_bundles"}    # test_pixel_input: an RGB run, exported twice
 #: modules slow by nature: each test starts sshd, builds a device environment or runs torchrun
 SLOW_MODULES = {"test_device_envs", "test_remote", "test_distributed"}
 
@@ -120,6 +122,44 @@ def zoo_bundle(zoo_run, tmp_path_factory) -> Path:
     return out
 
 
+def digits_png_folder(root: Path) -> Path:
+    """sklearn's digits as 8-bit gray PNG files, one folder per class (values 0..16 scaled to 0..240):
+    a folder of pictures as a user has one, for the paths that decode image files."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for i, (pixels, label) in enumerate(zip(digits.images, digits.target)):
+        folder = root / f"digit{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((pixels * 15).astype(np.uint8), "L").save(folder / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def image_run(tmp_path_factory) -> Path:
+    """TINY on ``digits_png_folder`` resized to 12×12: a run whose manifest records an image transform."""
+    from edgekd.train.config import load_config
+    from edgekd.train.distill import run_experiment
+
+    root = tmp_path_factory.mktemp("digits_png")
+    out = root / "run"
+    run_experiment(load_config(None, **{**TINY, "data": f"folder:{digits_png_folder(root / 'images')}",
+                                        "image_size": "12"}, out=str(out)))
+    return out
+
+
+@pytest.fixture(scope="session")
+def image_bundle(image_run, tmp_path_factory) -> Path:
+    """The default --int8 bundle of ``image_run``."""
+    import edgekd
+
+    out = tmp_path_factory.mktemp("image_bundle") / "bundle"
+    edgekd.export(image_run, out=out)
+    return out
+
+
 #: a short bench: one thread, five timed runs (the numbers are checked for shape, not for speed)
 FAST_BENCH = dict(threads=[1], runs=5, min_seconds=0.0, warmup=2, warmup_seconds=0.0)
 #: the same, as ``edgekd bench`` options
@@ -133,6 +173,20 @@ def demo_bench(demo_bundle, tmp_path_factory) -> dict:
     from edgekd.device.bench.run import run_bench
 
     return run_bench(demo_bundle, out=tmp_path_factory.mktemp("bench") / "bench.json", **FAST_BENCH)
+
+
+def torch_blocked(tmp_path: Path) -> dict:
+    """The environment of a process in which torch and scikit-learn cannot be imported, as on a board
+    (each replaced by a package whose import fails); checked before it is handed out."""
+    blocker = tmp_path / "blocker"
+    for mod in ("torch", "sklearn"):
+        (blocker / mod).mkdir(parents=True)
+        (blocker / mod / "__init__.py").write_text(f"raise ImportError('{mod} is not on the device')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(blocker), str(Path(__file__).resolve().parents[1])])}
+    probe = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True,
+                           env={**os.environ, **env})
+    assert probe.returncode != 0 and "not on the device" in probe.stderr
+    return env
 
 
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -49,6 +49,20 @@ class Workspace:
         shutil.copytree(self._shared("demo_run"), self.root / "run")
         return self.root / "run"
 
+    def image_bundle(self) -> Path:
+        """A copy of the bundle of a run on image files (digits as PNG, 12×12 gray): predict's pictures."""
+        shutil.copytree(self._shared("image_bundle"), self.root / "images")
+        return self.root / "images"
+
+    def picture(self, name: str, mode: str = "L") -> Path:
+        """A 12×12 picture in ``mode`` (L, RGB, RGBA …) at ``name``."""
+        from PIL import Image
+
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new(mode, (12, 12)).save(path)
+        return path
+
     def write(self, name: str, data: bytes | str) -> Path:
         path = self.root / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -890,6 +904,79 @@ for _option, _old, _new in [("--out", "bench.json", "b.json"), ("--markdown", "b
         CASES.append(Case(f"bench-{_option[2:]}-into-{_side}", _output_into(_option, _side, _name), "in the bundle"))
 
 
+# -- predict -----------------------------------------------------------------------------------
+
+@case("predict-unknown-model", "unknown model 'techer'")
+def _(ws):
+    return ["predict", ws.image_bundle(), ws.picture("a.png"), "--model", "techer"]
+
+
+@case("predict-unknown-format", "no student file in format 'tflite'")
+def _(ws):
+    return ["predict", ws.image_bundle(), ws.picture("a.png"), "--format", "tflite"]
+
+
+@case("predict-input-missing", "not found")
+def _(ws):
+    return ["predict", ws.image_bundle(), "missing.png"]
+
+
+@case("predict-bundle-tampered", "does not match")
+def _(ws):
+    bundle = ws.image_bundle()
+    with open(bundle / "student.int8.tflite", "ab") as f:
+        f.write(b"\0")
+    return ["predict", bundle, ws.picture("a.png")]
+
+
+@case("predict-unreadable-image", "cannot read image")
+def _(ws):
+    ws.write("pictures/broken.png", b"\x89PNG\r\n\x1a\nnot an image")
+    ws.picture("pictures/good.png")
+    return ["predict", ws.image_bundle(), "pictures"]
+
+
+@case("predict-rgba-for-a-gray-model", "transparent")
+def _(ws):
+    return ["predict", ws.image_bundle(), ws.picture("rgba.png", "RGBA")]
+
+
+@case("predict-npz-wrong-size", "1×12×13")
+def _(ws):
+    return ["predict", ws.image_bundle(), ws.npz("x.npz", x=np.zeros((2, 1, 12, 13), np.float32))]
+
+
+@case("predict-npz-without-x", "no array 'x'")
+def _(ws):
+    return ["predict", ws.image_bundle(), ws.npz("x.npz", images=np.zeros((2, 12, 12, 1), np.uint8))]
+
+
+@case("predict-picture-for-an-array-model", "not on 8-bit images")
+def _(ws):
+    return ["predict", ws.bundle(), ws.picture("a.png")]
+
+
+@case("predict-manifest-std-zero", "std above 0")
+def _(ws):
+    bundle = ws.image_bundle()
+    doc = json.loads((bundle / "manifest.json").read_text())
+    doc["preprocessing"]["std"] = [0]
+    (bundle / "manifest.json").write_text(json.dumps(doc))
+    return ["predict", bundle, ws.picture("a.png")]
+
+
+@case("predict-top-k-zero", "--top-k")
+def _(ws):
+    return ["predict", "bundle", "a.png", "--top-k", "0"]
+
+
+@case("predict-folder-link-out", "outside the folder")
+def _(ws):
+    (ws.root / "pictures").mkdir()
+    os.symlink(ws.private, ws.root / "pictures" / "secret.png")
+    return ["predict", ws.image_bundle(), "pictures"]
+
+
 # -- init-budget -------------------------------------------------------------------------------
 
 @case("init-budget-source-missing", "not found")
@@ -922,10 +1009,10 @@ def _(ws):
 
 
 def test_enough_cases():
-    """The issue asks for at least 60 cases over the four commands."""
+    """The issue asks for at least 60 cases over the commands."""
     commands = {c.id.split("-")[0] for c in CASES}
     assert len(CASES) >= 60 and len({c.id for c in CASES}) == len(CASES)
-    assert commands == {"distill", "export", "bench", "init"}
+    assert commands == {"distill", "export", "bench", "init", "predict"}
     assert set(IN_A_SUBPROCESS) <= {c.id for c in CASES}          # each one still names a case
 
 
@@ -1000,7 +1087,7 @@ def _one_line_and_nothing_written(bad: Case, tmp_path: Path, shared: Callable[[s
 
 
 #: the Workspace methods that copy the shared run or bundle
-COPIES_SHARED = {"run", "bundle", "manifest", "eval_npz"}
+COPIES_SHARED = {"run", "bundle", "manifest", "eval_npz", "image_bundle"}
 
 
 def _names_read(fn: Callable, seen: set) -> set[str]:
@@ -1045,6 +1132,7 @@ IN_A_SUBPROCESS = [
     "bench-model-unknown-suffix",       # RuntimeBackendError
     "bench-data-missing",               # DataError
     "init-budget-bad-threads",          # ConfigError
+    "predict-unknown-model",            # ConfigError, from the torch-free predictor
 ]
 
 

@@ -7,7 +7,6 @@ its own to refuse them); the torch-free bench runs as real processes.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FAST_BENCH, FAST_BENCH_ARGS, assert_user_error, run_cli, run_cli_here
+from conftest import FAST_BENCH, FAST_BENCH_ARGS, assert_user_error, run_cli, run_cli_here, torch_blocked
 
 FAST = FAST_BENCH_ARGS
 
@@ -101,14 +100,7 @@ def test_reported_accuracy_equals_an_independent_loop(demo_bench, demo_bundle):
 
 
 def test_bench_runs_with_torch_unimportable(demo_bundle, tmp_path):
-    blocker = tmp_path / "blocker"
-    for mod in ("torch", "sklearn"):
-        (blocker / mod).mkdir(parents=True)
-        (blocker / mod / "__init__.py").write_text(f"raise ImportError('{mod} is not on the device')\n")
-    env = {"PYTHONPATH": os.pathsep.join([str(blocker), str(Path(__file__).resolve().parents[1])])}
-    probe = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True,
-                           env={**os.environ, **env})
-    assert probe.returncode != 0 and "not on the device" in probe.stderr
+    env = torch_blocked(tmp_path)
     out, md, png = tmp_path / "b.json", tmp_path / "b.md", tmp_path / "b.png"
     res = run_cli("bench", demo_bundle, *FAST, "--out", out, "--markdown", md, "--plot", png, "--json", env=env)
     assert res.returncode == 0, res.stderr

@@ -35,6 +35,22 @@ def test_nhwc_images_become_nchw(tmp_path):
     assert load_dataset(f"npz:{path}").x.shape == (10, 3, 32, 32)
 
 
+@pytest.mark.parametrize("x,recorded", [
+    (np.zeros((10, 28, 28), np.uint8), {"size": [28, 28], "channels": 1}),       # idx:'s Fashion-MNIST, gray
+    (np.zeros((10, 16, 24, 3), np.uint8), {"size": [16, 24], "channels": 3}),    # RGB, NHWC
+    (np.zeros((10, 28, 28), np.float32), None),                                   # float: no pixels to take
+    (np.zeros((10, 2, 8, 8), np.uint8), None),                                    # two channels: no picture
+    (np.zeros((10, 5), np.uint8), None),                                          # a table
+])
+def test_8bit_images_as_stored_record_their_transform(tmp_path, x, recorded):
+    """A predictor takes camera frames, and export --input uint8 folds the statistics in, only for a
+    model of 8-bit images: those as stored record the identity transform (their own size and colour)."""
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(10) % 2)
+    image = load_dataset(f"npz:{tmp_path / 'd.npz'}").image
+    assert (image and {k: image[k] for k in ("size", "channels")}) == recorded
+    assert image is None or (image["dtype"] == "uint8" and image["color"] == ("L" if image["channels"] == 1 else "RGB"))
+
+
 def write_idx(path, array):
     header = struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     data = header + array.astype(np.uint8).tobytes()

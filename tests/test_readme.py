@@ -17,7 +17,7 @@ import readme_section  # noqa: E402
 # each has render(record) and SECTION and RECORD, or SECTIONS (README marker → record) for several
 SCRIPTS = ["demo_figures", "int8_accuracy", "int8_speed", "losses", "distill_overhead", "fashion_mnist",
            "fashion_mnist_labels", "gate_noise",
-           "sweep_digits", "test_times", "train_speed", "zoo_table"]
+           "predict", "sweep_digits", "test_times", "train_speed", "zoo_table"]
 
 
 def _script(name: str):

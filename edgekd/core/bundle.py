@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgekd.core.errors import BundleError, ConfigError
-from edgekd.core.npzfile import check_npz
+from edgekd.core.npzfile import read_arrays
 from edgekd.core.schema.jsonfile import read_json
 from edgekd.core.schema.manifest import MANIFEST, Manifest
 
@@ -65,19 +63,9 @@ class Bundle:
 
 def load_eval_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(x float32, y int64) from an eval.npz; never unpickles."""
-    check_npz(path, BundleError)
-    try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise BundleError(f"'{path}' is a single .npy array, not an .npz archive of x and y")
-        with data:
-            if "x" not in data or "y" not in data:
-                raise BundleError(f"'{path}' has no arrays 'x' and 'y'",
-                                  hint=f"it holds: {', '.join(data.files) or 'nothing'}")
-            with np.errstate(over="ignore"):     # beyond float32 becomes inf: check_eval's one error, no warning
-                return data["x"].astype(np.float32), _class_indices(data["y"], path)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise BundleError(f"cannot read '{path}': {exc}") from None
+    arrays = read_arrays(path, ("x", "y"), BundleError, "save it with np.savez(path, x=..., y=...)")
+    with np.errstate(over="ignore"):     # beyond float32 becomes inf: check_eval's one error, no warning
+        return arrays["x"].astype(np.float32), _class_indices(arrays["y"], path)
 
 
 def _class_indices(y: np.ndarray, path: Path) -> np.ndarray:

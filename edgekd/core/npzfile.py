@@ -77,3 +77,22 @@ def _check_array(f, size: int, what: str, path: Path, error) -> None:
     if declared > size:
         raise error(f"'{path}': {what} declares {declared:,} bytes but holds {size:,}",
                     hint="the file is damaged or crafted; save it again with np.savez")
+
+
+def read_arrays(path: Path, names: tuple[str, ...], error: type[EdgeKDError], hint: str) -> dict[str, np.ndarray]:
+    """The arrays ``names`` of the .npz at ``path``, checked by :func:`check_npz` first and never
+    unpickled; a single .npy, a missing array or an unreadable file is one ``error`` (``hint``: how to
+    write it)."""
+    check_npz(path, error)
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise error(f"'{path}' is a single .npy array, not an .npz archive", hint=hint)
+        with data:
+            missing = [name for name in names if name not in data]
+            if missing:
+                raise error(f"'{path}' has no array{'s' if len(missing) > 1 else ''} {' and '.join(map(repr, missing))}",
+                            hint=f"{hint}; it holds: {', '.join(data.files) or 'nothing'}")
+            return {name: data[name] for name in names}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise error(f"cannot read '{path}': {exc}") from None

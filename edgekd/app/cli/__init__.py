@@ -1,6 +1,6 @@
 """The ``edgekd`` command: parse options → call the Python API → render. No logic here.
 
-One module per command (:mod:`.distill`, :mod:`.export`, :mod:`.bench`, :mod:`.sweep`); this one
+One module per command (:mod:`.distill`, :mod:`.export`, :mod:`.bench`, :mod:`.sweep`, :mod:`.predict`); this one
 holds the group and its error handling.
 
 Heavy imports (torch, onnx, litert_torch) happen inside the commands that need them,
@@ -96,6 +96,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
       edgekd export runs/demo                 student.onnx, student.int8.tflite, teacher.onnx
       edgekd bench runs/demo/bundle           accuracy, latency, memory on this device
       edgekd sweep --students 'A;B;C'         several students: fronts, and the one that meets a budget
+      edgekd predict runs/demo/bundle IMG     the student's classes for images, in your program: edgekd.Predictor
     """
     ctx.obj = {"debug": debug}
 
@@ -104,9 +105,10 @@ def _add_commands() -> None:
     from edgekd.app.cli.bench import bench_command, init_budget_command
     from edgekd.app.cli.distill import distill
     from edgekd.app.cli.export import export_command
+    from edgekd.app.cli.predict import predict_command
     from edgekd.app.cli.sweep import sweep_command
 
-    for command in (distill, export_command, bench_command, init_budget_command, sweep_command):
+    for command in (distill, export_command, bench_command, init_budget_command, sweep_command, predict_command):
         cli.add_command(command)
 
 
