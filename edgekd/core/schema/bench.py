@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict
 
 from edgekd.core.errors import ConfigError
-from edgekd.core.schema.bench_classes import Confusion, LostClass, PerClass, check_classes
+from edgekd.core.schema.bench_classes import Confusion, LostClasses, PerClass, check_classes
 from edgekd.core.schema.fields import (FRACTION, POSITIVE, POSITIVES, Count, Invalid,
                                        Positive, check_shape)
 from edgekd.core.schema.jsonfile import check_version, json_text, parse_json, read_json
@@ -225,7 +225,7 @@ class Comparison(TypedDict, total=False):
     model_memory_ratio: float | None
     accuracy_delta: float | None
     agreement_with_teacher: float | None
-    lost_classes: list[LostClass]  # with eval data: the classes the model lost against this teacher, largest drop first
+    lost_classes: LostClasses      # with eval data: the classes the model lost against this teacher, largest drop first
 
 
 class Excluded(TypedDict):

@@ -52,6 +52,7 @@ class LostClass(TypedDict):
 #: seconds over a 1000-class matrix's million cells: :func:`check_classes` checks the cells
 Confusion = Annotated[list[Any], MATRIX_ROWS]
 PerClass = Annotated[list[ClassScore], CLASS_LIST]
+LostClasses = Annotated[list[LostClass], CLASS_LIST]
 
 
 def check_classes(model: Mapping[str, Any], at: str) -> None:

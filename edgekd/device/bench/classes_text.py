@@ -19,7 +19,8 @@ def lost_lines(result: Mapping[str, Any], shown: Sequence[Mapping[str, Any]]) ->
     it lost against that teacher beyond sampling noise, else its largest drop, within noise."""
     by_file = {m["file"]: m for m in result["models"]}
     # one per pair: bench.json repeats a pair's lost classes at each threads/batch setting
-    lost = {(c["model"], c["teacher"]): c["lost_classes"] for c in shown if "lost_classes" in c}
+    lost = {(c["model"], c["teacher"]): c["lost_classes"] for c in shown
+            if "lost_classes" in c and c["model"] in by_file and c["teacher"] in by_file}
     return [_lost_line(model, teacher, classes, by_file[model], by_file[teacher])
             for (model, teacher), classes in lost.items()]
 
