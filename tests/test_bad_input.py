@@ -702,6 +702,12 @@ def _(ws):
     return ["bench", ws.root / "bundle", "--data", "other-eval.npz"]
 
 
+@case("bench-data-strings", "must hold numbers")
+def _(ws):
+    ws.npz("strings.npz", x=np.array([["a"]]), y=np.zeros(1, np.int64))
+    return ["bench", ws.bundle(), "--data", "strings.npz"]
+
+
 @case("bench-data-npy-not-npz", "npy")
 def _(ws):
     ws.bundle()

@@ -67,6 +67,29 @@ def test_every_file_of_the_zoo_bundle_predicts_benchs_top1_without_torch(zoo_bun
         assert accuracy[m["file"]] == pytest.approx(m["accuracy"], abs=1e-12), m["file"]
 
 
+def test_pictures_of_the_eval_set_give_benchs_top1_in_every_file(image_bundle):
+    """The picture path (8-bit frames through the table of standardize's own values, quantized by the
+    runtime's quantize for int8 input, float for fp32 files) against bench's loop on eval.npz: the same
+    input, so the same top-1, file by file; the table against preprocess + the runtime's quantization."""
+    from edgekd.device.runtimes.base import quantize
+
+    x, _ = _eval(image_bundle)
+    frames = _pixels(image_bundle, x)[..., None]
+    for entry in json.loads((image_bundle / "manifest.json").read_text())["models"]:
+        p = Predictor(image_bundle, model=entry["role"], format=entry["format"])
+        rt = p.runtime
+        want = quantize(x, rt.input) if rt.input.quantized else x
+        np.testing.assert_array_equal(p._model_input(frames), want)
+        np.testing.assert_array_equal(_top1(p.predict(frames)), rt.predict(x))
+
+
+def test_a_list_of_preprocessed_samples_is_not_standardised_again(demo_bundle):
+    p = Predictor(demo_bundle)
+    x, _ = _eval(demo_bundle)
+    np.testing.assert_array_equal(p.logits(list(x[:4])), p.logits(x[:4]))
+    np.testing.assert_array_equal(p.logits([x[0], x[1]]), p.logits(x[:2]))
+
+
 def test_the_default_file_is_the_students_int8_tflite_and_repr_says_so(demo_bundle):
     p = Predictor(demo_bundle)
     assert p.entry["file"] == "student.int8.tflite"
@@ -201,6 +224,9 @@ def test_bad_inputs_are_one_error_each(image_bundle, demo_bundle, tmp_path):
     assert "did you mean 'teacher'" in info.value.hint
     with pytest.raises(ConfigError, match="no student file in format 'tflite'"):
         Predictor(image_bundle, format="tflite")
+    for bad in (dict(threads=0), dict(threads="4"), dict(model=None), dict(format=5)):
+        with pytest.raises(ConfigError):
+            Predictor(image_bundle, **bad)
 
 
 @pytest.mark.parametrize("edit,fragment", [
@@ -298,6 +324,8 @@ def test_the_board_example_classifies_a_folder_without_torch(image_bundle, pictu
                          capture_output=True, text=True, env={**os.environ, **torch_blocked(tmp_path)})
     assert res.returncode == 0, res.stderr
     lines = res.stdout.strip().splitlines()
-    assert lines[0].startswith("Predictor(") and len(lines) == 1 + 8 + 1
-    expected = Predictor(image_bundle).predict(sorted(pictures.rglob("*.png")))
-    assert [line.split(": ")[1].split(" (")[0] for line in lines[1:-1]] == [q.label for q in expected]
+    assert lines[0].startswith("Predictor(") and len(lines) == 1 + 8 + 1 and lines[-1].endswith("skipped: 0")
+    files = sorted(pictures.rglob("*.png"))
+    expected = Predictor(image_bundle).predict(files)
+    assert [line.rsplit(": ", 1)[0] for line in lines[1:-1]] == [str(f) for f in files]
+    assert [line.rsplit(": ", 1)[1].split(" (")[0] for line in lines[1:-1]] == [q.label for q in expected]

@@ -64,6 +64,9 @@ class Bundle:
 def load_eval_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(x float32, y int64) from an eval.npz; never unpickles."""
     arrays = read_arrays(path, ("x", "y"), BundleError, "save it with np.savez(path, x=..., y=...)")
+    if arrays["x"].dtype.kind not in "biuf":
+        raise BundleError(f"'{path}': x must hold numbers, got dtype {arrays['x'].dtype}",
+                          hint="save the preprocessed samples as a numeric array")
     with np.errstate(over="ignore"):     # beyond float32 becomes inf: check_eval's one error, no warning
         return arrays["x"].astype(np.float32), _class_indices(arrays["y"], path)
 

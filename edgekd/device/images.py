@@ -203,7 +203,7 @@ def read_errors(what: str):
         raise DataError(f"{what} is too large to load: {exc}",
                         hint=f"images over {Image.MAX_IMAGE_PIXELS:,} pixels are refused as possible "
                              "decompression bombs: resize or remove it") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"cannot read {what}: {exc}", hint="remove or replace the file") from None
 
 

@@ -96,7 +96,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
       edgekd export runs/demo                 student.onnx, student.int8.tflite, teacher.onnx
       edgekd bench runs/demo/bundle           accuracy, latency, memory on this device
       edgekd sweep --students 'A;B;C'         several students: fronts, and the one that meets a budget
-      edgekd predict runs/demo/bundle IMG     the student's classes for images, in your program: edgekd.Predictor
+      edgekd predict BUNDLE IMAGES...         the model's classes of images; in your program: edgekd.Predictor
     """
     ctx.obj = {"debug": debug}
 

@@ -13,7 +13,7 @@ from edgekd.core.schema import TRAINED_ROLES
 
 
 # the names and defaults the help shows, each from its declaration (imported when the help is shown: numpy)
-def _formats() -> list[str]:
+def format_names() -> list[str]:
     from edgekd.exporters.formats import FORMATS
 
     return FORMATS.names()
@@ -49,7 +49,7 @@ def _opsets() -> list[str]:
              help="Without --formats: the default set is student ONNX fp32 + full-integer int8 TFLite, "
                   "teacher ONNX fp32; --no-int8 leaves the int8 TFLite out (ONNX only). --int8 is that "
                   "default, accepted so a script may say it; with --formats neither changes anything.")
-@late_option("--formats", metavar="A,B", names=_formats,
+@late_option("--formats", metavar="A,B", names=format_names,
              help="Formats for every role instead of the default set: {names}.")
 @late_option("--roles", metavar="A,B", names=lambda: TRAINED_ROLES, default=lambda: _default("roles"),
              help="Models of the run to export ({names}).")

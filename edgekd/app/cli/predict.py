@@ -3,15 +3,10 @@ from __future__ import annotations
 
 import click
 
+from edgekd.app.cli.export import format_names
 from edgekd.app.cli.options import late_option
 from edgekd.core.schema import TRAINED_ROLES
 
-
-
-def _formats() -> list[str]:
-    from edgekd.exporters.formats import FORMATS
-
-    return FORMATS.names()
 
 
 @click.command("predict")
@@ -20,7 +15,7 @@ def _formats() -> list[str]:
 @click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True, help="Classes per image, most probable first.")
 @click.option("--model", "role", default="student", show_default=True,
               help=f"Which of the bundle's models: {', '.join(TRAINED_ROLES)} (those it holds).")
-@late_option("--format", "fmt", names=_formats,
+@late_option("--format", "fmt", names=format_names,
              help="Which of the model's files ({names}) [default: int8 first, then fp32, then fp16; TFLite first].")
 @click.option("--threads", type=click.IntRange(min=1), help="Runtime threads [default: the runtime's own].")
 @click.option("--json", "output", flag_value="json", help="One JSON document (predictions, skipped inputs) on stdout.")
@@ -30,8 +25,9 @@ def predict_command(bundle, inputs, top_k, role, fmt, threads, output, skip_bad)
     """Classify images with a bundle's model: files, folders (recursively) or an .npz of samples.
 
     \b
-      edgekd predict runs/demo/bundle photo.jpg            the student's int8 TFLite file, top-1
+      edgekd predict BUNDLE photo.jpg                      the student's int8 TFLite file, top-1
       edgekd predict BUNDLE photos/ --top-k 3 --csv > labels.csv
+      edgekd predict runs/demo/bundle runs/demo/bundle/eval.npz   digits: samples, not pictures
       edgekd predict BUNDLE photos/ --model teacher --format onnx --json
     """
     from edgekd.core.quiet import quiet

@@ -21,6 +21,8 @@ MAX_CONFUSION = 1000
 MAX_CLASSES = 100_000
 
 COUNT_OR_ZERO = Check("a whole number >= 0", lambda v: WHOLE.test(v) and v >= 0)
+#: top-k accuracy is written where it says something top-1 does not: with more than K classes
+TOP_K = 5
 CLASS_LIST = Check(f"a list of at most {MAX_CLASSES:,} classes",
                    lambda v: isinstance(v, list) and len(v) <= MAX_CLASSES)
 MATRIX_ROWS = Check(f"a list of at most {MAX_CONFUSION:,} rows",
@@ -111,8 +113,8 @@ def _check_top5(model: Mapping[str, Any], classes: int, at: str) -> None:
     top5, top1 = model.get("top5_accuracy"), model.get("accuracy")
     if top5 is None:
         return
-    if classes and classes <= 5:
-        raise Invalid(f"{at}.top5_accuracy is given for {classes} classes; it is written only for more than 5")
+    if classes and classes <= TOP_K:
+        raise Invalid(f"{at}.top5_accuracy is given for {classes} classes; it is written only for more than {TOP_K}")
     if top1 is not None and top5 < top1 - 1e-9:
         raise Invalid(f"{at}.top5_accuracy {top5!r} is below its top-1 accuracy {top1!r}")
 

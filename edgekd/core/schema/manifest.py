@@ -14,7 +14,7 @@ Torch-free and numpy-free. Schema (version 1)::
                  "full_integer": true, "kept_float": []}, …],
      "files": {"student.int8.tflite": {"sha256": "…", "bytes": 1234}, …}}
 
-A model's ``input`` says what the file takes. Without ``values`` (or with ``"values": "standardized"``):
+A model's ``input`` says what the file takes. Without ``values`` (any other value reads the same):
 the samples standardised with ``preprocessing`` (``(x − mean) / std``), in the model's ``layout`` (NCHW for
 images), quantized with ``scale``/``zero_point`` where the dtype is an integer one, as eval.npz holds them.
 With ``"values": "pixels"`` (``export --input uint8``): the raw 0..255 pixels of an image after the
@@ -50,6 +50,12 @@ EVAL_FILE = "eval.npz"
 MAX_MODELS = 64
 #: a model entry's ``input.values`` for a file that takes raw pixels (see above); absent: standardised values
 PIXELS = "pixels"
+
+
+def takes_pixels(entry: dict[str, Any]) -> bool:
+    """Whether a manifest model entry (as JSON) takes raw pixels: ``input.values`` is PIXELS."""
+    spec = entry.get("input")
+    return isinstance(spec, dict) and spec.get("values") == PIXELS
 
 FILE_NAME = Check("a non-empty file name", lambda v: isinstance(v, str) and v != "")
 SHA256 = Check("64 lowercase hex digits", lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) is not None)

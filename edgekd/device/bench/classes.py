@@ -11,10 +11,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from edgekd.core.schema.bench_classes import MAX_CLASSES, MAX_CONFUSION, ClassScore, LostClass
+from edgekd.core.schema.bench_classes import MAX_CLASSES, MAX_CONFUSION, TOP_K, ClassScore, LostClass
 
-#: top-k accuracy is written where it says something top-1 does not: with more than K classes
-TOP_K = 5
 #: a class is lost when the chance that noise alone made its drop (adjusted over the classes) is below this
 SIGNIFICANCE = 0.05
 

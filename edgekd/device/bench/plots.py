@@ -70,7 +70,8 @@ def _confusion_panel(ax, m: Mapping[str, Any]) -> None:
     n = len(matrix)
     shares = [[v / (sum(row) or 1) for v in row] for row in matrix]
     ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    labels = [c["label"] for c in m.get("per_class") or []] or [str(i) for i in range(n)]
+    # a class folder's name is the user's text: "$" would start matplotlib's mathtext (an error at savefig)
+    labels = [c["label"].replace("$", r"\$") for c in m.get("per_class") or []] or [str(i) for i in range(n)]
     if n <= TICKS:
         ax.set_xticks(range(n), labels, fontsize=6, rotation=90)
         ax.set_yticks(range(n), labels, fontsize=6)

@@ -11,7 +11,7 @@ from edgekd.core.errors import BundleError, ConfigError, DataError
 from edgekd.core import bundle as bundle_mod
 from edgekd.core.bundle import BENCH_REPORT
 from edgekd.core.preprocess import checked_statistics, eight_bit
-from edgekd.core.schema.manifest import PIXELS
+from edgekd.core.schema.manifest import PIXELS, takes_pixels
 from edgekd.device.runtimes import SUFFIXES, canonical_runtime, runtime_for, runtime_row
 from edgekd.device.runtimes.base import check_sample_shape
 
@@ -45,7 +45,7 @@ def resolve_target(target: str | os.PathLike, data=None, runtime: str | None = N
                            "parameters": m.get("parameters"), "macs": m.get("macs"),
                            "reference_accuracy": m.get("reference_accuracy"),
                            # --input uint8: the statistics that give the eval samples' pixels back (worker)
-                           "pixels": _pixel_statistics(bundle.manifest, m) if _takes_pixels(m) else None})
+                           "pixels": _pixel_statistics(bundle.manifest, m) if takes_pixels(m) else None})
         if not models:
             raise ConfigError(f"the bundle has no model for runtime '{runtime}'" if want
                               else "the bundle lists no models")
@@ -84,10 +84,6 @@ def _pixel_statistics(manifest: dict, m: dict) -> dict:
         raise BundleError(f"'{m['file']}' takes pixels, but the manifest's preprocessing is not of 8-bit images",
                           hint="export the bundle again")
     return pre
-
-
-def _takes_pixels(m: dict) -> bool:
-    return (m.get("input") or {}).get("values") == PIXELS
 
 
 def _eval_shape(ins: dict):

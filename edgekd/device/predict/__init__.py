@@ -5,7 +5,7 @@ Torch-free (numpy, the runtime, Pillow for image files)::
     p = Predictor("runs/demo/bundle")                  # the student's int8 TFLite file
     [best] = p.predict("cat.jpg")                      # a path, a Pillow image, a uint8 H×W×C frame …
     best.label, best.probability, best.labels[:3]
-    x = p.preprocess(frames)                           # what the model takes, for a loop of your own
+    x = p.preprocess(frames)                           # the model's input before the runtime's quantization
 
 The bundle is verified as bench verifies it (every file's sha256, no symlinks, no ONNX external
 data) before its model is opened, and opened through :mod:`edgekd.device.runtimes`, the one place
@@ -25,7 +25,7 @@ import numpy as np
 
 from edgekd.core.bundle import Bundle, read_manifest, verify
 from edgekd.core.errors import BundleError, ConfigError, closest, unknown_name
-from edgekd.core.schema.manifest import PIXELS
+from edgekd.core.schema.manifest import takes_pixels
 from edgekd.device.predict.inputs import InputContract
 from edgekd.device.runtimes import open_model, runtime_for, runtime_row
 from edgekd.device.runtimes.base import quantize
@@ -63,6 +63,7 @@ class Predictor:
 
     def __init__(self, bundle: str | os.PathLike, model: str = "student", format: str | None = None,
                  threads: int | None = None):
+        _check_arguments(model, format, threads)
         self.bundle: Bundle = read_manifest(Path(bundle))
         verify(self.bundle)
         self.entry, self.chosen = choose(self.bundle, model, format)
@@ -81,8 +82,8 @@ class Predictor:
                 f"{self.chosen}), threads={self.runtime.threads})")
 
     def preprocess(self, images: Any) -> np.ndarray:
-        """Pictures (paths, Pillow images, uint8 H×W×C arrays, or lists of them) → exactly the batch
-        the model takes (see :mod:`.inputs`)."""
+        """Pictures (paths, Pillow images, uint8 H×W×C arrays, or lists of them) → the model's input
+        before the runtime's own int8 quantization (see :meth:`.inputs.InputContract.preprocess`)."""
         return self.contract.preprocess(images)
 
     def logits(self, images: Any) -> np.ndarray:
@@ -97,6 +98,8 @@ class Predictor:
         frame: H×W, or H×W×C), without the general path's checks and copies: the same numbers (the
         table's lookup, or the pixels themselves for a camera-ready file). None for anything else."""
         if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or self.contract.channels is None:
+            return None
+        if self.runtime.fixed_batch not in (None, 1):        # the general path pads to the file's batch
             return None
         c, h, w = self.contract.sample
         if images.shape != (h, w, c) and not (c == 1 and images.shape == (h, w)):
@@ -118,27 +121,42 @@ class Predictor:
         return [self.top(row, k) for row in self.logits(images)]
 
     def _model_input(self, images: Any) -> np.ndarray:
-        """What the runtime is given: preprocessed samples as they are, pictures through the table of
-        :func:`_input_table` where there is one (8-bit pictures), else through ``preprocess``."""
+        """What the runtime is given: float arrays (preprocessed) as they are; the rest (raw: pictures,
+        or an array model's integer samples) through the table of :func:`_input_table` where there is
+        one (8-bit pictures), else through ``preprocess``. A list is taken item by item when it holds
+        float arrays, so a preprocessed sample is never standardised twice."""
         if isinstance(images, np.ndarray) and images.dtype.kind == "f":
             return self.contract.model_input(images)
+        if isinstance(images, (list, tuple)) and any(_preprocessed(item) for item in images):
+            return np.concatenate([self.contract.model_input(item) if _preprocessed(item)
+                                   else self.contract.preprocess([item]) for item in images])
         if self._table is None:
             return self.contract.preprocess(images)
-        pictures = self.contract.pictures(images)
-        if pictures.dtype != np.uint8:
-            return self.contract.finish(pictures)
-        return self._table[self._channel, pictures]
+        return self._table[self._channel, self.contract.pictures(images)]
 
     def top(self, logits: np.ndarray, k: int) -> Prediction:
         """The ``k`` most probable classes of one row of logits (softmax in float64; ties in class order).
-        In Python's floats, not numpy's: each numpy call between two of the runtime's costs about twice
-        its own time (measured in benchmarks/predict.py), and a classifier's row is short."""
+        In Python's floats, not numpy's: a numpy call between two of the runtime's calls cost about twice
+        its own time (6 µs of numpy added 11–16 µs to a loop of LiteRT calls on this machine), and a
+        classifier's row is short."""
         values = logits.tolist()
         high = max(values)
         e = [math.exp(v - high) for v in values]
         total = math.fsum(e)
         classes = heapq.nlargest(k, range(len(e)), key=e.__getitem__)
         return Prediction(classes, [self.labels[c] for c in classes], [e[c] / total for c in classes])
+
+
+def _preprocessed(item: Any) -> bool:
+    return isinstance(item, np.ndarray) and item.dtype.kind == "f"
+
+
+def _check_arguments(model: Any, fmt: Any, threads: Any) -> None:
+    """The Python API's own arguments, checked as the CLI's are (a runtime would misreport them)."""
+    if not isinstance(model, str) or not (fmt is None or isinstance(fmt, str)):
+        raise ConfigError(f"model and format are names (e.g. 'student', 'tflite-int8'), got {model!r} and {fmt!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1):
+        raise ConfigError(f"threads must be a whole number of at least 1 (or None: the runtime's own), got {threads!r}")
 
 
 def _input_table(contract: InputContract, runtime) -> np.ndarray | None:
@@ -173,7 +191,7 @@ def choose(bundle: Bundle, role: str, fmt: str | None) -> tuple[dict, str]:
 def _preference(m: dict) -> tuple:
     precision = m.get("precision")
     rank = PRECISION_ORDER.index(precision) if precision in PRECISION_ORDER else len(PRECISION_ORDER)
-    camera_ready = (m.get("input") or {}).get("values") == PIXELS
+    camera_ready = takes_pixels(m)
     return rank, m.get("full_integer") is False, not camera_ready, m.get("runtime") != "tflite"
 
 

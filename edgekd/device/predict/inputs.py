@@ -27,7 +27,7 @@ import numpy as np
 
 from edgekd.core.errors import BundleError, DataError
 from edgekd.core.preprocess import checked_statistics, eight_bit, standardize, to_pixels
-from edgekd.core.schema.manifest import PIXELS
+from edgekd.core.schema.manifest import takes_pixels
 from edgekd.device.images import (CHANNELS, MAX_SIDE, check_size, convert_channels, describe, image_pixels, opened,
                                   read_errors, resize_sample)
 
@@ -50,7 +50,7 @@ class InputContract:
     def of(cls, manifest: dict, entry: dict, input_shape: list) -> "InputContract":
         """The contract of ``entry`` (a manifest model) whose runtime reports ``input_shape``;
         a manifest whose preprocessing does not fit the file is a BundleError."""
-        pixels = (entry.get("input") or {}).get("values") == PIXELS
+        pixels = takes_pixels(entry)
         dims = list(input_shape[1:])
         sample = (dims[2], dims[0], dims[1]) if pixels and len(dims) == 3 else tuple(dims)
         where = f"'{entry['file']}'"
@@ -87,7 +87,7 @@ class InputContract:
         if isinstance(images, np.ndarray) and self.channels is not None:
             return self._frames(images)
         if isinstance(images, np.ndarray):
-            return self._samples(images)
+            return self._batch(images)
         items = list(images) if isinstance(images, (list, tuple)) else [images]
         if not items:
             raise DataError("no images to predict", hint="give one image or a list of them")
@@ -105,11 +105,7 @@ class InputContract:
 
     def model_input(self, x: np.ndarray) -> np.ndarray:
         """Preprocessed float samples (one, or a batch) → the batch the model takes."""
-        x = np.asarray(x, np.float32)
-        batch = x[None] if x.ndim == len(self.sample) else x
-        if batch.shape[1:] != self.sample or not batch.size:
-            raise DataError(f"the array has samples of shape {_shape(batch.shape[1:])}, but the model takes "
-                            f"{_shape(self.sample)}", hint=self._array_hint())
+        batch = self._batch(np.asarray(x, np.float32))
         if not np.isfinite(batch).all():
             raise DataError("the array holds values that are not finite (NaN or infinity)")
         if self.pixels:
@@ -133,7 +129,7 @@ class InputContract:
         """A path or a Pillow image: decoded, converted and fitted by the data side's own functions."""
         self.accepts_pictures()
         if isinstance(item, (str, os.PathLike)):
-            with opened(Path(item)) as img:
+            with opened(Path(item)) as img, read_errors(f"image '{item}'"):
                 return self._decoded(img, f"image '{item}'")
         from PIL import Image
 
@@ -166,8 +162,8 @@ class InputContract:
         batch = convert_channels(frames.transpose(0, 3, 1, 2), self.channels, "the array")
         return np.stack([resize_sample(sample, self.size) for sample in batch])
 
-    def _samples(self, x: np.ndarray) -> np.ndarray:
-        """Raw samples of a model without 8-bit pictures, in its own shape (one or a batch)."""
+    def _batch(self, x: np.ndarray) -> np.ndarray:
+        """``x`` as a batch of the model's samples (one sample gains the batch axis); else a DataError."""
         batch = x[None] if x.ndim == len(self.sample) else x
         if batch.shape[1:] != self.sample or not batch.size:
             raise DataError(f"the array has samples of shape {_shape(batch.shape[1:])}, but the model takes "
