@@ -85,14 +85,19 @@ def demo_run(tmp_path_factory) -> Path:
     return out
 
 
+def exported(run: Path, tmp_path_factory, name: str) -> Path:
+    """The default --int8 bundle of ``run``, in a fresh folder ``name``."""
+    import edgekd
+
+    out = tmp_path_factory.mktemp(name) / "bundle"
+    edgekd.export(run, out=out)
+    return out
+
+
 @pytest.fixture(scope="session")
 def demo_bundle(demo_run, tmp_path_factory) -> Path:
     """A real bundle from ``edgekd.export`` of ``demo_run`` (the default --int8 set)."""
-    import edgekd
-
-    out = tmp_path_factory.mktemp("bundle") / "bundle"
-    edgekd.export(demo_run, out=out)
-    return out
+    return exported(demo_run, tmp_path_factory, "bundle")
 
 
 #: the zoo through every stage: a ResNet teacher and a MobileNetV3-Small student (hard-swish and
@@ -115,11 +120,7 @@ def zoo_run(tmp_path_factory) -> tuple[Path, dict]:
 @pytest.fixture(scope="session")
 def zoo_bundle(zoo_run, tmp_path_factory) -> Path:
     """The default --int8 bundle of ``zoo_run``: its student.int8.tflite is full-integer MobileNetV3."""
-    import edgekd
-
-    out = tmp_path_factory.mktemp("zoo_bundle") / "bundle"
-    edgekd.export(zoo_run[0], out=out)
-    return out
+    return exported(zoo_run[0], tmp_path_factory, "zoo_bundle")
 
 
 def digits_png_folder(root: Path) -> Path:
@@ -153,11 +154,7 @@ def image_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def image_bundle(image_run, tmp_path_factory) -> Path:
     """The default --int8 bundle of ``image_run``."""
-    import edgekd
-
-    out = tmp_path_factory.mktemp("image_bundle") / "bundle"
-    edgekd.export(image_run, out=out)
-    return out
+    return exported(image_run, tmp_path_factory, "image_bundle")
 
 
 #: a short bench: one thread, five timed runs (the numbers are checked for shape, not for speed)
