@@ -63,7 +63,8 @@ def _with_undefined_fold(demo_run) -> dict:
 def test_report_md_and_the_terminal_show_the_gap_closed(demo_run, capsys):
     doc = _with_undefined_fold(demo_run)
     defined = [_expected(f) for f in doc["folds"] if _expected(f) is not None]
-    headline = f"gap closed {np.mean(defined):.2f} ± {np.std(defined, ddof=1) if len(defined) > 1 else 0:.2f}"
+    spread = f" ± {np.std(defined, ddof=1):.2f}" if len(defined) > 1 else ""
+    headline = f"gap closed {np.mean(defined):.2f}{spread}"
     line = gap_line(doc)
     assert line.startswith(headline + " (of the simple→teacher gap, CV); ")
     assert f"held-out {_expected(doc['final']):.2f}" in line
@@ -110,3 +111,17 @@ def test_a_damaged_gap_closed_is_one_model_error(demo_run):
     doc["folds"][1]["gap_closed"] = "0.5"
     with pytest.raises(ModelError, match=r"folds\[1\]\.gap_closed must be a number or null"):
         cv_schema.from_json(doc, "cv.json")
+
+
+def test_one_fold_shows_its_figures_without_a_spread(demo_run, capsys):
+    """--folds 1 printed "25.64 ± 0.00": a spread of one fold measures nothing."""
+    doc = json.loads((demo_run / cv_schema.CV_FILE).read_text())
+    doc["folds"], doc["config"]["folds"] = doc["folds"][:1], 1
+    report = summary_markdown(doc)
+    print_distill_summary(doc, str(demo_run))
+    for text in (report, capsys.readouterr().out):
+        table = [line for line in text.splitlines() if "student" in line or "gap closed" in line or "gain" in line]
+        assert table and not any("±" in line for line in table), table
+        assert "1 fold" in text
+    two = summary_markdown(json.loads((demo_run / cv_schema.CV_FILE).read_text()))
+    assert "(mean ± std)" in two and " ± " in gap_line(json.loads((demo_run / cv_schema.CV_FILE).read_text()))

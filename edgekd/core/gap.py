@@ -9,6 +9,8 @@ from __future__ import annotations
 import statistics
 from typing import Any, Mapping, Sequence
 
+from edgekd.core.numbers import mean_spread
+
 NOT_DEFINED = "n/a"     # the teacher is not ahead of the simple model: there is no gap to close
 
 
@@ -51,5 +53,5 @@ def gap_text(value: float | None) -> str:
 
 
 def gap_spread_text(stats: Mapping[str, Any]) -> str:
-    """0.62 ± 0.10, or n/a."""
-    return NOT_DEFINED if stats["mean"] is None else f"{stats['mean']:.2f} ± {stats['std']:.2f}"
+    """0.62 ± 0.10 (0.62 of one fold), or n/a."""
+    return NOT_DEFINED if stats["mean"] is None else mean_spread(f"{stats['mean']:.2f}", f"{stats['std']:.2f}", stats["folds"])

@@ -39,3 +39,13 @@ def fmt(v, spec: str, suffix: str = "") -> str:
 def pct(v, spec: str = ".2f", suffix: str = "%") -> str:
     """A fraction as a percentage."""
     return fmt(v * 100 if v is not None else None, spec, suffix)
+
+
+def mean_spread(mean: str, std: str, samples: int) -> str:
+    """``"25.64 ± 0.50"``, or ``"25.64"`` alone of one sample, whose spread of 0 measures nothing (``--folds 1``)."""
+    return f"{mean} ± {std}" if samples > 1 else mean
+
+
+def spread_header(samples: int) -> str:
+    """The column's words for :func:`mean_spread`'s figures."""
+    return "mean ± std" if samples > 1 else "1 fold"

@@ -15,6 +15,7 @@ from edgekd.core.console import report_console
 from edgekd.core.gap import gap_text, split_gap_closed
 from edgekd.train.distill.summary import gain_line, gap_line, summary_rows
 from edgekd.core.schema import TRAINED_ROLES
+from edgekd.core.numbers import spread_header
 
 console = Console(stderr=True)
 
@@ -91,9 +92,10 @@ class CachingProgress:
 
 
 def print_distill_summary(summary: dict, out: str) -> None:
-    table = Table(title=f"edgekd distill — {summary['data']['source']} ({len(summary['folds'])} folds)")
+    folds = len(summary["folds"])
+    table = Table(title=f"edgekd distill — {summary['data']['source']} ({folds} fold{'s' if folds > 1 else ''})")
     columns: tuple[tuple[str, JustifyMethod], ...] = (("role", "left"), ("model", "left"), ("params", "right"),
-                                                      ("MACs", "right"), ("CV acc % (mean ± std)", "right"),
+                                                      ("MACs", "right"), (f"CV acc % ({spread_header(folds)})", "right"),
                                                       ("held-out acc %", "right"))
     for header, justify in columns:
         table.add_column(header, justify=justify)

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from edgekd.core.fsutil import atomic_write_text
+from edgekd.core.numbers import mean_spread, spread_header
 from edgekd.core.gap import cv_gap_closed, gap_spread_text, gap_text, split_gap_closed
 from edgekd.core.schema import TRAINED_ROLES
 
@@ -19,7 +20,7 @@ def summary_rows(summary: Mapping[str, Any]) -> list[list[str]]:
     for role in TRAINED_ROLES:
         model, cv = summary["models"][role], summary["cv"][role]
         rows.append([role, model["arch"], _count(model["parameters"]), _count(model["macs"]),
-                     f"{pct(cv['mean'])} ± {pct(cv['std'])}", pct(summary["test"][role])])
+                     mean_spread(pct(cv["mean"]), pct(cv["std"]), len(summary["folds"])), pct(summary["test"][role])])
     return rows
 
 
@@ -27,7 +28,8 @@ def gain_line(summary: Mapping[str, Any]) -> str:
     gain = summary["cv"]["distillation_gain"]
     folds = len(summary["folds"])
     wins = sum(f["student"]["accuracy"] > f["simple"]["accuracy"] for f in summary["folds"])
-    return (f"distillation gain (student − simple, CV): {100 * gain['mean']:+.2f} ± {100 * gain['std']:.2f} points; "
+    figure = mean_spread(f"{100 * gain['mean']:+.2f}", f"{100 * gain['std']:.2f}", folds)
+    return (f"distillation gain (student − simple, CV): {figure} points; "
             f"student ahead in {wins} of {folds} folds")
 
 
@@ -59,7 +61,7 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
              f"input {tuple(summary['data']['input_shape'])}. Student and simple model train on "
              f"{pct(cfg['student_fraction'])}% of each training part; loss {cfg.get('loss', 'kd')}, "
              f"T = {cfg['temperature']}, alpha = {cfg['alpha']}.",
-             "", "| role | model | parameters | MACs | CV accuracy % (mean ± std) | held-out accuracy % |",
+             "", f"| role | model | parameters | MACs | CV accuracy % ({spread_header(cfg['folds'])}) | held-out accuracy % |",
              "|---|---|---:|---:|---:|---:|"]
     lines += ["| " + " | ".join(row) + " |" for row in summary_rows(summary)]
     lines += ["", gap_line(summary), "", gain_line(summary), "", "## Per fold", "",
