@@ -702,6 +702,18 @@ def _(ws):
     return ["bench", ws.root / "bundle", "--data", "other-eval.npz"]
 
 
+@case("bench-a-run-folder", "did you mean")
+def _(ws):
+    run = ws.run()
+    shutil.copytree(ws.bundle(), run / "bundle")
+    return ["bench", run]
+
+
+@case("bench-a-run-folder-not-exported", "export it first")
+def _(ws):
+    return ["bench", ws.run()]
+
+
 @case("bench-data-strings", "must hold numbers")
 def _(ws):
     ws.npz("strings.npz", x=np.array([["a"]]), y=np.zeros(1, np.int64))

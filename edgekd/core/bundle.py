@@ -90,11 +90,21 @@ def read_manifest(bundle_dir: str | Path) -> Bundle:
     if path.is_symlink():
         raise BundleError(f"'{path}' is a symlink; {NO_SYMLINKS}")
     if not path.is_file():
-        raise BundleError(f"'{root}' is not a bundle: no {MANIFEST}")
+        raise BundleError(f"'{root}' is not a bundle: no {MANIFEST}", hint=_bundle_hint(root))
     if path.stat().st_size > MAX_MANIFEST_BYTES:
         raise BundleError(f"'{path}' is larger than {MAX_MANIFEST_BYTES // 1024} kB; a manifest is a few kB",
                           hint="export the bundle again")
     return Bundle(root, Manifest.from_json(read_json(path, "manifest", BundleError, MAX_MANIFEST_BYTES), f"'{path}'"))
+
+
+def _bundle_hint(root: Path) -> str | None:
+    """Where the bundle likely is when ``root`` is a run folder (distill's, with export's default bundle
+    inside it, or not exported yet)."""
+    if (root / "bundle" / MANIFEST).is_file():
+        return f"did you mean '{root / 'bundle'}'? (the bundle export wrote into this run folder)"
+    if (root / "cv.json").is_file():
+        return f"'{root}' is a run folder: export it first (edgekd export {root}), then use its bundle"
+    return None
 
 
 def verify(bundle: Bundle) -> None:
