@@ -390,3 +390,55 @@ def test_cuda_trains_in_mixed_precision_to_the_accuracy_of_the_cpu(tmp_path, con
         assert abs(gpu["test"][role] - cpu["test"][role]) <= 0.02, (role, gpu["test"], cpu["test"])
     model, _ = load_model(tmp_path / "gpu" / "student")            # the run folder holds CPU weights
     assert next(model.parameters()).device.type == "cpu"
+
+
+def _interrupted(out, **options) -> None:
+    """FAST (with ``options``) run into ``out`` and stopped in fold2's student: a stage to resume."""
+    class Interrupt(Exception):
+        pass
+
+    def stop(event, **info):
+        if event == "epoch" and (info["split"], info["role"]) == ("fold2", "student"):
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_experiment(load_config(None, **{**FAST, **options}, out=str(out)), reporter=stop)
+
+
+@pytest.mark.slow
+def test_resume_takes_the_interrupted_runs_own_configuration(tmp_path):
+    """`edgekd distill --resume --out RUN` (the README's form) failed with "used a different configuration":
+    it compared the interrupted run with the defaults. It continues that run now, and an option given that
+    differs is named."""
+    _interrupted(tmp_path / "a", student_epochs=4)
+    result = run_cli_here("distill", "--resume", "--out", tmp_path / "a", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert tomllib.loads((tmp_path / "a" / "config.toml").read_text())["student_epochs"] == 4
+    assert "resumed from a finished stage" in (tmp_path / "a" / "train.log").read_text()
+    _interrupted(tmp_path / "b", student_epochs=4)
+    result = run_cli_here("distill", "--resume", "--out", tmp_path / "b", "--student-epochs", "5", "--alpha", "0.3")
+    assert_user_error(result, "--student-epochs: 4 then, 5 now")
+    assert f"--alpha: {DistillConfig().alpha} then, 0.3 now" in result.stderr and (tmp_path / ".b.partial").is_dir()
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_how_to_resume(tmp_path):
+    """A real process and a real SIGINT: the stage stays, and the hint is the command that continues it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in {**FAST, "student_epochs": 2000}.items()]
+    proc = subprocess.Popen([sys.executable, "-m", "edgekd", "distill", *args, "--out", str(out), "--quiet"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / ".run.partial" / "state").is_dir() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines() == ["error: interrupted",
+                                           f"hint: continue it with: edgekd distill --resume --out {out}"]
+    assert (tmp_path / ".run.partial" / "config.toml").is_file() and not out.exists()

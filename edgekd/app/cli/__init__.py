@@ -79,8 +79,11 @@ class EdgeKDGroup(click.Group):
                 if exc.hint:
                     click.echo(f"hint: {exc.hint}", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             click.echo("error: interrupted", err=True)
+            hint = getattr(exc, "hint", None)    # a command that can go on says how (distill: --resume)
+            if hint:
+                click.echo(f"hint: {hint}", err=True)
             sys.exit(130)
 
 

@@ -20,14 +20,22 @@ def distill(config_file, force, resume, quiet, as_json, trust_model_code, **opti
     """Train teacher, student (distilled) and simple model with k-fold CV; write a run folder."""
     from edgekd.app.render.distill import CachingProgress, DistillProgress, print_distill_summary
     from edgekd.train.distill import Experiment
+    from edgekd.train.distill.checks import resumed_config
 
     cfg = load_config(config_file, trust_model_code, **options)
-    with CachingProgress(enabled=not (quiet or as_json)) as caching:
-        experiment = Experiment.prepare(cfg, resume=resume, force=force, progress=caching.report, note=caching.note,
-                                        trust_model_code=trust_model_code)
-    main = experiment.ranks.is_main          # under torchrun only rank 0 speaks
-    with DistillProgress(enabled=main and not (quiet or as_json), folds=cfg.folds) as progress:
-        summary = experiment.run(progress.report)
+    if resume and config_file is None:       # the interrupted run's own configuration, the options given over it
+        cfg = load_config(resumed_config(cfg.out), trust_model_code, **options)
+    try:
+        with CachingProgress(enabled=not (quiet or as_json)) as caching:
+            experiment = Experiment.prepare(cfg, resume=resume, force=force, progress=caching.report,
+                                            note=caching.note, trust_model_code=trust_model_code)
+        main = experiment.ranks.is_main          # under torchrun only rank 0 speaks
+        with DistillProgress(enabled=main and not (quiet or as_json), folds=cfg.folds) as progress:
+            summary = experiment.run(progress.report)
+    except KeyboardInterrupt as exc:         # Ctrl-C: the run folder's stage stays; say how to go on
+        exc.hint = f"continue it with: edgekd distill --resume --out {cfg.out}" + (
+            " --trust-model-code" if trust_model_code else "")
+        raise
     if not main:
         return
     if as_json:

@@ -21,6 +21,7 @@ from edgekd.core.fsutil import OutputLock, refuse_existing, refuse_foreign_folde
 from edgekd.train.models import build
 from edgekd.train.models.user import check_user_model, parse_user_spec
 from edgekd.core.schema.cv import CONFIG_FILE
+from edgekd.core.schema.tomlfile import parse_toml
 from edgekd.train.distill.augment import parse_augment
 from edgekd.train.distill.losses import logit_losses
 from edgekd.train.distill.qat import check_student as check_qat_student
@@ -78,9 +79,26 @@ def _check_staging(out: Path, resume: bool, force: bool, cfg: DistillConfig) -> 
     elif stage.exists():
         saved = (stage / CONFIG_FILE).read_text() if (stage / CONFIG_FILE).is_file() else None
         if saved is not None and saved != cfg.to_toml():
-            raise ConfigError(f"the interrupted run at '{stage}' used a different configuration",
-                              hint="resume with the same options, or pass --force to start over")
+            raise ConfigError(f"the interrupted run at '{stage}' used a different configuration: "
+                              f"{_differences(saved, cfg.to_toml())}",
+                              hint="leave those options out (--resume takes the run's own), or pass --force to "
+                                   "start over")
     return stage
+
+
+def resumed_config(out: str) -> Path | None:
+    """The configuration of the interrupted run ``--out`` names (its stage's config.toml), if there is one:
+    ``--resume`` continues it with the options given on the command line over it."""
+    saved = staging_path(Path(out)) / CONFIG_FILE
+    return saved if saved.is_file() else None
+
+
+def _differences(then: str, now: str) -> str:
+    """The options whose values differ between two config.toml texts, as ``--name: A then, B now``."""
+    old, new = (parse_toml(text.encode(), "config.toml", "distill config", ConfigError) for text in (then, now))
+    keys = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return "; ".join(f"--{k.replace('_', '-')}: {old.get(k, 'unset')!r} then, {new.get(k, 'unset')!r} now"
+                     for k in keys[:5]) + (f"; and {len(keys) - 5} more" if len(keys) > 5 else "")
 
 
 def load_data(cfg: DistillConfig, progress: Progress | None = None, note: Callable[[str], None] | None = None) -> Dataset:
