@@ -431,13 +431,19 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
 
     out = tmp_path / "run"
     args = [f"--{k.replace('_', '-')}={v}" for k, v in {**FAST, "student_epochs": 2000}.items()]
+    # SIGINT as a terminal sends it: a test run in the background (make test &) would pass on its ignored
+    # SIGINT, and Python then installs no KeyboardInterrupt handler at all
     proc = subprocess.Popen([sys.executable, "-m", "edgekd", "distill", *args, "--out", str(out), "--quiet"],
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (tmp_path / ".run.partial" / "state").is_dir() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / ".run.partial" / "state").is_dir() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
     assert proc.returncode == 130, stderr
     assert stderr.strip().splitlines() == ["error: interrupted",
                                            f"hint: continue it with: edgekd distill --resume --out {out}"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -20,7 +21,7 @@ def distill(config_file, force, resume, quiet, as_json, trust_model_code, **opti
     """Train teacher, student (distilled) and simple model with k-fold CV; write a run folder."""
     from edgekd.app.render.distill import CachingProgress, DistillProgress, print_distill_summary
     from edgekd.train.distill import Experiment
-    from edgekd.train.distill.checks import resumed_config
+    from edgekd.train.distill.checks import resumed_config, staging_path
 
     cfg = load_config(config_file, trust_model_code, **options)
     if resume and config_file is None:       # the interrupted run's own configuration, the options given over it
@@ -32,9 +33,10 @@ def distill(config_file, force, resume, quiet, as_json, trust_model_code, **opti
         main = experiment.ranks.is_main          # under torchrun only rank 0 speaks
         with DistillProgress(enabled=main and not (quiet or as_json), folds=cfg.folds) as progress:
             summary = experiment.run(progress.report)
-    except KeyboardInterrupt as exc:         # Ctrl-C: the run folder's stage stays; say how to go on
-        exc.hint = f"continue it with: edgekd distill --resume --out {cfg.out}" + (
-            " --trust-model-code" if trust_model_code else "")
+    except KeyboardInterrupt as exc:         # Ctrl-C: where the run's stage stays, say how to go on
+        if staging_path(Path(cfg.out)).is_dir():
+            exc.hint = f"continue it with: edgekd distill --resume --out {cfg.out}" + (
+                " --trust-model-code" if trust_model_code else "")
         raise
     if not main:
         return
