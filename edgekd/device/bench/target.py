@@ -11,7 +11,7 @@ from edgekd.core.errors import BundleError, ConfigError, DataError
 from edgekd.core import bundle as bundle_mod
 from edgekd.core.bundle import BENCH_REPORT
 from edgekd.core.preprocess import checked_statistics, eight_bit
-from edgekd.core.schema.manifest import PIXELS, takes_pixels
+from edgekd.core.schema.manifest import takes_pixels
 from edgekd.device.runtimes import SUFFIXES, canonical_runtime, runtime_for, runtime_row
 from edgekd.device.runtimes.base import check_sample_shape
 
@@ -38,7 +38,7 @@ def resolve_target(target: str | os.PathLike, data=None, runtime: str | None = N
             if want and rt != want:
                 continue
             runtime_row(rt).check_file(path / m["file"], m["file"])    # e.g. ONNX external data
-            inputs[m["file"]] = _eval_shape(m.get("input") or {})
+            inputs[m["file"]] = _eval_shape(m)
             models.append({"file": m["file"], "path": str(path / m["file"]), "role": m.get("role", "model"),
                            "format": m.get("format"), "precision": m.get("precision"), "runtime": rt,
                            "bytes": files[m["file"]]["bytes"], "sha256": files[m["file"]]["sha256"],
@@ -86,11 +86,11 @@ def _pixel_statistics(manifest: dict, m: dict) -> dict:
     return pre
 
 
-def _eval_shape(ins: dict):
+def _eval_shape(m: dict):
     """The shape of the eval samples a model takes, batch first: its manifest's, or for a file that takes
     pixels (NHWC) that of the standardised NCHW samples the worker turns into its pixels."""
-    shape = ins.get("shape")
-    if ins.get("values") == PIXELS and isinstance(shape, list) and len(shape) == 4:
+    shape = (m.get("input") or {}).get("shape")
+    if takes_pixels(m) and isinstance(shape, list) and len(shape) == 4:
         return [shape[0], shape[3], shape[1], shape[2]]
     return shape
 
