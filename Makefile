@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.edgekd-installed
 RUN    := runs/demo
 
-.PHONY: demo test test-fast install ssh-server clean
+.PHONY: demo test test-fast docs install ssh-server clean
 
 install: $(STAMP)
 
@@ -21,6 +21,12 @@ demo: $(STAMP)
 	$(BIN)/edgekd export $(RUN) --int8 --force
 	$(BIN)/edgekd bench $(RUN)/bundle --markdown $(RUN)/bench.md
 
+# the documentation site (mkdocs.yml, docs/): served at http://127.0.0.1:8000; `make test` builds it with
+# --strict, so a broken link, a missing page or a failed snippet fails the tests
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
+docs: $(STAMP)
+	$(MKDOCS) serve
+
 # tests/test_remote.py benches over a real OpenSSH server on 127.0.0.1: as root, install Debian's
 # openssh-server (and rsync) when missing; otherwise those tests skip, saying why
 ssh-server:
@@ -32,18 +38,20 @@ ssh-server:
 	fi
 
 test: $(STAMP) ssh-server
-	$(BIN)/ruff check edgekd tests benchmarks
+	$(BIN)/ruff check edgekd tests benchmarks tools
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+	$(MKDOCS) build --strict --quiet --site-dir $(VENV)/site
 	$(BIN)/python -m pytest tests -q -ra
 
 # the fast lane for everyday work (the README says how long it takes): the same checks, and every
 # test but those marked slow, the ones that train, export, bench in subprocesses, start sshd or build
 # device environments (tests/conftest.py decides)
 test-fast: $(STAMP)
-	$(BIN)/ruff check edgekd tests benchmarks
+	$(BIN)/ruff check edgekd tests benchmarks tools
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+	$(MKDOCS) build --strict --quiet --site-dir $(VENV)/site
 	$(BIN)/python -m pytest tests -q -m "not slow" -n 2
 
 clean:

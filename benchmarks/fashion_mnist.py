@@ -227,7 +227,7 @@ def render(record: dict) -> str:
     if previous:
         lines += ["", "The baseline, the last run before the step modes, from an earlier session whose CPU may differ "
                       "(same-machine ratios of the "
-                      "step modes: [training speed](#training-speed---precision---memory-format---compile)): "
+                      "step modes: [training speed](../guides/scale.md#training-speed---precision---memory-format---compile)): "
                       f"{previous['total_minutes']:.1f} min, held-out accuracies "
                       + ", ".join(f"{role} {value:.2%}" for role, value in previous["test"].items())
                       + ", training samples/s " + ", ".join(f"{role} {value:,.0f}" for role, value

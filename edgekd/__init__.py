@@ -1,30 +1,36 @@
 """edgekd: distill a classifier, export it to ONNX and int8 TFLite, bench it on the device.
 
-The Python API behind the three commands::
+The Python API, one function per command, each returning its document (:mod:`edgekd.app.api`)::
 
-    from edgekd.train.config import load_config
-    from edgekd.train.distill import run_experiment      # edgekd distill
-    import edgekd; edgekd.export(run_dir)           # edgekd export
-    from edgekd.device.bench.run import run_bench              # edgekd bench (torch-free)
-    from edgekd import Predictor; Predictor(bundle).predict(images)   # edgekd predict (torch-free)
+    from edgekd import distill, export, bench, sweep, Predictor
 
-Heavy imports (torch, onnx, litert_torch) happen inside these, so ``import edgekd``
-stays fast and torch-free.
+    summary = distill(data="folder:photos", out="runs/mine", folds=1)   # cv.json
+    report = export("runs/mine", int8=True)                             # export.json (ExportReport)
+    result = bench("runs/mine/bundle", threads=[1])                     # bench.json (torch-free)
+    top5 = Predictor("runs/mine/bundle").predict("photo.jpg")           # edgekd predict (torch-free)
+
+Each is imported when first used, and heavy imports (torch, onnx, litert_torch) happen inside
+them, so ``import edgekd`` stays fast and torch-free.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from edgekd.core.version import __version__
 
-__all__ = ["__version__", "export", "Predictor"]
+if TYPE_CHECKING:
+    from edgekd.app.api import bench, distill, export, sweep
+    from edgekd.device.predict import Predictor
+
+__all__ = ["__version__", "distill", "export", "bench", "sweep", "Predictor"]
 
 
 def __getattr__(name: str):
-    """``edgekd.Predictor``, imported when first used (numpy and a runtime: ``import edgekd`` stays light)."""
+    """The API's names, imported when first used (``import edgekd`` stays light)."""
     if name == "Predictor":
         from edgekd.device.predict import Predictor
         return Predictor
+    if name in ("distill", "export", "bench", "sweep"):
+        from edgekd.app import api
+        return getattr(api, name)
     raise AttributeError(f"module 'edgekd' has no attribute '{name}'")
-
-
-def export(run_dir, **options):
-    """Export a run folder into a bundle; see ``edgekd.exporters.export_run``."""
-    from edgekd.exporters import export_run
-    return export_run(run_dir, **options)

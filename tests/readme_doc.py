@@ -1,11 +1,12 @@
-"""The README's jsonc examples of edgekd's documents, read object by object, for the tests that hold
+"""The jsonc examples (docs/reference/schemas.md) of edgekd's documents, read object by object, for the tests that hold
 them to the schema modules (tests/test_schema.py, tests/test_bench_schema.py)."""
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-README = Path(__file__).resolve().parent / ".." / "README.md"
+#: the documentation page of the documents' shapes
+README = Path(__file__).resolve().parent / ".." / "docs" / "reference" / "schemas.md"
 #: a README object holding a bare "…" where a key would be lists only some of its keys
 ELIDED = "…"
 
@@ -14,7 +15,7 @@ def readme_objects(section: str) -> dict[str, tuple[set[str], bool]]:
     """Every object of the README's jsonc example under ``### `section```: path ("", "models[]", "models[].memory") →
     (its keys, whether it elides some). Comments are left out (the skipped form is read apart)."""
     text = README.read_text(encoding="utf-8")
-    start = text.index(f"### `{section}`")
+    start = text.index(f"## `{section}`")
     block = text[text.index("```jsonc", start) + 8:]
     block = re.sub(r"//[^\n]*", "", block[:block.index("```")])
     objects: dict[str, tuple[set[str], bool]] = {}

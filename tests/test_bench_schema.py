@@ -63,7 +63,7 @@ def test_the_readme_documents_no_object_the_schema_lacks():
 
 def test_the_skipped_form_of_a_measurement_is_the_readmes_comment():
     text = README.read_text(encoding="utf-8")
-    comment = re.search(r"// or (\{[^}]*\})", text[text.index("### `bench.json`"):]).group(1)
+    comment = re.search(r"// or (\{[^}]*\})", text[text.index("## `bench.json`"):]).group(1)
     assert set(re.findall(r'"(\w+)"\s*:', comment)) == keys(schema.Skipped)
 
 

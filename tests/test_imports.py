@@ -3,7 +3,7 @@
 - a heavy library (HEAVY: absent on the device, or slow to load), or an edgekd module that loads one
   at its top level (directly or through the modules it imports there), may be imported inside the
   function that needs it, so ``import edgekd`` and the device side stay light;
-- the command line (LAZY_COMMANDS) imports a command's edgekd modules inside the function that runs
+- the command line and the Python API's functions (LAZY_COMMANDS) import a command's edgekd modules inside the function that runs
   it, so ``edgekd --help`` and ``edgekd bench`` start without torch or numpy;
 - a module the command line loads when it starts (STARTUP, e.g. the distill configuration its
   options are made from) may import a module that loads numpy inside a function, for the same reason.
@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 HEAVY = {"torch", "torchao", "onnx", "onnxscript", "onnxsim", "onnxruntime", "litert_torch", "ai_edge_litert",
          "ai_edge_quantizer", "tflite_runtime", "flatbuffers", "matplotlib", "safetensors", "sklearn", "PIL", "psutil"}
-#: files (or folders, ending in /) whose functions may import any edgekd module
-LAZY_COMMANDS = ("edgekd/__init__.py", "edgekd/app/cli/")
+#: files (or folders, ending in /) whose functions may import any edgekd module: the command line, and
+#: the Python API's one function per command, which ``from edgekd import distill`` loads
+LAZY_COMMANDS = ("edgekd/__init__.py", "edgekd/app/cli/", "edgekd/app/api.py")
 #: the command line's package (within the scanned one; its modules all load at start), and what its
 #: start must not load
 STARTUP, NOT_AT_STARTUP = "app.cli", {"numpy"}

@@ -1,4 +1,4 @@
-"""The README's figures are the recorded output of `make demo` and of the benchmarks, rendered, not
+"""The figures of the README and the docs pages are the recorded output of `make demo` and of the benchmarks, rendered, not
 hand-copied: each script that owns a README section renders it from its record."""
 from __future__ import annotations
 
@@ -32,9 +32,10 @@ def test_each_readme_section_is_its_scripts_rendering_of_the_record(name):
     script = _script(name)
     sections = getattr(script, "SECTIONS", None) or {script.SECTION: script.RECORD}
     for marker, record in sections.items():
-        section = readme_section.section((ROOT / "README.md").read_text(), marker)
+        page = readme_section.holder(marker)        # README.md or one docs page, never two
+        section = readme_section.section(page.read_text(), marker)
         assert section == script.render(json.loads(record.read_text())), \
-            f"README's {marker} section differs from the record: run python benchmarks/{name}.py --render"
+            f"{page.name}'s {marker} section differs from the record: run python benchmarks/{name}.py --render"
 
 
 def test_the_figures_script_runs_the_makefiles_demo_commands():

@@ -93,6 +93,14 @@ def resumed_config(out: str) -> Path | None:
     return saved if saved.is_file() else None
 
 
+def run_config(config_file: str | Path | None, trust_model_code: bool, resume: bool, **options) -> DistillConfig:
+    """The configuration a run goes by: ``config_file`` (or the defaults) with ``options`` over it; a
+    resume without a file continues with the interrupted run's own configuration, the options over it."""
+    cfg = load_config(config_file, trust_model_code, **options)
+    saved = resumed_config(cfg.out) if resume and config_file is None else None
+    return load_config(saved, trust_model_code, **options) if saved else cfg
+
+
 def _differences(then: str, now: str) -> str:
     """The options whose values differ between two config.toml texts, as ``--name: A then, B now``."""
     old, new = (parse_toml(text.encode(), "config.toml", "distill config", ConfigError) for text in (then, now))

@@ -1,0 +1,104 @@
+"""The documentation site's generated pages, as an MkDocs hook (mkdocs.yml names this file).
+
+A page holds ``<!-- generated: NAME -->`` where a generated part goes: ``commands`` (every command's
+usage, text and options, read from the click commands themselves, the text ``--help`` prints) and
+``benchmarks`` (every section a benchmark script renders from its record, found where it lives).
+Generated at build time, so they cannot go stale; tests/test_docs.py checks what they hold.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import click
+
+ROOT = Path(__file__).resolve().parents[1]
+PLACEHOLDER = re.compile(r"<!-- generated: (\w+) -->")
+MARKER = re.compile(r"<!-- ([\w-]+):start -->")
+
+
+def _cell(text: str) -> str:
+    """Table-cell text: one line, no pipe or angle bracket read as Markdown or HTML."""
+    return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _help_markdown(text: str) -> str:
+    """A command's help: paragraphs as text, click's ``\\b`` blocks (the examples) as code."""
+    parts = []
+    for block in text.strip().split("\n\n"):
+        if block.lstrip().startswith("\b"):
+            lines = block.split("\n")[1:]
+            indent = min(len(x) - len(x.lstrip()) for x in lines if x.strip())
+            parts.append("```\n" + "\n".join(x[indent:] for x in lines) + "\n```")
+        else:
+            parts.append(_cell(block).replace("\\|", "|"))
+    return "\n\n".join(parts)
+
+
+def command_markdown(name: str, command: click.Command, parent: click.Context) -> str:
+    ctx = click.Context(command, info_name=name, parent=parent)
+    lines = [f"## `{ctx.command_path}`", "", "```", command.get_usage(ctx).removeprefix("Usage: "), "```", "",
+             _help_markdown(command.help or ""), "", "| option | what it does |", "|---|---|"]
+    for param in command.get_params(ctx):
+        record = param.get_help_record(ctx)
+        if record and record[1]:                 # the arguments are in the usage line
+            lines.append(f"| `{_cell(record[0])}` | {_cell(record[1])} |")
+    return "\n".join(lines)
+
+
+def commands_markdown() -> str:
+    """Every command of ``edgekd``, in the order ``edgekd --help`` lists them."""
+    from edgekd.app.cli import cli
+
+    root = click.Context(cli, info_name="edgekd")
+    top = [f"| `{_cell(r[0])}` | {_cell(r[1])} |" for p in cli.get_params(root) if (r := p.get_help_record(root))]
+    parts = ["\n".join(["## `edgekd`", "", "Options before the command:", "", "| option | what it does |", "|---|---|",
+                         *top])]
+    parts += [command_markdown(name, cli.commands[name], root) for name in cli.list_commands(root)]
+    return "\n\n".join(parts)
+
+
+def _script_of(section: str) -> Path | None:
+    """The benchmark script that renders ``section`` (it names the marker in its code)."""
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        if re.search(rf"[\"']{re.escape(section)}[\"']", script.read_text(encoding="utf-8")):
+            return script
+    return None
+
+
+def _heading_anchor(text: str, at: int) -> str:
+    """The anchor MkDocs gives the last heading before ``at`` (the toc's GitHub-style slug)."""
+    import markdown
+    from pymdownx.slugs import slugify
+
+    heading = [m for m in re.finditer(r"^#+ (.+)$", text[:at], re.M)][-1].group(1)
+    return slugify(case="lower")(markdown.markdown(heading)[3:-4], "-")
+
+
+def benchmarks_markdown(page_dir: Path = ROOT / "docs" / "benchmarks") -> str:
+    """One row per rendered section: its script, the script's first docstring paragraph, the page."""
+    import os
+
+    rows = ["| script | what it measures | where its table is |", "|---|---|---|"]
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        for marker in MARKER.finditer(text):
+            script = _script_of(marker.group(1))
+            doc = ast.get_docstring(ast.parse(script.read_text(encoding="utf-8"))) if script else None
+            if script is None or doc is None:
+                raise LookupError(f"{page.name}: no benchmark script (with a docstring) renders {marker.group(1)}")
+            target = "index.md" if page == ROOT / "README.md" else page      # the home page shows the README's
+            link = os.path.relpath(ROOT / "docs" / target if target == "index.md" else target, page_dir)
+            anchor = "what-make-demo-shows" if target == "index.md" else _heading_anchor(text, marker.start())
+            rows.append(f"| `{script.relative_to(ROOT)}` | {_cell(doc.split(chr(10) * 2)[0])} | "
+                        f"[{marker.group(1)}]({link}#{anchor}) |")
+    return "\n".join(rows)
+
+
+GENERATED = {"commands": commands_markdown, "benchmarks": benchmarks_markdown}
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    """MkDocs' hook: each placeholder replaced by its generated Markdown."""
+    return PLACEHOLDER.sub(lambda m: GENERATED[m.group(1)](), markdown)
