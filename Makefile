@@ -41,7 +41,7 @@ test: $(STAMP) ssh-server
 	$(BIN)/ruff check edgekd tests benchmarks tools
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(MKDOCS) build --strict --quiet --site-dir $(VENV)/site
+	$(MKDOCS) build --strict --site-dir $(VENV)/site
 	$(BIN)/python -m pytest tests -q -ra
 
 # the fast lane for everyday work (the README says how long it takes): the same checks, and every
@@ -51,7 +51,7 @@ test-fast: $(STAMP)
 	$(BIN)/ruff check edgekd tests benchmarks tools
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(MKDOCS) build --strict --quiet --site-dir $(VENV)/site
+	$(MKDOCS) build --strict --site-dir $(VENV)/site
 	$(BIN)/python -m pytest tests -q -m "not slow" -n 2
 
 clean:

@@ -19,8 +19,10 @@ MARKER = re.compile(r"<!-- ([\w-]+):start -->")
 
 
 def _cell(text: str) -> str:
-    """Table-cell text: one line, no pipe or angle bracket read as Markdown or HTML."""
-    return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    """Table-cell text: one line, no pipe, bracket or angle bracket read as Markdown or HTML (click's
+    ``[x>=1]`` would be a cross-reference)."""
+    text = " ".join(text.split()).replace("|", "\\|").replace("[", "\\[").replace("]", "\\]")
+    return text.replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _help_markdown(text: str) -> str:
@@ -32,7 +34,7 @@ def _help_markdown(text: str) -> str:
             indent = min(len(x) - len(x.lstrip()) for x in lines if x.strip())
             parts.append("```\n" + "\n".join(x[indent:] for x in lines) + "\n```")
         else:
-            parts.append(_cell(block).replace("\\|", "|"))
+            parts.append(" ".join(block.split()))
     return "\n\n".join(parts)
 
 
@@ -43,7 +45,7 @@ def command_markdown(name: str, command: click.Command, parent: click.Context) -
     for param in command.get_params(ctx):
         record = param.get_help_record(ctx)
         if record and record[1]:                 # the arguments are in the usage line
-            lines.append(f"| `{_cell(record[0])}` | {_cell(record[1])} |")
+            lines.append(f"| `{record[0]}` | {_cell(record[1])} |")
     return "\n".join(lines)
 
 
@@ -52,7 +54,7 @@ def commands_markdown() -> str:
     from edgekd.app.cli import cli
 
     root = click.Context(cli, info_name="edgekd")
-    top = [f"| `{_cell(r[0])}` | {_cell(r[1])} |" for p in cli.get_params(root) if (r := p.get_help_record(root))]
+    top = [f"| `{r[0]}` | {_cell(r[1])} |" for p in cli.get_params(root) if (r := p.get_help_record(root))]
     parts = ["\n".join(["## `edgekd`", "", "Options before the command:", "", "| option | what it does |", "|---|---|",
                          *top])]
     parts += [command_markdown(name, cli.commands[name], root) for name in cli.list_commands(root)]
