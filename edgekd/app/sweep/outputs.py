@@ -16,7 +16,7 @@ from edgekd.core.schema.sweep import SCHEMA, SweepDoc, from_json, to_json
 from edgekd.app.sweep.front import AXES, candidates, fronts, judge, pick as choose
 from edgekd.app.sweep.plan import Plan
 from edgekd.device.bench.pick import BUDGET, RULE_WORDS
-from edgekd.device.bench.plots import png, require_matplotlib
+from edgekd.app.sweep.plot import sweep_png
 
 COLUMNS = ("student", "file", "accuracy", "p50 ms", "size", "peak MiB", "× teacher", "front", "budget")
 
@@ -78,29 +78,6 @@ def sweep_markdown(doc: Mapping[str, Any]) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(doc)]
     return "\n".join(lines + ["", "front: L latency, S size, M memory (no other file is as accurate and cheaper).",
                               "", pick_line(doc), ""])
-
-
-def sweep_png(doc: Mapping[str, Any]) -> bytes:
-    """Accuracy against p50 latency, file size and peak memory, one panel each, the front joined."""
-    plt = require_matplotlib()
-    fig, axes = plt.subplots(1, len(AXES), figsize=(5 * len(AXES), 4.5))
-    cands, chosen = doc["candidates"], doc["pick"]["candidate"]
-    for ax, (axis, (key, label)) in zip(axes, AXES.items()):
-        shown = [c for c in cands if c["accuracy"] is not None]
-        ax.scatter([c[key] for c in shown], [100 * c["accuracy"] for c in shown], color="grey")
-        front = sorted((cands[i] for i in doc["fronts"][axis]), key=lambda c: c[key])
-        ax.plot([c[key] for c in front], [100 * c["accuracy"] for c in front], "o-", color="tab:blue", label="front")
-        for c in shown:
-            ax.annotate(f"{c['student']} {c['file'].removeprefix('student')}", (c[key], 100 * c["accuracy"]),
-                        fontsize=6, xytext=(3, 3), textcoords="offset points")
-        if chosen is not None:
-            ax.scatter([cands[chosen][key]], [100 * cands[chosen]["accuracy"]], marker="*", s=200, color="tab:red",
-                       label="pick", zorder=3)
-        ax.set_xscale("log")
-        ax.set_xlabel(label + " (log)")
-        ax.set_ylabel("accuracy on the held-out split (%)")
-        ax.legend(fontsize=7)
-    return png(plt, fig, f"edgekd sweep · {doc['device']}")
 
 
 def write_sweep(folder: Path, doc: SweepDoc) -> None:

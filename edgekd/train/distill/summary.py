@@ -8,6 +8,7 @@ from edgekd.core.fsutil import atomic_write_text
 from edgekd.core.numbers import mean_spread, spread_header
 from edgekd.core.gap import cv_gap_closed, gap_spread_text, gap_text, split_gap_closed
 from edgekd.core.schema import TRAINED_ROLES
+from edgekd.train.distill.curves import plot_curves
 
 
 def pct(value: float) -> str:
@@ -73,34 +74,3 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
     lines += ["", f"Total time: {summary['seconds']:.1f} s. The `final` row is scored on the held-out test split. "
               "Gap closed: (student − simple) / (teacher − simple), n/a where the teacher is not ahead."]
     return "\n".join(lines) + "\n"
-
-
-def plot_curves(path: Path, summary: Mapping[str, Any]) -> None:
-    """Loss and validation accuracy per epoch, one panel pair per role, one line per fold
-    (a brought teacher, trained elsewhere, has no curves: its panels say so)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return      # plots are optional; report.md and cv.json carry the numbers
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6), sharex="col")
-    for column, role in enumerate(TRAINED_ROLES):
-        for split in summary["folds"]:
-            history = split[role].get("history") or []
-            epochs = [h["epoch"] for h in history]
-            axes[0, column].plot(epochs, [h["loss"] for h in history], lw=1)
-            axes[1, column].plot(epochs, [h.get("val_accuracy", float("nan")) for h in history], lw=1, label=split["split"])
-        axes[0, column].set_title(role)
-        if not any(split[role].get("history") for split in summary["folds"]):
-            for axis in axes[:, column]:
-                axis.text(0.5, 0.5, "not trained here", ha="center", va="center", transform=axis.transAxes)
-        axes[1, column].set_xlabel("epoch")
-    axes[0, 0].set_ylabel("training loss")
-    axes[1, 0].set_ylabel("validation accuracy")
-    axes[1, 2].legend(fontsize=7)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
