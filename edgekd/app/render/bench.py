@@ -8,17 +8,17 @@ from rich.text import Text
 
 from edgekd.device.bench.classes_text import lost_lines
 from edgekd.device.bench.profile_text import TOP, headline, profiled, top_rows
-from edgekd.device.bench.text import (NARROW, SHORT, TERMINAL, device_line, formats_side_by_side, int8_slower_lines,
-                                      recommendation_lines, rows, shown_comparisons, skipped_notes, thermal_line)
+from edgekd.device.bench.text import (NARROW, SHORT, TERMINAL, device_line, formats_side_by_side, int8_cost_lines,
+                                      int8_slower_lines, recommendation_lines, rows, shown_comparisons, skipped_notes,
+                                      thermal_line)
 from edgekd.core.console import report_console
+from edgekd.app.render.width import fitting
 
 
 def render_table(result: dict, console=None) -> None:
     """The TERMINAL columns when they fit the console's width, else the NARROW ones."""
     console = console or Console()
-    table = _table(result, TERMINAL)
-    natural = console.measure(table, options=console.options.update_width(100_000)).maximum
-    console.print(table if natural <= console.width else _table(result, NARROW))
+    console.print(fitting(console, lambda cols: _table(result, cols), (TERMINAL, NARROW)))
     # file, node and tensor names come from the files: printed as text, never as rich markup
     for line in recommendation_lines(result):
         console.print(line, style="bold", highlight=False, markup=False)
@@ -27,7 +27,7 @@ def render_table(result: dict, console=None) -> None:
     side = formats_side_by_side(result)
     if side:
         console.print(_side_by_side(side))
-    for line in int8_slower_lines(result):
+    for line in int8_slower_lines(result) + int8_cost_lines(result):
         console.print(line, highlight=False, markup=False)
     for m in profiled(result):
         console.print(_profile_table(m))

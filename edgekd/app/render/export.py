@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from rich import box
-from rich.console import JustifyMethod
 from rich.table import Table
 
+from edgekd.app.render.width import fitting
 from edgekd.core.numbers import size
+from edgekd.device.bench.text import int8_larger_line, int8_references
 
 
 def export_progress(console):
@@ -27,27 +28,44 @@ def _parity_cell(row: dict) -> str:
 
 WORST_LAYERS = 3     # the terminal's share of each int8 file's per-layer report (--explain: all)
 
+#: the table's columns, widest first: a narrower console leaves out the weights and time (in export.json),
+#: then the format (in the file's name), never cutting a file name short
+COLUMN_SETS = (("file", "format", "size", "weights", "teacher", "time", "parity vs PyTorch", "accuracy"),
+               ("file", "format", "size", "teacher", "parity vs PyTorch", "accuracy"),
+               ("file", "size", "teacher", "parity", "accuracy"))
+LEFT = ("file", "format", "parity vs PyTorch", "parity")
+
+
+def _cells(row: dict) -> dict[str, str]:
+    """One file's cells, by column (both parity headers)."""
+    parity, vs = row["parity"], row.get("vs_teacher")
+    teacher = "-"
+    if vs:
+        teacher = f"{size(vs['bytes'])} ×{vs['size_ratio']:.2f}" if vs.get("size_ratio") else size(vs["bytes"])
+    return {"file": row["file"], "format": row["format"], "size": size(row["bytes"]),
+            "weights": size(row["weight_bytes"]), "teacher": teacher, "time": f"{row['seconds']:.1f}s",
+            "parity vs PyTorch": _parity_cell(row), "parity": _parity_cell(row),
+            "accuracy": f"{parity['accuracy']:.1%} {parity['accuracy_delta'] * 100:+.1f}pt"}
+
+
+def _table(report: dict, rows: list[dict[str, str]], columns: tuple[str, ...]) -> Table:
+    table = Table(title=f"edgekd export → {report['bundle']}", title_justify="left", box=box.SIMPLE_HEAD)
+    for column in columns:
+        table.add_column(column, justify="left" if column in LEFT else "right", no_wrap=True)
+    for cells in rows:
+        table.add_row(*(cells[column] for column in columns))
+    return table
+
 
 def print_export_summary(report: dict, console, explain: bool = False) -> None:
     """The build report: one row per file, sizes beside the teacher's and the weight bytes; then, per
     int8 file, its layers with the lowest signal-to-quantization-noise ratio (all with ``explain``)."""
-    table = Table(title=f"edgekd export → {report['bundle']}", title_justify="left", box=box.SIMPLE_HEAD)
-    columns: tuple[tuple[str, JustifyMethod], ...] = (
-        ("file", "left"), ("format", "left"), ("size", "right"), ("weights", "right"), ("teacher", "right"),
-        ("time", "right"), ("parity vs PyTorch", "left"), ("accuracy", "right"))
-    for column, justify in columns:
-        table.add_column(column, justify=justify, no_wrap=True)
-    for row in report["models"]:
-        parity, vs = row["parity"], row.get("vs_teacher")
-        delta = parity["accuracy_delta"] * 100
-        teacher = "-"
-        if vs:
-            teacher = f"{size(vs['bytes'])} ×{vs['size_ratio']:.2f}" if vs.get("size_ratio") else \
-                size(vs["bytes"])
-        table.add_row(row["file"], row["format"], size(row["bytes"]), size(row["weight_bytes"]),
-                      teacher, f"{row['seconds']:.1f}s", _parity_cell(row),
-                      f"{parity['accuracy']:.1%} {delta:+.1f}pt")
-    console.print(table)
+    rows = [_cells(row) for row in report["models"]]
+    console.print(fitting(console, lambda columns: _table(report, rows, columns), COLUMN_SETS))
+    for q, f in int8_references(report["models"]):
+        larger = int8_larger_line(q, f)
+        if larger:
+            console.print(larger, highlight=False, markup=False)
     for row in report["models"]:
         render_kept_float(row, console)
     for row in report["models"]:

@@ -1,11 +1,14 @@
 """``edgekd sweep`` on the terminal (rich): each student's steps as they finish, then the table."""
 from __future__ import annotations
 
+from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from edgekd.core.console import report_console
 from edgekd.app.sweep.outputs import COLUMNS, pick_line, table_rows
-from edgekd.app.render.distill import DistillProgress, console
+from edgekd.app.render.distill import DistillProgress, console, shown_spec
+from edgekd.app.render.width import fitting
 
 
 class SweepProgress:
@@ -43,17 +46,35 @@ class SweepProgress:
             self.distill.report(event, **info)
 
 
-def print_sweep_summary(doc: dict, out: str) -> None:
-    table = Table(title=f"edgekd sweep — {len(doc['students'])} students, teacher {doc['teacher']}")
-    for header in COLUMNS:
-        table.add_column(header, justify="left" if header in ("student", "file", "front", "budget") else "right")
-    for row in table_rows(doc):
-        table.add_row(*row)
-    screen = report_console()
+#: the table's columns, widest first: a narrower console leaves out what sweep.md keeps (peak memory and
+#: the speed-up, then size and the fronts) rather than cut a student's or a file's name short
+COLUMN_SETS = (COLUMNS, tuple(c for c in COLUMNS if c not in ("peak MiB", "× teacher")),
+               ("student", "file", "accuracy", "p50 ms", "budget"))
+
+
+def _table(doc: dict, rows: list[dict[str, str]], columns: tuple[str, ...]) -> Table:
+    count = len(doc["students"])
+    title = f"edgekd sweep — {count} student{'s' if count > 1 else ''}, teacher {shown_spec(doc['teacher'])}"
+    table = Table(title=Text(title))      # the teacher may be the user's path: plain text, never rich markup
+    for header in columns:
+        # a student's folder name (up to 62 characters) folds where nothing else is left to drop
+        table.add_column(header, justify="left" if header in ("student", "file", "front", "budget") else "right",
+                         no_wrap=header != "student", overflow="fold")
+    for cells in rows:
+        table.add_row(*(cells[header] for header in columns))
+    return table
+
+
+def print_sweep_summary(doc: dict, out: str, screen: Console | None = None) -> None:
+    """The table (as many columns as fit ``screen``, the report console by default), the pick, the folder."""
+    screen = screen or report_console()
+    rows = [dict(zip(COLUMNS, row)) for row in table_rows(doc)]
+    table = fitting(screen, lambda columns: _table(doc, rows, columns), COLUMN_SETS)
     screen.print(table)
     setting = f"p50 and memory at {doc['candidates'][0]['setting']} · " if doc["candidates"] else ""
     screen.print(setting + doc["device"], highlight=False)
-    screen.print("front: L latency, S size, M memory (no other file is as accurate and cheaper)", highlight=False)
+    if any(column.header == "front" for column in table.columns):
+        screen.print("front: L latency, S size, M memory (no other file is as accurate and cheaper)", highlight=False)
     screen.print(pick_line(doc), highlight=False)
     screen.print(f"sweep folder: {out}  ({doc['seconds']:.1f} s; sweep.json, sweep.md"
                  + (", sweep.png)" if doc["outputs"]["plot"] else ")"), highlight=False)

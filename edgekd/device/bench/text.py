@@ -2,7 +2,7 @@
 ``--markdown``, the device and thermal lines, and the markdown report. Torch-free, rich-free."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from edgekd.core.numbers import MIB, fmt, ms, pct, size
 from edgekd.device.bench.classes_text import classes_markdown
@@ -118,6 +118,59 @@ def int8_slower_lines(result: Mapping[str, Any]) -> list[str]:
             for _, _, f, q, x, b in int8_pairs(result) if b is not None and b > x["latency_ms"]["p50"]]
 
 
+FP32_FORMATS = {fp32: int8 for _, fp32, int8 in RUNTIME_PAIRS}
+
+
+def int8_references(models: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+    """(int8 file, fp32 file) for each int8 file of a role that has an fp32 file: the fp32 file of its own
+    runtime where the role has one, else the role's first (the default bundle: student.int8.tflite against
+    student.onnx). Export's rows and bench.json's models both name their role, format and file."""
+    out = []
+    for q in models:
+        fp32 = [m for m in models if m["role"] == q["role"] and m["format"] in FP32_FORMATS]
+        if q["format"] in FP32_FORMATS.values() and fp32:
+            same = [m for m in fp32 if FP32_FORMATS[m["format"]] == q["format"]]
+            out.append((q, (same or fp32)[0]))
+    return out
+
+
+def int8_larger_line(q: Mapping[str, Any], f: Mapping[str, Any]) -> str | None:
+    """A line when the int8 file ``q`` is larger than the fp32 file ``f``: a model this small saves less on
+    its weights (a quarter of fp32's) than the int8 file spends on its scales and its format."""
+    if q["bytes"] <= f["bytes"]:
+        return None
+    return (f"note: {q['file']} is larger than {f['file']} ({size(q['bytes'])} vs {size(f['bytes'])}): "
+            f"this {q['role']} is too small for int8 to save space")
+
+
+def int8_cost_lines(result: Mapping[str, Any]) -> list[str]:
+    """Per int8 file larger than its fp32 reference (:func:`int8_references`) or slower than one of another
+    runtime (a slower one of the same runtime has its line from :func:`int8_slower_lines`), one line."""
+    lines = []
+    for q, f in int8_references(result["models"]):
+        slower = _slower_settings(q, f) if FP32_FORMATS[f["format"]] != q["format"] else []
+        larger = int8_larger_line(q, f)
+        if larger and slower:
+            lines.append(f"note: {q['file']} is larger and slower than {f['file']} ({size(q['bytes'])} vs "
+                         f"{size(f['bytes'])}; {'; '.join(slower)}): this {q['role']} is too small for int8 to pay")
+        elif larger:
+            lines.append(larger)
+        elif slower:
+            lines.append(f"note: {q['file']} is slower than {f['file']} on this device ({'; '.join(slower)}): "
+                         "int8 does not pay here")
+    return lines
+
+
+def _slower_settings(q: Mapping[str, Any], f: Mapping[str, Any]) -> list[str]:
+    """'p50 0.0960 vs 0.0610 ms at 1 thread, batch 1' for each setting where ``q`` is slower than ``f``."""
+    out = []
+    for x in measured(f):
+        b = _p50(q, x["threads"], x["batch"])
+        if b is not None and b > x["latency_ms"]["p50"]:
+            out.append(f"p50 {ms(b)} vs {ms(x['latency_ms']['p50'])} ms at {setting_name(x)}")
+    return out
+
+
 def recommendation_lines(result: Mapping[str, Any]) -> list[str]:
     """bench.json's recommendation, one line per role (and setting, when there are several)."""
     recs = result.get("recommendation") or []
@@ -199,6 +252,7 @@ def bench_markdown(result: Mapping[str, Any]) -> str:
             vals = [f"**{v}**" if v else v for v in vals]
         lines.append("| " + " | ".join(vals) + " |")
     lines += _bullets(recommendation_lines(result)) + side_by_side_markdown(result) + _bullets(int8_slower_lines(result))
+    lines += _bullets(int8_cost_lines(result))
     lines += classes_markdown(result, shown_comparisons(result)) + profile_markdown(result)
     notes = skipped_notes(result)
     if notes:
