@@ -31,15 +31,10 @@ PAPER = {"resnet20": ("0.27M (CIFAR)", None), "resnet18": ("11.7M / 1.8G", None)
 
 @functools.lru_cache(maxsize=None)     # the table asks for each count twice: to order the rows, and in them
 def counts(name: str, size: int, classes: int) -> tuple[int, int]:
-    """Parameters and MACs of ``name`` on 3×size×size images, built on the meta device (shapes only)."""
-    import torch
+    """Parameters and MACs of ``name`` on 3×size×size images, counted as ``edgekd models`` counts them."""
+    from edgekd.train.models.listing import counts as zoo_counts
 
-    from edgekd.train.models import build, count_macs, count_parameters
-
-    shape = (3, size, size)
-    with torch.device("meta"):
-        model = build(name, shape, classes)
-        return count_parameters(model), count_macs(model, shape)
+    return zoo_counts(name, (3, size, size), classes)
 
 
 def parameters_text(count: int) -> str:

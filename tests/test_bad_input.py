@@ -190,6 +190,7 @@ for _id, _options, _fragment in [
     ("source-argument", ["--data", "digits:foo"], "takes no argument"),
     ("label-column-not-csv", ["--label-column", "y"], "csv"),
     ("unknown-model", ["--student", "resnett"], "unknown"),
+    ("unknown-model-number", ["--teacher", "resnet9"], "did you mean 'resnet8'"),
     ("unknown-model-option", ["--student", "cnn:widht=4"], "width"),
     ("model-option-not-int", ["--student", "cnn:width=abc"], "width"),
     ("repeated-model-option", ["--student", "cnn:width=4,width=9"], "width"),

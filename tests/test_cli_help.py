@@ -87,3 +87,19 @@ def test_options_not_given_leave_the_api_defaults():
     params = export_command.make_context("export", ["RUN"]).params
     assert all(params[name] is None for name in ("int8", "roles", "calibration_samples", "max_int8_drop"))
     assert sweep_command.make_context("sweep", ["--students", "cnn"]).params["min_seconds"] is None
+
+
+def test_models_help_shows_list_models_defaults_and_leaves_them_to_it():
+    """edgekd models' defaults are list_models' own: shown from its signature, passed only when given."""
+    import inspect
+
+    from edgekd.app.cli.models import models_command
+    from edgekd.train.models.listing import list_models
+
+    defaults = {name: p.default for name, p in inspect.signature(list_models).parameters.items()}
+    size = ",".join(map(str, defaults["image_size"]))
+    assert option_help(models_command, "--image-size").endswith(f"[default: {size}]")
+    assert option_help(models_command, "--channels").endswith(f"[default: {defaults['channels']}]")
+    assert option_help(models_command, "--classes").endswith(f"[default: {defaults['num_classes']}]")
+    params = models_command.make_context("models", []).params
+    assert all(params[name] is None for name in ("image_size", "channels", "classes"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,8 +86,7 @@ def read_manifest(bundle_dir: str | Path) -> Bundle:
     root = Path(bundle_dir)
     path = root / MANIFEST
     if not root.is_dir():
-        raise BundleError(f"bundle folder '{root}' not found",
-                          hint="create one with: edgekd export RUN_DIR --out BUNDLE_DIR")
+        raise BundleError(f"bundle folder '{root}' not found", hint=missing_bundle_hint(root))
     if path.is_symlink():
         raise BundleError(f"'{path}' is a symlink; {NO_SYMLINKS}")
     if not path.is_file():
@@ -95,6 +95,16 @@ def read_manifest(bundle_dir: str | Path) -> Bundle:
         raise BundleError(f"'{path}' is larger than {MAX_MANIFEST_BYTES // 1024} kB; a manifest is a few kB",
                           hint="export the bundle again")
     return Bundle(root, Manifest.from_json(read_json(path, "manifest", BundleError, MAX_MANIFEST_BYTES), f"'{path}'"))
+
+
+def missing_bundle_hint(root: Path) -> str:
+    """How to make the missing bundle ``root``: export the run folder it would sit in (distill's run,
+    ``root`` its default bundle folder or another --out), else some run into it."""
+    run = root.parent
+    if (run / "cv.json").is_file():
+        out = "" if root.name == "bundle" else f" --out {shlex.quote(str(root))}"
+        return f"the run '{run}' is not exported yet: edgekd export {shlex.quote(str(run))}{out}"
+    return f"create it with: edgekd export RUN_DIR --out {shlex.quote(str(root))}"
 
 
 def _bundle_hint(root: Path) -> str | None:

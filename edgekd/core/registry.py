@@ -9,11 +9,13 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Named entries; an unknown name fails with the list of known ones and the closest."""
+    """Named entries; an unknown name fails with the closest and the known ones (of a long list, the
+    close ones and ``listing``: what lists them all, such as a command)."""
 
-    def __init__(self, what: str, error: type[EdgeKDError] = EdgeKDError):
+    def __init__(self, what: str, error: type[EdgeKDError] = EdgeKDError, listing: str | None = None):
         self.what = what
         self.error = error
+        self.listing = listing
         self._entries: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -28,7 +30,7 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            raise unknown_name(self.what, name, self._entries, self.error) from None
+            raise unknown_name(self.what, name, self._entries, self.error, self.listing) from None
 
     def names(self) -> list[str]:
         return sorted(self._entries)

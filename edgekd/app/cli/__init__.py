@@ -1,7 +1,7 @@
 """The ``edgekd`` command: parse options → call the Python API → render. No logic here.
 
-One module per command (:mod:`.distill`, :mod:`.export`, :mod:`.bench`, :mod:`.sweep`, :mod:`.predict`); this one
-holds the group and its error handling.
+One module per command (:mod:`.distill`, :mod:`.export`, :mod:`.bench`, :mod:`.sweep`, :mod:`.predict`,
+:mod:`.models`); this one holds the group, its error handling and the ``--debug`` of every command.
 
 Heavy imports (torch, onnx, litert_torch) happen inside the commands that need them,
 so ``edgekd --help`` and ``edgekd bench`` start fast and run without torch.
@@ -17,6 +17,7 @@ import click
 
 from edgekd.core.version import __version__
 from edgekd.core.errors import EdgeKDError
+from edgekd.app.cli.options import debug_option
 
 
 class Terminated(BaseException):
@@ -87,11 +88,10 @@ class EdgeKDGroup(click.Group):
             sys.exit(130)
 
 
-@click.group(cls=EdgeKDGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=EdgeKDGroup, context_settings={"help_option_names": ["-h", "--help"]}, params=[debug_option()])
 @click.version_option(__version__, prog_name="edgekd")
-@click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context) -> None:
     """Distill a classifier, export it to ONNX and int8 TFLite, and bench it on the device.
 
     \b
@@ -100,18 +100,22 @@ def cli(ctx: click.Context, debug: bool) -> None:
       edgekd bench runs/demo/bundle           accuracy, latency, memory on this device
       edgekd sweep --students 'A;B;C'         several students: fronts, and the one that meets a budget
       edgekd predict BUNDLE IMAGES...         the model's classes of images; in your program: edgekd.Predictor
+      edgekd models 'mobilenet*'              the model zoo: parameters and MACs at an input size
     """
-    ctx.obj = {"debug": debug}
+    ctx.ensure_object(dict)     # one object for every context: a command's --debug sets it for the group
 
 
 def _add_commands() -> None:
     from edgekd.app.cli.bench import bench_command, init_budget_command
     from edgekd.app.cli.distill import distill
     from edgekd.app.cli.export import export_command
+    from edgekd.app.cli.models import models_command
     from edgekd.app.cli.predict import predict_command
     from edgekd.app.cli.sweep import sweep_command
 
-    for command in (distill, export_command, bench_command, init_budget_command, sweep_command, predict_command):
+    for command in (distill, export_command, bench_command, init_budget_command, sweep_command, predict_command,
+                    models_command):
+        command.params.append(debug_option())       # --debug after the command's name too
         cli.add_command(command)
 
 

@@ -188,5 +188,6 @@ def init_budget_command(source, out, force, **options):
     from edgekd.app.render.bench import BenchProgress
 
     with BenchProgress(enabled=True) as progress:
-        init_budget(source, out, force=force, progress=progress.update, **parse_bench_options(**options))
-    Console(stderr=True).print(f"wrote {out}; check with: edgekd bench BUNDLE --budget {out}", highlight=False)
+        proposal = init_budget(source, out, force=force, progress=progress.update, **parse_bench_options(**options))
+    Console(stderr=True).print(f"wrote {out}; check with: {proposal.check}", highlight=False, markup=False,
+                               soft_wrap=True)       # one line, to copy: a long path is not folded

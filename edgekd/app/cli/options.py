@@ -19,6 +19,18 @@ TRUST_CODE_OPTION = click.option(
          "and runs you made; a factory given on the command line needs no flag.")
 
 
+def _debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:       # the group's context object, which every command's context shares
+        ctx.ensure_object(dict)["debug"] = True
+
+
+def debug_option() -> click.Option:
+    """``--debug``, declared here once and given to the group and to every command, so that it goes
+    before the command's name or after it. Eager: set before an option of the command fails."""
+    return click.Option(["--debug"], is_flag=True, expose_value=False, is_eager=True, callback=_debug,
+                        help="Show the full traceback of an error.")
+
+
 def field_help(f: Field) -> str:
     """The help of ``f``'s option: its text, the names of its registry, its default."""
     meta = f.metadata

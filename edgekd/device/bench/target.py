@@ -25,7 +25,7 @@ def resolve_target(target: str | os.PathLike, data=None, runtime: str | None = N
     path = Path(target)
     want = canonical_runtime(runtime) if runtime else None
     if not path.exists():
-        hint = "create a bundle with: edgekd export RUN_DIR" if not path.suffix else None
+        hint = bundle_mod.missing_bundle_hint(path) if not path.suffix else None
         files = "/".join(SUFFIXES)
         raise BundleError(f"'{path}' not found (expected a bundle folder or a {files} file)", hint=hint)
     if path.is_dir():

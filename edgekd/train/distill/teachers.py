@@ -21,6 +21,7 @@ from edgekd.device.runtimes.onnx_external import refuse_external_data
 from edgekd.core.errors import ModelError, RuntimeBackendError
 from edgekd.train.models import build
 from edgekd.device.runtimes import open_model
+from edgekd.device.images import CHANNELS, MODES
 
 
 @dataclass
@@ -106,6 +107,29 @@ def weights_teacher(arch: str, weights: str, input_shape: tuple[int, ...], num_c
         raise ModelError(f"teacher weights '{path}' not found",
                          hint="--teacher-weights takes a safetensors state dict of the --teacher architecture")
     teacher = build(arch, input_shape, num_classes)
-    load_state(teacher, path, f"the teacher '{arch}'",
-               hint="the weights must come from the same architecture and options as --teacher")
+    load_state(teacher, path, f"the teacher '{arch}'", hint=_weights_hint(teacher, path, input_shape))
     return teacher.eval()
+
+
+def _weights_hint(teacher: nn.Module, path: Path, input_shape: tuple[int, ...]) -> str:
+    """What to change when the weights do not fit: --channels where they take images of other channels
+    than the data's (an RGB teacher on a folder of gray images), else the --teacher spec."""
+    channels = _weights_channels(teacher, path)
+    if len(input_shape) == 3 and channels in CHANNELS and channels != input_shape[0]:
+        return (f"the weights take {channels}-channel ({MODES[channels]}) images and the data has "
+                f"{input_shape[0]}: pass --channels {channels}, which converts the images to {MODES[channels]}")
+    return "the weights must come from the same architecture and options as --teacher"
+
+
+def _weights_channels(teacher: nn.Module, path: Path) -> int | None:
+    """The input channels of the file's first convolution (the model's first 4-D weight, by its name):
+    dimension 1 of its kernel. None where there is none, or the file cannot be read (load_state says so)."""
+    from safetensors import SafetensorError, safe_open
+
+    first = next((name for name, tensor in teacher.state_dict().items() if tensor.dim() == 4), None)
+    try:
+        with safe_open(str(path), "pt") as weights:
+            shape = weights.get_slice(first).get_shape() if first in weights.keys() else []
+    except (SafetensorError, OSError, ValueError):
+        return None
+    return shape[1] if len(shape) == 4 else None

@@ -15,20 +15,24 @@ from edgekd.core.errors import ModelError
 from edgekd.core.registry import Registry
 from edgekd.train.models.spec import FACTS, call_factory, parse_named, read_options
 
-__all__ = ["MODELS", "register_model", "parse_spec", "build", "count_parameters", "count_macs", "call_factory",
-           "read_options", "FACTS"]
+__all__ = ["MODELS", "FAMILIES", "register_model", "parse_spec", "build", "count_parameters", "count_macs",
+           "call_factory", "read_options", "FACTS"]
 
-MODELS: Registry[Callable[..., nn.Module]] = Registry("model", ModelError)
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model", ModelError, listing="edgekd models")
+#: each zoo name's family: the configurable builder that a named variant fixes options of (resnet8: resnet)
+FAMILIES: dict[str, str] = {}
 
 
 Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
 
 
-def register_model(name: str) -> Callable[[Builder], Builder]:
-    """``@register_model("cnn")`` on a builder whose keyword parameters are the spec's options."""
+def register_model(name: str, family: str | None = None) -> Callable[[Builder], Builder]:
+    """``@register_model("cnn")`` on a builder whose keyword parameters are the spec's options;
+    ``family``: the builder that a named variant is (default: the name itself)."""
     def add(builder: Builder) -> Builder:
         read_options(builder)  # an option type the spec cannot express fails at import, not on a user's spec
         MODELS.register(name)(builder)
+        FAMILIES[name] = family or name
         return builder
     return add
 

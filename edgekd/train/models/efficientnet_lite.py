@@ -36,7 +36,9 @@ def efficientnet_lite(input_shape: tuple[int, int, int], num_classes: int, in_ch
                       variant: Literal["lite0", "lite1", "lite2"] = "lite0", width: PositiveFloat = 1.0,
                       stem_stride: StemStride = "auto", stem_width: PositiveFloat = 1.0,
                       dropout: Fraction = 0.2) -> InvertedResidualNet:
-    """TF's figures, 1000 classes: lite0 4.7M parameters, 407M MACs at 224; lite1 5.4M, 631M at 240;
+    """EfficientNet-Lite0 to Lite2: MBConv without squeeze-excitation, ReLU6.
+
+    TF's figures, 1000 classes: lite0 4.7M parameters, 407M MACs at 224; lite1 5.4M, 631M at 240;
     lite2 6.1M, 899M at 260 (TF trains lite2 with dropout 0.3). ``width`` multiplies the variant's width
     coefficient (the blocks' channels; the stem and head stay fixed, as TF keeps them)."""
     coefficient, depth = LITE[variant]

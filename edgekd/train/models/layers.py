@@ -55,7 +55,7 @@ def register_variant(name: str, builder: Callable[..., nn.Module], **fixed) -> C
     variant.__name__ = variant.__qualname__ = name
     settings = ", ".join(f"{key}={value}" for key, value in fixed.items())
     variant.__doc__ = f"``{builder.__name__}:{settings}``"
-    return register_model(name)(variant)
+    return register_model(name, family=builder.__name__)(variant)
 
 
 class ConvBNAct(nn.Sequential):

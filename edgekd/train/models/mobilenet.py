@@ -44,7 +44,9 @@ V3_SIZES = {"large": (V3_LARGE, 16, 960, 1280), "small": (V3_SMALL, 16, 576, 102
 def mobilenetv2(input_shape: tuple[int, int, int], num_classes: int, in_chans: int, width: PositiveFloat = 1.0,
                 stem_stride: StemStride = "auto", stem_width: PositiveFloat = 1.0,
                 dropout: Fraction = 0.2) -> InvertedResidualNet:
-    """MobileNetV2 1.0 at 224×224, 1000 classes: 3.5M parameters, 300M MACs (Table 4)."""
+    """MobileNetV2: inverted residuals, 3×3 depthwise convs, ReLU6.
+
+    MobileNetV2 1.0 at 224×224, 1000 classes: 3.5M parameters, 300M MACs (Table 4)."""
     stages = [Stage(3, t, make_divisible(c * width), n, s, False, "relu6") for t, c, n, s in V2_TABLE]
     return InvertedResidualNet(in_chans, num_classes, stages, stem=make_divisible(32 * width * stem_width),
                                head=max(1280, make_divisible(1280 * width)),
@@ -66,7 +68,9 @@ def mobilenetv3(input_shape: tuple[int, int, int], num_classes: int, in_chans: i
                 variant: Literal["large", "small"] = "large", width: PositiveFloat = 1.0,
                 stem_stride: StemStride = "auto", stem_width: PositiveFloat = 1.0,
                 dropout: Fraction = 0.2) -> InvertedResidualNet:
-    """MobileNetV3 at 224×224, 1000 classes (Tables 3 and 4): Large 1.0 5.4M parameters, 219M MACs;
+    """MobileNetV3 Large or Small: hard-swish, squeeze-excitation, a ``width`` multiplier.
+
+    MobileNetV3 at 224×224, 1000 classes (Tables 3 and 4): Large 1.0 5.4M parameters, 219M MACs;
     Small 1.0 2.5M, 56M. Hard-swish, squeeze-excite with hard-sigmoid; its head pools first, then
     a Linear of 1280 (1024) with hard-swish, no BatchNorm."""
     rows, stem, last, hidden = V3_SIZES[variant]

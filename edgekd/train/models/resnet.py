@@ -153,7 +153,9 @@ def pick_stem(input_shape: tuple[int, ...], stem: str) -> Literal["cifar", "imag
 def resnet(input_shape: tuple[int, int, int], in_chans: int, num_classes: int, depth: Depth = 18,
            stem: Stem = "auto", width: PositiveFloat = 1.0, stem_stride: StemStride = "auto",
            stem_width: PositiveFloat = 1.0) -> ResNet:
-    """``resnet:depth=20,stem=cifar,width=0.5``; the module docstring says what each option does."""
+    """ResNet of depth 8, 14, 20 (CIFAR) or 18, 34, 50 (ImageNet).
+
+    ``resnet:depth=20,stem=cifar,width=0.5``; the module docstring says what each option does."""
     return ResNet(in_chans, num_classes, depth, pick_stem(input_shape, stem), width,
                   None if stem_stride == "auto" else stem_stride, stem_width)
 
@@ -170,4 +172,4 @@ def _variant(depth: Depth):
 
 
 for _depth in get_args(Depth):         # LAYOUTS' depths, typed as the option's choices
-    register_model(f"resnet{_depth}")(_variant(_depth))
+    register_model(f"resnet{_depth}", family="resnet")(_variant(_depth))

@@ -44,7 +44,9 @@ class MLP(nn.Module):
 @register_model("mlp")
 def mlp(input_shape: tuple[int, ...], num_classes: int, hidden: PositiveInt = 32, depth: PositiveInt = 1,
         dropout: Fraction = 0.0) -> MLP:
-    """``dropout`` after each hidden layer, in training only (Hinton et al. 2015's MNIST teacher used it)."""
+    """Multi-layer perceptron on the flattened input, any shape (tabular data too).
+
+    ``dropout`` after each hidden layer, in training only (Hinton et al. 2015's MNIST teacher used it)."""
     return MLP(input_shape, num_classes, hidden, depth, dropout)
 
 
@@ -80,4 +82,5 @@ class CNN(nn.Module):
 @register_model("cnn")
 def cnn(input_shape: tuple[int, int, int], num_classes: int, width: PositiveInt = 16,
         depth: PositiveInt = 2) -> CNN:
+    """Plain CNN: 3×3 conv, BatchNorm, ReLU and max-pooling blocks; a linear head."""
     return CNN(input_shape, num_classes, width, depth)

@@ -3,6 +3,7 @@ when it is read, and matched to the models of a bench before anything is measure
 from __future__ import annotations
 
 import math
+import shlex
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -16,14 +17,16 @@ MODEL_SUFFIXES = tuple(SUFFIXES)      # a table named like a model file: one per
 FILE_TABLES = " or ".join(f'"FILE{suffix}"' for suffix in MODEL_SUFFIXES)
 
 
-def load_budget(path) -> dict:
-    """Read and validate a budget file; every mistake is one ConfigError naming the file."""
+def load_budget(path, target=None) -> dict:
+    """Read and validate a budget file; every mistake is one ConfigError naming the file. ``target``:
+    the bundle or model file benched against it, which the hint of a missing file proposes it from."""
     path = Path(path)
     try:
         doc = parse_toml(path.read_bytes(), f"'{path}'", "budget", ConfigError)
     except FileNotFoundError:
-        raise ConfigError(f"budget file '{path}' not found",
-                          hint="propose one with: edgekd init-budget BUNDLE") from None
+        source = shlex.quote(str(target)) if target is not None else "BUNDLE"     # a sweep has none yet
+        hint = f"propose one with: edgekd init-budget {source} --out {shlex.quote(str(path))}"
+        raise ConfigError(f"budget file '{path}' not found", hint=hint) from None
     return validate_budget(doc, str(path))
 
 

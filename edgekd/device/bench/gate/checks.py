@@ -170,7 +170,7 @@ def bench_and_check(target, budget=None, baseline=None, repeat: int | None = Non
     if against is not None and baseline is not None:
         raise ConfigError(AGAINST_AND_BASELINE, hint=AGAINST_HINT)
     gated = budget is not None or baseline is not None or against is not None
-    budget = load_budget(budget) if budget is not None else {}
+    budget = load_budget(budget, target) if budget is not None else {}
     baseline = load_baseline(baseline) if baseline is not None else None
     repeat = repeat_or_default(repeat, against is not None)
 

@@ -3,8 +3,9 @@ the headroom of KEYS."""
 from __future__ import annotations
 
 import math
+import shlex
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from edgekd.core.bundle import refuse_overwriting_inputs
 from edgekd.core.compat import tomllib
@@ -25,8 +26,21 @@ def _outward(value: float, direction: str) -> float:
     return round((math.ceil if direction == "max" else math.floor)(value / step) * step, 10)
 
 
-def propose(result: Mapping[str, Any], source: str) -> str:
-    """A commented budget TOML: every measured value with the headroom of KEYS, per model file."""
+class Proposal(NamedTuple):
+    text: str           # the budget file's TOML
+    check: str          # the command that checks a bench against it
+
+
+def check_command(result: Mapping[str, Any], budget: str | Path) -> str:
+    """``edgekd bench TARGET --budget BUDGET`` in the user's own paths: the bundle (or model file) that
+    ``result`` benched, as it was given to bench, quoted for a shell."""
+    target = result.get("target", {}).get("path") or "BUNDLE"        # a hand-made bench.json may not say
+    return f"edgekd bench {shlex.quote(str(target))} --budget {shlex.quote(str(budget))}"
+
+
+def propose(result: Mapping[str, Any], source: str, budget: str | Path = "THIS_FILE") -> str:
+    """A commented budget TOML: every measured value with the headroom of KEYS, per model file;
+    ``budget`` the file it goes to, named in the command that checks against it."""
     ctx = Context(result, None)
     reps = result["settings"].get("repeat", 1)
     out = [f"# edgekd budget, proposed by `edgekd init-budget` from {source}",
@@ -38,7 +52,7 @@ def propose(result: Mapping[str, Any], source: str) -> str:
            "# accuracy −2 points, speed-up ×0.7). Tighten what matters for your device.",
            "# Tables: [student] / [teacher] hold limits for every model of that role, [\"FILE\"] for one",
            "# file (over its role's table), [baseline] the tolerances against --baseline previous-bench.json.",
-           "# Check with: edgekd bench BUNDLE --budget THIS_FILE [--baseline previous-bench.json]"]
+           f"# Check with: {check_command(result, budget)} [--baseline previous-bench.json]"]
     for m in result["models"]:
         out += ["", f"[\"{m['file']}\"]  # {m['role']}, {m['format']} {m['precision'] or ''}".rstrip()]
         for key in KEYS:
@@ -64,8 +78,9 @@ def _toml_number(v: float, kind: type) -> str:
     return str(math.ceil(v)) if kind is int else repr(float(v))
 
 
-def init_budget(source, out, force: bool = False, repeat: int | None = None, **bench_options) -> str:
-    """Propose a budget from a bench.json file, or from benching a bundle or model file now."""
+def init_budget(source, out, force: bool = False, repeat: int | None = None, **bench_options) -> Proposal:
+    """Propose a budget from a bench.json file, or from benching a bundle or model file now; write it
+    to ``out``."""
     out, source = Path(out), Path(source)
     refuse_existing(out, force, "budget file")
     refuse_overwriting_inputs([source], {"--out": out})
@@ -73,9 +88,9 @@ def init_budget(source, out, force: bool = False, repeat: int | None = None, **b
         result = check_for_proposal(read_bench(source), f"'{source}'")
     else:
         result = run_bench(source, out=False, repeat=repeat_or_default(repeat), **bench_options)
-    text = propose(result, str(source))
+    text = propose(result, str(source), out)
     validate_budget(tomllib.loads(text), "proposed budget")   # what we write must load back
     atomic_write_text(out, text)
-    return text
+    return Proposal(text, check_command(result, out))
 
 
