@@ -122,7 +122,7 @@ def remote_from(remote, remote_edgekd, remote_copy, remote_keep, ssh_config):
 @click.option("--baseline", type=click.Path(dir_okay=False), help="CI gate: check against a previous "
               "bench.json (size, accuracy, latency, memory; tolerances in the budget's [baseline]).")
 @click.option("--against", type=click.Path(), metavar="OLD_BUNDLE", help="CI gate: measure this older bundle in the "
-              "same run, pair by pair, and check against it (README 'The A/B latency rule').")
+              "same run, pair by pair, and check against it (docs/guides/ci.md, 'The A/B latency rule').")
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write the gate's checks as JUnit XML.")
 @click.option("--save-baseline", type=click.Path(dir_okay=False), help="Store this run as the next --baseline.")
 @remote_options

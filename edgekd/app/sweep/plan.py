@@ -121,7 +121,7 @@ def checked_budget(budget) -> dict | None:
     require_models(budget, files)
     if not any(limits_for(budget, m) for m in files if m["role"] == "student"):
         raise ConfigError("the budget sets no limit for a student file: the sweep could pick none",
-                          hint="add limits in [student] or [\"student.int8.tflite\"] (README 'The budget file')")
+                          hint="add limits in [student] or [\"student.int8.tflite\"] (docs/guides/ci.md, 'The budget file')")
     return budget
 
 

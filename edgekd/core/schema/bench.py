@@ -1,7 +1,7 @@
 """bench.json: the document ``edgekd bench`` writes and the report, ``init-budget`` and the CI gate
 read. Torch-free.
 
-The TypedDicts below are the document's shape, declared once (the README's bench.json section is
+The TypedDicts below are the document's shape, declared once (docs/reference/schemas.md's bench.json section is
 tested against them); :func:`from_json`, the one reader's check, is derived from them, and
 :func:`to_json` is the one writer's text. The keys a reader relies on (the gate's baseline checks)
 are the required ones (the ``_…Relied`` bases); every other declared key is checked for its type

@@ -1,4 +1,4 @@
-"""sweep.json: the document ``edgekd sweep`` writes (README: "edgekd sweep"). Torch-free.
+"""sweep.json: the document ``edgekd sweep`` writes (docs/guides/sweep.md). Torch-free.
 
 Only edgekd writes it and nothing of edgekd reads it back (a resumed sweep re-reads each student's
 own files); its shape is declared once, below, and :func:`to_json`, the writer's text, checks the

@@ -37,7 +37,7 @@ from edgekd.core.bundle import read_files
 
 #: the board's folder when --remote names none: relative, so under the remote user's home
 DEFAULT_FOLDER = "edgekd-bench"
-#: the README's one-line install on a board ("On the device")
+#: the one-line install on a board (docs/guides/board.md)
 INSTALL = 'pip install "edgekd[device]"'
 COPIES = ("auto", "rsync", "scp")
 _TARGET = re.compile(r"(?:(?P<user>[A-Za-z0-9_][A-Za-z0-9._-]*)@)?"
@@ -142,7 +142,7 @@ class Session:
         done = remote.run(script, "the first connection", check=False)
         if done.returncode == _NO_EDGEKD:
             raise RuntimeBackendError(f"'{remote.edgekd}' is not a command on '{remote.host}'",
-                                      hint=f"install edgekd there ({INSTALL}, README 'On the device') or pass "
+                                      hint=f"install edgekd there ({INSTALL}; docs/guides/board.md) or pass "
                                            "--remote-edgekd PATH")
         if done.returncode == _NO_FOLDER:
             raise ConfigError(f"cannot write the folder '{remote.folder}' on '{remote.host}': "

@@ -3,7 +3,7 @@
 Torch-free (the device side runs with numpy + a runtime). Every model is measured in its own fresh
 child process (:mod:`edgekd.device.bench.worker`), once per (threads, batch) setting; this process only
 verifies, orchestrates and reports. The result is the ``bench.json`` document
-(:mod:`edgekd.core.schema.bench`, documented in the README).
+(:mod:`edgekd.core.schema.bench`, documented in docs/reference/schemas.md).
 """
 from __future__ import annotations
 

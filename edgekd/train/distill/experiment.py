@@ -1,4 +1,4 @@
-"""The distillation experiment behind ``edgekd distill`` (README: "edgekd distill").
+"""The distillation experiment behind ``edgekd distill`` (docs/guides/distill.md).
 
 A stratified held-out test split first (``eval.npz``; nothing trains on it); then k folds on
 the rest, in each of which the trio (:mod:`.trio`) trains: the teacher on the whole training

@@ -4,7 +4,7 @@
 
 :data:`KEYS` (:mod:`.keys`) is the one table of budget keys. It drives the budget file's validation
 (:mod:`.budget`), the checks themselves (:mod:`.checks`), ``edgekd init-budget``'s commented TOML
-(:mod:`.proposal`) and the README's key table.
+(:mod:`.proposal`) and the CI guide's key table.
 
 A budget file has one table per role (``[student]``, ``[teacher]``: every model of that role),
 per model file (``["student.int8.tflite"]``: that file, over its role's table) and

@@ -1,6 +1,6 @@
 """The one table of budget keys, :data:`KEYS`, and what each key measures on one model. It drives
 the budget file's validation, the checks themselves, ``edgekd init-budget``'s commented TOML and
-the README's key table (:func:`keys_markdown`)."""
+the CI guide's key table (:func:`keys_markdown`)."""
 from __future__ import annotations
 
 import math
@@ -247,7 +247,7 @@ def _default_text(key: Key) -> str:
 
 
 def keys_markdown() -> str:
-    """The README's table of budget keys, from KEYS."""
+    """The CI guide's table of budget keys, from KEYS."""
     out = ["| key | table | type | passes when | unit | meaning | default |", "|---|---|---|---|---|---|---|"]
     for k in KEYS:
         where = "[baseline]" if k.section == BASELINE else ("[student], [\"FILE\"]" if k.vs_teacher
