@@ -49,6 +49,20 @@ def test_a_help_text_with_a_pipe_or_an_angle_bracket_stays_one_table_cell():
     assert docsgen._cell("a | b <RUN>\n  c [x>=1]") == "a \\| b &lt;RUN&gt; c \\[x&gt;=1\\]"
 
 
+def test_the_generated_schema_reference_holds_every_declared_field():
+    from edgekd.core.schema.bench import BenchDoc, Measurement
+    from edgekd.core.schema.cv import Document
+
+    text = docsgen.schemas_markdown()
+    assert [line for line in text.splitlines() if line.startswith("### ")] == [f"### {t}" for t in docsgen.DOCUMENTS]
+    bench = text[text.index("### bench.json"):text.index("### sweep.json")]
+    for key in BenchDoc.__annotations__:
+        assert f"| `{key}` |" in bench, key
+    for key in Measurement.__annotations__:                  # a shape inside a list inside a list
+        assert f"| `models[].measurements[].{key}` |" in bench, key
+    assert all(f"| `{key}` |" in text for key in Document.__annotations__)
+
+
 def test_the_benchmarks_index_names_every_rendered_section_and_its_script():
     import readme_section
 

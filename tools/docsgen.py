@@ -1,8 +1,10 @@
 """The documentation site's generated pages, as an MkDocs hook (mkdocs.yml names this file).
 
 A page holds ``<!-- generated: NAME -->`` where a generated part goes: ``commands`` (every command's
-usage, text and options, read from the click commands themselves, the text ``--help`` prints) and
-``benchmarks`` (every section a benchmark script renders from its record, found where it lives).
+usage, text and options, read from the click commands themselves, the text ``--help`` prints),
+``schemas`` (every field of every document, read off the TypedDicts and dataclasses its reader checks
+it against) and ``benchmarks`` (every section a benchmark script renders from its record, found where
+it lives).
 Generated at build time, so they cannot go stale; tests/test_docs.py checks what they hold.
 """
 from __future__ import annotations
@@ -98,7 +100,59 @@ def benchmarks_markdown(page_dir: Path = ROOT / "docs" / "benchmarks") -> str:
     return "\n".join(rows)
 
 
-GENERATED = {"commands": commands_markdown, "benchmarks": benchmarks_markdown}
+#: the documents edgekd writes, each as its schema module declares it (title → module, shape)
+DOCUMENTS = {"cv.json (run folder)": ("cv", "Document"), "model.json (each model of a run)": ("model", "ModelDoc"),
+             "manifest.json (bundle)": ("manifest", "Manifest"), "export.json (bundle)": ("export", "ExportReport"),
+             "bench.json": ("bench", "BenchDoc"), "sweep.json": ("sweep", "SweepDoc")}
+
+
+def _shapes(hint) -> list[type]:
+    """The declared shapes a hint holds: itself, or the shapes of a union (``X | None``, ``A | B``)."""
+    import typing
+
+    from edgekd.core.schema.fields import _is_shape, _unannotated
+
+    base = _unannotated(hint)
+    return [base] if _is_shape(base) else [a for a in typing.get_args(base) if _is_shape(_unannotated(a))]
+
+
+def _field_rows(shape: type, prefix: str) -> list[str]:
+    """One row per declared field of ``shape`` and of the shapes inside it (``a.b``, ``list[]``, ``map.*``)."""
+    import typing
+
+    from edgekd.core.schema.fields import _unannotated, describe, shape_keys
+
+    hints, required = shape_keys(shape)
+    rows = []
+    for key, hint in hints.items():
+        rows.append(f"| `{prefix}{key}` | {_cell(describe(hint))} | {'yes' if key in required else ''} |")
+        base, inner = _unannotated(hint), {}
+        args = typing.get_args(base)
+        if typing.get_origin(base) is list and args:
+            inner = {f"{prefix}{key}[].": _shapes(args[0])}
+        elif typing.get_origin(base) is dict and len(args) == 2:
+            inner = {f"{prefix}{key}.*.": _shapes(args[1])}
+        else:
+            inner = {f"{prefix}{key}.": _shapes(hint)}
+        for below, shapes in inner.items():
+            for kind in shapes:
+                rows += [row for row in _field_rows(kind, below) if row not in rows]
+    return rows
+
+
+def schemas_markdown() -> str:
+    """Every field of every document, read off its declaration (what the readers check)."""
+    import importlib
+
+    parts = []
+    for title, (module, name) in DOCUMENTS.items():
+        shape = getattr(importlib.import_module(f"edgekd.core.schema.{module}"), name)
+        parts.append("\n".join([f"### {title}", "", f"Declared by `edgekd.core.schema.{module}.{name}`.", "",
+                                 "| field | holds | required |", "|---|---|---|", *_field_rows(shape, "")]))
+    return "\n\n".join(parts)
+
+
+GENERATED = {"commands": commands_markdown, "benchmarks": benchmarks_markdown, "schemas": schemas_markdown}
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
