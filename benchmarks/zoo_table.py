@@ -84,7 +84,7 @@ def render(record: dict) -> str:
              "|---|---:|---:|---|---:|---:|---|---|---|"]
     lines += [table_row(name, record["rows"]) for name in ordered(variants())]
     lines += ["", f"p50: the fastest of the fp32 and int8 ONNX and TFLite files (`benchmarks/int8_speed.py`; its "
-              f"table under int8 speed gives every file), {record['threads']} thread, batch 1, random weights, on {m['cores']} cores "
+              f"[table on the int8 page](int8.md#int8-for-real-models) gives every file), {record['threads']} thread, batch 1, random weights, on {m['cores']} cores "
               f"({m['cpu']}). Full int8: the record holds the variant's int8 TFLite file, which the exporter makes "
               "only when input, output, weights and every feature map are int8."]
     return "\n".join(lines)

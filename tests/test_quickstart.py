@@ -47,6 +47,6 @@ def test_the_readme_quickstart_runs_as_written_on_a_folder_of_images(tmp_path):
     cv = json.loads((tmp_path / "runs" / "mine" / "cv.json").read_text())
     assert cv["config"]["data"] == "folder:photos" and cv["config"]["folds"] == 1
     assert (tmp_path / "runs" / "mine" / "bundle" / "student.int8.tflite").is_file()
-    assert (tmp_path / "budget.toml").is_file()
+    assert (tmp_path / "edgekd-budget.toml").is_file()
     predicted = [line for line in outputs[-1].splitlines() if "new_photos" in line]
     assert len(predicted) == 4 and sum("digit3" in line for line in predicted) >= 3, outputs[-1]
