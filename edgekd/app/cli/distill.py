@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from edgekd.app.cli.options import TRUST_CODE_OPTION, config_options
-from edgekd.train.config import load_config
 
 
 @click.command()
@@ -21,15 +20,14 @@ def distill(config_file, force, resume, quiet, as_json, trust_model_code, **opti
     """Train teacher, student (distilled) and simple model with k-fold CV; write a run folder."""
     from edgekd.app.render.distill import CachingProgress, DistillProgress, print_distill_summary
     from edgekd.train.distill import Experiment
-    from edgekd.train.distill.checks import resumed_config, staging_path
+    from edgekd.train.distill.checks import run_config, staging_path
 
-    cfg = load_config(config_file, trust_model_code, **options)
-    if resume and config_file is None:       # the interrupted run's own configuration, the options given over it
-        cfg = load_config(resumed_config(cfg.out), trust_model_code, **options)
+    cfg = run_config(config_file, trust_model_code, resume, **options)    # a resume: the run's own config
     try:
         with CachingProgress(enabled=not (quiet or as_json)) as caching:
             experiment = Experiment.prepare(cfg, resume=resume, force=force, progress=caching.report,
-                                            note=caching.note, trust_model_code=trust_model_code)
+                                            note=caching.note, trust_model_code=trust_model_code,
+                                            survey=caching.survey)
         main = experiment.ranks.is_main          # under torchrun only rank 0 speaks
         with DistillProgress(enabled=main and not (quiet or as_json), folds=cfg.folds) as progress:
             summary = experiment.run(progress.report)

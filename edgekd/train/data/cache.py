@@ -6,7 +6,8 @@ and ``meta.json`` (the key, the source's digest, the array's shape and dtype, an
 ``x.npy``). It is written under a temporary name and renamed whole, so a reader sees a finished
 entry or none. An entry whose record does not match — another digest of the source (it changed),
 a file cut short, an edited header, other bytes than it was written with — is rebuilt, never
-read. Deleting the cache folder, or any entry in it, is always safe.
+read. Beside the entries, ``<name>.json`` files keep small documents about a source (a folder's image
+sizes, for its summary), by the same rules. Deleting the cache folder, or any entry in it, is always safe.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from edgekd.core.errors import DataError
+from edgekd.core.fsutil import atomic_write_json
 
 FORMAT = 1
 CHUNK = 1 << 20         # bytes read at a time for the CRC: the page cache, not the process, holds the file
@@ -65,7 +67,7 @@ def _file_crc(path: Path) -> int:
 
 class DataCache:
     """The cache folder (default: ``default_cache_dir()``); ``progress(done, total)`` hears how far a
-    build is, ``note(text)`` why an entry was rebuilt."""
+    build is (``done`` 0 as its decoding starts), ``note(text)`` why an entry was rebuilt."""
 
     def __init__(self, folder: str | Path | None = None, progress: Progress | None = None,
                  note: Callable[[str], None] | None = None):
@@ -94,12 +96,33 @@ class DataCache:
             self.note(f"image cache '{entry}' {reason}: rebuilt")
         return self._build(entry, record, plan, fill)
 
+    def document(self, key: dict, digest: str, make: Callable[[], dict]) -> dict:
+        """A small JSON document about the source whose digest is ``digest`` (a folder's image sizes, read
+        from every header): kept as ``<entry>.json`` and read back while the source is unchanged and the
+        file is as it was written, else made again. A cache that cannot be written costs only the making."""
+        key = json.loads(json.dumps(key))
+        path = self.folder / f"{self.entry(key).name}.json"
+        record = {"format": FORMAT, "key": key, "source_digest": digest}
+        try:
+            kept = json.loads(path.read_text())
+            if {k: kept.get(k) for k in record} == record and kept.get("sha256") == _json_digest(kept.get("document")):
+                return kept["document"]
+        except (OSError, ValueError, AttributeError):      # none yet, or not one this cache wrote
+            pass
+        document = make()
+        try:
+            atomic_write_json(path, {**record, "document": document, "sha256": _json_digest(document)})
+        except OSError:          # an unwritable cache folder: the entries' own build says so
+            pass
+        return document
+
     def _build(self, entry: Path, record: dict, plan, fill) -> np.ndarray:
         shape, dtype = plan()
         stage = self._stage(entry)
         try:
             x = np.lib.format.open_memmap(stage / "x.npy", mode="w+", dtype=dtype, shape=shape)
             _reserve(stage / "x.npy")
+            self.progress(0, shape[0])       # the work starts: what could be refused cheaply was
             fill(x, self.progress)
             x.flush()
             del x
@@ -132,6 +155,10 @@ class DataCache:
             return Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".partial", dir=self.folder))
         except OSError as exc:
             raise _unwritable(self.folder, exc) from None
+
+
+def _json_digest(document) -> str:
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
 def _unwritable(folder: Path, exc: OSError) -> DataError:

@@ -3,6 +3,8 @@ array sources, both decoded once into the uint8 cache (:mod:`.cache`) and memory
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +31,7 @@ def load_folder(arg: str | None, images: ImageOptions = ImageOptions(), cache: D
     root = existing_path(arg, "folder", "folder")
     top = root.resolve()
     cache = cache or DataCache()
-    if not _has_test_folder(root):
+    if not has_test_folder(root):
         classes, x, y = _load_classes(root, top, images, cache)
         return Dataset(x, y, classes, f"folder:{root}", image=describe(x.shape[2:], x.shape[1], x.dtype))
     classes, x, y = _load_classes(root / "train", top, images, cache)
@@ -45,7 +47,7 @@ def load_folder(arg: str | None, images: ImageOptions = ImageOptions(), cache: D
                    image=describe(x.shape[2:], x.shape[1], x.dtype))
 
 
-def _has_test_folder(root: Path) -> bool:
+def has_test_folder(root: Path) -> bool:
     """``root`` holds exactly the folders ``train`` and ``test`` (and no class named so beside others)."""
     return sorted(p.name for p in root.iterdir() if p.is_dir()) == ["test", "train"]
 
@@ -54,30 +56,57 @@ def _load_classes(root: Path, top: Path, images: ImageOptions, cache: DataCache,
                   least: int = 2) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(class names, the uint8 cache's images, int64 class indices) of one folder of class folders
     inside ``top``, the resolved folder the user gave."""
-    classes, paths, targets = _listing(root, top, least)
+    listing = list_classes(root, top, least)
+    paths = listing.paths
     key = {"source": f"folder:{root.resolve()}", "size": images.size, "channels": images.channels}
     x = cache.load(key, stat_digest(paths, root), lambda: _plan(paths, images),
                    lambda out, progress: decode_images(paths, out, progress))
-    return classes, x, np.asarray(targets, np.int64)
+    return listing.classes, x, np.asarray(listing.targets, np.int64)
 
 
-def _listing(root: Path, top: Path, least: int = 2) -> tuple[list[str], list[Path], list[int]]:
-    """Class names, image paths and class indices; ``least`` classes needed (a test split may hold one).
+@dataclass
+class Listing:
+    """A folder of class folders as ``folder:`` reads it: class names, image paths and their class
+    indices, and the entries it passes over, counted by why (:func:`_passed_over`)."""
+    classes: list[str]
+    paths: list[Path]
+    targets: list[int]
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+def list_classes(root: Path, top: Path, least: int = 2) -> Listing:
+    """``root``'s class folders and their images; ``least`` classes needed (a test split may hold one).
     Every folder and image it names is inside ``top``: only a link can lead out, and each is checked."""
     inside_folder(root, top)
-    classes = sorted(inside_folder(p, top).name for p in root.iterdir() if p.is_dir())
+    entries = sorted(root.iterdir())
+    classes = [inside_folder(p, top).name for p in entries if p.is_dir()]
     if len(classes) < least:
         raise DataError(f"'{root}' needs at least {'two class sub-folders' if least == 2 else 'one class sub-folder'}, "
                         f"found {len(classes)}")
-    paths, targets = [], []
+    listing = Listing(classes, [], [], Counter("files beside the class folders" for p in entries if not p.is_dir()))
     for index, name in enumerate(classes):
-        named = [inside_folder(p, top) for p in sorted((root / name).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
-        found = [p for p in named if p.is_file()]
-        paths += found
-        targets += [index] * len(found)
-    if not paths:
+        for path in sorted((root / name).iterdir()):
+            why = _passed_over(path, top)
+            if why:
+                listing.skipped[why] += 1
+            else:
+                listing.paths.append(path)
+                listing.targets.append(index)
+    if not listing.paths:
         raise DataError(f"no images found under '{root}'", hint=f"supported: {', '.join(sorted(IMAGE_SUFFIXES))}")
-    return classes, paths, targets
+    return listing
+
+
+def _passed_over(path: Path, top: Path) -> str | None:
+    """Why ``path``, an entry of a class folder, is not read as an image; None when it is one."""
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES and inside_folder(path, top).is_file():
+        return None
+    if path.is_dir():
+        return "folders inside class folders (not read)"
+    if suffix not in IMAGE_SUFFIXES:
+        return f"{suffix} files" if suffix else "files without a suffix"
+    return "not regular files"
 
 
 def _plan(paths: list[Path], images: ImageOptions) -> tuple[tuple[int, ...], np.dtype]:

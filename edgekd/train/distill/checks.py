@@ -14,6 +14,7 @@ from edgekd.train.config import DistillConfig, load_config
 from edgekd.train.data import DataCache, Dataset, load_dataset
 from edgekd.train.data.cache import Progress
 from edgekd.train.data.split import withheld
+from edgekd.train.data.summary import FolderSummary, summarize_folder
 from edgekd.train.data.unlabelled import REST, TransferSet, load_transfer
 from edgekd.core.preprocess import imagenet_statistics
 from edgekd.core.errors import ConfigError, DataError, ModelError
@@ -109,10 +110,16 @@ def _differences(then: str, now: str) -> str:
                      for k in keys[:5]) + (f"; and {len(keys) - 5} more" if len(keys) > 5 else "")
 
 
-def load_data(cfg: DistillConfig, progress: Progress | None = None, note: Callable[[str], None] | None = None) -> Dataset:
+def load_data(cfg: DistillConfig, progress: Progress | None = None, note: Callable[[str], None] | None = None,
+              survey: Callable[[FolderSummary], None] | None = None) -> Dataset:
     """``cfg.data`` at ``--image-size``/``--channels``, decoded into the cache at ``cfg.cache_dir``;
-    ``progress(done, total)`` hears how far decoding is, ``note(text)`` why a cache entry was rebuilt."""
-    return load_dataset(cfg.data, cfg.label_column, cfg.image_options(), DataCache(cfg.cache_dir, progress, note))
+    ``progress(done, total)`` hears how far decoding is, ``note(text)`` why a cache entry was rebuilt,
+    ``survey(summary)`` what a ``folder:`` source holds, before any of it is decoded."""
+    cache = DataCache(cfg.cache_dir, progress, note)
+    name, _, arg = cfg.data.partition(":")
+    if survey is not None and name == "folder":
+        survey(summarize_folder(arg or None, cfg.image_options(), cache))
+    return load_dataset(cfg.data, cfg.label_column, cfg.image_options(), cache)
 
 
 def load_transfer_set(cfg: DistillConfig, data: Dataset, progress: Progress | None = None,

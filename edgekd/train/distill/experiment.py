@@ -20,6 +20,7 @@ from typing import Callable
 
 from edgekd.train.config import DistillConfig
 from edgekd.train.data.cache import Progress
+from edgekd.train.data.summary import FolderSummary
 from edgekd.train.data.split import folds as make_folds, holdout
 from edgekd.core.fsutil import OutputLock, atomic_write_text, staged_dir
 from edgekd.core.schema.cv import CONFIG_FILE, Document
@@ -60,13 +61,15 @@ class Experiment:
     @classmethod
     def prepare(cls, cfg: DistillConfig, resume: bool = False, force: bool = False,
                 progress: Progress | None = None, note: Callable[[str], None] | None = None,
-                share: TeacherShare | None = None, trust_model_code: bool = False) -> "Experiment":
-        """``progress``/``note``: what decoding images into the cache reports (``checks.load_data``);
-        ``share``: the teacher of a sweep, trained once for all its students; ``trust_model_code``:
-        a ``--teacher-from`` run whose model.json names code may run it (``modelfile.load_model``)."""
+                share: TeacherShare | None = None, trust_model_code: bool = False,
+                survey: Callable[[FolderSummary], None] | None = None) -> "Experiment":
+        """``progress``/``note``: what decoding images into the cache reports, ``survey``: a ``folder:``
+        source's summary, before that (``checks.load_data``); ``share``: the teacher of a sweep, trained
+        once for all its students; ``trust_model_code``: a ``--teacher-from`` run whose model.json names
+        code may run it (``modelfile.load_model``)."""
         cfg.validate()
         brought = load_teacher(cfg.teacher_from, trust_model_code) if cfg.teacher_from else None
-        data = load_data(cfg, progress, note)
+        data = load_data(cfg, progress, note, survey)
         check_data(cfg, data)
         arrays = holdout(data, cfg.test_fraction, cfg.seed)
         splits = make_folds(arrays[1], cfg.folds, cfg.test_fraction, cfg.seed, data.labels)

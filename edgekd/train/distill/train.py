@@ -164,7 +164,8 @@ def fit(model: nn.Module, x, y: torch.Tensor, settings: FitSettings, *,
     """Train ``model`` in place on ``x`` (a float32 tensor, or ``Samples`` standardised per batch)
     with the settings' optimizer and schedule; CE, or ``kd.loss`` when ``kd`` (the loss's own
     parameters train too). Under torchrun (``ranks``) every rank trains on its slice of each
-    batch through DDP. The step's mode is the interrupted run's, resumed, else chosen for ``model``."""
+    batch through DDP. The step's mode is the interrupted run's, resumed, else chosen for ``model``.
+    ``on_epoch`` hears each epoch's history record with the epoch's ``samples_per_second``."""
     # rank 0's choice for every rank: ranks on unlike hardware must still train alike
     mode = ranks.on_main(lambda: (checkpoint.mode(settings.device) if checkpoint else None)
                          or step_mode(model, settings.device, settings.precision, settings.memory_format))
@@ -206,8 +207,8 @@ def _train(model: nn.Module, x, y: torch.Tensor, settings: FitSettings, kd: KDTa
         if checkpoint:
             checkpoint.save(trainee, optimizer, epoch + 1, history, mode)
         epoch_seconds.append(time.perf_counter() - began)
-        if on_epoch:
-            on_epoch(record)
+        if on_epoch:       # its speed beside the record, not in the history: a resumed run repeats that exactly
+            on_epoch({**record, "samples_per_second": totals.samples / max(epoch_seconds[-1], 1e-9)})
     seconds = time.perf_counter() - started
     return FitResult(history, seconds, seen / seconds if seconds > 0 else 0.0, mode,
                      waited / seconds if seconds > 0 else 0.0, epoch_seconds)

@@ -260,7 +260,8 @@ class Trio:
         try:
             result = fit(model, *xy, settings, kd=kd, checkpoint=EpochCheckpoint(folder) if folder else None,
                          ranks=self.ranks,
-                         on_epoch=lambda record: self.log.reporter("epoch", split=split, role=role, record=record))
+                         on_epoch=lambda record: self.log.reporter("epoch", split=split, role=role, record=record,
+                                                                   epochs=settings.epochs))
         except NonFiniteLoss as exc:     # fit knows the epoch; which model and split is known here
             exc.message = f"{role} of {split}: {exc.message}"
             raise
