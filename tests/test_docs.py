@@ -1,5 +1,5 @@
-"""The documentation site: the generated command reference holds every option of every command, the
-strict build fails on a broken link (so `make test`'s build is a check, not a formality), and the
+"""The documentation site: the generated command reference holds every option of every command and is
+current (as are the other generated parts), the strict build fails on a broken link (so `make test`'s build is a check, not a formality), and the
 Python API is one import whose functions return their documents."""
 from __future__ import annotations
 
@@ -43,6 +43,19 @@ def test_every_option_of_every_command_is_in_the_generated_reference():
             elif isinstance(param, click.Argument):
                 assert param.human_readable_name.upper() in sections[f"edgekd {name}"].split("```")[1]
     assert "--debug" in sections["edgekd"]
+
+
+def test_the_generated_parts_of_the_pages_are_what_the_code_makes_now():
+    assert docsgen.stale_pages() == [], "run python tools/docsgen.py"
+    text = (ROOT / "docs" / "reference" / "cli.md").read_text()
+    assert docsgen.commands_markdown() in text and "--teacher-weights" in text
+
+
+def test_a_stale_generated_part_is_found_and_rewritten():
+    start, end = "<!-- generated:commands:start -->", "<!-- generated:commands:end -->"
+    for stale in (f"a\n{start}\n{end}\nb", f"a\n{start}\nold text\n{end}\nb"):
+        fresh = docsgen.rewritten(stale)
+        assert fresh == f"a\n{start}\n{docsgen.commands_markdown()}\n{end}\nb" and docsgen.rewritten(fresh) == fresh
 
 
 def test_a_help_text_with_a_pipe_or_an_angle_bracket_stays_one_table_cell():

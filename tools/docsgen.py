@@ -1,11 +1,12 @@
-"""The documentation site's generated pages, as an MkDocs hook (mkdocs.yml names this file).
+"""The documentation's generated parts: ``python tools/docsgen.py`` rewrites them, ``--check`` says
+which are stale (tests/test_docs.py runs it, as tests/test_readme.py checks the benchmark sections).
 
-A page holds ``<!-- generated: NAME -->`` where a generated part goes: ``commands`` (every command's
-usage, text and options, read from the click commands themselves, the text ``--help`` prints),
-``schemas`` (every field of every document, read off the TypedDicts and dataclasses its reader checks
-it against) and ``benchmarks`` (every section a benchmark script renders from its record, found where
-it lives).
-Generated at build time, so they cannot go stale; tests/test_docs.py checks what they hold.
+A page holds a generated part between ``<!-- generated:NAME:start -->`` and ``<!-- generated:NAME:end -->``:
+``commands`` (every command's usage, text and options, read from the click commands themselves, the
+text ``--help`` prints), ``schemas`` (every field of every document, read off the TypedDicts and
+dataclasses its reader checks it against) and ``benchmarks`` (every section a benchmark script
+renders from its record, found where it lives). Written into the pages, not made at build time, so
+they read the same on GitHub as on the site.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import click
 
 ROOT = Path(__file__).resolve().parents[1]
-PLACEHOLDER = re.compile(r"<!-- generated: (\w+) -->")
+GENERATED_PART = re.compile(r"(<!-- generated:(\w+):start -->\n)(.*?\n)?(<!-- generated:\2:end -->)", re.S)
 MARKER = re.compile(r"<!-- ([\w-]+):start -->")
 
 
@@ -155,6 +156,30 @@ def schemas_markdown() -> str:
 GENERATED = {"commands": commands_markdown, "benchmarks": benchmarks_markdown, "schemas": schemas_markdown}
 
 
-def on_page_markdown(markdown: str, page, config, files) -> str:
-    """MkDocs' hook: each placeholder replaced by its generated Markdown."""
-    return PLACEHOLDER.sub(lambda m: GENERATED[m.group(1)](), markdown)
+def rewritten(text: str) -> str:
+    """``text`` with each generated part made anew."""
+    return GENERATED_PART.sub(lambda m: m.group(1) + GENERATED[m.group(2)]() + "\n" + m.group(4), text)
+
+
+def stale_pages() -> list[Path]:
+    """The docs pages whose generated parts differ from what the code makes now."""
+    return [page for page in sorted((ROOT / "docs").rglob("*.md"))
+            if GENERATED_PART.search(text := page.read_text(encoding="utf-8")) and rewritten(text) != text]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only list the stale pages; exit 1 if there are any")
+    check = parser.parse_args(argv).check
+    stale = stale_pages()
+    for page in stale:
+        if not check:
+            page.write_text(rewritten(page.read_text(encoding="utf-8")), encoding="utf-8")
+        print(f"{'stale' if check else 'rewrote'}: {page.relative_to(ROOT)}")
+    return 1 if stale and check else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
