@@ -42,7 +42,7 @@ def _help_markdown(text: str) -> str:
 
 
 def command_markdown(name: str, command: click.Command, parent: click.Context) -> str:
-    ctx = click.Context(command, info_name=name, parent=parent)
+    ctx = click.Context(command, info_name=name, parent=parent, terminal_width=80)    # wrapped alike anywhere
     lines = [f"## `{ctx.command_path}`", "", "```", command.get_usage(ctx).removeprefix("Usage: "), "```", "",
              _help_markdown(command.help or ""), "", "| option | what it does |", "|---|---|"]
     for param in command.get_params(ctx):
@@ -56,7 +56,7 @@ def commands_markdown() -> str:
     """Every command of ``edgekd``, in the order ``edgekd --help`` lists them."""
     from edgekd.app.cli import cli
 
-    root = click.Context(cli, info_name="edgekd")
+    root = click.Context(cli, info_name="edgekd", terminal_width=80)
     top = [f"| `{r[0]}` | {_cell(r[1])} |" for p in cli.get_params(root) if (r := p.get_help_record(root))]
     parts = ["\n".join(["## `edgekd`", "", "Options before the command:", "", "| option | what it does |", "|---|---|",
                          *top])]
