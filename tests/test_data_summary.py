@@ -128,11 +128,13 @@ def test_a_header_that_cannot_be_read_is_refused_before_anything_is_said(tmp_pat
         summarize_folder(str(root), cache=DataCache(tmp_path / "cache"))
 
 
-def test_a_refusal_after_the_data_is_checked_is_still_one_line(tmp_path):
+@pytest.mark.parametrize("cached", [True, False], ids=["warm-cache", "cold-cache"])
+def test_a_refusal_after_the_data_is_checked_is_still_one_line(tmp_path, cached):
     """The summary waits for the decoding to start, or, with the images already in the cache, for every
-    input to pass: a refused --out is then its one error line alone."""
+    input to pass; an --out that is refused is refused before either: its one error line alone."""
     root = folder(tmp_path / "img", {"a": [(8, 8)] * 6, "b": [(8, 8)] * 6})
-    load_dataset(f"folder:{root}", images=ImageOptions((6, 6)), cache=DataCache(tmp_path / "cache"))
+    if cached:
+        load_dataset(f"folder:{root}", images=ImageOptions((6, 6)), cache=DataCache(tmp_path / "cache"))
     (tmp_path / "out").write_text("a file of the user's")
     result = run_cli_here("distill", "--data", f"folder:{root}", "--image-size", "6", "--folds", "2", "--cache-dir",
                           tmp_path / "cache", "--out", tmp_path / "out")

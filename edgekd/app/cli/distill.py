@@ -27,7 +27,7 @@ def distill(config_file, force, resume, quiet, as_json, trust_model_code, **opti
         with CachingProgress(enabled=not (quiet or as_json)) as caching:
             experiment = Experiment.prepare(cfg, resume=resume, force=force, progress=caching.report,
                                             note=caching.note, trust_model_code=trust_model_code,
-                                            survey=caching.survey)
+                                            survey=caching.survey if caching.enabled else None)
         main = experiment.ranks.is_main          # under torchrun only rank 0 speaks
         with DistillProgress(enabled=main and not (quiet or as_json), folds=cfg.folds) as progress:
             summary = experiment.run(progress.report)

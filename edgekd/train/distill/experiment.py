@@ -12,6 +12,7 @@ alone owns the run folder.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from edgekd.train.data.split import folds as make_folds, holdout
 from edgekd.core.fsutil import OutputLock, atomic_write_text, staged_dir
 from edgekd.core.schema.cv import CONFIG_FILE, Document
 from edgekd.train.distill.fastpath import require_native
-from edgekd.train.distill.checks import Inputs, check_data, check_models, check_rest, load_transfer_set, check_teacher_split, device as pick_device, load_data, staging_folder
+from edgekd.train.distill.checks import Inputs, check_data, check_output, check_models, check_rest, load_transfer_set, check_teacher_split, device as pick_device, load_data, staging_folder
 from edgekd.train.distill.distributed import Ranks, join
 from edgekd.train.distill.summary import write_summary
 from edgekd.train.distill.runfolder import summarize, write_run
@@ -69,6 +70,8 @@ class Experiment:
         code may run it (``modelfile.load_model``)."""
         cfg.validate()
         brought = load_teacher(cfg.teacher_from, trust_model_code) if cfg.teacher_from else None
+        if os.environ.get("RANK", "0") == "0":      # rank 0 alone owns the run folder (torchrun's RANK, as join reads it)
+            check_output(Path(cfg.out), resume, force)
         data = load_data(cfg, progress, note, survey)
         check_data(cfg, data)
         arrays = holdout(data, cfg.test_fraction, cfg.seed)
