@@ -5,7 +5,7 @@ The Python API, one function per command, each returning its document (:mod:`edg
     from edgekd import distill, export, bench, sweep, Predictor
 
     summary = distill(data="folder:photos", out="runs/mine", folds=1)   # cv.json
-    report = export("runs/mine", int8=True)                             # export.json (ExportReport)
+    report = export("runs/mine", int8=True)                             # export.json
     result = bench("runs/mine/bundle", threads=[1])                     # bench.json (torch-free)
     top5 = Predictor("runs/mine/bundle").predict("photo.jpg")           # edgekd predict (torch-free)
 

@@ -95,7 +95,7 @@ def bigger_bundle(demo_run, tmp_path_factory) -> Path:
     spec.update(arch=arch, parameters=count_parameters(model), macs=count_macs(model, shape))
     spec.pop("metrics", None)
     save_model(run / "student", model, {k: v for k, v in spec.items() if k not in ("schema_version", "format")})
-    return Path(edgekd.export(run, out=run / "bundle").bundle)
+    return Path(edgekd.export(run, out=run / "bundle")["bundle"])
 
 
 # -- end to end ----------------------------------------------------------------------------------

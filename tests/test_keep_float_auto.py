@@ -94,7 +94,7 @@ def test_layers_are_kept_float_worst_first_until_the_target_holds(demo_run, tmp_
     assert (tmp_path / "named" / "student.int8.tflite").read_bytes() == \
         (tmp_path / "auto" / "student.int8.tflite").read_bytes()
     console = Console(record=True, width=400)
-    print_export_summary(report.as_dict(), console)       # the API returns the typed report; the CLI renders its dict
+    print_export_summary(report, console)
     line = next(line for line in console.export_text().splitlines() if "--keep-float auto" in line)
     assert ("missed --max-int8-drop 0" in line) is (not auto["met"]) and f"{auto['drop_points']:.2f} pt" in line
 

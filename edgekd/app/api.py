@@ -14,14 +14,14 @@ if TYPE_CHECKING:
     from edgekd.app.sweep import SweepOptions
     from edgekd.core.schema.bench import BenchDoc
     from edgekd.core.schema.cv import Document as CVDoc
-    from edgekd.core.schema.export import ExportReport
+    from edgekd.train.distill.trio import Reporter
     from edgekd.core.schema.sweep import SweepDoc
 
 Where = str | Path        # a file or folder, as text or a Path
 
 
 def distill(config: Where | None = None, *, resume: bool = False, force: bool = False,
-            trust_model_code: bool = False, **options: Any) -> CVDoc:
+            trust_model_code: bool = False, reporter: Reporter | None = None, **options: Any) -> CVDoc:
     """Train the teacher, the distilled student and the labels-only simple model with k-fold CV, write
     the run folder ``out`` and return its ``cv.json`` document (``edgekd distill``).
 
@@ -29,28 +29,30 @@ def distill(config: Where | None = None, *, resume: bool = False, force: bool = 
     command's options over it, e.g. ``distill(data="folder:photos", out="runs/mine", folds=1,
     teacher="resnet8", student="mobilenetv3_small_050_s2")``. ``resume=True`` continues an
     interrupted run with its own configuration; ``force=True`` replaces an existing run folder;
-    ``trust_model_code=True`` lets a config name your own model code.
+    ``trust_model_code=True`` lets a config name your own model code; ``reporter(event, **info)``
+    hears the progress (``EpochLines(sys.stderr)`` from :mod:`edgekd.train.distill` prints a line per
+    epoch, as the command does in a CI log).
     """
     from edgekd.train.distill import run_experiment
     from edgekd.train.distill.checks import run_config
 
     cfg = run_config(config, trust_model_code, resume, **options)
-    return run_experiment(cfg, resume=resume, force=force, trust_model_code=trust_model_code)
+    return run_experiment(cfg, reporter, resume=resume, force=force, trust_model_code=trust_model_code)
 
 
-def export(run: Where, out: Where | None = None, *, force: bool = False, **options: Any) -> ExportReport:
+def export(run: Where, out: Where | None = None, *, force: bool = False, **options: Any) -> dict[str, Any]:
     """Export a run folder's models into a bundle folder (``out``, default ``RUN/bundle``) and return
-    its ``export.json`` report (``edgekd export``): every file with its size and its parity with
-    PyTorch in its own runtime.
+    its ``export.json`` document (``edgekd export``): every file with its size and its parity with
+    PyTorch in its own runtime. Its shape is the dataclass :class:`~edgekd.core.schema.export.ExportReport`
+    (``ExportReport.from_json(doc, "export")`` reads it as one).
 
     ``options``: :class:`~edgekd.exporters.run.ExportOptions`' fields, e.g. ``int8=True``,
     ``formats=["onnx", "tflite-int8"]``, ``roles=["student"]``, ``keep_float="auto"``,
     ``input="uint8"``.
     """
-    from edgekd.core.schema.export import ExportReport
     from edgekd.exporters import export_run
 
-    return ExportReport.from_json(export_run(run, out, force=force, **options), "export report")
+    return export_run(run, out, force=force, **options)
 
 
 def bench(target: Where, *, out: Where | None | bool = None, markdown: Where | None = None, plot: Where | None = None,
