@@ -116,6 +116,10 @@ def test_a_missing_budget_hint_proposes_it_from_the_bundle_given(tmp_path):
     bundle, budget = tmp_path / "runs" / "demo" / "bundle", tmp_path / "ci-budget.toml"
     with pytest.raises(ConfigError, match="not found") as info:
         gate.bench_and_check(bundle, budget)          # read before anything is measured
+    assert info.value.hint == f"propose one with: edgekd init-budget BUNDLE --out {budget}"   # no such bundle
+    bundle.mkdir(parents=True)
+    with pytest.raises(ConfigError, match="not found") as info:
+        gate.bench_and_check(bundle, budget)
     assert info.value.hint == f"propose one with: edgekd init-budget {bundle} --out {budget}"
 
 

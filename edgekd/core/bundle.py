@@ -23,6 +23,7 @@ import numpy as np
 
 from edgekd.core.errors import BundleError, ConfigError
 from edgekd.core.npzfile import read_arrays
+from edgekd.core.schema.cv import CV_FILE
 from edgekd.core.schema.jsonfile import read_json
 from edgekd.core.schema.manifest import MANIFEST, Manifest
 
@@ -101,7 +102,7 @@ def missing_bundle_hint(root: Path) -> str:
     """How to make the missing bundle ``root``: export the run folder it would sit in (distill's run,
     ``root`` its default bundle folder or another --out), else some run into it."""
     run = root.parent
-    if (run / "cv.json").is_file():
+    if (run / CV_FILE).is_file():
         out = "" if root.name == "bundle" else f" --out {shlex.quote(str(root))}"
         return f"the run '{run}' is not exported yet: edgekd export {shlex.quote(str(run))}{out}"
     return f"create it with: edgekd export RUN_DIR --out {shlex.quote(str(root))}"
@@ -112,8 +113,8 @@ def _bundle_hint(root: Path) -> str | None:
     inside it, or not exported yet)."""
     if (root / "bundle" / MANIFEST).is_file():
         return f"did you mean '{root / 'bundle'}'? (the bundle export wrote into this run folder)"
-    if (root / "cv.json").is_file():
-        return f"'{root}' is a run folder: export it first (edgekd export {root}), then use its bundle"
+    if (root / CV_FILE).is_file():
+        return f"'{root}' is a run folder: export it first (edgekd export {shlex.quote(str(root))}), then use its bundle"
     return None
 
 

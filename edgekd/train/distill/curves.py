@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from edgekd.core.errors import EdgeKDError
 from edgekd.core.fsutil import atomic_write_bytes
 from edgekd.device.bench.plots import png, require_matplotlib, suptitle
 
@@ -15,8 +16,13 @@ COLOURS = {"student": "tab:blue", "simple": "tab:orange", "teacher": "grey"}
 
 def plot_curves(path: Path, summary: Mapping[str, Any]) -> None:
     """curves.png where matplotlib is installed: plots are optional, report.md and cv.json carry the numbers."""
-    if importlib.util.find_spec("matplotlib") is not None:
-        atomic_write_bytes(path, png(curves_figure(summary)))
+    if importlib.util.find_spec("matplotlib") is None:
+        return
+    try:
+        figure = curves_figure(summary)
+    except EdgeKDError:         # matplotlib there but unusable: a finished run does not fail on its plot
+        return
+    atomic_write_bytes(path, png(figure))
 
 
 def curves_figure(summary: Mapping[str, Any]):

@@ -24,7 +24,8 @@ def load_budget(path, target=None) -> dict:
     try:
         doc = parse_toml(path.read_bytes(), f"'{path}'", "budget", ConfigError)
     except FileNotFoundError:
-        source = shlex.quote(str(target)) if target is not None else "BUNDLE"     # a sweep has none yet
+        # the bench's own target where it is there (a sweep has none yet, a mistyped one is not one)
+        source = shlex.quote(str(target)) if target is not None and Path(target).exists() else "BUNDLE"
         hint = f"propose one with: edgekd init-budget {source} --out {shlex.quote(str(path))}"
         raise ConfigError(f"budget file '{path}' not found", hint=hint) from None
     return validate_budget(doc, str(path))
