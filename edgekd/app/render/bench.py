@@ -87,10 +87,10 @@ class BenchProgress:
         self._task = None
 
     def __enter__(self):
-        if self.enabled:
+        console = Console(stderr=True)
+        if self.enabled and console.is_terminal:     # in a log a transient bar leaves only a blank line
             self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                      MofNCompleteColumn(), TimeElapsedColumn(),
-                                      console=Console(stderr=True), transient=True)
+                                      MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
             self._progress.__enter__()
         return self
 
