@@ -51,17 +51,11 @@ def device(name: str) -> str:
     return name
 
 
-def check_output(out: Path, resume: bool, force: bool) -> None:
-    """The run folder's refusals that need no lock, made before the data is read or summarised (a
-    refusal after the folder's summary was printed would not be the one line a mistake gets);
-    ``staging_folder`` makes them again under its lock."""
+def check_output(out: Path, force: bool) -> None:
+    """An existing run folder refused before the data is read or summarised (a refusal after the
+    folder's summary was printed would not be the one line a mistake gets); ``staging_folder`` makes
+    the run folder's other checks under its lock (a live run's lock comes first)."""
     refuse_existing(out, force, "run folder")
-    if not resume and not force and staging_path(out).exists():
-        raise _interrupted_run(staging_path(out))
-
-
-def _interrupted_run(stage: Path) -> ConfigError:
-    return ConfigError(f"an interrupted run exists at '{stage}'", hint="pass --resume to continue it, or --force to start over")
 
 
 def staging_folder(out: Path, resume: bool, force: bool, cfg: DistillConfig, locks: list) -> Path:
@@ -85,7 +79,8 @@ def _check_staging(out: Path, resume: bool, force: bool, cfg: DistillConfig) -> 
     stage = staging_path(out)
     if not resume:
         if stage.exists() and not force:
-            raise _interrupted_run(stage)
+            raise ConfigError(f"an interrupted run exists at '{stage}'",
+                              hint="pass --resume to continue it, or --force to start over")
         if stage.exists() or stage.is_symlink():
             refuse_foreign_folder(stage, "interrupted run")      # --force replaces only a run's own stage
             shutil.rmtree(stage)

@@ -70,8 +70,8 @@ class Experiment:
         code may run it (``modelfile.load_model``)."""
         cfg.validate()
         brought = load_teacher(cfg.teacher_from, trust_model_code) if cfg.teacher_from else None
-        if os.environ.get("RANK", "0") == "0":      # rank 0 alone owns the run folder (torchrun's RANK, as join reads it)
-            check_output(Path(cfg.out), resume, force)
+        if os.environ.get("WORLD_SIZE", "1") == "1":    # under torchrun rank 0 tells the others its verdicts (join)
+            check_output(Path(cfg.out), force)
         data = load_data(cfg, progress, note, survey)
         check_data(cfg, data)
         arrays = holdout(data, cfg.test_fraction, cfg.seed)
