@@ -63,11 +63,15 @@ def main() -> None:
     from readme_section import render_records, write_record
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--render", action="store_true", help="only re-render the README's section from the record")
+    ap.add_argument("--render", action="store_true",
+                    help="only re-render the docs section and redraw sweep_digits.png from the record")
     ap.add_argument("--out", default="runs/sweep_digits", help="the sweep folder")
     args = ap.parse_args()
     if args.render:
+        from edgekd.app.sweep.plot import sweep_png
+
         render_records({SECTION: RECORD}, render)
+        (RESULTS / "sweep_digits.png").write_bytes(sweep_png(json.loads(RECORD.read_text())["sweep"]))
         return
     load, started = os.getloadavg(), time.monotonic()
     result = subprocess.run(command(ROOT / args.out), capture_output=True, text=True, cwd=ROOT)
