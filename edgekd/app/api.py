@@ -2,8 +2,9 @@
 
 Each function takes the command's options as keywords (their names as in the command's ``--help``,
 with ``_`` for ``-``), checks them as the command does (one :class:`~edgekd.core.errors.EdgeKDError`
-for a mistake, never a half-written output), writes the same files and returns the same document,
-typed. Torch, onnx and the runtimes are imported when a function runs, not by ``import edgekd``.
+for a mistake, never a half-written output), writes the same files and returns the same document
+(annotated with its TypedDict where the schema declares one). Torch, onnx and the runtimes are
+imported when a function runs, not by ``import edgekd``.
 """
 from __future__ import annotations
 
