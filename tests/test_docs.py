@@ -61,6 +61,20 @@ def test_a_stale_generated_part_is_found_and_rewritten():
         assert fresh == f"a\n{start}\n{docsgen.commands_markdown()}\n{end}\nb" and docsgen.rewritten(fresh) == fresh
 
 
+def test_every_link_of_the_readme_leads_to_a_file_and_heading_that_exist():
+    """The strict build checks the site's links; the README is outside it, and links into it."""
+    import markdown
+    from pymdownx.slugs import slugify
+
+    links = re.findall(r"\]\(([^)#:]+)(?:#([^)]+))?\)", (ROOT / "README.md").read_text(encoding="utf-8"))
+    assert len(links) > 10
+    for path, anchor in links:
+        assert (ROOT / path).is_file(), path
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", (ROOT / path).read_text(encoding="utf-8"), re.M)
+            assert anchor in [slugify(case="lower")(markdown.markdown(h)[3:-4], "-") for h in headings], anchor
+
+
 def test_a_help_text_with_a_pipe_or_an_angle_bracket_stays_one_table_cell():
     assert docsgen._cell("a | b <RUN>\n  c [x>=1]") == "a \\| b &lt;RUN&gt; c \\[x&gt;=1\\]"
 
