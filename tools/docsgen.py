@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from pathlib import Path
 
 import click
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))      # the pages a rendered section may live in, one list
+import readme_section  # noqa: E402
 GENERATED_PART = re.compile(r"(<!-- generated:(\w+):start -->\n)(.*?\n)?(<!-- generated:\2:end -->)", re.S)
 MARKER = re.compile(r"<!-- ([\w-]+):start -->")
 
@@ -86,7 +89,7 @@ def benchmarks_markdown(page_dir: Path = ROOT / "docs" / "benchmarks") -> str:
     import os
 
     rows = ["| script | what it measures | where its table is |", "|---|---|---|"]
-    for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+    for page in readme_section.pages(ROOT):
         text = page.read_text(encoding="utf-8")
         for marker in MARKER.finditer(text):
             script = _script_of(marker.group(1))
